@@ -1,0 +1,16 @@
+"""tunelab: fine-tune pretrained networks on your own small data set, right and fast.
+
+    import tunelab
+    run = tunelab.fit("examples/default.yaml", overrides=["data.samples_per_class=20"])
+    print(run.metrics["test"]["accuracy"], run.dir)
+"""
+
+from tunelab.config import Config, load_config
+from tunelab.errors import ConfigError, DataError, ModelError, TunelabError
+from tunelab.runs import Run, load_run
+from tunelab.train import fit
+from tunelab.api import evaluate, predict, summary
+
+__all__ = ["fit", "evaluate", "predict", "summary", "load_run", "load_config", "Config", "Run",
+           "TunelabError", "ConfigError", "DataError", "ModelError"]
+__version__ = "0.1.0"

@@ -1,0 +1,126 @@
+"""Atomic checkpoints: tensors in safetensors, the training state as JSON in its metadata.
+
+One file per checkpoint is written to a temporary name, fsynced and renamed over the old one, so
+a kill at any moment leaves either the previous checkpoint or the new one, never half of each.
+A readable copy of the JSON state is written beside it (``last.json``) for people; resume reads
+the state from the safetensors file itself, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from tunelab.errors import ModelError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save(path: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any] | None = None) -> None:
+    """Write ``tensors`` (+ JSON ``state``) to ``path`` atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        save_file(clean, tmp, metadata={"tunelab_state": json.dumps(state or {})})
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and JSON state of a checkpoint written by :func:`save`."""
+    if not path.is_file():
+        raise ModelError(f"checkpoint {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:
+        raise ModelError(f"checkpoint {path} cannot be read ({e}); it is not a tunelab safetensors checkpoint") from None
+    return tensors, json.loads(meta.get("tunelab_state", "{}"))
+
+
+def load_model_state(model: nn.Module, sd: dict[str, torch.Tensor], source: str) -> None:
+    """Load a full model state dict, failing with the differing keys named."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items()
+              if k in sd and sd[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        lines = [f"{source} does not match the model built from the config:"]
+        for what, xs in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
+            if xs:
+                lines.append(f"  {what} ({len(xs)}): " + ", ".join(xs[:4]) + (" ..." if len(xs) > 4 else ""))
+        lines.append("  (was the checkpoint written with another backbone, head or number of classes?)")
+        raise ModelError("\n".join(lines))
+    model.load_state_dict(sd)
+
+
+# --- optimizer state <-> flat tensors + JSON -----------------------------------------------------
+
+
+def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"optim.{pid}.{k}"] = v
+            else:
+                scalars.setdefault(str(pid), {})[k] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    for pid, st in meta.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(st)
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

@@ -1,0 +1,114 @@
+"""``tunelab`` command line: parses arguments and calls the library function a Python user calls."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from tunelab.errors import TunelabError
+
+
+def _fit(a: argparse.Namespace) -> None:
+    from tunelab.train import fit
+
+    if a.resume is None and a.config is None:
+        raise TunelabError("tunelab fit: give a CONFIG file, or --resume RUN_DIR")
+    run = fit(a.config, overrides=a.set, resume=a.resume)
+    test = run.metrics.get("test") or run.metrics.get("val")
+    if test is not None:
+        which = "test" if "test" in run.metrics else "val"
+        print(f"\nfinal {which} accuracy: {test['accuracy']:.4f}  (macro-F1 {test['macro_f1']:.4f}, n={test['n']})")
+    print(f"run folder: {run.dir}")
+
+
+def _evaluate(a: argparse.Namespace) -> None:
+    from tunelab.api import evaluate
+    from tunelab.metrics import format_metrics, per_class_table
+
+    m = evaluate(a.run_dir, data=a.data)
+    if a.json:
+        print(json.dumps(m, indent=1))
+        return
+    print(per_class_table(m))
+    print(format_metrics(m))
+
+
+def _predict(a: argparse.Namespace) -> None:
+    from tunelab.api import predict
+
+    for p in predict(a.target, a.inputs, top_k=a.top_k):
+        print(p.path)
+        for name, prob in p.top:
+            print(f"  {prob:6.3f}  {name}")
+
+
+def _summary(a: argparse.Namespace) -> None:
+    from tunelab.api import summary
+
+    print(summary(a.config, a.set))
+
+
+def _models(a: argparse.Namespace) -> None:
+    from tunelab.backbones import list_backbones
+
+    infos = list_backbones(a.pattern, pretrained_only=a.pretrained)
+    offline = [i for i in infos if i.offline]
+    rows = offline if a.offline else infos
+    for i in rows:
+        print(f"{i.name:<50} {('offline: ' + i.offline) if i.offline else 'hub'}")
+    print(f"\n{len(infos)} models match '{a.pattern}'; usable offline now: {len(offline)}"
+          + (f" ({', '.join(i.name for i in offline)})" if offline and len(offline) <= 10 else ""))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tunelab", description="Fine-tune pretrained networks on your own data.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    f = sub.add_parser("fit", help="train per a YAML config; writes a run folder")
+    f.add_argument("config", nargs="?", help="YAML config file")
+    f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set stages.0.lr=3e-4 (repeatable)")
+    f.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run where it stopped")
+    f.set_defaults(func=_fit)
+
+    e = sub.add_parser("evaluate", help="metrics of a finished run")
+    e.add_argument("run_dir")
+    e.add_argument("--data", help="folder, CSV manifest or built-in name (default: the run's test set)")
+    e.add_argument("--json", action="store_true", help="print all metrics as JSON")
+    e.set_defaults(func=_evaluate)
+
+    pr = sub.add_parser("predict", help="top-k classes for images")
+    pr.add_argument("target", help="a run folder, or a config with model.num_classes: imagenet")
+    pr.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    pr.add_argument("--top-k", type=int, default=5)
+    pr.set_defaults(func=_predict)
+
+    s = sub.add_parser("summary", help="per-stage layer table of a config, without training")
+    s.add_argument("config")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    s.set_defaults(func=_summary)
+
+    m = sub.add_parser("models", help="list backbones and which are usable offline now")
+    m.add_argument("pattern", nargs="?", default="*", help="glob, e.g. '*efficientnet*'")
+    m.add_argument("--pretrained", action="store_true", help="only architectures with pretrained weights")
+    m.add_argument("--offline", action="store_true", help="only those usable offline now")
+    m.set_defaults(func=_models)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except TunelabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; continue with `tunelab fit --resume RUN_DIR`", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""Typed run configuration: YAML file first, then dotted ``--set`` overrides.
+
+Every section is a pydantic model with ``extra="forbid"``, so a misspelt key or a value of the
+wrong type fails before anything runs, with a message naming the key and what would be valid::
+
+    cfg = load_config("examples/default.yaml", overrides=["optim.lr=3e-4", "data.samples_per_class=10"])
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tunelab.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Where the images come from and how they are split."""
+
+    train: str = Field(
+        "fashion-mnist",
+        description="built-in data set name (fashion-mnist, digits), a folder with one subfolder "
+        "per class, or a CSV manifest with columns path,label",
+    )
+    test: str | None = Field(
+        "auto",
+        description="'auto' (the built-in data set's official test split, or none), a folder, a "
+        "CSV manifest, a built-in name, or null for no test set",
+    )
+    image_size: int = Field(64, ge=8, le=1024, description="working resolution; images are decoded once at it")
+    val_split: float = Field(0.2, ge=0.0, lt=1.0, description="stratified fraction held out for validation")
+    test_split: float = Field(0.0, ge=0.0, lt=1.0, description="stratified fraction held out as test when no test set is given")
+    samples_per_class: int | None = Field(None, ge=1, description="sub-sample the training split (few-shot runs)")
+    val_samples_per_class: int | None = Field(None, ge=1, description="cap the validation split per class")
+    test_samples_per_class: int | None = Field(None, ge=1, description="cap the test set per class")
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(256, ge=1)
+    augment: Literal["none", "flip"] = "flip"
+    on_bad_image: Literal["error", "skip"] = "error"
+    seed: int = 0
+
+
+class ModelConfig(_Section):
+    """The pretrained backbone and the new task head."""
+
+    backbone: str = "tf_efficientnet_lite0"
+    pretrained: bool = True
+    weights: str = Field(
+        "auto",
+        description="'auto' (packaged offline weights when installed, else the hub), 'hub', "
+        "'packaged', or a path to a .safetensors/.pth state dict",
+    )
+    num_classes: int | Literal["data", "imagenet"] = Field(
+        "data", description="'data' (one output per class found in the data), 'imagenet' (keep the pretrained classifier), or a number"
+    )
+    drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    head: "HeadConfig" = Field(default_factory=lambda: HeadConfig())
+
+
+class HiddenLayer(_Section):
+    units: int = Field(..., ge=1)
+    activation: Literal["relu", "gelu", "silu", "tanh", "none"] = "relu"
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout applied after this layer")
+    batch_norm: bool = False
+
+
+class HeadConfig(_Section):
+    """pooling -> dropout -> [dense -> (bn) -> activation -> dropout]* -> classifier."""
+
+    pooling: Literal["avg", "max", "avgmax", "catavgmax"] = "avg"
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the pooled features")
+    hidden: list[HiddenLayer] = Field(default_factory=list)
+
+
+ModelConfig.model_rebuild()
+
+# A trainable-set selector: "head", "backbone", "all", "none", {"last_blocks": N}, {"regex": "..."}.
+Selector = Union[Literal["head", "backbone", "all", "none"], dict[str, Union[int, str]]]
+
+
+class EarlyStopping(_Section):
+    metric: Literal["val_loss", "val_accuracy", "val_macro_f1"] = "val_loss"
+    patience: int = Field(3, ge=1)
+    min_delta: float = Field(0.0, ge=0.0)
+    restore_best: bool = True
+
+
+class StageConfig(_Section):
+    """One training stage: what is trainable, for how long, with which optimizer and schedule."""
+
+    name: str | None = None
+    train: list[Selector] = Field(default_factory=lambda: ["head"], description="what is trainable in this stage")
+    epochs: int = Field(5, ge=0)
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float | None = Field(None, gt=0, description="absolute learning rate")
+    lr_scale: float | None = Field(None, gt=0, description="learning rate as a multiple of the previous stage's")
+    weight_decay: float = Field(0.01, ge=0.0, description="decoupled; never applied to biases or normalisation weights")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
+    schedule: Literal["constant", "cosine", "onecycle"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0.0, description="linear warmup (cosine schedule)")
+    train_bn: bool = Field(False, description="BatchNorm in trainable parts updates its running statistics")
+    early_stopping: EarlyStopping | None = None
+
+    @field_validator("train", mode="before")
+    @classmethod
+    def _one_selector(cls, v: Any) -> Any:
+        return [v] if isinstance(v, (str, dict)) else v
+
+    @field_validator("train")
+    @classmethod
+    def _check_selectors(cls, v: list[Any]) -> list[Any]:
+        for sel in v:
+            if isinstance(sel, dict):
+                if len(sel) != 1 or next(iter(sel)) not in ("last_blocks", "regex"):
+                    raise ValueError(
+                        f"selector {sel!r} is not valid: use 'head', 'backbone', 'all', 'none', "
+                        "{last_blocks: N} or {regex: PATTERN}"
+                    )
+                key, val = next(iter(sel.items()))
+                if key == "last_blocks" and (not isinstance(val, int) or val < 0):
+                    raise ValueError(f"last_blocks must be a non-negative integer, got {val!r}")
+                if key == "regex" and not isinstance(val, str):
+                    raise ValueError(f"regex must be a string, got {val!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _lr_xor_scale(self) -> "StageConfig":
+        if self.lr is not None and self.lr_scale is not None:
+            raise ValueError("give either lr or lr_scale, not both")
+        return self
+
+
+def default_stages() -> list[StageConfig]:
+    """The default recipe: train the new head on the frozen backbone, then unfreeze the top blocks
+    at a tenth of the learning rate (small data overfits a fully unfrozen network quickly)."""
+    return [
+        StageConfig(name="head", train=["head"], epochs=8, lr=3e-3, schedule="cosine"),
+        StageConfig(name="finetune", train=["head", {"last_blocks": 6}], epochs=12, lr_scale=0.1,
+                    schedule="cosine", warmup_epochs=1),
+    ]
+
+
+class RunConfig(_Section):
+    """Where outputs go and how the run behaves."""
+
+    dir: str = "runs"
+    name: str | None = Field(None, description="run folder name; default: a timestamp")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(None, ge=1)
+    progress: bool = True
+
+
+class Config(_Section):
+    run: RunConfig = Field(default_factory=RunConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    stages: list[StageConfig] = Field(default_factory=default_stages)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _first_stage_has_lr(self) -> "Config":
+        if self.stages and self.stages[0].lr is None:
+            if self.stages[0].lr_scale is not None:
+                raise ValueError("stages.0: the first stage needs an absolute lr, not lr_scale")
+            self.stages[0].lr = 1e-3
+        return self
+
+    def stage_lrs(self) -> list[float]:
+        """Absolute learning rate of every stage, resolving lr_scale against the previous stage."""
+        lrs: list[float] = []
+        for st in self.stages:
+            if st.lr is not None:
+                lrs.append(st.lr)
+            else:
+                lrs.append(lrs[-1] * (st.lr_scale if st.lr_scale is not None else 1.0))
+        return lrs
+
+
+# ----------------------------------------------------------------------------------------------
+# loading, overrides, error messages
+
+
+def _parse_scalar(text: str) -> Any:
+    """Values in --set are YAML scalars/flow collections: 3e-4, true, null, [head, {last_blocks: 2}]."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply one ``key.sub=value`` override in place. List items are addressed by index (stages.1.lr)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. stages.0.lr=3e-4")
+    key, _, value = assignment.partition("=")
+    parts = key.strip().split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            node = _list_item(node, part, ".".join(parts[: i + 1]))
+        else:
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+    last = parts[-1]
+    if isinstance(node, list):
+        idx = int(last) if last.isdigit() else -1
+        _list_item(node, last, key)
+        node[idx] = _parse_scalar(value)
+    else:
+        node[last] = _parse_scalar(value)
+
+
+def _list_item(node: list[Any], part: str, path: str) -> Any:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"--set {path}: '{part}' is not an index of a list with {len(node)} items")
+    return node[int(part)]
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-", "literal[", "dict[")))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = f"unknown key '{e['loc'][-1]}'"
+            section = _section_at(e["loc"][:-1])
+            if section is not None:
+                valid = sorted(section.model_fields)
+                close = difflib.get_close_matches(str(e["loc"][-1]), valid, n=1)
+                msg += (f" (did you mean '{close[0]}'?)" if close else "") + f"; valid keys: {', '.join(valid)}"
+        elif "input" in e and e["type"] not in ("missing",):
+            msg += f" (got {e['input']!r})"
+        lines.append(f"  {loc or '<root>'}: {msg}")
+    return "\n".join(lines)
+
+
+def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        ann = field.annotation
+        candidates = [ann, *getattr(ann, "__args__", ())]
+        for c in candidates:
+            for cc in [c, *getattr(c, "__args__", ())]:
+                if isinstance(cc, type) and issubclass(cc, BaseModel):
+                    model = cc
+                    break
+            else:
+                continue
+            break
+        else:
+            return None
+    return model
+
+
+def build_config(raw: dict[str, Any] | None = None, overrides: list[str] | None = None, source: str = "config") -> Config:
+    """Validate a plain dict (plus ``key=value`` overrides) into a :class:`Config`."""
+    raw = dict(raw or {})
+    for ov in overrides or []:
+        apply_override(raw, ov)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config file (or start from defaults when ``path`` is None) and apply overrides."""
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p} is not valid YAML: {e}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of sections (run, data, model, stages)")
+        raw = loaded or {}
+        source = str(p)
+    return build_config(raw, overrides, source)
+
+
+def dump_config(cfg: Config) -> str:
+    """The fully resolved config as YAML; ``load_config`` reads it back to the same Config."""
+    data = cfg.model_dump(mode="json")
+    return yaml.safe_dump(data, sort_keys=False)

@@ -1,0 +1,156 @@
+"""Labelled image data: sources, stratified splits, few-shot sub-sampling, decode-once tensors.
+
+    splits = load_data(DataConfig(train="fashion-mnist", samples_per_class=20))
+    splits.train.images   # uint8 [N, 3, S, S], decoded once at the working resolution
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from tunelab.config import DataConfig
+from tunelab.data._decode import BadImage, decode_file
+from tunelab.data._sources import BUILTIN, BUILTIN_TEST_SPLIT, ArraySource, FileSource, open_source
+from tunelab.errors import DataError
+
+__all__ = ["ImageSet", "Splits", "load_data", "decode_file", "BadImage", "BUILTIN"]
+
+log = logging.getLogger("tunelab")
+
+
+@dataclass
+class ImageSet:
+    images: torch.Tensor  # uint8 [N, 3, S, S]
+    labels: torch.Tensor  # int64 [N]
+    items: list[str]  # file path (or source[index]) of each image, for reports and errors
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Splits:
+    classes: list[str]
+    train: ImageSet
+    val: ImageSet | None
+    test: ImageSet | None
+    skipped: list[str] = field(default_factory=list)
+
+    def count_table(self) -> str:
+        """Per-class image counts of every split, printed at the start of a run."""
+        sets = [("train", self.train), ("val", self.val), ("test", self.test)]
+        sets = [(n, s) for n, s in sets if s is not None]
+        counts = {n: np.bincount(s.labels.numpy(), minlength=len(self.classes)) for n, s in sets}
+        w = max(len(c) for c in self.classes + ["class"])
+        lines = [f"{'class':<{w}}" + "".join(f"  {n:>7}" for n, _ in sets)]
+        for i, c in enumerate(self.classes):
+            lines.append(f"{c:<{w}}" + "".join(f"  {counts[n][i]:>7}" for n, _ in sets))
+        lines.append(f"{'total':<{w}}" + "".join(f"  {len(s):>7}" for _, s in sets))
+        return "\n".join(lines)
+
+
+def _per_class(indices: np.ndarray, labels: np.ndarray, n: int | None, rng: np.random.Generator) -> np.ndarray:
+    """At most ``n`` randomly chosen indices of each class (all when ``n`` is None), sorted."""
+    if n is None:
+        return np.sort(indices)
+    keep = []
+    for c in np.unique(labels[indices]):
+        idx = indices[labels[indices] == c]
+        keep.append(rng.permutation(idx)[:n])
+    return np.sort(np.concatenate(keep)) if keep else indices[:0]
+
+
+def _stratified(indices: np.ndarray, labels: np.ndarray, frac: float, seed: int, what: str,
+                source: str, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``indices`` into (rest, held_out) with ``frac`` of every class held out."""
+    if frac <= 0:
+        return indices, indices[:0]
+    counts = np.bincount(labels[indices], minlength=len(classes))
+    too_few = [f"{classes[c]} ({counts[c]})" for c in range(len(classes)) if 0 < counts[c] < 2]
+    if too_few:
+        raise DataError(f"{source}: cannot hold out a stratified {what} split; classes with fewer than 2 images: "
+                        f"{', '.join(too_few)}. Add images or set data.{what}_split: 0")
+    try:
+        rest, held = train_test_split(indices, test_size=frac, stratify=labels[indices], random_state=seed)
+    except ValueError as e:
+        raise DataError(f"{source}: cannot make a stratified {what} split of {frac}: {e}") from None
+    return np.sort(rest), np.sort(held)
+
+
+def _remap(src: ArraySource | FileSource, classes: list[str], field_name: str) -> np.ndarray:
+    """Labels of ``src`` expressed as indices into the training classes."""
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = [c for c in src.classes if c not in index]
+    if unknown:
+        raise DataError(f"data.{field_name} ({src.name}) has classes not in the training data: {', '.join(unknown)}; "
+                        f"training classes: {', '.join(classes)}")
+    table = np.asarray([index[c] for c in src.classes], dtype=np.int64)
+    return table[src.labels]
+
+
+def _materialise(src: ArraySource | FileSource, idx: np.ndarray, labels: np.ndarray, cfg: DataConfig,
+                 skipped: list[str]) -> ImageSet:
+    images, kept, bad = src.load_many(idx, cfg.image_size, cfg.on_bad_image)
+    skipped += bad
+    return ImageSet(images, torch.from_numpy(labels[kept]), [src.describe(int(i)) for i in kept])
+
+
+def load_data(cfg: DataConfig) -> Splits:
+    """Open the sources named in ``cfg``, split, sub-sample, and decode what is used."""
+    train_src = open_source(cfg.train, "train", field="train")
+    classes = list(train_src.classes)
+    labels = train_src.labels
+    rng = np.random.default_rng(cfg.seed)
+    pool = np.arange(len(labels))
+
+    test_src: ArraySource | FileSource | None = None
+    if cfg.test == "auto":
+        if cfg.train in BUILTIN_TEST_SPLIT and cfg.test_split == 0:
+            test_src = open_source(cfg.train, "test", field="test")
+    elif cfg.test is not None:
+        test_src = open_source(cfg.test, "test", field="test")
+
+    test_idx = None
+    if test_src is None and cfg.test_split > 0:
+        pool, test_idx = _stratified(pool, labels, cfg.test_split, cfg.seed, "test", train_src.name, classes)
+    pool, val_idx = _stratified(pool, labels, cfg.val_split, cfg.seed + 1, "val", train_src.name, classes)
+
+    train_idx = _per_class(pool, labels, cfg.samples_per_class, rng)
+    val_idx = _per_class(val_idx, labels, cfg.val_samples_per_class, rng)
+
+    skipped: list[str] = []
+    train = _materialise(train_src, train_idx, labels, cfg, skipped)
+    if len(train) == 0:
+        raise DataError(f"{train_src.name}: no usable training images")
+    val = _materialise(train_src, val_idx, labels, cfg, skipped) if len(val_idx) else None
+    test = None
+    if test_src is not None:
+        t_labels = _remap(test_src, classes, "test")
+        t_idx = _per_class(np.arange(len(t_labels)), t_labels, cfg.test_samples_per_class, rng)
+        test = _materialise(test_src, t_idx, t_labels, cfg, skipped)
+    elif test_idx is not None:
+        test_idx = _per_class(test_idx, labels, cfg.test_samples_per_class, rng)
+        test = _materialise(train_src, test_idx, labels, cfg, skipped)
+    if skipped:
+        log.warning("skipped %d unreadable image(s) (data.on_bad_image: skip)", len(skipped))
+    return Splits(classes, train, val, test, skipped)
+
+
+def load_eval_set(spec: str, classes: list[str], cfg: DataConfig) -> ImageSet:
+    """A labelled set (built-in name, folder or manifest) to evaluate a trained model on, with its
+    labels mapped onto the model's classes."""
+    src = open_source(spec, "test", field="test")
+    labels = _remap(src, classes, "test")
+    idx = _per_class(np.arange(len(labels)), labels, cfg.test_samples_per_class, np.random.default_rng(cfg.seed))
+    skipped: list[str] = []
+    return _materialise(src, idx, labels, cfg, skipped)
+
+
+def count_classes(cfg: DataConfig) -> list[str]:
+    """Class names of the training source, without decoding any image."""
+    return list(open_source(cfg.train, "train", field="train").classes)

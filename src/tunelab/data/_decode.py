@@ -1,0 +1,55 @@
+"""Decode images once, at the working resolution, into uint8 CHW tensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+class BadImage(Exception):
+    """An image file that cannot be decoded; the message names the file."""
+
+
+def decode_file(path: str | Path, size: int) -> torch.Tensor:
+    """Open an image file, resize its shorter side to ``size``, centre-crop; uint8 [3, size, size].
+
+    JPEGs are decoded in draft mode (DCT scaling) when much larger than ``size``: several times
+    faster for camera photos, with no visible loss after the downscale.
+    """
+    try:
+        with Image.open(path) as im:
+            if im.format == "JPEG":
+                im.draft("RGB", (size, size))
+            im = im.convert("RGB")
+            w, h = im.size
+            scale = size / min(w, h)
+            nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+            im = im.resize((nw, nh), Image.BICUBIC, reducing_gap=3.0)
+            left, top = (nw - size) // 2, (nh - size) // 2
+            im = im.crop((left, top, left + size, top + size))
+            arr = np.asarray(im, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+        raise BadImage(f"cannot decode image {path}: {e}") from None
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def resize_array(images: np.ndarray, size: int) -> torch.Tensor:
+    """[N, H, W] (grey) or [N, H, W, 3] uint8/float array in 0-255 -> uint8 [N, 3, size, size]."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).float()
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    else:
+        x = x.permute(0, 3, 1, 2)
+    out = []
+    for chunk in x.split(2048):
+        if chunk.shape[-1] != size or chunk.shape[-2] != size:
+            chunk = F.interpolate(chunk, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        out.append(chunk.round().clamp(0, 255).to(torch.uint8))
+    y = torch.cat(out) if out else torch.empty(0, x.shape[1], size, size, dtype=torch.uint8)
+    return y.expand(-1, 3, -1, -1).contiguous() if y.shape[1] == 1 else y

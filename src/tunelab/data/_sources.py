@@ -1,0 +1,177 @@
+"""Data sources: labels are known without decoding, so splitting and sub-sampling happen first and
+only the images that are used get decoded."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import logging
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+import torch
+
+from tunelab.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file, resize_array
+from tunelab.errors import DataError
+
+log = logging.getLogger("tunelab")
+
+
+class Source(Protocol):
+    name: str
+    classes: list[str]
+    labels: np.ndarray  # int64 class index per item
+
+    def describe(self, i: int) -> str: ...  # a file path or "name[i]"
+
+    def load(self, indices: np.ndarray, size: int) -> torch.Tensor: ...  # raises BadImage per item via load_one
+
+
+class ArraySource:
+    """In-memory arrays (built-in data sets): decoding cannot fail."""
+
+    def __init__(self, name: str, images: np.ndarray, labels: np.ndarray, classes: list[str]) -> None:
+        self.name, self.images, self.labels, self.classes = name, images, labels.astype(np.int64), classes
+
+    def describe(self, i: int) -> str:
+        return f"{self.name}[{i}]"
+
+    def load_many(self, indices: np.ndarray, size: int, on_bad: str) -> tuple[torch.Tensor, np.ndarray, list[str]]:
+        return resize_array(self.images[indices], size), indices, []
+
+
+class FileSource:
+    """Image files with labels (a class-folder tree or a CSV manifest)."""
+
+    def __init__(self, name: str, paths: list[Path], labels: np.ndarray, classes: list[str]) -> None:
+        self.name, self.paths, self.labels, self.classes = name, paths, labels.astype(np.int64), classes
+
+    def describe(self, i: int) -> str:
+        return str(self.paths[i])
+
+    def load_many(self, indices: np.ndarray, size: int, on_bad: str) -> tuple[torch.Tensor, np.ndarray, list[str]]:
+        images, kept, skipped = [], [], []
+        for i in indices:
+            try:
+                images.append(decode_file(self.paths[i], size))
+                kept.append(i)
+            except BadImage as e:
+                if on_bad == "error":
+                    raise DataError(f"{e}. Fix or remove the file, or set data.on_bad_image: skip") from None
+                log.warning("skipping %s", e)
+                skipped.append(str(self.paths[i]))
+        x = torch.stack(images) if images else torch.empty(0, 3, size, size, dtype=torch.uint8)
+        return x, np.asarray(kept, dtype=np.int64), skipped
+
+
+# ---------------------------------------------------------------------------------------------
+# built-in data sets
+
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                         "Sneaker", "Bag", "Ankle boot"]
+FASHION_MNIST_DIRS = [Path("/usr/share/datasets/fashion-mnist")]
+
+
+def _read_idx(path: Path, offset: int) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        return np.frombuffer(f.read(), dtype=np.uint8, offset=offset)
+
+
+def fashion_mnist(split: str) -> ArraySource:
+    """Debian's dataset-fashion-mnist files, else torchvision's download into ~/.cache/tunelab."""
+    prefix = "train" if split == "train" else "t10k"
+    for d in FASHION_MNIST_DIRS:
+        img, lab = d / f"{prefix}-images-idx3-ubyte.gz", d / f"{prefix}-labels-idx1-ubyte.gz"
+        if img.is_file() and lab.is_file():
+            images = _read_idx(img, 16).reshape(-1, 28, 28)
+            labels = _read_idx(lab, 8)
+            return ArraySource(f"fashion-mnist:{split}", images, labels, FASHION_MNIST_CLASSES)
+    try:
+        from torchvision.datasets import FashionMNIST
+
+        ds = FashionMNIST(str(Path.home() / ".cache" / "tunelab"), train=split == "train", download=True)
+    except Exception as e:
+        raise DataError(
+            "fashion-mnist: the files are not in /usr/share/datasets/fashion-mnist and the download failed "
+            f"({e}). Install them with: sudo apt-get install dataset-fashion-mnist") from None
+    return ArraySource(f"fashion-mnist:{split}", ds.data.numpy(), ds.targets.numpy(), FASHION_MNIST_CLASSES)
+
+
+def digits(split: str) -> ArraySource:
+    """scikit-learn's bundled 8x8 digits (1797 images, no download); it has no official test split."""
+    from sklearn.datasets import load_digits
+
+    if split != "train":
+        raise DataError("digits has no official test split; set data.test_split: 0.2 (or similar) instead")
+    d = load_digits()
+    images = (d.images * (255.0 / 16.0)).round().astype(np.uint8)
+    return ArraySource("digits", images, d.target, [str(i) for i in range(10)])
+
+
+BUILTIN: dict[str, Callable[[str], ArraySource]] = {"fashion-mnist": fashion_mnist, "digits": digits}
+BUILTIN_TEST_SPLIT = {"fashion-mnist"}
+
+
+# ---------------------------------------------------------------------------------------------
+# folders and manifests
+
+
+def folder_source(root: Path) -> FileSource:
+    """``root/<class>/<image>``: one subfolder per class, class names sorted."""
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{root}: no class subfolders; expected {root}/<class name>/<image files>")
+    paths, labels = [], []
+    for ci, d in enumerate(class_dirs):
+        files = sorted(f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise DataError(f"class folder {d} has no image files ({', '.join(IMAGE_EXTENSIONS)}); "
+                            "add images or remove the folder")
+        paths += files
+        labels += [ci] * len(files)
+    return FileSource(str(root), paths, np.asarray(labels), [d.name for d in class_dirs])
+
+
+def manifest_source(csv_path: Path, classes: list[str] | None = None) -> FileSource:
+    """A CSV with a header and columns ``path,label``; relative paths are relative to the CSV."""
+    with open(csv_path, newline="") as f:
+        reader = csv.DictReader(f)
+        fields = reader.fieldnames or []
+        if "path" not in fields or "label" not in fields:
+            raise DataError(f"{csv_path}: the header must name columns 'path' and 'label' (found: {', '.join(fields) or 'none'})")
+        rows = list(reader)
+    if not rows:
+        raise DataError(f"{csv_path}: the manifest has no rows")
+    paths, names = [], []
+    for lineno, row in enumerate(rows, start=2):
+        label, path = (row.get("label") or "").strip(), (row.get("path") or "").strip()
+        if not path:
+            raise DataError(f"{csv_path}, line {lineno}: the path is empty")
+        if not label:
+            raise DataError(f"{csv_path}, line {lineno}: no label for {path}; every row needs path,label")
+        p = Path(path)
+        paths.append(p if p.is_absolute() else csv_path.parent / p)
+        names.append(label)
+    class_list = classes if classes is not None else sorted(set(names))
+    index = {c: i for i, c in enumerate(class_list)}
+    unknown = sorted(set(names) - set(index))
+    if unknown:
+        raise DataError(f"{csv_path}: labels {', '.join(unknown)} are not among the training classes "
+                        f"({', '.join(class_list)})")
+    return FileSource(str(csv_path), paths, np.asarray([index[n] for n in names]), class_list)
+
+
+def open_source(spec: str, split: str, *, field: str) -> ArraySource | FileSource:
+    """A built-in name, a class folder or a CSV manifest."""
+    if spec in BUILTIN:
+        return BUILTIN[spec](split)
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        return folder_source(p)
+    if p.is_file() and p.suffix.lower() == ".csv":
+        return manifest_source(p)
+    if p.exists():
+        raise DataError(f"data.{field}: {p} is neither a folder nor a .csv manifest")
+    raise DataError(f"data.{field}: '{spec}' does not exist; valid: a folder with one subfolder per class, "
+                    f"a CSV manifest (path,label), or a built-in data set ({', '.join(BUILTIN)})")

@@ -1,0 +1,17 @@
+"""Errors a user can act on. Each message names the file, key or value and what would be valid."""
+
+
+class TunelabError(Exception):
+    """Base class: the CLI prints these without a traceback."""
+
+
+class ConfigError(TunelabError, ValueError):
+    """A config key, value or override is not valid."""
+
+
+class DataError(TunelabError, ValueError):
+    """A data source, image file, class folder or manifest row is not usable."""
+
+
+class ModelError(TunelabError, ValueError):
+    """A backbone name, weights file or checkpoint does not fit."""

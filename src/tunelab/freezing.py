@@ -1,0 +1,135 @@
+"""Freezing by named groups, the BatchNorm policy, and the per-layer table.
+
+Selectors (used by stages and, later, by regularizers): ``"head"``, ``"backbone"``, ``"all"``,
+``"none"``, ``{"last_blocks": N}`` (the last N groups of timm's ``group_matcher``, so for
+EfficientNet a block is one MBConv block), ``{"regex": PATTERN}`` (searched in parameter names).
+
+BatchNorm policy: a BN layer whose parameters are frozen always runs in inference mode, so its
+running statistics never move; BN in trainable parts updates its statistics only when the stage
+says ``train_bn: true``. Any module whose parameters are all frozen runs in eval mode too (no
+dropout or drop-path inside frozen blocks).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from torch import nn
+
+from tunelab.errors import ConfigError
+
+
+def select(model: nn.Module, selectors: Sequence[Any], *, where: str = "train") -> set[str]:
+    """Parameter names matched by the union of ``selectors``; a selector matching nothing is an error."""
+    all_names = [n for n, _ in model.named_parameters()]
+    backbone_groups = [g for g in model.groups() if g[0].startswith("backbone.")]  # type: ignore[operator]
+    chosen: set[str] = set()
+    for sel in selectors:
+        if sel == "all":
+            names = set(all_names)
+        elif sel == "none":
+            names = set()
+        elif sel == "head":
+            names = {n for n in all_names if n.startswith("head.")}
+        elif sel == "backbone":
+            names = {n for n in all_names if n.startswith("backbone.")}
+        elif isinstance(sel, dict) and "last_blocks" in sel:
+            k = int(sel["last_blocks"])
+            if k > len(backbone_groups):
+                raise ConfigError(f"{where}: last_blocks: {k} but the backbone has {len(backbone_groups)} blocks "
+                                  f"({backbone_groups[0][0]} ... {backbone_groups[-1][0]}); use at most {len(backbone_groups)}")
+            names = {n for _, g in backbone_groups[len(backbone_groups) - k:] for n in g} if k else set()
+        elif isinstance(sel, dict) and "regex" in sel:
+            try:
+                pat = re.compile(str(sel["regex"]))
+            except re.error as e:
+                raise ConfigError(f"{where}: regex {sel['regex']!r} is not a valid regular expression: {e}") from None
+            names = {n for n in all_names if pat.search(n)}
+            if not names:
+                raise ConfigError(f"{where}: regex {sel['regex']!r} matches no parameter; names look like "
+                                  f"{all_names[0]}, {all_names[len(all_names) // 2]}, {all_names[-1]}")
+        else:
+            raise ConfigError(f"{where}: unknown selector {sel!r}; valid: head, backbone, all, none, "
+                              "{last_blocks: N}, {regex: PATTERN}")
+        chosen |= names
+    return chosen
+
+
+def set_trainable(model: nn.Module, names: set[str]) -> None:
+    for n, p in model.named_parameters():
+        p.requires_grad_(n in names)
+
+
+def _is_bn(m: nn.Module) -> bool:
+    return isinstance(m, nn.modules.batchnorm._BatchNorm)
+
+
+def set_train_mode(model: nn.Module, *, train_bn: bool) -> None:
+    """``model.train()``, then inference mode for frozen modules and (unless ``train_bn``) all BN."""
+    model.train()
+    _freeze_modes(model, train_bn)
+
+
+def _freeze_modes(module: nn.Module, train_bn: bool) -> None:
+    params = list(module.parameters(recurse=True))
+    if params and not any(p.requires_grad for p in params):
+        module.eval()
+        return
+    if _is_bn(module) and not train_bn:
+        module.eval()
+        return
+    for child in module.children():
+        _freeze_modes(child, train_bn)
+
+
+@dataclass
+class LayerRow:
+    name: str
+    params: int
+    trainable: str  # "yes", "no", "partly"
+    bn: str  # "train", "eval", "-"
+    lr: float | None
+
+
+def layer_rows(model: nn.Module, lr: float | None) -> list[LayerRow]:
+    """One row per named group; reflects the model's current requires_grad and module modes."""
+    params = dict(model.named_parameters())
+    modules = dict(model.named_modules())
+    rows = []
+    for label, names in model.groups():  # type: ignore[operator]
+        n_total = sum(params[n].numel() for n in names)
+        n_train = sum(params[n].numel() for n in names if params[n].requires_grad)
+        trainable = "yes" if n_train == n_total else ("no" if n_train == 0 else "partly")
+        owners = {n.rsplit(".", 1)[0] for n in names}
+        bns = [modules[o] for o in owners if o in modules and _is_bn(modules[o])]
+        if not bns:
+            bn = "-"
+        else:
+            modes = {"train" if m.training else "eval" for m in bns}
+            bn = modes.pop() if len(modes) == 1 else "mixed"
+        rows.append(LayerRow(label, n_total, trainable, bn, lr if n_train else None))
+    return rows
+
+
+def render_layer_table(rows: list[LayerRow], totals: tuple[int, int], title: str = "") -> str:
+    """Plain-text table like Keras ``summary(show_trainable=True)``, with totals."""
+    w = max([len(r.name) for r in rows] + [5])
+    lines = [title] if title else []
+    lines.append(f"{'layer':<{w}}  {'params':>10}  {'trainable':>9}  {'BN':>5}  {'lr':>9}")
+    lines.append("-" * (w + 42))
+    for r in rows:
+        lr = f"{r.lr:.2e}" if r.lr is not None else "-"
+        lines.append(f"{r.name:<{w}}  {r.params:>10,}  {r.trainable:>9}  {r.bn:>5}  {lr:>9}")
+    lines.append("-" * (w + 42))
+    trainable, frozen = totals
+    lines.append(f"total {trainable + frozen:,} parameters: {trainable:,} trainable, {frozen:,} frozen")
+    return "\n".join(lines)
+
+
+def param_totals(model: nn.Module) -> tuple[int, int]:
+    """(trainable, frozen) parameter counts."""
+    t = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    f = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    return t, f

@@ -1,0 +1,61 @@
+"""The new task head: pooling -> dropout -> hidden dense layers -> classifier, built from config.
+
+The two classic fine-tuning heads, as config::
+
+    # GAP -> Dense(1024, relu) -> Dropout(0.5) -> Dense(K)   (softmax is in the loss)
+    head: {pooling: avg, hidden: [{units: 1024, activation: relu, dropout: 0.5}]}
+    # GAP -> Dropout(0.5) -> Dense(128, relu) -> Dropout(0.5) -> Dense(K)
+    head: {pooling: avg, dropout: 0.5, hidden: [{units: 128, dropout: 0.5}]}
+"""
+
+from __future__ import annotations
+
+from timm.layers import SelectAdaptivePool2d
+from torch import nn
+
+from tunelab.config import HeadConfig
+
+_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "none": nn.Identity}
+
+
+class Head(nn.Module):
+    """Maps backbone features to class logits. ``pre_logits`` ends at the last hidden layer."""
+
+    def __init__(self, cfg: HeadConfig, in_features: int, num_classes: int, *, feature_map: bool) -> None:
+        super().__init__()
+        if feature_map:
+            self.pool: nn.Module = SelectAdaptivePool2d(pool_type=cfg.pooling, flatten=True)
+            width = in_features * self.pool.feat_mult()
+        else:  # the backbone pooled already (token models)
+            self.pool = nn.Identity()
+            width = in_features
+        self.drop = nn.Dropout(cfg.dropout) if cfg.dropout else nn.Identity()
+        layers: list[nn.Module] = []
+        for h in cfg.hidden:
+            layers.append(nn.Linear(width, h.units, bias=not h.batch_norm))
+            if h.batch_norm:
+                layers.append(nn.BatchNorm1d(h.units))
+            layers.append(_ACTIVATIONS[h.activation]())
+            if h.dropout:
+                layers.append(nn.Dropout(h.dropout))
+            width = h.units
+        self.hidden = nn.Sequential(*layers)
+        self.fc = nn.Linear(width, num_classes)
+        self.num_features = width
+
+    def pre_logits(self, x):  # type: ignore[no-untyped-def]
+        return self.hidden(self.drop(self.pool(x)))
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        return self.fc(self.pre_logits(x))
+
+
+class PretrainedHead(nn.Module):
+    """The backbone's own pretrained classifier, kept (``num_classes: imagenet``)."""
+
+    def __init__(self, classifier: nn.Module) -> None:
+        super().__init__()
+        self.fc = classifier
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        return self.fc(x)

@@ -1,0 +1,95 @@
+"""Run folders: creation, logging into them, and loading a finished run back.
+
+A run folder holds ``config.yaml`` (fully resolved), ``classes.json``, ``metrics.jsonl`` (one row
+per epoch), ``metrics.json`` (final metrics), ``model.safetensors`` (final weights),
+``checkpoints/{last,best}.safetensors`` and ``log.txt``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from tunelab.config import Config, load_config
+from tunelab.errors import ConfigError
+
+log = logging.getLogger("tunelab")
+
+
+@dataclass
+class Run:
+    """A trained run: its folder, config, model, class names, final metrics and per-epoch history."""
+
+    dir: Path
+    config: Config
+    model: Any  # TuneModel
+    classes: list[str]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def new_run_dir(cfg: Config) -> Path:
+    base = Path(cfg.run.dir)
+    name = cfg.run.name or time.strftime("%Y%m%d-%H%M%S")
+    d = base / name
+    i = 1
+    while d.exists() and any(d.iterdir()):
+        i += 1
+        d = base / f"{name}-{i}"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@contextlib.contextmanager
+def run_logging(run_dir: Path) -> Iterator[None]:
+    """Log INFO to stdout and everything to ``run_dir/log.txt`` for the duration of a run."""
+    log.setLevel(logging.INFO)
+    fh = logging.FileHandler(run_dir / "log.txt")
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(fh)
+    added_console = False
+    if not any(getattr(h, "_tunelab_console", False) for h in log.handlers):
+        sh = logging.StreamHandler(sys.stdout)
+        sh.setFormatter(logging.Formatter("%(message)s"))
+        sh._tunelab_console = True  # type: ignore[attr-defined]
+        log.addHandler(sh)
+        added_console = True
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(fh)
+        fh.close()
+        if added_console:
+            log.removeHandler(sh)
+
+
+def load_run(run_dir: str | Path, *, device: str = "cpu") -> Run:
+    """Rebuild a finished run's model from its config and final weights (no hub access needed)."""
+    import torch
+
+    from tunelab import checkpoint as ckpt
+    from tunelab.model import build_model
+
+    d = Path(run_dir)
+    if not (d / "config.yaml").is_file():
+        raise ConfigError(f"{d} is not a run folder (no config.yaml)")
+    cfg = load_config(d / "config.yaml")
+    classes = json.loads((d / "classes.json").read_text())
+    weights = d / "model.safetensors"
+    if not weights.is_file():
+        raise ConfigError(f"{d} has no model.safetensors: the run did not finish; continue it with "
+                          f"`tunelab fit --resume {d}`")
+    num = len(classes) if cfg.model.num_classes == "data" else cfg.model.num_classes
+    model = build_model(cfg.model.model_copy(update={"pretrained": False}), int(num))
+    tensors, _ = ckpt.load(weights)
+    ckpt.load_model_state(model, tensors, str(weights))
+    model.to(torch.device(device)).eval()
+    metrics = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").is_file() else {}
+    return Run(d, cfg, model, classes, metrics)

@@ -1,0 +1,443 @@
+"""The training loop: stages of (choose trainable groups -> fresh optimizer -> epochs), one
+explicit loop that reads top to bottom.
+
+    run = tunelab.fit("examples/default.yaml", overrides=["data.samples_per_class=20"])
+    run.metrics["test"]["accuracy"]
+
+Resume: after every epoch the full training state (weights, optimizer, scheduler, RNG, early
+stopping, position) goes into ``checkpoints/last.safetensors`` atomically; ``fit(resume=RUN_DIR)``
+rebuilds the model from the run's saved config and continues with the next epoch, giving the same
+result as a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from tunelab import checkpoint as ckpt
+from tunelab.config import Config, StageConfig, build_config, dump_config, load_config
+from tunelab.data import ImageSet, Splits, load_data
+from tunelab.errors import ConfigError, ModelError
+from tunelab.freezing import layer_rows, param_totals, render_layer_table, select, set_train_mode, set_trainable
+from tunelab.metrics import classification_metrics, format_metrics, per_class_table
+from tunelab.model import TuneModel, build_model
+from tunelab.runs import Run, new_run_dir, run_logging
+
+log = logging.getLogger("tunelab")
+
+HOOKS = ("on_stage_start", "on_epoch_end", "on_fit_end")
+Hook = Callable[..., None]
+
+
+# --- small pieces --------------------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("run.device: cuda was asked for but no CUDA device is available; use auto or cpu")
+    return torch.device(name)
+
+
+def make_optimizer(model: nn.Module, stage: StageConfig, lr: float) -> torch.optim.Optimizer:
+    """A fresh optimizer over the trainable parameters. Weight decay skips biases and norm weights
+    (every parameter with fewer than 2 dimensions): decaying them only hurts."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": stage.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]
+    if stage.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    if stage.optimizer == "adam":  # Adam's weight_decay is an L2 term in the gradient, not decoupled
+        return torch.optim.Adam(groups, lr=lr)
+    return torch.optim.SGD(groups, lr=lr, momentum=stage.momentum, nesterov=True)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, stage: StageConfig, lr: float, steps_per_epoch: int):  # type: ignore[no-untyped-def]
+    total = max(1, stage.epochs * steps_per_epoch)
+    if stage.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total)
+    warmup = min(int(round(stage.warmup_epochs * steps_per_epoch)), total - 1)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if stage.schedule == "constant":
+            return 1.0
+        t = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def augment_batch(x: torch.Tensor, mode: str, gen: torch.Generator | None = None) -> torch.Tensor:
+    """Per-sample random horizontal flip (``flip``); ``none`` leaves the batch as it is."""
+    if mode == "flip":
+        flip = torch.rand(x.shape[0], generator=gen) < 0.5
+        if flip.any():
+            x = x.clone()
+            x[flip] = x[flip].flip(-1)
+    return x
+
+
+@torch.inference_mode()
+def predict_logits(model: TuneModel, images: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+    """Logits for uint8 images, in eval mode, batch by batch; returned on the CPU."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = images[i: i + batch_size].to(device, non_blocking=True)
+        out.append(model(_to_memory_format(x)).float().cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, 0)
+
+
+def _to_memory_format(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
+
+
+def evaluate_set(model: TuneModel, data: ImageSet, classes: list[str], cfg: Config, device: torch.device,
+                 detailed: bool = False) -> dict[str, Any]:
+    logits = predict_logits(model, data.images, cfg.data.eval_batch_size, device)
+    return classification_metrics(logits, data.labels, classes, detailed=detailed)
+
+
+# --- early stopping ------------------------------------------------------------------------------
+
+
+@dataclass
+class Stopper:
+    """Tracks the best value of a validation metric within a stage."""
+
+    metric: str
+    mode: str  # "min" or "max"
+    patience: int | None
+    min_delta: float = 0.0
+    best: float | None = None
+    best_epoch: int = -1
+    bad_epochs: int = 0
+
+    def update(self, value: float, epoch: int) -> bool:
+        """Record ``value``; True when it is a new best."""
+        better = self.best is None or (value < self.best - self.min_delta if self.mode == "min"
+                                       else value > self.best + self.min_delta)
+        if better:
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+        else:
+            self.bad_epochs += 1
+        return better
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience is not None and self.bad_epochs >= self.patience
+
+    def state(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
+
+    def load(self, st: dict[str, Any]) -> None:
+        self.best, self.best_epoch, self.bad_epochs = st["best"], st["best_epoch"], st["bad_epochs"]
+
+
+def make_stopper(stage: StageConfig) -> Stopper:
+    es = stage.early_stopping
+    metric = es.metric if es else "val_loss"
+    return Stopper(metric, "min" if metric == "val_loss" else "max", es.patience if es else None,
+                   es.min_delta if es else 0.0)
+
+
+# --- RNG state for exact resume ------------------------------------------------------------------
+
+
+def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    np_state = np.random.get_state()
+    meta = {"numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]], "python": _py_state_to_json(random.getstate())}
+    return tensors, meta
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    n = meta["numpy"]
+    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), *n[2:]))
+    random.setstate(_py_state_from_json(meta["python"]))
+
+
+def _py_state_to_json(st: tuple[Any, ...]) -> list[Any]:
+    return [st[0], list(st[1]), st[2]]
+
+
+def _py_state_from_json(st: list[Any]) -> tuple[Any, ...]:
+    return (st[0], tuple(st[1]), st[2])
+
+
+# --- the trainer ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Position:
+    """Where a resumed run continues: the stage and the last completed epoch in it."""
+
+    stage: int = 0
+    epoch: int = -1
+    stopped: bool = False
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, run_dir: Path, splits: Splits, model: TuneModel, device: torch.device,
+                 hooks: dict[str, Hook]) -> None:
+        self.cfg, self.dir, self.splits, self.model, self.device, self.hooks = cfg, run_dir, splits, model, device, hooks
+        self.lrs = cfg.stage_lrs()
+        self.metrics_path = run_dir / "metrics.jsonl"
+        self.ckpt_dir = run_dir / "checkpoints"
+
+    # hooks are called by name; fit() has checked the names
+    def call(self, name: str, **kwargs: Any) -> None:
+        if name in self.hooks:
+            self.hooks[name](**kwargs)
+
+    def prepare_stage(self, si: int) -> tuple[torch.optim.Optimizer, Any, Stopper]:
+        stage, lr = self.cfg.stages[si], self.lrs[si]
+        names = select(self.model, stage.train, where=f"stages.{si}.train")
+        if not names:
+            raise ConfigError(f"stages.{si}.train selects no parameters ({stage.train}); nothing would train")
+        if stage.early_stopping is not None and self.splits.val is None:
+            raise ConfigError(f"stages.{si}.early_stopping needs a validation set; set data.val_split > 0")
+        set_trainable(self.model, names)
+        set_train_mode(self.model, train_bn=stage.train_bn)
+        opt = make_optimizer(self.model, stage, lr)
+        sched = make_scheduler(opt, stage, lr, self.steps_per_epoch)
+        title = f"stage {si + 1}/{len(self.cfg.stages)} '{stage.name or si}': {stage.epochs} epochs, " \
+                f"{stage.optimizer} lr {lr:.2e}, {stage.schedule} schedule, BN {'trains' if stage.train_bn else 'frozen'}"
+        log.info("\n" + render_layer_table(layer_rows(self.model, lr), param_totals(self.model), title))
+        return opt, sched, make_stopper(stage)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.splits.train) / self.cfg.data.batch_size)
+
+    def epoch_order(self, si: int, epoch: int) -> torch.Tensor:
+        """The shuffle of one epoch depends only on (seed, stage, epoch): identical after a resume."""
+        g = torch.Generator().manual_seed(self.cfg.run.seed * 1_000_003 + si * 1009 + epoch)
+        return torch.randperm(len(self.splits.train), generator=g)
+
+    def train_epoch(self, si: int, epoch: int, opt: torch.optim.Optimizer, sched: Any) -> dict[str, float]:
+        stage, data, bs = self.cfg.stages[si], self.splits.train, self.cfg.data.batch_size
+        set_train_mode(self.model, train_bn=stage.train_bn)
+        order = self.epoch_order(si, epoch)
+        total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
+        bar = tqdm(range(0, len(order), bs), desc=f"stage {si + 1}/{len(self.cfg.stages)} epoch {epoch + 1}/{stage.epochs}",
+                   disable=not self.cfg.run.progress, leave=False, file=sys.stderr, unit="batch")
+        for start in bar:
+            idx = order[start: start + bs]
+            x = augment_batch(data.images[idx], self.cfg.data.augment).to(self.device, non_blocking=True)
+            y = data.labels[idx].to(self.device, non_blocking=True)
+            logits = self.model(_to_memory_format(x))
+            loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            n = len(idx)
+            total_loss += loss.item() * n
+            correct += int((logits.argmax(1) == y).sum())
+            seen += n
+            bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+        secs = time.perf_counter() - t0
+        return {"train_loss": total_loss / seen, "train_accuracy": correct / seen, "seconds": secs,
+                "img_per_s": seen / secs, "lr": opt.param_groups[0]["lr"]}
+
+    def save_last(self, si: int, epoch: int, opt: torch.optim.Optimizer, sched: Any, stopper: Stopper,
+                  stopped: bool) -> None:
+        o_tensors, o_meta = ckpt.optimizer_to_flat(opt)
+        r_tensors, r_meta = rng_state()
+        tensors = {**{f"model.{k}": v for k, v in self.model.state_dict().items()}, **o_tensors, **r_tensors}
+        state = {"stage": si, "epoch": epoch, "stopped": stopped, "stopper": stopper.state(), "optimizer": o_meta,
+                 "scheduler": sched.state_dict(), "rng": r_meta}
+        ckpt.save(self.ckpt_dir / "last.safetensors", tensors, state)
+        ckpt.atomic_write_text(self.ckpt_dir / "last.json",
+                               json.dumps({k: state[k] for k in ("stage", "epoch", "stopped", "stopper")}, indent=1))
+
+    def save_best(self, si: int, epoch: int, stopper: Stopper) -> None:
+        ckpt.save(self.ckpt_dir / "best.safetensors", self.model.state_dict(),
+                  {"stage": si, "epoch": epoch, "metric": stopper.metric, "value": stopper.best})
+
+    def run_stage(self, si: int, pos: _Position) -> None:
+        stage = self.cfg.stages[si]
+        opt, sched, stopper = self.prepare_stage(si)
+        self.call("on_stage_start", trainer=self, stage=si)
+        first_epoch, stopped = 0, False
+        if pos.stage == si and pos.epoch >= 0:  # resuming inside this stage
+            ckpt.optimizer_from_flat(opt, pos.tensors, pos.state["optimizer"])
+            sched.load_state_dict(pos.state["scheduler"])
+            stopper.load(pos.state["stopper"])
+            set_rng_state(pos.tensors, pos.state["rng"])
+            first_epoch, stopped = pos.epoch + 1, pos.stopped
+            log.info("resuming stage %d at epoch %d", si + 1, first_epoch + 1)
+        for epoch in range(first_epoch, stage.epochs):
+            if stopped:
+                break
+            row: dict[str, Any] = {"stage": si, "stage_name": stage.name, "epoch": epoch}
+            row.update(self.train_epoch(si, epoch, opt, sched))
+            if self.splits.val is not None:
+                vm = evaluate_set(self.model, self.splits.val, self.splits.classes, self.cfg, self.device)
+                row.update({"val_loss": vm["loss"], "val_accuracy": vm["accuracy"], "val_macro_f1": vm["macro_f1"]})
+                if stopper.update(row[stopper.metric], epoch):
+                    self.save_best(si, epoch, stopper)
+                stopped = stopper.should_stop
+            with open(self.metrics_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            self.save_last(si, epoch, opt, sched, stopper, stopped)
+            log.info(_epoch_line(row, stage.epochs))
+            self.call("on_epoch_end", trainer=self, stage=si, epoch=epoch, metrics=row)
+        if stopped:
+            log.info("early stopping in stage %d: %s did not improve for %d epochs (best %.4f at epoch %d)",
+                     si + 1, stopper.metric, stopper.patience, stopper.best, stopper.best_epoch + 1)
+        if stage.early_stopping is not None and stage.early_stopping.restore_best and stopper.best_epoch >= 0:
+            tensors, _ = ckpt.load(self.ckpt_dir / "best.safetensors")
+            self.model.load_state_dict(tensors)
+            log.info("restored the best weights of stage %d (epoch %d, %s %.4f)", si + 1, stopper.best_epoch + 1,
+                     stopper.metric, stopper.best)
+
+
+def _epoch_line(row: dict[str, Any], epochs: int) -> str:
+    s = f"stage {row['stage'] + 1} epoch {row['epoch'] + 1}/{epochs}: train loss {row['train_loss']:.4f} " \
+        f"acc {row['train_accuracy']:.4f}"
+    if "val_loss" in row:
+        s += f" | val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}"
+    return s + f" | {row['seconds']:.1f} s, {row['img_per_s']:.0f} img/s, lr {row['lr']:.2e}"
+
+
+def _check_hooks(hooks: dict[str, Hook] | None) -> dict[str, Hook]:
+    hooks = dict(hooks or {})
+    unknown = [k for k in hooks if k not in HOOKS]
+    if unknown:
+        raise ConfigError(f"unknown hook name(s) {', '.join(unknown)}; valid: {', '.join(HOOKS)}")
+    return hooks
+
+
+def _read_resume(run_dir: Path) -> tuple[Config, _Position]:
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise ConfigError(f"--resume {run_dir}: not a run folder (no config.yaml)")
+    cfg = load_config(cfg_path)
+    last = run_dir / "checkpoints" / "last.safetensors"
+    if not last.is_file():  # killed before the first epoch ended: start over in the same folder
+        return cfg, _Position()
+    tensors, state = ckpt.load(last)
+    return cfg, _Position(state["stage"], state["epoch"], state["stopped"], tensors, state)
+
+
+def _truncate_metrics(path: Path, pos: _Position) -> None:
+    """Drop metric rows written after the checkpoint a resume starts from."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines()
+            if line.strip() and (json.loads(line)["stage"], json.loads(line)["epoch"]) <= (pos.stage, pos.epoch)]
+    ckpt.atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+
+def fit(config: Config | str | Path | dict[str, Any] | None = None, *, overrides: list[str] | None = None,
+        resume: str | Path | None = None, hooks: dict[str, Hook] | None = None) -> Run:
+    """Train per the config's stages and evaluate; returns the :class:`Run` (metrics, model, folder).
+
+    ``config`` is a :class:`Config`, a YAML path, a dict, or None for the defaults. ``resume`` is a
+    run folder of an interrupted run; its saved config is used.
+    """
+    hooks = _check_hooks(hooks)
+    pos = _Position()
+    if resume is not None:
+        run_dir = Path(resume)
+        cfg, pos = _read_resume(run_dir)
+    else:
+        if isinstance(config, Config):
+            cfg = config.model_copy(deep=True)
+        elif isinstance(config, dict):
+            cfg = build_config(config, overrides)
+        else:
+            cfg = load_config(config, overrides)
+        run_dir = new_run_dir(cfg)
+        ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    with run_logging(run_dir):
+        return _fit(cfg, run_dir, pos, hooks)
+
+
+def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook]) -> Run:
+    t_start = time.perf_counter()
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    seed_everything(cfg.run.seed)
+    device = pick_device(cfg.run.device)
+    log.info("run folder: %s", run_dir)
+    splits = load_data(cfg.data)
+    log.info("data: %d classes\n%s", len(splits.classes), splits.count_table())
+    num_classes = len(splits.classes) if cfg.model.num_classes == "data" else cfg.model.num_classes
+    if cfg.model.num_classes == "imagenet":
+        raise ConfigError("model.num_classes: imagenet keeps the pretrained classifier, which cannot be fine-tuned "
+                          "on this data; use 'data' (one output per class found) for fit")
+    if isinstance(num_classes, int) and num_classes < len(splits.classes):
+        raise ConfigError(f"model.num_classes: {num_classes} but the data has {len(splits.classes)} classes")
+    model = build_model(cfg.model, int(num_classes))
+    log.info("backbone %s (weights: %s)", cfg.model.backbone, model.backbone.source)
+    model.to(device=device, memory_format=torch.channels_last)
+    ckpt.atomic_write_text(run_dir / "classes.json", json.dumps(splits.classes, indent=1))
+
+    if pos.tensors:
+        ckpt.load_model_state(model, {k[6:]: v for k, v in pos.tensors.items() if k.startswith("model.")},
+                              f"{run_dir}/checkpoints/last.safetensors")
+    _truncate_metrics(run_dir / "metrics.jsonl", pos)
+
+    trainer = Trainer(cfg, run_dir, splits, model, device, hooks)
+    for si in range(pos.stage, len(cfg.stages)):
+        trainer.run_stage(si, pos)
+
+    model.eval()
+    ckpt.save(run_dir / "model.safetensors", model.state_dict(), {"backbone": cfg.model.backbone})
+    final: dict[str, Any] = {"skipped_images": splits.skipped, "n_train": len(splits.train),
+                             "seconds": time.perf_counter() - t_start}
+    for name, data in (("val", splits.val), ("test", splits.test)):
+        if data is not None:
+            final[name] = evaluate_set(model, data, splits.classes, cfg, device, detailed=True)
+    ckpt.atomic_write_text(run_dir / "metrics.json", json.dumps(final, indent=1))
+    if "test" in final:
+        log.info("per-class test metrics:\n%s", per_class_table(final["test"]))
+    for name in ("val", "test"):
+        if name in final:
+            log.info("%s: %s", name, format_metrics(final[name]))
+    if splits.skipped:
+        log.info("skipped %d unreadable images (listed in metrics.json)", len(splits.skipped))
+    trainer.call("on_fit_end", trainer=trainer, metrics=final)
+    history = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()] \
+        if (run_dir / "metrics.jsonl").is_file() else []
+    return Run(run_dir, cfg, model, splits.classes, final, history)
