@@ -15,7 +15,7 @@ from tunelab.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file
 from tunelab.errors import ConfigError, DataError
 from tunelab.freezing import layer_rows, param_totals, render_layer_table, select, set_train_mode, set_trainable
 from tunelab.metrics import classification_metrics
-from tunelab.model import TuneModel, build_model
+from tunelab.model import TuneModel, build_model, place
 from tunelab.runs import Run, load_run
 from tunelab.train import predict_logits
 
@@ -61,7 +61,7 @@ def _model_for(target: str | Path) -> tuple[TuneModel, list[str], Config]:
     if cfg.model.num_classes != "imagenet":
         raise ConfigError(f"{p}: predicting from a config needs model.num_classes: imagenet (the pretrained "
                           "classifier); for a fine-tuned model pass its run folder")
-    model = build_model(cfg.model, 1000).eval()
+    model = place(build_model(cfg.model, 1000), "cpu").eval()
     return model, _imagenet_classes(), cfg
 
 

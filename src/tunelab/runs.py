@@ -75,7 +75,7 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> Run:
     import torch
 
     from tunelab import checkpoint as ckpt
-    from tunelab.model import build_model
+    from tunelab.model import build_model, place
 
     d = Path(run_dir)
     if not (d / "config.yaml").is_file():
@@ -90,6 +90,6 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> Run:
     model = build_model(cfg.model.model_copy(update={"pretrained": False}), int(num))
     tensors, _ = ckpt.load(weights)
     ckpt.load_model_state(model, tensors, str(weights))
-    model.to(torch.device(device)).eval()
+    place(model, device).eval()
     metrics = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").is_file() else {}
     return Run(d, cfg, model, classes, metrics)

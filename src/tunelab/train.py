@@ -34,7 +34,7 @@ from tunelab.data import ImageSet, Splits, load_data
 from tunelab.errors import ConfigError, ModelError
 from tunelab.freezing import layer_rows, param_totals, render_layer_table, select, set_train_mode, set_trainable
 from tunelab.metrics import classification_metrics, format_metrics, per_class_table
-from tunelab.model import TuneModel, build_model
+from tunelab.model import TuneModel, build_model, place
 from tunelab.runs import Run, new_run_dir, run_logging
 
 log = logging.getLogger("tunelab")
@@ -410,7 +410,7 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook]) -> 
         raise ConfigError(f"model.num_classes: {num_classes} but the data has {len(splits.classes)} classes")
     model = build_model(cfg.model, int(num_classes))
     log.info("backbone %s (weights: %s)", cfg.model.backbone, model.backbone.source)
-    model.to(device=device, memory_format=torch.channels_last)
+    place(model, device)
     ckpt.atomic_write_text(run_dir / "classes.json", json.dumps(splits.classes, indent=1))
 
     if pos.tensors:

@@ -1,0 +1,145 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import tunelab
+from tunelab import checkpoint as ckpt
+from tunelab.errors import ConfigError, ModelError
+from tunelab.train import make_optimizer
+
+
+def test_fit_writes_a_complete_run_folder(tiny_cfg):
+    run = tunelab.fit(tiny_cfg)
+    d = run.dir
+    for name in ("config.yaml", "classes.json", "metrics.jsonl", "metrics.json", "model.safetensors", "log.txt",
+                 "checkpoints/last.safetensors", "checkpoints/last.json", "checkpoints/best.safetensors"):
+        assert (d / name).is_file(), name
+    rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["epoch"]) for r in rows] == [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2)]
+    test = run.metrics["test"]
+    assert set(test) >= {"accuracy", "macro_f1", "per_class", "confusion_matrix", "loss"}
+    assert len(test["confusion_matrix"]) == 10 and sum(map(sum, test["confusion_matrix"])) == test["n"]
+    # the saved config reloads to the same config
+    assert tunelab.load_config(d / "config.yaml") == run.config
+    # reloaded model gives the same predictions
+    again = tunelab.load_run(d)
+    x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    run.model.eval()
+    with torch.no_grad():
+        assert torch.equal(again.model(x), run.model(x))
+
+
+def test_stage_lr_scale_resolves_against_previous_stage(tiny_cfg):
+    cfg = tunelab.load_config(None, [])
+    assert cfg.stage_lrs()[1] == pytest.approx(cfg.stage_lrs()[0] * 0.1)
+
+
+def test_weight_decay_skips_biases_and_norm_weights(tiny_cfg):
+    run = tunelab.fit({**tiny_cfg, "stages": [{"train": "all", "epochs": 0, "lr": 1e-3}]})
+    opt = make_optimizer(run.model, run.config.stages[0], 1e-3)
+    for g in opt.param_groups:
+        dims = {p.ndim for p in g["params"]}
+        assert (g["weight_decay"] == 0.0) == (dims == {1})
+
+
+def test_unknown_hook_name_is_an_error(tiny_cfg):
+    with pytest.raises(ConfigError, match="on_epoch_ends.*valid: on_stage_start"):
+        tunelab.fit(tiny_cfg, hooks={"on_epoch_ends": lambda **k: None})
+
+
+def test_early_stopping_stops_and_restores_best(tiny_cfg):
+    tiny_cfg["stages"] = [{"train": "all", "epochs": 30, "lr": 0.5, "optimizer": "sgd",
+                           "early_stopping": {"metric": "val_loss", "patience": 2}}]
+    run = tunelab.fit(tiny_cfg)
+    rows = run.history
+    assert len(rows) < 30
+    best = min(r["val_loss"] for r in rows)
+    assert run.metrics["val"]["loss"] == pytest.approx(best, rel=1e-5)
+
+
+def test_early_stopping_without_validation_set_is_an_error(tiny_cfg):
+    tiny_cfg["data"]["val_split"] = 0.0
+    tiny_cfg["stages"] = [{"train": "head", "epochs": 2, "lr": 1e-3, "early_stopping": {"patience": 1}}]
+    with pytest.raises(ConfigError, match="stages.0.early_stopping needs a validation set"):
+        tunelab.fit(tiny_cfg)
+
+
+def test_checkpoint_written_for_other_config_is_rejected(tiny_cfg, tmp_path):
+    run = tunelab.fit({**tiny_cfg, "stages": [{"train": "head", "epochs": 1, "lr": 1e-3}]})
+    cfg = run.config.model_copy(deep=True)
+    # the same folder, but the config now asks for a different head
+    text = (run.dir / "config.yaml").read_text().replace("hidden: []", "hidden:\n    - units: 16")
+    (run.dir / "config.yaml").write_text(text)
+    with pytest.raises(ModelError, match=r"model.safetensors does not match the model built from the config"):
+        tunelab.load_run(run.dir)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "c.safetensors"
+    ckpt.save(path, {"w": torch.ones(3)}, {"epoch": 1})
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt.os, "replace", boom)
+    with pytest.raises(OSError):
+        ckpt.save(path, {"w": torch.zeros(3)}, {"epoch": 2})
+    tensors, state = ckpt.load(path)
+    assert state == {"epoch": 1} and torch.equal(tensors["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]  # no temp file left behind
+
+
+def _fit_cmd(config: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "tunelab", "fit", str(config), *extra]
+
+
+def test_sigkill_mid_stage_two_then_resume_matches_uninterrupted_run(tiny_cfg, tmp_path):
+    """Acceptance: kill -9 during stage 2, `fit --resume`, same final metrics as a clean run."""
+    import yaml
+
+    tiny_cfg["stages"][1]["epochs"] = 12
+    tiny_cfg["model"]["head"] = {"dropout": 0.3}  # dropout draws from the RNG: resume must restore it
+    cfg_path = tmp_path / "cfg.yaml"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    tiny_cfg["run"]["name"] = "clean"
+    cfg_path.write_text(yaml.safe_dump(tiny_cfg))
+    subprocess.run(_fit_cmd(cfg_path), check=True, env=env, capture_output=True)
+    clean = json.loads((tmp_path / "runs" / "clean" / "metrics.json").read_text())
+
+    tiny_cfg["run"]["name"] = "killed"
+    cfg_path.write_text(yaml.safe_dump(tiny_cfg))
+    run_dir = tmp_path / "runs" / "killed"
+    proc = subprocess.Popen(_fit_cmd(cfg_path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    killed_at = None
+    while time.time() < deadline and proc.poll() is None:
+        metrics = run_dir / "metrics.jsonl"
+        if metrics.is_file():
+            rows = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+            if any(r["stage"] == 1 and r["epoch"] >= 2 for r in rows):
+                proc.send_signal(signal.SIGKILL)
+                killed_at = rows[-1]
+                break
+        time.sleep(0.02)
+    proc.wait()
+    assert killed_at is not None, "the run finished before it could be killed"
+    assert not (run_dir / "metrics.json").exists()
+
+    out = subprocess.run([sys.executable, "-m", "tunelab", "fit", "--resume", str(run_dir)], env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "resuming stage 2" in out.stdout
+    resumed = json.loads((run_dir / "metrics.json").read_text())
+    for split in ("val", "test"):
+        assert abs(resumed[split]["accuracy"] - clean[split]["accuracy"]) <= 1e-6
+        assert resumed[split]["loss"] == pytest.approx(clean[split]["loss"], abs=1e-5)
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["epoch"]) for r in rows] == [(0, 0), (0, 1)] + [(1, e) for e in range(12)]
