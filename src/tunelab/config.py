@@ -192,9 +192,15 @@ class Config(_Section):
 def _parse_scalar(text: str) -> Any:
     """Values in --set are YAML scalars/flow collections: 3e-4, true, null, [head, {last_blocks: 2}]."""
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):  # YAML 1.1 reads 3e-4 as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def apply_override(raw: dict[str, Any], assignment: str) -> None:
@@ -269,13 +275,26 @@ def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
 def build_config(raw: dict[str, Any] | None = None, overrides: list[str] | None = None, source: str = "config") -> Config:
     """Validate a plain dict (plus ``key=value`` overrides) into a :class:`Config`."""
-    raw = dict(raw or {})
-    for ov in overrides or []:
-        apply_override(raw, ov)
     try:
-        return Config.model_validate(raw)
+        cfg = Config.model_validate(dict(raw or {}))
+        if not overrides:
+            return cfg
+        # overrides apply to the resolved config, so defaults (e.g. the default stages) can be addressed
+        resolved = cfg.model_dump(mode="json")
+        for ov in overrides:
+            apply_override(resolved, ov)
+            _clear_other_lr(resolved, ov)
+        return Config.model_validate(resolved)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def _clear_other_lr(resolved: dict[str, Any], assignment: str) -> None:
+    """``--set stages.1.lr=X`` replaces that stage's lr_scale (and vice versa) instead of clashing."""
+    parts = assignment.partition("=")[0].strip().split(".")
+    if len(parts) == 3 and parts[0] == "stages" and parts[2] in ("lr", "lr_scale"):
+        other = "lr_scale" if parts[2] == "lr" else "lr"
+        resolved["stages"][int(parts[1])][other] = None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

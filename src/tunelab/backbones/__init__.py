@@ -186,10 +186,11 @@ def create_backbone(name: str, *, pretrained: bool = True, weights: str = "auto"
         bb = Backbone(model, pools=True, source=source)
         bb.classifier = classifier  # type: ignore[assignment]  # taken over by the head
         return bb
-    model.reset_classifier(0, global_pool="")
-    pools = _returns_tokens(model)
-    if pools:  # token models pool themselves (cls token / mean of tokens)
+    pools = _returns_tokens(model)  # token models pool themselves (cls token / mean of tokens)
+    if pools:
         model.reset_classifier(0)
+    else:  # CNNs return the feature map; the head pools it
+        model.reset_classifier(0, global_pool="")
     return Backbone(model, pools=pools, source=source)
 
 

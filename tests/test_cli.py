@@ -1,0 +1,99 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import tunelab
+from tunelab.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def tiny_run(tiny_cfg):
+    tiny_cfg["stages"] = [{"train": "head", "epochs": 1, "lr": 1e-2}]
+    return tunelab.fit(tiny_cfg)
+
+
+def test_fit_prints_accuracy_and_run_folder(tiny_cfg, tmp_path, capsys):
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(tiny_cfg))
+    assert main(["fit", str(p), "--set", "stages.1.epochs=1", "--set", "run.name=cli"]) == 0
+    out = capsys.readouterr().out
+    assert "final test accuracy:" in out and f"run folder: {tmp_path / 'runs' / 'cli'}" in out
+    saved = yaml.safe_load((tmp_path / "runs" / "cli" / "config.yaml").read_text())
+    assert saved["stages"][1]["epochs"] == 1
+
+
+def test_bad_config_key_exits_2_with_message(tmp_path, capsys):
+    p = tmp_path / "c.yaml"
+    p.write_text("model:\n  backbon: resnet18\n")
+    assert main(["fit", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert "model.backbon: unknown key 'backbon' (did you mean 'backbone'?)" in err
+
+
+def test_summary_prints_a_table_per_stage(tiny_cfg, tmp_path, capsys):
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(tiny_cfg))
+    assert main(["summary", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("trainable") >= 2 and "stage 1/2 'head'" in out and "stage 2/2 'top'" in out
+    assert "backbone.stem" in out and "head.fc" in out and "frozen" in out
+
+
+def test_evaluate_on_own_test_set_and_on_a_folder(tiny_run, tmp_path, capsys):
+    assert main(["evaluate", str(tiny_run.dir), "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["accuracy"] == pytest.approx(tiny_run.metrics["test"]["accuracy"])
+    assert m["n"] == tiny_run.metrics["test"]["n"]
+
+
+def test_predict_from_run_folder_prints_topk(tiny_run, tmp_path, capsys):
+    from PIL import Image
+    import numpy as np
+
+    img = tmp_path / "x.png"
+    Image.fromarray(np.zeros((12, 12), dtype=np.uint8)).save(img)
+    assert main(["predict", str(tiny_run.dir), str(img), "--top-k", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == str(img) and len(lines) == 4
+    assert sum(float(x.split()[0]) for x in lines[1:]) <= 1.0 + 1e-6
+
+
+def test_predict_missing_input(tiny_run, capsys):
+    assert main(["predict", str(tiny_run.dir), "/no/such.png"]) == 2
+    assert "/no/such.png does not exist" in capsys.readouterr().err
+
+
+def test_evaluate_unfinished_run_says_resume(tiny_cfg, tmp_path, capsys):
+    d = tmp_path / "half"
+    d.mkdir()
+    (d / "config.yaml").write_text(yaml.safe_dump(tiny_cfg))
+    (d / "classes.json").write_text("[]")
+    assert main(["evaluate", str(d)]) == 2
+    assert "tunelab fit --resume" in capsys.readouterr().err
+
+
+def test_models_lists_offline_status(capsys):
+    assert main(["models", "tf_efficientnet_lite*"]) == 0
+    out = capsys.readouterr().out
+    assert "tf_efficientnet_lite0" in out and "offline: packaged" in out and "usable offline now: 1" in out
+
+
+@pytest.mark.e2e
+def test_predict_chelsea_with_imagenet_head_says_cat(tmp_path):
+    """Acceptance: the offline Lite0 with its ImageNet classifier calls scikit-image's cat a cat."""
+    from PIL import Image
+    from skimage import data
+
+    img = tmp_path / "chelsea.png"
+    Image.fromarray(data.chelsea()).save(img)
+    out = subprocess.run([sys.executable, "-m", "tunelab", "predict", str(ROOT / "examples" / "imagenet.yaml"), str(img)],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    prob, name = out[1].split(maxsplit=1)
+    assert name in ("Egyptian cat", "tabby, tabby cat", "tiger cat") or "cat" in name.lower(), out
+    assert float(prob) > 0.3

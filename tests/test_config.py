@@ -1,0 +1,91 @@
+import pytest
+
+from tunelab.config import Config, build_config, dump_config, load_config
+from tunelab.errors import ConfigError
+
+
+def test_defaults_are_the_two_stage_recipe():
+    cfg = load_config(None)
+    assert [s.train for s in cfg.stages] == [["head"], ["head", {"last_blocks": 6}]]
+    assert cfg.stage_lrs()[1] == pytest.approx(cfg.stage_lrs()[0] / 10)
+
+
+def test_unknown_key_names_it_and_suggests(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("data:\n  sample_per_class: 20\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert str(p) in msg and "data.sample_per_class: unknown key 'sample_per_class'" in msg
+    assert "did you mean 'samples_per_class'" in msg
+
+
+def test_unknown_key_in_a_stage_is_named_with_its_index():
+    with pytest.raises(ConfigError, match=r"stages.1.epoch: unknown key 'epoch' \(did you mean 'epochs'\?\)"):
+        build_config({"stages": [{"lr": 1e-3}, {"epoch": 3}]})
+
+
+def test_wrong_type_names_key_and_value():
+    with pytest.raises(ConfigError, match=r"data.batch_size: .*integer.*\(got 'big'\)"):
+        build_config({"data": {"batch_size": "big"}})
+
+
+def test_invalid_literal_lists_valid_values():
+    with pytest.raises(ConfigError, match=r"stages.0.schedule: Input should be 'constant', 'cosine' or 'onecycle'"):
+        build_config({"stages": [{"lr": 1e-3, "schedule": "linear"}]})
+
+
+def test_bad_selector_is_explained():
+    with pytest.raises(ConfigError, match=r"last_block.*use 'head', 'backbone', 'all', 'none', \{last_blocks: N\}"):
+        build_config({"stages": [{"lr": 1e-3, "train": [{"last_block": 2}]}]})
+
+
+def test_overrides_parse_yaml_values_and_index_lists():
+    cfg = build_config({}, ["stages.1.lr=3e-4", "data.samples_per_class=20", "run.progress=false",
+                            "stages.0.train=[head, {last_blocks: 2}]", "model.num_classes=imagenet"])
+    assert cfg.stages[1].lr == 3e-4 and cfg.stages[1].lr_scale is None
+    assert cfg.data.samples_per_class == 20 and cfg.run.progress is False
+    assert cfg.stages[0].train == ["head", {"last_blocks": 2}]
+    assert cfg.model.num_classes == "imagenet"
+
+
+def test_override_errors():
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        build_config({}, ["data.samples_per_class"])
+    with pytest.raises(ConfigError, match=r"stages.5: '5' is not an index of a list with 2 items"):
+        build_config({}, ["stages.5.lr=1"])
+    with pytest.raises(ConfigError, match="data.bogus: unknown key"):
+        build_config({}, ["data.bogus=1"])
+
+
+def test_lr_and_lr_scale_are_exclusive():
+    with pytest.raises(ConfigError, match="either lr or lr_scale"):
+        build_config({"stages": [{"lr": 1e-3}, {"lr": 1e-3, "lr_scale": 0.1}]})
+
+
+def test_first_stage_cannot_scale():
+    with pytest.raises(ConfigError, match="first stage needs an absolute lr"):
+        build_config({"stages": [{"lr_scale": 0.1}]})
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = build_config({"model": {"head": {"hidden": [{"units": 128, "dropout": 0.5}]}}}, ["stages.0.epochs=3"])
+    p = tmp_path / "resolved.yaml"
+    p.write_text(dump_config(cfg))
+    assert load_config(p) == cfg
+
+
+def test_not_a_mapping_and_not_yaml(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(p)
+    p.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load_config(p)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_config_is_a_plain_dataclass_like_model():
+    assert isinstance(Config(), Config)

@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+
+from conftest import write_images
+from tunelab.config import DataConfig
+from tunelab.data import load_data, load_eval_set
+from tunelab.errors import DataError
+
+
+def cfg(**kw):
+    return DataConfig(**{"image_size": 16, "val_split": 0.0, **kw})
+
+
+def test_folder_source_classes_counts_and_decode(image_folder):
+    s = load_data(cfg(train=str(image_folder), val_split=0.33))
+    assert s.classes == ["cat", "dog", "fox"]
+    assert s.train.images.dtype.is_floating_point is False and s.train.images.shape[1:] == (3, 16, 16)
+    assert np.bincount(s.val.labels.numpy()).tolist() == [2, 2, 2]  # stratified
+    assert np.bincount(s.train.labels.numpy()).tolist() == [4, 4, 4]
+    assert "cat" in s.count_table() and "total" in s.count_table()
+
+
+def test_samples_per_class_subsamples_train_only(image_folder):
+    s = load_data(cfg(train=str(image_folder), val_split=0.33, samples_per_class=3))
+    assert np.bincount(s.train.labels.numpy()).tolist() == [3, 3, 3]
+    assert len(s.val) == 6
+
+
+def test_split_is_seeded(image_folder):
+    a = load_data(cfg(train=str(image_folder), val_split=0.5, seed=1))
+    b = load_data(cfg(train=str(image_folder), val_split=0.5, seed=1))
+    c = load_data(cfg(train=str(image_folder), val_split=0.5, seed=2))
+    assert a.val.items == b.val.items and a.val.items != c.val.items
+
+
+def test_csv_manifest_relative_paths_and_test_set(image_folder, tmp_path):
+    files = sorted(image_folder.rglob("*.png"))
+    man = tmp_path / "train.csv"
+    man.write_text("path,label\n" + "".join(f"{f.relative_to(tmp_path)},{f.parent.name}\n" for f in files))
+    s = load_data(cfg(train=str(man), test=str(image_folder)))
+    assert s.classes == ["cat", "dog", "fox"] and len(s.train) == 18 and len(s.test) == 18
+
+
+def test_corrupt_image_is_an_error_naming_the_file(image_folder):
+    bad = image_folder / "dog" / "broken.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    with pytest.raises(DataError, match=r"cannot decode image .*dog/broken.jpg.*on_bad_image: skip"):
+        load_data(cfg(train=str(image_folder)))
+
+
+def test_corrupt_image_is_skipped_logged_and_counted(image_folder, caplog):
+    bad = image_folder / "dog" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    s = load_data(cfg(train=str(image_folder), on_bad_image="skip"))
+    assert s.skipped == [str(bad)]
+    assert len(s.train) == 18 and str(bad) not in s.train.items
+    assert "broken.png" in caplog.text
+
+
+def test_empty_class_folder_is_an_error(image_folder):
+    (image_folder / "emu").mkdir()
+    with pytest.raises(DataError, match=r"class folder .*emu has no image files"):
+        load_data(cfg(train=str(image_folder)))
+
+
+def test_folder_without_class_subfolders(tmp_path):
+    (tmp_path / "flat").mkdir()
+    with pytest.raises(DataError, match=r"no class subfolders; expected .*flat/<class name>/<image files>"):
+        load_data(cfg(train=str(tmp_path / "flat")))
+
+
+def test_manifest_row_without_label_names_the_line(image_folder, tmp_path):
+    f = next(image_folder.rglob("*.png"))
+    man = tmp_path / "m.csv"
+    man.write_text(f"path,label\n{f},cat\n{f},\n")
+    with pytest.raises(DataError, match=r"m.csv, line 3: no label for .*img"):
+        load_data(cfg(train=str(man)))
+
+
+def test_manifest_needs_path_and_label_columns(tmp_path):
+    man = tmp_path / "m.csv"
+    man.write_text("file,class\na.png,cat\n")
+    with pytest.raises(DataError, match=r"must name columns 'path' and 'label' \(found: file, class\)"):
+        load_data(cfg(train=str(man)))
+
+
+def test_eval_set_with_unknown_class_is_rejected(image_folder, tmp_path):
+    write_images(tmp_path / "other", {"cat": 2, "zebra": 2})
+    with pytest.raises(DataError, match=r"classes not in the training data: zebra"):
+        load_eval_set(str(tmp_path / "other"), ["cat", "dog", "fox"], cfg())
+
+
+def test_missing_source_lists_valid_kinds(tmp_path):
+    with pytest.raises(DataError, match=r"data.train: '.*nowhere' does not exist; valid: a folder .*fashion-mnist, digits"):
+        load_data(cfg(train=str(tmp_path / "nowhere")))
+
+
+def test_too_few_images_for_a_stratified_split(tmp_path):
+    write_images(tmp_path / "d", {"a": 4, "b": 1})
+    with pytest.raises(DataError, match=r"classes with fewer than 2 images: b \(1\)"):
+        load_data(cfg(train=str(tmp_path / "d"), val_split=0.3))
+
+
+def test_digits_test_split_and_no_official_test(tmp_path):
+    s = load_data(cfg(train="digits", test_split=0.2, val_split=0.1))
+    assert len(s.test) + len(s.val) + len(s.train) == 1797
+    with pytest.raises(DataError, match="digits has no official test split"):
+        load_data(cfg(train="digits", test="digits"))
+
+
+@pytest.mark.e2e
+def test_fashion_mnist_official_splits():
+    s = load_data(cfg(train="fashion-mnist", samples_per_class=2, val_split=0.1, val_samples_per_class=1,
+                      test_samples_per_class=3, image_size=28))
+    assert s.classes[0] == "T-shirt/top" and len(s.train) == 20 and len(s.val) == 10 and len(s.test) == 30
+    full = load_data(cfg(train="fashion-mnist", samples_per_class=1, image_size=8))
+    assert len(full.test) == 10000
