@@ -1,0 +1,32 @@
+"""Every example config is valid, its layer table builds, and its recipe runs (on tiny data,
+random weights, so no download is needed)."""
+
+from pathlib import Path
+
+import pytest
+
+import tunelab
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_config_is_valid_and_summarises(path):
+    cfg = tunelab.load_config(path)
+    if cfg.model.num_classes == "imagenet":
+        assert cfg.stages == []
+        return
+    text = tunelab.summary(cfg)
+    assert text.count("total ") == len(cfg.stages)
+
+
+@pytest.mark.parametrize("path", [p for p in EXAMPLES if p.stem != "imagenet"], ids=lambda p: p.stem)
+def test_example_recipe_runs(path, tmp_path):
+    overrides = [f"run.dir={tmp_path}", "run.progress=false", "model.pretrained=false", "data.train=digits",
+                 "data.test=null", "data.image_size=32", "data.samples_per_class=3", "data.val_samples_per_class=2"]
+    cfg = tunelab.load_config(path, overrides)
+    for i in range(len(cfg.stages)):
+        overrides.append(f"stages.{i}.epochs=1")
+    run = tunelab.fit(path, overrides=overrides)
+    assert len(run.history) == len(cfg.stages)
+    assert "val" in run.metrics
