@@ -258,7 +258,7 @@ class Trainer:
         order = self.epoch_order(si, epoch)
         total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
         bar = tqdm(range(0, len(order), bs), desc=f"stage {si + 1}/{len(self.cfg.stages)} epoch {epoch + 1}/{stage.epochs}",
-                   disable=not self.cfg.run.progress, leave=False, file=sys.stderr, unit="batch")
+                   disable=None if self.cfg.run.progress else True, leave=False, file=sys.stderr, unit="batch")
         for start in bar:
             idx = order[start: start + bs]
             x = augment_batch(data.images[idx], self.cfg.data.augment).to(self.device, non_blocking=True)
