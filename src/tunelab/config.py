@@ -8,6 +8,7 @@ wrong type fails before anything runs, with a message naming the key and what wo
 
 from __future__ import annotations
 
+import copy
 import difflib
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -43,7 +44,6 @@ class DataConfig(_Section):
     test_samples_per_class: int | None = Field(None, ge=1, description="cap the test set per class")
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int = Field(256, ge=1)
-    augment: Literal["none", "flip"] = "flip"
     on_bad_image: Literal["error", "skip"] = "error"
     seed: int = 0
 
@@ -76,6 +76,7 @@ class HeadConfig(_Section):
     """pooling -> dropout -> [dense -> (bn) -> activation -> dropout]* -> classifier."""
 
     pooling: Literal["avg", "max", "avgmax", "catavgmax"] = "avg"
+    spatial_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout2d on the feature map before pooling")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the pooled features")
     hidden: list[HiddenLayer] = Field(default_factory=list)
 
@@ -84,6 +85,22 @@ ModelConfig.model_rebuild()
 
 # A trainable-set selector: "head", "backbone", "all", "none", {"last_blocks": N}, {"regex": "..."}.
 Selector = Union[Literal["head", "backbone", "all", "none"], dict[str, Union[int, str]]]
+
+
+def validate_selectors(v: list[Any]) -> list[Any]:
+    for sel in v:
+        if isinstance(sel, dict):
+            if len(sel) != 1 or next(iter(sel)) not in ("last_blocks", "regex"):
+                raise ValueError(
+                    f"selector {sel!r} is not valid: use 'head', 'backbone', 'all', 'none', "
+                    "{last_blocks: N} or {regex: PATTERN}"
+                )
+            key, val = next(iter(sel.items()))
+            if key == "last_blocks" and (not isinstance(val, int) or val < 0):
+                raise ValueError(f"last_blocks must be a non-negative integer, got {val!r}")
+            if key == "regex" and not isinstance(val, str):
+                raise ValueError(f"regex must be a string, got {val!r}")
+    return v
 
 
 class EarlyStopping(_Section):
@@ -117,19 +134,7 @@ class StageConfig(_Section):
     @field_validator("train")
     @classmethod
     def _check_selectors(cls, v: list[Any]) -> list[Any]:
-        for sel in v:
-            if isinstance(sel, dict):
-                if len(sel) != 1 or next(iter(sel)) not in ("last_blocks", "regex"):
-                    raise ValueError(
-                        f"selector {sel!r} is not valid: use 'head', 'backbone', 'all', 'none', "
-                        "{last_blocks: N} or {regex: PATTERN}"
-                    )
-                key, val = next(iter(sel.items()))
-                if key == "last_blocks" and (not isinstance(val, int) or val < 0):
-                    raise ValueError(f"last_blocks must be a non-negative integer, got {val!r}")
-                if key == "regex" and not isinstance(val, str):
-                    raise ValueError(f"regex must be a string, got {val!r}")
-        return v
+        return validate_selectors(v)
 
     @model_validator(mode="after")
     def _lr_xor_scale(self) -> "StageConfig":
@@ -148,6 +153,64 @@ def default_stages() -> list[StageConfig]:
     ]
 
 
+class PenaltyConfig(_Section):
+    """A penalty added to the loss. Strengths multiply the sum (not the mean) over covered weights:
+    l2 = strength * sum(w^2), l1 = strength * sum(|w|), l2sp = strength * sum((w - w_pretrained)^2)
+    on parameters with a pretrained value plus head_strength * sum(w^2) on the new head."""
+
+    type: str = Field(..., description="l1, l2, elastic, l2sp, activity, or a registered name")
+    strength: float = Field(..., ge=0.0)
+    head_strength: float | None = Field(None, ge=0.0, description="l2sp: plain L2 on the head (default: strength / 10)")
+    l1_ratio: float = Field(0.5, ge=0.0, le=1.0, description="elastic: share of L1 in the mix")
+    layers: list[Selector] = Field(default_factory=lambda: ["all"], description="which layers (the selectors of stages.train)")
+    params: Literal["kernels", "biases", "both", "all"] = Field(
+        "kernels", description="kernels: weights with 2+ dims; biases: *.bias; both; all (norm weights too)")
+    norm: Literal["l1", "l2"] = Field("l2", description="activity: norm of the pooled features")
+    name: str | None = Field(None, description="label in the audit and metrics; default: the type")
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _one_selector(cls, v: Any) -> Any:
+        return [v] if isinstance(v, (str, dict)) else v
+
+    @field_validator("layers")
+    @classmethod
+    def _check_selectors(cls, v: list[Any]) -> list[Any]:
+        return validate_selectors(v)
+
+
+class MixupConfig(_Section):
+    """Mixup / CutMix (timm's implementation); targets become soft labels."""
+
+    mixup_alpha: float = Field(0.2, ge=0.0)
+    cutmix_alpha: float = Field(0.0, ge=0.0)
+    prob: float = Field(1.0, ge=0.0, le=1.0, description="probability of mixing a batch")
+    switch_prob: float = Field(0.5, ge=0.0, le=1.0, description="probability of CutMix instead of Mixup when both are on")
+
+
+AugmentStep = dict[str, Any]
+
+
+class RegularizationConfig(_Section):
+    """Everything that fights overfitting, in one place (head dropout lives in model.head)."""
+
+    auto: bool = Field(False, description="choose strengths from the data size (see docs/regularization.md)")
+    penalties: list[PenaltyConfig] = Field(default_factory=list)
+    augment: Union[Literal["none", "flip", "light", "medium", "strong"], list[AugmentStep]] = Field(
+        "flip", description="a preset, or a list of torchvision.transforms.v2 steps: [{name: RandomRotation, degrees: 10}]")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    mixup: MixupConfig | None = None
+
+    @field_validator("augment")
+    @classmethod
+    def _check_steps(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            for step in v:
+                if "name" not in step:
+                    raise ValueError(f"augmentation step {step!r} has no 'name' (a torchvision.transforms.v2 class)")
+        return v
+
+
 class RunConfig(_Section):
     """Where outputs go and how the run behaves."""
 
@@ -164,7 +227,15 @@ class Config(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     stages: list[StageConfig] = Field(default_factory=default_stages)
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auto_shorthand(cls, data: Any) -> Any:
+        """``regularization: auto`` is short for ``regularization: {auto: true}``."""
+        if isinstance(data, dict) and data.get("regularization") == "auto":
+            data = {**data, "regularization": {"auto": True}}
+        return data
 
     @model_validator(mode="after")
     def _first_stage_has_lr(self) -> "Config":
@@ -203,25 +274,29 @@ def _parse_scalar(text: str) -> Any:
     return value
 
 
-def apply_override(raw: dict[str, Any], assignment: str) -> None:
-    """Apply one ``key.sub=value`` override in place. List items are addressed by index (stages.1.lr)."""
+def apply_override(raw: dict[str, Any], assignment: str, defaults: dict[str, Any] | None = None) -> None:
+    """Apply one ``key.sub=value`` override to ``raw`` in place. List items are addressed by index
+    (stages.1.lr); a list the raw config does not have yet is copied from ``defaults`` first, so the
+    default stages can be overridden too. Keys left alone stay unset (auto still sees them unset)."""
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. stages.0.lr=3e-4")
     key, _, value = assignment.partition("=")
     parts = key.strip().split(".")
     node: Any = raw
+    default: Any = defaults or {}
     for i, part in enumerate(parts[:-1]):
         if isinstance(node, list):
             node = _list_item(node, part, ".".join(parts[: i + 1]))
-        else:
-            if node.get(part) is None:
-                node[part] = {}
-            node = node[part]
+            default = default[int(part)] if isinstance(default, list) and int(part) < len(default) else {}
+            continue
+        sub_default = default.get(part) if isinstance(default, dict) else None
+        if node.get(part) is None:
+            node[part] = copy.deepcopy(sub_default) if isinstance(sub_default, list) else {}
+        node, default = node[part], sub_default if sub_default is not None else {}
     last = parts[-1]
     if isinstance(node, list):
-        idx = int(last) if last.isdigit() else -1
         _list_item(node, last, key)
-        node[idx] = _parse_scalar(value)
+        node[int(last)] = _parse_scalar(value)
     else:
         node[last] = _parse_scalar(value)
 
@@ -275,16 +350,14 @@ def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
 def build_config(raw: dict[str, Any] | None = None, overrides: list[str] | None = None, source: str = "config") -> Config:
     """Validate a plain dict (plus ``key=value`` overrides) into a :class:`Config`."""
+    raw = copy.deepcopy(raw or {})
     try:
-        cfg = Config.model_validate(dict(raw or {}))
-        if not overrides:
-            return cfg
-        # overrides apply to the resolved config, so defaults (e.g. the default stages) can be addressed
-        resolved = cfg.model_dump(mode="json")
-        for ov in overrides:
-            apply_override(resolved, ov)
-            _clear_other_lr(resolved, ov)
-        return Config.model_validate(resolved)
+        if overrides:
+            defaults = Config.model_validate(raw).model_dump(mode="json") if raw else Config().model_dump(mode="json")
+            for ov in overrides:
+                apply_override(raw, ov, defaults)
+                _clear_other_lr(raw, ov)
+        return Config.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(err, source)) from None
 
@@ -294,7 +367,9 @@ def _clear_other_lr(resolved: dict[str, Any], assignment: str) -> None:
     parts = assignment.partition("=")[0].strip().split(".")
     if len(parts) == 3 and parts[0] == "stages" and parts[2] in ("lr", "lr_scale"):
         other = "lr_scale" if parts[2] == "lr" else "lr"
-        resolved["stages"][int(parts[1])][other] = None
+        stage = resolved["stages"][int(parts[1])]
+        if isinstance(stage, dict):
+            stage[other] = None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

@@ -1,4 +1,4 @@
-"""The new task head: pooling -> dropout -> hidden dense layers -> classifier, built from config.
+"""The new task head: (spatial dropout) -> pooling -> dropout -> hidden dense layers -> classifier, built from config.
 
 The two classic fine-tuning heads, as config::
 
@@ -24,9 +24,11 @@ class Head(nn.Module):
     def __init__(self, cfg: HeadConfig, in_features: int, num_classes: int, *, feature_map: bool) -> None:
         super().__init__()
         if feature_map:
+            self.spatial_drop: nn.Module = nn.Dropout2d(cfg.spatial_dropout) if cfg.spatial_dropout else nn.Identity()
             self.pool: nn.Module = SelectAdaptivePool2d(pool_type=cfg.pooling, flatten=True)
             width = in_features * self.pool.feat_mult()
         else:  # the backbone pooled already (token models)
+            self.spatial_drop = nn.Identity()
             self.pool = nn.Identity()
             width = in_features
         self.drop = nn.Dropout(cfg.dropout) if cfg.dropout else nn.Identity()
@@ -44,7 +46,7 @@ class Head(nn.Module):
         self.num_features = width
 
     def pre_logits(self, x):  # type: ignore[no-untyped-def]
-        return self.hidden(self.drop(self.pool(x)))
+        return self.hidden(self.drop(self.pool(self.spatial_drop(x))))
 
     def forward(self, x):  # type: ignore[no-untyped-def]
         return self.fc(self.pre_logits(x))

@@ -29,12 +29,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from tunelab import checkpoint as ckpt
+from tunelab.augment import MixTargets, build_augment, soft_cross_entropy
+from tunelab.auto import apply_auto
 from tunelab.config import Config, StageConfig, build_config, dump_config, load_config
 from tunelab.data import ImageSet, Splits, load_data
 from tunelab.errors import ConfigError, ModelError
 from tunelab.freezing import layer_rows, param_totals, render_layer_table, select, set_train_mode, set_trainable
 from tunelab.metrics import classification_metrics, format_metrics, per_class_table
 from tunelab.model import TuneModel, build_model, place
+from tunelab.regularizers import Penalty, build_penalties, check_coverage, pretrained_reference
+from tunelab.regularizers._audit import audit_penalty, other_regularizers, render_audit
 from tunelab.runs import Run, new_run_dir, run_logging
 
 log = logging.getLogger("tunelab")
@@ -91,16 +95,6 @@ def make_scheduler(opt: torch.optim.Optimizer, stage: StageConfig, lr: float, st
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
 
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
-def augment_batch(x: torch.Tensor, mode: str, gen: torch.Generator | None = None) -> torch.Tensor:
-    """Per-sample random horizontal flip (``flip``); ``none`` leaves the batch as it is."""
-    if mode == "flip":
-        flip = torch.rand(x.shape[0], generator=gen) < 0.5
-        if flip.any():
-            x = x.clone()
-            x[flip] = x[flip].flip(-1)
-    return x
 
 
 @torch.inference_mode()
@@ -216,11 +210,18 @@ class _Position:
 
 class Trainer:
     def __init__(self, cfg: Config, run_dir: Path, splits: Splits, model: TuneModel, device: torch.device,
-                 hooks: dict[str, Hook]) -> None:
+                 hooks: dict[str, Hook], penalties: list[Penalty]) -> None:
         self.cfg, self.dir, self.splits, self.model, self.device, self.hooks = cfg, run_dir, splits, model, device, hooks
         self.lrs = cfg.stage_lrs()
         self.metrics_path = run_dir / "metrics.jsonl"
         self.ckpt_dir = run_dir / "checkpoints"
+        reg = cfg.regularization
+        self.penalties = penalties
+        self.augment = build_augment(reg.augment, cfg.data.image_size)
+        self.mixer = MixTargets(reg.mixup, model.head.fc.out_features, reg.label_smoothing) if reg.mixup else None
+        self.ctx: dict[str, torch.Tensor] = {}  # per-step values penalties read (pooled features)
+        if any(p.needs_features for p in penalties):
+            model.head.pool.register_forward_hook(lambda mod, inp, out: self.ctx.__setitem__("pooled", out))
 
     # hooks are called by name; fit() has checked the names
     def call(self, name: str, **kwargs: Any) -> None:
@@ -241,7 +242,23 @@ class Trainer:
         title = f"stage {si + 1}/{len(self.cfg.stages)} '{stage.name or si}': {stage.epochs} epochs, " \
                 f"{stage.optimizer} lr {lr:.2e}, {stage.schedule} schedule, BN {'trains' if stage.train_bn else 'frozen'}"
         log.info("\n" + render_layer_table(layer_rows(self.model, lr), param_totals(self.model), title))
+        log.info(render_audit(self.audit(si)))
         return opt, sched, make_stopper(stage)
+
+    def audit(self, si: int) -> list[Any]:
+        """Each penalty's coverage, first-batch value and gradient check, plus the other regularizers."""
+        stage = self.cfg.stages[si]
+        if any(p.needs_features for p in self.penalties):
+            self.model.eval()  # deterministic probe forward: no dropout, BN statistics untouched
+            x = self.splits.train.images[: self.cfg.data.batch_size].to(self.device)
+            self.model(_to_memory_format(x))
+        rows = [audit_penalty(p, self.model, self.ctx) for p in self.penalties]
+        set_train_mode(self.model, train_bn=stage.train_bn)
+        dead = [r.name for r in rows if r.reaches_gradient == "NO"]
+        if dead:
+            raise ConfigError(f"stage {si + 1}: penalties {', '.join(dead)} cover trainable parameters but give them "
+                              "no gradient; they would not regularize anything")
+        return rows + other_regularizers(self.model, self.cfg.regularization, stage)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -257,26 +274,40 @@ class Trainer:
         set_train_mode(self.model, train_bn=stage.train_bn)
         order = self.epoch_order(si, epoch)
         total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
+        pen_sums = {p.name: 0.0 for p in self.penalties}
         bar = tqdm(range(0, len(order), bs), desc=f"stage {si + 1}/{len(self.cfg.stages)} epoch {epoch + 1}/{stage.epochs}",
                    disable=None if self.cfg.run.progress else True, leave=False, file=sys.stderr, unit="batch")
         for start in bar:
             idx = order[start: start + bs]
-            x = augment_batch(data.images[idx], self.cfg.data.augment).to(self.device, non_blocking=True)
-            y = data.labels[idx].to(self.device, non_blocking=True)
-            logits = self.model(_to_memory_format(x))
-            loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
+            x = data.images[idx]
+            if self.augment is not None:
+                x = self.augment(x)
+            x, y = x.to(self.device, non_blocking=True), data.labels[idx].to(self.device, non_blocking=True)
+            if self.mixer is not None:
+                x, soft = self.mixer(x, y)
+                logits = self.model(_to_memory_format(x))
+                data_loss = soft_cross_entropy(logits, soft)
+            else:
+                logits = self.model(_to_memory_format(x))
+                data_loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.regularization.label_smoothing)
+            penalties = [p(self.model, self.ctx) for p in self.penalties]
+            loss = data_loss + sum(penalties) if penalties else data_loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             n = len(idx)
-            total_loss += loss.item() * n
+            for p, v in zip(self.penalties, penalties):
+                pen_sums[p.name] += float(v.detach()) * n
+            total_loss += data_loss.item() * n
             correct += int((logits.argmax(1) == y).sum())
             seen += n
             bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
         secs = time.perf_counter() - t0
-        return {"train_loss": total_loss / seen, "train_accuracy": correct / seen, "seconds": secs,
-                "img_per_s": seen / secs, "lr": opt.param_groups[0]["lr"]}
+        row = {"train_loss": total_loss / seen, "train_accuracy": correct / seen, "seconds": secs,
+               "img_per_s": seen / secs, "lr": opt.param_groups[0]["lr"]}
+        row.update({f"penalty_{name}": v / seen for name, v in pen_sums.items()})
+        return row
 
     def save_last(self, si: int, epoch: int, opt: torch.optim.Optimizer, sched: Any, stopper: Stopper,
                   stopped: bool) -> None:
@@ -334,6 +365,9 @@ class Trainer:
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     s = f"stage {row['stage'] + 1} epoch {row['epoch'] + 1}/{epochs}: train loss {row['train_loss']:.4f} " \
         f"acc {row['train_accuracy']:.4f}"
+    pens = {k[8:]: v for k, v in row.items() if k.startswith("penalty_")}
+    if pens:
+        s += " | " + ", ".join(f"{k} {v:.4g}" for k, v in pens.items())
     if "val_loss" in row:
         s += f" | val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}"
     return s + f" | {row['seconds']:.1f} s, {row['img_per_s']:.0f} img/s, lr {row['lr']:.2e}"
@@ -402,6 +436,11 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook]) -> 
     log.info("run folder: %s", run_dir)
     splits = load_data(cfg.data)
     log.info("data: %d classes\n%s", len(splits.classes), splits.count_table())
+    if cfg.regularization.auto:
+        cfg, chosen = apply_auto(cfg, len(splits.train) / len(splits.classes), len(splits.classes))
+        if chosen:
+            log.info("regularization: auto chose\n%s", "\n".join(f"  {k}: {v}" for k, v in chosen.items()))
+            ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     num_classes = len(splits.classes) if cfg.model.num_classes == "data" else cfg.model.num_classes
     if cfg.model.num_classes == "imagenet":
         raise ConfigError("model.num_classes: imagenet keeps the pretrained classifier, which cannot be fine-tuned "
@@ -412,13 +451,16 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook]) -> 
     log.info("backbone %s (weights: %s)", cfg.model.backbone, model.backbone.source)
     place(model, device)
     ckpt.atomic_write_text(run_dir / "classes.json", json.dumps(splits.classes, indent=1))
+    penalties = build_penalties(cfg.regularization.penalties, model,
+                                pretrained_reference(model, cfg.regularization.penalties))
+    check_coverage(penalties, [select(model, st.train, where=f"stages.{i}.train") for i, st in enumerate(cfg.stages)])
 
     if pos.tensors:
         ckpt.load_model_state(model, {k[6:]: v for k, v in pos.tensors.items() if k.startswith("model.")},
                               f"{run_dir}/checkpoints/last.safetensors")
     _truncate_metrics(run_dir / "metrics.jsonl", pos)
 
-    trainer = Trainer(cfg, run_dir, splits, model, device, hooks)
+    trainer = Trainer(cfg, run_dir, splits, model, device, hooks, penalties)
     for si in range(pos.stage, len(cfg.stages)):
         trainer.run_stage(si, pos)
 
