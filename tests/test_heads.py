@@ -34,3 +34,13 @@ def test_catavgmax_pooling_doubles_width_and_batchnorm_option():
 def test_pooled_features_skip_pooling():
     h = Head(HeadConfig(), 16, 3, feature_map=False)
     assert isinstance(h.pool, nn.Identity) and h(torch.randn(2, 16)).shape == (2, 3)
+
+
+def test_spatial_dropout_before_pooling():
+    h = Head(HeadConfig(spatial_dropout=0.2), 16, 3, feature_map=True)
+    assert isinstance(h.spatial_drop, nn.Dropout2d) and h.spatial_drop.p == 0.2
+    h.train()
+    torch.manual_seed(0)
+    x = torch.ones(4, 16, 3, 3)
+    dropped = h.spatial_drop(x)
+    assert ((dropped == 0).all(-1).all(-1) | (dropped > 0).all(-1).all(-1)).all()  # whole channels

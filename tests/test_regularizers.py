@@ -141,3 +141,21 @@ def test_penalties_are_in_the_training_loss_and_logged(tiny_cfg):
     assert all("penalty_l2sp" in r and r["penalty_l2sp"] > 0 for r in rows)
     log = (run.dir / "log.txt").read_text()
     assert "regularization audit" in log and "l2sp" in log
+
+
+def test_audit_lists_dropout_drop_path_and_weight_decay_with_activity():
+    from tunelab.config import RegularizationConfig, StageConfig
+    from tunelab.freezing import set_train_mode
+    from tunelab.regularizers._audit import other_regularizers
+
+    m = build_model(ModelConfig(backbone="test_efficientnet", pretrained=False, drop_path_rate=0.2,
+                                head={"dropout": 0.5}), 4)
+    set_trainable(m, select(m, ["head", {"last_blocks": 1}]))
+    set_train_mode(m, train_bn=False)
+    reg = RegularizationConfig(augment="light", label_smoothing=0.1, mixup={"mixup_alpha": 0.2})
+    rows = {r.name: r for r in other_regularizers(m, reg, StageConfig(lr=1e-3))}
+    assert set(rows) == {"dropout", "drop_path", "augment", "label_smoothing", "mixup", "weight_decay"}
+    assert rows["dropout"].reaches_gradient == "yes"
+    n_paths = int(rows["drop_path"].covers.split()[0])
+    assert f"({n_paths} active)" not in rows["drop_path"].covers  # frozen blocks keep drop-path off
+    assert "(1 active)" in rows["drop_path"].covers
