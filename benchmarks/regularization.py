@@ -29,7 +29,7 @@ NONE = ["regularization.augment=none", "stages.0.weight_decay=0", "stages.1.weig
 VARIANTS: dict[str, list[str]] = {
     "none": NONE,
     "weight_decay": ["regularization.augment=none", "stages.0.weight_decay=0.05", "stages.1.weight_decay=0.05"],
-    "l2sp": NONE + ["regularization.penalties=[{type: l2sp, strength: 0.003, layers: all, params: all}]"],
+    "l2sp": NONE + ["regularization.penalties=[{type: l2sp, strength: 1.0, layers: all, params: all}]"],
     "dropout": NONE + ["model.head.dropout=0.5"],
     "augment_light": NONE[1:] + ["regularization.augment=light"],
     "auto": ["regularization.auto=true"],

@@ -26,8 +26,8 @@ def test_auto_fills_only_unset_fields():
     out, chosen = apply_auto(cfg, 10, 10)
     assert out.model.head.dropout == 0.1 and "model.head.dropout" not in chosen
     assert out.regularization.penalties[0].type == "l2sp" and out.regularization.penalties[0].strength == TABLE[0].l2sp
-    assert out.regularization.augment == "light"
-    assert out.stages[1].train == ["head", {"last_blocks": 4}] and out.stages[1].epochs == 15
+    assert out.regularization.augment == "flip"
+    assert out.stages[1].train == ["all"] and out.stages[1].epochs == 12
     again, chosen_again = apply_auto(build_config(out.model_dump(mode="json")), 10, 10)
     assert again == out and chosen_again == {}  # the resolved config is stable
 
@@ -37,7 +37,7 @@ def test_auto_choices_are_printed_and_saved(tiny_cfg, capsys):
     tiny_cfg["stages"][1]["epochs"] = 1
     run = tunelab.fit(tiny_cfg)
     out = capsys.readouterr().out
-    assert "regularization: auto chose" in out and "regularization.augment: light" in out
+    assert "regularization: auto chose" in out and "regularization.augment: flip" in out
     saved = yaml.safe_load((run.dir / "config.yaml").read_text())
     assert saved["regularization"]["penalties"][0]["type"] == "l2sp"
     assert saved["model"]["head"]["dropout"] == TABLE[0].dropout
