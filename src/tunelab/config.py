@@ -211,6 +211,19 @@ class RegularizationConfig(_Section):
         return v
 
 
+class CacheConfig(_Section):
+    """The freeze-boundary cache (see docs/speed.md)."""
+
+    enabled: bool = Field(True, description="cache what the frozen part of the network computes")
+    augment: Literal["views", "full_network"] = Field(
+        "views", description="views: cache `views` augmented passes; full_network: no cache in stages that augment")
+    views: int = Field(2, ge=1, le=64, description="augmented views cached per image, cycled over epochs")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="storage type of cached features")
+    autocast: Literal["auto", "off"] = Field("off", description="auto: bf16 autocast for extraction where the hardware has it")
+    max_memory_gb: float = Field(4.0, ge=0.0, description="larger caches go to memory-mapped files")
+    folder: str | None = Field(None, description="where file caches live; default: RUN_DIR/cache (set one to share)")
+
+
 class RunConfig(_Section):
     """Where outputs go and how the run behaves."""
 
@@ -228,6 +241,7 @@ class Config(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     stages: list[StageConfig] = Field(default_factory=default_stages)
     regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
 
     @model_validator(mode="before")
     @classmethod

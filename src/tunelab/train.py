@@ -31,6 +31,8 @@ from tqdm.auto import tqdm
 from tunelab import checkpoint as ckpt
 from tunelab.augment import MixTargets, build_augment, soft_cross_entropy
 from tunelab.auto import apply_auto
+from tunelab.cache import (Boundary, FeatureStore, backbone_sequence, bf16_supported, cache_key, find_boundary,
+                           run_prefix, run_tail)
 from tunelab.config import Config, StageConfig, build_config, dump_config, load_config
 from tunelab.data import ImageSet, Splits, load_data
 from tunelab.errors import ConfigError, ModelError
@@ -208,6 +210,15 @@ class _Position:
     state: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class StagePlan:
+    """A stage's cached prefix outputs: ``train`` is [views, N, ...], ``val`` is [N, ...]."""
+
+    boundary: Boundary
+    train: torch.Tensor
+    val: torch.Tensor | None
+
+
 class Trainer:
     def __init__(self, cfg: Config, run_dir: Path, splits: Splits, model: TuneModel, device: torch.device,
                  hooks: dict[str, Hook], penalties: list[Penalty]) -> None:
@@ -222,6 +233,9 @@ class Trainer:
         self.ctx: dict[str, torch.Tensor] = {}  # per-step values penalties read (pooled features)
         if any(p.needs_features for p in penalties):
             model.head.pool.register_forward_hook(lambda mod, inp, out: self.ctx.__setitem__("pooled", out))
+        self.seq = backbone_sequence(model.backbone.model) if cfg.cache.enabled else None
+        self.store = FeatureStore(Path(cfg.cache.folder) if cfg.cache.folder else run_dir / "cache", cfg.cache.max_memory_gb)
+        self.plan: StagePlan | None = None
 
     # hooks are called by name; fit() has checked the names
     def call(self, name: str, **kwargs: Any) -> None:
@@ -243,7 +257,84 @@ class Trainer:
                 f"{stage.optimizer} lr {lr:.2e}, {stage.schedule} schedule, BN {'trains' if stage.train_bn else 'frozen'}"
         log.info("\n" + render_layer_table(layer_rows(self.model, lr), param_totals(self.model), title))
         log.info(render_audit(self.audit(si)))
+        self.plan = self.build_plan(si)
         return opt, sched, make_stopper(stage)
+
+    # --- the freeze-boundary cache ---------------------------------------------------------------
+
+    def build_plan(self, si: int) -> StagePlan | None:
+        """Cache the frozen prefix's outputs for this stage, when there is a frozen prefix to cache."""
+        c = self.cfg.cache
+        boundary = find_boundary(self.model, self.seq) if c.enabled else None
+        if boundary is None:
+            return None
+        if self.mixer is not None:
+            log.info("cache: off in this stage (mixup mixes whole images)")
+            return None
+        if self.augment is not None and c.augment == "full_network":
+            log.info("cache: off in this stage (cache.augment: full_network and the stage augments)")
+            return None
+        views = c.views if self.augment is not None else 1
+        t0 = time.perf_counter()
+        self.store.memory.clear()  # one stage's features at a time in memory
+        train, hit = self.extract(boundary, self.splits.train.images, views, self.augment)
+        val = self.extract(boundary, self.splits.val.images, 1, None)[0][0] if self.splits.val is not None else None
+        log.info("cache: %s; %d view(s) of %d training images, %s, %.1f MB (%s in %.1f s)",
+                 boundary.describe(self.seq or []), views, len(self.splits.train), str(train.dtype).replace("torch.", ""),
+                 train.numel() * train.element_size() / 2**20, "reused" if hit else "computed", time.perf_counter() - t0)
+        return StagePlan(boundary, train, val)
+
+    def extract(self, boundary: Boundary, images: torch.Tensor, views: int,
+                augment: Callable[[torch.Tensor], torch.Tensor] | None) -> tuple[torch.Tensor, bool]:
+        """[views, N, ...] prefix outputs of ``images``; view v uses its own fixed augmentation seed."""
+        c, model = self.cfg.cache, self.model
+        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[c.dtype]
+        aug_name = repr(self.cfg.regularization.augment) if augment is not None else "none"
+        key = cache_key(model, self.seq, boundary, images, aug_name, views, dtype, self.cfg.run.seed)
+        bs = self.cfg.data.eval_batch_size
+        use_bf16 = c.autocast == "auto" and bf16_supported(self.device)
+        was = model.training
+        model.eval()
+        with torch.inference_mode():
+            shape = run_prefix(model, self.seq, boundary, _to_memory_format(images[:1].to(self.device))).shape[1:]
+
+        def fill(out: torch.Tensor) -> None:
+            with torch.random.fork_rng(devices=[]), torch.inference_mode(), \
+                    torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                for v in range(views):
+                    torch.manual_seed(self.cfg.run.seed * 7919 + v)
+                    for i in range(0, len(images), bs):
+                        x = images[i: i + bs]
+                        if augment is not None:
+                            x = augment(x)
+                        h = run_prefix(model, self.seq, boundary, _to_memory_format(x.to(self.device)))
+                        out[v, i: i + len(x)] = h.to(dtype).cpu()
+
+        try:
+            return self.store.get(key, (views, len(images), *shape), dtype, fill)
+        finally:
+            model.train(was)
+
+    def forward_cached(self, h: torch.Tensor) -> torch.Tensor:
+        assert self.plan is not None
+        h = _to_memory_format(h.to(self.device, non_blocking=True).float())
+        if self.plan.boundary.pooled:
+            self.ctx["pooled"] = h
+        return run_tail(self.model, self.seq, self.plan.boundary, h)
+
+    def validate(self) -> dict[str, Any]:
+        assert self.splits.val is not None
+        if self.plan is None or self.plan.val is None:
+            return evaluate_set(self.model, self.splits.val, self.splits.classes, self.cfg, self.device)
+        was = self.model.training
+        self.model.eval()
+        bs = self.cfg.data.eval_batch_size
+        with torch.inference_mode():
+            logits = torch.cat([self.forward_cached(self.plan.val[i: i + bs]).float().cpu()
+                                for i in range(0, len(self.plan.val), bs)])
+        self.model.train(was)
+        return classification_metrics(logits, self.splits.val.labels, self.splits.classes)
+
 
     def audit(self, si: int) -> list[Any]:
         """Each penalty's coverage, first-batch value and gradient check, plus the other regularizers."""
@@ -279,16 +370,16 @@ class Trainer:
                    disable=None if self.cfg.run.progress else True, leave=False, file=sys.stderr, unit="batch")
         for start in bar:
             idx = order[start: start + bs]
-            x = data.images[idx]
-            if self.augment is not None:
-                x = self.augment(x)
-            x, y = x.to(self.device, non_blocking=True), data.labels[idx].to(self.device, non_blocking=True)
-            if self.mixer is not None:
-                x, soft = self.mixer(x, y)
+            y = data.labels[idx].to(self.device, non_blocking=True)
+            if self.plan is not None:  # the frozen prefix ran once, before the stage
+                logits = self.forward_cached(self.plan.train[epoch % len(self.plan.train)][idx])
+                data_loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.regularization.label_smoothing)
+            elif self.mixer is not None:
+                x, soft = self.mixer(self._images(idx), y)
                 logits = self.model(_to_memory_format(x))
                 data_loss = soft_cross_entropy(logits, soft)
             else:
-                logits = self.model(_to_memory_format(x))
+                logits = self.model(_to_memory_format(self._images(idx)))
                 data_loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.regularization.label_smoothing)
             penalties = [p(self.model, self.ctx) for p in self.penalties]
             loss = data_loss + sum(penalties) if penalties else data_loss
@@ -308,6 +399,12 @@ class Trainer:
                "img_per_s": seen / secs, "lr": opt.param_groups[0]["lr"]}
         row.update({f"penalty_{name}": v / seen for name, v in pen_sums.items()})
         return row
+
+    def _images(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.splits.train.images[idx]
+        if self.augment is not None:
+            x = self.augment(x)
+        return x.to(self.device, non_blocking=True)
 
     def save_last(self, si: int, epoch: int, opt: torch.optim.Optimizer, sched: Any, stopper: Stopper,
                   stopped: bool) -> None:
@@ -342,7 +439,7 @@ class Trainer:
             row: dict[str, Any] = {"stage": si, "stage_name": stage.name, "epoch": epoch}
             row.update(self.train_epoch(si, epoch, opt, sched))
             if self.splits.val is not None:
-                vm = evaluate_set(self.model, self.splits.val, self.splits.classes, self.cfg, self.device)
+                vm = self.validate()
                 row.update({"val_loss": vm["loss"], "val_accuracy": vm["accuracy"], "val_macro_f1": vm["macro_f1"]})
                 if stopper.update(row[stopper.metric], epoch):
                     self.save_best(si, epoch, stopper)

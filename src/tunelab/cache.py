@@ -1,0 +1,208 @@
+"""Freeze-boundary cache: compute what the frozen part of the network outputs once, then train only
+what is trainable.
+
+A stage that trains the head alone trains it on cached pooled features; a stage that trains the
+last N blocks caches the activations at the input of the first trainable block and runs only the
+trainable tail. The cache key covers everything that feeds it: the frozen weights and buffers, where
+the boundary is, the images (their bytes), the augmentation and view count, and the precision. Any
+change gives another key, so a stale cache is never used.
+
+Random augmentation and a cache conflict; ``cache.views: K`` extracts K augmented views of every
+image (K passes) and epochs cycle through them; ``cache.augment: full_network`` instead runs the
+whole network in stages that augment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+log = logging.getLogger("tunelab")
+
+# Ways timm models compose forward_features; '*' flattens a container into its blocks.
+_RECIPES: list[list[str]] = [
+    ["conv_stem", "bn1", "blocks**", "conv_head", "bn2"],  # EfficientNet family
+    ["conv_stem", "bn1", "blocks**"],  # MobileNetV3 family
+    ["conv1", "bn1", "act1", "maxpool", "layer1*", "layer2*", "layer3*", "layer4*"],  # ResNet family
+]
+
+
+def backbone_sequence(model: nn.Module) -> list[tuple[str, nn.Module]] | None:
+    """A flat list of (name, module) whose sequential application equals ``model.forward_features``,
+    or None when the architecture is not one we can split (then only head-only stages cache)."""
+    for recipe in _RECIPES:
+        seq: list[tuple[str, nn.Module]] = []
+        for entry in recipe:
+            name, depth = entry.rstrip("*"), len(entry) - len(entry.rstrip("*"))
+            mod = getattr(model, name, None)
+            if mod is None:
+                break
+            items = [(name, mod)]
+            for _ in range(depth):
+                items = [(f"{n}.{c}", m) for n, parent in items for c, m in parent.named_children()]
+            seq += items
+        else:
+            if _same_as_forward_features(model, seq):
+                return seq
+    return None
+
+
+def _same_as_forward_features(model: nn.Module, seq: list[tuple[str, nn.Module]]) -> bool:
+    was = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+            ref = model.forward_features(x)
+            h = x
+            for _, m in seq:
+                h = m(h)
+            return h.shape == ref.shape and torch.allclose(h, ref, atol=1e-5, rtol=1e-4)
+    except Exception:
+        return False
+    finally:
+        model.train(was)
+
+
+@dataclass
+class Boundary:
+    """Where a stage's frozen prefix ends. ``start`` indexes the backbone sequence; ``pooled`` means
+    the whole backbone and the head's pooling are frozen, so pooled features are cached."""
+
+    start: int
+    pooled: bool
+
+    def describe(self, seq: list[tuple[str, nn.Module]]) -> str:
+        if self.pooled:
+            return "pooled features (the whole backbone is frozen)"
+        return f"the input of {seq[self.start][0]} ({self.start} of {len(seq)} backbone modules frozen)"
+
+
+def find_boundary(model: nn.Module, seq: list[tuple[str, nn.Module]] | None) -> Boundary | None:
+    """The stage's freeze boundary, or None when nothing before the trainable part can be cached."""
+    backbone_trainable = any(p.requires_grad for p in model.backbone.parameters())
+    head = model.head
+    if not backbone_trainable:
+        pool_ok = not any(p.requires_grad for p in head.pool.parameters()) and isinstance(head.spatial_drop, nn.Identity)
+        if pool_ok:
+            return Boundary(len(seq) if seq else 0, pooled=True)
+        return Boundary(len(seq), pooled=False) if seq else None
+    if seq is None:
+        return None
+    start = next(i for i, (_, m) in enumerate(seq) if any(p.requires_grad for p in m.parameters()))
+    if start == 0:
+        return None
+    # anything trainable outside the sequence (e.g. a stem not in it) makes the split unsafe
+    covered = {id(p) for _, m in seq for p in m.parameters()}
+    if any(p.requires_grad and id(p) not in covered for p in model.backbone.parameters()):
+        return None
+    return Boundary(start, pooled=False)
+
+
+def run_prefix(model: nn.Module, seq: list[tuple[str, nn.Module]] | None, boundary: Boundary,
+               x: torch.Tensor) -> torch.Tensor:
+    """The frozen prefix of ``model`` on (normalised later) images ``x``."""
+    if boundary.pooled:
+        return model.head.pool(model.forward_features(x))
+    h = model.normalize(x)
+    assert seq is not None
+    for _, m in seq[: boundary.start]:
+        h = m(h)
+    return h
+
+
+def run_tail(model: nn.Module, seq: list[tuple[str, nn.Module]] | None, boundary: Boundary,
+             h: torch.Tensor) -> torch.Tensor:
+    """The trainable rest of ``model`` on cached prefix outputs ``h``: logits."""
+    if boundary.pooled:
+        head = model.head
+        return head.fc(head.hidden(head.drop(h)))
+    assert seq is not None
+    for _, m in seq[boundary.start:]:
+        h = m(h)
+    if model.backbone.pools:
+        h = model.backbone.model.forward_head(h, pre_logits=True)
+    return model.head(h)
+
+
+def tensor_digest(h: "hashlib._Hash", tensors: Sequence[torch.Tensor]) -> None:
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(str((tuple(t.shape), str(t.dtype))).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+
+
+def cache_key(model: nn.Module, seq: list[tuple[str, nn.Module]] | None, boundary: Boundary, images: torch.Tensor,
+              augment: str, views: int, dtype: torch.dtype, seed: int) -> str:
+    """A digest of everything the cached features depend on."""
+    h = hashlib.sha256()
+    if boundary.pooled:
+        prefix: list[nn.Module] = [model.backbone, model.head.pool]
+    else:
+        assert seq is not None
+        prefix = [m for _, m in seq[: boundary.start]]
+    for m in prefix:
+        tensor_digest(h, list(m.state_dict().values()))
+        h.update(repr(m).encode())  # architecture and hyper-parameters (pool type, strides...)
+    h.update(repr((boundary.start, boundary.pooled, augment, views, str(dtype), seed, tuple(model.mean.flatten().tolist()),
+                   tuple(model.std.flatten().tolist()))).encode())
+    tensor_digest(h, [images])
+    return h.hexdigest()[:24]
+
+
+class FeatureStore:
+    """Cached prefix outputs by key: in memory when they fit ``max_memory_gb``, else memory-mapped
+    ``.npy`` files in ``folder`` (which may be shared between runs)."""
+
+    def __init__(self, folder: Path, max_memory_gb: float) -> None:
+        self.folder, self.budget = folder, max_memory_gb * 2**30
+        self.memory: dict[str, torch.Tensor] = {}
+
+    def get(self, key: str, shape: tuple[int, ...], dtype: torch.dtype,
+            fill: Callable[[torch.Tensor], None]) -> tuple[torch.Tensor, bool]:
+        """The cached tensor for ``key``; on a miss, ``fill`` writes it. Returns (tensor, was_hit)."""
+        if key in self.memory:
+            return self.memory[key], True
+        path = self.folder / f"{key}.npy"
+        done = self.folder / f"{key}.done"
+        if path.is_file() and done.is_file():
+            arr = np.load(path, mmap_mode="c")  # copy-on-write: the file is never modified
+            return _from_numpy(arr, dtype), True
+        nbytes = int(np.prod(shape)) * torch.finfo(dtype).bits // 8
+        if nbytes <= self.budget:
+            t = torch.empty(shape, dtype=dtype)
+            fill(t)
+            self.memory[key] = t
+            return t, False
+        self.folder.mkdir(parents=True, exist_ok=True)
+        np_dtype = np.float32 if dtype == torch.float32 else np.uint16 if dtype == torch.bfloat16 else np.float16
+        arr = np.lib.format.open_memmap(path, mode="w+", dtype=np_dtype, shape=shape)
+        t = _from_numpy(arr, dtype)
+        fill(t)
+        arr.flush()
+        done.write_text("ok")  # only a complete file is ever read back
+        return t, False
+
+
+def _from_numpy(arr: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    t = torch.from_numpy(arr)
+    return t.view(torch.bfloat16) if dtype == torch.bfloat16 else t
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """bf16 autocast pays off on CUDA GPUs with bf16 and on CPUs with avx512_bf16 or AMX; elsewhere
+    it is slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
