@@ -257,7 +257,9 @@ class Trainer:
                 f"{stage.optimizer} lr {lr:.2e}, {stage.schedule} schedule, BN {'trains' if stage.train_bn else 'frozen'}"
         log.info("\n" + render_layer_table(layer_rows(self.model, lr), param_totals(self.model), title))
         log.info(render_audit(self.audit(si)))
+        t0 = time.perf_counter()
         self.plan = self.build_plan(si)
+        self.plan_seconds = time.perf_counter() - t0  # reported with the stage's first epoch
         return opt, sched, make_stopper(stage)
 
     # --- the freeze-boundary cache ---------------------------------------------------------------
@@ -438,6 +440,8 @@ class Trainer:
                 break
             row: dict[str, Any] = {"stage": si, "stage_name": stage.name, "epoch": epoch}
             row.update(self.train_epoch(si, epoch, opt, sched))
+            if epoch == first_epoch:
+                row["cache_seconds"] = self.plan_seconds
             if self.splits.val is not None:
                 vm = self.validate()
                 row.update({"val_loss": vm["loss"], "val_accuracy": vm["accuracy"], "val_macro_f1": vm["macro_f1"]})

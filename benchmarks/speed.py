@@ -1,0 +1,236 @@
+"""Speed benchmark: tunelab against the plain PyTorch fine-tuning loop of the tutorials.
+
+Baseline: a torchvision-style Dataset that converts and resizes every image every epoch, all
+frozen parameters set ``requires_grad=False``, the model in train mode, fp32, NCHW, the backbone
+run on every batch. tunelab: the same backbone, data, recipe, epochs and seed through
+``tunelab.fit`` (decode once, freeze-boundary cache, channels_last, BN/dropout policy).
+
+Fashion-MNIST, EfficientNet-Lite0 (offline weights), 64 px, the default two-stage recipe (head 8
+epochs, then the last 6 blocks 12 epochs). Each measurement runs in its own process (peak RSS is
+per process); the two contenders alternate.
+
+    .venv/bin/python benchmarks/speed.py                       # 1k full recipe; 10k and 60k 2+2 epochs
+    .venv/bin/python benchmarks/speed.py --sizes 1000 --repeats 2
+
+For 10k and 60k images each phase runs 2 epochs (epoch 1 and epoch 2 measured); the whole-recipe
+time there is epoch1 + (E - 1) * epoch2 per phase, marked as estimated. Results go to
+benchmarks/results/speed.jsonl and the table to benchmarks/results/speed.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+EPOCHS = (8, 12)  # the default recipe's head and fine-tune epochs
+LAST_BLOCKS = 6
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- the baseline: the tutorials' loop -----------------------------------------------------------
+
+
+def baseline(size: int, epochs: tuple[int, int], seed: int) -> dict:
+    import numpy as np
+    import timm
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision import transforms
+
+    from tunelab.backbones import PACKAGED
+    from tunelab.config import DataConfig
+    from tunelab.data._sources import fashion_mnist
+
+    torch.manual_seed(seed)
+    train_src, test_src = fashion_mnist("train"), fashion_mnist("test")
+    idx = _train_indices(size, seed)
+    tf_train = transforms.Compose([transforms.Resize(64), transforms.Grayscale(3), transforms.RandomHorizontalFlip(),
+                                   transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3)])
+    tf_test = transforms.Compose([transforms.Resize(64), transforms.Grayscale(3), transforms.ToTensor(),
+                                  transforms.Normalize([0.5] * 3, [0.5] * 3)])
+
+    class Images(Dataset):
+        def __init__(self, arrays, labels, tf):
+            self.arrays, self.labels, self.tf = arrays, labels, tf
+
+        def __len__(self):
+            return len(self.labels)
+
+        def __getitem__(self, i):  # decoded and transformed again every epoch
+            return self.tf(Image.fromarray(self.arrays[i])), int(self.labels[i])
+
+    train = Images(train_src.images[idx], train_src.labels[idx], tf_train)
+    test = Images(test_src.images, test_src.labels, tf_test)
+    model = timm.create_model("tf_efficientnet_lite0", num_classes=1000)
+    model.load_state_dict(PACKAGED["tf_efficientnet_lite0"].load(model))
+    model.reset_classifier(10)
+    blocks = [m for stage in model.blocks for m in stage]
+    phases = [("head", [model.classifier], 3e-3, epochs[0]),
+              ("last_blocks", [model.classifier, model.conv_head, model.bn2, *blocks[-LAST_BLOCKS:]], 3e-4, epochs[1])]
+    out: dict = {"phases": {}}
+    t_all = time.perf_counter()
+    for name, trainable, lr, n_epochs in phases:
+        for p in model.parameters():
+            p.requires_grad = False
+        for m in trainable:
+            for p in m.parameters():
+                p.requires_grad = True
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+        loader = DataLoader(train, batch_size=32, shuffle=True, num_workers=0)
+        times = []
+        for _ in range(n_epochs):
+            model.train()
+            t0 = time.perf_counter()
+            for x, y in loader:
+                loss = F.cross_entropy(model(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            times.append(time.perf_counter() - t0)
+        out["phases"][name] = times
+    out["train_seconds"] = time.perf_counter() - t_all
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for x, y in DataLoader(test, batch_size=256):
+            correct += int((model(x).argmax(1) == y).sum())
+    out["test_accuracy"] = correct / len(test)
+    out["cache_mb"] = 0.0
+    return out
+
+
+def _train_indices(size: int, seed: int):
+    """The same training images tunelab's data.samples_per_class picks (stratified, seeded)."""
+    from tunelab.config import DataConfig
+    from tunelab.data import load_data
+
+    cfg = DataConfig(train="fashion-mnist", samples_per_class=size // 10, val_split=0.0, seed=seed, image_size=8,
+                     test=None)
+    splits = load_data(cfg)
+    return [int(s.split("[")[1].rstrip("]")) for s in splits.train.items]
+
+
+# --- tunelab -------------------------------------------------------------------------------------
+
+
+def tunelab_run(size: int, epochs: tuple[int, int], seed: int) -> dict:
+    import tunelab
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        run = tunelab.fit(HERE.parent / "examples" / "default.yaml", overrides=[
+            f"run.dir={tmp}", "run.name=speed", "run.progress=false", f"run.seed={seed}", f"data.seed={seed}",
+            f"data.samples_per_class={size // 10}", "data.val_split=0", "data.test=auto",
+            f"stages.0.epochs={epochs[0]}", f"stages.1.epochs={epochs[1]}"])
+        total = time.perf_counter() - t0
+        cache_mb = _cache_mb(run)
+    phases: dict[str, list[float]] = {"head": [], "last_blocks": []}
+    for row in run.history:
+        name = "head" if row["stage"] == 0 else "last_blocks"
+        phases[name].append(row["seconds"] + row.get("cache_seconds", 0.0))
+    return {"phases": phases, "train_seconds": sum(sum(v) for v in phases.values()), "fit_seconds": total,
+            "test_accuracy": run.metrics["test"]["accuracy"], "cache_mb": cache_mb}
+
+
+def _cache_mb(run) -> float:
+    """The largest stage cache, from the lines tunelab logs ('..., 2.0 MB (computed in ...')."""
+    import re
+
+    text = (run.dir / "log.txt").read_text()
+    return max([float(m) for m in re.findall(r", ([0-9.]+) MB \(", text)] or [0.0])
+
+
+# --- driver --------------------------------------------------------------------------------------
+
+
+def one(kind: str, size: int, epochs: tuple[int, int], seed: int) -> None:
+    r = (baseline if kind == "baseline" else tunelab_run)(size, epochs, seed)
+    r.update({"kind": kind, "size": size, "epochs": list(epochs), "seed": seed, "peak_rss_mb": _peak_rss_mb()})
+    print("RESULT " + json.dumps(r), flush=True)
+
+
+def summarise(rows: list[dict]) -> str:
+    lines = ["| images | contender | head epoch 1 s | head epoch 2+ s | last-6-blocks epoch 1 s | epoch 2+ s | "
+             "whole recipe s | peak RSS MB | cache MB | test acc |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    ratios = []
+    for size in sorted({r["size"] for r in rows}):
+        by = {}
+        for kind in ("baseline", "tunelab"):
+            rs = [r for r in rows if r["size"] == size and r["kind"] == kind]
+            if not rs:
+                continue
+            med = lambda f: statistics.median(f(r) for r in rs)  # noqa: E731
+            h1 = med(lambda r: r["phases"]["head"][0])
+            h2 = med(lambda r: statistics.mean(r["phases"]["head"][1:]))
+            b1 = med(lambda r: r["phases"]["last_blocks"][0])
+            b2 = med(lambda r: statistics.mean(r["phases"]["last_blocks"][1:]))
+            full = list(rs[0]["epochs"]) == list(EPOCHS)
+            whole = med(lambda r: r["train_seconds"]) if full else h1 + (EPOCHS[0] - 1) * h2 + b1 + (EPOCHS[1] - 1) * b2
+            by[kind] = dict(h1=h1, h2=h2, b1=b1, b2=b2, whole=whole, full=full, acc=med(lambda r: r["test_accuracy"]),
+                            rss=med(lambda r: r["peak_rss_mb"]), cache=med(lambda r: r["cache_mb"]), n=len(rs))
+            v = by[kind]
+            lines.append(f"| {size:,} | {kind} ({v['n']} run{'s' if v['n'] > 1 else ''}) | {h1:.2f} | {h2:.3f} | "
+                         f"{b1:.2f} | {b2:.2f} | {whole:.0f}{'' if full else ' (est.)'} | {v['rss']:.0f} | "
+                         f"{v['cache']:.1f} | {v['acc']:.4f} |")
+        if len(by) == 2:
+            b, t = by["baseline"], by["tunelab"]
+            ratios.append(f"| {size:,} | {b['h2'] / t['h2']:.0f}x | {b['whole'] / t['whole']:.1f}x | "
+                          f"{b['b2'] / t['b2']:.1f}x | {t['acc'] - b['acc']:+.4f} |")
+    if ratios:
+        lines += ["", "| images | head epochs 2+ speed-up | whole recipe speed-up | last-6-blocks epoch speed-up | "
+                  "accuracy tunelab - baseline |", "|---|---|---|---|---|"] + ratios
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 60000])
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--one", choices=["baseline", "tunelab"], help=argparse.SUPPRESS)
+    ap.add_argument("--epochs", type=int, nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, default=RESULTS / "speed.jsonl")
+    a = ap.parse_args()
+    if a.one:
+        one(a.one, a.sizes[0], tuple(a.epochs), a.seed)
+        return
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    rows = [json.loads(x) for x in a.out.read_text().splitlines()] if a.out.is_file() else []
+    for size in a.sizes:
+        epochs = EPOCHS if size <= 1000 else (2, 2)
+        for rep in range(a.repeats):
+            for kind in ("baseline", "tunelab") if rep % 2 == 0 else ("tunelab", "baseline"):
+                cmd = [sys.executable, __file__, "--one", kind, "--sizes", str(size), "--epochs", *map(str, epochs),
+                       "--seed", str(a.seed)]
+                out = subprocess.run(cmd, capture_output=True, text=True)
+                line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+                if line is None:
+                    sys.exit(f"{kind} {size} failed:\n{out.stderr[-3000:]}")
+                r = json.loads(line[7:])
+                rows.append(r)
+                with open(a.out, "a") as f:
+                    f.write(json.dumps(r) + "\n")
+                print(f"{kind:>8} {size:>6} images: whole {r['train_seconds']:.0f} s, test acc {r['test_accuracy']:.4f}, "
+                      f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+    md = summarise(rows)
+    a.out.with_suffix(".md").write_text(__doc__.split("\n\n")[1] + "\n\n" + md + "\n")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
