@@ -288,7 +288,8 @@ class Trainer:
 
     def extract(self, boundary: Boundary, images: torch.Tensor, views: int,
                 augment: Callable[[torch.Tensor], torch.Tensor] | None) -> tuple[torch.Tensor, bool]:
-        """[views, N, ...] prefix outputs of ``images``; view v uses its own fixed augmentation seed."""
+        """[views, N, ...] prefix outputs of ``images``. With several views, view 0 is the image as it is
+        (what the model sees at test time) and view v > 0 an augmented pass with its own fixed seed."""
         c, model = self.cfg.cache, self.model
         dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[c.dtype]
         aug_name = repr(self.cfg.regularization.augment) if augment is not None else "none"
@@ -307,7 +308,7 @@ class Trainer:
                     torch.manual_seed(self.cfg.run.seed * 7919 + v)
                     for i in range(0, len(images), bs):
                         x = images[i: i + bs]
-                        if augment is not None:
+                        if augment is not None and (v > 0 or views == 1):  # view 0 is the clean image
                             x = augment(x)
                         h = run_prefix(model, self.seq, boundary, _to_memory_format(x.to(self.device)))
                         out[v, i: i + len(x)] = h.to(dtype).cpu()
