@@ -1,0 +1,200 @@
+"""Read the training curves and say what happened and what to change, in the terms of the config.
+
+Verdicts, checked in this order (thresholds are the module constants below):
+
+- ``unstable``: a non-finite loss, or the training loss jumps up by more than UNSTABLE_JUMP (relative)
+  in at least UNSTABLE_COUNT epochs after the first. Change: a lower learning rate.
+- ``overfitting``: the final train-validation accuracy gap is over OVERFIT_GAP and either the
+  validation loss has risen more than VAL_RISE (relative) above its minimum while the training
+  loss kept falling, or the best validation epoch is more than LATE_BEST of the stage before its end.
+  Change: more regularization (L2-SP, augmentation, dropout), fewer unfrozen blocks, early stopping.
+- ``underfitting``: the final training accuracy is under UNDERFIT_TRAIN_ACC, or both losses plateau
+  high (training loss over UNDERFIT_LOSS of its first value) with a small gap. Change: less
+  regularization, a higher learning rate, more unfrozen blocks, more epochs.
+- ``too short``: the validation loss still fell by more than STILL_IMPROVING (relative) over the
+  last 2 epochs and its best epoch is the last. Change: more epochs.
+- ``good fit`` otherwise.
+
+Class collapse (a class never predicted, or macro-F1 far below accuracy) is reported as a warning
+with any verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+OVERFIT_GAP = 0.10
+VAL_RISE = 0.10
+LATE_BEST = 0.4
+UNDERFIT_TRAIN_ACC = 0.80
+UNDERFIT_LOSS = 0.6
+UNSTABLE_JUMP = 0.25
+UNSTABLE_COUNT = 2
+STILL_IMPROVING = 0.03
+COLLAPSE_F1_GAP = 0.15
+
+
+@dataclass
+class Diagnosis:
+    verdict: str
+    evidence: list[str] = field(default_factory=list)
+    recommendations: list[str] = field(default_factory=list)  # each a --set override or an instruction
+    warnings: list[str] = field(default_factory=list)
+    stage: int | None = None
+
+    def render(self) -> str:
+        where = f"stage {self.stage + 1}" if self.stage is not None else "run"
+        lines = [f"diagnosis ({where}): {self.verdict}"]
+        lines += [f"  - {e}" for e in self.evidence]
+        lines += [f"  ! {w}" for w in self.warnings]
+        if self.recommendations:
+            lines.append("  try:")
+            lines += [f"    {r}" for r in self.recommendations]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "evidence": self.evidence, "recommendations": self.recommendations,
+                "warnings": self.warnings, "stage": self.stage}
+
+
+def diagnose(rows: list[dict[str, Any]], config: Any | None = None, stage: int | None = None,
+             final: dict[str, Any] | None = None) -> Diagnosis:
+    """Diagnose one stage (``stage``) or the last stage of a run from its per-epoch ``rows``.
+
+    ``config`` (a :class:`tunelab.Config`) makes the recommendations concrete ``--set`` overrides;
+    ``final`` (the run's final metrics) adds the class-collapse check.
+    """
+    if stage is None and rows:
+        stage = max(r["stage"] for r in rows)
+    rows = [r for r in rows if stage is None or r["stage"] == stage]
+    d = _verdict(rows)
+    d.stage = stage
+    if config is not None and stage is not None and stage < len(config.stages):
+        d.recommendations = recommend(d.verdict, config, stage)
+    if final is not None:
+        d.warnings += _collapse(final)
+    return d
+
+
+def _verdict(rows: list[dict[str, Any]]) -> Diagnosis:
+    if not rows:
+        return Diagnosis("too short", ["no epochs were trained"])
+    tl = [r["train_loss"] for r in rows]
+    ta = [r["train_accuracy"] for r in rows]
+    vl = [r.get("val_loss") for r in rows]
+    va = [r.get("val_accuracy") for r in rows]
+    has_val = all(v is not None for v in vl)
+    n = len(rows)
+
+    if any(not math.isfinite(x) for x in tl + ([v for v in vl if v is not None])):
+        return Diagnosis("unstable", ["the loss became NaN or infinite"])
+    jumps = [i for i in range(2, n) if tl[i] > tl[i - 1] * (1 + UNSTABLE_JUMP)]
+    if len(jumps) >= UNSTABLE_COUNT:
+        return Diagnosis("unstable", [f"training loss jumped up by more than {UNSTABLE_JUMP:.0%} at epochs "
+                                      f"{', '.join(str(i + 1) for i in jumps)}"])
+    if not has_val:
+        if ta[-1] < UNDERFIT_TRAIN_ACC:
+            return Diagnosis("underfitting", [f"final training accuracy {ta[-1]:.3f} < {UNDERFIT_TRAIN_ACC}"])
+        return Diagnosis("good fit", ["no validation set: only the training curve was checked"])
+
+    gap = ta[-1] - va[-1]
+    best = min(range(n), key=lambda i: vl[i])
+    rise = vl[-1] / vl[best] - 1 if vl[best] > 0 else 0.0
+    train_fell = tl[-1] < tl[best]
+    evidence_gap = f"train accuracy {ta[-1]:.3f} vs validation {va[-1]:.3f} (gap {gap:.3f})"
+    if gap > OVERFIT_GAP and ((rise > VAL_RISE and train_fell) or (n >= 4 and best < n - 1 - LATE_BEST * n)):
+        ev = [evidence_gap]
+        if rise > VAL_RISE:
+            ev.append(f"validation loss rose {rise:.0%} from its minimum {vl[best]:.4f} at epoch {best + 1} to "
+                      f"{vl[-1]:.4f} at epoch {n} while training loss fell to {tl[-1]:.4f}")
+        else:
+            ev.append(f"best validation loss at epoch {best + 1} of {n}")
+        return Diagnosis("overfitting", ev)
+    plateau_high = n >= 3 and tl[-1] > UNDERFIT_LOSS * tl[0] and abs(gap) < OVERFIT_GAP / 2
+    if ta[-1] < UNDERFIT_TRAIN_ACC or plateau_high:
+        ev = [f"final training accuracy {ta[-1]:.3f}" + (f" < {UNDERFIT_TRAIN_ACC}" if ta[-1] < UNDERFIT_TRAIN_ACC else ""),
+              f"training loss {tl[0]:.4f} -> {tl[-1]:.4f}, validation loss {vl[0]:.4f} -> {vl[-1]:.4f}"]
+        return Diagnosis("underfitting", ev)
+    if n < 3 or (best == n - 1 and vl[-3 if n >= 3 else 0] > vl[-1] * (1 + STILL_IMPROVING)):
+        return Diagnosis("too short", [f"validation loss still falling at the last epoch ({vl[max(0, n - 3)]:.4f} -> "
+                                       f"{vl[-1]:.4f} over the last epochs)"])
+    return Diagnosis("good fit", [evidence_gap, f"best validation loss {vl[best]:.4f} at epoch {best + 1} of {n}"])
+
+
+def _collapse(final: dict[str, Any]) -> list[str]:
+    out = []
+    for split in ("val", "test"):
+        m = final.get(split)
+        if not m or "per_class" not in m:
+            continue
+        dead = [c for c, v in m["per_class"].items() if v["support"] > 0 and v["recall"] == 0.0]
+        if dead:
+            out.append(f"{split}: classes never predicted correctly: {', '.join(dead)}")
+        if m["accuracy"] - m["macro_f1"] > COLLAPSE_F1_GAP:
+            out.append(f"{split}: macro-F1 {m['macro_f1']:.3f} far below accuracy {m['accuracy']:.3f}: "
+                       "the model favours a few classes (class imbalance?)")
+    return out
+
+
+# --- recommendations in config terms -------------------------------------------------------------
+
+_AUGMENT_UP = {"none": "flip", "flip": "light", "light": "medium", "medium": "strong"}
+
+
+def _last_blocks(train: list[Any]) -> int | None:
+    for sel in train:
+        if isinstance(sel, dict) and "last_blocks" in sel:
+            return int(sel["last_blocks"])
+    return None
+
+
+def _l2sp_index(config: Any) -> int | None:
+    return next((i for i, p in enumerate(config.regularization.penalties) if p.type == "l2sp"), None)
+
+
+def recommend(verdict: str, config: Any, stage: int) -> list[str]:
+    """Concrete changes, most promising first, as ``--set`` overrides where possible."""
+    st = config.stages[stage]
+    reg = config.regularization
+    lb = _last_blocks(st.train)
+    i = _l2sp_index(config)
+    out: list[str] = []
+    if verdict == "overfitting":
+        if i is None:
+            out.append('--set "regularization.penalties=[{type: l2sp, strength: 1.0, layers: all, params: all}]"'
+                       "  # pull toward the pretrained weights")
+        else:
+            out.append(f"--set regularization.penalties.{i}.strength={reg.penalties[i].strength * 3:g}")
+        if isinstance(reg.augment, str) and reg.augment in _AUGMENT_UP:
+            out.append(f"--set regularization.augment={_AUGMENT_UP[reg.augment]}")
+        if config.model.head.dropout < 0.5:
+            out.append("--set model.head.dropout=0.5")
+        if lb is not None and lb > 1:
+            out.append(f'--set "stages.{stage}.train=[head, {{last_blocks: {max(1, lb // 2)}}}]"  # unfreeze fewer blocks')
+        elif "all" in st.train or "backbone" in st.train:
+            out.append(f'--set "stages.{stage}.train=[head, {{last_blocks: 4}}]"  # unfreeze fewer blocks')
+        if st.early_stopping is None:
+            out.append(f"--set stages.{stage}.early_stopping={{patience: 3}}  # stop at the best epoch")
+    elif verdict == "underfitting":
+        if i is not None and reg.penalties[i].strength > 0:
+            out.append(f"--set regularization.penalties.{i}.strength={reg.penalties[i].strength / 10:g}"
+                       "  # less pull toward the pretrained weights")
+        lr = config.stage_lrs()[stage]
+        out.append(f"--set stages.{stage}.lr={lr * 3:g}  # a higher learning rate")
+        if lb is not None:
+            out.append(f'--set "stages.{stage}.train=[head, {{last_blocks: {lb + 2}}}]"  # unfreeze more blocks')
+        elif st.train == ["head"]:
+            out.append(f'--set "stages.{stage}.train=[head, {{last_blocks: 2}}]"  # unfreeze the top blocks')
+        if config.model.head.dropout > 0.2:
+            out.append(f"--set model.head.dropout={config.model.head.dropout / 2:g}")
+        out.append(f"--set stages.{stage}.epochs={st.epochs * 2}")
+    elif verdict == "unstable":
+        lr = config.stage_lrs()[stage]
+        out.append(f"--set stages.{stage}.lr={lr / 3:g}  # a lower learning rate")
+        if st.warmup_epochs == 0 and st.schedule == "cosine":
+            out.append(f"--set stages.{stage}.warmup_epochs=1")
+    elif verdict == "too short":
+        out.append(f"--set stages.{stage}.epochs={max(st.epochs * 2, 4)}")
+    return out

@@ -1,0 +1,70 @@
+import math
+
+from tunelab.config import build_config
+from tunelab.diagnosis import diagnose
+
+
+def rows(train_loss, train_acc, val_loss, val_acc, stage=0):
+    return [{"stage": stage, "epoch": i, "train_loss": a, "train_accuracy": b, "val_loss": c, "val_accuracy": d}
+            for i, (a, b, c, d) in enumerate(zip(train_loss, train_acc, val_loss, val_acc))]
+
+
+CFG = build_config({})
+
+
+def test_overfitting_from_rising_validation_loss():
+    r = rows([1.0, 0.5, 0.3, 0.1, 0.05, 0.02], [0.6, 0.8, 0.9, 0.97, 0.99, 1.0],
+             [0.9, 0.7, 0.75, 0.85, 0.95, 1.05], [0.65, 0.72, 0.72, 0.71, 0.70, 0.70])
+    d = diagnose(r, CFG)
+    assert d.verdict == "overfitting"
+    assert "validation loss rose" in d.evidence[1] and "epoch 2" in d.evidence[1]
+    assert d.recommendations[0].startswith('--set "regularization.penalties=[{type: l2sp')
+    assert any("regularization.augment=light" in x for x in d.recommendations)
+
+
+def test_overfitting_recommendation_strengthens_existing_l2sp():
+    cfg = build_config({"regularization": {"penalties": [{"type": "l2sp", "strength": 0.1}]}})
+    r = rows([1.0, 0.5, 0.2, 0.1, 0.05], [0.6, 0.8, 0.95, 0.99, 1.0], [0.8, 0.6, 0.7, 0.8, 0.9], [0.7, 0.75, 0.74, 0.73, 0.72])
+    assert diagnose(r, cfg).recommendations[0] == "--set regularization.penalties.0.strength=0.3"
+
+
+def test_underfitting_low_training_accuracy():
+    r = rows([2.3, 2.2, 2.15, 2.1], [0.15, 0.2, 0.22, 0.25], [2.3, 2.2, 2.16, 2.12], [0.15, 0.19, 0.21, 0.24])
+    d = diagnose(r, build_config({"regularization": {"penalties": [{"type": "l2sp", "strength": 100.0}]}}))
+    assert d.verdict == "underfitting"
+    assert d.recommendations[0].startswith("--set regularization.penalties.0.strength=10 ")
+    assert any("lr=" in x for x in d.recommendations)
+
+
+def test_unstable_loss_jumps_and_nan():
+    r = rows([1.0, 0.8, 1.5, 0.9, 2.0, 1.0], [0.5] * 6, [1.0] * 6, [0.5] * 6)
+    d = diagnose(r, CFG)
+    assert d.verdict == "unstable" and "epochs 3, 5" in d.evidence[0]
+    assert d.recommendations[0].startswith("--set stages.0.lr=")
+    assert diagnose(rows([1.0, math.nan], [0.5, 0.5], [1.0, 1.0], [0.5, 0.5])).verdict == "unstable"
+
+
+def test_too_short_when_still_improving():
+    r = rows([1.0, 0.6, 0.4, 0.3], [0.6, 0.85, 0.9, 0.92], [1.0, 0.8, 0.6, 0.45], [0.6, 0.8, 0.86, 0.9])
+    d = diagnose(r, CFG)
+    assert d.verdict == "too short" and d.recommendations == ["--set stages.0.epochs=16"]
+
+
+def test_good_fit():
+    r = rows([1.0, 0.5, 0.35, 0.3, 0.29], [0.6, 0.85, 0.9, 0.92, 0.92], [0.9, 0.5, 0.4, 0.39, 0.39],
+             [0.65, 0.85, 0.88, 0.9, 0.9])
+    d = diagnose(r, CFG)
+    assert d.verdict == "good fit" and d.recommendations == []
+    assert "good fit" in d.render()
+
+
+def test_per_stage_and_class_collapse():
+    r = rows([1.0, 0.5], [0.6, 0.8], [0.9, 0.7], [0.6, 0.7], stage=0) + \
+        rows([2.3, 2.3, 2.3], [0.1, 0.1, 0.1], [2.3, 2.3, 2.3], [0.1, 0.1, 0.1], stage=1)
+    final = {"val": {"accuracy": 0.6, "macro_f1": 0.3, "per_class": {
+        "a": {"recall": 0.9, "support": 5}, "b": {"recall": 0.0, "support": 5}}}}
+    d = diagnose(r, CFG, final=final)
+    assert d.stage == 1 and d.verdict == "underfitting"
+    assert any("never predicted correctly: b" in w for w in d.warnings)
+    assert any("macro-F1 0.300 far below accuracy" in w for w in d.warnings)
+    assert diagnose(r, CFG, stage=0).stage == 0
