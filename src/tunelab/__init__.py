@@ -10,7 +10,9 @@ from tunelab.errors import ConfigError, DataError, ModelError, TunelabError
 from tunelab.runs import Run, load_run
 from tunelab.train import fit
 from tunelab.api import evaluate, predict, summary
+from tunelab.diagnosis import diagnose
+from tunelab.report import compare, write_report
 
-__all__ = ["fit", "evaluate", "predict", "summary", "load_run", "load_config", "Config", "Run",
+__all__ = ["fit", "evaluate", "predict", "summary", "diagnose", "write_report", "compare", "load_run", "load_config", "Config", "Run",
            "TunelabError", "ConfigError", "DataError", "ModelError"]
 __version__ = "0.1.0"

@@ -20,6 +20,7 @@ def _fit(a: argparse.Namespace) -> None:
         which = "test" if "test" in run.metrics else "val"
         print(f"\nfinal {which} accuracy: {test['accuracy']:.4f}  (macro-F1 {test['macro_f1']:.4f}, n={test['n']})")
     print(f"run folder: {run.dir}")
+    print(f"report: {run.dir / 'report.html'}")
 
 
 def _evaluate(a: argparse.Namespace) -> None:
@@ -41,6 +42,18 @@ def _predict(a: argparse.Namespace) -> None:
         print(p.path)
         for name, prob in p.top:
             print(f"  {prob:6.3f}  {name}")
+
+
+def _report(a: argparse.Namespace) -> None:
+    from tunelab.report import write_report
+
+    print(write_report(a.run_dir))
+
+
+def _compare(a: argparse.Namespace) -> None:
+    from tunelab.report import compare
+
+    print(compare(a.run_dirs, a.out))
 
 
 def _summary(a: argparse.Namespace) -> None:
@@ -83,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     pr.add_argument("--top-k", type=int, default=5)
     pr.set_defaults(func=_predict)
+
+    r = sub.add_parser("report", help="write RUN_DIR/report.html (curves, diagnosis, metrics, audit)")
+    r.add_argument("run_dir")
+    r.set_defaults(func=_report)
+
+    c = sub.add_parser("compare", help="runs side by side: config differences, metrics, validation curves")
+    c.add_argument("run_dirs", nargs="+")
+    c.add_argument("--out", default="compare.html")
+    c.set_defaults(func=_compare)
 
     s = sub.add_parser("summary", help="per-stage layer table of a config, without training")
     s.add_argument("config")

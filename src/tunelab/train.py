@@ -36,6 +36,7 @@ from tunelab.cache import (Boundary, FeatureStore, backbone_sequence, bf16_suppo
 from tunelab.config import Config, StageConfig, build_config, dump_config, load_config
 from tunelab.data import ImageSet, Splits, load_data
 from tunelab.diagnosis import diagnose
+from tunelab.report import write_report
 from tunelab.errors import ConfigError, ModelError
 from tunelab.freezing import layer_rows, param_totals, render_layer_table, select, set_train_mode, set_trainable
 from tunelab.metrics import classification_metrics, format_metrics, per_class_table
@@ -239,6 +240,9 @@ class Trainer:
         self.seq = backbone_sequence(model.backbone.model) if cfg.cache.enabled else None
         self.store = FeatureStore(Path(cfg.cache.folder) if cfg.cache.folder else run_dir / "cache", cfg.cache.max_memory_gb)
         self.plan: StagePlan | None = None
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tb = SummaryWriter(str(run_dir / "tensorboard"))
 
     # hooks are called by name; fit() has checked the names
     def call(self, name: str, **kwargs: Any) -> None:
@@ -258,12 +262,34 @@ class Trainer:
         sched = make_scheduler(opt, stage, lr, self.steps_per_epoch)
         title = f"stage {si + 1}/{len(self.cfg.stages)} '{stage.name or si}': {stage.epochs} epochs, " \
                 f"{stage.optimizer} lr {lr:.2e}, {stage.schedule} schedule, BN {'trains' if stage.train_bn else 'frozen'}"
-        log.info("\n" + render_layer_table(layer_rows(self.model, lr), param_totals(self.model), title))
-        log.info(render_audit(self.audit(si)))
+        table = render_layer_table(layer_rows(self.model, lr), param_totals(self.model), title)
+        audit = render_audit(self.audit(si))
+        log.info("\n" + table)
+        log.info(audit)
+        self.record_stage(si, layers=table, audit=audit)
         t0 = time.perf_counter()
         self.plan = self.build_plan(si)
         self.plan_seconds = time.perf_counter() - t0  # reported with the stage's first epoch
         return opt, sched, make_stopper(stage)
+
+    def to_tensorboard(self, row: dict[str, Any]) -> None:
+        step = sum(st.epochs for st in self.cfg.stages[: row["stage"]]) + row["epoch"]
+        for key in ("loss", "accuracy"):
+            scalars = {k: row[f"{k}_{key}"] for k in ("train", "val") if f"{k}_{key}" in row}
+            self.tb.add_scalars(key, scalars, step)
+        self.tb.add_scalar("lr", row["lr"], step)
+        for k, v in row.items():
+            if k.startswith("penalty_"):
+                self.tb.add_scalar(f"penalty/{k[8:]}", v, step)
+        self.tb.add_scalar("throughput/img_per_s", row["img_per_s"], step)
+        self.tb.flush()
+
+    def record_stage(self, si: int, **texts: str) -> None:
+        """Keep the tables printed for a stage in RUN_DIR/stages.json, for the report."""
+        path = self.dir / "stages.json"
+        stages = json.loads(path.read_text()) if path.is_file() else {}
+        stages.setdefault(str(si), {"name": self.cfg.stages[si].name}).update(texts)
+        ckpt.atomic_write_text(path, json.dumps(stages, indent=1))
 
     # --- the freeze-boundary cache ---------------------------------------------------------------
 
@@ -284,9 +310,11 @@ class Trainer:
         self.store.memory.clear()  # one stage's features at a time in memory
         train, hit = self.extract(boundary, self.splits.train.images, views, self.augment)
         val = self.extract(boundary, self.splits.val.images, 1, None)[0][0] if self.splits.val is not None else None
-        log.info("cache: %s; %d view(s) of %d training images, %s, %.1f MB (%s in %.1f s)",
-                 boundary.describe(self.seq or []), views, len(self.splits.train), str(train.dtype).replace("torch.", ""),
-                 train.numel() * train.element_size() / 2**20, "reused" if hit else "computed", time.perf_counter() - t0)
+        msg = "cache: %s; %d view(s) of %d training images, %s, %.1f MB (%s in %.1f s)" % (
+            boundary.describe(self.seq or []), views, len(self.splits.train), str(train.dtype).replace("torch.", ""),
+            train.numel() * train.element_size() / 2**20, "reused" if hit else "computed", time.perf_counter() - t0)
+        log.info(msg)
+        self.record_stage(si, cache=msg)
         return StagePlan(boundary, train, val)
 
     def extract(self, boundary: Boundary, images: torch.Tensor, views: int,
@@ -372,6 +400,7 @@ class Trainer:
         order = self.epoch_order(si, epoch)
         total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
         pen_sums = {p.name: 0.0 for p in self.penalties}
+        lrs: list[float] = []
         bar = tqdm(range(0, len(order), bs), desc=f"stage {si + 1}/{len(self.cfg.stages)} epoch {epoch + 1}/{stage.epochs}",
                    disable=None if self.cfg.run.progress else True, leave=False, file=sys.stderr, unit="batch")
         for start in bar:
@@ -392,6 +421,7 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            lrs.append(opt.param_groups[0]["lr"])
             sched.step()
             n = len(idx)
             for p, v in zip(self.penalties, penalties):
@@ -404,6 +434,7 @@ class Trainer:
         row = {"train_loss": total_loss / seen, "train_accuracy": correct / seen, "seconds": secs,
                "img_per_s": seen / secs, "lr": opt.param_groups[0]["lr"]}
         row.update({f"penalty_{name}": v / seen for name, v in pen_sums.items()})
+        row["lr_steps"] = lrs[:: max(1, len(lrs) // 50)]  # for the learning-rate plot
         return row
 
     def _images(self, idx: torch.Tensor) -> torch.Tensor:
@@ -454,6 +485,7 @@ class Trainer:
                 stopped = stopper.should_stop
             with open(self.metrics_path, "a") as f:
                 f.write(json.dumps(row) + "\n")
+            self.to_tensorboard(row)
             self.save_last(si, epoch, opt, sched, stopper, stopped)
             log.info(_epoch_line(row, stage.epochs))
             self.call("on_epoch_end", trainer=self, stage=si, epoch=epoch, metrics=row)
@@ -556,6 +588,7 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook]) -> 
     log.info("backbone %s (weights: %s)", cfg.model.backbone, model.backbone.source)
     place(model, device)
     ckpt.atomic_write_text(run_dir / "classes.json", json.dumps(splits.classes, indent=1))
+    ckpt.atomic_write_text(run_dir / "data.json", json.dumps(_data_summary(splits), indent=1))
     penalties = build_penalties(cfg.regularization.penalties, model,
                                 pretrained_reference(model, cfg.regularization.penalties))
     check_coverage(penalties, [select(model, st.train, where=f"stages.{i}.train") for i, st in enumerate(cfg.stages)])
@@ -575,9 +608,13 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook]) -> 
     ckpt.save(run_dir / "model.safetensors", model.state_dict(), {"backbone": cfg.model.backbone})
     final: dict[str, Any] = {"skipped_images": splits.skipped, "n_train": len(splits.train),
                              "seconds": time.perf_counter() - t_start}
+    val_probs = None
     for name, data in (("val", splits.val), ("test", splits.test)):
         if data is not None:
-            final[name] = evaluate_set(model, data, splits.classes, cfg, device, detailed=True)
+            logits = predict_logits(model, data.images, cfg.data.eval_batch_size, device)
+            final[name] = classification_metrics(logits, data.labels, splits.classes, detailed=True)
+            if name == "val":
+                val_probs = logits.softmax(1).numpy()
     history = _history(run_dir)
     verdict = diagnose(history, cfg, final=final)
     final["diagnosis"] = verdict.to_dict()
@@ -590,8 +627,36 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook]) -> 
     if splits.skipped:
         log.info("skipped %d unreadable images (listed in metrics.json)", len(splits.skipped))
     log.info(verdict.render())
+    _final_tensorboard(trainer.tb, cfg, final, splits.classes)
+    gallery = (splits.val.images.numpy(), splits.val.labels.numpy(), val_probs) if val_probs is not None else None
+    log.info("report: %s", write_report(run_dir, gallery=gallery))
     trainer.call("on_fit_end", trainer=trainer, metrics=final)
     return Run(run_dir, cfg, model, splits.classes, final, history)
+
+
+def _data_summary(splits: Splits) -> dict[str, Any]:
+    counts = {name: np.bincount(s.labels.numpy(), minlength=len(splits.classes)).tolist()
+              for name, s in (("train", splits.train), ("val", splits.val), ("test", splits.test)) if s is not None}
+    return {"classes": splits.classes, "counts": counts, "skipped": splits.skipped}
+
+
+def _final_tensorboard(tb: Any, cfg: Config, final: dict[str, Any], classes: list[str]) -> None:
+    """Hyper-parameters with the final metrics, and the confusion matrix as an image."""
+    import matplotlib.image as mpimg
+
+    from tunelab.plots import confusion
+
+    split = "test" if "test" in final else "val" if "val" in final else None
+    hparams = {"backbone": cfg.model.backbone, "image_size": cfg.data.image_size, "stages": len(cfg.stages),
+               "lr": cfg.stage_lrs()[0] if cfg.stages else 0.0, "samples_per_class": cfg.data.samples_per_class or 0,
+               "augment": str(cfg.regularization.augment), "penalties": len(cfg.regularization.penalties)}
+    if split is not None:
+        tb.add_hparams(hparams, {f"hparam/{split}_accuracy": final[split]["accuracy"],
+                                 f"hparam/{split}_macro_f1": final[split]["macro_f1"]}, run_name=".")
+        png = confusion(final[split], classes, Path(tb.log_dir) / "confusion.png", f"{split} confusion matrix")
+        tb.add_image(f"{split}/confusion_matrix", mpimg.imread(png)[..., :3], dataformats="HWC")
+        png.unlink()
+    tb.close()
 
 
 def _history(run_dir: Path) -> list[dict[str, Any]]:
