@@ -37,4 +37,16 @@ if [ ! -f "$FM" ]; then
     echo "        (without it tunelab tries torchvision's download, which needs a network)" >&2
   fi
 fi
+# Debian's Chromium renders the HTML report in the browser tests (driven by Playwright, which
+# is told to use it, so no browser is downloaded).
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "[setup] installing Debian package chromium (for the report's browser test)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q chromium >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+  else
+    echo "[setup] Chromium is missing; the report's browser test needs it: sudo apt-get install chromium" >&2
+  fi
+fi
 echo "[setup] ready: .venv/bin/tunelab"

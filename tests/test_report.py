@@ -1,0 +1,93 @@
+"""The report, compare page and TensorBoard logs of a real tiny run; the report is rendered in a real
+browser (Debian's Chromium driven by Playwright)."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import tunelab
+from tunelab.report import SECTIONS
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from conftest import TINY
+    import copy
+
+    cfg = copy.deepcopy(TINY)
+    cfg["run"]["dir"] = str(tmp_path_factory.mktemp("runs"))
+    cfg["regularization"] = {"penalties": [{"type": "l2sp", "strength": 0.1, "params": "all"}]}
+    return tunelab.fit(cfg)
+
+
+def test_fit_writes_report_plots_and_diagnosis(run):
+    assert (run.dir / "report.html").is_file()
+    for name in ("curves", "lr", "penalties", "confusion", "per_class", "wrong"):
+        assert (run.dir / "plots" / f"{name}.png").is_file(), name
+    assert run.metrics["diagnosis"]["verdict"] in ("good fit", "overfitting", "underfitting", "unstable", "too short")
+    html = (run.dir / "report.html").read_text()
+    assert 'src="http' not in html and "<script" not in html  # self-contained, no network
+
+
+def test_report_renders_in_chromium(run):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is not installed: sudo apt-get install chromium (scripts/setup.sh does this as root)")
+    from playwright.sync_api import sync_playwright
+
+    errors = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto((run.dir / "report.html").as_uri())
+        for s in SECTIONS:
+            assert page.locator(f"section#{s} h2").inner_text() == s
+            assert page.locator(f"section#{s} > *").count() >= 2  # heading plus content
+        n_images = page.locator("img").count()
+        assert n_images >= 6
+        widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+        assert all(w > 0 for w in widths), widths  # every embedded image decoded
+        assert "l2sp" in page.locator("section#regularization").inner_text()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        browser.close()
+    assert errors == []
+
+
+def test_report_command_rewrites_and_keeps_gallery(run, capsys):
+    from tunelab.cli import main
+
+    (run.dir / "report.html").unlink()
+    assert main(["report", str(run.dir)]) == 0
+    assert capsys.readouterr().out.strip() == str(run.dir / "report.html")
+    html = (run.dir / "report.html").read_text()
+    assert 'alt="most confidently wrong"' in html
+
+
+def test_compare_shows_config_differences_and_metrics(run, tmp_path):
+    other = tunelab.fit(tunelab.load_config(run.dir / "config.yaml", ["run.name=other", "data.image_size=24"]))
+    out = tunelab.compare([run.dir, other.dir], tmp_path / "cmp.html")
+    html = out.read_text()
+    assert "data.image_size" in html and "test accuracy" in html and "data:image/png;base64" in html
+    assert "model.backbone" not in html  # equal keys are not listed
+
+
+def test_tensorboard_has_scalars_hparams_and_confusion_image(run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = {"scalars": set(), "images": set()}
+    for events in (run.dir / "tensorboard").rglob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        tags["scalars"] |= set(acc.Tags()["scalars"])
+        tags["images"] |= set(acc.Tags()["images"])
+    assert {"lr", "penalty/l2sp", "hparam/test_accuracy"} <= tags["scalars"]
+    assert any(t.startswith("loss") for t in tags["scalars"])
+    assert "test/confusion_matrix" in tags["images"]
