@@ -33,6 +33,7 @@ def test_underfitting_low_training_accuracy():
     d = diagnose(r, build_config({"regularization": {"penalties": [{"type": "l2sp", "strength": 100.0}]}}))
     assert d.verdict == "underfitting"
     assert d.recommendations[0].startswith("--set regularization.penalties.0.strength=10 ")
+    assert d.recommendations[1].startswith("--set stages.0.lr=0.03 ")  # 10x the default 3e-3
     assert any("lr=" in x for x in d.recommendations)
 
 

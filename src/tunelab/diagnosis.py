@@ -182,7 +182,7 @@ def recommend(verdict: str, config: Any, stage: int) -> list[str]:
             out.append(f"--set regularization.penalties.{i}.strength={reg.penalties[i].strength / 10:g}"
                        "  # less pull toward the pretrained weights")
         lr = config.stage_lrs()[stage]
-        out.append(f"--set stages.{stage}.lr={lr * 3:g}  # a higher learning rate")
+        out.append(f"--set stages.{stage}.lr={lr * 10:g}  # a higher learning rate")
         if lb is not None:
             out.append(f'--set "stages.{stage}.train=[head, {{last_blocks: {lb + 2}}}]"  # unfreeze more blocks')
         elif st.train == ["head"]:
