@@ -11,10 +11,11 @@ from __future__ import annotations
 import copy
 import difflib
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from tunelab.errors import ConfigError
 
@@ -103,6 +104,11 @@ def validate_selectors(v: list[Any]) -> list[Any]:
     return v
 
 
+# A list of selectors; a single selector is accepted as a list of one.
+Selectors = Annotated[list[Selector], BeforeValidator(lambda v: [v] if isinstance(v, (str, dict)) else v),
+                      AfterValidator(validate_selectors)]
+
+
 class EarlyStopping(_Section):
     metric: Literal["val_loss", "val_accuracy", "val_macro_f1"] = "val_loss"
     patience: int = Field(3, ge=1)
@@ -114,7 +120,7 @@ class StageConfig(_Section):
     """One training stage: what is trainable, for how long, with which optimizer and schedule."""
 
     name: str | None = None
-    train: list[Selector] = Field(default_factory=lambda: ["head"], description="what is trainable in this stage")
+    train: Selectors = Field(default_factory=lambda: ["head"], description="what is trainable in this stage")
     epochs: int = Field(5, ge=0)
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: float | None = Field(None, gt=0, description="absolute learning rate")
@@ -125,16 +131,6 @@ class StageConfig(_Section):
     warmup_epochs: float = Field(0.0, ge=0.0, description="linear warmup (cosine schedule)")
     train_bn: bool = Field(False, description="BatchNorm in trainable parts updates its running statistics")
     early_stopping: EarlyStopping | None = None
-
-    @field_validator("train", mode="before")
-    @classmethod
-    def _one_selector(cls, v: Any) -> Any:
-        return [v] if isinstance(v, (str, dict)) else v
-
-    @field_validator("train")
-    @classmethod
-    def _check_selectors(cls, v: list[Any]) -> list[Any]:
-        return validate_selectors(v)
 
     @model_validator(mode="after")
     def _lr_xor_scale(self) -> "StageConfig":
@@ -162,21 +158,11 @@ class PenaltyConfig(_Section):
     strength: float = Field(..., ge=0.0)
     head_strength: float | None = Field(None, ge=0.0, description="l2sp: plain L2 on the head (default: strength / 10)")
     l1_ratio: float = Field(0.5, ge=0.0, le=1.0, description="elastic: share of L1 in the mix")
-    layers: list[Selector] = Field(default_factory=lambda: ["all"], description="which layers (the selectors of stages.train)")
+    layers: Selectors = Field(default_factory=lambda: ["all"], description="which layers (the selectors of stages.train)")
     params: Literal["kernels", "biases", "both", "all"] = Field(
         "kernels", description="kernels: weights with 2+ dims; biases: *.bias; both; all (norm weights too)")
     norm: Literal["l1", "l2"] = Field("l2", description="activity: norm of the pooled features")
     name: str | None = Field(None, description="label in the audit and metrics; default: the type")
-
-    @field_validator("layers", mode="before")
-    @classmethod
-    def _one_selector(cls, v: Any) -> Any:
-        return [v] if isinstance(v, (str, dict)) else v
-
-    @field_validator("layers")
-    @classmethod
-    def _check_selectors(cls, v: list[Any]) -> list[Any]:
-        return validate_selectors(v)
 
 
 class MixupConfig(_Section):
