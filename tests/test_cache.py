@@ -50,7 +50,8 @@ def test_key_changes_with_everything_that_feeds_the_cache(model):
     x2[0, 0, 0, 0] ^= 1
     assert cache_key(model, seq, b, x2, "none", 1, torch.float32, 0) != base  # one pixel of the data
     assert cache_key(model, seq, b, x, "'flip'", 2, torch.float32, 0) != base  # augmentation and views
-    assert cache_key(model, seq, b, x, "none", 1, torch.bfloat16, 0) != base  # precision
+    assert cache_key(model, seq, b, x, "none", 1, torch.bfloat16, 0) != base  # storage precision
+    assert cache_key(model, seq, b, x, "none", 1, torch.float32, 0, autocast=True) != base  # bf16 compute
     set_trainable(model, select(model, ["head", {"last_blocks": 2}]))
     assert cache_key(model, seq, find_boundary(model, seq), x, "none", 1, torch.float32, 0) != base  # unfrozen set
     with torch.no_grad():

@@ -140,7 +140,7 @@ def tensor_digest(h: "hashlib._Hash", tensors: Sequence[torch.Tensor]) -> None:
 
 
 def cache_key(model: nn.Module, seq: list[tuple[str, nn.Module]] | None, boundary: Boundary, images: torch.Tensor,
-              augment: str, views: int, dtype: torch.dtype, seed: int) -> str:
+              augment: str, views: int, dtype: torch.dtype, seed: int, autocast: bool = False) -> str:
     """A digest of everything the cached features depend on."""
     h = hashlib.sha256()
     if boundary.pooled:
@@ -151,7 +151,7 @@ def cache_key(model: nn.Module, seq: list[tuple[str, nn.Module]] | None, boundar
     for m in prefix:
         tensor_digest(h, list(m.state_dict().values()))
         h.update(repr(m).encode())  # architecture and hyper-parameters (pool type, strides...)
-    h.update(repr((boundary.start, boundary.pooled, augment, views, str(dtype), seed, tuple(model.mean.flatten().tolist()),
+    h.update(repr((boundary.start, boundary.pooled, augment, views, str(dtype), seed, autocast, tuple(model.mean.flatten().tolist()),
                    tuple(model.std.flatten().tolist()))).encode())
     tensor_digest(h, [images])
     return h.hexdigest()[:24]

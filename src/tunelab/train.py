@@ -324,9 +324,9 @@ class Trainer:
         c, model = self.cfg.cache, self.model
         dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[c.dtype]
         aug_name = repr(self.cfg.regularization.augment) if augment is not None else "none"
-        key = cache_key(model, self.seq, boundary, images, aug_name, views, dtype, self.cfg.run.seed)
-        bs = self.cfg.data.eval_batch_size
         use_bf16 = c.autocast == "auto" and bf16_supported(self.device)
+        key = cache_key(model, self.seq, boundary, images, aug_name, views, dtype, self.cfg.run.seed, use_bf16)
+        bs = self.cfg.data.eval_batch_size
         was = model.training
         model.eval()
         with torch.inference_mode():
