@@ -45,6 +45,14 @@ def test_unstable_loss_jumps_and_nan():
     assert diagnose(rows([1.0, math.nan], [0.5, 0.5], [1.0, 1.0], [0.5, 0.5])).verdict == "unstable"
 
 
+def test_noise_near_zero_loss_is_not_instability():
+    """A bug found on a real run: 0.001 -> 0.003 is a 200% jump but no instability."""
+    tl = [2.0, 0.5, 0.1, 0.01, 0.001, 0.003, 0.0005, 0.002, 0.0004]
+    r = rows(tl, [0.5, 0.8, 0.97, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0], [1.2, 1.0, 0.9, 1.0, 1.1, 1.2, 1.25, 1.3, 1.35],
+             [0.6, 0.66, 0.68, 0.68, 0.68, 0.67, 0.67, 0.67, 0.67])
+    assert diagnose(r, CFG).verdict == "overfitting"
+
+
 def test_too_short_when_still_improving():
     r = rows([1.0, 0.6, 0.4, 0.3], [0.6, 0.85, 0.9, 0.92], [1.0, 0.8, 0.6, 0.45], [0.6, 0.8, 0.86, 0.9])
     d = diagnose(r, CFG)

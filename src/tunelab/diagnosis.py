@@ -3,7 +3,8 @@
 Verdicts, checked in this order (thresholds are the module constants below):
 
 - ``unstable``: a non-finite loss, or the training loss jumps up by more than UNSTABLE_JUMP (relative)
-  in at least UNSTABLE_COUNT epochs after the first. Change: a lower learning rate.
+  and by more than UNSTABLE_ABS of its first value in at least UNSTABLE_COUNT epochs after the first
+  (the absolute floor ignores noise once the loss is near zero). Change: a lower learning rate.
 - ``overfitting``: the final train-validation accuracy gap is over OVERFIT_GAP and either the
   validation loss has risen more than VAL_RISE (relative) above its minimum while the training
   loss kept falling, or the best validation epoch is more than LATE_BEST of the stage before its end.
@@ -32,6 +33,7 @@ UNDERFIT_TRAIN_ACC = 0.80
 UNDERFIT_LOSS = 0.6
 UNSTABLE_JUMP = 0.25
 UNSTABLE_COUNT = 2
+UNSTABLE_ABS = 0.05
 STILL_IMPROVING = 0.03
 COLLAPSE_F1_GAP = 0.15
 
@@ -90,7 +92,8 @@ def _verdict(rows: list[dict[str, Any]]) -> Diagnosis:
 
     if any(not math.isfinite(x) for x in tl + ([v for v in vl if v is not None])):
         return Diagnosis("unstable", ["the loss became NaN or infinite"])
-    jumps = [i for i in range(2, n) if tl[i] > tl[i - 1] * (1 + UNSTABLE_JUMP)]
+    jumps = [i for i in range(2, n)
+             if tl[i] > tl[i - 1] * (1 + UNSTABLE_JUMP) and tl[i] - tl[i - 1] > UNSTABLE_ABS * tl[0]]
     if len(jumps) >= UNSTABLE_COUNT:
         return Diagnosis("unstable", [f"training loss jumped up by more than {UNSTABLE_JUMP:.0%} at epochs "
                                       f"{', '.join(str(i + 1) for i in jumps)}"])
