@@ -21,7 +21,7 @@ BASE = ["run.progress=false", "data.samples_per_class=10", "data.val_samples_per
         "regularization.augment=none"]
 SCENARIOS = {
     "whole backbone unfrozen, no regularization, 30 epochs": [
-        "stages=[{train: all, epochs: 30, lr: 1.0e-3, schedule: constant, weight_decay: 0}]"],
+        "stages=[{train: all, epochs: 30, lr: 3.0e-4, schedule: constant, weight_decay: 0}]"],
     "absurdly strong L2-SP (strength 1000)": [
         "regularization.penalties=[{type: l2sp, strength: 1000.0, layers: all, params: all}]"],
     "too small a learning rate (1e-6)": ["stages.0.lr=1.0e-6", "stages.1.lr_scale=1.0"],

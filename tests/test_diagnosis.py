@@ -53,6 +53,14 @@ def test_noise_near_zero_loss_is_not_instability():
     assert diagnose(r, CFG).verdict == "overfitting"
 
 
+def test_overfitting_comes_first_and_spikes_become_a_warning():
+    tl = [2.0, 0.8, 0.3, 0.6, 0.05, 0.4, 0.02, 0.01]
+    r = rows(tl, [0.5, 0.8, 0.95, 0.9, 1.0, 0.95, 1.0, 1.0], [1.2, 0.9, 0.95, 1.1, 1.2, 1.3, 1.4, 1.5],
+             [0.6, 0.7, 0.7, 0.69, 0.69, 0.68, 0.68, 0.68])
+    d = diagnose(r, CFG)
+    assert d.verdict == "overfitting" and "jumped up" in d.warnings[0]
+
+
 def test_too_short_when_still_improving():
     r = rows([1.0, 0.6, 0.4, 0.3], [0.6, 0.85, 0.9, 0.92], [1.0, 0.8, 0.6, 0.45], [0.6, 0.8, 0.86, 0.9])
     d = diagnose(r, CFG)

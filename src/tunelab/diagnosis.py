@@ -2,7 +2,10 @@
 
 Verdicts, checked in this order (thresholds are the module constants below):
 
-- ``unstable``: a non-finite loss, or the training loss jumps up by more than UNSTABLE_JUMP (relative)
+- ``unstable`` when the loss is not finite;
+- ``overfitting`` (below), since it is what to fix first even when the loss also spikes (then a
+  warning names the spikes);
+- ``unstable``: the training loss jumps up by more than UNSTABLE_JUMP (relative)
   and by more than UNSTABLE_ABS of its first value in at least UNSTABLE_COUNT epochs after the first
   (the absolute floor ignores noise once the loss is near zero). Change: a lower learning rate.
 - ``overfitting``: the final train-validation accuracy gap is over OVERFIT_GAP and either the
@@ -94,9 +97,14 @@ def _verdict(rows: list[dict[str, Any]]) -> Diagnosis:
         return Diagnosis("unstable", ["the loss became NaN or infinite"])
     jumps = [i for i in range(2, n)
              if tl[i] > tl[i - 1] * (1 + UNSTABLE_JUMP) and tl[i] - tl[i - 1] > UNSTABLE_ABS * tl[0]]
-    if len(jumps) >= UNSTABLE_COUNT:
-        return Diagnosis("unstable", [f"training loss jumped up by more than {UNSTABLE_JUMP:.0%} at epochs "
-                                      f"{', '.join(str(i + 1) for i in jumps)}"])
+    spikes = (f"training loss jumped up by more than {UNSTABLE_JUMP:.0%} at epochs "
+              f"{', '.join(str(i + 1) for i in jumps)}") if len(jumps) >= UNSTABLE_COUNT else None
+    d = _overfitting(tl, ta, vl, va) if has_val else None
+    if d is not None:
+        d.warnings += [spikes + ": consider a lower learning rate too"] if spikes else []
+        return d
+    if spikes:
+        return Diagnosis("unstable", [spikes])
     if not has_val:
         if ta[-1] < UNDERFIT_TRAIN_ACC:
             return Diagnosis("underfitting", [f"final training accuracy {ta[-1]:.3f} < {UNDERFIT_TRAIN_ACC}"])
@@ -104,17 +112,7 @@ def _verdict(rows: list[dict[str, Any]]) -> Diagnosis:
 
     gap = ta[-1] - va[-1]
     best = min(range(n), key=lambda i: vl[i])
-    rise = vl[-1] / vl[best] - 1 if vl[best] > 0 else 0.0
-    train_fell = tl[-1] < tl[best]
     evidence_gap = f"train accuracy {ta[-1]:.3f} vs validation {va[-1]:.3f} (gap {gap:.3f})"
-    if gap > OVERFIT_GAP and ((rise > VAL_RISE and train_fell) or (n >= 4 and best < n - 1 - LATE_BEST * n)):
-        ev = [evidence_gap]
-        if rise > VAL_RISE:
-            ev.append(f"validation loss rose {rise:.0%} from its minimum {vl[best]:.4f} at epoch {best + 1} to "
-                      f"{vl[-1]:.4f} at epoch {n} while training loss fell to {tl[-1]:.4f}")
-        else:
-            ev.append(f"best validation loss at epoch {best + 1} of {n}")
-        return Diagnosis("overfitting", ev)
     plateau_high = n >= 3 and tl[-1] > UNDERFIT_LOSS * tl[0] and abs(gap) < OVERFIT_GAP / 2
     if ta[-1] < UNDERFIT_TRAIN_ACC or plateau_high:
         ev = [f"final training accuracy {ta[-1]:.3f}" + (f" < {UNDERFIT_TRAIN_ACC}" if ta[-1] < UNDERFIT_TRAIN_ACC else ""),
@@ -124,6 +122,22 @@ def _verdict(rows: list[dict[str, Any]]) -> Diagnosis:
         return Diagnosis("too short", [f"validation loss still falling at the last epoch ({vl[max(0, n - 3)]:.4f} -> "
                                        f"{vl[-1]:.4f} over the last epochs)"])
     return Diagnosis("good fit", [evidence_gap, f"best validation loss {vl[best]:.4f} at epoch {best + 1} of {n}"])
+
+
+def _overfitting(tl: list[float], ta: list[float], vl: list[float], va: list[float]) -> Diagnosis | None:
+    n = len(tl)
+    gap = ta[-1] - va[-1]
+    best = min(range(n), key=lambda i: vl[i])
+    rise = vl[-1] / vl[best] - 1 if vl[best] > 0 else 0.0
+    if gap <= OVERFIT_GAP or not ((rise > VAL_RISE and tl[-1] < tl[best]) or (n >= 4 and best < n - 1 - LATE_BEST * n)):
+        return None
+    ev = [f"train accuracy {ta[-1]:.3f} vs validation {va[-1]:.3f} (gap {gap:.3f})"]
+    if rise > VAL_RISE:
+        ev.append(f"validation loss rose {rise:.0%} from its minimum {vl[best]:.4f} at epoch {best + 1} to "
+                  f"{vl[-1]:.4f} at epoch {n} while training loss fell to {tl[-1]:.4f}")
+    else:
+        ev.append(f"best validation loss at epoch {best + 1} of {n}")
+    return Diagnosis("overfitting", ev)
 
 
 def _collapse(final: dict[str, Any]) -> list[str]:
