@@ -3,6 +3,7 @@ class, EfficientNet-Lite0 offline weights), their verdicts, and the test accurac
 the first recommendation printed.
 
     .venv/bin/python benchmarks/diagnosis.py      # about 5 minutes on 2 cores
+    .venv/bin/python benchmarks/diagnosis.py 0    # only the first scenario, keeping the other rows
 
 Writes benchmarks/results/diagnosis.md.
 """
@@ -40,10 +41,20 @@ def fit(tmp: str, name: str, overrides: list[str]) -> tunelab.Run:
 
 
 def main() -> None:
+    import sys
+
+    only = [int(x) for x in sys.argv[1:]] or list(range(len(SCENARIOS)))
+    results = HERE / "results" / "diagnosis.md"
+    kept = {line.split(" | ")[0][2:]: line for line in results.read_text().splitlines()[4:]
+            if line.startswith("| ")} if results.is_file() else {}
     lines = ["| scenario | verdict | evidence | first recommendation | test accuracy before | after |",
              "|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         for i, (title, overrides) in enumerate(SCENARIOS.items()):
+            if i not in only:
+                if title in kept:
+                    lines.append(kept[title])
+                continue
             run = fit(tmp, f"s{i}", overrides)
             d = run.metrics["diagnosis"]
             rec = d["recommendations"][0] if d["recommendations"] else ""

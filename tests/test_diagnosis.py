@@ -18,14 +18,16 @@ def test_overfitting_from_rising_validation_loss():
     d = diagnose(r, CFG)
     assert d.verdict == "overfitting"
     assert "validation loss rose" in d.evidence[1] and "epoch 2" in d.evidence[1]
-    assert d.recommendations[0].startswith('--set "regularization.penalties=[{type: l2sp')
+    assert d.recommendations[0].startswith("--set stages.0.early_stopping={patience: 3}  # validation loss was best at epoch 2")
+    assert d.recommendations[1].startswith('--set "regularization.penalties=[{type: l2sp')
     assert any("regularization.augment=light" in x for x in d.recommendations)
 
 
 def test_overfitting_recommendation_strengthens_existing_l2sp():
     cfg = build_config({"regularization": {"penalties": [{"type": "l2sp", "strength": 0.1}]}})
     r = rows([1.0, 0.5, 0.2, 0.1, 0.05], [0.6, 0.8, 0.95, 0.99, 1.0], [0.8, 0.6, 0.7, 0.8, 0.9], [0.7, 0.75, 0.74, 0.73, 0.72])
-    assert diagnose(r, cfg).recommendations[0] == "--set regularization.penalties.0.strength=0.3"
+    recs = diagnose(r, cfg).recommendations
+    assert "early_stopping" in recs[0] and recs[1] == "--set regularization.penalties.0.strength=0.3"
 
 
 def test_underfitting_low_training_accuracy():

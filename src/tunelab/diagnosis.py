@@ -77,7 +77,7 @@ def diagnose(rows: list[dict[str, Any]], config: Any | None = None, stage: int |
     d = _verdict(rows)
     d.stage = stage
     if config is not None and stage is not None and stage < len(config.stages):
-        d.recommendations = recommend(d.verdict, config, stage)
+        d.recommendations = recommend(d.verdict, config, stage, rows)
     if final is not None:
         d.warnings += _collapse(final)
     return d
@@ -171,7 +171,7 @@ def _l2sp_index(config: Any) -> int | None:
     return next((i for i, p in enumerate(config.regularization.penalties) if p.type == "l2sp"), None)
 
 
-def recommend(verdict: str, config: Any, stage: int) -> list[str]:
+def recommend(verdict: str, config: Any, stage: int, rows: list[dict[str, Any]] | None = None) -> list[str]:
     """Concrete changes, most promising first, as ``--set`` overrides where possible."""
     st = config.stages[stage]
     reg = config.regularization
@@ -179,6 +179,12 @@ def recommend(verdict: str, config: Any, stage: int) -> list[str]:
     i = _l2sp_index(config)
     out: list[str] = []
     if verdict == "overfitting":
+        vl = [r.get("val_loss") for r in rows or []]
+        if st.early_stopping is None and vl and None not in vl:
+            best = min(range(len(vl)), key=lambda k: vl[k])
+            if best < len(vl) - 1 - LATE_BEST * len(vl):  # the curve itself says where to stop
+                out.append(f"--set stages.{stage}.early_stopping={{patience: 3}}  # validation loss was best at "
+                           f"epoch {best + 1} of {len(vl)}: stop there and keep those weights")
         if i is None:
             out.append('--set "regularization.penalties=[{type: l2sp, strength: 1.0, layers: all, params: all}]"'
                        "  # pull toward the pretrained weights")
@@ -192,7 +198,7 @@ def recommend(verdict: str, config: Any, stage: int) -> list[str]:
             out.append(f'--set "stages.{stage}.train=[head, {{last_blocks: {max(1, lb // 2)}}}]"  # unfreeze fewer blocks')
         elif "all" in st.train or "backbone" in st.train:
             out.append(f'--set "stages.{stage}.train=[head, {{last_blocks: 4}}]"  # unfreeze fewer blocks')
-        if st.early_stopping is None:
+        if st.early_stopping is None and not any("early_stopping" in x for x in out):
             out.append(f"--set stages.{stage}.early_stopping={{patience: 3}}  # stop at the best epoch")
     elif verdict == "underfitting":
         if i is not None and reg.penalties[i].strength > 0:
