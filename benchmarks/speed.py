@@ -57,7 +57,6 @@ def baseline(size: int, epochs: tuple[int, int], seed: int) -> dict:
     from torchvision import transforms
 
     from tunelab.backbones import PACKAGED
-    from tunelab.config import DataConfig
     from tunelab.data._sources import fashion_mnist
 
     torch.manual_seed(seed)

@@ -26,3 +26,18 @@ def test_pretrained_lite0_fine_tunes_and_beats_random_init(tmp_path):
     assert pre.metrics["test"]["n"] == 500
     assert acc_pre > 0.6, acc_pre
     assert acc_pre > acc_scratch + 0.2, (acc_pre, acc_scratch)
+
+
+def test_auto_regularization_on_lite0_reaches_the_real_backbone(tmp_path):
+    """regularization: auto on the real network: L2-SP is chosen, covers all 3.4M parameters, and
+    the audit shows it reaching the gradient in the stage that unfreezes blocks (the stages given
+    here are kept: auto fills only what the config leaves unset)."""
+    run = _short_run(tmp_path, "auto", "regularization.auto=true")
+    cfg = run.config
+    assert cfg.regularization.penalties[0].type == "l2sp" and cfg.model.head.dropout == 0.5
+    stages = __import__("json").loads((run.dir / "stages.json").read_text())
+    audit = stages["1"]["audit"]
+    l2sp = next(line for line in audit.splitlines() if line.startswith("l2sp"))
+    assert "3,383,818 params" in l2sp and l2sp.rstrip().endswith(("yes", "yes (probed next to w0)"))
+    assert all(r["penalty_l2sp"] > 0 for r in run.history)
+    assert run.metrics["test"]["accuracy"] > 0.6

@@ -25,7 +25,9 @@ class Source(Protocol):
 
     def describe(self, i: int) -> str: ...  # a file path or "name[i]"
 
-    def load(self, indices: np.ndarray, size: int) -> torch.Tensor: ...  # raises BadImage per item via load_one
+    def load_many(self, indices: np.ndarray, size: int, on_bad: str) -> tuple[torch.Tensor, np.ndarray, list[str]]:
+        """uint8 images of ``indices`` at ``size``, the indices kept, and the files skipped."""
+        ...
 
 
 class ArraySource:
