@@ -86,10 +86,11 @@ class MixTargets:
                            num_classes=num_classes)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from timm.data.mixup import mixup_target
+
         x = x.float()
-        if len(x) % 2:
-            off = self.smoothing / self.num_classes
-            return x, F.one_hot(y, self.num_classes).float() * (1 - self.smoothing) + off
+        if len(x) % 2:  # lam = 1: the smoothed one-hot targets timm itself would give
+            return x, mixup_target(y, self.num_classes, lam=1.0, smoothing=self.smoothing)
         return self.mixup(x, y)
 
 

@@ -20,6 +20,7 @@ from tunelab import plots
 from tunelab.checkpoint import atomic_write_text
 from tunelab.diagnosis import diagnose
 from tunelab.errors import ConfigError
+from tunelab.runs import read_history
 
 SECTIONS = ["summary", "diagnosis", "curves", "metrics", "data", "model", "regularization", "config"]
 
@@ -54,8 +55,7 @@ def _read(run_dir: Path) -> dict[str, Any]:
         p = run_dir / name
         return json.loads(p.read_text()) if p.is_file() else default
 
-    history_path = run_dir / "metrics.jsonl"
-    history = [json.loads(x) for x in history_path.read_text().splitlines() if x.strip()] if history_path.is_file() else []
+    history = read_history(run_dir)
     return {"config_text": (run_dir / "config.yaml").read_text(), "metrics": load_json("metrics.json", {}),
             "history": history, "classes": load_json("classes.json", []), "data": load_json("data.json", {}),
             "stages": load_json("stages.json", {})}

@@ -34,6 +34,12 @@ class Run:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    """The per-epoch rows of RUN_DIR/metrics.jsonl (empty before the first epoch ends)."""
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
+
+
 def new_run_dir(cfg: Config) -> Path:
     base = Path(cfg.run.dir)
     name = cfg.run.name or time.strftime("%Y%m%d-%H%M%S")

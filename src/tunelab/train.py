@@ -43,7 +43,7 @@ from tunelab.metrics import classification_metrics, format_metrics, per_class_ta
 from tunelab.model import TuneModel, build_model, place
 from tunelab.regularizers import Penalty, build_penalties, check_coverage, pretrained_reference
 from tunelab.regularizers._audit import audit_penalty, other_regularizers, render_audit
-from tunelab.runs import Run, new_run_dir, run_logging
+from tunelab.runs import Run, new_run_dir, read_history, run_logging
 
 log = logging.getLogger("tunelab")
 
@@ -530,13 +530,11 @@ def _read_resume(run_dir: Path) -> tuple[Config, _Position]:
     return cfg, _Position(state["stage"], state["epoch"], state["stopped"], tensors, state)
 
 
-def _truncate_metrics(path: Path, pos: _Position) -> None:
+def _truncate_metrics(run_dir: Path, pos: _Position) -> None:
     """Drop metric rows written after the checkpoint a resume starts from."""
-    if not path.is_file():
-        return
-    keep = [line for line in path.read_text().splitlines()
-            if line.strip() and (json.loads(line)["stage"], json.loads(line)["epoch"]) <= (pos.stage, pos.epoch)]
-    ckpt.atomic_write_text(path, "".join(line + "\n" for line in keep))
+    keep = [r for r in read_history(run_dir) if (r["stage"], r["epoch"]) <= (pos.stage, pos.epoch)]
+    if (run_dir / "metrics.jsonl").is_file():
+        ckpt.atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in keep))
 
 
 def fit(config: Config | str | Path | dict[str, Any] | None = None, *, overrides: list[str] | None = None,
@@ -596,13 +594,13 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook]) -> 
     if pos.tensors:
         ckpt.load_model_state(model, {k[6:]: v for k, v in pos.tensors.items() if k.startswith("model.")},
                               f"{run_dir}/checkpoints/last.safetensors")
-    _truncate_metrics(run_dir / "metrics.jsonl", pos)
+    _truncate_metrics(run_dir, pos)
 
     trainer = Trainer(cfg, run_dir, splits, model, device, hooks, penalties)
     for si in range(pos.stage, len(cfg.stages)):
         trainer.run_stage(si, pos)
         if cfg.stages[si].epochs:
-            log.info(diagnose(_history(run_dir), cfg, stage=si).render())
+            log.info(diagnose(read_history(run_dir), cfg, stage=si).render())
 
     model.eval()
     ckpt.save(run_dir / "model.safetensors", model.state_dict(), {"backbone": cfg.model.backbone})
@@ -615,7 +613,7 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook]) -> 
             final[name] = classification_metrics(logits, data.labels, splits.classes, detailed=True)
             if name == "val":
                 val_probs = logits.softmax(1).numpy()
-    history = _history(run_dir)
+    history = read_history(run_dir)
     verdict = diagnose(history, cfg, final=final)
     final["diagnosis"] = verdict.to_dict()
     ckpt.atomic_write_text(run_dir / "metrics.json", json.dumps(final, indent=1))
@@ -627,9 +625,9 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook]) -> 
     if splits.skipped:
         log.info("skipped %d unreadable images (listed in metrics.json)", len(splits.skipped))
     log.info(verdict.render())
-    _final_tensorboard(trainer.tb, cfg, final, splits.classes)
     gallery = (splits.val.images.numpy(), splits.val.labels.numpy(), val_probs) if val_probs is not None else None
     log.info("report: %s", write_report(run_dir, gallery=gallery))
+    _final_tensorboard(trainer.tb, cfg, final, run_dir / "plots" / "confusion.png")
     trainer.call("on_fit_end", trainer=trainer, metrics=final)
     return Run(run_dir, cfg, model, splits.classes, final, history)
 
@@ -640,11 +638,9 @@ def _data_summary(splits: Splits) -> dict[str, Any]:
     return {"classes": splits.classes, "counts": counts, "skipped": splits.skipped}
 
 
-def _final_tensorboard(tb: Any, cfg: Config, final: dict[str, Any], classes: list[str]) -> None:
-    """Hyper-parameters with the final metrics, and the confusion matrix as an image."""
+def _final_tensorboard(tb: Any, cfg: Config, final: dict[str, Any], confusion_png: Path) -> None:
+    """Hyper-parameters with the final metrics, and the report's confusion matrix as an image."""
     import matplotlib.image as mpimg
-
-    from tunelab.plots import confusion
 
     split = "test" if "test" in final else "val" if "val" in final else None
     hparams = {"backbone": cfg.model.backbone, "image_size": cfg.data.image_size, "stages": len(cfg.stages),
@@ -653,12 +649,7 @@ def _final_tensorboard(tb: Any, cfg: Config, final: dict[str, Any], classes: lis
     if split is not None:
         tb.add_hparams(hparams, {f"hparam/{split}_accuracy": final[split]["accuracy"],
                                  f"hparam/{split}_macro_f1": final[split]["macro_f1"]}, run_name=".")
-        png = confusion(final[split], classes, Path(tb.log_dir) / "confusion.png", f"{split} confusion matrix")
-        tb.add_image(f"{split}/confusion_matrix", mpimg.imread(png)[..., :3], dataformats="HWC")
-        png.unlink()
+        if confusion_png.is_file():
+            tb.add_image(f"{split}/confusion_matrix", mpimg.imread(confusion_png)[..., :3], dataformats="HWC")
     tb.close()
 
-
-def _history(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
