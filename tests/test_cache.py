@@ -1,8 +1,11 @@
+import json
+
 import pytest
 import torch
 
 import tunelab
-from tunelab.cache import FeatureStore, backbone_sequence, cache_key, find_boundary, run_prefix, run_tail
+from tunelab.cache import (FeatureStore, backbone_sequence, cache_key, find_boundary, run_prefix, run_prefixes,
+                           run_tail)
 from tunelab.config import ModelConfig
 from tunelab.freezing import select, set_trainable
 from tunelab.model import build_model
@@ -32,6 +35,19 @@ def test_prefix_then_tail_equals_the_whole_model(model, train):
     x = images()
     with torch.no_grad():
         torch.testing.assert_close(run_tail(model, seq, b, run_prefix(model, seq, b, x)), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_one_pass_gives_every_boundary(model):
+    seq = backbone_sequence(model.backbone.model)
+    bounds = []
+    for train in (["head"], ["head", {"last_blocks": 1}], ["head", {"last_blocks": 2}]):
+        set_trainable(model, select(model, train))
+        bounds.append(find_boundary(model, seq))
+    x = images()
+    with torch.no_grad():
+        together = run_prefixes(model, seq, bounds, x)
+        for b, h in zip(bounds, together):
+            torch.testing.assert_close(h, run_prefix(model, seq, b, x), rtol=1e-5, atol=1e-6)
 
 
 def test_no_boundary_when_everything_trains(model):
@@ -96,7 +112,7 @@ def test_cached_training_matches_uncached(tiny_cfg):
     runs = {}
     for enabled in (True, False):
         tiny_cfg["run"]["name"] = f"cache-{enabled}"
-        tiny_cfg["cache"] = {"enabled": enabled}
+        tiny_cfg["cache"] = {"enabled": enabled, "autocast": "off"}  # fp32 both ways: equal to 1e-4
         runs[enabled] = tunelab.fit(tiny_cfg)
     for a, b in zip(runs[True].history, runs[False].history):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
@@ -104,6 +120,20 @@ def test_cached_training_matches_uncached(tiny_cfg):
     assert runs[True].metrics["test"]["accuracy"] == runs[False].metrics["test"]["accuracy"]
     log = (runs[True].dir / "log.txt").read_text()
     assert "cache: pooled features" in log and "cache: the input of" in log
+    # stage 1's extraction pass also filled stage 2's cache, which stage 2 then found
+    assert "the same pass cached stage 2's boundary" in log and "reused in" in log
+    stages = json.loads((runs[True].dir / "stages.json").read_text())
+    assert all(v["seconds"] > 0 for v in stages.values())
+
+
+def test_bf16_extraction_stays_close_to_fp32(tiny_cfg):
+    tiny_cfg["regularization"] = {"augment": "none"}
+    losses = {}
+    for autocast in ("auto", "off"):
+        tiny_cfg["run"]["name"] = f"autocast-{autocast}"
+        tiny_cfg["cache"] = {"autocast": autocast}
+        losses[autocast] = [r["train_loss"] for r in tunelab.fit(tiny_cfg).history]
+    assert losses["auto"] == pytest.approx(losses["off"], rel=0.05)
 
 
 def test_cache_policies_in_the_log(tiny_cfg):

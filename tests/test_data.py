@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from conftest import write_images
 from tunelab.config import DataConfig
@@ -115,3 +116,38 @@ def test_fashion_mnist_official_splits():
     assert s.classes[0] == "T-shirt/top" and len(s.train) == 20 and len(s.val) == 10 and len(s.test) == 30
     full = load_data(cfg(train="fashion-mnist", samples_per_class=1, image_size=8))
     assert len(full.test) == 10000
+
+
+def test_decode_cache_reuses_files_and_notices_changes(image_folder, tmp_path, monkeypatch):
+    store = tmp_path / "decoded"
+    (image_folder / "dog" / "img0.png").write_bytes(b"not an image")
+    cfg = DataConfig(train=str(image_folder), val_split=0.0, test=None, image_size=16, decode_cache=str(store),
+                     on_bad_image="skip")
+    first = load_data(cfg)
+    assert len(list(store.glob("*.done"))) == 1 and len(first.skipped) == 1
+    import tunelab.data._sources as sources
+
+    def no_decoding(*a, **k):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(sources, "decode_file", no_decoding)
+    again = load_data(cfg)  # memory-mapped, nothing decoded
+    assert torch.equal(again.train.images, first.train.images) and again.train.items == first.train.items
+    assert again.skipped == first.skipped
+    monkeypatch.undo()
+    (other,) = write_images(tmp_path / "other", {"x": 1}, size=24)  # changing a file gives another key
+    (image_folder / "cat" / "img0.png").write_bytes(other.read_bytes())
+    changed = load_data(cfg)
+    assert len(list(store.glob("*.done"))) == 2 and not torch.equal(changed.train.images, first.train.images)
+
+
+def test_decode_cache_ignores_a_half_written_file(tmp_path):
+    store = tmp_path / "decoded"
+    cfg = DataConfig(train="digits", val_split=0.0, test_split=0.2, image_size=8, decode_cache=str(store))
+    ref = load_data(cfg)
+    for done in store.glob("*.done"):
+        done.unlink()  # as if the run had been killed while writing
+    for npy in store.glob("*.npy"):
+        npy.write_bytes(npy.read_bytes()[:200])
+    again = load_data(cfg)
+    assert torch.equal(again.train.images, ref.train.images) and torch.equal(again.test.images, ref.test.images)

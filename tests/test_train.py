@@ -143,3 +143,18 @@ def test_sigkill_mid_stage_two_then_resume_matches_uninterrupted_run(tiny_cfg, t
         assert resumed[split]["loss"] == pytest.approx(clean[split]["loss"], abs=1e-5)
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [(r["stage"], r["epoch"]) for r in rows] == [(0, 0), (0, 1)] + [(1, e) for e in range(12)]
+
+
+@pytest.mark.slow
+def test_compile_trains_the_same_numbers(tiny_cfg):
+    """run.compile compiles block by block; the cached tail and checkpoints work as without it."""
+    tiny_cfg["stages"] = [{"train": ["head", {"last_blocks": 1}], "epochs": 1, "lr": 1e-3}]
+    tiny_cfg["cache"] = {"autocast": "off"}
+    losses = {}
+    for compiled in (False, True):
+        tiny_cfg["run"].update(name=f"compile-{compiled}", compile=compiled)
+        run = tunelab.fit(tiny_cfg)
+        losses[compiled] = [r["train_loss"] for r in run.history] + [run.metrics["test"]["loss"]]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+    assert "torch.compile:" in (run.dir / "log.txt").read_text()
+    assert all("_orig_mod" not in k for k in tunelab.load_run(run.dir).model.state_dict())

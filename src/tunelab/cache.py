@@ -109,13 +109,26 @@ def find_boundary(model: nn.Module, seq: list[tuple[str, nn.Module]] | None) -> 
 def run_prefix(model: nn.Module, seq: list[tuple[str, nn.Module]] | None, boundary: Boundary,
                x: torch.Tensor) -> torch.Tensor:
     """The frozen prefix of ``model`` on (normalised later) images ``x``."""
-    if boundary.pooled:
-        return model.head.pool(model.forward_features(x))
+    return run_prefixes(model, seq, [boundary], x)[0]
+
+
+def run_prefixes(model: nn.Module, seq: list[tuple[str, nn.Module]] | None, boundaries: Sequence[Boundary],
+                 x: torch.Tensor) -> list[torch.Tensor]:
+    """The outputs at several boundaries from one pass through the network: a stage's own boundary
+    and a later stage's deeper or shallower one cost one extraction instead of two."""
+    if len(boundaries) == 1 and boundaries[0].pooled:
+        return [model.head.pool(model.forward_features(x))]
+    if seq is None or model.backbone.pools:
+        raise ValueError("several or mid-network boundaries need a split backbone sequence")
+    ends = {len(seq) if b.pooled else b.start for b in boundaries}
+    at: dict[int, torch.Tensor] = {}
     h = model.normalize(x)
-    assert seq is not None
-    for _, m in seq[: boundary.start]:
+    for i, (_, m) in enumerate(seq[: max(ends)]):
+        if i in ends:
+            at[i] = h
         h = m(h)
-    return h
+    at[max(ends)] = h
+    return [model.head.pool(at[len(seq)]) if b.pooled else at[b.start] for b in boundaries]
 
 
 def run_tail(model: nn.Module, seq: list[tuple[str, nn.Module]] | None, boundary: Boundary,
@@ -159,36 +172,57 @@ def cache_key(model: nn.Module, seq: list[tuple[str, nn.Module]] | None, boundar
 
 class FeatureStore:
     """Cached prefix outputs by key: in memory when they fit ``max_memory_gb``, else memory-mapped
-    ``.npy`` files in ``folder`` (which may be shared between runs)."""
+    ``.npy`` files in ``folder`` (which may be shared between runs).
+
+    ``lookup`` finds a finished entry; ``create`` makes room for a new one and ``commit`` marks it
+    complete (a file gets its ``.done`` marker only then, so a half-written cache is never read)."""
 
     def __init__(self, folder: Path, max_memory_gb: float) -> None:
         self.folder, self.budget = folder, max_memory_gb * 2**30
         self.memory: dict[str, torch.Tensor] = {}
+        self._open: dict[str, np.memmap] = {}
+
+    def lookup(self, key: str, dtype: torch.dtype) -> torch.Tensor | None:
+        if key in self.memory:
+            return self.memory[key]
+        path, done = self.folder / f"{key}.npy", self.folder / f"{key}.done"
+        if path.is_file() and done.is_file():
+            return _from_numpy(np.load(path, mmap_mode="c"), dtype)  # copy-on-write: the file is never modified
+        return None
+
+    def create(self, key: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        nbytes = int(np.prod(shape)) * torch.finfo(dtype).bits // 8
+        if nbytes <= self.budget:
+            self.memory[key] = torch.empty(shape, dtype=dtype)
+            return self.memory[key]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        np_dtype = np.float32 if dtype == torch.float32 else np.uint16 if dtype == torch.bfloat16 else np.float16
+        arr = np.lib.format.open_memmap(self.folder / f"{key}.npy", mode="w+", dtype=np_dtype, shape=shape)
+        self._open[key] = arr
+        return _from_numpy(arr, dtype)
+
+    def commit(self, key: str) -> None:
+        arr = self._open.pop(key, None)
+        if arr is not None:
+            arr.flush()
+            (self.folder / f"{key}.done").write_text("ok")
 
     def get(self, key: str, shape: tuple[int, ...], dtype: torch.dtype,
             fill: Callable[[torch.Tensor], None]) -> tuple[torch.Tensor, bool]:
         """The cached tensor for ``key``; on a miss, ``fill`` writes it. Returns (tensor, was_hit)."""
-        if key in self.memory:
-            return self.memory[key], True
-        path = self.folder / f"{key}.npy"
-        done = self.folder / f"{key}.done"
-        if path.is_file() and done.is_file():
-            arr = np.load(path, mmap_mode="c")  # copy-on-write: the file is never modified
-            return _from_numpy(arr, dtype), True
-        nbytes = int(np.prod(shape)) * torch.finfo(dtype).bits // 8
-        if nbytes <= self.budget:
-            t = torch.empty(shape, dtype=dtype)
-            fill(t)
-            self.memory[key] = t
-            return t, False
-        self.folder.mkdir(parents=True, exist_ok=True)
-        np_dtype = np.float32 if dtype == torch.float32 else np.uint16 if dtype == torch.bfloat16 else np.float16
-        arr = np.lib.format.open_memmap(path, mode="w+", dtype=np_dtype, shape=shape)
-        t = _from_numpy(arr, dtype)
+        found = self.lookup(key, dtype)
+        if found is not None:
+            return found, True
+        t = self.create(key, shape, dtype)
         fill(t)
-        arr.flush()
-        done.write_text("ok")  # only a complete file is ever read back
+        self.commit(key)
         return t, False
+
+    def keep_only(self, keys: set[str]) -> None:
+        """Drop in-memory entries not in ``keys`` (one stage's features, and what later stages
+        already got from the same pass, stay in memory)."""
+        for k in [k for k in self.memory if k not in keys]:
+            del self.memory[k]
 
 
 def _from_numpy(arr: np.ndarray, dtype: torch.dtype) -> torch.Tensor:

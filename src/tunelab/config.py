@@ -44,8 +44,11 @@ class DataConfig(_Section):
     val_samples_per_class: int | None = Field(None, ge=1, description="cap the validation split per class")
     test_samples_per_class: int | None = Field(None, ge=1, description="cap the test set per class")
     batch_size: int = Field(32, ge=1)
-    eval_batch_size: int = Field(256, ge=1)
+    eval_batch_size: int = Field(64, ge=1, description="batch size of evaluation and cache extraction "
+                                 "(64 was 2-3x faster than 256 on 2 CPU cores; raise it on a GPU)")
     on_bad_image: Literal["error", "skip"] = "error"
+    decode_cache: str | None = Field(None, description="folder for decoded images as memory-mapped files, "
+                                     "reused by later runs (default: decode into memory each run)")
     seed: int = 0
 
 
@@ -205,7 +208,8 @@ class CacheConfig(_Section):
         "views", description="views: cache `views` augmented passes; full_network: no cache in stages that augment")
     views: int = Field(2, ge=1, le=64, description="augmented views cached per image, cycled over epochs")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="storage type of cached features")
-    autocast: Literal["auto", "off"] = Field("off", description="auto: bf16 autocast for extraction where the hardware has it")
+    autocast: Literal["auto", "off"] = Field(
+        "auto", description="auto: bf16 autocast for extraction where the hardware has it (CPU avx512_bf16/AMX, CUDA bf16)")
     max_memory_gb: float = Field(4.0, ge=0.0, description="larger caches go to memory-mapped files")
     folder: str | None = Field(None, description="where file caches live; default: RUN_DIR/cache (set one to share)")
 
@@ -218,6 +222,8 @@ class RunConfig(_Section):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1)
+    compile: bool = Field(False, description="torch.compile each block and the head: pays off on long GPU runs; "
+                          "on CPU compiling costs about a minute for no reliable gain (docs/speed.md)")
     progress: bool = True
 
 

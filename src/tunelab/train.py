@@ -32,7 +32,7 @@ from tunelab import checkpoint as ckpt
 from tunelab.augment import MixTargets, build_augment, soft_cross_entropy
 from tunelab.auto import apply_auto
 from tunelab.cache import (Boundary, FeatureStore, backbone_sequence, bf16_supported, cache_key, find_boundary,
-                           run_prefix, run_tail)
+                           run_prefixes, run_tail)
 from tunelab.config import Config, StageConfig, build_config, dump_config, load_config
 from tunelab.data import ImageSet, Splits, load_data
 from tunelab.diagnosis import diagnose
@@ -77,8 +77,10 @@ def make_optimizer(model: nn.Module, stage: StageConfig, lr: float) -> torch.opt
             (decay if p.ndim >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": stage.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]]
-    # the fused kernel is one launch per step instead of several per tensor: a clear win on GPUs
-    fused = {"fused": True} if all(p.is_cuda for g in groups for p in g["params"]) else {}
+    # the fused kernel is one pass per step instead of several per tensor: a clear win on GPUs and
+    # 5-8% of a cached-tail epoch on this CPU (benchmarks/results/speed.md)
+    devices = {p.device.type for g in groups for p in g["params"]}
+    fused = {"fused": True} if len(devices) == 1 and devices <= {"cpu", "cuda"} else {}
     if stage.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=lr, **fused)
     if stage.optimizer == "adam":  # Adam's weight_decay is an L2 term in the gradient, not decoupled
@@ -240,6 +242,7 @@ class Trainer:
         self.seq = backbone_sequence(model.backbone.model) if cfg.cache.enabled else None
         self.store = FeatureStore(Path(cfg.cache.folder) if cfg.cache.folder else run_dir / "cache", cfg.cache.max_memory_gb)
         self.plan: StagePlan | None = None
+        self.next_keys: set[str] = set()  # cache entries the next stage got from this stage's pass
         from torch.utils.tensorboard import SummaryWriter
 
         self.tb = SummaryWriter(str(run_dir / "tensorboard"))
@@ -284,18 +287,22 @@ class Trainer:
         self.tb.add_scalar("throughput/img_per_s", row["img_per_s"], step)
         self.tb.flush()
 
-    def record_stage(self, si: int, **texts: str) -> None:
-        """Keep the tables printed for a stage in RUN_DIR/stages.json, for the report."""
+    def record_stage(self, si: int, **values: Any) -> None:
+        """Keep the tables printed for a stage (and its wall-clock seconds) in RUN_DIR/stages.json."""
         path = self.dir / "stages.json"
         stages = json.loads(path.read_text()) if path.is_file() else {}
-        stages.setdefault(str(si), {"name": self.cfg.stages[si].name}).update(texts)
+        stages.setdefault(str(si), {"name": self.cfg.stages[si].name}).update(values)
         ckpt.atomic_write_text(path, json.dumps(stages, indent=1))
 
     # --- the freeze-boundary cache ---------------------------------------------------------------
 
     def build_plan(self, si: int) -> StagePlan | None:
-        """Cache the frozen prefix's outputs for this stage, when there is a frozen prefix to cache."""
+        """Cache the frozen prefix's outputs for this stage, when there is a frozen prefix to cache.
+        The same pass also fills the next stage's cache when that stage's frozen prefix is frozen
+        here too (head first, then the top blocks: one extraction for both stages)."""
         c = self.cfg.cache
+        self.store.keep_only(self.next_keys)  # drop the previous stage's features first
+        self.next_keys = set()
         boundary = find_boundary(self.model, self.seq) if c.enabled else None
         if boundary is None:
             return None
@@ -307,32 +314,61 @@ class Trainer:
             return None
         views = c.views if self.augment is not None else 1
         t0 = time.perf_counter()
-        self.store.memory.clear()  # one stage's features at a time in memory
-        train, hit = self.extract(boundary, self.splits.train.images, views, self.augment)
-        val = self.extract(boundary, self.splits.val.images, 1, None)[0][0] if self.splits.val is not None else None
+        ahead = self.next_boundary(si, boundary)
+        bounds = [boundary] + ([ahead] if ahead is not None else [])
+        trains, hit = self.extract(bounds, self.splits.train.images, views, self.augment)
+        vals = self.extract(bounds, self.splits.val.images, 1, None)[0] if self.splits.val is not None else None
+        train = trains[0]
         msg = "cache: %s; %d view(s) of %d training images, %s, %.1f MB (%s in %.1f s)" % (
             boundary.describe(self.seq or []), views, len(self.splits.train), str(train.dtype).replace("torch.", ""),
             train.numel() * train.element_size() / 2**20, "reused" if hit else "computed", time.perf_counter() - t0)
+        if ahead is not None and not hit:
+            msg += "; the same pass cached stage %d's boundary (%s)" % (si + 2, ahead.describe(self.seq or []))
         log.info(msg)
         self.record_stage(si, cache=msg)
-        return StagePlan(boundary, train, val)
+        return StagePlan(boundary, train, vals[0][0] if vals is not None else None)
 
-    def extract(self, boundary: Boundary, images: torch.Tensor, views: int,
-                augment: Callable[[torch.Tensor], torch.Tensor] | None) -> tuple[torch.Tensor, bool]:
-        """[views, N, ...] prefix outputs of ``images``. With several views, view 0 is the image as it is
-        (what the model sees at test time) and view v > 0 an augmented pass with its own fixed seed."""
+    def next_boundary(self, si: int, boundary: Boundary) -> Boundary | None:
+        """The next stage's boundary when its frozen prefix is frozen in this stage too (so this
+        stage leaves it unchanged and one pass can compute both), else None."""
+        if si + 1 >= len(self.cfg.stages) or self.seq is None or self.model.backbone.pools:
+            return None
+        now = {n for n, p in self.model.named_parameters() if p.requires_grad}
+        try:
+            set_trainable(self.model, select(self.model, self.cfg.stages[si + 1].train, where=f"stages.{si + 1}.train"))
+            nxt = find_boundary(self.model, self.seq)
+        finally:
+            set_trainable(self.model, now)
+        if nxt is None or nxt == boundary:
+            return None
+        limit = len(self.seq) if boundary.pooled else boundary.start
+        deepest = len(self.seq) if nxt.pooled else nxt.start
+        return nxt if deepest <= limit else None
+
+    def extract(self, boundaries: list[Boundary], images: torch.Tensor, views: int,
+                augment: Callable[[torch.Tensor], torch.Tensor] | None) -> tuple[list[torch.Tensor], bool]:
+        """[views, N, ...] prefix outputs of ``images`` at each boundary (one pass for all), and
+        whether the first was already cached. With several views, view 0 is the image as it is (what
+        the model sees at test time) and view v > 0 an augmented pass with its own fixed seed."""
         c, model = self.cfg.cache, self.model
         dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[c.dtype]
         aug_name = repr(self.cfg.regularization.augment) if augment is not None else "none"
         use_bf16 = c.autocast == "auto" and bf16_supported(self.device)
-        key = cache_key(model, self.seq, boundary, images, aug_name, views, dtype, self.cfg.run.seed, use_bf16)
+        keys = [cache_key(model, self.seq, b, images, aug_name, views, dtype, self.cfg.run.seed, use_bf16)
+                for b in boundaries]
+        self.next_keys.update(keys[1:])
+        found = [self.store.lookup(k, dtype) for k in keys]
+        missing = [i for i, f in enumerate(found) if f is None]
+        if not missing:
+            return [f for f in found if f is not None], True
         bs = self.cfg.data.eval_batch_size
         was = model.training
         model.eval()
-        with torch.inference_mode():
-            shape = run_prefix(model, self.seq, boundary, _to_memory_format(images[:1].to(self.device))).shape[1:]
-
-        def fill(out: torch.Tensor) -> None:
+        todo = [boundaries[i] for i in missing]
+        try:
+            with torch.inference_mode():
+                probe = run_prefixes(model, self.seq, todo, _to_memory_format(images[:1].to(self.device)))
+            outs = [self.store.create(keys[i], (views, len(images), *h.shape[1:]), dtype) for i, h in zip(missing, probe)]
             with torch.random.fork_rng(devices=[]), torch.inference_mode(), \
                     torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 for v in range(views):
@@ -341,13 +377,15 @@ class Trainer:
                         x = images[i: i + bs]
                         if augment is not None and (v > 0 or views == 1):  # view 0 is the clean image
                             x = augment(x)
-                        h = run_prefix(model, self.seq, boundary, _to_memory_format(x.to(self.device)))
-                        out[v, i: i + len(x)] = h.to(dtype).cpu()
-
-        try:
-            return self.store.get(key, (views, len(images), *shape), dtype, fill)
+                        hs = run_prefixes(model, self.seq, todo, _to_memory_format(x.to(self.device)))
+                        for out, h in zip(outs, hs):
+                            out[v, i: i + len(x)] = h.to(dtype).cpu()
+            for i, out in zip(missing, outs):
+                self.store.commit(keys[i])
+                found[i] = out
         finally:
             model.train(was)
+        return [f for f in found if f is not None], 0 not in missing
 
     def forward_cached(self, h: torch.Tensor) -> torch.Tensor:
         assert self.plan is not None
@@ -459,7 +497,7 @@ class Trainer:
                   {"stage": si, "epoch": epoch, "metric": stopper.metric, "value": stopper.best})
 
     def run_stage(self, si: int, pos: _Position) -> None:
-        stage = self.cfg.stages[si]
+        stage, t_stage = self.cfg.stages[si], time.perf_counter()
         opt, sched, stopper = self.prepare_stage(si)
         self.call("on_stage_start", trainer=self, stage=si)
         first_epoch, stopped = 0, False
@@ -497,6 +535,8 @@ class Trainer:
             self.model.load_state_dict(tensors)
             log.info("restored the best weights of stage %d (epoch %d, %s %.4f)", si + 1, stopper.best_epoch + 1,
                      stopper.metric, stopper.best)
+        # everything the stage cost: tables, audit, cache, epochs, validation, checkpoints
+        self.record_stage(si, seconds=round(time.perf_counter() - t_stage, 3))
 
 
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:
@@ -585,6 +625,8 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook]) -> 
     model = build_model(cfg.model, int(num_classes))
     log.info("backbone %s (weights: %s)", cfg.model.backbone, model.backbone.source)
     place(model, device)
+    if cfg.run.compile:
+        compile_blocks(model)
     ckpt.atomic_write_text(run_dir / "classes.json", json.dumps(splits.classes, indent=1))
     ckpt.atomic_write_text(run_dir / "data.json", json.dumps(_data_summary(splits), indent=1))
     penalties = build_penalties(cfg.regularization.penalties, model,
@@ -630,6 +672,18 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook]) -> 
     _final_tensorboard(trainer.tb, cfg, final, run_dir / "plots" / "confusion.png")
     trainer.call("on_fit_end", trainer=trainer, metrics=final)
     return Run(run_dir, cfg, model, splits.classes, final, history)
+
+
+def compile_blocks(model: TuneModel) -> None:
+    """``torch.compile`` every block of the backbone and the head, in place. Block by block, so the
+    cached paths (which run a stage's trainable tail block by block) use the compiled code too, and
+    parameter names stay as they are (checkpoints are unchanged)."""
+    seq = backbone_sequence(model.backbone.model)
+    for m in [m for _, m in seq] if seq is not None else [model.backbone]:
+        m.compile()
+    model.head.compile()
+    log.info("torch.compile: %d backbone modules and the head (compiled on first use)",
+             len(seq) if seq is not None else 1)
 
 
 def _data_summary(splits: Splits) -> dict[str, Any]:

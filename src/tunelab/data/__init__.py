@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from sklearn.model_selection import train_test_split
 from tunelab.config import DataConfig
 from tunelab.data._decode import BadImage, decode_file
 from tunelab.data._sources import BUILTIN, BUILTIN_TEST_SPLIT, ArraySource, FileSource, open_source
+from tunelab.data._store import load_decoded
 from tunelab.errors import DataError
 
 __all__ = ["ImageSet", "Splits", "load_data", "decode_file", "BadImage", "BUILTIN"]
@@ -95,7 +97,10 @@ def _remap(src: ArraySource | FileSource, classes: list[str], field_name: str) -
 
 def _materialise(src: ArraySource | FileSource, idx: np.ndarray, labels: np.ndarray, cfg: DataConfig,
                  skipped: list[str]) -> ImageSet:
-    images, kept, bad = src.load_many(idx, cfg.image_size, cfg.on_bad_image)
+    if cfg.decode_cache is not None:
+        images, kept, bad = load_decoded(src, idx, cfg.image_size, cfg.on_bad_image, Path(cfg.decode_cache))
+    else:
+        images, kept, bad = src.load_many(idx, cfg.image_size, cfg.on_bad_image)
     skipped += bad
     return ImageSet(images, torch.from_numpy(labels[kept]), [src.describe(int(i)) for i in kept])
 

@@ -1,0 +1,69 @@
+"""Decoded images kept as memory-mapped files, so that a data set is decoded once across runs.
+
+With ``data.decode_cache: FOLDER`` the uint8 arrays at the working resolution are written to
+``FOLDER/<key>.npy`` while decoding (chunk by chunk: memory does not grow with the data set) and
+memory-mapped by later runs. The key covers the source, which items, each file's size and
+modification time (or the array bytes of a built-in set), the resolution and the bad-image policy;
+a ``.done`` marker is written last, so a half-written file is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tunelab.data._sources import ArraySource, FileSource
+
+log = logging.getLogger("tunelab")
+
+CHUNK = 512  # images decoded per write
+
+
+def decode_key(src: ArraySource | FileSource, idx: np.ndarray, size: int, on_bad: str) -> str:
+    h = hashlib.sha256(repr((src.name, size, on_bad, len(idx))).encode())
+    h.update(np.ascontiguousarray(idx, dtype=np.int64).tobytes())
+    if isinstance(src, FileSource):
+        for i in idx:
+            st = os.stat(src.paths[i])
+            h.update(f"{src.paths[i]}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    else:
+        h.update(np.ascontiguousarray(src.images[idx]).tobytes())
+    return h.hexdigest()[:24]
+
+
+def load_decoded(src: ArraySource | FileSource, idx: np.ndarray, size: int, on_bad: str,
+                 folder: Path) -> tuple[torch.Tensor, np.ndarray, list[str]]:
+    """Like ``src.load_many`` (images, kept indices, skipped files), through the file store."""
+    key = decode_key(src, idx, size, on_bad)
+    npy, meta_path, done = folder / f"{key}.npy", folder / f"{key}.json", folder / f"{key}.done"
+    if done.is_file():
+        meta = json.loads(meta_path.read_text())
+        arr = np.load(npy, mmap_mode="c")[: meta["n"]]  # copy-on-write: the file is never modified
+        log.info("decoded images: %d from %s (memory-mapped)", meta["n"], npy)
+        return torch.from_numpy(arr), np.asarray(meta["kept"], dtype=np.int64), list(meta["skipped"])
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    arr = np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(len(idx), 3, size, size))
+    kept: list[np.ndarray] = []
+    skipped: list[str] = []
+    n = 0
+    for start in range(0, len(idx), CHUNK):
+        images, k, bad = src.load_many(idx[start: start + CHUNK], size, on_bad)
+        arr[n: n + len(k)] = images.numpy()
+        n += len(k)
+        kept.append(k)
+        skipped += bad
+    arr.flush()
+    all_kept = np.concatenate(kept) if kept else np.empty(0, dtype=np.int64)
+    meta_path.write_text(json.dumps({"n": n, "kept": all_kept.tolist(), "skipped": skipped, "size": size}))
+    done.write_text("ok")
+    log.info("decoded images: %d into %s in %.1f s", n, npy, time.perf_counter() - t0)
+    del arr
+    return torch.from_numpy(np.load(npy, mmap_mode="c")[:n]), all_kept, skipped
