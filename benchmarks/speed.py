@@ -3,10 +3,11 @@
 Baseline: a torchvision-style Dataset that converts and resizes every image every epoch, all
 frozen parameters set ``requires_grad=False``, the model in train mode, fp32, NCHW, the backbone
 run on every batch. tunelab: the same backbone, data, recipe, epochs and seed through
-``tunelab.fit`` (decode once, freeze-boundary cache, channels_last, BN/dropout policy).
+``tunelab.fit`` (decode once, freeze-boundary cache shared by both stages, bf16 extraction where
+the CPU has it, channels_last, BN/dropout policy, fused AdamW, checkpoints every epoch).
 
-Fashion-MNIST, EfficientNet-Lite0 (offline weights), 64 px, the default two-stage recipe (head 8
-epochs, then the last 6 blocks 12 epochs). Each measurement runs in its own process (peak RSS is
+Fashion-MNIST, EfficientNet-Lite0 (offline weights), 64 px, the default two-stage recipe as
+``tunelab.config.default_stages`` defines it (head 8 epochs, then the top blocks 12 epochs). Each measurement runs in its own process (peak RSS is
 per process); the two contenders alternate.
 
     .venv/bin/python benchmarks/speed.py                       # 1k full recipe; 10k and 60k 2+2 epochs
@@ -198,17 +199,18 @@ def one(kind: str, size: int, epochs: tuple[int, int], seed: int) -> None:
         r = tunelab_blocks_vs_full(size, seed)
     else:
         r = (baseline if kind == "baseline" else tunelab_run)(size, epochs, seed)
-    r.update({"kind": kind, "size": size, "epochs": list(epochs), "seed": seed, "peak_rss_mb": _peak_rss_mb()})
+    r.update({"kind": kind, "size": size, "epochs": list(epochs), "seed": seed, "peak_rss_mb": _peak_rss_mb(),
+              "last_blocks": LAST_BLOCKS})
     print("RESULT " + json.dumps(r), flush=True)
 
 
 def summarise(rows: list[dict]) -> str:
-    lines = ["| images | contender | head epoch 1 s | head epoch 2+ s | last-6-blocks epoch 1 s | epoch 2+ s | "
-             "whole recipe s | peak RSS MB | feature cache MB | decoded images MB | test acc |",
+    lines = [f"| images | contender | head epoch 1 s | head epoch 2+ s (img/s) | last-{LAST_BLOCKS}-blocks epoch 1 s | "
+             "epoch 2+ s (img/s) | whole recipe s | peak RSS MB | feature cache MB | decoded images MB | test acc |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     ratios = []
     blocks = [r for r in rows if r["kind"] == "blocks"]
-    rows = [r for r in rows if r["kind"] != "blocks"]
+    rows = [r for r in rows if r["kind"] != "blocks" and r.get("last_blocks") == LAST_BLOCKS]  # this recipe only
     for size in sorted({r["size"] for r in rows}):
         by = {}
         for kind in ("baseline", "tunelab"):
@@ -226,15 +228,16 @@ def summarise(rows: list[dict]) -> str:
                             rss=med(lambda r: r["peak_rss_mb"]), cache=med(lambda r: r["cache_mb"]),
                             decoded=med(lambda r: r.get("decoded_mb", 0.0)), n=len(rs))
             v = by[kind]
-            lines.append(f"| {size:,} | {kind} ({v['n']} run{'s' if v['n'] > 1 else ''}) | {h1:.2f} | {h2:.3f} | "
-                         f"{b1:.2f} | {b2:.2f} | {whole:.0f}{'' if full else ' (est.)'} | {v['rss']:.0f} | "
+            lines.append(f"| {size:,} | {kind} ({v['n']} run{'s' if v['n'] > 1 else ''}) | {h1:.2f} | "
+                         f"{h2:.3f} ({size / h2:,.0f}) | {b1:.2f} | {b2:.2f} ({size / b2:,.0f}) | "
+                         f"{whole:.0f}{'' if full else ' (est.)'} | {v['rss']:.0f} | "
                          f"{v['cache']:.1f} | {v['decoded']:.0f} | {v['acc']:.4f} |")
         if len(by) == 2:
             b, t = by["baseline"], by["tunelab"]
             ratios.append(f"| {size:,} | {b['h2'] / t['h2']:.0f}x | {b['whole'] / t['whole']:.1f}x | "
                           f"{b['b2'] / t['b2']:.1f}x | {t['acc'] - b['acc']:+.4f} |")
     if ratios:
-        lines += ["", "| images | head epochs 2+ speed-up | whole recipe speed-up | last-6-blocks epoch speed-up | "
+        lines += ["", f"| images | head epochs 2+ speed-up | whole recipe speed-up | last-{LAST_BLOCKS}-blocks epoch speed-up | "
                   "accuracy tunelab - baseline |", "|---|---|---|---|---|"] + ratios
     if blocks:
         lines += ["", "tunelab, a stage training the last 2 blocks (cached prefix) against a full fine-tune stage, "

@@ -6,7 +6,7 @@ from tunelab.errors import ConfigError
 
 def test_defaults_are_the_two_stage_recipe():
     cfg = load_config(None)
-    assert [s.train for s in cfg.stages] == [["head"], ["head", {"last_blocks": 6}]]
+    assert [s.train for s in cfg.stages] == [["head"], ["head", {"last_blocks": 3}]]
     assert cfg.stage_lrs()[1] == pytest.approx(cfg.stage_lrs()[0] / 10)
 
 

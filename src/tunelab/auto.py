@@ -14,7 +14,8 @@ unset is filled in; the choices are printed and saved in the run's resolved conf
 L2-SP is what makes unfreezing the whole backbone safe on little data: the pull toward the
 pretrained weights keeps what the features knew, so every layer may adapt a little. Measured on
 Fashion-MNIST with 10 images per class while choosing the table (mean test accuracy over seeds
-0-2): default recipe without regularization 0.722; L2-SP 1.0 on the default last 6 blocks 0.729
+0-2): the two-stage recipe with the last 6 blocks in stage 2 (the default then) without
+regularization 0.722; L2-SP 1.0 on those blocks 0.729
 (seeds 0-1); L2-SP 1.0 with all blocks 0.736; plus head dropout 0.5 and flips 0.740. The committed
 grid is in benchmarks/results/regularization.md.
 
