@@ -14,13 +14,24 @@ CFG = build_config({})
 
 def test_overfitting_from_rising_validation_loss():
     r = rows([1.0, 0.5, 0.3, 0.1, 0.05, 0.02], [0.6, 0.8, 0.9, 0.97, 0.99, 1.0],
-             [0.9, 0.7, 0.75, 0.85, 0.95, 1.05], [0.65, 0.72, 0.72, 0.71, 0.70, 0.70])
+             [0.9, 0.7, 0.75, 0.85, 0.95, 1.05], [0.65, 0.72, 0.72, 0.70, 0.68, 0.66])
     d = diagnose(r, CFG)
     assert d.verdict == "overfitting"
     assert "validation loss rose" in d.evidence[1] and "epoch 2" in d.evidence[1]
     assert d.recommendations[0].startswith("--set stages.0.early_stopping={patience: 3}  # validation loss was best at epoch 2")
     assert d.recommendations[1].startswith('--set "regularization.penalties=[{type: l2sp')
     assert any("regularization.augment=light" in x for x in d.recommendations)
+
+
+def test_rising_loss_with_steady_accuracy_does_not_recommend_stopping_first():
+    """Overconfidence, not degradation: stopping at the loss minimum cost test accuracy (bug seen in
+    benchmarks/diagnosis.py), so early stopping goes last."""
+    r = rows([1.0, 0.5, 0.3, 0.1, 0.05, 0.02], [0.6, 0.8, 0.9, 0.97, 0.99, 1.0],
+             [0.9, 0.7, 0.75, 0.85, 0.95, 1.05], [0.65, 0.72, 0.72, 0.72, 0.73, 0.72])
+    d = diagnose(r, CFG)
+    assert d.verdict == "overfitting"
+    assert "early_stopping" not in d.recommendations[0]
+    assert "early_stopping" in d.recommendations[-1]
 
 
 def test_overfitting_recommendation_strengthens_existing_l2sp():

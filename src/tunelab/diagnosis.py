@@ -12,6 +12,9 @@ Verdicts, checked in this order (thresholds are the module constants below):
   validation loss has risen more than VAL_RISE (relative) above its minimum while the training
   loss kept falling, or the best validation epoch is more than LATE_BEST of the stage before its end.
   Change: more regularization (L2-SP, augmentation, dropout), fewer unfrozen blocks, early stopping.
+  Early stopping comes first only when the validation accuracy also fell more than ACC_FALL below
+  its best: a validation loss that rises while the accuracy holds means growing confidence, and
+  stopping at the loss minimum then cost test accuracy (benchmarks/results/diagnosis.md).
 - ``underfitting``: the final training accuracy is under UNDERFIT_TRAIN_ACC, or both losses plateau
   high (training loss over UNDERFIT_LOSS of its first value) with a small gap. Change: less
   regularization, a higher learning rate, more unfrozen blocks, more epochs.
@@ -32,6 +35,7 @@ from typing import Any
 OVERFIT_GAP = 0.10
 VAL_RISE = 0.10
 LATE_BEST = 0.4
+ACC_FALL = 0.02
 UNDERFIT_TRAIN_ACC = 0.80
 UNDERFIT_LOSS = 0.6
 UNSTABLE_JUMP = 0.25
@@ -180,7 +184,11 @@ def recommend(verdict: str, config: Any, stage: int, rows: list[dict[str, Any]] 
     out: list[str] = []
     if verdict == "overfitting":
         vl = [r.get("val_loss") for r in rows or []]
-        if st.early_stopping is None and vl and None not in vl:
+        va = [r.get("val_accuracy") for r in rows or []]
+        # Stopping where the validation loss was lowest helps only when the model got worse after
+        # that, not merely more confident: the accuracy must have fallen too (ACC_FALL).
+        acc_fell = bool(va) and None not in va and va[-1] < max(va) - ACC_FALL
+        if st.early_stopping is None and vl and None not in vl and acc_fell:
             best = min(range(len(vl)), key=lambda k: vl[k])
             if best < len(vl) - 1 - LATE_BEST * len(vl):  # the curve itself says where to stop
                 out.append(f"--set stages.{stage}.early_stopping={{patience: 3}}  # validation loss was best at "
