@@ -2,8 +2,7 @@
 class, EfficientNet-Lite0 offline weights), their verdicts, and the test accuracy after applying
 the first recommendation printed.
 
-    .venv/bin/python benchmarks/diagnosis.py      # about 5 minutes on 2 cores
-    .venv/bin/python benchmarks/diagnosis.py 0    # only the first scenario, keeping the other rows
+    .venv/bin/python benchmarks/diagnosis.py      # 3 seeds per scenario, about 20 minutes on 2 cores
 
 Writes benchmarks/results/diagnosis.md.
 """
@@ -40,32 +39,37 @@ def fit(tmp: str, name: str, overrides: list[str]) -> tunelab.Run:
                            overrides=[f"run.dir={tmp}", f"run.name={name}", *BASE, *overrides])
 
 
-def main() -> None:
-    import sys
+SEEDS = (0, 1, 2)
 
-    only = [int(x) for x in sys.argv[1:]] or list(range(len(SCENARIOS)))
+
+def main() -> None:
+    import statistics
+
     results = HERE / "results" / "diagnosis.md"
-    kept = {line.split(" | ")[0][2:]: line for line in results.read_text().splitlines()[4:]
-            if line.startswith("| ")} if results.is_file() else {}
-    lines = ["| scenario | verdict | evidence | first recommendation | test accuracy before | after |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| scenario | seed | verdict | evidence | first recommendation printed | test accuracy before | after |",
+             "|---|---|---|---|---|---|---|"]
+    summary = ["| scenario | verdicts | before, mean | after, mean | improved on |", "|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         for i, (title, overrides) in enumerate(SCENARIOS.items()):
-            if i not in only:
-                if title in kept:
-                    lines.append(kept[title])
-                continue
-            run = fit(tmp, f"s{i}", overrides)
-            d = run.metrics["diagnosis"]
-            rec = d["recommendations"][0] if d["recommendations"] else ""
-            after = fit(tmp, f"s{i}-fixed", overrides + [as_override(rec)]) if rec else None
-            row = (f"| {title} | {d['verdict']} | {'; '.join(d['evidence'])} | `{rec.split('  #')[0]}` | "
-                   f"{run.metrics['test']['accuracy']:.4f} | "
-                   f"{after.metrics['test']['accuracy']:.4f} |" if after else "- |")
-            print(row, flush=True)
-            lines.append(row)
-    text = (__doc__.split("\n\n")[0] + "\n\n" + "\n".join(lines) + "\n")
-    (HERE / "results" / "diagnosis.md").write_text(text)
+            before, after, verdicts = [], [], []
+            for seed in SEEDS:
+                seeded = overrides + [f"run.seed={seed}", f"data.seed={seed}"]
+                run = fit(tmp, f"s{i}-{seed}", seeded)
+                d = run.metrics["diagnosis"]
+                rec = d["recommendations"][0] if d["recommendations"] else ""
+                fixed = fit(tmp, f"s{i}-{seed}-fixed", seeded + [as_override(rec)]) if rec else None
+                before.append(run.metrics["test"]["accuracy"])
+                after.append(fixed.metrics["test"]["accuracy"] if fixed else float("nan"))
+                verdicts.append(d["verdict"])
+                row = (f"| {title} | {seed} | {d['verdict']} | {'; '.join(d['evidence'])} | `{rec.split('  #')[0]}` | "
+                       f"{before[-1]:.4f} | {after[-1]:.4f} |")
+                print(row, flush=True)
+                lines.append(row)
+            better = sum(a > b for a, b in zip(after, before))
+            summary.append(f"| {title} | {', '.join(verdicts)} | {statistics.mean(before):.4f} | "
+                           f"{statistics.mean(after):.4f} | {better} of {len(SEEDS)} seeds |")
+    text = (__doc__.split("\n\n")[0] + "\n\n" + "\n".join(summary) + "\n\nPer seed:\n\n" + "\n".join(lines) + "\n")
+    results.write_text(text)
     print(text)
 
 

@@ -517,7 +517,8 @@ class Trainer:
                 row["cache_seconds"] = self.plan_seconds
             if self.splits.val is not None:
                 vm = self.validate()
-                row.update({"val_loss": vm["loss"], "val_accuracy": vm["accuracy"], "val_macro_f1": vm["macro_f1"]})
+                row.update({"val_loss": vm["loss"], "val_accuracy": vm["accuracy"], "val_macro_f1": vm["macro_f1"],
+                            "val_count": len(self.splits.val)})
                 if stopper.update(row[stopper.metric], epoch):
                     self.save_best(si, epoch, stopper)
                 stopped = stopper.should_stop
