@@ -115,3 +115,14 @@ def test_accuracy_fall_within_validation_noise_does_not_recommend_stopping_first
     for row in r:
         row["val_count"] = 5000  # a big validation set: the same fall is real
     assert "early_stopping" in diagnose(r, cfg).recommendations[0]
+
+
+def test_low_training_accuracy_is_underfitting_even_with_a_gap():
+    """Strong L2-SP: train 0.78, validation 0.65, best validation loss mid-run. Fixing the fit of the
+    training data comes first (it was called overfitting and got flips, which barely helped)."""
+    r = rows([2.0, 1.98, 1.97, 1.96, 1.96, 1.95], [0.70, 0.74, 0.76, 0.77, 0.78, 0.78],
+             [2.05, 2.04, 2.03, 2.03, 2.04, 2.05], [0.60, 0.63, 0.65, 0.66, 0.65, 0.65])
+    cfg = build_config({"regularization": {"penalties": [{"type": "l2sp", "strength": 1000.0}]}})
+    d = diagnose(r, cfg)
+    assert d.verdict == "underfitting"
+    assert d.recommendations[0].startswith("--set regularization.penalties.0.strength=100 ")

@@ -3,6 +3,10 @@
 Verdicts, checked in this order (thresholds are the module constants below):
 
 - ``unstable`` when the loss is not finite;
+- ``underfitting`` when the final training accuracy is under UNDERFIT_TRAIN_ACC and the training
+  loss has no spikes (then ``unstable`` is the cause), whatever the gap:
+  a model that does not fit its training data is fixed first (bias before variance; a run with an
+  absurd L2-SP strength has both a low training accuracy and a gap);
 - ``overfitting`` (below), since it is what to fix first even when the loss also spikes (then a
   warning names the spikes);
 - ``unstable``: the training loss jumps up by more than UNSTABLE_JUMP (relative)
@@ -106,6 +110,10 @@ def _verdict(rows: list[dict[str, Any]]) -> Diagnosis:
              if tl[i] > tl[i - 1] * (1 + UNSTABLE_JUMP) and tl[i] - tl[i - 1] > UNSTABLE_ABS * tl[0]]
     spikes = (f"training loss jumped up by more than {UNSTABLE_JUMP:.0%} at epochs "
               f"{', '.join(str(i + 1) for i in jumps)}") if len(jumps) >= UNSTABLE_COUNT else None
+    if has_val and ta[-1] < UNDERFIT_TRAIN_ACC and not spikes:  # bias before variance: fit the training data first
+        return Diagnosis("underfitting", [
+            f"final training accuracy {ta[-1]:.3f} < {UNDERFIT_TRAIN_ACC}",
+            f"training loss {tl[0]:.4f} -> {tl[-1]:.4f}, validation loss {vl[0]:.4f} -> {vl[-1]:.4f}"])
     d = _overfitting(tl, ta, vl, va) if has_val else None
     if d is not None:
         d.warnings += [spikes + ": consider a lower learning rate too"] if spikes else []
