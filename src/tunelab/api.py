@@ -13,7 +13,7 @@ from tunelab.config import Config, load_config
 from tunelab.data import count_classes, load_data, load_eval_set
 from tunelab.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file
 from tunelab.errors import ConfigError, DataError
-from tunelab.freezing import layer_rows, param_totals, render_layer_table, select, set_train_mode, set_trainable
+from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_table, select, set_train_mode, set_trainable
 from tunelab.metrics import classification_metrics
 from tunelab.model import TuneModel, build_model, place
 from tunelab.runs import Run, load_run
@@ -112,5 +112,6 @@ def summary(config: Config | str | Path, overrides: list[str] | None = None) -> 
         set_trainable(model, select(model, stage.train, where=f"stages.{si}.train"))
         set_train_mode(model, train_bn=stage.train_bn)
         title = f"stage {si + 1}/{len(cfg.stages)} '{stage.name or si}': {stage.epochs} epochs, {stage.optimizer} lr {lr:.2e}"
-        parts.append(render_layer_table(layer_rows(model, lr), param_totals(model), title))
+        rows = layer_rows(model, lr, lr_scales(model, stage.layer_decay))
+        parts.append(render_layer_table(rows, param_totals(model), title))
     return "\n\n".join(parts)

@@ -162,8 +162,8 @@ _AUGMENT_UP = {"none": "flip", "flip": "light", "light": "medium", "medium": "st
 
 def _last_blocks(train: list[Any]) -> int | None:
     for sel in train:
-        if isinstance(sel, dict) and "last_blocks" in sel:
-            return int(sel["last_blocks"])
+        if isinstance(sel, dict) and ("last_blocks" in sel or "last_layers" in sel):
+            return int(next(iter(sel.values())))
     return None
 
 
@@ -190,7 +190,7 @@ def recommend(verdict: str, config: Any, stage: int, rows: list[dict[str, Any]] 
                        "  # pull toward the pretrained weights")
         else:
             out.append(f"--set regularization.penalties.{i}.strength={reg.penalties[i].strength * 3:g}")
-        if isinstance(reg.augment, str) and reg.augment in _AUGMENT_UP:
+        if isinstance(reg.augment, str) and reg.augment in _AUGMENT_UP and config.model.family != "transformers":
             out.append(f"--set regularization.augment={_AUGMENT_UP[reg.augment]}")
         if config.model.head.dropout < 0.5:
             out.append("--set model.head.dropout=0.5")
