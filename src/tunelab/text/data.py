@@ -224,8 +224,14 @@ def open_text_source(spec: str, cfg: TextDataConfig, split: str, *, field: str) 
 
 
 def _tokenizer_digest(tokenizer: Any) -> str:
+    """What decides the ids: vocabulary, normalizer, pre-tokenizer, special tokens; not the
+    truncation and padding state, which every call sets anew."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    ident = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    if backend is not None:
+        spec = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        ident = json.dumps(spec, sort_keys=True)
+    else:
+        ident = repr(sorted(tokenizer.get_vocab().items()))
     return hashlib.sha256((type(tokenizer).__name__ + ident).encode()).hexdigest()
 
 
