@@ -134,8 +134,10 @@ def tunelab_run(seed: int, epochs: int, total_epochs: int) -> dict:
 
 
 def one(kind: str, seed: int, epochs: int, total_epochs: int) -> None:
+    load_before = os.getloadavg()[0]  # other processes on the machine slow both contenders alike
     r = (baseline if kind == "baseline" else tunelab_run)(seed, epochs, total_epochs)
-    r.update({"kind": kind, "seed": seed, "recipe_epochs": total_epochs})
+    r.update({"kind": kind, "seed": seed, "recipe_epochs": total_epochs,
+              "load_avg": [round(load_before, 2), round(os.getloadavg()[0], 2)]})
     print("RESULT " + json.dumps(r), flush=True)
 
 

@@ -113,11 +113,14 @@ def predict_logits(model: TuneModel, images: torch.Tensor, batch_size: int, devi
     was_training = model.training
     model.eval()
     out = []
+    # an input set may say how to batch it (texts: by length, so that a batch pads little)
+    order = images.eval_order() if hasattr(images, "eval_order") else None
     for i in range(0, len(images), batch_size):
-        x = images[i: i + batch_size].to(device, non_blocking=True)
+        x = (images[i: i + batch_size] if order is None else images[order[i: i + batch_size]]).to(device, non_blocking=True)
         out.append(model(_to_memory_format(x)).float().cpu())
     model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, 0)
+    logits = torch.cat(out) if out else torch.empty(0, 0)
+    return logits if order is None else logits[torch.argsort(order)]
 
 
 def _to_memory_format(x: Any) -> Any:

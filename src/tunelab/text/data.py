@@ -62,6 +62,10 @@ class Tokens:
         return Tokens(self.ids.to(device, non_blocking=non_blocking), self.lengths.to(device, non_blocking=non_blocking),
                       None if self.type_ids is None else self.type_ids.to(device, non_blocking=non_blocking))
 
+    def eval_order(self) -> torch.Tensor:
+        """Shortest texts first: inference batches of similar lengths pad little."""
+        return torch.argsort(self.lengths, stable=True)
+
     def tensors(self) -> list[torch.Tensor]:
         return [self.ids, self.lengths] + ([self.type_ids] if self.type_ids is not None else [])
 

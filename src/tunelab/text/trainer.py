@@ -19,6 +19,20 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 
 class TextTrainer(Trainer):
+    BUCKET = 16  # batches per window sorted by length
+
+    def epoch_order(self, si: int, epoch: int) -> torch.Tensor:
+        """The shuffled order, then sorted by text length within windows of BUCKET batches, and the
+        full batches shuffled again: batches of similar lengths pad little (Hugging Face's
+        group_by_length). Still a function of (seed, stage, epoch) only, so a resume repeats it."""
+        order, bs = super().epoch_order(si, epoch), self.cfg.data.batch_size
+        lengths = self.splits.train.tokens.lengths
+        windows = [w[torch.argsort(lengths[w], stable=True)] for w in order.split(bs * self.BUCKET)]
+        batches = list(torch.cat(windows).split(bs))
+        full, rest = [b for b in batches if len(b) == bs], [b for b in batches if len(b) < bs]
+        g = torch.Generator().manual_seed(self.cfg.run.seed * 1_000_003 + si * 1009 + epoch + 1)
+        return torch.cat([full[i] for i in torch.randperm(len(full), generator=g)] + rest)
+
     def build_plan(self, si: int) -> StagePlan | None:
         """Cache what the frozen part of the encoder computes for this stage, when some of it is frozen."""
         if not self.cfg.cache.enabled:
