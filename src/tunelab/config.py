@@ -294,8 +294,7 @@ class Config(_Section):
         d = {**d, "text": dict(d.get("text") or {})}
         m = {**m, "family": "transformers"}
         m.setdefault("backbone", "minilm")
-        d["text"].setdefault("tokenizer", m["backbone"])
-        if d["text"]["tokenizer"] is None:
+        if d["text"].get("tokenizer") is None:
             d["text"]["tokenizer"] = m["backbone"]
         reg = data.get("regularization")
         reg = {"auto": True} if reg == "auto" else dict(reg or {})
