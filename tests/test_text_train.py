@@ -217,3 +217,20 @@ def test_batches_group_texts_of_similar_length_and_inference_keeps_the_order(tin
     sorted_logits = predict_logits(run.model, tok, 4, torch.device("cpu"))
     one_by_one = torch.cat([run.model.eval()(tok[i: i + 1]) for i in range(len(tok))]).detach()
     torch.testing.assert_close(sorted_logits, one_by_one, rtol=1e-4, atol=1e-5)
+
+
+def test_an_interrupted_text_run_resumes_to_the_same_result(tiny_text_cfg):
+    clean = tunelab.fit(tiny_text_cfg)
+    cfg = json.loads(json.dumps(tiny_text_cfg))
+    cfg["run"]["name"] = "interrupted"
+
+    def stop(trainer, stage, epoch, metrics):
+        if (stage, epoch) == (1, 0):  # after the checkpoint of stage 2's first epoch
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tunelab.fit(cfg, hooks={"on_epoch_end": stop})
+    resumed = tunelab.fit(resume=clean.dir.parent / "interrupted")
+    assert "resuming stage 2 at epoch 2" in (resumed.dir / "log.txt").read_text()
+    for split in ("val", "test"):
+        assert resumed.metrics[split]["loss"] == pytest.approx(clean.metrics[split]["loss"], abs=1e-5)
