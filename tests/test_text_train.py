@@ -201,21 +201,23 @@ def test_batches_group_texts_of_similar_length_and_inference_keeps_the_order(tin
     from tunelab.text.trainer import TextTrainer
     from tunelab.train import predict_logits
 
-    run = tunelab.fit({**tiny_text_cfg, "stages": [{"train": "head", "epochs": 1, "lr": 1e-3}]})
-    splits = tunelab.data.load_data(run.config.data)
-    trainer = TextTrainer.__new__(TextTrainer)
-    trainer.cfg, trainer.splits = run.config, splits
+    cfg = build_config(tiny_text_cfg)
+    splits = tunelab.data.load_data(cfg.data)
+    trainer = TextTrainer.__new__(TextTrainer)  # only the batching: no run folder, no model
+    trainer.cfg, trainer.splits = cfg, splits
     order = trainer.epoch_order(0, 0)
     assert sorted(order.tolist()) == list(range(len(splits.train)))
     assert torch.equal(order, trainer.epoch_order(0, 0)) and not torch.equal(order, trainer.epoch_order(0, 1))
-    bs = run.config.data.batch_size
+    bs = cfg.data.batch_size
     lengths = splits.train.tokens.lengths[order]
     padded = sum(int(lengths[i: i + bs].max()) * len(lengths[i: i + bs]) for i in range(0, len(order), bs))
     assert padded <= sum(int(splits.train.tokens.lengths[i: i + bs].max()) * len(lengths[i: i + bs])
                          for i in range(0, len(order), bs))
     tok = splits.test.tokens
-    sorted_logits = predict_logits(run.model, tok, 4, torch.device("cpu"))
-    one_by_one = torch.cat([run.model.eval()(tok[i: i + 1]) for i in range(len(tok))]).detach()
+    model = build_model(cfg.model, 2).eval()
+    sorted_logits = predict_logits(model, tok, 4, torch.device("cpu"))
+    with torch.no_grad():
+        one_by_one = torch.cat([model(tok[i: i + 1]) for i in range(len(tok))])
     torch.testing.assert_close(sorted_logits, one_by_one, rtol=1e-4, atol=1e-5)
 
 

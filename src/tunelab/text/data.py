@@ -123,7 +123,7 @@ def _rows(path: Path, field: str) -> Iterable[tuple[int, dict[str, Any]]]:
         return
     if suffix not in (".csv", ".tsv"):
         raise DataError(f"data.{field}: {path} has suffix '{suffix}'; text data must be .csv, .tsv, .jsonl or .ndjson")
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark is not a column name
         reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
         for lineno, row in enumerate(reader, start=2):
             yield lineno, row
