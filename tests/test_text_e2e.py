@@ -19,7 +19,7 @@ def test_minilm_two_stage_recipe_on_rotten_tomatoes(tmp_path):
     assert run.model.backbone.source == "packaged"
     log = (run.dir / "log.txt").read_text()
     assert "cache: pooled features (the whole encoder is frozen); 300 training texts" in log
-    assert "cache: the hidden states entering layer 4 (4 of 6 layers frozen)" in log
+    assert "cache: the hidden states entering layer 2 (2 of 6 layers frozen)" in log
     assert run.metrics["test"]["n"] == 300
     # frozen MiniLM features + a linear head reach about 0.70 on 1,000 snippets; 300 here
     assert run.metrics["test"]["accuracy"] > 0.65, run.metrics["test"]

@@ -172,7 +172,7 @@ def default_text_stages() -> list[StageConfig]:
     the top transformer layers with layer-wise lr decay (a full fine-tune of a small set forgets)."""
     return [
         StageConfig(name="head", train=["head"], epochs=10, lr=3e-3, schedule="cosine"),
-        StageConfig(name="finetune", train=["head", {"last_layers": 2}], epochs=3, lr=1e-4, schedule="cosine",
+        StageConfig(name="finetune", train=["head", {"last_layers": 4}], epochs=3, lr=1e-4, schedule="cosine",
                     warmup_epochs=0.5, layer_decay=0.8),
     ]
 
