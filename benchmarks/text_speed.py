@@ -142,7 +142,8 @@ def one(kind: str, seed: int, epochs: int, total_epochs: int) -> None:
 
 
 def summarise(rows: list[dict]) -> str:
-    lines = ["| seed | contender | epochs trained | seconds (whole recipe) | test accuracy |", "|---|---|---|---|---|"]
+    lines = ["| seed | contender | epochs trained | seconds (whole recipe) | test accuracy | machine load (1-min avg, start / end) |",
+             "|---|---|---|---|---|---|"]
     ratios = []
     for seed in sorted({r["seed"] for r in rows}):
         by = {}
@@ -151,11 +152,12 @@ def summarise(rows: list[dict]) -> str:
             if not rs:
                 continue
             by[kind] = {"s": statistics.median(r["seconds"] for r in rs), "est": any(r["estimated"] for r in rs),
-                        "acc": statistics.median(r["test_accuracy"] for r in rs), "ep": rs[-1]["epochs_trained"]}
+                        "acc": statistics.median(r["test_accuracy"] for r in rs), "ep": rs[-1]["epochs_trained"],
+                        "load": ", ".join(" / ".join(f"{x:.1f}" for x in r.get("load_avg", [])) for r in rs)}
             v = by[kind]
             name = "HF Trainer, full fine-tune" if kind == "baseline" else "tunelab text recipe"
             lines.append(f"| {seed} | {name} ({len(rs)} run{'s' if len(rs) > 1 else ''}) | {v['ep']} | "
-                         f"{v['s']:.0f}{' (est.)' if v['est'] else ''} | {v['acc']:.4f} |")
+                         f"{v['s']:.0f}{' (est.)' if v['est'] else ''} | {v['acc']:.4f} | {v['load']} |")
         if len(by) == 2:
             ratios.append((seed, by["baseline"]["s"] / by["tunelab"]["s"], by["tunelab"]["acc"] - by["baseline"]["acc"]))
     if ratios:
