@@ -151,6 +151,8 @@ def summarise(rows: list[dict]) -> str:
             rs = [r for r in rows if r["seed"] == seed and r["kind"] == kind]
             if not rs:
                 continue
+            if any(not r["estimated"] for r in rs):  # a whole-recipe measurement beats a scaled one
+                rs = [r for r in rs if not r["estimated"]]
             by[kind] = {"s": statistics.median(r["seconds"] for r in rs), "est": any(r["estimated"] for r in rs),
                         "acc": statistics.median(r["test_accuracy"] for r in rs), "ep": rs[-1]["epochs_trained"],
                         "load": ", ".join(" / ".join(f"{x:.1f}" for x in r.get("load_avg", [])) for r in rs)}
