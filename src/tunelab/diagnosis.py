@@ -177,8 +177,8 @@ _AUGMENT_UP = {"none": "flip", "flip": "light", "light": "medium", "medium": "st
 
 def _last_blocks(train: list[Any]) -> int | None:
     for sel in train:
-        if isinstance(sel, dict) and "last_blocks" in sel:
-            return int(sel["last_blocks"])
+        if isinstance(sel, dict) and ("last_blocks" in sel or "last_layers" in sel):
+            return int(next(iter(sel.values())))
     return None
 
 
@@ -202,6 +202,7 @@ def recommend(verdict: str, config: Any, stage: int, rows: list[dict[str, Any]] 
     reg = config.regularization
     lb = _last_blocks(st.train)
     i = _l2sp_index(config)
+    text = config.model.family == "transformers"  # no image augmentation advice for text
     out: list[str] = []
     if verdict == "overfitting":
         vl = [r.get("val_loss") for r in rows or []]
@@ -217,14 +218,14 @@ def recommend(verdict: str, config: Any, stage: int, rows: list[dict[str, Any]] 
                            f"epoch {best + 1} of {len(vl)}: stop there and keep those weights")
         # No augmentation at all: flips first. On the overfitting benchmark (whole backbone, 10 images
         # per class) they were the only change that raised test accuracy on every seed.
-        if reg.augment == "none":
+        if reg.augment == "none" and not text:
             out.append("--set regularization.augment=flip  # the mildest augmentation; the run had none")
         if i is None:
             out.append('--set "regularization.penalties=[{type: l2sp, strength: 1.0, layers: all, params: all}]"'
                        "  # pull toward the pretrained weights")
         else:
             out.append(f"--set regularization.penalties.{i}.strength={reg.penalties[i].strength * 3:g}")
-        if isinstance(reg.augment, str) and reg.augment in _AUGMENT_UP and reg.augment != "none":
+        if isinstance(reg.augment, str) and reg.augment in _AUGMENT_UP and reg.augment != "none" and not text:
             out.append(f"--set regularization.augment={_AUGMENT_UP[reg.augment]}")
         if config.model.head.dropout < 0.5:
             out.append("--set model.head.dropout=0.5")

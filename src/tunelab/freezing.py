@@ -2,7 +2,9 @@
 
 Selectors (used by stages and, later, by regularizers): ``"head"``, ``"backbone"``, ``"all"``,
 ``"none"``, ``{"last_blocks": N}`` (the last N groups of timm's ``group_matcher``, so for
-EfficientNet a block is one MBConv block), ``{"regex": PATTERN}`` (searched in parameter names).
+EfficientNet a block is one MBConv block; for a transformer encoder the top N layers and what
+follows them, the pooler), ``{"last_layers": N}`` (the same), ``{"regex": PATTERN}`` (searched in
+parameter names).
 
 BatchNorm policy: a BN layer whose parameters are frozen always runs in inference mode, so its
 running statistics never move; BN in trainable parts updates its statistics only when the stage
@@ -35,12 +37,8 @@ def select(model: nn.Module, selectors: Sequence[Any], *, where: str = "train") 
             names = {n for n in all_names if n.startswith("head.")}
         elif sel == "backbone":
             names = {n for n in all_names if n.startswith("backbone.")}
-        elif isinstance(sel, dict) and "last_blocks" in sel:
-            k = int(sel["last_blocks"])
-            if k > len(backbone_groups):
-                raise ConfigError(f"{where}: last_blocks: {k} but the backbone has {len(backbone_groups)} blocks "
-                                  f"({backbone_groups[0][0]} ... {backbone_groups[-1][0]}); use at most {len(backbone_groups)}")
-            names = {n for _, g in backbone_groups[len(backbone_groups) - k:] for n in g} if k else set()
+        elif isinstance(sel, dict) and ("last_blocks" in sel or "last_layers" in sel):
+            names = {n for _, g in _top_groups(backbone_groups, sel, where) for n in g}
         elif isinstance(sel, dict) and "regex" in sel:
             try:
                 pat = re.compile(str(sel["regex"]))
@@ -55,6 +53,34 @@ def select(model: nn.Module, selectors: Sequence[Any], *, where: str = "train") 
                               "{last_blocks: N}, {regex: PATTERN}")
         chosen |= names
     return chosen
+
+
+def _top_groups(backbone_groups: list[tuple[str, list[str]]], sel: dict[str, Any], where: str) -> list[tuple[str, list[str]]]:
+    """The backbone groups from the k-th last unit on. Units are the transformer layers where the
+    backbone has them (so the pooler above them comes along), else every group (timm blocks)."""
+    key, k = next(iter(sel.items()))
+    k = int(k)
+    layers = [i for i, (label, _) in enumerate(backbone_groups) if re.fullmatch(r"backbone\.layers\.\d+", label)]
+    units = layers or list(range(len(backbone_groups)))
+    if k > len(units):
+        what = "layers" if layers else "blocks"
+        raise ConfigError(f"{where}: {key}: {k} but the backbone has {len(units)} {what} "
+                          f"({backbone_groups[units[0]][0]} ... {backbone_groups[units[-1]][0]}); use at most {len(units)}")
+    return backbone_groups[units[len(units) - k]:] if k else []
+
+
+def lr_scales(model: nn.Module, layer_decay: float | None) -> dict[str, float]:
+    """Learning-rate multiplier of every named group for layer-wise lr decay: the head groups 1, the
+    backbone's top group ``layer_decay``, the one below ``layer_decay**2``, down to the input side.
+    Depth counts frozen groups too, so a layer's lr does not depend on what else trains."""
+    groups = [label for label, _ in model.groups()]  # type: ignore[operator]
+    if layer_decay is None:
+        return {label: 1.0 for label in groups}
+    backbone = [label for label in groups if label.startswith("backbone.")]
+    scales = {label: 1.0 for label in groups}
+    for depth, label in enumerate(reversed(backbone), start=1):
+        scales[label] = layer_decay ** depth
+    return scales
 
 
 def set_trainable(model: nn.Module, names: set[str]) -> None:
@@ -93,8 +119,9 @@ class LayerRow:
     lr: float | None
 
 
-def layer_rows(model: nn.Module, lr: float | None) -> list[LayerRow]:
-    """One row per named group; reflects the model's current requires_grad and module modes."""
+def layer_rows(model: nn.Module, lr: float | None, scales: dict[str, float] | None = None) -> list[LayerRow]:
+    """One row per named group; reflects the model's current requires_grad and module modes.
+    ``scales`` (from :func:`lr_scales`) gives each group its share of ``lr``."""
     params = dict(model.named_parameters())
     modules = dict(model.named_modules())
     rows = []
@@ -109,7 +136,8 @@ def layer_rows(model: nn.Module, lr: float | None) -> list[LayerRow]:
         else:
             modes = {"train" if m.training else "eval" for m in bns}
             bn = modes.pop() if len(modes) == 1 else "mixed"
-        rows.append(LayerRow(label, n_total, trainable, bn, lr if n_train else None))
+        group_lr = lr * scales.get(label, 1.0) if lr is not None and scales else lr
+        rows.append(LayerRow(label, n_total, trainable, bn, group_lr if n_train else None))
     return rows
 
 

