@@ -170,11 +170,12 @@ def tunelab_run(size: int, epochs: tuple[int, int], seed: int) -> dict:
 
 
 def _cache_mb(run) -> float:
-    """The largest stage cache, from the lines tunelab logs ('..., 2.0 MB (computed in ...')."""
+    """The most feature cache held at once: per stage, its own cache plus what the same pass cached
+    for the next stage, from the lines tunelab logs ('..., 2.0 MB (computed ...), +1.2 MB')."""
     import re
 
-    text = (run.dir / "log.txt").read_text()
-    return max([float(m) for m in re.findall(r", ([0-9.]+) MB \(", text)] or [0.0])
+    lines = [x for x in (run.dir / "log.txt").read_text().splitlines() if " cache: " in x]
+    return max([sum(float(m) for m in re.findall(r"([0-9.]+) MB", x)) for x in lines] or [0.0])
 
 
 def tunelab_blocks_vs_full(size: int, seed: int) -> dict:

@@ -149,7 +149,8 @@ def tensor_digest(h: "hashlib._Hash", tensors: Sequence[torch.Tensor]) -> None:
     for t in tensors:
         t = t.detach().cpu().contiguous()
         h.update(str((tuple(t.shape), str(t.dtype))).encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        if t.numel():  # the buffer itself, not a bytes copy (the decoded images can be gigabytes)
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
 
 
 def cache_key(model: nn.Module, seq: list[tuple[str, nn.Module]] | None, boundary: Boundary, images: torch.Tensor,

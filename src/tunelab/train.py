@@ -331,7 +331,8 @@ class Trainer:
             boundary.describe(self.seq or []), views, len(self.splits.train), str(train.dtype).replace("torch.", ""),
             train.numel() * train.element_size() / 2**20, "reused" if hit else "computed", time.perf_counter() - t0)
         if ahead is not None and not hit:
-            msg += "; the same pass cached stage %d's boundary (%s)" % (si + 2, ahead.describe(self.seq or []))
+            msg += "; the same pass cached stage %d's boundary (%s), +%.1f MB" % (
+                si + 2, ahead.describe(self.seq or []), trains[1].numel() * trains[1].element_size() / 2**20)
         log.info(msg)
         self.record_stage(si, cache=msg)
         return StagePlan(boundary, train, vals[0][0] if vals is not None else None)

@@ -40,16 +40,14 @@ def decode_file(path: str | Path, size: int) -> torch.Tensor:
 
 
 def resize_array(images: np.ndarray, size: int) -> torch.Tensor:
-    """[N, H, W] (grey) or [N, H, W, 3] uint8/float array in 0-255 -> uint8 [N, 3, size, size]."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).float()
-    if x.ndim == 3:
-        x = x.unsqueeze(1)
-    else:
-        x = x.permute(0, 3, 1, 2)
-    out = []
-    for chunk in x.split(2048):
-        if chunk.shape[-1] != size or chunk.shape[-2] != size:
-            chunk = F.interpolate(chunk, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        out.append(chunk.round().clamp(0, 255).to(torch.uint8))
-    y = torch.cat(out) if out else torch.empty(0, x.shape[1], size, size, dtype=torch.uint8)
-    return y.expand(-1, 3, -1, -1).contiguous() if y.shape[1] == 1 else y
+    """[N, H, W] (grey) or [N, H, W, 3] uint8/float array in 0-255 -> uint8 [N, 3, size, size].
+
+    Chunk by chunk into one preallocated tensor: peak memory is the result plus one chunk."""
+    out = torch.empty(len(images), 3, size, size, dtype=torch.uint8)
+    for start in range(0, len(images), 2048):
+        x = torch.from_numpy(np.ascontiguousarray(images[start: start + 2048])).float()
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+        if x.shape[-1] != size or x.shape[-2] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        out[start: start + len(x)] = x.round().clamp(0, 255).to(torch.uint8)  # grey broadcasts to 3 channels
+    return out
