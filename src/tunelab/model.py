@@ -6,6 +6,8 @@ separate preprocessing recipe at inference time.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -27,23 +29,33 @@ class TuneModel(nn.Module):
         return (x.float() - self.mean) / self.std
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.normalize(x)
-        if not any(p.requires_grad for p in self.backbone.parameters()):
-            with torch.no_grad():  # a frozen backbone needs no autograd graph
-                return self.backbone(x)
-        return self.backbone(x)
+        return run_backbone(self.backbone, self.normalize(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x))
 
     def groups(self) -> list[tuple[str, list[str]]]:
         """Ordered named parameter groups of the whole model, input side first, head last."""
-        out = [(f"backbone.{label}", [f"backbone.model.{n}" for n in names]) for label, names in self.backbone.groups]
-        for child, module in self.head.named_children():
-            names = [f"head.{child}.{n}" for n, _ in module.named_parameters()]
-            if names:
-                out.append((f"head.{child}", names))
-        return out
+        return named_groups(self.backbone, self.head)
+
+
+def run_backbone(backbone: nn.Module, x: Any) -> torch.Tensor:
+    """The backbone on ``x``; without an autograd graph when none of it trains."""
+    if not any(p.requires_grad for p in backbone.parameters()):
+        with torch.no_grad():
+            return backbone(x)
+    return backbone(x)
+
+
+def named_groups(backbone: nn.Module, head: nn.Module) -> list[tuple[str, list[str]]]:
+    """The backbone's named groups (``backbone.groups``) then one group per head module with
+    parameters, as (label, parameter names of the whole model)."""
+    out = [(f"backbone.{label}", [f"backbone.model.{n}" for n in names]) for label, names in backbone.groups]
+    for child, module in head.named_children():
+        names = [f"head.{child}.{n}" for n, _ in module.named_parameters()]
+        if names:
+            out.append((f"head.{child}", names))
+    return out
 
 
 def build_model(cfg: ModelConfig, num_classes: int) -> TuneModel:

@@ -110,6 +110,22 @@ def _materialise(src: ArraySource | FileSource, idx: np.ndarray, labels: np.ndar
     return ImageSet(images, torch.from_numpy(labels[kept]), [src.describe(int(i)) for i in kept])
 
 
+def split_indices(labels: np.ndarray, classes: list[str], name: str, cfg: DataConfig, separate_test: bool
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.random.Generator]:
+    """Stratified, seeded splits of one labelled source: a test part (unless a separate test set
+    is given), a validation part, and the training part sub-sampled per class. Returns the train,
+    val and test indices and the generator that later per-class caps continue with."""
+    rng = np.random.default_rng(cfg.seed)
+    pool = np.arange(len(labels))
+    test_idx = None
+    if not separate_test and cfg.test_split > 0:
+        pool, test_idx = _stratified(pool, labels, cfg.test_split, cfg.seed, "test", name, classes)
+    pool, val_idx = _stratified(pool, labels, cfg.val_split, cfg.seed + 1, "val", name, classes)
+    train_idx = _per_class(pool, labels, cfg.samples_per_class, rng)
+    val_idx = _per_class(val_idx, labels, cfg.val_samples_per_class, rng)
+    return train_idx, val_idx, test_idx, rng
+
+
 def load_data(cfg: DataConfig) -> Splits:
     """Open the sources named in ``cfg``, split, sub-sample, and decode what is used (for text:
     tokenize, see :mod:`tunelab.text.data`)."""
@@ -120,8 +136,6 @@ def load_data(cfg: DataConfig) -> Splits:
     train_src = open_source(cfg.train, "train", field="train")
     classes = list(train_src.classes)
     labels = train_src.labels
-    rng = np.random.default_rng(cfg.seed)
-    pool = np.arange(len(labels))
 
     test_src: ArraySource | FileSource | None = None
     if cfg.test == "auto":
@@ -130,13 +144,7 @@ def load_data(cfg: DataConfig) -> Splits:
     elif cfg.test is not None:
         test_src = open_source(cfg.test, "test", field="test")
 
-    test_idx = None
-    if test_src is None and cfg.test_split > 0:
-        pool, test_idx = _stratified(pool, labels, cfg.test_split, cfg.seed, "test", train_src.name, classes)
-    pool, val_idx = _stratified(pool, labels, cfg.val_split, cfg.seed + 1, "val", train_src.name, classes)
-
-    train_idx = _per_class(pool, labels, cfg.samples_per_class, rng)
-    val_idx = _per_class(val_idx, labels, cfg.val_samples_per_class, rng)
+    train_idx, val_idx, test_idx, rng = split_indices(labels, classes, train_src.name, cfg, test_src is not None)
 
     skipped: list[str] = []
     train = _materialise(train_src, train_idx, labels, cfg, skipped)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from tunelab.config import TEXT_DATASETS, DataConfig, TextDataConfig
-from tunelab.data import Splits, _per_class, _stratified
+from tunelab.data import Splits, _per_class, split_indices
 from tunelab.errors import DataError
 
 __all__ = ["Tokens", "TextSet", "TextSource", "load_text_data", "load_text_eval_set", "open_text_source",
@@ -342,17 +342,10 @@ def load_text_data(cfg: DataConfig, tokenizer: Any | None = None) -> Splits:
     if len(classes) < 2:
         raise DataError(f"{src.name}: only one class ({', '.join(classes)}) in column '{tcfg.label_column}'; "
                         "classification needs at least two")
-    rng = np.random.default_rng(cfg.seed)
-    pool = np.arange(len(labels))
     test_src = None
     if cfg.test not in (None, "auto"):
         test_src = open_text_source(cfg.test, tcfg, "test", field="test")
-    test_idx = None
-    if test_src is None and cfg.test_split > 0:
-        pool, test_idx = _stratified(pool, labels, cfg.test_split, cfg.seed, "test", src.name, classes)
-    pool, val_idx = _stratified(pool, labels, cfg.val_split, cfg.seed + 1, "val", src.name, classes)
-    train_idx = _per_class(pool, labels, cfg.samples_per_class, rng)
-    val_idx = _per_class(val_idx, labels, cfg.val_samples_per_class, rng)
+    train_idx, val_idx, test_idx, rng = split_indices(labels, classes, src.name, cfg, test_src is not None)
 
     train = _make_set(src, train_idx, labels, tokenizer, tcfg, "train")
     val = _make_set(src, val_idx, labels, tokenizer, tcfg, "val") if len(val_idx) else None

@@ -15,6 +15,7 @@ from torch import nn
 from tunelab.config import ModelConfig
 from tunelab.errors import ConfigError
 from tunelab.heads import Head
+from tunelab.model import named_groups, run_backbone
 from tunelab.text.backbone import TextBackbone, create_text_backbone
 from tunelab.text.data import Tokens
 
@@ -26,22 +27,14 @@ class TextModel(nn.Module):
         self.head = head
 
     def forward_features(self, tokens: Tokens) -> torch.Tensor:
-        if not any(p.requires_grad for p in self.backbone.parameters()):
-            with torch.no_grad():  # a frozen encoder needs no autograd graph
-                return self.backbone(tokens)
-        return self.backbone(tokens)
+        return run_backbone(self.backbone, tokens)
 
     def forward(self, tokens: Tokens) -> torch.Tensor:
         return self.head(self.forward_features(tokens))
 
     def groups(self) -> list[tuple[str, list[str]]]:
         """Ordered named parameter groups, input side first, head last."""
-        out = [(f"backbone.{label}", [f"backbone.model.{n}" for n in names]) for label, names in self.backbone.groups]
-        for child, module in self.head.named_children():
-            names = [f"head.{child}.{n}" for n, _ in module.named_parameters()]
-            if names:
-                out.append((f"head.{child}", names))
-        return out
+        return named_groups(self.backbone, self.head)
 
 
 def build_text_model(cfg: ModelConfig, num_classes: int) -> TextModel:
