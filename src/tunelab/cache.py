@@ -85,23 +85,29 @@ class Boundary:
         return f"the input of {seq[self.start][0]} ({self.start} of {len(seq)} backbone modules frozen)"
 
 
-def find_boundary(model: nn.Module, seq: list[tuple[str, nn.Module]] | None) -> Boundary | None:
-    """The stage's freeze boundary, or None when nothing before the trainable part can be cached."""
-    backbone_trainable = any(p.requires_grad for p in model.backbone.parameters())
+def find_boundary(model: nn.Module, seq: list[tuple[str, nn.Module]] | None,
+                  trainable: set[str] | None = None) -> Boundary | None:
+    """The freeze boundary of the parameters named in ``trainable`` (default: those with
+    ``requires_grad``), or None when nothing before the trainable part can be cached."""
+    names = trainable if trainable is not None else {n for n, p in model.named_parameters() if p.requires_grad}
+    trains = {id(p) for n, p in model.named_parameters() if n in names}
+
+    def any_trains(m: nn.Module) -> bool:
+        return any(id(p) in trains for p in m.parameters())
+
     head = model.head
-    if not backbone_trainable:
-        pool_ok = not any(p.requires_grad for p in head.pool.parameters()) and isinstance(head.spatial_drop, nn.Identity)
-        if pool_ok:
+    if not any_trains(model.backbone):
+        if not any_trains(head.pool) and isinstance(head.spatial_drop, nn.Identity):
             return Boundary(len(seq) if seq else 0, pooled=True)
         return Boundary(len(seq), pooled=False) if seq else None
     if seq is None:
         return None
-    start = next(i for i, (_, m) in enumerate(seq) if any(p.requires_grad for p in m.parameters()))
+    start = next(i for i, (_, m) in enumerate(seq) if any_trains(m))
     if start == 0:
         return None
     # anything trainable outside the sequence (e.g. a stem not in it) makes the split unsafe
     covered = {id(p) for _, m in seq for p in m.parameters()}
-    if any(p.requires_grad and id(p) not in covered for p in model.backbone.parameters()):
+    if any(id(p) in trains and id(p) not in covered for p in model.backbone.parameters()):
         return None
     return Boundary(start, pooled=False)
 
@@ -153,22 +159,37 @@ def tensor_digest(h: "hashlib._Hash", tensors: Sequence[torch.Tensor]) -> None:
             h.update(t.reshape(-1).view(torch.uint8).numpy().data)
 
 
+STORE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}  # cache.dtype
+
+
 def cache_key(model: nn.Module, seq: list[tuple[str, nn.Module]] | None, boundary: Boundary, images: torch.Tensor,
               augment: str, views: int, dtype: torch.dtype, seed: int, autocast: bool = False) -> str:
     """A digest of everything the cached features depend on."""
-    h = hashlib.sha256()
-    if boundary.pooled:
-        prefix: list[nn.Module] = [model.backbone, model.head.pool]
-    else:
-        assert seq is not None
-        prefix = [m for _, m in seq[: boundary.start]]
-    for m in prefix:
-        tensor_digest(h, list(m.state_dict().values()))
-        h.update(repr(m).encode())  # architecture and hyper-parameters (pool type, strides...)
-    h.update(repr((boundary.start, boundary.pooled, augment, views, str(dtype), seed, autocast, tuple(model.mean.flatten().tolist()),
-                   tuple(model.std.flatten().tolist()))).encode())
-    tensor_digest(h, [images])
-    return h.hexdigest()[:24]
+    return cache_keys(model, seq, [boundary], images, augment, views, dtype, seed, autocast)[0]
+
+
+def cache_keys(model: nn.Module, seq: list[tuple[str, nn.Module]] | None, boundaries: Sequence[Boundary],
+               images: torch.Tensor, augment: str, views: int, dtype: torch.dtype, seed: int,
+               autocast: bool = False) -> list[str]:
+    """:func:`cache_key` of each boundary; the images (possibly gigabytes) are digested once."""
+    pixels = hashlib.sha256()
+    tensor_digest(pixels, [images])
+    keys = []
+    for boundary in boundaries:
+        h = hashlib.sha256()
+        if boundary.pooled:
+            prefix: list[nn.Module] = [model.backbone, model.head.pool]
+        else:
+            assert seq is not None
+            prefix = [m for _, m in seq[: boundary.start]]
+        for m in prefix:
+            tensor_digest(h, list(m.state_dict().values()))
+            h.update(repr(m).encode())  # architecture and hyper-parameters (pool type, strides...)
+        h.update(repr((boundary.start, boundary.pooled, augment, views, str(dtype), seed, autocast,
+                       tuple(model.mean.flatten().tolist()), tuple(model.std.flatten().tolist()))).encode())
+        h.update(pixels.digest())
+        keys.append(h.hexdigest()[:24])
+    return keys
 
 
 class FeatureStore:

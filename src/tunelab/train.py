@@ -31,8 +31,8 @@ from tqdm.auto import tqdm
 from tunelab import checkpoint as ckpt
 from tunelab.augment import MixTargets, build_augment, soft_cross_entropy
 from tunelab.auto import apply_auto
-from tunelab.cache import (Boundary, FeatureStore, backbone_sequence, bf16_supported, cache_key, find_boundary,
-                           run_prefixes, run_tail)
+from tunelab.cache import (STORE_DTYPES, Boundary, FeatureStore, backbone_sequence, bf16_supported, cache_keys,
+                           find_boundary, run_prefixes, run_tail)
 from tunelab.config import Config, StageConfig, build_config, dump_config, load_config
 from tunelab.data import ImageSet, Splits, load_data
 from tunelab.diagnosis import diagnose
@@ -342,12 +342,8 @@ class Trainer:
         stage leaves it unchanged and one pass can compute both), else None."""
         if si + 1 >= len(self.cfg.stages) or self.seq is None or self.model.backbone.pools:
             return None
-        now = {n for n, p in self.model.named_parameters() if p.requires_grad}
-        try:
-            set_trainable(self.model, select(self.model, self.cfg.stages[si + 1].train, where=f"stages.{si + 1}.train"))
-            nxt = find_boundary(self.model, self.seq)
-        finally:
-            set_trainable(self.model, now)
+        nxt = find_boundary(self.model, self.seq,
+                            select(self.model, self.cfg.stages[si + 1].train, where=f"stages.{si + 1}.train"))
         if nxt is None or nxt == boundary:
             return None
         limit = len(self.seq) if boundary.pooled else boundary.start
@@ -360,11 +356,10 @@ class Trainer:
         whether the first was already cached. With several views, view 0 is the image as it is (what
         the model sees at test time) and view v > 0 an augmented pass with its own fixed seed."""
         c, model = self.cfg.cache, self.model
-        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[c.dtype]
+        dtype = STORE_DTYPES[c.dtype]
         aug_name = repr(self.cfg.regularization.augment) if augment is not None else "none"
         use_bf16 = c.autocast == "auto" and bf16_supported(self.device)
-        keys = [cache_key(model, self.seq, b, images, aug_name, views, dtype, self.cfg.run.seed, use_bf16)
-                for b in boundaries]
+        keys = cache_keys(model, self.seq, boundaries, images, aug_name, views, dtype, self.cfg.run.seed, use_bf16)
         self.next_keys.update(keys[1:])
         found = [self.store.lookup(k, dtype) for k in keys]
         missing = [i for i, f in enumerate(found) if f is None]

@@ -44,11 +44,19 @@ def load_decoded(src: ArraySource | FileSource, idx: np.ndarray, size: int, on_b
     key = decode_key(src, idx, size, on_bad)
     npy, meta_path, done = folder / f"{key}.npy", folder / f"{key}.json", folder / f"{key}.done"
     if done.is_file():
-        meta = json.loads(meta_path.read_text())
-        arr = np.load(npy, mmap_mode="c")[: meta["n"]]  # copy-on-write: the file is never modified
-        log.info("decoded images: %d from %s (memory-mapped)", meta["n"], npy)
-        return torch.from_numpy(arr), np.asarray(meta["kept"], dtype=np.int64), list(meta["skipped"])
-    folder.mkdir(parents=True, exist_ok=True)
+        log.info("decoded images: memory-mapped from %s", npy)
+    else:
+        _decode_into(src, idx, size, on_bad, npy, meta_path)
+        done.write_text("ok")
+    meta = json.loads(meta_path.read_text())
+    arr = np.load(npy, mmap_mode="c")[: meta["n"]]  # copy-on-write: the file is never modified
+    return torch.from_numpy(arr), np.asarray(meta["kept"], dtype=np.int64), list(meta["skipped"])
+
+
+def _decode_into(src: ArraySource | FileSource, idx: np.ndarray, size: int, on_bad: str, npy: Path,
+                 meta_path: Path) -> None:
+    """Decode chunk by chunk into a memory-mapped ``npy``; which items were kept goes to ``meta_path``."""
+    npy.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     arr = np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(len(idx), 3, size, size))
     kept: list[np.ndarray] = []
@@ -63,7 +71,4 @@ def load_decoded(src: ArraySource | FileSource, idx: np.ndarray, size: int, on_b
     arr.flush()
     all_kept = np.concatenate(kept) if kept else np.empty(0, dtype=np.int64)
     meta_path.write_text(json.dumps({"n": n, "kept": all_kept.tolist(), "skipped": skipped, "size": size}))
-    done.write_text("ok")
     log.info("decoded images: %d into %s in %.1f s", n, npy, time.perf_counter() - t0)
-    del arr
-    return torch.from_numpy(np.load(npy, mmap_mode="c")[:n]), all_kept, skipped

@@ -9,14 +9,12 @@ from typing import Any
 
 import torch
 
+from tunelab.cache import STORE_DTYPES
 from tunelab.train import StagePlan, Trainer
 from tunelab.text.cache import CachedStates, TextBoundary, cache_key, fill_prefix, find_text_boundary, run_tail
 from tunelab.text.data import Tokens
 
 log = logging.getLogger("tunelab")
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
 
 class TextTrainer(Trainer):
     BUCKET = 16  # batches per window sorted by length
@@ -57,7 +55,7 @@ class TextTrainer(Trainer):
 
     def extract_text(self, boundary: TextBoundary, tokens: Tokens) -> tuple[torch.Tensor, bool]:
         """Prefix outputs of every text, [N, H] or [N, L, H]; from the store when the key matches."""
-        model, dtype = self.model, _DTYPES[self.cfg.cache.dtype]
+        model, dtype = self.model, STORE_DTYPES[self.cfg.cache.dtype]
         key = cache_key(model, boundary, tokens, dtype, self.cfg.run.seed)
         width = tokens.ids.shape[1]
         h = self.model.backbone.num_features
