@@ -41,3 +41,20 @@ def test_auto_regularization_on_lite0_reaches_the_real_backbone(tmp_path):
     assert "3,383,818 params" in l2sp and l2sp.rstrip().endswith(("yes", "yes (probed next to w0)"))
     assert all(r["penalty_l2sp"] > 0 for r in run.history)
     assert run.metrics["test"]["accuracy"] > 0.6
+
+
+def test_one_extraction_pass_serves_both_stages_on_lite0(tmp_path):
+    """The default recipe on the real network: stage 1's extraction pass also caches the input of
+    stage 2's first trainable block, stage 2 reuses it, decoded images go to the decode store and a
+    second load maps them instead of decoding, and the run ends with a diagnosis and a report."""
+    store = tmp_path / "decoded"
+    run = _short_run(tmp_path, "cache", f"data.decode_cache={store}")
+    log = (run.dir / "log.txt").read_text()
+    assert "cache: pooled features (the whole backbone is frozen)" in log
+    assert "the same pass cached stage 2's boundary (the input of blocks.5.2" in log
+    assert "cache: the input of blocks.5.2 (15 of 20 backbone modules frozen)" in log and "reused in" in log
+    assert len(list(store.glob("*.done"))) == 3  # train, val and test images
+    again = _short_run(tmp_path, "cache-again", f"data.decode_cache={store}", "stages.0.epochs=1", "stages.1.epochs=1")
+    assert "memory-mapped from" in (again.dir / "log.txt").read_text()
+    assert run.metrics["diagnosis"]["verdict"] in ("good fit", "overfitting", "underfitting", "unstable", "too short")
+    assert (run.dir / "report.html").is_file() and run.metrics["test"]["accuracy"] > 0.6
