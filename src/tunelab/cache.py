@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -202,7 +204,7 @@ class FeatureStore:
     def __init__(self, folder: Path, max_memory_gb: float) -> None:
         self.folder, self.budget = folder, max_memory_gb * 2**30
         self.memory: dict[str, torch.Tensor] = {}
-        self._open: dict[str, np.memmap] = {}
+        self._open: dict[str, tuple[np.memmap, Path]] = {}
 
     def lookup(self, key: str, dtype: torch.dtype) -> torch.Tensor | None:
         if key in self.memory:
@@ -212,22 +214,47 @@ class FeatureStore:
             return _from_numpy(np.load(path, mmap_mode="c"), dtype)  # copy-on-write: the file is never modified
         return None
 
-    def create(self, key: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    def create(self, key: str, shape: tuple[int, ...], dtype: torch.dtype, *, shared: bool = False) -> torch.Tensor:
+        """Room for a new entry: in memory when it fits the budget, else a memory-mapped file written
+        under a temporary name until :meth:`commit`. ``shared``: always a file, under a name the
+        other ranks of a distributed run open with :meth:`open_partial` to write their shares."""
         nbytes = int(np.prod(shape)) * torch.finfo(dtype).bits // 8
-        if nbytes <= self.budget:
+        if nbytes <= self.budget and not shared:
             self.memory[key] = torch.empty(shape, dtype=dtype)
             return self.memory[key]
         self.folder.mkdir(parents=True, exist_ok=True)
         np_dtype = np.float32 if dtype == torch.float32 else np.uint16 if dtype == torch.bfloat16 else np.float16
-        arr = np.lib.format.open_memmap(self.folder / f"{key}.npy", mode="w+", dtype=np_dtype, shape=shape)
-        self._open[key] = arr
+        path = self._partial(key, shared)
+        arr = np.lib.format.open_memmap(path, mode="w+", dtype=np_dtype, shape=shape)
+        self._open[key] = (arr, path)
         return _from_numpy(arr, dtype)
 
+    def open_partial(self, key: str, dtype: torch.dtype) -> torch.Tensor:
+        """Write access to a shared entry another rank created and has not committed yet."""
+        path = self._partial(key, True)
+        arr = np.load(path, mmap_mode="r+")
+        self._open[key] = (arr, path)
+        return _from_numpy(arr, dtype)
+
+    def flush(self, key: str) -> None:
+        """Write this process's share to disk and let go of it (a rank that does not commit)."""
+        arr, _ = self._open.pop(key)
+        arr.flush()
+
     def commit(self, key: str) -> None:
-        arr = self._open.pop(key, None)
-        if arr is not None:
-            arr.flush()
-            (self.folder / f"{key}.done").write_text("ok")
+        """Mark an entry complete. A file is renamed into place first: concurrent writers of the same
+        key (several tuning workers) each write their own temporary file and never truncate one
+        another process reads."""
+        if key not in self._open:
+            return
+        arr, path = self._open.pop(key)
+        arr.flush()
+        del arr
+        path.replace(self.folder / f"{key}.npy")
+        (self.folder / f"{key}.done").write_text("ok")
+
+    def _partial(self, key: str, shared: bool) -> Path:
+        return self.folder / (f"{key}.partial.npy" if shared else f"{key}.{socket.gethostname()}-{os.getpid()}.partial.npy")
 
     def get(self, key: str, shape: tuple[int, ...], dtype: torch.dtype,
             fill: Callable[[torch.Tensor], None]) -> tuple[torch.Tensor, bool]:

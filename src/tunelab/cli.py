@@ -15,6 +15,8 @@ def _fit(a: argparse.Namespace) -> None:
     if a.resume is None and a.config is None:
         raise TunelabError("tunelab fit: give a CONFIG file, or --resume RUN_DIR")
     run = fit(a.config, overrides=a.set, resume=a.resume)
+    if run.rank != 0:  # one summary per distributed run
+        return
     test = run.metrics.get("test") or run.metrics.get("val")
     if test is not None:
         which = "test" if "test" in run.metrics else "val"

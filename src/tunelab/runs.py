@@ -32,6 +32,7 @@ class Run:
     classes: list[str]
     metrics: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    rank: int = 0  # in a distributed run, the process this object lives in (rank 0 wrote the folder)
 
 
 def read_history(run_dir: Path) -> list[dict[str, Any]]:
@@ -53,8 +54,17 @@ def new_run_dir(cfg: Config) -> Path:
 
 
 @contextlib.contextmanager
-def run_logging(run_dir: Path) -> Iterator[None]:
-    """Log INFO to stdout and everything to ``run_dir/log.txt`` for the duration of a run."""
+def run_logging(run_dir: Path, *, main: bool = True) -> Iterator[None]:
+    """Log INFO to stdout and everything to ``run_dir/log.txt`` for the duration of a run. In a
+    distributed run only rank 0 (``main``) does; the other ranks print warnings and errors."""
+    if not main:
+        level = log.level
+        log.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            log.setLevel(level)
+        return
     log.setLevel(logging.INFO)
     fh = logging.FileHandler(run_dir / "log.txt")
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

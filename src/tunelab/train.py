@@ -12,6 +12,7 @@ result as a run that was never interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -36,6 +37,8 @@ from tunelab.cache import (STORE_DTYPES, Boundary, FeatureStore, backbone_sequen
 from tunelab.config import Config, StageConfig, build_config, dump_config, load_config
 from tunelab.data import ImageSet, Splits, load_data
 from tunelab.diagnosis import diagnose
+from tunelab.distributed import Dist
+from tunelab import distributed
 from tunelab.report import write_report
 from tunelab.errors import ConfigError, ModelError
 from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_table, select, set_train_mode, set_trainable
@@ -234,8 +237,9 @@ class StagePlan:
 
 class Trainer:
     def __init__(self, cfg: Config, run_dir: Path, splits: Splits, model: TuneModel, device: torch.device,
-                 hooks: dict[str, Hook], penalties: list[Penalty]) -> None:
+                 hooks: dict[str, Hook], penalties: list[Penalty], dist: Dist = Dist()) -> None:
         self.cfg, self.dir, self.splits, self.model, self.device, self.hooks = cfg, run_dir, splits, model, device, hooks
+        self.dist = dist
         self.lrs = cfg.stage_lrs()
         self.metrics_path = run_dir / "metrics.jsonl"
         self.ckpt_dir = run_dir / "checkpoints"
@@ -247,12 +251,15 @@ class Trainer:
         if any(p.needs_features for p in penalties):
             model.head.pool.register_forward_hook(lambda mod, inp, out: self.ctx.__setitem__("pooled", out))
         self.seq = backbone_sequence(model.backbone.model) if cfg.cache.enabled else None
-        self.store = FeatureStore(Path(cfg.cache.folder) if cfg.cache.folder else run_dir / "cache", cfg.cache.max_memory_gb)
+        # ranks share one copy of the cache through the page cache of its memory-mapped files
+        self.store = FeatureStore(Path(cfg.cache.folder) if cfg.cache.folder else run_dir / "cache",
+                                  0.0 if dist.enabled else cfg.cache.max_memory_gb)
         self.plan: StagePlan | None = None
+        self.net: nn.Module = model  # what a training step calls: the model, or the cached tail, maybe in DDP
         self.next_keys: set[str] = set()  # cache entries the next stage got from this stage's pass
         from torch.utils.tensorboard import SummaryWriter
 
-        self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+        self.tb = SummaryWriter(str(run_dir / "tensorboard")) if dist.main else None
 
     # hooks are called by name; fit() has checked the names
     def call(self, name: str, **kwargs: Any) -> None:
@@ -281,9 +288,14 @@ class Trainer:
         t0 = time.perf_counter()
         self.plan = self.build_plan(si)
         self.plan_seconds = time.perf_counter() - t0  # reported with the stage's first epoch
+        step: nn.Module = _Step(self.model, self.forward_cached) if self.plan is not None else self.model
+        # gradients are averaged over ranks; buffers (BN statistics) follow rank 0 when BN trains
+        self.net = self.dist.wrap(step, sync_buffers=stage.train_bn, find_unused=self.cfg.is_text)
         return opt, sched, make_stopper(stage)
 
     def to_tensorboard(self, row: dict[str, Any]) -> None:
+        if self.tb is None:
+            return
         step = sum(st.epochs for st in self.cfg.stages[: row["stage"]]) + row["epoch"]
         for key in ("loss", "accuracy"):
             scalars = {k: row[f"{k}_{key}"] for k in ("train", "val") if f"{k}_{key}" in row}
@@ -297,6 +309,8 @@ class Trainer:
 
     def record_stage(self, si: int, **values: Any) -> None:
         """Keep the tables printed for a stage (and its wall-clock seconds) in RUN_DIR/stages.json."""
+        if not self.dist.main:
+            return
         path = self.dir / "stages.json"
         stages = json.loads(path.read_text()) if path.is_file() else {}
         stages.setdefault(str(si), {"name": self.cfg.stages[si].name}).update(values)
@@ -369,23 +383,40 @@ class Trainer:
         was = model.training
         model.eval()
         todo = [boundaries[i] for i in missing]
+        dist = self.dist
+        rows = dist.shard(len(images), bs)  # whole batches per rank: the same batches as one process
         try:
             with torch.inference_mode():
                 probe = run_prefixes(model, self.seq, todo, _to_memory_format(images[:1].to(self.device)))
-            outs = [self.store.create(keys[i], (views, len(images), *h.shape[1:]), dtype) for i, h in zip(missing, probe)]
+            shapes = [(views, len(images), *h.shape[1:]) for h in probe]
+            if dist.main:
+                outs = [self.store.create(keys[i], shape, dtype, shared=dist.enabled) for i, shape in zip(missing, shapes)]
+            dist.barrier()
+            if not dist.main:  # the other ranks write their rows into the file rank 0 created
+                outs = [self.store.open_partial(keys[i], dtype) for i in missing]
             with torch.random.fork_rng(devices=[]), torch.inference_mode(), \
                     torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 for v in range(views):
-                    torch.manual_seed(self.cfg.run.seed * 7919 + v)
-                    for i in range(0, len(images), bs):
-                        x = images[i: i + bs]
+                    for i in range(rows.start, rows.stop, bs):
+                        # a seed per view and batch: the same views however the rows are shared out
+                        torch.manual_seed(self.cfg.run.seed * 7919 + v * 1_000_003 + i)
+                        x = images[i: min(i + bs, rows.stop)]
                         if augment is not None and (v > 0 or views == 1):  # view 0 is the clean image
                             x = augment(x)
                         hs = run_prefixes(model, self.seq, todo, _to_memory_format(x.to(self.device)))
                         for out, h in zip(outs, hs):
                             out[v, i: i + len(x)] = h.to(dtype).cpu()
+            if not dist.main:
+                for i in missing:
+                    self.store.flush(keys[i])
+            dist.barrier()
+            if dist.main:
+                for i in missing:
+                    self.store.commit(keys[i])
+            dist.barrier()
+            if dist.enabled:  # every rank maps the finished file (one copy in the page cache)
+                outs = [self.store.lookup(keys[i], dtype) for i in missing]
             for i, out in zip(missing, outs):
-                self.store.commit(keys[i])
                 found[i] = out
         finally:
             model.train(was)
@@ -401,15 +432,26 @@ class Trainer:
     def validate(self) -> dict[str, Any]:
         assert self.splits.val is not None
         if self.plan is None or self.plan.val is None:
-            return evaluate_set(self.model, self.splits.val, self.splits.classes, self.cfg, self.device)
-        was = self.model.training
-        self.model.eval()
-        bs = self.cfg.data.eval_batch_size
-        with torch.inference_mode():
-            logits = torch.cat([self.forward_cached(self.plan.val[i: i + bs]).float().cpu()
-                                for i in range(0, len(self.plan.val), bs)])
-        self.model.train(was)
+            logits = self.predict(self.splits.val.inputs)
+        else:
+            was = self.model.training
+            self.model.eval()
+            bs = self.cfg.data.eval_batch_size
+            rows = self.dist.shard(len(self.plan.val), bs)
+            with torch.inference_mode():
+                mine = [self.forward_cached(self.plan.val[i: min(i + bs, rows.stop)]).float().cpu()
+                        for i in range(rows.start, rows.stop, bs)]
+            self.model.train(was)
+            logits = self.dist.gather_rows(torch.cat(mine) if mine else torch.empty(0, self.model.head.fc.out_features))
         return classification_metrics(logits, self.splits.val.labels, self.splits.classes)
+
+    def predict(self, inputs: Any) -> torch.Tensor:
+        """Logits of the whole model for all of ``inputs``, each rank computing its share."""
+        rows = self.dist.shard(len(inputs), self.cfg.data.eval_batch_size)
+        logits = predict_logits(self.model, inputs[rows.start: rows.stop], self.cfg.data.eval_batch_size, self.device)
+        if not len(rows):
+            logits = torch.empty(0, self.model.head.fc.out_features)
+        return self.dist.gather_rows(logits)
 
 
     def audit(self, si: int) -> list[Any]:
@@ -437,29 +479,36 @@ class Trainer:
         return torch.randperm(len(self.splits.train), generator=g)
 
     def train_epoch(self, si: int, epoch: int, opt: torch.optim.Optimizer, sched: Any) -> dict[str, float]:
-        stage, data, bs = self.cfg.stages[si], self.splits.train, self.cfg.data.batch_size
+        stage, data, bs, dist = self.cfg.stages[si], self.splits.train, self.cfg.data.batch_size, self.dist
         set_train_mode(self.model, train_bn=stage.train_bn)
         order = self.epoch_order(si, epoch)
         total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
         pen_sums = {p.name: 0.0 for p in self.penalties}
         lrs: list[float] = []
         bar = tqdm(range(0, len(order), bs), desc=f"stage {si + 1}/{len(self.cfg.stages)} epoch {epoch + 1}/{stage.epochs}",
-                   disable=None if self.cfg.run.progress else True, leave=False, file=sys.stderr, unit="batch")
+                   disable=None if self.cfg.run.progress and dist.main else True, leave=False, file=sys.stderr,
+                   unit="batch")
         for start in bar:
-            idx = order[start: start + bs]
+            batch = order[start: start + bs]
+            if len(batch) < dist.world:  # a last batch too small to give every rank a share
+                continue
+            idx = dist.split_batch(batch)
+            # each rank's mean loss weighted by its share: DDP's average over ranks is then the mean
+            # over the global batch, whatever the shares' sizes (exactly 1 on one process)
+            share = len(idx) * dist.world / len(batch)
             y = data.labels[idx].to(self.device, non_blocking=True)
             if self.plan is not None:  # the frozen prefix ran once, before the stage
-                logits = self.forward_cached(self.plan.train[epoch % len(self.plan.train)][idx])
+                logits = self.net(self.plan.train[epoch % len(self.plan.train)][idx])
                 data_loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.regularization.label_smoothing)
             elif self.mixer is not None:
                 x, soft = self.mixer(self._images(idx), y)
-                logits = self.model(_to_memory_format(x))
+                logits = self.net(_to_memory_format(x))
                 data_loss = soft_cross_entropy(logits, soft)
             else:
-                logits = self.model(_to_memory_format(self._images(idx)))
+                logits = self.net(_to_memory_format(self._images(idx)))
                 data_loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.regularization.label_smoothing)
             penalties = [p(self.model, self.ctx) for p in self.penalties]
-            loss = data_loss + sum(penalties) if penalties else data_loss
+            loss = data_loss * share + sum(penalties) if penalties else data_loss * share
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -473,9 +522,10 @@ class Trainer:
             seen += n
             bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
         secs = time.perf_counter() - t0
+        total_loss, correct, seen, *pens = dist.sum([total_loss, correct, seen, *pen_sums.values()])
         row = {"train_loss": total_loss / seen, "train_accuracy": correct / seen, "seconds": secs,
                "img_per_s": seen / secs, "lr": opt.param_groups[0]["lr"]}
-        row.update({f"penalty_{name}": v / seen for name, v in pen_sums.items()})
+        row.update({f"penalty_{name}": v / seen for name, v in zip(pen_sums, pens)})
         row["lr_steps"] = lrs[:: max(1, len(lrs) // 50)]  # for the learning-rate plot
         return row
 
@@ -487,8 +537,14 @@ class Trainer:
 
     def save_last(self, si: int, epoch: int, opt: torch.optim.Optimizer, sched: Any, stopper: Stopper,
                   stopped: bool) -> None:
+        ranks = self.dist.gather_objects(rng_state())  # every rank's generators, so that a resume repeats them
+        if not self.dist.main:
+            return
         o_tensors, o_meta = ckpt.optimizer_to_flat(opt)
-        r_tensors, r_meta = rng_state()
+        r_tensors, r_meta = ranks[0]
+        for r, (t, m) in enumerate(ranks[1:], start=1):
+            r_tensors.update({f"rank{r}.{k}": v for k, v in t.items()})
+            r_meta[f"rank{r}"] = m
         tensors = {**{f"model.{k}": v for k, v in self.model.state_dict().items()}, **o_tensors, **r_tensors}
         state = {"stage": si, "epoch": epoch, "stopped": stopped, "stopper": stopper.state(), "optimizer": o_meta,
                  "scheduler": sched.state_dict(), "rng": r_meta}
@@ -497,6 +553,8 @@ class Trainer:
                                json.dumps({k: state[k] for k in ("stage", "epoch", "stopped", "stopper")}, indent=1))
 
     def save_best(self, si: int, epoch: int, stopper: Stopper) -> None:
+        if not self.dist.main:
+            return
         ckpt.save(self.ckpt_dir / "best.safetensors", self.model.state_dict(),
                   {"stage": si, "epoch": epoch, "metric": stopper.metric, "value": stopper.best})
 
@@ -509,7 +567,7 @@ class Trainer:
             ckpt.optimizer_from_flat(opt, pos.tensors, pos.state["optimizer"])
             sched.load_state_dict(pos.state["scheduler"])
             stopper.load(pos.state["stopper"])
-            set_rng_state(pos.tensors, pos.state["rng"])
+            self.restore_rng(pos)
             first_epoch, stopped = pos.epoch + 1, pos.stopped
             log.info("resuming stage %d at epoch %d", si + 1, first_epoch + 1)
         for epoch in range(first_epoch, stage.epochs):
@@ -526,8 +584,9 @@ class Trainer:
                 if stopper.update(row[stopper.metric], epoch):
                     self.save_best(si, epoch, stopper)
                 stopped = stopper.should_stop
-            with open(self.metrics_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            if self.dist.main:
+                with open(self.metrics_path, "a") as f:
+                    f.write(json.dumps(row) + "\n")
             self.to_tensorboard(row)
             self.save_last(si, epoch, opt, sched, stopper, stopped)
             log.info(_epoch_line(row, stage.epochs))
@@ -536,12 +595,39 @@ class Trainer:
             log.info("early stopping in stage %d: %s did not improve for %d epochs (best %.4f at epoch %d)",
                      si + 1, stopper.metric, stopper.patience, stopper.best, stopper.best_epoch + 1)
         if stage.early_stopping is not None and stage.early_stopping.restore_best and stopper.best_epoch >= 0:
+            self.dist.barrier()  # rank 0 has written the file
             tensors, _ = ckpt.load(self.ckpt_dir / "best.safetensors")
             self.model.load_state_dict(tensors)
             log.info("restored the best weights of stage %d (epoch %d, %s %.4f)", si + 1, stopper.best_epoch + 1,
                      stopper.metric, stopper.best)
         # everything the stage cost: tables, audit, cache, epochs, validation, checkpoints
         self.record_stage(si, seconds=round(time.perf_counter() - t_stage, 3))
+
+
+    def restore_rng(self, pos: _Position) -> None:
+        """This rank's generators as the checkpoint saved them (a rank the checkpoint does not know,
+        after a resume on more processes, gets a seed of its own)."""
+        r = self.dist.rank
+        if r == 0:
+            set_rng_state(pos.tensors, pos.state["rng"])
+        elif f"rank{r}" in pos.state["rng"]:
+            prefix = f"rank{r}."
+            set_rng_state({k[len(prefix):]: v for k, v in pos.tensors.items() if k.startswith(prefix)},
+                          pos.state["rng"][f"rank{r}"])
+        else:
+            seed_everything(self.cfg.run.seed * 1_000_003 + pos.epoch * 1009 + r)
+
+
+class _Step(nn.Module):
+    """A training step's forward as one module (the cached tail: ``fn`` runs it on cached prefix
+    outputs), so that DistributedDataParallel can wrap it; ``model`` holds the parameters."""
+
+    def __init__(self, model: nn.Module, fn: Callable[[Any], torch.Tensor]) -> None:
+        super().__init__()
+        self.model, self.fn = model, fn
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self.fn(batch)
 
 
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:
@@ -601,26 +687,36 @@ def fit(config: Config | str | Path | dict[str, Any] | None = None, *, overrides
             cfg = build_config(config, overrides)
         else:
             cfg = load_config(config, overrides)
-        run_dir = new_run_dir(cfg)
-        ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-    with run_logging(run_dir):
-        return _fit(cfg, run_dir, pos, hooks)
+    # under accelerate launch / torchrun: join the other processes; rank 0 names the run folder
+    dist, dist_device = distributed.init(cfg.run.device)
+    if resume is None:
+        run_dir = Path(dist.broadcast(str(new_run_dir(cfg)) if dist.main else None))
+        if dist.main:
+            ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    with run_logging(run_dir, main=dist.main):
+        return _fit(cfg, run_dir, pos, hooks, dist, dist_device or pick_device(cfg.run.device))
 
 
-def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook]) -> Run:
+def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook], dist: Dist, device: torch.device) -> Run:
     t_start = time.perf_counter()
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     seed_everything(cfg.run.seed)
-    device = pick_device(cfg.run.device)
     log.info("run folder: %s", run_dir)
-    splits = load_data(cfg.data)
+    if dist.enabled:
+        log.info("distributed: %d processes (%s backend), global batch %d, %s per process",
+                 dist.world, torch.distributed.get_backend(), cfg.data.batch_size, device)
+        if cfg.data.decode_cache is None:  # decode once, on rank 0; the others map the files
+            cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"decode_cache": str(run_dir / "decoded")})})
+    with dist.main_first() if cfg.data.decode_cache else contextlib.nullcontext():
+        splits = load_data(cfg.data)
     log.info("data: %d classes\n%s", len(splits.classes), splits.count_table())
     if cfg.regularization.auto:
         cfg, chosen = apply_auto(cfg, len(splits.train) / len(splits.classes), len(splits.classes))
         if chosen:
             log.info("regularization: auto chose\n%s", "\n".join(f"  {k}: {v}" for k, v in chosen.items()))
-            ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+            if dist.main:
+                ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     num_classes = len(splits.classes) if cfg.model.num_classes == "data" else cfg.model.num_classes
     if cfg.model.num_classes == "imagenet":
         raise ConfigError("model.num_classes: imagenet keeps the pretrained classifier, which cannot be fine-tuned "
@@ -632,8 +728,9 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook]) -> 
     place(model, device)
     if cfg.run.compile:
         compile_blocks(model)
-    ckpt.atomic_write_text(run_dir / "classes.json", json.dumps(splits.classes, indent=1))
-    ckpt.atomic_write_text(run_dir / "data.json", json.dumps(_data_summary(splits), indent=1))
+    if dist.main:
+        ckpt.atomic_write_text(run_dir / "classes.json", json.dumps(splits.classes, indent=1))
+        ckpt.atomic_write_text(run_dir / "data.json", json.dumps(_data_summary(splits), indent=1))
     penalties = build_penalties(cfg.regularization.penalties, model,
                                 pretrained_reference(model, cfg.regularization.penalties))
     check_coverage(penalties, [select(model, st.train, where=f"stages.{i}.train") for i, st in enumerate(cfg.stages)])
@@ -641,26 +738,33 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook]) -> 
     if pos.tensors:
         ckpt.load_model_state(model, {k[6:]: v for k, v in pos.tensors.items() if k.startswith("model.")},
                               f"{run_dir}/checkpoints/last.safetensors")
-    _truncate_metrics(run_dir, pos)
+    if dist.main:
+        _truncate_metrics(run_dir, pos)
 
-    trainer = trainer_class(cfg)(cfg, run_dir, splits, model, device, hooks, penalties)
+    trainer = trainer_class(cfg)(cfg, run_dir, splits, model, device, hooks, penalties, dist)
     for si in range(pos.stage, len(cfg.stages)):
         trainer.run_stage(si, pos)
-        if cfg.stages[si].epochs:
+        if cfg.stages[si].epochs and dist.main:
             log.info(diagnose(read_history(run_dir), cfg, stage=si).render())
 
     model.eval()
-    ckpt.save(run_dir / "model.safetensors", model.state_dict(), {"backbone": cfg.model.backbone})
+    if dist.main:
+        ckpt.save(run_dir / "model.safetensors", model.state_dict(), {"backbone": cfg.model.backbone})
     final: dict[str, Any] = {"skipped_images": splits.skipped, "n_train": len(splits.train),
                              "seconds": time.perf_counter() - t_start}
+    if dist.enabled:
+        final["processes"] = dist.world
     val_probs = None
     for name, data in (("val", splits.val), ("test", splits.test)):
         if data is not None:
-            logits = predict_logits(model, data.inputs, cfg.data.eval_batch_size, device)
+            logits = trainer.predict(data.inputs)
             final[name] = classification_metrics(logits, data.labels, splits.classes, detailed=True)
             if name == "val":
                 val_probs = logits.softmax(1).numpy()
+    dist.barrier()  # metrics.jsonl and model.safetensors are complete
     history = read_history(run_dir)
+    if not dist.main:  # rank 0 writes the metrics, the report and TensorBoard's summary
+        return Run(run_dir, cfg, model, splits.classes, final, history, rank=dist.rank)
     verdict = diagnose(history, cfg, final=final)
     final["diagnosis"] = verdict.to_dict()
     ckpt.atomic_write_text(run_dir / "metrics.json", json.dumps(final, indent=1))

@@ -67,7 +67,8 @@ class TextTrainer(Trainer):
                 with torch.inference_mode():
                     fill_prefix(model, boundary, tokens, out, self.cfg.data.eval_batch_size, self.device)
 
-            return self.store.get(key, shape, dtype, fill)
+            with self.dist.main_first():  # rank 0 computes it; the other ranks then find it
+                return self.store.get(key, shape, dtype, fill)
         finally:
             model.train(was)
 
