@@ -158,3 +158,21 @@ def test_compile_trains_the_same_numbers(tiny_cfg):
     assert losses[True] == pytest.approx(losses[False], rel=1e-4)
     assert "torch.compile:" in (run.dir / "log.txt").read_text()
     assert all("_orig_mod" not in k for k in tunelab.load_run(run.dir).model.state_dict())
+
+
+def test_precision_bf16_autocasts_training_and_auto_keeps_fp32_on_cpu(tiny_cfg):
+    """run.precision: auto is fp32 on a CPU (bf16 training measured slower there); bf16 runs the
+    forward passes under autocast and still learns the same thing, to bf16 precision."""
+    from tunelab.train import autocast_bf16
+
+    assert autocast_bf16("auto", torch.device("cpu")) is False
+    assert autocast_bf16("bf16", torch.device("cpu")) is True and autocast_bf16("fp32", torch.device("cuda")) is False
+    seen = []
+    tiny_cfg["run"]["name"] = "fp32"
+    ref = tunelab.fit(tiny_cfg)
+    tiny_cfg["run"]["name"] = "bf16"
+    tiny_cfg["run"]["precision"] = "bf16"
+    run = tunelab.fit(tiny_cfg, hooks={"on_stage_start": lambda trainer, stage: seen.append(trainer.bf16)})
+    assert seen == [True, True]
+    for a, b in zip(ref.history, run.history):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.05) and b["train_loss"] != a["train_loss"]

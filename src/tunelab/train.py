@@ -112,8 +112,16 @@ def make_scheduler(opt: torch.optim.Optimizer, stage: StageConfig, lr: float, st
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+def autocast_bf16(precision: str, device: torch.device) -> bool:
+    """Whether run.precision asks for bf16 autocast on this device (auto: CUDA GPUs with bf16 only)."""
+    if precision == "auto":
+        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return precision == "bf16"
+
+
 @torch.inference_mode()
-def predict_logits(model: TuneModel, images: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+def predict_logits(model: TuneModel, images: torch.Tensor, batch_size: int, device: torch.device,
+                   bf16: bool = False) -> torch.Tensor:
     """Logits for uint8 images, in eval mode, batch by batch; returned on the CPU."""
     was_training = model.training
     model.eval()
@@ -122,7 +130,8 @@ def predict_logits(model: TuneModel, images: torch.Tensor, batch_size: int, devi
     order = images.eval_order() if hasattr(images, "eval_order") else None
     for i in range(0, len(images), batch_size):
         x = (images[i: i + batch_size] if order is None else images[order[i: i + batch_size]]).to(device, non_blocking=True)
-        out.append(model(_to_memory_format(x)).float().cpu())
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out.append(model(_to_memory_format(x)).float().cpu())
     model.train(was_training)
     logits = torch.cat(out) if out else torch.empty(0, 0)
     return logits if order is None else logits[torch.argsort(order)]
@@ -240,6 +249,7 @@ class Trainer:
                  hooks: dict[str, Hook], penalties: list[Penalty], dist: Dist = Dist()) -> None:
         self.cfg, self.dir, self.splits, self.model, self.device, self.hooks = cfg, run_dir, splits, model, device, hooks
         self.dist = dist
+        self.bf16 = autocast_bf16(cfg.run.precision, device)  # forward passes under bf16 autocast
         self.lrs = cfg.stage_lrs()
         self.metrics_path = run_dir / "metrics.jsonl"
         self.ckpt_dir = run_dir / "checkpoints"
@@ -438,7 +448,7 @@ class Trainer:
             self.model.eval()
             bs = self.cfg.data.eval_batch_size
             rows = self.dist.shard(len(self.plan.val), bs)
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 mine = [self.forward_cached(self.plan.val[i: min(i + bs, rows.stop)]).float().cpu()
                         for i in range(rows.start, rows.stop, bs)]
             self.model.train(was)
@@ -448,7 +458,8 @@ class Trainer:
     def predict(self, inputs: Any) -> torch.Tensor:
         """Logits of the whole model for all of ``inputs``, each rank computing its share."""
         rows = self.dist.shard(len(inputs), self.cfg.data.eval_batch_size)
-        logits = predict_logits(self.model, inputs[rows.start: rows.stop], self.cfg.data.eval_batch_size, self.device)
+        logits = predict_logits(self.model, inputs[rows.start: rows.stop], self.cfg.data.eval_batch_size, self.device,
+                                self.bf16)
         if not len(rows):
             logits = torch.empty(0, self.model.head.fc.out_features)
         return self.dist.gather_rows(logits)
@@ -497,16 +508,17 @@ class Trainer:
             # over the global batch, whatever the shares' sizes (exactly 1 on one process)
             share = len(idx) * dist.world / len(batch)
             y = data.labels[idx].to(self.device, non_blocking=True)
-            if self.plan is not None:  # the frozen prefix ran once, before the stage
-                logits = self.net(self.plan.train[epoch % len(self.plan.train)][idx])
-                data_loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.regularization.label_smoothing)
-            elif self.mixer is not None:
-                x, soft = self.mixer(self._images(idx), y)
-                logits = self.net(_to_memory_format(x))
-                data_loss = soft_cross_entropy(logits, soft)
-            else:
-                logits = self.net(_to_memory_format(self._images(idx)))
-                data_loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.regularization.label_smoothing)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                if self.plan is not None:  # the frozen prefix ran once, before the stage
+                    logits = self.net(self.plan.train[epoch % len(self.plan.train)][idx]).float()
+                    data_loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.regularization.label_smoothing)
+                elif self.mixer is not None:
+                    x, soft = self.mixer(self._images(idx), y)
+                    logits = self.net(_to_memory_format(x)).float()
+                    data_loss = soft_cross_entropy(logits, soft)
+                else:
+                    logits = self.net(_to_memory_format(self._images(idx))).float()
+                    data_loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.regularization.label_smoothing)
             penalties = [p(self.model, self.ctx) for p in self.penalties]
             loss = data_loss * share + sum(penalties) if penalties else data_loss * share
             opt.zero_grad(set_to_none=True)
