@@ -49,6 +49,11 @@ def test_overrides_parse_yaml_values_and_index_lists():
     assert cfg.model.num_classes == "imagenet"
 
 
+def test_quoted_override_stays_a_string():
+    cfg = build_config({}, ['run.name="7"', "run.seed=7", "stages.0.lr=1e-4", "model.backbone='1e3'"])
+    assert cfg.run.name == "7" and cfg.run.seed == 7 and cfg.stages[0].lr == 1e-4 and cfg.model.backbone == "1e3"
+
+
 def test_override_errors():
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         build_config({}, ["data.samples_per_class"])

@@ -359,12 +359,13 @@ class Config(_Section):
 
 
 def _parse_scalar(text: str) -> Any:
-    """Values in --set are YAML scalars/flow collections: 3e-4, true, null, [head, {last_blocks: 2}]."""
+    """Values in --set are YAML scalars/flow collections: 3e-4, true, null, [head, {last_blocks: 2}];
+    a quoted value stays a string ("7")."""
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    if isinstance(value, str):  # YAML 1.1 reads 3e-4 as a string
+    if isinstance(value, str) and not text.strip().startswith(("'", '"')):  # YAML 1.1 reads 3e-4 as a string
         try:
             return float(value)
         except ValueError:
