@@ -68,6 +68,9 @@ class DataConfig(_Section):
     on_bad_image: Literal["error", "skip"] = "error"
     decode_cache: str | None = Field(None, description="folder for decoded images as memory-mapped files, "
                                      "reused by later runs (default: decode into memory each run)")
+    evaluate_test: bool = Field(True, description="evaluate the test set at the end of the run; false still holds "
+                                "it out (train and validation splits stay the same) but never decodes or scores it: "
+                                "what `tunelab tune` trials do, so that no choice is made on the test set")
     seed: int = 0
     text: TextDataConfig | None = Field(None, description="set for text classification (see TextDataConfig)")
 
