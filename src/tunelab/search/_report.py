@@ -93,7 +93,7 @@ def _trials_table(trials: list[FrozenTrial], keys: list[str], study_dir: Path, b
         rows.append(f"<tr{mark}><td>{t.number}</td><td>{t.state.name.lower()}</td>"
                     f"<td>{'' if t.value is None else f'{t.value:.4f}'}</td><td>{epochs}</td><td>{secs}</td>"
                     + "".join(f"<td>{_fmt(values[k]) if k in values else ''}</td>" for k in keys)
-                    + f'<td style="text-align:left">{html.escape(_note(t))}</td><td>{_link(t, study_dir)}</td></tr>')
+                    + f'<td style="text-align:left;white-space:nowrap">{html.escape(_note(t))}</td><td>{_link(t, study_dir)}</td></tr>')
     return f"<table>{head}{''.join(rows)}</table>"
 
 
