@@ -124,7 +124,7 @@ def test_epoch_hook_reports_across_stages_and_prunes():
         # stage 2, epoch 2: the default recipe's stage 1 has 8 epochs, so this is step 9
         hooks["on_epoch_end"](trainer=trainer, stage=1, epoch=1, metrics={"val_accuracy": 0.6})
     assert study.trials[0].intermediate_values == {3: 0.5, 9: 0.6} and closed == [1]
-    assert study.trials[0].user_attrs["dir"] == "run"
+    assert study.trials[0].user_attrs["dir"] == str(Path("run").resolve())
 
 
 @pytest.mark.parametrize("space, message", [

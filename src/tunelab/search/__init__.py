@@ -113,7 +113,8 @@ def tune(config: Config | str | Path | dict[str, Any] | None = None, *, override
                  settings.sampler, settings.pruner, "\n".join(f"  {p.key}: {_describe(p)}" for p in params))
         objective = _Objective(raw, fixed, params, settings.metric, source, base, name)
         try:
-            study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=TRIAL_ERRORS)
+            # gc after each trial: a pruned or failed trial's model lives on in reference cycles otherwise
+            study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=TRIAL_ERRORS, gc_after_trial=True)
         finally:  # after Ctrl-C too: what finished is written up
             result = _finish(study, study_dir, url, settings.metric)
     if result.best_trial is None:
@@ -184,7 +185,7 @@ def _trial_hooks(trial: optuna.Trial, metric: str) -> dict[str, Any]:
 
     def on_stage_start(trainer: Any, stage: int) -> None:
         if "dir" not in trial.user_attrs:
-            trial.set_user_attr("dir", str(trainer.dir))
+            trial.set_user_attr("dir", str(Path(trainer.dir).resolve()))
 
     def on_epoch_end(trainer: Any, stage: int, epoch: int, metrics: dict[str, Any]) -> None:
         if metric not in metrics:
