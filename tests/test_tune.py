@@ -80,6 +80,9 @@ def test_second_call_adds_trials_to_the_same_study(tiny_cfg, tmp_path):
     assert second.study.study_name == first.study.study_name == "tiny-tune"
     assert [t.number for t in second.study.trials] == [0, 1, 2]
     assert (first.dir / "trials" / "2" / "report.html").is_file()
+    (first.dir / "best.yaml").unlink()
+    again = tunelab.tune(cfg, trials=0)  # no new trial: best.yaml and tune.html from the study as it is
+    assert len(again.study.trials) == 3 and again.best_trial == second.best_trial and again.best_config.is_file()
     other = tunelab.tune(cfg, trials=1, study_name="other", storage=first.storage)  # one database, two studies
     assert len(other.study.trials) == 1 and other.dir == tmp_path / "runs" / "other"
     names = {s.study_name for s in optuna.get_all_study_summaries(first.storage)}

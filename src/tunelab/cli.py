@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("tune", help="hyperparameter search (Optuna); writes the best config for fit")
     t.add_argument("config", help="YAML config file; its tune: section says what is searched")
-    t.add_argument("--trials", type=int, metavar="N", help="trials to run now (default: tune.trials, 20)")
+    t.add_argument("--trials", type=int, metavar="N", help="trials to run now (default: tune.trials, 20); 0: only "
+                   "rewrite best.yaml and tune.html from the study")
     t.add_argument("--storage", metavar="URL", help="Optuna database shared by workers, e.g. "
                    "postgresql://user:pass@host/db (default: sqlite:///STUDY_DIR/study.db)")
     t.add_argument("--study", metavar="NAME", help="study name and folder under run.dir (default: <run.name>-tune)")

@@ -82,7 +82,8 @@ def tune(config: Config | str | Path | dict[str, Any] | None = None, *, override
          timeout: float | None = None) -> TuneResult:
     """Search the config's ``tune.space`` (or the default space) with Optuna: ``trials`` more
     trials (default ``tune.trials``), each a fit() judged by ``tune.metric`` on the validation set,
-    then write STUDY_DIR/best.yaml and STUDY_DIR/tune.html.
+    then write STUDY_DIR/best.yaml and STUDY_DIR/tune.html from the whole study (``trials=0``: only
+    that, e.g. once other workers have finished).
 
     ``storage``: an Optuna database URL (default ``sqlite:///STUDY_DIR/study.db``); ``study_name``:
     default ``<run.name>-tune``, also the folder under ``run.dir``; ``timeout``: seconds after which
@@ -104,7 +105,7 @@ def tune(config: Config | str | Path | dict[str, Any] | None = None, *, override
 
     study_dir.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{(study_dir / 'study.db').resolve()}"
-    n_trials = trials or settings.trials
+    n_trials = settings.trials if trials is None else trials  # 0: only write up the study as it is
     with _study_logging(study_dir):
         study = _open_study(url, name, settings, base.run.seed, shared=storage is not None)
         check_compatible(study, params)
