@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from tunelab.config import Config, build_config, dump_config, load_config
 from tunelab.errors import ConfigError
@@ -47,6 +48,27 @@ def test_overrides_parse_yaml_values_and_index_lists():
     assert cfg.data.samples_per_class == 20 and cfg.run.progress is False
     assert cfg.stages[0].train == ["head", {"last_blocks": 2}]
     assert cfg.model.num_classes == "imagenet"
+
+
+def test_quoted_override_stays_a_string():
+    cfg = build_config({}, ['run.name="7"', "run.seed=7", "stages.0.lr=1e-4", "model.backbone='1e3'"])
+    assert cfg.run.name == "7" and cfg.run.seed == 7 and cfg.stages[0].lr == 1e-4 and cfg.model.backbone == "1e3"
+
+
+def test_tune_section_is_checked_and_left_out_of_plain_dumps(tmp_path):
+    cfg = build_config({"tune": {"space": {"stages.0.lr": {"low": 1e-4, "high": 1e-2, "log": True},
+                                           "regularization.augment": {"choices": ["none", "flip"]}}}})
+    assert cfg.tune.metric == "val_accuracy" and cfg.tune.space["stages.0.lr"].log
+    p = tmp_path / "c.yaml"
+    p.write_text(dump_config(cfg))
+    assert load_config(p) == cfg
+    assert "tune" not in yaml.safe_load(dump_config(build_config({})))
+    with pytest.raises(ConfigError, match=r"tune.space.stages.0.lr: Value error, give either choices or a range"):
+        build_config({"tune": {"space": {"stages.0.lr": {"low": 1e-4, "high": 1e-2, "choices": [1e-3]}}}})
+    with pytest.raises(ConfigError, match=r"tune.space.stages.0.lr.lo: unknown key 'lo' \(did you mean 'low'\?\)"):
+        build_config({"tune": {"space": {"stages.0.lr": {"lo": 1e-4, "high": 1e-2}}}})
+    with pytest.raises(ConfigError, match=r"tune.sampler: Input should be 'tpe' or 'random'"):
+        build_config({"tune": {"sampler": "grid"}})
 
 
 def test_override_errors():

@@ -109,6 +109,18 @@ def test_digits_test_split_and_no_official_test(tmp_path):
         load_data(cfg(train="digits", test="digits"))
 
 
+@pytest.mark.parametrize("test_cfg", [{"test_split": 0.2}, {"test": "TEST_FOLDER"}])
+def test_unscored_test_set_is_held_out_all_the_same(image_folder, tmp_path, test_cfg):
+    """evaluate_test: false (tune's trials) leaves the train and validation splits as they are."""
+    write_images(tmp_path / "test", {"cat": 2, "dog": 2, "fox": 2})
+    test_cfg = {k: str(tmp_path / "test") if v == "TEST_FOLDER" else v for k, v in test_cfg.items()}
+    scored = load_data(cfg(train=str(image_folder), val_split=0.25, **test_cfg))
+    held = load_data(cfg(train=str(image_folder), val_split=0.25, evaluate_test=False, **test_cfg))
+    assert held.test is None and scored.test is not None
+    assert held.train.items == scored.train.items and held.val.items == scored.val.items
+    assert torch.equal(held.train.images, scored.train.images)
+
+
 @pytest.mark.e2e
 def test_fashion_mnist_official_splits():
     s = load_data(cfg(train="fashion-mnist", samples_per_class=2, val_split=0.1, val_samples_per_class=1,

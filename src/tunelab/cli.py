@@ -25,6 +25,19 @@ def _fit(a: argparse.Namespace) -> None:
     print(f"report: {run.dir / 'report.html'}")
 
 
+def _tune(a: argparse.Namespace) -> None:
+    from tunelab.search import tune
+
+    result = tune(a.config, overrides=a.set, trials=a.trials, storage=a.storage, study_name=a.study, timeout=a.timeout)
+    counts = result.counts()
+    print(f"\nstudy '{result.study.study_name}': " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    print(f"best trial {result.best_trial}: {result.metric} {result.best_value:.4f}")
+    for key, value in result.best_params.items():
+        print(f"  {key} = {json.dumps(value)}")
+    print(f"best config: {result.best_config}\n  tunelab fit {result.best_config}")
+    print(f"report: {result.report}")
+
+
 def _evaluate(a: argparse.Namespace) -> None:
     from tunelab.api import evaluate
     from tunelab.metrics import format_metrics, per_class_table
@@ -89,6 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run where it stopped")
     f.set_defaults(func=_fit)
 
+    t = sub.add_parser("tune", help="hyperparameter search (Optuna); writes the best config for fit")
+    t.add_argument("config", help="YAML config file; its tune: section says what is searched")
+    t.add_argument("--trials", type=int, metavar="N", help="trials to run now (default: tune.trials, 20); 0: only "
+                   "rewrite best.yaml and tune.html from the study")
+    t.add_argument("--storage", metavar="URL", help="Optuna database shared by workers, e.g. "
+                   "postgresql://user:pass@host/db (default: sqlite:///STUDY_DIR/study.db)")
+    t.add_argument("--study", metavar="NAME", help="study name and folder under run.dir (default: <run.name>-tune)")
+    t.add_argument("--timeout", type=float, metavar="SECONDS", help="start no new trial after this long")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value for every trial (repeatable)")
+    t.set_defaults(func=_tune, interrupted="interrupted; what finished is in the study: run the same command "
+                   "again to add trials")
     e = sub.add_parser("evaluate", help="metrics of a finished run")
     e.add_argument("run_dir")
     e.add_argument("--data", help="folder, CSV manifest or built-in name; for a text run a CSV/TSV/JSON lines "
@@ -135,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; continue with `tunelab fit --resume RUN_DIR`", file=sys.stderr)
+        print(getattr(args, "interrupted", "interrupted; continue with `tunelab fit --resume RUN_DIR`"), file=sys.stderr)
         return 130
     return 0
 

@@ -68,6 +68,9 @@ class DataConfig(_Section):
     on_bad_image: Literal["error", "skip"] = "error"
     decode_cache: str | None = Field(None, description="folder for decoded images as memory-mapped files, "
                                      "reused by later runs (default: decode into memory each run)")
+    evaluate_test: bool = Field(True, description="evaluate the test set at the end of the run; false still holds "
+                                "it out (train and validation splits stay the same) but never decodes or scores it: "
+                                "what `tunelab tune` trials do, so that no choice is made on the test set")
     seed: int = 0
     text: TextDataConfig | None = Field(None, description="set for text classification (see TextDataConfig)")
 
@@ -273,6 +276,60 @@ class RunConfig(_Section):
         "has cache.autocast); bf16 = autocast wherever you run")
 
 
+class ParamSpec(_Section):
+    """One searched value: a range ``{low, high, log, step}`` (integers when low, high and step are
+    integers, else floats) or ``{choices: [...]}`` (any YAML values: numbers, strings, lists, mappings)."""
+
+    low: int | float | None = Field(None, description="smallest value of a range")
+    high: int | float | None = Field(None, description="largest value of a range (included)")
+    log: bool = Field(False, description="sample the range on a log scale (learning rates, penalty strengths)")
+    step: int | float | None = Field(None, gt=0, description="sample only low, low + step, ... (not with log)")
+    choices: list[Any] | None = Field(None, min_length=1, description="the values to choose from, in place of a range")
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> "ParamSpec":
+        ranged = [k for k in ("low", "high", "step") if getattr(self, k) is not None] + (["log"] if self.log else [])
+        if self.choices is not None:
+            if ranged:
+                raise ValueError(f"give either choices or a range (low, high), not both (got choices and {', '.join(ranged)})")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("a range needs low and high, e.g. {low: 1.0e-4, high: 1.0e-2, log: true}; or give {choices: [...]}")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is above high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0 (got {self.low})")
+        if self.log and self.step is not None:
+            raise ValueError("log and step cannot be combined")
+        return self
+
+    @property
+    def is_int(self) -> bool:
+        """A range of integers: low, high (and step) written as integers."""
+        return self.choices is None and all(isinstance(v, int) for v in (self.low, self.high)) and \
+            (self.step is None or isinstance(self.step, int))
+
+
+class TuneConfig(_Section):
+    """``tunelab tune``: what the search optimizes, how it samples and prunes, and over which keys.
+    ``tunelab fit`` ignores this section."""
+
+    metric: Literal["val_accuracy", "val_loss", "val_macro_f1"] = Field(
+        "val_accuracy", description="the validation metric a trial is judged by (loss is minimized, the others "
+        "maximized); the final value of the run, after early stopping restored its best weights")
+    trials: int = Field(20, ge=1, description="trials per `tunelab tune` call (--trials overrides)")
+    sampler: Literal["tpe", "random"] = Field("tpe", description="Optuna's TPE (seeded from run.seed) or random search")
+    pruner: Literal["median", "hyperband", "none"] = Field(
+        "median", description="stop a trial whose validation metric is worse than the median of finished trials at "
+        "the same epoch (median), Hyperband's successive halving, or never (none)")
+    startup_trials: int = Field(5, ge=0, description="median: finished trials before any trial is pruned")
+    warmup_epochs: int = Field(4, ge=0, description="epochs (counted across stages) a trial always runs before it "
+                               "can be pruned; hyperband: its smallest budget")
+    space: dict[str, ParamSpec] | None = Field(
+        None, description="searched values by dotted key, the keys of --set (stages.0.lr, model.head.dropout, "
+        "stages.1.train.1.last_blocks, ...); default: the space built around the two-stage recipe (README)")
+
+
 class Config(_Section):
     run: RunConfig = Field(default_factory=RunConfig)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -280,6 +337,7 @@ class Config(_Section):
     stages: list[StageConfig] = Field(default_factory=default_stages)
     regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    tune: TuneConfig | None = Field(None, description="the hyperparameter search of `tunelab tune`; ignored by fit")
 
     @model_validator(mode="before")
     @classmethod
@@ -363,12 +421,13 @@ class Config(_Section):
 
 
 def _parse_scalar(text: str) -> Any:
-    """Values in --set are YAML scalars/flow collections: 3e-4, true, null, [head, {last_blocks: 2}]."""
+    """Values in --set are YAML scalars/flow collections: 3e-4, true, null, [head, {last_blocks: 2}];
+    a quoted value stays a string ("7")."""
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    if isinstance(value, str):  # YAML 1.1 reads 3e-4 as a string
+    if isinstance(value, str) and not text.strip().startswith(("'", '"')):  # YAML 1.1 reads 3e-4 as a string
         try:
             return float(value)
         except ValueError:
@@ -429,8 +488,10 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
 
 def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     model: type[BaseModel] = Config
+    keyed = False  # the next part is a key of a mapping of sections (tune.space.<key>)
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) or keyed:
+            keyed = False
             continue
         field = model.model_fields.get(str(part))
         if field is None:
@@ -440,7 +501,7 @@ def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
         for c in candidates:
             for cc in [c, *getattr(c, "__args__", ())]:
                 if isinstance(cc, type) and issubclass(cc, BaseModel):
-                    model = cc
+                    model, keyed = cc, getattr(c, "__origin__", None) is dict
                     break
             else:
                 continue
@@ -474,26 +535,31 @@ def _clear_other_lr(resolved: dict[str, Any], assignment: str) -> None:
             stage[other] = None
 
 
+def read_raw(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML config file, before validation (what overrides apply to)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    try:
+        loaded = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p} is not valid YAML: {e}") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of sections (run, data, model, stages)")
+    return loaded or {}
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config file (or start from defaults when ``path`` is None) and apply overrides."""
-    raw: dict[str, Any] = {}
-    source = "defaults"
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist")
-        try:
-            loaded = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p} is not valid YAML: {e}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: the top level must be a mapping of sections (run, data, model, stages)")
-        raw = loaded or {}
-        source = str(p)
-    return build_config(raw, overrides, source)
+    if path is None:
+        return build_config({}, overrides, "defaults")
+    return build_config(read_raw(path), overrides, str(path))
 
 
 def dump_config(cfg: Config) -> str:
-    """The fully resolved config as YAML; ``load_config`` reads it back to the same Config."""
+    """The fully resolved config as YAML; ``load_config`` reads it back to the same Config. A config
+    without a ``tune`` section is written without one."""
     data = cfg.model_dump(mode="json")
+    if data.get("tune") is None:
+        data.pop("tune", None)
     return yaml.safe_dump(data, sort_keys=False)

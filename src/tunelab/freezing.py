@@ -55,13 +55,25 @@ def select(model: nn.Module, selectors: Sequence[Any], *, where: str = "train") 
     return chosen
 
 
+def _units(backbone_groups: list[tuple[str, list[str]]]) -> tuple[list[int], bool]:
+    """Indices of the groups that ``{last_blocks: N}`` counts: the transformer layers where the
+    backbone has them (so the pooler above them comes along), else every group (timm blocks); and
+    whether they are layers."""
+    layers = [i for i, (label, _) in enumerate(backbone_groups) if re.fullmatch(r"backbone\.layers\.\d+", label)]
+    return (layers, True) if layers else (list(range(len(backbone_groups))), False)
+
+
+def block_count(model: nn.Module) -> int:
+    """The largest N that ``{last_blocks: N}`` (or ``{last_layers: N}``) accepts for ``model``."""
+    groups = [g for g in model.groups() if g[0].startswith("backbone.")]  # type: ignore[operator]
+    return len(_units(groups)[0])
+
+
 def _top_groups(backbone_groups: list[tuple[str, list[str]]], sel: dict[str, Any], where: str) -> list[tuple[str, list[str]]]:
-    """The backbone groups from the k-th last unit on. Units are the transformer layers where the
-    backbone has them (so the pooler above them comes along), else every group (timm blocks)."""
+    """The backbone groups from the k-th last unit on (see :func:`_units`)."""
     key, k = next(iter(sel.items()))
     k = int(k)
-    layers = [i for i, (label, _) in enumerate(backbone_groups) if re.fullmatch(r"backbone\.layers\.\d+", label)]
-    units = layers or list(range(len(backbone_groups)))
+    units, layers = _units(backbone_groups)
     if k > len(units):
         what = "layers" if layers else "blocks"
         raise ConfigError(f"{where}: {key}: {k} but the backbone has {len(units)} {what} "

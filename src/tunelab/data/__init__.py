@@ -126,6 +126,14 @@ def split_indices(labels: np.ndarray, classes: list[str], name: str, cfg: DataCo
     return train_idx, val_idx, test_idx, rng
 
 
+def _separate_test(cfg: DataConfig) -> str | None:
+    """The test set's own source, if it has one: ``data.test``, or with 'auto' a built-in data set's
+    official test split (unless a test_split is held out of the training data instead)."""
+    if cfg.test == "auto":
+        return cfg.train if cfg.train in BUILTIN_TEST_SPLIT and cfg.test_split == 0 else None
+    return cfg.test
+
+
 def load_data(cfg: DataConfig) -> Splits:
     """Open the sources named in ``cfg``, split, sub-sample, and decode what is used (for text:
     tokenize, see :mod:`tunelab.text.data`)."""
@@ -137,14 +145,12 @@ def load_data(cfg: DataConfig) -> Splits:
     classes = list(train_src.classes)
     labels = train_src.labels
 
-    test_src: ArraySource | FileSource | None = None
-    if cfg.test == "auto":
-        if cfg.train in BUILTIN_TEST_SPLIT and cfg.test_split == 0:
-            test_src = open_source(cfg.train, "test", field="test")
-    elif cfg.test is not None:
-        test_src = open_source(cfg.test, "test", field="test")
+    test_spec = _separate_test(cfg)
+    # evaluate_test: false holds the test set out all the same (the same train and validation
+    # splits) but never opens, decodes or scores it
+    test_src = open_source(test_spec, "test", field="test") if test_spec is not None and cfg.evaluate_test else None
 
-    train_idx, val_idx, test_idx, rng = split_indices(labels, classes, train_src.name, cfg, test_src is not None)
+    train_idx, val_idx, test_idx, rng = split_indices(labels, classes, train_src.name, cfg, test_spec is not None)
 
     skipped: list[str] = []
     train = _materialise(train_src, train_idx, labels, cfg, skipped)
@@ -156,7 +162,7 @@ def load_data(cfg: DataConfig) -> Splits:
         t_labels = _remap(test_src, classes, "test")
         t_idx = _per_class(np.arange(len(t_labels)), t_labels, cfg.test_samples_per_class, rng)
         test = _materialise(test_src, t_idx, t_labels, cfg, skipped)
-    elif test_idx is not None:
+    elif test_idx is not None and cfg.evaluate_test:
         test_idx = _per_class(test_idx, labels, cfg.test_samples_per_class, rng)
         test = _materialise(train_src, test_idx, labels, cfg, skipped)
     if skipped:

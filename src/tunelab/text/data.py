@@ -206,10 +206,11 @@ def load_text_data(cfg: DataConfig, tokenizer: Any | None = None) -> Splits:
     if len(classes) < 2:
         raise DataError(f"{src.name}: only one class ({', '.join(classes)}) in column '{tcfg.label_column}'; "
                         "classification needs at least two")
+    separate_test = cfg.test not in (None, "auto")
     test_src = None
-    if cfg.test not in (None, "auto"):
-        test_src = open_text_source(cfg.test, tcfg, "test", field="test")
-    train_idx, val_idx, test_idx, rng = split_indices(labels, classes, src.name, cfg, test_src is not None)
+    if separate_test and cfg.evaluate_test:  # evaluate_test: false holds it out but never reads it
+        test_src = open_text_source(str(cfg.test), tcfg, "test", field="test")
+    train_idx, val_idx, test_idx, rng = split_indices(labels, classes, src.name, cfg, separate_test)
 
     train = _make_set(src, train_idx, labels, tokenizer, tcfg, "train")
     val = _make_set(src, val_idx, labels, tokenizer, tcfg, "val") if len(val_idx) else None
@@ -218,7 +219,7 @@ def load_text_data(cfg: DataConfig, tokenizer: Any | None = None) -> Splits:
         t_labels = _remap(test_src, classes, "test")
         t_idx = _per_class(np.arange(len(t_labels)), t_labels, cfg.test_samples_per_class, rng)
         test = _make_set(test_src, t_idx, t_labels, tokenizer, tcfg, "test")
-    elif test_idx is not None:
+    elif test_idx is not None and cfg.evaluate_test:
         test_idx = _per_class(test_idx, labels, cfg.test_samples_per_class, rng)
         test = _make_set(src, test_idx, labels, tokenizer, tcfg, "test")
     return Splits(classes, train, val, test)  # type: ignore[arg-type]  # TextSet in place of ImageSet

@@ -1,0 +1,259 @@
+"""tunelab tune: studies on the tiny config (trials of a second or two), the epoch hook, the space
+checks, the command line and the study report."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pytest
+import yaml
+
+import tunelab
+from tunelab.cli import main
+from tunelab.config import ParamSpec, build_config, load_config
+from tunelab.errors import ConfigError
+from tunelab.search import _trial_hooks
+from tunelab.search._report import MIN_FOR_IMPORTANCE, write_study_report
+from tunelab.search.space import Param, assignment, default_space
+
+# a cheap space: the head's learning rate only (every trial shares the frozen prefix)
+LR_SPACE = {"stages.0.lr": {"low": 1e-3, "high": 3e-2, "log": True}}
+
+
+def _cfg(tiny_cfg: dict, **tune: object) -> dict:
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["tune"] = tune
+    return cfg
+
+
+def _trials(study: optuna.Study, state: optuna.trial.TrialState) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(states=(state,))
+
+
+def test_study_writes_db_best_config_and_report(tiny_cfg, tmp_path):
+    result = tunelab.tune(_cfg(tiny_cfg, pruner="none"), trials=3)
+    study_dir = tmp_path / "runs" / "tiny-tune"
+    assert result.dir == study_dir and (study_dir / "study.db").is_file()
+    assert result.storage == f"sqlite:///{study_dir / 'study.db'}"
+    assert len(_trials(result.study, optuna.trial.TrialState.COMPLETE)) == 3
+    done = result.study.best_trial
+    assert result.best_trial == done.number and result.best_value == done.value
+    # the default space: the recipe's learning rates, blocks, epochs, dropout, augmentation, L2-SP
+    assert set(result.best_params) == {"stages.0.lr", "stages.1.lr", "stages.1.train.1.last_blocks", "stages.1.epochs",
+                                       "model.head.dropout", "regularization.augment",
+                                       "regularization.penalties.0.strength"}
+
+    for t in result.study.trials:  # each trial: an ordinary run folder, validation only, no resume state
+        run_dir = Path(t.user_attrs["dir"])
+        assert run_dir == study_dir / "trials" / str(t.number)
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert "val" in metrics and "test" not in metrics
+        assert metrics["val"]["accuracy"] == pytest.approx(t.value)
+        assert (run_dir / "report.html").is_file() and not (run_dir / "checkpoints").exists()
+
+    best = load_config(result.best_config)  # the best trial's config, as fit should run it
+    assert best.tune is None and best.data.evaluate_test and best.cache.folder is None
+    assert best.run.name == "tiny-tune-best" and best.run.dir == tiny_cfg["run"]["dir"]
+    assert best.stages[0].lr == result.best_params["stages.0.lr"]
+    assert best.stages[1].train == ["head", {"last_blocks": result.best_params["stages.1.train.1.last_blocks"]}]
+    assert best.regularization.augment == result.best_params["regularization.augment"]
+    assert best.regularization.penalties[0].type == "l2sp"
+    assert best.regularization.penalties[0].strength == result.best_params["regularization.penalties.0.strength"]
+    run = tunelab.fit(result.best_config)  # accepted unchanged, and the test set is back
+    assert run.dir == tmp_path / "runs" / "tiny-tune-best" and "test" in run.metrics
+    assert run.metrics["val"]["accuracy"] == pytest.approx(result.best_value)  # the same run as the trial
+
+    page = (study_dir / "tune.html").read_text()
+    assert page.count('href="trials/') == 3 + 1 and "<th>regularization.augment</th>" in page  # each trial, and the best again
+    assert f"tunelab fit {result.best_config}" in page and (study_dir / "plots" / "history.png").is_file()
+    assert f"need at least {MIN_FOR_IMPORTANCE} completed trials" in page
+
+
+def test_second_call_adds_trials_to_the_same_study(tiny_cfg, tmp_path):
+    cfg = _cfg(tiny_cfg, space=LR_SPACE)
+    first = tunelab.tune(cfg, trials=2)
+    second = tunelab.tune(cfg, trials=1)
+    assert second.study.study_name == first.study.study_name == "tiny-tune"
+    assert [t.number for t in second.study.trials] == [0, 1, 2]
+    assert (first.dir / "trials" / "2" / "report.html").is_file()
+    (first.dir / "best.yaml").unlink()
+    again = tunelab.tune(cfg, trials=0)  # no new trial: best.yaml and tune.html from the study as it is
+    assert len(again.study.trials) == 3 and again.best_trial == second.best_trial and again.best_config.is_file()
+    other = tunelab.tune(cfg, trials=1, study_name="other", storage=first.storage)  # one database, two studies
+    assert len(other.study.trials) == 1 and other.dir == tmp_path / "runs" / "other"
+    names = {s.study_name for s in optuna.get_all_study_summaries(first.storage)}
+    assert names == {"tiny-tune", "other"}
+    changed = _cfg(tiny_cfg, space={"stages.0.lr": {"low": 1e-3, "high": 3e-2}})  # no longer on a log scale
+    with pytest.raises(ConfigError, match=r"tune.space: stages.0.lr: study 'tiny-tune' already searched it as"):
+        tunelab.tune(changed, trials=1)
+    assert len(optuna.load_study(study_name="tiny-tune", storage=first.storage).trials) == 3
+
+
+def test_hopeless_trial_is_pruned_after_its_early_epochs(tiny_cfg, tmp_path):
+    cfg = _cfg(tiny_cfg, metric="val_loss", pruner="median", startup_trials=1, warmup_epochs=1,
+               space={"stages.0.lr": {"low": 1e-3, "high": 1e4, "log": True}})
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=storage, study_name="prune", direction="minimize")
+    study.enqueue_trial({"stages.0.lr": 3e-3})
+    study.enqueue_trial({"stages.0.lr": 5e3})  # an absurd learning rate: the loss explodes
+    result = tunelab.tune(cfg, trials=2, storage=storage, study_name="prune")
+    good, bad = result.study.trials
+    assert good.state == optuna.trial.TrialState.COMPLETE
+    assert bad.state == optuna.trial.TrialState.PRUNED and bad.user_attrs["pruned"].startswith("after epoch 2 ")
+    assert sorted(bad.intermediate_values) == [0, 1]  # never pruned during its warmup epoch
+    assert not (Path(bad.user_attrs["dir"]) / "report.html").exists()
+    assert result.best_trial == good.number
+    assert "pruned after epoch 2" in (result.dir / "tune.html").read_text()
+
+
+def test_epoch_hook_reports_across_stages_and_prunes():
+    class Always(optuna.pruners.BasePruner):
+        def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+            return trial.last_step is not None and trial.last_step >= 4
+
+    study = optuna.create_study(direction="maximize", pruner=Always())
+    trial = study.ask()
+    closed = []
+    trainer = SimpleNamespace(cfg=build_config({}), dir=Path("run"), tb=SimpleNamespace(close=lambda: closed.append(1)))
+    hooks = _trial_hooks(trial, "val_accuracy")
+    hooks["on_stage_start"](trainer=trainer, stage=0)
+    hooks["on_epoch_end"](trainer=trainer, stage=0, epoch=3, metrics={"val_accuracy": 0.5})
+    hooks["on_epoch_end"](trainer=trainer, stage=0, epoch=1, metrics={"val_loss": 0.5})  # no such metric: ignored
+    with pytest.raises(optuna.TrialPruned, match=r"after epoch 10 \(val_accuracy 0.6000\)"):
+        # stage 2, epoch 2: the default recipe's stage 1 has 8 epochs, so this is step 9
+        hooks["on_epoch_end"](trainer=trainer, stage=1, epoch=1, metrics={"val_accuracy": 0.6})
+    assert study.trials[0].intermediate_values == {3: 0.5, 9: 0.6} and closed == [1]
+    assert study.trials[0].user_attrs["dir"] == str(Path("run").resolve())
+
+
+@pytest.mark.parametrize("space, message", [
+    ({"model.head.dropoutt": {"low": 0.0, "high": 0.5}},
+     r"tune.space: model.head.dropoutt: 0.0 does not give a valid config:[\s\S]*unknown key 'dropoutt' "
+     r"\(did you mean 'dropout'\?\)"),
+    ({"model.head.dropout": {"low": 0.0, "high": 1.5}},
+     r"tune.space: model.head.dropout: 1.5 does not give a valid config:[\s\S]*less than 1"),
+    ({"stages.3.lr": {"low": 1e-4, "high": 1e-2, "log": True}},
+     r"tune.space: stages.3.lr: [\s\S]*'3' is not an index of a list with 2 items"),
+    ({"stages.1.train.1.last_blocks": {"low": 1, "high": 50}},
+     r"tune.space: stages.1.train.1.last_blocks: 50 .*[\s\S]*use at most"),
+    ({"regularization.augment": {"choices": ["flip", "sideways"]}},
+     r"tune.space: regularization.augment: sideways does not give a valid config"),
+    ({"model.head.dropout": {"low": 0.5, "high": 0.1}},
+     r"tune.space.model.head.dropout: Value error, low \(0.5\) is above high \(0.1\)"),
+    ({"stages.0.lr": {"low": 0.0, "high": 0.1, "log": True}},
+     r"tune.space.stages.0.lr: Value error, a log range needs low > 0"),
+    ({"stages.0.lr": {"low": 0.001}}, r"tune.space.stages.0.lr: Value error, a range needs low and high"),
+    ({"tune.trials": {"choices": [1, 2]}}, r"tune.space: tune.trials: the search cannot change its own settings"),
+])
+def test_bad_space_stops_before_any_trial_naming_the_key(tiny_cfg, tmp_path, space, message):
+    with pytest.raises(ConfigError, match=message):
+        tunelab.tune(_cfg(tiny_cfg, space=space), trials=1)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_search_needs_a_validation_set(tiny_cfg):
+    tiny_cfg["data"]["val_split"] = 0
+    with pytest.raises(ConfigError, match="judges trials on the validation set"):
+        tunelab.tune(tiny_cfg, trials=1)
+
+
+def test_failed_trial_is_recorded_and_the_search_goes_on(tiny_cfg, tmp_path):
+    # a value that makes a valid config whose data cannot be read: the trial fails at run time
+    cfg = _cfg(tiny_cfg, space={"data.train": {"choices": ["digits", str(tmp_path / "missing")]}})
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=storage, study_name="fails", direction="maximize")
+    study.enqueue_trial({"data.train": str(tmp_path / "missing")})
+    study.enqueue_trial({"data.train": "digits"})
+    result = tunelab.tune(cfg, trials=2, storage=storage, study_name="fails")
+    failed, done = result.study.trials
+    assert failed.state == optuna.trial.TrialState.FAIL and done.state == optuna.trial.TrialState.COMPLETE
+    assert failed.user_attrs["error"].startswith(f"data.train: '{tmp_path / 'missing'}' does not exist")
+    assert result.best_trial == 1 and "does not exist" in (result.dir / "tune.html").read_text()
+
+
+def test_cli_tune_prints_best_and_fit_command(tiny_cfg, tmp_path, capsys):
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(_cfg(tiny_cfg, space=LR_SPACE)))
+    assert main(["tune", str(p), "--trials", "2", "--study", "cli", "--set", "stages.1.epochs=1"]) == 0
+    out = capsys.readouterr().out
+    best = tmp_path / "runs" / "cli" / "best.yaml"
+    assert "study 'cli': 2 complete" in out and f"tunelab fit {best}" in out and "stages.0.lr = " in out
+    lines = out.splitlines()
+    assert sum(x.startswith("trial 0: val_accuracy") for x in lines) == 1 and "stage 1 epoch" not in out  # one line a trial
+    assert load_config(best).stages[1].epochs == 1  # --set applies to every trial and to the best config
+    assert "trial 1: val_accuracy" in (tmp_path / "runs" / "cli" / "tune.log").read_text()
+    assert main(["tune", str(p), "--trials", "1", "--set", "tune.pruner=sometimes"]) == 2
+    assert "tune.pruner: Input should be 'median', 'hyperband' or 'none'" in capsys.readouterr().err
+
+
+def test_trials_share_the_freeze_boundary_cache(tiny_cfg, tmp_path):
+    result = tunelab.tune(_cfg(tiny_cfg, space=LR_SPACE, pruner="none"), trials=2)
+    logs = [(result.dir / "trials" / str(i) / "log.txt").read_text() for i in (0, 1)]
+    assert "computed in" in logs[0]
+    # the second trial's frozen prefix (weights, boundary, images, augmentation) is the first's
+    assert logs[1].count("(reused in") == 2 and "computed in" not in logs[1]
+    saved = load_config(result.dir / "trials" / "1" / "config.yaml")
+    assert saved.cache.folder == str(result.dir / "cache") and saved.cache.max_memory_gb == 0
+    # pooled features and stage 2's boundary, of the training and of the validation images
+    assert len(list((result.dir / "cache").glob("*.done"))) == 4
+    assert saved.data.decode_cache == str(result.dir / "decoded") and not saved.data.evaluate_test
+
+
+def test_default_space_follows_the_recipe_and_adds_l2sp():
+    cfg = build_config({})
+    fixed, space = default_space(cfg, blocks=16)
+    assert space["stages.0.lr"] == ParamSpec(low=3e-4, high=3e-2, log=True)
+    assert space["stages.1.lr"] == ParamSpec(low=3e-5, high=3e-3, log=True)
+    assert space["stages.1.train.1.last_blocks"] == ParamSpec(low=1, high=6)
+    assert space["stages.1.epochs"] == ParamSpec(low=4, high=20)
+    assert space["regularization.augment"].choices == ["none", "flip", "light"]
+    assert fixed == [assignment("regularization.penalties",
+                                [{"type": "l2sp", "strength": 1e-3, "layers": "all", "params": "all"}])]
+    with_fixed = build_config({}, fixed + ["regularization.penalties.0.strength=0.3"])
+    assert with_fixed.regularization.penalties[0].type == "l2sp"
+    assert with_fixed.regularization.penalties[0].strength == 0.3
+    # an l2sp penalty already there is searched in place; a one-stage recipe gets the head's keys
+    own = build_config({"stages": [{"lr": 1e-2}], "regularization": {"penalties": [
+        {"type": "l1", "strength": 1e-6}, {"type": "l2sp", "strength": 0.1}]}})
+    fixed, space = default_space(own, blocks=16)
+    assert fixed == [] and "regularization.penalties.1.strength" in space
+    assert not any(k.startswith("stages.1") for k in space) and space["stages.0.lr"].high == 0.1
+
+
+def test_choices_of_any_yaml_value_round_trip():
+    choices = [["head"], ["head", {"last_blocks": 2}], "all"]
+    p = Param("stages.1.train", ParamSpec(choices=choices))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = []
+    for _ in range(6):
+        trial = study.ask()
+        value = p.suggest(trial)
+        seen.append(value)
+        cfg = build_config({}, [assignment(p.key, value)])
+        assert cfg.stages[1].train == (value if isinstance(value, list) else [value])
+        study.tell(trial, 0.0)
+    assert all(v in choices for v in seen) and len({json.dumps(v) for v in seen}) > 1
+
+
+def test_report_shows_importances_once_enough_trials_completed(tmp_path):
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    params = [Param("stages.0.lr", ParamSpec(low=1e-4, high=1e-1, log=True)),
+              Param("regularization.augment", ParamSpec(choices=["none", "flip"]))]
+    for i in range(8):
+        trial = study.ask()
+        values = {p.key: p.suggest(trial) for p in params}
+        trial.set_user_attr("overrides", [assignment(k, v) for k, v in values.items()])
+        if i == 7:
+            trial.set_user_attr("error", "stages.0.train: selects no parameters")
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, -abs(values["stages.0.lr"] - 0.01))
+    path = write_study_report(study, tmp_path, "val_accuracy", None, "sqlite:///x.db")
+    page = path.read_text()
+    assert (tmp_path / "plots" / "importance.png").is_file() and "<td>stages.0.lr</td>" in page
+    assert page.count("<tr") == 1 + 8 + 2 + 1 + 2  # trials table (header, 8), best (2), importances (header, 2)
+    assert "stages.0.train: selects no parameters" in page and "7 complete, 1 fail" in page
