@@ -195,7 +195,8 @@ def _trial_hooks(trial: optuna.Trial, metric: str) -> dict[str, Any]:
         value = float(metrics[metric])
         trial.report(value, step)
         if trial.should_prune():
-            trainer.tb.close()  # the run stops here: release its TensorBoard writer
+            if trainer.tb is not None:  # the run stops here: release its TensorBoard writer
+                trainer.tb.close()
             raise optuna.TrialPruned(f"after epoch {step + 1} ({metric} {value:.4f})")
 
     return {"on_stage_start": on_stage_start, "on_epoch_end": on_epoch_end}
