@@ -257,3 +257,17 @@ def test_report_shows_importances_once_enough_trials_completed(tmp_path):
     assert (tmp_path / "plots" / "importance.png").is_file() and "<td>stages.0.lr</td>" in page
     assert page.count("<tr") == 1 + 8 + 2 + 1 + 2  # trials table (header, 8), best (2), importances (header, 2)
     assert "stages.0.train: selects no parameters" in page and "7 complete, 1 fail" in page
+
+
+def test_repeats_judge_a_trial_by_the_mean_over_seeds(tiny_cfg, tmp_path):
+    """tune.repeats: each trial trains with run.seed, run.seed + 1, ... on the same data; its value is
+    the mean of their validation metrics, and best.yaml keeps the first seed."""
+    result = tunelab.tune(_cfg(tiny_cfg, space=LR_SPACE, pruner="none", repeats=2), trials=2)
+    for t in result.study.trials:
+        runs = [result.dir / "trials" / f"{t.number}-seed{s}" for s in (0, 1)]
+        vals = [json.loads((d / "metrics.json").read_text())["val"]["accuracy"] for d in runs]
+        assert t.user_attrs["values"] == vals and t.value == pytest.approx(sum(vals) / 2)
+        assert json.loads((runs[0] / "data.json").read_text()) == json.loads((runs[1] / "data.json").read_text())
+        assert all(not (d / "checkpoints").exists() for d in runs)
+        assert Path(t.user_attrs["dir"]) == runs[0]
+    assert load_config(result.best_config).run.seed == 0

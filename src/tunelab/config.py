@@ -322,6 +322,9 @@ class TuneConfig(_Section):
     pruner: Literal["median", "hyperband", "none"] = Field(
         "median", description="stop a trial whose validation metric is worse than the median of finished trials at "
         "the same epoch (median), Hyperband's successive halving, or never (none)")
+    repeats: int = Field(1, ge=1, le=10, description="training runs per trial, with run.seed, run.seed + 1, ...: the "
+                         "trial's value is their mean, so that a winner is less often one lucky seed (the data "
+                         "splits stay the same; pruning watches the first run)")
     startup_trials: int = Field(5, ge=0, description="median: finished trials before any trial is pruned")
     warmup_epochs: int = Field(4, ge=0, description="epochs (counted across stages) a trial always runs before it "
                                "can be pruned; hyperband: its smallest budget")

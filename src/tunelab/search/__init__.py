@@ -149,6 +149,7 @@ class _Objective:
                  base: Config, name: str) -> None:
         self.raw, self.fixed, self.params, self.metric, self.source = raw, fixed, params, metric, source
         self.base, self.name = base, name
+        self.repeats = base.tune.repeats if base.tune else 1
 
     def __call__(self, trial: optuna.Trial) -> float:
         from tunelab.train import fit
@@ -158,10 +159,19 @@ class _Objective:
         trial.set_user_attr("overrides", sets)
         t0 = time.perf_counter()
         try:
-            cfg = build_config(self.raw, self.fixed + [assignment("run.name", str(trial.number))] + sets, self.source)
-            run = fit(cfg, hooks=_trial_hooks(trial, self.metric))
-            if "val" not in run.metrics:
-                raise ConfigError("the run has no validation set to judge it by; set data.val_split > 0")
+            values_per_run = []
+            for r in range(self.repeats):  # the first run reports to the pruner; its config is the trial's
+                name = str(trial.number) if self.repeats == 1 else f"{trial.number}-seed{self.base.run.seed + r}"
+                cfg = build_config(self.raw, self.fixed + sets + [assignment("run.name", name),
+                                                                   f"run.seed={self.base.run.seed + r}"], self.source)
+                run_r = fit(cfg, hooks=_trial_hooks(trial, self.metric) if r == 0 else None)
+                if "val" not in run_r.metrics:
+                    raise ConfigError("the run has no validation set to judge it by; set data.val_split > 0")
+                values_per_run.append(float(run_r.metrics["val"][self.metric.removeprefix("val_")]))
+                if r == 0:
+                    run = run_r
+                else:
+                    shutil.rmtree(run_r.dir / "checkpoints", ignore_errors=True)
         except optuna.TrialPruned as e:
             trial.set_user_attr("pruned", str(e))
             log.info("trial %d pruned %s in %.1f s", trial.number, e, time.perf_counter() - t0)
@@ -173,10 +183,13 @@ class _Objective:
             raise
         finally:
             _drop_checkpoints(trial)
-        value = float(run.metrics["val"][self.metric.removeprefix("val_")])
+        value = sum(values_per_run) / len(values_per_run)
         trial.set_user_attr("config", dump_config(_for_fit(run.config, self.base, self.name)))
-        log.info("trial %d: %s %.4f in %.1f s | %s", trial.number, self.metric, value, time.perf_counter() - t0,
-                 ", ".join(f"{k}={_short(v)}" for k, v in values.items()))
+        if self.repeats > 1:
+            trial.set_user_attr("values", values_per_run)
+        log.info("trial %d: %s %.4f%s in %.1f s | %s", trial.number, self.metric, value,
+                 f" (mean of {', '.join(f'{v:.4f}' for v in values_per_run)})" if self.repeats > 1 else "",
+                 time.perf_counter() - t0, ", ".join(f"{k}={_short(v)}" for k, v in values.items()))
         return value
 
 
