@@ -58,3 +58,18 @@ def test_one_extraction_pass_serves_both_stages_on_lite0(tmp_path):
     assert "memory-mapped from" in (again.dir / "log.txt").read_text()
     assert run.metrics["diagnosis"]["verdict"] in ("good fit", "overfitting", "underfitting", "unstable", "too short")
     assert (run.dir / "report.html").is_file() and run.metrics["test"]["accuracy"] > 0.6
+
+
+def test_tune_example_on_lite0(tmp_path):
+    """The tune example on the real backbone and data, cut to 3 trials of a few epochs: trials share
+    one decode and the cache, best.yaml fits with the test set scored."""
+    example = DEFAULT.parent / "tune_fashion_mnist.yaml"
+    result = tunelab.tune(example, trials=3, overrides=[
+        f"run.dir={tmp_path}", "data.samples_per_class=10", "data.val_samples_per_class=10",
+        "data.test_samples_per_class=50", "stages.0.epochs=3", "tune.repeats=1", "tune.pruner=none",
+        "tune.space={stages.0.lr: {low: 1.0e-3, high: 1.0e-2, log: true}, stages.1.epochs: {low: 1, high: 2}}"])
+    assert result.counts() == {"complete": 3} and result.best_value > 0.5
+    logs = [(result.dir / "trials" / str(i) / "log.txt").read_text() for i in range(3)]
+    assert "computed" in logs[0] and all("reused" in lg and "computed" not in lg for lg in logs[1:])
+    run = tunelab.fit(result.best_config)
+    assert run.metrics["test"]["n"] == 500 and run.metrics["val"]["accuracy"] == result.best_value
