@@ -271,3 +271,9 @@ def test_repeats_judge_a_trial_by_the_mean_over_seeds(tiny_cfg, tmp_path):
         assert all(not (d / "checkpoints").exists() for d in runs)
         assert Path(t.user_attrs["dir"]) == runs[0]
     assert load_config(result.best_config).run.seed == 0
+
+
+def test_tune_under_a_distributed_launcher_says_to_start_workers(tiny_cfg, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="start several workers instead"):
+        tunelab.tune(_cfg(tiny_cfg, space=LR_SPACE), trials=1)

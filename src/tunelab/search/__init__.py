@@ -92,6 +92,12 @@ def tune(config: Config | str | Path | dict[str, Any] | None = None, *, override
         result = tunelab.tune("examples/tune_fashion_mnist.yaml", overrides=["tune.trials=5"])
         tunelab.fit(result.best_config)
     """
+    from tunelab.distributed import launched_world_size
+
+    if launched_world_size() > 1:
+        raise ConfigError("tunelab tune runs each trial in one process; start several workers instead (the same "
+                          "command with the same --storage URL, on as many machines or GPUs as you like), not "
+                          "torchrun / accelerate launch")
     raw, source = _raw(config)
     overrides = list(overrides or [])
     base = build_config(raw, overrides, source)  # every section checked before anything runs
