@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
+
+# Debian's Chromium, driven by Playwright, renders the HTML pages in the report tests
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
 
 TINY: dict[str, Any] = {
     "run": {"name": "tiny", "progress": False, "seed": 0},

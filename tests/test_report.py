@@ -1,18 +1,15 @@
 """The report, compare page and TensorBoard logs of a real tiny run; the report is rendered in a real
 browser (Debian's Chromium driven by Playwright)."""
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 import tunelab
+from conftest import CHROMIUM, CHROMIUM_FLAGS
 from tunelab.report import SECTIONS
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")

@@ -277,3 +277,36 @@ def test_tune_under_a_distributed_launcher_says_to_start_workers(tiny_cfg, monke
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ConfigError, match="start several workers instead"):
         tunelab.tune(_cfg(tiny_cfg, space=LR_SPACE), trials=1)
+
+
+def test_study_report_renders_in_chromium(tiny_cfg, tmp_path):
+    """tune.html in a real browser: every section, every figure decoded (importances included once
+    enough trials completed), working links to the trials' own reports, no console errors."""
+    from playwright.sync_api import sync_playwright
+
+    from conftest import CHROMIUM, CHROMIUM_FLAGS
+    from tunelab.search._report import SECTIONS
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is not installed: sudo apt-get install chromium (scripts/setup.sh does this as root)")
+    cfg = _cfg(tiny_cfg, pruner="none", space={**LR_SPACE, "model.head.dropout": {"low": 0.0, "high": 0.5}})
+    cfg["stages"] = cfg["stages"][:1]  # the head alone: 5 trials in seconds
+    result = tunelab.tune(cfg, trials=MIN_FOR_IMPORTANCE)
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(result.report.as_uri())
+        for s in SECTIONS:
+            assert page.locator(f"section#{s} h2").inner_text() == s
+        widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+        assert len(widths) == 3 and all(w > 0 for w in widths), widths  # history, curves, importances
+        assert "model.head.dropout" in page.locator("section#importance").inner_text()
+        links = page.eval_on_selector_all("section#trials a", "as => as.map(a => a.href)")
+        assert len(links) == MIN_FOR_IMPORTANCE
+        page.goto(links[0])  # a trial's own report opens
+        assert page.locator("section#summary h2").count() == 1
+        browser.close()
+    assert errors == []
