@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -715,11 +716,15 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook], dis
         torch.set_num_threads(cfg.run.threads)
     seed_everything(cfg.run.seed)
     log.info("run folder: %s", run_dir)
+    scratch = []  # folders only this run uses, removed when it ends
     if dist.enabled:
         log.info("distributed: %d processes (%s backend), global batch %d, %s per process",
                  dist.world, torch.distributed.get_backend(), cfg.data.batch_size, device)
         if cfg.data.decode_cache is None:  # decode once, on rank 0; the others map the files
             cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"decode_cache": str(run_dir / "decoded")})})
+            scratch.append(run_dir / "decoded")
+        if cfg.cache.folder is None:  # the ranks share the cache through files here
+            scratch.append(run_dir / "cache")
     with dist.main_first() if cfg.data.decode_cache else contextlib.nullcontext():
         splits = load_data(cfg.data)
     log.info("data: %d classes\n%s", len(splits.classes), splits.count_table())
@@ -773,8 +778,11 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook], dis
             final[name] = classification_metrics(logits, data.labels, splits.classes, detailed=True)
             if name == "val":
                 val_probs = logits.softmax(1).numpy()
-    dist.barrier()  # metrics.jsonl and model.safetensors are complete
+    dist.barrier()  # metrics.jsonl and model.safetensors are complete; no rank reads the caches any more
     history = read_history(run_dir)
+    if dist.main:
+        for folder in scratch:
+            shutil.rmtree(folder, ignore_errors=True)
     if not dist.main:  # rank 0 writes the metrics, the report and TensorBoard's summary
         return Run(run_dir, cfg, model, splits.classes, final, history, rank=dist.rank)
     verdict = diagnose(history, cfg, final=final)
