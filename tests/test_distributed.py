@@ -111,6 +111,8 @@ def test_two_processes_resume_after_kill(tiny_cfg, tmp_path):
         time.sleep(0.02)
     proc.wait()
     assert killed, "the run finished before it could be killed"
+    tensors, state = load(run_dir / "checkpoints" / "last.safetensors")  # both ranks' generators, not copies
+    assert "rank1" in state["rng"] and not torch.equal(tensors["rng.torch"], tensors["rank1.rng.torch"])
 
     out = subprocess.run(_torchrun("--resume", str(run_dir)), env=ENV, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]

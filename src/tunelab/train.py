@@ -752,6 +752,9 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook], dis
                                 pretrained_reference(model, cfg.regularization.penalties))
     check_coverage(penalties, [select(model, st.train, where=f"stages.{i}.train") for i, st in enumerate(cfg.stages)])
 
+    if dist.enabled:  # same initial weights everywhere (above); from here on each rank draws its own
+        # augmentations and dropout masks, not copies of rank 0's
+        seed_everything(cfg.run.seed + 7919 * dist.rank)
     if pos.tensors:
         ckpt.load_model_state(model, {k[6:]: v for k, v in pos.tensors.items() if k.startswith("model.")},
                               f"{run_dir}/checkpoints/last.safetensors")
