@@ -310,3 +310,16 @@ def test_study_report_renders_in_chromium(tiny_cfg, tmp_path):
         assert page.locator("section#summary h2").count() == 1
         browser.close()
     assert errors == []
+
+
+def test_text_run_searches_its_own_default_space(tiny_text_cfg):
+    """A text config gets the default space of its recipe: no image augmentation, its layers, and
+    trials that share the tokenized data and the encoder cache."""
+    cfg = copy.deepcopy(tiny_text_cfg)
+    cfg["tune"] = {"pruner": "none"}
+    result = tunelab.tune(cfg, trials=2)
+    assert result.counts() == {"complete": 2}
+    assert "regularization.augment" not in result.best_params and "stages.0.lr" in result.best_params
+    assert any(k.startswith("stages.1.train") for k in result.best_params), result.best_params
+    run = tunelab.fit(result.best_config)
+    assert run.metrics["val"]["accuracy"] == pytest.approx(result.best_value)
