@@ -323,3 +323,42 @@ def test_text_run_searches_its_own_default_space(tiny_text_cfg):
     assert any(k.startswith("stages.1.train") for k in result.best_params), result.best_params
     run = tunelab.fit(result.best_config)
     assert run.metrics["val"]["accuracy"] == pytest.approx(result.best_value)
+
+
+def test_killed_worker_trial_is_failed_and_run_again(tiny_cfg, tmp_path, monkeypatch):
+    """kill -9 of a worker in the middle of a trial: the next worker marks the trial (no heartbeat
+    any more) failed and runs its values again, so a search that is killed loses no trial."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import tunelab.search as search
+
+    cfg = _cfg(tiny_cfg, space=LR_SPACE, pruner="none")
+    cfg["stages"][1]["epochs"] = 40  # a trial long enough to be killed in
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.Popen([sys.executable, "-m", "tunelab", "tune", str(path), "--trials", "2"],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    trial1 = tmp_path / "runs" / "tiny-tune" / "trials" / "1" / "metrics.jsonl"
+    deadline = time.time() + 120
+    # a few epochs into trial 1: its worker has written a heartbeat by then
+    while time.time() < deadline and proc.poll() is None and \
+            not (trial1.is_file() and len(trial1.read_text().splitlines()) >= 4):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert trial1.is_file(), "the worker ended before trial 1 started"
+
+    monkeypatch.setattr(search, "GRACE_S", 1)  # the killed worker's last heartbeat is older than this
+    time.sleep(1.5)
+    cfg["stages"][1]["epochs"] = 3
+    result = tunelab.tune(cfg, trials=1)
+    states = [t.state for t in result.study.trials]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+    killed, retry = result.study.trials[1:]
+    assert retry.params == killed.params and retry.system_attrs["failed_trial"] == 1
+    page = (result.dir / "tune.html").read_text()
+    assert "its worker stopped" in page and "the values of trial 1 again" in page

@@ -257,11 +257,8 @@ def _for_fit(trial_cfg: Config, base: Config, name: str) -> Config:
 
 def _open_study(url: str, name: str, settings: TuneConfig, seed: int, *, shared: bool) -> optuna.Study:
     direction = "minimize" if settings.metric == "val_loss" else "maximize"
-    # SQLite: wait for a lock instead of failing when several local workers write at once
-    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}) \
-        if url.startswith("sqlite") else url
     try:
-        study = optuna.create_study(storage=storage, study_name=name, direction=direction, load_if_exists=True,
+        study = optuna.create_study(storage=_storage(url), study_name=name, direction=direction, load_if_exists=True,
                                     pruner=_pruner(settings))
     except Exception as e:  # a bad URL, a missing database driver, an unreachable server
         raise ConfigError(f"storage {_hide_password(url)}: {type(e).__name__}: {e}") from None
@@ -280,6 +277,22 @@ def _open_study(url: str, name: str, settings: TuneConfig, seed: int, *, shared:
     study.sampler = optuna.samplers.RandomSampler(seed=sampler_seed) if settings.sampler == "random" \
         else optuna.samplers.TPESampler(seed=sampler_seed)
     return study
+
+
+# A running trial's worker writes a heartbeat; a trial whose heartbeat stopped (its worker was killed)
+# is marked failed by the next worker that starts a trial, and run again with the same values once.
+HEARTBEAT_S, GRACE_S = 30, 120
+
+
+def _storage(url: str) -> optuna.storages.RDBStorage:
+    # SQLite: wait for a lock instead of failing when several local workers write at once
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):  # Optuna 4.9 renamed it
+        retry = {"heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
+    else:
+        retry = {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                      **retry)
 
 
 def _pruner(settings: TuneConfig) -> optuna.pruners.BasePruner:

@@ -74,10 +74,12 @@ def _link(trial: FrozenTrial, study_dir: Path) -> str:
 
 
 def _note(trial: FrozenTrial) -> str:
-    if trial.state == TrialState.FAIL:
-        return trial.user_attrs.get("error", "failed")
+    if trial.state == TrialState.FAIL:  # no error recorded: its worker stopped and its heartbeat with it
+        return trial.user_attrs.get("error", "its worker stopped; the values are run again in a later trial")
     if trial.state == TrialState.PRUNED:
         return "pruned " + trial.user_attrs.get("pruned", "")
+    if "failed_trial" in trial.system_attrs:
+        return f"the values of trial {trial.system_attrs['failed_trial']} again"
     return ""
 
 
