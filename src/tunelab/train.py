@@ -388,6 +388,10 @@ class Trainer:
         self.next_keys.update(keys[1:])
         found = [self.store.lookup(k, dtype) for k in keys]
         missing = [i for i, f in enumerate(found) if f is None]
+        if self.dist.enabled:  # rank 0 decides: a job sharing cache.folder may commit an entry meanwhile
+            missing = self.dist.broadcast(missing)
+            found = [self.store.lookup(k, dtype) if f is None and i not in missing else f
+                     for i, (k, f) in enumerate(zip(keys, found))]
         if not missing:
             return [f for f in found if f is not None], True
         bs = self.cfg.data.eval_batch_size
