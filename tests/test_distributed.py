@@ -140,8 +140,8 @@ def test_batch_split_gives_every_rank_a_share():
 
 def test_two_processes_text(tiny_text_cfg, tmp_path):
     """A text run on 2 processes: the tokenized and cached encoder outputs are made once, the head
-    stage matches one process exactly (nothing random in it), the top-layer stage trains (the unused
-    pooler is allowed under DDP) and rank 0 alone writes."""
+    stage matches one process exactly (nothing random in it), the top-layer stage trains under DDP
+    (every trainable parameter is used: mean pooling drops the encoder's pooler) and rank 0 alone writes."""
     tiny_text_cfg["model"]["head"] = {"dropout": 0.0}
     tiny_text_cfg["data"]["batch_size"] = 16
     tiny_text_cfg["run"]["name"] = "one"

@@ -90,8 +90,9 @@ class Dist:
         """This rank's part of one global batch of indices."""
         return idx.tensor_split(self.world)[self.rank] if self.enabled else idx
 
-    def wrap(self, module: nn.Module, *, sync_buffers: bool, find_unused: bool) -> nn.Module:
-        """``module`` under DistributedDataParallel (its trainable parameters as they are now)."""
+    def wrap(self, module: nn.Module, *, sync_buffers: bool) -> nn.Module:
+        """``module`` under DistributedDataParallel (its trainable parameters as they are now; a stage's
+        forward uses every one of them, so DDP need not search the graph for unused ones)."""
         if not self.enabled:
             return module
         from torch.nn.parallel import DistributedDataParallel
@@ -100,8 +101,7 @@ class Dist:
         # PyTorch 2.14 renamed broadcast_buffers (the per-forward sync of buffers from rank 0)
         new_name = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
         sync = {"forward_sync_buffers" if new_name else "broadcast_buffers": sync_buffers}
-        return DistributedDataParallel(module, device_ids=[self.local_rank] if on_gpu else None,
-                                       find_unused_parameters=find_unused, **sync)
+        return DistributedDataParallel(module, device_ids=[self.local_rank] if on_gpu else None, **sync)
 
     @contextlib.contextmanager
     def main_first(self) -> Iterator[None]:

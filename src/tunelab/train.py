@@ -36,7 +36,7 @@ from tunelab.auto import apply_auto
 from tunelab.cache import (STORE_DTYPES, Boundary, FeatureStore, backbone_sequence, bf16_supported, cache_keys,
                            find_boundary, run_prefixes, run_tail)
 from tunelab.config import Config, StageConfig, build_config, dump_config, load_config
-from tunelab.data import ImageSet, Splits, load_data
+from tunelab.data import Splits, load_data
 from tunelab.diagnosis import diagnose
 from tunelab.distributed import Dist
 from tunelab import distributed
@@ -140,12 +140,6 @@ def predict_logits(model: TuneModel, images: torch.Tensor, batch_size: int, devi
 
 def _to_memory_format(x: Any) -> Any:
     return x.contiguous(memory_format=torch.channels_last) if isinstance(x, torch.Tensor) and x.ndim == 4 else x
-
-
-def evaluate_set(model: TuneModel, data: ImageSet, classes: list[str], cfg: Config, device: torch.device,
-                 detailed: bool = False) -> dict[str, Any]:
-    logits = predict_logits(model, data.inputs, cfg.data.eval_batch_size, device)
-    return classification_metrics(logits, data.labels, classes, detailed=detailed)
 
 
 # --- early stopping ------------------------------------------------------------------------------
@@ -301,7 +295,7 @@ class Trainer:
         self.plan_seconds = time.perf_counter() - t0  # reported with the stage's first epoch
         step: nn.Module = _Step(self.model, self.forward_cached) if self.plan is not None else self.model
         # gradients are averaged over ranks; buffers (BN statistics) follow rank 0 when BN trains
-        self.net = self.dist.wrap(step, sync_buffers=stage.train_bn, find_unused=self.cfg.is_text)
+        self.net = self.dist.wrap(step, sync_buffers=stage.train_bn)
         return opt, sched, make_stopper(stage)
 
     def to_tensorboard(self, row: dict[str, Any]) -> None:
@@ -449,25 +443,32 @@ class Trainer:
         if self.plan is None or self.plan.val is None:
             logits = self.predict(self.splits.val.inputs)
         else:
-            was = self.model.training
-            self.model.eval()
-            bs = self.cfg.data.eval_batch_size
-            rows = self.dist.shard(len(self.plan.val), bs)
-            with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                mine = [self.forward_cached(self.plan.val[i: min(i + bs, rows.stop)]).float().cpu()
-                        for i in range(rows.start, rows.stop, bs)]
-            self.model.train(was)
-            logits = self.dist.gather_rows(torch.cat(mine) if mine else torch.empty(0, self.model.head.fc.out_features))
+            logits = self._gather_logits(len(self.plan.val), self._cached_logits)
         return classification_metrics(logits, self.splits.val.labels, self.splits.classes)
 
     def predict(self, inputs: Any) -> torch.Tensor:
         """Logits of the whole model for all of ``inputs``, each rank computing its share."""
-        rows = self.dist.shard(len(inputs), self.cfg.data.eval_batch_size)
-        logits = predict_logits(self.model, inputs[rows.start: rows.stop], self.cfg.data.eval_batch_size, self.device,
-                                self.bf16)
-        if not len(rows):
-            logits = torch.empty(0, self.model.head.fc.out_features)
-        return self.dist.gather_rows(logits)
+        return self._gather_logits(len(inputs), lambda rows: predict_logits(
+            self.model, inputs[rows], self.cfg.data.eval_batch_size, self.device, self.bf16))
+
+    def _cached_logits(self, rows: slice) -> torch.Tensor:
+        """Logits of the stage's tail on the cached validation features of ``rows``."""
+        assert self.plan is not None and self.plan.val is not None
+        was = self.model.training
+        self.model.eval()
+        bs = self.cfg.data.eval_batch_size
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            logits = torch.cat([self.forward_cached(self.plan.val[i: min(i + bs, rows.stop)]).float().cpu()
+                                for i in range(rows.start, rows.stop, bs)])
+        self.model.train(was)
+        return logits
+
+    def _gather_logits(self, n: int, logits_of: Callable[[slice], torch.Tensor]) -> torch.Tensor:
+        """Logits of rows 0..n-1 on every rank: each rank computes its share (whole batches) with
+        ``logits_of``, then all shares are gathered in order."""
+        rows = self.dist.shard(n, self.cfg.data.eval_batch_size)
+        mine = logits_of(slice(rows.start, rows.stop)) if len(rows) else torch.empty(0, self.model.head.fc.out_features)
+        return self.dist.gather_rows(mine)
 
 
     def audit(self, si: int) -> list[Any]:
@@ -627,12 +628,10 @@ class Trainer:
         r = self.dist.rank
         if r == 0:
             set_rng_state(pos.tensors, pos.state["rng"])
-        elif f"rank{r}" in pos.state["rng"]:
+        elif f"rank{r}" in pos.state["rng"]:  # else: the seed of its own that _fit gave it
             prefix = f"rank{r}."
             set_rng_state({k[len(prefix):]: v for k, v in pos.tensors.items() if k.startswith(prefix)},
                           pos.state["rng"][f"rank{r}"])
-        else:
-            seed_everything(self.cfg.run.seed * 1_000_003 + pos.epoch * 1009 + r)
 
 
 class _Step(nn.Module):
