@@ -159,7 +159,24 @@ def test_decode_cache_ignores_a_half_written_file(tmp_path):
     ref = load_data(cfg)
     for done in store.glob("*.done"):
         done.unlink()  # as if the run had been killed while writing
-    for npy in store.glob("*.npy"):
-        npy.write_bytes(npy.read_bytes()[:200])
+    for npy in store.glob("*.npy"):  # a new, half-written file (ref keeps its mapping of the old one)
+        head = npy.read_bytes()[:200]
+        npy.unlink()
+        npy.write_bytes(head)
     again = load_data(cfg)
     assert torch.equal(again.train.images, ref.train.images) and torch.equal(again.test.images, ref.test.images)
+
+
+def test_decode_store_replaces_files_by_rename_never_in_place(tmp_path):
+    """Processes decoding the same data at once (tuning workers sharing a decode store) each write
+    a file of their own and rename it into place: a file another process maps is never truncated."""
+    store = tmp_path / "decoded"
+    cfg = DataConfig(train="digits", val_split=0.0, test_split=0.2, image_size=8, decode_cache=str(store))
+    ref = load_data(cfg)
+    inodes = {npy: npy.stat().st_ino for npy in store.glob("*.npy")}
+    for done in store.glob("*.done"):
+        done.unlink()  # another process finds no finished file and decodes again
+    again = load_data(cfg)
+    assert all(npy.stat().st_ino != ino for npy, ino in inodes.items())
+    assert not list(store.glob("*.partial.npy"))
+    assert torch.equal(again.train.images, ref.train.images)  # ref still reads its own, intact copy

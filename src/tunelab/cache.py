@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -25,6 +23,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
+
+from tunelab.checkpoint import partial_npy, partial_npy_path, publish_npy
 
 log = logging.getLogger("tunelab")
 
@@ -204,12 +204,12 @@ class FeatureStore:
     def __init__(self, folder: Path, max_memory_gb: float) -> None:
         self.folder, self.budget = folder, max_memory_gb * 2**30
         self.memory: dict[str, torch.Tensor] = {}
-        self._open: dict[str, tuple[np.memmap, Path]] = {}
+        self._open: dict[str, np.memmap] = {}
 
     def lookup(self, key: str, dtype: torch.dtype) -> torch.Tensor | None:
         if key in self.memory:
             return self.memory[key]
-        path, done = self.folder / f"{key}.npy", self.folder / f"{key}.done"
+        path, done = self._npy(key), self.folder / f"{key}.done"
         if path.is_file() and done.is_file():
             return _from_numpy(np.load(path, mmap_mode="c"), dtype)  # copy-on-write: the file is never modified
         return None
@@ -222,39 +222,27 @@ class FeatureStore:
         if nbytes <= self.budget and not shared:
             self.memory[key] = torch.empty(shape, dtype=dtype)
             return self.memory[key]
-        self.folder.mkdir(parents=True, exist_ok=True)
         np_dtype = np.float32 if dtype == torch.float32 else np.uint16 if dtype == torch.bfloat16 else np.float16
-        path = self._partial(key, shared)
-        arr = np.lib.format.open_memmap(path, mode="w+", dtype=np_dtype, shape=shape)
-        self._open[key] = (arr, path)
-        return _from_numpy(arr, dtype)
+        self._open[key] = partial_npy(self._npy(key), shape, np_dtype, shared=shared)
+        return _from_numpy(self._open[key], dtype)
 
     def open_partial(self, key: str, dtype: torch.dtype) -> torch.Tensor:
         """Write access to a shared entry another rank created and has not committed yet."""
-        path = self._partial(key, True)
-        arr = np.load(path, mmap_mode="r+")
-        self._open[key] = (arr, path)
-        return _from_numpy(arr, dtype)
+        self._open[key] = np.load(partial_npy_path(self._npy(key), True), mmap_mode="r+")
+        return _from_numpy(self._open[key], dtype)
 
     def flush(self, key: str) -> None:
         """Write this process's share to disk and let go of it (a rank that does not commit)."""
-        arr, _ = self._open.pop(key)
-        arr.flush()
+        self._open.pop(key).flush()
 
     def commit(self, key: str) -> None:
-        """Mark an entry complete. A file is renamed into place first: concurrent writers of the same
-        key (several tuning workers) each write their own temporary file and never truncate one
-        another process reads."""
-        if key not in self._open:
-            return
-        arr, path = self._open.pop(key)
-        arr.flush()
-        del arr
-        path.replace(self.folder / f"{key}.npy")
-        (self.folder / f"{key}.done").write_text("ok")
+        """Mark an entry complete: a file is moved into place (:func:`publish_npy`), then marked done."""
+        if key in self._open:
+            publish_npy(self._open.pop(key), self._npy(key))
+            (self.folder / f"{key}.done").write_text("ok")
 
-    def _partial(self, key: str, shared: bool) -> Path:
-        return self.folder / (f"{key}.partial.npy" if shared else f"{key}.{socket.gethostname()}-{os.getpid()}.partial.npy")
+    def _npy(self, key: str) -> Path:
+        return self.folder / f"{key}.npy"
 
     def get(self, key: str, shape: tuple[int, ...], dtype: torch.dtype,
             fill: Callable[[torch.Tensor], None]) -> tuple[torch.Tensor, bool]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -39,6 +41,27 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def partial_npy(path: Path, shape: tuple[int, ...], dtype: Any, *, shared: bool = False) -> np.memmap:
+    """A new ``.npy`` memory map to fill, under a temporary name beside ``path`` until
+    :func:`publish_npy` moves it there: one name per process, so that concurrent writers of the same
+    file (tuning workers sharing a cache) never truncate one another's; with ``shared``, one name the
+    ranks of a distributed run all open (:func:`partial_npy_path`) to write their shares."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return np.lib.format.open_memmap(partial_npy_path(path, shared), mode="w+", dtype=dtype, shape=shape)
+
+
+def partial_npy_path(path: Path, shared: bool) -> Path:
+    tag = "" if shared else f".{socket.gethostname()}-{os.getpid()}"
+    return path.with_name(f"{path.stem}{tag}.partial.npy")
+
+
+def publish_npy(arr: np.memmap, path: Path) -> None:
+    """Flush ``arr`` (from :func:`partial_npy`) and rename it to ``path``: readers see a whole file
+    or none, and a reader of an earlier copy keeps its own."""
+    arr.flush()
+    os.replace(arr.filename, path)
 
 
 def _fsync_dir(d: Path) -> None:

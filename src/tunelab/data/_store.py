@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tunelab.checkpoint import atomic_write_text, partial_npy, publish_npy
 from tunelab.data._sources import ArraySource, FileSource
 
 log = logging.getLogger("tunelab")
@@ -55,10 +56,11 @@ def load_decoded(src: ArraySource | FileSource, idx: np.ndarray, size: int, on_b
 
 def _decode_into(src: ArraySource | FileSource, idx: np.ndarray, size: int, on_bad: str, npy: Path,
                  meta_path: Path) -> None:
-    """Decode chunk by chunk into a memory-mapped ``npy``; which items were kept goes to ``meta_path``."""
-    npy.parent.mkdir(parents=True, exist_ok=True)
+    """Decode chunk by chunk into a memory-mapped ``npy`` (under a temporary name until complete:
+    processes decoding the same data at once never truncate each other's file); which items were
+    kept goes to ``meta_path``."""
     t0 = time.perf_counter()
-    arr = np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(len(idx), 3, size, size))
+    arr = partial_npy(npy, (len(idx), 3, size, size), np.uint8)
     kept: list[np.ndarray] = []
     skipped: list[str] = []
     n = 0
@@ -68,7 +70,7 @@ def _decode_into(src: ArraySource | FileSource, idx: np.ndarray, size: int, on_b
         n += len(k)
         kept.append(k)
         skipped += bad
-    arr.flush()
+    publish_npy(arr, npy)
     all_kept = np.concatenate(kept) if kept else np.empty(0, dtype=np.int64)
-    meta_path.write_text(json.dumps({"n": n, "kept": all_kept.tolist(), "skipped": skipped, "size": size}))
+    atomic_write_text(meta_path, json.dumps({"n": n, "kept": all_kept.tolist(), "skipped": skipped, "size": size}))
     log.info("decoded images: %d into %s in %.1f s", n, npy, time.perf_counter() - t0)
