@@ -91,24 +91,22 @@ def predict(target: str | Path, inputs: list[str] | None = None, top_k: int = 5,
     """
     model, classes, cfg = _model_for(target)
     if cfg.is_text:
-        from tunelab.text.predict import predict_texts
+        from tunelab.text.predict import text_inputs
 
-        return [Prediction(item, top, text) for item, text, top in
-                predict_texts(model, classes, cfg, list(inputs or []), list(texts or []), top_k)]
-    if texts:
-        raise DataError(f"{target}: --text needs a text model; this run's backbone {cfg.model.backbone} takes images")
-    files = _expand_inputs(list(inputs or []))
-    try:
-        images = torch.stack([decode_file(f, cfg.data.image_size) for f in files])
-    except BadImage as e:
-        raise DataError(str(e)) from None
-    probs = predict_logits(model, images, cfg.data.eval_batch_size, torch.device("cpu")).softmax(1)
-    k = min(top_k, len(classes))
-    out = []
-    for f, pr in zip(files, probs):
-        val, idx = pr.topk(k)
-        out.append(Prediction(str(f), [(classes[i], float(v)) for v, i in zip(val.tolist(), idx.tolist())]))
-    return out
+        items, shown, inputs_ = text_inputs(cfg, list(inputs or []), list(texts or []))
+    else:
+        if texts:
+            raise DataError(f"{target}: --text needs a text model; this run's backbone {cfg.model.backbone} takes images")
+        files = _expand_inputs(list(inputs or []))
+        try:
+            inputs_ = torch.stack([decode_file(f, cfg.data.image_size) for f in files])
+        except BadImage as e:
+            raise DataError(str(e)) from None
+        items, shown = [str(f) for f in files], [None] * len(files)
+    probs = predict_logits(model, inputs_, cfg.data.eval_batch_size, torch.device("cpu")).softmax(1)
+    val, idx = probs.topk(min(top_k, len(classes)), dim=1)
+    return [Prediction(item, [(classes[i], float(v)) for v, i in zip(vs, ix)], text)
+            for item, text, vs, ix in zip(items, shown, val.tolist(), idx.tolist())]
 
 
 def summary(config: Config | str | Path, overrides: list[str] | None = None) -> str:

@@ -45,3 +45,10 @@ def per_class_table(m: dict[str, Any]) -> str:
 
 def topk(probs: np.ndarray, k: int) -> list[list[int]]:
     return np.argsort(-probs, axis=1)[:, :k].tolist()
+
+
+def most_confidently_wrong(probs: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` misclassified examples with the highest predicted probability, highest first."""
+    pred = probs.argmax(1)
+    wrong = np.flatnonzero(pred != labels)
+    return wrong[np.argsort(-probs[wrong, pred[wrong]])][:n]

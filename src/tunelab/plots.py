@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from tunelab.metrics import most_confidently_wrong  # noqa: E402
+
 
 def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,10 +119,9 @@ def wrong_gallery(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, cla
                   n: int = 16) -> Path | None:
     """The ``n`` validation images the model got wrong with the highest confidence."""
     pred = probs.argmax(1)
-    wrong = np.flatnonzero(pred != labels)
+    wrong = most_confidently_wrong(probs, labels, n)
     if len(wrong) == 0:
         return None
-    wrong = wrong[np.argsort(-probs[wrong, pred[wrong]])][:n]
     cols = min(8, len(wrong))
     rows = int(np.ceil(len(wrong) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 2.0 * rows), squeeze=False)

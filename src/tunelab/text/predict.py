@@ -1,11 +1,9 @@
-"""Predictions of a trained text model on new texts: given on the command line, or read from files."""
+"""What a trained text model is asked to classify: texts given on the command line, or read from files."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from tunelab.config import Config
 from tunelab.errors import DataError
@@ -31,11 +29,8 @@ def texts_from_file(path: Path, cfg: Config) -> tuple[list[str], list[str] | Non
     return [t for _, t in lines], None, [f"{path}:{i}" for i, _ in lines]
 
 
-def predict_texts(model: Any, classes: list[str], cfg: Config, files: list[str], texts: list[str],
-                  top_k: int) -> list[tuple[str, str, list[tuple[str, float]]]]:
-    """(item, text, top-k (class, probability)) for every text, in order: ``texts`` first, then files."""
-    from tunelab.train import predict_logits
-
+def text_inputs(cfg: Config, files: list[str], texts: list[str]) -> tuple[list[str], list[str], Any]:
+    """(items, texts, tokens) of everything to classify, in order: ``texts`` first, then the files'."""
     assert cfg.data.text is not None
     tcfg = cfg.data.text
     needs_pairs = f"this model reads text pairs ('{tcfg.column}', '{tcfg.pair_column}'); give them as a CSV or " \
@@ -56,10 +51,4 @@ def predict_texts(model: Any, classes: list[str], cfg: Config, files: list[str],
     if not all_texts:
         raise DataError("no text to classify: give --text TEXT or text files")
     tokens, _ = tokenize(load_tokenizer(str(tcfg.tokenizer)), all_texts, pairs, tcfg.max_length)
-    probs = predict_logits(model, tokens, cfg.data.eval_batch_size, torch.device("cpu")).softmax(1)
-    k = min(top_k, len(classes))
-    out = []
-    for item, text, pr in zip(items, all_texts, probs):
-        val, idx = pr.topk(k)
-        out.append((item, text, [(classes[i], float(v)) for v, i in zip(val.tolist(), idx.tolist())]))
-    return out
+    return items, all_texts, tokens

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.checkpoint import atomic_write_text
+from tunelab.metrics import most_confidently_wrong
 
 WRONG_TEXTS = "wrong_texts.json"
 
@@ -22,8 +23,7 @@ def write_wrong_texts(run_dir: Path, data: Any, probs: np.ndarray | None, classe
         return
     labels = data.labels.numpy()
     pred = probs.argmax(1)
-    wrong = np.flatnonzero(pred != labels)
-    wrong = wrong[np.argsort(-probs[wrong, pred[wrong]])][:n]
+    wrong = most_confidently_wrong(probs, labels, n)
     rows = [{"text": data.texts[i] + (f" [SEP] {data.pairs[i]}" if data.pairs is not None else ""),
              "item": data.items[i], "true": classes[labels[i]], "predicted": classes[pred[i]],
              "probability": float(probs[i, pred[i]])} for i in wrong]
