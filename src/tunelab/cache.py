@@ -161,6 +161,14 @@ def tensor_digest(h: "hashlib._Hash", tensors: Sequence[torch.Tensor]) -> None:
             h.update(t.reshape(-1).view(torch.uint8).numpy().data)
 
 
+def module_digest(h: "hashlib._Hash", modules: Sequence[nn.Module]) -> None:
+    """Feed each module's weights and buffers and its repr (architecture and hyper-parameters: pool
+    type, strides...) to ``h``: what a frozen prefix computes depends on nothing else of it."""
+    for m in modules:
+        tensor_digest(h, list(m.state_dict().values()))
+        h.update(repr(m).encode())
+
+
 STORE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}  # cache.dtype
 
 
@@ -184,9 +192,7 @@ def cache_keys(model: nn.Module, seq: list[tuple[str, nn.Module]] | None, bounda
         else:
             assert seq is not None
             prefix = [m for _, m in seq[: boundary.start]]
-        for m in prefix:
-            tensor_digest(h, list(m.state_dict().values()))
-            h.update(repr(m).encode())  # architecture and hyper-parameters (pool type, strides...)
+        module_digest(h, prefix)
         h.update(repr((boundary.start, boundary.pooled, augment, views, str(dtype), seed, autocast,
                        tuple(model.mean.flatten().tolist()), tuple(model.std.flatten().tolist()))).encode())
         h.update(pixels.digest())

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from tunelab.cache import tensor_digest
+from tunelab.cache import module_digest, tensor_digest
 from tunelab.text.data import Tokens
 
 __all__ = ["TextBoundary", "CachedStates", "find_text_boundary", "run_prefix", "run_tail", "cache_key"]
@@ -71,9 +71,7 @@ def cache_key(model: nn.Module, boundary: TextBoundary, tokens: Tokens, dtype: t
     bb = model.backbone
     prefix = [bb] if boundary.pooled else [bb.model.embeddings, *list(bb.layers)[: boundary.start]]
     h = hashlib.sha256()
-    for m in prefix:
-        tensor_digest(h, list(m.state_dict().values()))
-        h.update(repr(m).encode())
+    module_digest(h, prefix)
     h.update(bb.model.config.to_json_string().encode())  # attention implementation, dropout, sizes
     h.update(repr((boundary.start, boundary.pooled, bb.pooling, str(dtype), seed, type(bb.model).__name__)).encode())
     tensor_digest(h, tokens.tensors())
