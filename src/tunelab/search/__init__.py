@@ -44,7 +44,7 @@ from tunelab import checkpoint as ckpt
 from tunelab.config import Config, TuneConfig, build_config, dump_config, read_raw
 from tunelab.errors import ConfigError, TunelabError
 from tunelab.search.space import (Param, Skeletons, assigned_values, assignment, check_compatible, check_space,
-                                  default_space, parse_space)
+                                  default_space, parse_space, short)
 
 __all__ = ["tune", "TuneResult"]
 
@@ -71,10 +71,9 @@ class TuneResult:
 
     def counts(self) -> dict[str, int]:
         """Trials of the whole study by state: complete, pruned, fail, running."""
-        out: dict[str, int] = {}
-        for t in self.study.get_trials(deepcopy=False):
-            out[t.state.name.lower()] = out.get(t.state.name.lower(), 0) + 1
-        return out
+        from tunelab.search._report import state_counts
+
+        return state_counts(self.study.get_trials(deepcopy=False))
 
 
 def tune(config: Config | str | Path | dict[str, Any] | None = None, *, overrides: list[str] | None = None,
@@ -195,7 +194,7 @@ class _Objective:
             trial.set_user_attr("values", values_per_run)
         log.info("trial %d: %s %.4f%s in %.1f s | %s", trial.number, self.metric, value,
                  f" (mean of {', '.join(f'{v:.4f}' for v in values_per_run)})" if self.repeats > 1 else "",
-                 time.perf_counter() - t0, ", ".join(f"{k}={_short(v)}" for k, v in values.items()))
+                 time.perf_counter() - t0, ", ".join(f"{k}={short(v)}" for k, v in values.items()))
         return value
 
 
@@ -344,10 +343,6 @@ def _describe(p: Param) -> str:
         return "one of " + ", ".join(p.labels)
     kind = "integer" if s.is_int else "float"
     return f"{kind} {s.low:g} to {s.high:g}" + (", log scale" if s.log else "") + (f", step {s.step:g}" if s.step else "")
-
-
-def _short(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else v if isinstance(v, str) else json.dumps(v)
 
 
 def _hide_password(url: str) -> str:

@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tunelab import plots
 from tunelab.checkpoint import atomic_write_text
 from tunelab.report import _CSS, _img, _pre
-from tunelab.search.space import assigned_values
+from tunelab.search.space import assigned_values, short
 
 MIN_FOR_IMPORTANCE = 5
 SECTIONS = ["summary", "best", "trials", "history", "importance"]
@@ -60,9 +60,15 @@ def _figure(draw: Callable[[], Any], path: Path) -> tuple[Path | None, str]:
 
 
 def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return html.escape(v if isinstance(v, str) else repr(v))
+    return html.escape(short(v))
+
+
+def state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
+    """Trials by state, in order of first appearance: complete, pruned, fail, running."""
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    return counts
 
 
 def _link(trial: FrozenTrial, study_dir: Path) -> str:
@@ -134,9 +140,7 @@ def write_study_report(study: optuna.Study, study_dir: Path, metric: str, best_y
         importance += ("<p>PED-ANOVA (Optuna): how much the values of the best trials differ from those of all "
                        "completed trials, per key</p>")
 
-    counts: dict[str, int] = {}
-    for t in trials:
-        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    counts = state_counts(trials)
     seconds = sum(t.duration.total_seconds() for t in trials if t.duration is not None)
     direction = study.direction.name.lower()
     summary = (f"<p>{len(trials)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()) +

@@ -56,6 +56,11 @@ def _label(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+def short(value: Any) -> str:
+    """A searched value as the log and the study report show it (floats to 4 significant digits)."""
+    return f"{value:.4g}" if isinstance(value, float) else _label(value)
+
+
 def _sig(x: float) -> float:
     """Six significant digits: configs stay readable, and no search needs finer values."""
     return float(f"{x:.6g}")
@@ -103,10 +108,10 @@ def parse_space(space: dict[str, ParamSpec]) -> list[Param]:
         if key.split(".")[0] == "tune":
             raise ConfigError(f"tune.space: {key}: the search cannot change its own settings; search config keys "
                               "such as stages.0.lr, model.head.dropout or regularization.augment")
-        labels = [_label(c) for c in spec.choices or []]
-        if len(set(labels)) != len(labels):
+        param = Param(key, spec)
+        if len(set(param.labels)) != len(param.labels):
             raise ConfigError(f"tune.space: {key}: choices {spec.choices} repeat a value")
-        params.append(Param(key, spec))
+        params.append(param)
     return params
 
 
