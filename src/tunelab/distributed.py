@@ -58,11 +58,7 @@ class Dist:
 
     def gather_rows(self, t: torch.Tensor) -> torch.Tensor:
         """Concatenate each rank's rows in rank order, on every rank (ranks may hold different numbers)."""
-        if not self.enabled:
-            return t
-        parts: list[Any] = [None] * self.world
-        torch_dist.all_gather_object(parts, t.cpu())
-        return torch.cat(parts)
+        return torch.cat(self.gather_objects(t.cpu())) if self.enabled else t
 
     def gather_objects(self, obj: Any) -> list[Any]:
         if not self.enabled:
