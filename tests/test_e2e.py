@@ -73,3 +73,29 @@ def test_tune_example_on_lite0(tmp_path):
     assert "computed" in logs[0] and all("reused" in lg and "computed" not in lg for lg in logs[1:])
     run = tunelab.fit(result.best_config)
     assert run.metrics["test"]["n"] == 500 and run.metrics["val"]["accuracy"] == result.best_value
+
+
+def test_two_processes_match_one_on_lite0(tmp_path):
+    """The demo recipe, cut short, data-parallel on 2 gloo processes with the real backbone and data:
+    the same final weights and test predictions as one process (no dropout: nothing random drawn)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tunelab.checkpoint import load
+
+    common = [f"run.dir={tmp_path}", "run.progress=false", "data.samples_per_class=10", "data.val_samples_per_class=5",
+              "data.test_samples_per_class=50", "stages.0.epochs=2", "stages.1.epochs=2", "model.head.dropout=0.0"]
+    one = tunelab.fit(DEFAULT, overrides=common + ["run.name=one"])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "tunelab",
+           "fit", str(DEFAULT), *[a for kv in common + ["run.name=two"] for a in ("--set", kv)]]
+    out = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert two["processes"] == 2 and two["test"]["n"] == 500
+    assert two["test"]["confusion_matrix"] == one.metrics["test"]["confusion_matrix"]
+    assert abs(two["test"]["loss"] - one.metrics["test"]["loss"]) < 1e-4
+    ta, _ = load(one.dir / "model.safetensors")
+    tb, _ = load(tmp_path / "two" / "model.safetensors")
+    assert max(float((ta[k].double() - tb[k].double()).abs().max()) for k in ta) < 1e-4
