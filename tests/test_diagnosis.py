@@ -1,5 +1,7 @@
 import math
 
+import pytest
+
 from tunelab.config import build_config
 from tunelab.diagnosis import diagnose
 
@@ -9,7 +11,7 @@ def rows(train_loss, train_acc, val_loss, val_acc, stage=0):
             for i, (a, b, c, d) in enumerate(zip(train_loss, train_acc, val_loss, val_acc))]
 
 
-CFG = build_config({})
+CFG = build_config({"recipe": "full"})
 
 
 def test_overfitting_from_rising_validation_loss():
@@ -35,7 +37,7 @@ def test_rising_loss_with_steady_accuracy_does_not_recommend_stopping_first():
 
 
 def test_overfitting_recommendation_strengthens_existing_l2sp():
-    cfg = build_config({"regularization": {"penalties": [{"type": "l2sp", "strength": 0.1}]}})
+    cfg = build_config({"recipe": "full", "regularization": {"penalties": [{"type": "l2sp", "strength": 0.1}]}})
     r = rows([1.0, 0.5, 0.2, 0.1, 0.05], [0.6, 0.8, 0.95, 0.99, 1.0], [0.8, 0.6, 0.7, 0.8, 0.9], [0.7, 0.75, 0.74, 0.73, 0.72])
     recs = diagnose(r, cfg).recommendations
     assert "early_stopping" in recs[0] and recs[1] == "--set regularization.penalties.0.strength=0.3"
@@ -43,10 +45,10 @@ def test_overfitting_recommendation_strengthens_existing_l2sp():
 
 def test_underfitting_low_training_accuracy():
     r = rows([2.3, 2.2, 2.15, 2.1], [0.15, 0.2, 0.22, 0.25], [2.3, 2.2, 2.16, 2.12], [0.15, 0.19, 0.21, 0.24])
-    d = diagnose(r, build_config({"regularization": {"penalties": [{"type": "l2sp", "strength": 100.0}]}}))
+    d = diagnose(r, build_config({"recipe": "full", "regularization": {"penalties": [{"type": "l2sp", "strength": 100.0}]}}))
     assert d.verdict == "underfitting"
     assert d.recommendations[0].startswith("--set regularization.penalties.0.strength=10 ")
-    assert d.recommendations[1].startswith("--set stages.0.lr=0.03 ")  # 10x the default 3e-3
+    assert d.recommendations[1].startswith("--set stages.0.lr=0.001 ")  # 10x 3e-4, capped for a backbone stage
     assert any("lr=" in x for x in d.recommendations)
 
 
@@ -77,7 +79,7 @@ def test_overfitting_comes_first_and_spikes_become_a_warning():
 def test_too_short_when_still_improving():
     r = rows([1.0, 0.6, 0.4, 0.3], [0.6, 0.85, 0.9, 0.92], [1.0, 0.8, 0.6, 0.45], [0.6, 0.8, 0.86, 0.9])
     d = diagnose(r, CFG)
-    assert d.verdict == "too short" and d.recommendations == ["--set stages.0.epochs=16"]
+    assert d.verdict == "too short" and d.recommendations == ["--set stages.0.epochs=40"]
 
 
 def test_good_fit():
@@ -105,7 +107,7 @@ def test_accuracy_fall_within_validation_noise_does_not_recommend_stopping_first
     first; without augmentation the first change is flips (what helped on the benchmark)."""
     r = rows([1.0, 0.5, 0.3, 0.1, 0.05, 0.02], [0.6, 0.8, 0.9, 0.97, 0.99, 1.0],
              [0.9, 0.7, 0.75, 0.85, 0.95, 1.05], [0.65, 0.78, 0.76, 0.74, 0.73, 0.72])
-    cfg = build_config({"regularization": {"augment": "none"}})
+    cfg = build_config({"recipe": "full", "regularization": {"augment": "none"}})
     assert "early_stopping" in diagnose(r, cfg).recommendations[0]  # no count known: 2 points suffice
     for row in r:
         row["val_count"] = 100
@@ -122,7 +124,72 @@ def test_low_training_accuracy_is_underfitting_even_with_a_gap():
     training data comes first (it was called overfitting and got flips, which barely helped)."""
     r = rows([2.0, 1.98, 1.97, 1.96, 1.96, 1.95], [0.70, 0.74, 0.76, 0.77, 0.78, 0.78],
              [2.05, 2.04, 2.03, 2.03, 2.04, 2.05], [0.60, 0.63, 0.65, 0.66, 0.65, 0.65])
-    cfg = build_config({"regularization": {"penalties": [{"type": "l2sp", "strength": 1000.0}]}})
+    cfg = build_config({"recipe": "full", "regularization": {"penalties": [{"type": "l2sp", "strength": 1000.0}]}})
     d = diagnose(r, cfg)
     assert d.verdict == "underfitting"
     assert d.recommendations[0].startswith("--set regularization.penalties.0.strength=100 ")
+
+
+def two_stage(**head):
+    return build_config({"stages": [{"train": "head", "epochs": 4, "lr": 3e-3, **head},
+                                    {"train": ["head", {"last_blocks": 3}], "epochs": 4, "lr_scale": 0.1}]})
+
+
+UNDERFIT = dict(train_loss=[2.3, 2.2, 2.15, 2.1], train_acc=[0.15, 0.2, 0.22, 0.25], val_loss=[2.3, 2.2, 2.16, 2.12],
+                val_acc=[0.15, 0.19, 0.21, 0.24])
+
+
+def test_a_higher_learning_rate_pins_the_later_stages_that_follow_it():
+    """Raising stage 1's lr also raised stage 2's through lr_scale, stage 2 diverged (digits 0.825 ->
+    0.197): a stage's new lr now comes with the current lr of every stage that follows it."""
+    cfg = build_config({"stages": [{"train": "head", "epochs": 4, "lr": 3e-4},
+                                   {"train": ["head", {"last_blocks": 3}], "epochs": 4, "lr_scale": 0.1},
+                                   {"train": "all", "epochs": 4, "lr_scale": 0.5}]})
+    from tunelab.diagnosis import recommend
+
+    rec = next(r for r in recommend("underfitting", cfg, 0, rows(**UNDERFIT)) if "lr=" in r)
+    assert rec.startswith("--set stages.0.lr=0.003 --set stages.1.lr=3e-05 --set stages.2.lr=1.5e-05  #")
+    applied = build_config(cfg.model_dump(mode="json"), ["stages.0.lr=0.003", "stages.1.lr=3e-05", "stages.2.lr=1.5e-05"])
+    assert applied.stage_lrs()[1:] == pytest.approx(cfg.stage_lrs()[1:])
+
+
+def test_no_higher_learning_rate_after_the_loss_jumped_or_beyond_the_cap():
+    cfg = build_config({"recipe": "full"})
+    jumped = rows([2.3, 2.0, 2.9, 2.1], [0.15, 0.2, 0.1, 0.25], [2.3, 2.2, 2.5, 2.12], [0.15, 0.19, 0.1, 0.24])
+    assert not any("lr=" in r for r in diagnose(jumped, cfg).recommendations)
+    at_cap = build_config({"stages": [{"train": "all", "epochs": 4, "lr": 1e-3}]})
+    assert not any("lr=" in r for r in diagnose(rows(**UNDERFIT), at_cap).recommendations)
+
+
+def test_a_stage_that_a_later_stage_continues_gets_no_advice():
+    d = diagnose(rows(**UNDERFIT), two_stage(), stage=0)
+    assert d.verdict == "underfitting" and d.recommendations == []
+    assert "the run is judged by its last stage" in d.evidence[-1]
+
+
+def test_a_large_gap_alone_is_overfitting():
+    """Text: train accuracy 1.000 against validation 0.560, validation loss still falling: overfitting."""
+    r = rows([0.6, 0.3, 0.1, 0.05], [0.7, 0.9, 1.0, 1.0], [0.70, 0.69, 0.685, 0.684], [0.55, 0.55, 0.56, 0.56])
+    d = diagnose(r, CFG)
+    assert d.verdict == "overfitting" and "> 0.25" in d.evidence[0]
+
+
+def test_a_tiny_validation_split_draws_no_verdict_from_its_curve():
+    """12 validation images reached val loss 0.0000 and drove "too short" verdicts."""
+    r = rows([1.0, 0.6, 0.4, 0.3], [0.6, 0.85, 0.9, 0.92], [1.0, 0.1, 0.01, 0.0], [0.6, 0.9, 1.0, 1.0])
+    for row in r:
+        row["val_count"] = 12
+    d = diagnose(r, CFG)
+    assert d.verdict == "good fit"
+    assert any("12 examples" in w and "too noisy" in w for w in d.warnings)
+
+
+def test_a_model_that_does_not_beat_a_baseline_is_told_so():
+    r = rows([1.0, 0.6, 0.4, 0.3], [0.6, 0.85, 0.9, 0.92], [1.0, 0.8, 0.7, 0.69], [0.6, 0.8, 0.8, 0.8])
+    final = {"val": {"accuracy": 0.80, "macro_f1": 0.8, "n": 400, "per_class": {}},
+             "baselines": {"val": {"majority": {"accuracy": 0.5, "macro_f1": 0.3},
+                                   "logreg_pixels": {"accuracy": 0.82, "macro_f1": 0.8}}}}
+    d = diagnose(r, CFG, final=final)
+    assert any("did not beat the logreg_pixels baseline" in w for w in d.warnings)
+    final["val"]["accuracy"] = 0.95
+    assert not any("baseline" in w for w in diagnose(r, CFG, final=final).warnings)

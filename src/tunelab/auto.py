@@ -24,6 +24,7 @@ With many classes (over 100) the epochs drop by a third: each epoch already has 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,4 +81,22 @@ def apply_auto(cfg: Config, per_class: float, num_classes: int) -> tuple[Config,
                         warmup_epochs=1),
         ]
         chosen["stages"] = f"head {row.epochs[0]} epochs, then {train} {row.epochs[1]} epochs at lr x0.1"
+    return out, chosen
+
+
+def apply_min_steps(cfg: Config, n_train: int) -> tuple[Config, dict[str, Any]]:
+    """A copy of ``cfg`` whose stages with ``min_steps`` run enough epochs for that many optimizer
+    steps on ``n_train`` training examples. A recipe counted in epochs takes 1-2 steps an epoch on
+    a few-shot set (40 images, batch 32), too few for the head to learn at all."""
+    steps_per_epoch = max(1, math.ceil(n_train / cfg.data.batch_size))
+    out = cfg.model_copy(deep=True)
+    chosen: dict[str, Any] = {}
+    for i, st in enumerate(out.stages):
+        if st.min_steps is None or st.epochs == 0:
+            continue
+        need = math.ceil(st.min_steps / steps_per_epoch)
+        if need > st.epochs:
+            chosen[f"stages.{i}.epochs"] = (f"{need} (min_steps {st.min_steps} at {steps_per_epoch} steps an epoch; "
+                                            f"the recipe says {st.epochs})")
+            out.stages[i].epochs = need
     return out, chosen

@@ -29,7 +29,20 @@ Verdicts, checked in this order (thresholds are the module constants below):
 - ``good fit`` otherwise.
 
 Class collapse (a class never predicted, or macro-F1 far below accuracy) is reported as a warning
-with any verdict.
+with any verdict; so is a fine-tuned model that does not beat the run's cheap baselines on the
+validation split by more than its noise.
+
+A gap over OVERFIT_GAP_ALONE is ``overfitting`` on its own (a text run at train accuracy 1.000 and
+validation 0.560 was called a good fit when only the curves' shapes counted). A validation split of
+fewer than MIN_VAL examples cannot tell a rise or a fall of its loss from noise: the verdict then
+reads only the training curve, and a warning gives the split's standard error.
+
+Recommendations are kept safe (checked by benchmarks/suite.py, which applies the first one of the
+default recipe on every task): a stage's new learning rate pins every later stage that would follow
+it through ``lr_scale``; no higher learning rate after a loss that jumped or beyond LR_CAP_HEAD (a
+head-only stage) or LR_CAP_BACKBONE (a stage that trains the backbone); and a stage that a later
+stage continues (the head warm-up of a two-stage recipe) gets a verdict but no advice, since the
+run is judged by its last stage.
 """
 
 from __future__ import annotations
@@ -50,6 +63,11 @@ UNSTABLE_COUNT = 2
 UNSTABLE_ABS = 0.05
 STILL_IMPROVING = 0.03
 COLLAPSE_F1_GAP = 0.15
+BASELINE_SE = 1.0
+OVERFIT_GAP_ALONE = 0.25
+MIN_VAL = 30
+LR_CAP_HEAD = 1e-2
+LR_CAP_BACKBONE = 1e-3
 
 
 @dataclass
@@ -88,15 +106,44 @@ def diagnose(rows: list[dict[str, Any]], config: Any | None = None, stage: int |
     d = _verdict(rows)
     d.stage = stage
     if config is not None and stage is not None and stage < len(config.stages):
-        d.recommendations = recommend(d.verdict, config, stage, rows)
+        if stage < len(config.stages) - 1 and d.verdict != "unstable":
+            d.evidence.append(f"stage {stage + 2} continues from here: the run is judged by its last stage")
+        else:
+            d.recommendations = recommend(d.verdict, config, stage, rows)
     if final is not None:
-        d.warnings += _collapse(final)
+        d.warnings += _collapse(final) + _below_baselines(final)
     return d
+
+
+def _below_baselines(final: dict[str, Any]) -> list[str]:
+    """A fine-tuned model that does not beat a cheap baseline on the validation split by more than
+    the split's noise (BASELINE_SE standard errors) is said so plainly."""
+    val, scores = final.get("val"), (final.get("baselines") or {}).get("val")
+    if not val or not scores or not val.get("n"):
+        return []
+    name, best = max(((n, m) for n, m in scores.items() if n != "majority"), key=lambda t: t[1]["accuracy"],
+                     default=("majority", scores["majority"]))
+    p = min(max(best["accuracy"], 0.01), 0.99)
+    margin = BASELINE_SE * math.sqrt(p * (1 - p) / val["n"])
+    if val["accuracy"] > best["accuracy"] + margin:
+        return []
+    what = "did not beat" if val["accuracy"] <= best["accuracy"] else "was within the validation noise of"
+    return [f"the fine-tuned model {what} the {name} baseline on the validation split ({val['accuracy']:.3f} vs "
+            f"{best['accuracy']:.3f}, n={val['n']}): the pretrained model may not suit this data, or the recipe "
+            "needs changing (see the baselines in metrics.json)"]
 
 
 def _verdict(rows: list[dict[str, Any]]) -> Diagnosis:
     if not rows:
         return Diagnosis("too short", ["no epochs were trained"])
+    n_val = rows[-1].get("val_count")
+    if n_val is not None and n_val < MIN_VAL:
+        d = _verdict([{k: v for k, v in r.items() if not k.startswith("val_")} for r in rows])
+        p = min(max(rows[-1].get("val_accuracy") or 0.5, 0.05), 0.95)
+        d.warnings.append(f"the validation split has {n_val} examples: its accuracy is +- {math.sqrt(p * (1 - p) / n_val):.2f} "
+                          "(one standard error), too noisy to judge the curves by; the verdict reads the training "
+                          "curve only (more data, or data.val_split, gives a larger one)")
+        return d
     tl = [r["train_loss"] for r in rows]
     ta = [r["train_accuracy"] for r in rows]
     vl = [r.get("val_loss") for r in rows]
@@ -144,10 +191,14 @@ def _overfitting(tl: list[float], ta: list[float], vl: list[float], va: list[flo
     gap = ta[-1] - va[-1]
     best = min(range(n), key=lambda i: vl[i])
     rise = vl[-1] / vl[best] - 1 if vl[best] > 0 else 0.0
-    if gap <= OVERFIT_GAP or not ((rise > VAL_RISE and tl[-1] < tl[best]) or (n >= 4 and best < n - 1 - LATE_BEST * n)):
+    curves = (rise > VAL_RISE and tl[-1] < tl[best]) or (n >= 4 and best < n - 1 - LATE_BEST * n)
+    if gap <= OVERFIT_GAP or not (curves or gap > OVERFIT_GAP_ALONE):
         return None
-    ev = [f"train accuracy {ta[-1]:.3f} vs validation {va[-1]:.3f} (gap {gap:.3f})"]
-    if rise > VAL_RISE:
+    ev = [f"train accuracy {ta[-1]:.3f} vs validation {va[-1]:.3f} (gap {gap:.3f}"
+          + (f" > {OVERFIT_GAP_ALONE})" if not curves else ")")]
+    if not curves:
+        pass
+    elif rise > VAL_RISE:
         ev.append(f"validation loss rose {rise:.0%} from its minimum {vl[best]:.4f} at epoch {best + 1} to "
                   f"{vl[-1]:.4f} at epoch {n} while training loss fell to {tl[-1]:.4f}")
     else:
@@ -240,7 +291,9 @@ def recommend(verdict: str, config: Any, stage: int, rows: list[dict[str, Any]] 
             out.append(f"--set regularization.penalties.{i}.strength={reg.penalties[i].strength / 10:g}"
                        "  # less pull toward the pretrained weights")
         lr = config.stage_lrs()[stage]
-        out.append(f"--set stages.{stage}.lr={lr * 10:g}  # a higher learning rate")
+        cap = LR_CAP_HEAD if st.train == ["head"] else LR_CAP_BACKBONE
+        if lr * 3 <= cap * 1.0001 and not _loss_jumped(rows or []):
+            out.append(_set_lr(config, stage, min(lr * 10, cap), "a higher learning rate"))
         if lb is not None:
             out.append(f'--set "stages.{stage}.train=[head, {{last_blocks: {lb + 2}}}]"  # unfreeze more blocks')
         elif st.train == ["head"]:
@@ -250,9 +303,29 @@ def recommend(verdict: str, config: Any, stage: int, rows: list[dict[str, Any]] 
         out.append(f"--set stages.{stage}.epochs={st.epochs * 2}")
     elif verdict == "unstable":
         lr = config.stage_lrs()[stage]
-        out.append(f"--set stages.{stage}.lr={lr / 3:g}  # a lower learning rate")
+        out.append(_set_lr(config, stage, lr / 3, "a lower learning rate"))
         if st.warmup_epochs == 0 and st.schedule == "cosine":
             out.append(f"--set stages.{stage}.warmup_epochs=1")
     elif verdict == "too short":
         out.append(f"--set stages.{stage}.epochs={max(st.epochs * 2, 4)}")
     return out
+
+
+def _loss_jumped(rows: list[dict[str, Any]]) -> bool:
+    """The training loss rose from one epoch to the next by more than UNSTABLE_JUMP somewhere, or
+    ended above where it started: more learning rate would make it worse."""
+    tl = [r["train_loss"] for r in rows]
+    return bool(tl) and (tl[-1] > tl[0] or any(b > a * (1 + UNSTABLE_JUMP) for a, b in zip(tl, tl[1:])))
+
+
+def _set_lr(config: Any, stage: int, lr: float, why: str) -> str:
+    """``--set stages.S.lr=X``, plus the current learning rate of every later stage that follows
+    stage S through ``lr_scale`` (so that only stage S changes)."""
+    lrs = config.stage_lrs()
+    sets = [f"--set stages.{stage}.lr={lr:.3g}"]
+    for j in range(stage + 1, len(config.stages)):
+        if config.stages[j].lr is not None:
+            break
+        sets.append(f"--set stages.{j}.lr={lrs[j]:.3g}")
+    note = " (later stages keep theirs)" if len(sets) > 1 else ""
+    return " ".join(sets) + f"  # {why}{note}"

@@ -32,7 +32,9 @@ from tqdm.auto import tqdm
 
 from tunelab import checkpoint as ckpt
 from tunelab.augment import MixTargets, build_augment, soft_cross_entropy
-from tunelab.auto import apply_auto
+from tunelab.auto import apply_auto, apply_min_steps
+from tunelab.baselines import render as render_baselines
+from tunelab.baselines import run_baselines
 from tunelab.cache import (STORE_DTYPES, Boundary, FeatureStore, backbone_sequence, bf16_supported, cache_keys,
                            find_boundary, run_prefixes, run_tail)
 from tunelab.config import Config, StageConfig, build_config, dump_config, load_config
@@ -737,6 +739,12 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook], dis
             log.info("regularization: auto chose\n%s", "\n".join(f"  {k}: {v}" for k, v in chosen.items()))
             if dist.main:
                 ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    cfg, stretched = apply_min_steps(cfg, len(splits.train))
+    if stretched:
+        log.info("small training set: more epochs for the stages' min_steps\n%s",
+                 "\n".join(f"  {k}: {v}" for k, v in stretched.items()))
+        if dist.main:
+            ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     num_classes = len(splits.classes) if cfg.model.num_classes == "data" else cfg.model.num_classes
     if cfg.model.num_classes == "imagenet":
         raise ConfigError("model.num_classes: imagenet keeps the pretrained classifier, which cannot be fine-tuned "
@@ -763,6 +771,10 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook], dis
                               f"{run_dir}/checkpoints/last.safetensors")
     if dist.main:
         _truncate_metrics(run_dir, pos)
+        if cfg.run.baselines and not pos.tensors:  # before training: the probe needs the pretrained features
+            scores = run_baselines(splits, model, text=cfg.is_text, batch_size=cfg.data.eval_batch_size,
+                                   device=device, seed=cfg.run.seed)
+            ckpt.atomic_write_text(run_dir / "baselines.json", json.dumps(scores, indent=1))
 
     trainer = trainer_class(cfg)(cfg, run_dir, splits, model, device, hooks, penalties, dist)
     for si in range(pos.stage, len(cfg.stages)):
@@ -791,6 +803,8 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook], dis
             shutil.rmtree(folder, ignore_errors=True)
     if not dist.main:  # rank 0 writes the metrics, the report and TensorBoard's summary
         return Run(run_dir, cfg, model, splits.classes, final, history, rank=dist.rank)
+    if (run_dir / "baselines.json").is_file():
+        final["baselines"] = json.loads((run_dir / "baselines.json").read_text())
     verdict = diagnose(history, cfg, final=final)
     final["diagnosis"] = verdict.to_dict()
     ckpt.atomic_write_text(run_dir / "metrics.json", json.dumps(final, indent=1))
@@ -799,6 +813,8 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook], dis
     for name in ("val", "test"):
         if name in final:
             log.info("%s: %s", name, format_metrics(final[name]))
+            if name in final.get("baselines", {}):
+                log.info("%s, against the baselines:\n%s", name, render_baselines(final["baselines"][name], final[name]))
     if splits.skipped:
         log.info("skipped %d unreadable images (listed in metrics.json)", len(splits.skipped))
     log.info(verdict.render())

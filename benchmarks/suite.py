@@ -1,0 +1,390 @@
+"""The benchmark suite: every recipe, a full fine-tune, a linear probe, training from scratch and the
+scikit-learn baselines, side by side on varied image and text tasks, several seeds each.
+
+    .venv/bin/python benchmarks/suite.py                           # everything (hours on 2 cores)
+    .venv/bin/python benchmarks/suite.py --tasks digits-20 --methods default full --seeds 0
+    .venv/bin/python benchmarks/suite.py --table                   # only rewrite the table
+
+The data sets are built offline by benchmarks/suite_data.py under ~/.cache/tunelab-suite (never in
+the repository, never in the tests' fixtures). For every (task, seed) the training set is a fresh
+draw of N examples per class from the task's training pool, written as the CSV a user would give
+`tunelab fit`: the run holds its own validation split out of those N, exactly as for a user. Test
+sets are the task's own (at most about 1,000 items).
+
+Each run is one `tunelab.fit` in a fresh process with `run.threads: 1`; `--workers` run side by side.
+Results are appended to benchmarks/results/suite.jsonl as they finish (an interrupted suite keeps
+what it measured and skips it next time); the table of mean +- std goes to benchmarks/results/suite.md.
+
+Methods (`METHODS`): the recipes (`default`, `fast`, `full`: the plain full fine-tune, `probe`: the
+head alone on frozen features), `auto` (`regularization: auto`), `scratch` (the default recipe from
+random weights), `sklearn` (balanced logistic regression on raw pixels / TF-IDF, C by
+cross-validation, fitted on all N examples per class) and `advice` (the default, then the first
+recommendation of its diagnosis applied as printed: the check that advice does not lose accuracy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import multiprocessing as mp
+import os
+import re
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+sys.path.insert(0, str(HERE))
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One row of the suite: a task at a number of training examples per class."""
+
+    task: str
+    shots: int  # examples per class drawn from the pool (fewer where a class has fewer: imbalance stays)
+    image_size: int = 0  # 0: the task's own
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}-{self.shots}"
+
+
+# tasks and shot counts: see suite_data.py for what each task is. Shots vary from 5 to 200 per
+# class; where a class of the pool has fewer, it keeps what it has (fashion-tops-imbalanced 200/60/20,
+# convention-speeches-party 74/39: the imbalance a user would bring).
+INSTANCES: list[Instance] = [
+    Instance("fashion-mnist", 20), Instance("fashion-mnist", 5), Instance("fashion-tops-imbalanced", 200),
+    Instance("digits-8x8", 20), Instance("lfw-face-vs-nonface", 20), Instance("glyphs-a-j", 20),
+    Instance("glyphs-a-j", 100), Instance("emoji-category", 20), Instance("textures-grey", 5),
+    Instance("photo-crops", 20),
+    Instance("rt-fresh-rotten", 20), Instance("sotu-era", 8), Instance("spam-assassin", 32),
+    Instance("convention-speeches-party", 100), Instance("debates-2016-party", 32),
+]
+
+IMAGE_METHODS = ["default", "fast", "full", "probe", "auto", "scratch", "sklearn", "advice"]
+TEXT_METHODS = ["default", "fast", "full", "probe", "scratch", "sklearn", "advice"]
+
+# config overrides of each method (the recipe names are the config's `recipe:`)
+METHODS: dict[str, list[str]] = {
+    "default": [],
+    "fast": ["recipe=fast"],
+    "full": ["recipe=full"],
+    "probe": ["recipe=probe"],
+    "auto": ["regularization.auto=true"],
+    "scratch": ["model.pretrained=false"],
+}
+
+
+def task_info(task: str) -> dict[str, Any]:
+    """The task's metadata (suite_data's meta.json) with the paths of its train and test files."""
+    import suite_data
+
+    folder = suite_data.default_root() / task
+    info = json.loads((folder / "meta.json").read_text())
+    return {**info, "train": str(folder / "train.csv"), "test": str(folder / "test.csv")}
+
+
+def draw_train(inst: Instance, seed: int, work: Path) -> Path:
+    """``shots`` random examples per class of the task's training pool, as a CSV with absolute paths."""
+    info = task_info(inst.task)
+    src = Path(info["train"])
+    with open(src, newline="") as f:
+        rows = list(csv.DictReader(f))
+    fields = list(rows[0])
+    rng = np.random.default_rng(1000 + seed)
+    by_class: dict[str, list[dict[str, str]]] = {}
+    for r in rows:
+        by_class.setdefault(r["label"], []).append(r)
+    keep: list[dict[str, str]] = []
+    for label in sorted(by_class):
+        items = by_class[label]
+        keep += [items[i] for i in rng.permutation(len(items))[: inst.shots]]
+    if "path" in fields:
+        for r in keep:
+            p = Path(r["path"])
+            r["path"] = str(p if p.is_absolute() else (src.parent / p).resolve())
+    out = work / "data" / f"{inst.name}-seed{seed}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(keep)
+    return out
+
+
+def _test_csv(info: dict[str, Any]) -> str:
+    src = Path(info["test"])
+    if info["modality"] == "text":
+        return str(src)
+    out = Path(tempfile.gettempdir()) / "tunelab-suite-tests" / f"{src.parent.name}-test.csv"
+    if not out.is_file():  # absolute paths, so that the copy can live anywhere
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(src, newline="") as f:
+            rows = list(csv.DictReader(f))
+        for r in rows:
+            p = Path(r["path"])
+            r["path"] = str(p if p.is_absolute() else (src.parent / p).resolve())
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        tmp.replace(out)
+    return str(out)
+
+
+def base_overrides(inst: Instance, seed: int, train_csv: Path, work: Path, name: str) -> list[str]:
+    info = task_info(inst.task)
+    ov = [f"data.train={train_csv}", f"data.test={_test_csv(info)}", f"run.dir={work / 'runs'}", f"run.name={name}",
+          "run.progress=false", "run.threads=1", f"run.seed={seed}", f"data.seed={seed}"]
+    if info["modality"] == "text":
+        ov += ["data.text={column: text, label_column: label, token_cache: null}"]
+        if info.get("max_length"):
+            ov.append(f"data.text.max_length={info['max_length']}")
+    else:
+        ov.append(f"data.image_size={inst.image_size or info['image_size']}")
+    return ov
+
+
+def parse_recommendation(rec: str) -> list[str]:
+    """``--set a=b  # why`` (maybe quoted) -> ["a=b"]; an instruction without --set -> []."""
+    rec = rec.split("  #")[0].strip()
+    if not rec.startswith("--set "):
+        return []
+    parts = shlex.split(rec)
+    return [parts[i + 1] for i, p in enumerate(parts) if p == "--set" and i + 1 < len(parts)]
+
+
+def run_fit(inst: Instance, method: str, seed: int, work: Path, extra: list[str] | None = None) -> dict[str, Any]:
+    import tunelab
+
+    train_csv = draw_train(inst, seed, work)
+    name = f"{inst.name}-{method}-{seed}"
+    ov = base_overrides(inst, seed, train_csv, work, name) + METHODS.get(method, []) + (extra or [])
+    t0 = time.perf_counter()
+    run = tunelab.fit(None, overrides=ov)
+    m = run.metrics
+    diag = m.get("diagnosis", {})
+    row = {"test_accuracy": m["test"]["accuracy"], "test_macro_f1": m["test"]["macro_f1"],
+           "val_accuracy": m.get("val", {}).get("accuracy"), "n_train": m["n_train"],
+           "seconds": time.perf_counter() - t0, "verdict": diag.get("verdict"),
+           "recommendations": diag.get("recommendations", []), "overrides": extra or []}
+    if "baselines" in m:
+        row["baselines_val"] = m["baselines"].get("val")
+    import shutil
+
+    shutil.rmtree(run.dir, ignore_errors=True)  # keep the disk small; the row has what the table needs
+    return row
+
+
+def run_sklearn(inst: Instance, seed: int, work: Path) -> dict[str, Any]:
+    """Balanced logistic regression (C by CV) on all N examples per class, scored on the test set."""
+    from tunelab import baselines
+    from tunelab.config import DataConfig, TextDataConfig
+
+    info = task_info(inst.task)
+    train_csv = draw_train(inst, seed, work)
+    t0 = time.perf_counter()
+    text = info["modality"] == "text"
+    cfg = DataConfig(train=str(train_csv), test=_test_csv(info), val_split=0.0, seed=seed,
+                     image_size=inst.image_size or info.get("image_size") or 64,
+                     text=TextDataConfig(token_cache=None, max_length=8, tokenizer="minilm") if text else None)
+    from tunelab.data import load_data
+
+    s = load_data(cfg)
+    assert s.test is not None
+    if text:
+        tx, ex = s.train.texts, s.test.texts  # type: ignore[attr-defined]
+    else:
+        tx, ex = baselines.pixel_features(s.train.images), baselines.pixel_features(s.test.images)
+    scores = baselines.score_baselines(tx, s.train.labels.numpy(), {"test": (ex, s.test.labels.numpy())},
+                                       kind="tfidf" if text else "pixels", num_classes=len(s.classes), seed=seed)
+    best = scores["test"][baselines.NAMES["tfidf" if text else "pixels"]]
+    return {"test_accuracy": best["accuracy"], "test_macro_f1": best["macro_f1"], "n_train": len(s.train),
+            "seconds": time.perf_counter() - t0, "majority_accuracy": scores["test"]["majority"]["accuracy"]}
+
+
+def run_job(job: tuple[Instance, str, int, str, list[str]]) -> dict[str, Any]:
+    inst, method, seed, work, extra = job
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import logging
+
+    logging.getLogger("tunelab").setLevel(logging.WARNING)
+    base = {"instance": inst.name, "task": inst.task, "shots": inst.shots, "method": method, "seed": seed}
+    try:
+        if method == "sklearn":
+            row = run_sklearn(inst, seed, Path(work))
+        else:
+            row = run_fit(inst, "default" if method == "advice" else method, seed, Path(work), extra)
+    except Exception as e:  # a failed run is a result too: it is reported, not hidden
+        row = {"error": f"{type(e).__name__}: {e}"[:500]}
+    return {**base, **row}
+
+
+def advice_overrides(done: list[dict[str, Any]], inst: Instance, seed: int) -> list[str] | None:
+    """The first recommendation of the default run's final diagnosis, as overrides; None when the
+    default has not run yet, [] when it recommended nothing."""
+    base = [r for r in done if r["instance"] == inst.name and r["method"] == "default" and r["seed"] == seed
+            and "error" not in r]
+    if not base:
+        return None
+    recs = base[-1].get("recommendations") or []
+    return parse_recommendation(recs[0]) if recs else []
+
+
+# --- the table -------------------------------------------------------------------------------------
+
+def _ms(xs: list[float]) -> str:
+    if not xs:
+        return "-"
+    if len(xs) == 1:
+        return f"{xs[0]:.3f}"
+    return f"{statistics.mean(xs):.3f} +- {statistics.stdev(xs):.3f}"
+
+
+def table(done: list[dict[str, Any]]) -> str:
+    ok = [r for r in done if "error" not in r]
+    insts = list(dict.fromkeys(r["instance"] for r in ok))
+    methods = [m for m in ["default", "fast", "full", "probe", "auto", "scratch", "sklearn", "setfit", "advice"]
+               if any(r["method"] == m for r in ok)]
+    acc = {(i, m): [r["test_accuracy"] for r in ok if r["instance"] == i and r["method"] == m] for i in insts
+           for m in methods}
+    secs = {(i, m): [r["seconds"] for r in ok if r["instance"] == i and r["method"] == m] for i in insts for m in methods}
+    lines = ["| task | " + " | ".join(methods) + " | default - best |", "|---|" + "---|" * (len(methods) + 1)]
+    gaps = []
+    for i in insts:
+        means = {m: statistics.mean(acc[(i, m)]) for m in methods if acc[(i, m)] and m != "advice"}
+        best = max(means.values()) if means else float("nan")
+        cells = []
+        for m in methods:
+            a = acc[(i, m)]
+            mark = "**" if a and m in means and means[m] == best else ""
+            cells.append(f"{mark}{_ms(a)}{mark}" if a else "-")
+        gap = means.get("default", float("nan")) - best
+        gaps.append(gap)
+        lines.append(f"| {i} | " + " | ".join(cells) + f" | {gap:+.3f} |")
+    mean_row = []
+    for m in methods:
+        per = [statistics.mean(acc[(i, m)]) for i in insts if acc[(i, m)]]
+        mean_row.append(f"{statistics.mean(per):.3f} ({len(per)} tasks)" if per else "-")
+    lines.append("| **mean over tasks** | " + " | ".join(mean_row) + " | |")
+    time_row = []
+    for m in methods:
+        per = [statistics.mean(secs[(i, m)]) for i in insts if secs[(i, m)]]
+        time_row.append(f"{statistics.mean(per):.0f} s" if per else "-")
+    lines.append("| mean seconds per run | " + " | ".join(time_row) + " | |")
+    errors = [r for r in done if "error" in r]
+    if errors:
+        lines.append("")
+        lines += [f"- failed: {r['instance']} {r['method']} seed {r['seed']}: {r['error']}" for r in errors]
+    return "\n".join(lines)
+
+
+def advice_table(done: list[dict[str, Any]]) -> str:
+    """Per task: the default's verdicts, its first recommendation, accuracy before and after."""
+    ok = [r for r in done if "error" not in r]
+    lines = ["| task | verdicts (seeds) | first recommendation (seed 0) | default | after it | change |",
+             "|---|---|---|---|---|---|"]
+    for i in dict.fromkeys(r["instance"] for r in ok if r["method"] == "advice"):
+        before = {r["seed"]: r for r in ok if r["instance"] == i and r["method"] == "default"}
+        after = {r["seed"]: r for r in ok if r["instance"] == i and r["method"] == "advice"}
+        seeds = sorted(set(before) & set(after))
+        if not seeds:
+            continue
+        b = [before[s]["test_accuracy"] for s in seeds]
+        a = [after[s]["test_accuracy"] for s in seeds]
+        verdicts = ", ".join(str(before[s].get("verdict")) for s in seeds)
+        rec = " ".join(after[seeds[0]].get("overrides") or []) or "(none)"
+        d = [y - x for x, y in zip(b, a)]
+        lines.append(f"| {i} | {verdicts} | `{rec}` | {_ms(b)} | {_ms(a)} | {statistics.mean(d):+.3f} |")
+    return "\n".join(lines)
+
+
+def write_table(done: list[dict[str, Any]], out: Path) -> str:
+    md = table(done)
+    text = ("Test accuracy, mean +- std over seeds (each seed draws other training examples and initialises "
+            "and orders training differently); bold: the best mean of the row. Produced by "
+            "`benchmarks/suite.py` on the 2-core CPU machine, one thread per run.\n\n" + md + "\n\n"
+            "The first recommendation of the default's diagnosis, applied as printed:\n\n" + advice_table(done) + "\n")
+    out.with_suffix(".md").write_text(text)
+    return md
+
+
+def read_done(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", nargs="+", help="instances (task-shots) to run; default: all")
+    ap.add_argument("--methods", nargs="+", help="methods to run; default: all that apply")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=RESULTS / "suite.jsonl")
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "tunelab-suite-work")
+    ap.add_argument("--table", action="store_true", help="only rewrite the table from the results file")
+    a = ap.parse_args()
+    done = read_done(a.out)
+    if not a.table:
+        run_all(a, done)
+    print(write_table(read_done(a.out), a.out))
+
+
+def run_all(a: argparse.Namespace, done: list[dict[str, Any]]) -> None:
+    import suite_data
+
+    insts = [i for i in INSTANCES if not a.tasks or i.name in a.tasks or i.task in a.tasks]
+    suite_data.build_suite(only=list(dict.fromkeys(i.task for i in insts)))
+    have = {(r["instance"], r["method"], r["seed"]) for r in done if "error" not in r}
+    jobs, later = [], []
+    for seed in a.seeds:
+        for inst in insts:
+            methods = TEXT_METHODS if task_info(inst.task)["modality"] == "text" else IMAGE_METHODS
+            for m in methods:
+                if (a.methods and m not in a.methods) or (inst.name, m, seed) in have:
+                    continue
+                (later if m == "advice" else jobs).append((inst, m, seed, str(a.work), []))
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    _pool(jobs, a, done)
+    adv = []
+    for inst, m, seed, work, _ in later:
+        extra = advice_overrides(done, inst, seed)
+        if extra is None:
+            continue
+        if not extra:  # nothing recommended: the default's result stands, no need to train again
+            base = next(r for r in reversed(done) if r["instance"] == inst.name and r["method"] == "default"
+                        and r["seed"] == seed and "error" not in r)
+            row = {**base, "method": "advice", "overrides": [], "note": "no recommendation"}
+            done.append(row)
+            with open(a.out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            continue
+        adv.append((inst, m, seed, work, extra))
+    _pool(adv, a, done)
+
+
+def _pool(jobs: list[Any], a: argparse.Namespace, done: list[dict[str, Any]]) -> None:
+    if not jobs:
+        return
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(a.workers, maxtasksperchild=1) as pool:
+        for row in pool.imap_unordered(run_job, jobs):
+            done.append(row)
+            with open(a.out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            status = row.get("error") or f"test accuracy {row['test_accuracy']:.4f} ({row['seconds']:.0f} s)"
+            print(f"{row['instance']:>22} {row['method']:>8} seed {row['seed']}: {status}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
