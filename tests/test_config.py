@@ -5,10 +5,35 @@ from tunelab.config import Config, build_config, dump_config, load_config
 from tunelab.errors import ConfigError
 
 
-def test_defaults_are_the_two_stage_recipe():
+def test_defaults_are_the_default_recipe_head_then_all():
     cfg = load_config(None)
-    assert [s.train for s in cfg.stages] == [["head"], ["head", {"last_blocks": 3}]]
-    assert cfg.stage_lrs()[1] == pytest.approx(cfg.stage_lrs()[0] / 10)
+    assert cfg.recipe == "default"
+    assert [s.train for s in cfg.stages] == [["head"], ["all"]]
+    assert "stages" not in cfg.model_fields_set  # still unset: regularization: auto may choose them
+
+
+@pytest.mark.parametrize("recipe,trains", [("fast", [["head"], ["head", {"last_blocks": 3}]]), ("full", [["all"]]),
+                                          ("probe", [["head"]])])
+def test_a_named_recipe_gives_its_stages(recipe, trains):
+    cfg = build_config({"recipe": recipe})
+    assert [s.train for s in cfg.stages] == trains
+    reread = build_config(yaml.safe_load(dump_config(cfg)))
+    assert reread.stages == cfg.stages  # the resolved config keeps the stages it ran
+
+
+def test_explicit_stages_win_over_the_recipe():
+    cfg = build_config({"recipe": "fast", "stages": [{"train": "all", "epochs": 2, "lr": 1e-4}]})
+    assert [s.train for s in cfg.stages] == [["all"]]
+
+
+def test_an_unknown_recipe_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match=r"recipe: Input should be 'default', 'fast', 'full' or 'probe'"):
+        build_config({"recipe": "fastest"})
+
+
+def test_text_runs_get_the_text_recipe():
+    cfg = build_config({"data": {"train": "rotten-tomatoes"}, "recipe": "fast"})
+    assert cfg.stages[1].train == ["head", {"last_layers": 4}]
 
 
 def test_unknown_key_names_it_and_suggests(tmp_path):
@@ -111,3 +136,8 @@ def test_not_a_mapping_and_not_yaml(tmp_path):
 
 def test_config_is_a_plain_dataclass_like_model():
     assert isinstance(Config(), Config)
+
+
+def test_a_stage_override_after_a_recipe_override_edits_that_recipe():
+    cfg = build_config({}, ["recipe=fast", "stages.1.epochs=5"])
+    assert cfg.stages[1].train == ["head", {"last_blocks": 3}] and cfg.stages[1].epochs == 5

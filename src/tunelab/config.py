@@ -269,6 +269,10 @@ class RegularizationConfig(_Section):
     augment: Union[Literal["none", "flip", "light", "medium", "strong"], list[AugmentStep]] = Field(
         "flip", description="a preset, or a list of torchvision.transforms.v2 steps: [{name: RandomRotation, degrees: 10}]")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    class_weight: Literal["none", "balanced", "auto"] = Field(
+        "none", description="weight the training loss of each class by the inverse of its frequency (balanced), so "
+        "that a rare class counts as much as a common one; auto: balanced when the largest training class has more "
+        "than 1.5 times the examples of the smallest")
     mixup: MixupConfig | None = None
 
     @field_validator("augment")
@@ -567,10 +571,16 @@ def build_config(raw: dict[str, Any] | None = None, overrides: list[str] | None 
     raw = copy.deepcopy(raw or {})
     try:
         if overrides:
+            # a list the config lacks is copied from the defaults of the config as it is so far, so
+            # that `--set recipe=fast --set stages.1.epochs=5` edits the fast recipe's stages
             defaults = Config.model_validate(raw).model_dump(mode="json") if raw else Config().model_dump(mode="json")
             for ov in overrides:
                 apply_override(raw, ov, defaults)
                 _clear_other_lr(raw, ov)
+                try:
+                    defaults = Config.model_validate(raw).model_dump(mode="json")
+                except ValidationError:
+                    pass  # reported once all overrides are in
         return Config.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(err, source)) from None

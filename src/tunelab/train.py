@@ -254,6 +254,7 @@ class Trainer:
         self.penalties = penalties
         self.augment = build_augment(reg.augment, cfg.data.image_size)
         self.mixer = MixTargets(reg.mixup, model.head.fc.out_features, reg.label_smoothing) if reg.mixup else None
+        self.class_weights = class_weights(reg.class_weight, splits.train.labels, len(splits.classes), device)
         self.ctx: dict[str, torch.Tensor] = {}  # per-step values penalties read (pooled features)
         if any(p.needs_features for p in penalties):
             model.head.pool.register_forward_hook(lambda mod, inp, out: self.ctx.__setitem__("pooled", out))
@@ -519,14 +520,16 @@ class Trainer:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 if self.plan is not None:  # the frozen prefix ran once, before the stage
                     logits = self.net(self.plan.train[epoch % len(self.plan.train)][idx]).float()
-                    data_loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.regularization.label_smoothing)
+                    data_loss = F.cross_entropy(logits, y, weight=self.class_weights,
+                                                label_smoothing=self.cfg.regularization.label_smoothing)
                 elif self.mixer is not None:
                     x, soft = self.mixer(self._images(idx), y)
                     logits = self.net(_to_memory_format(x)).float()
                     data_loss = soft_cross_entropy(logits, soft)
                 else:
                     logits = self.net(_to_memory_format(self._images(idx))).float()
-                    data_loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.regularization.label_smoothing)
+                    data_loss = F.cross_entropy(logits, y, weight=self.class_weights,
+                                                label_smoothing=self.cfg.regularization.label_smoothing)
             penalties = [p(self.model, self.ctx) for p in self.penalties]
             loss = data_loss * share + sum(penalties) if penalties else data_loss * share
             opt.zero_grad(set_to_none=True)
@@ -657,6 +660,19 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     if "val_loss" in row:
         s += f" | val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}"
     return s + f" | {row['seconds']:.1f} s, {row['img_per_s']:.0f} img/s, lr {row['lr']:.2e}"
+
+
+def class_weights(mode: str, labels: torch.Tensor, num_classes: int, device: torch.device) -> torch.Tensor | None:
+    """Per-class loss weights, the inverse of each class's training frequency, normalised so that
+    the mean weight of an example is 1 (the loss keeps its scale); None for an unweighted loss."""
+    counts = torch.bincount(labels, minlength=num_classes).double()
+    present = counts[counts > 0]
+    if mode == "none" or (mode == "auto" and present.max() <= 1.5 * present.min()):
+        return None
+    w = torch.where(counts > 0, len(labels) / (len(present) * counts.clamp(min=1)), torch.zeros_like(counts))
+    log.info("class weights (regularization.class_weight: %s): %s", mode,
+             ", ".join(f"{v:.2f}" for v in w.tolist()))
+    return w.float().to(device)
 
 
 def _check_hooks(hooks: dict[str, Hook] | None) -> dict[str, Hook]:

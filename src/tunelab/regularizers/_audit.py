@@ -85,6 +85,8 @@ def other_regularizers(model: nn.Module, reg: Any, stage: Any) -> list[AuditRow]
     aug = reg.augment if isinstance(reg.augment, str) else "+".join(s["name"] for s in reg.augment)
     if aug != "none":
         rows.append(AuditRow("augment", "training images", aug, None, "yes"))
+    if reg.class_weight != "none":
+        rows.append(AuditRow("class_weight", "training loss", reg.class_weight, None, "yes"))
     if reg.label_smoothing:
         rows.append(AuditRow("label_smoothing", "targets", f"{reg.label_smoothing:g}", None, "yes"))
     if reg.mixup is not None:

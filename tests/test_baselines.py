@@ -1,0 +1,59 @@
+"""The cheap baselines of every run: majority class, logistic regression on pixels / TF-IDF, and
+the linear probe. Synthetic data here; the suite's data sets stay out of the tests."""
+
+import numpy as np
+import pytest
+import torch
+
+from tunelab import baselines
+
+
+def blobs(n_per_class: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+    """Grey 16x16 images whose class is where a bright square sits: pixels separate them linearly."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 60, size=(3 * n_per_class, 1, 16, 16)).astype(np.uint8)
+    y = np.repeat(np.arange(3), n_per_class)
+    for i, c in enumerate(y):
+        x[i, 0, 5 * c: 5 * c + 5, 4:12] = 250
+    return torch.from_numpy(np.repeat(x, 3, axis=1)), y
+
+
+def test_pixel_features_keep_one_channel_of_grey_images_and_shrink_large_ones():
+    x, _ = blobs(2, 0)
+    assert baselines.pixel_features(x).shape == (6, 256)
+    big = torch.zeros(2, 3, 64, 64, dtype=torch.uint8)
+    big[:, 0] = 255  # colour: all three channels kept, area-resized to 32 px
+    assert baselines.pixel_features(big).shape == (2, 3 * 32 * 32)
+
+
+def test_logistic_regression_on_pixels_beats_the_majority_class():
+    (tx, ty), (vx, vy) = blobs(10, 0), blobs(10, 1)
+    scores = baselines.score_baselines(baselines.pixel_features(tx), ty,
+                                       {"val": (baselines.pixel_features(vx), vy)}, kind="pixels", num_classes=3)
+    assert scores["val"]["majority"]["accuracy"] == pytest.approx(1 / 3)
+    assert scores["val"]["logreg_pixels"]["accuracy"] == 1.0
+
+
+def test_tfidf_baseline_and_linear_probe_features():
+    texts = ["good great fine", "great good", "bad awful", "awful terrible bad", "good fine", "terrible awful"] * 2
+    y = np.array([0, 0, 1, 1, 0, 1] * 2)
+    feats = np.eye(2)[y] + 0.01 * np.random.default_rng(0).normal(size=(12, 2))
+    scores = baselines.score_baselines(texts, y, {"val": (["fine good", "bad terrible"], np.array([0, 1]))},
+                                       kind="tfidf", num_classes=2, features=(feats, {"val": np.eye(2)}))
+    assert scores["val"]["logreg_tfidf"]["accuracy"] == 1.0
+    assert scores["val"]["linear_probe"]["accuracy"] == 1.0
+
+
+def test_one_example_of_a_class_falls_back_to_a_plain_regression():
+    x = np.random.default_rng(0).normal(size=(5, 4))
+    y = np.array([0, 0, 0, 0, 1])
+    x[4] += 5
+    preds = baselines.fit_predict("features", x, y, {"val": x})
+    assert list(preds["val"]) == list(y)
+
+
+def test_a_single_class_scores_only_the_majority():
+    x = np.zeros((4, 3))
+    scores = baselines.score_baselines(x, np.zeros(4, dtype=int), {"val": (x, np.zeros(4, dtype=int))},
+                                       kind="features", num_classes=2)
+    assert list(scores["val"]) == ["majority"]
