@@ -12,8 +12,9 @@ pytestmark = pytest.mark.e2e
 
 
 def _short_run(tmp_path, name, *extra):
+    """The two-stage cached recipe (recipe: fast), shortened: these tests check the machinery."""
     return tunelab.fit(DEFAULT, overrides=[
-        f"run.dir={tmp_path}", f"run.name={name}", "run.progress=false", "data.samples_per_class=10",
+        "recipe=fast", f"run.dir={tmp_path}", f"run.name={name}", "run.progress=false", "data.samples_per_class=10",
         "data.val_samples_per_class=5", "data.test_samples_per_class=50", "stages.0.epochs=4", "stages.1.epochs=3",
         *extra])
 
@@ -44,7 +45,7 @@ def test_auto_regularization_on_lite0_reaches_the_real_backbone(tmp_path):
 
 
 def test_one_extraction_pass_serves_both_stages_on_lite0(tmp_path):
-    """The default recipe on the real network: stage 1's extraction pass also caches the input of
+    """The fast recipe on the real network: stage 1's extraction pass also caches the input of
     stage 2's first trainable block, stage 2 reuses it, decoded images go to the decode store and a
     second load maps them instead of decoding, and the run ends with a diagnosis and a report."""
     store = tmp_path / "decoded"

@@ -32,7 +32,7 @@ def test_example_recipe_runs(path, tmp_path, request):
                      "data.test=null", "data.image_size=32", "data.samples_per_class=3", "data.val_samples_per_class=2"]
     cfg = tunelab.load_config(path, overrides)
     for i in range(len(cfg.stages)):
-        overrides.append(f"stages.{i}.epochs=1")
+        overrides += [f"stages.{i}.epochs=1", f"stages.{i}.min_steps=null"]
     run = tunelab.fit(path, overrides=overrides)
     assert len(run.history) == len(cfg.stages)
     assert "val" in run.metrics

@@ -25,6 +25,9 @@ def run(tmp_path_factory):
 
 def test_fit_writes_report_plots_and_diagnosis(run):
     assert (run.dir / "report.html").is_file()
+    # the cheap baselines, fitted before training, scored on both evaluation splits
+    assert set(run.metrics["baselines"]) == {"val", "test"}
+    assert set(run.metrics["baselines"]["val"]) == {"majority", "logreg_pixels", "linear_probe"}
     for name in ("curves", "lr", "penalties", "confusion", "per_class", "wrong"):
         assert (run.dir / "plots" / f"{name}.png").is_file(), name
     assert run.metrics["diagnosis"]["verdict"] in ("good fit", "overfitting", "underfitting", "unstable", "too short")
@@ -52,6 +55,8 @@ def test_report_renders_in_chromium(run):
         widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
         assert all(w > 0 for w in widths), widths  # every embedded image decoded
         assert "l2sp" in page.locator("section#regularization").inner_text()
+        baselines = page.locator("section#summary table.baselines").inner_text()
+        assert all(n in baselines for n in ("fine-tuned model", "majority", "logreg_pixels", "linear_probe"))
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
         browser.close()

@@ -204,7 +204,7 @@ def test_trials_share_the_freeze_boundary_cache(tiny_cfg, tmp_path):
 
 
 def test_default_space_follows_the_recipe_and_adds_l2sp():
-    cfg = build_config({})
+    cfg = build_config({"recipe": "fast"})
     fixed, space = default_space(cfg, blocks=16)
     assert space["stages.0.lr"] == ParamSpec(low=3e-4, high=3e-2, log=True)
     assert space["stages.1.lr"] == ParamSpec(low=3e-5, high=3e-3, log=True)

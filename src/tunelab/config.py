@@ -72,6 +72,10 @@ class DataConfig(_Section):
                                 "it out (train and validation splits stay the same) but never decodes or scores it: "
                                 "what `tunelab tune` trials do, so that no choice is made on the test set")
     seed: int = 0
+    refit: Literal["auto", "always", "never"] = Field(
+        "never", description="after the run, train the same recipe again on the training and validation examples "
+        "together (the epochs each stage ran) and keep that model; validation metrics and the diagnosis stay the "
+        "first fit's. auto: when training + validation hold at most 2,000 examples (docs/config.md)")
     text: TextDataConfig | None = Field(None, description="set for text classification (see TextDataConfig)")
 
 

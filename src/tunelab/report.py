@@ -93,6 +93,26 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
     return f"<table>{head}{''.join(rows)}</table>" if rows else "<p>no evaluation set</p>"
 
 
+def _baselines_table(metrics: dict[str, Any]) -> str:
+    """The fine-tuned model beside the cheap baselines, on each split they were scored on."""
+    scores = metrics.get("baselines") or {}
+    splits = [s for s in ("val", "test") if s in scores and s in metrics]
+    if not splits:
+        return ""
+    names = list(dict.fromkeys(n for s in splits for n in scores[s]))
+    head = "<tr><th>model</th>" + "".join(f"<th>{s} accuracy</th><th>{s} macro-F1</th>" for s in splits) + "</tr>"
+
+    def row(label: str, get: Any) -> str:
+        cells = "".join(f"<td>{get(s)['accuracy']:.4f}</td><td>{get(s)['macro_f1']:.4f}</td>" if get(s) else
+                        "<td>-</td><td>-</td>" for s in splits)
+        return f"<tr><td>{html.escape(label)}</td>{cells}</tr>"
+
+    body = row("fine-tuned model", lambda s: metrics[s])
+    body += "".join(row(n, lambda s, n=n: scores[s].get(n)) for n in names)
+    return ('<table class="baselines">' + head + body + "</table><p>baselines: fitted on the training split "
+            "(logistic regressions balanced, C by cross-validation; the linear probe on the pretrained features)</p>")
+
+
 def _per_class_table(m: dict[str, Any]) -> str:
     head = "<tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
     body = "".join(f"<tr><td>{html.escape(c)}</td><td>{v['precision']:.3f}</td><td>{v['recall']:.3f}</td>"
@@ -150,6 +170,7 @@ def write_report(run_dir: str | Path, *, gallery: tuple[np.ndarray, np.ndarray, 
                    f"{m[main_split]['macro_f1']:.4f}; {m.get('n_train', '?')} training {'texts' if cfg.is_text else 'images'}, "
                    f"{len(r['classes'])} classes, backbone {html.escape(cfg.model.backbone)}, "
                    f"{m.get('seconds', 0):.0f} s</p>") + summary
+    summary += _baselines_table(m)
     stage_txt = r["stages"]
     model_html = "".join(f"<h3>stage {int(k) + 1}: {html.escape(str(v.get('name')))}</h3>" + _pre(v.get("layers", "")) +
                          (_pre(v["cache"]) if v.get("cache") else "") for k, v in sorted(stage_txt.items()))

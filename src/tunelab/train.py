@@ -20,7 +20,7 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,6 +42,7 @@ from tunelab.data import Splits, load_data
 from tunelab.diagnosis import diagnose
 from tunelab.distributed import Dist
 from tunelab import distributed
+from tunelab.refit import concat_sets, refit_stages, should_refit
 from tunelab.report import write_report
 from tunelab.errors import ConfigError, ModelError
 from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_table, select, set_train_mode, set_trainable
@@ -799,19 +800,25 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook], dis
             log.info(diagnose(read_history(run_dir), cfg, stage=si).render())
 
     model.eval()
-    if dist.main:
-        ckpt.save(run_dir / "model.safetensors", model.state_dict(), {"backbone": cfg.model.backbone})
-    final: dict[str, Any] = {"skipped_images": splits.skipped, "n_train": len(splits.train),
-                             "seconds": time.perf_counter() - t_start}
+    final: dict[str, Any] = {"skipped_images": splits.skipped, "n_train": len(splits.train)}
     if dist.enabled:
         final["processes"] = dist.world
     val_probs = None
-    for name, data in (("val", splits.val), ("test", splits.test)):
-        if data is not None:
-            logits = trainer.predict(data.inputs)
-            final[name] = classification_metrics(logits, data.labels, splits.classes, detailed=True)
-            if name == "val":
-                val_probs = logits.softmax(1).numpy()
+    if splits.val is not None:
+        logits = trainer.predict(splits.val.inputs)
+        final["val"] = classification_metrics(logits, splits.val.labels, splits.classes, detailed=True)
+        val_probs = logits.softmax(1).numpy()
+    if splits.val is not None and should_refit(cfg, len(splits.train), len(splits.val)):
+        first_test = trainer.predict(splits.test.inputs) if splits.test is not None else None
+        model, trainer, final["refit"] = _refit(cfg, run_dir, splits, hooks, dist, device, int(num_classes))
+        if first_test is not None and splits.test is not None:
+            final["refit"]["first_fit_test"] = classification_metrics(first_test, splits.test.labels, splits.classes)
+    if dist.main:
+        ckpt.save(run_dir / "model.safetensors", model.state_dict(), {"backbone": cfg.model.backbone})
+    if splits.test is not None:
+        logits = trainer.predict(splits.test.inputs)
+        final["test"] = classification_metrics(logits, splits.test.labels, splits.classes, detailed=True)
+    final["seconds"] = time.perf_counter() - t_start
     dist.barrier()  # metrics.jsonl and model.safetensors are complete; no rank reads the caches any more
     history = read_history(run_dir)
     if dist.main:
@@ -845,6 +852,42 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook], dis
     _final_tensorboard(trainer.tb, cfg, final, run_dir / "plots" / "confusion.png")
     trainer.call("on_fit_end", trainer=trainer, metrics=final)
     return Run(run_dir, cfg, model, splits.classes, final, history)
+
+
+def _refit(cfg: Config, run_dir: Path, splits: Splits, hooks: dict[str, Hook], dist: Dist, device: torch.device,
+           num_classes: int) -> tuple[TuneModel, "Trainer", dict[str, Any]]:
+    """Train the recipe again from the pretrained weights on the training and validation examples
+    together, each stage for the epochs it ran, in RUN_DIR/refit (resumable like the run itself)."""
+    sub = run_dir / "refit"
+    rcfg = cfg.model_copy(update={"stages": refit_stages(cfg, read_history(run_dir))})
+    merged = replace(splits, train=concat_sets(splits.train, splits.val), val=None)
+    if dist.main:
+        sub.mkdir(exist_ok=True)
+        ckpt.atomic_write_text(sub / "config.yaml", dump_config(rcfg))
+    dist.barrier()
+    pos = _read_resume(sub)[1]
+    log.info("refit: the same recipe on all %d training and validation examples (epochs %s, as the first fit ran)",
+             len(merged.train), ", ".join(str(st.epochs) for st in rcfg.stages))
+    seed_everything(cfg.run.seed)
+    model = place(build_model(cfg.model, num_classes), device)
+    if cfg.run.compile:
+        compile_blocks(model)
+    penalties = build_penalties(cfg.regularization.penalties, model,
+                                pretrained_reference(model, cfg.regularization.penalties))
+    if dist.enabled:
+        seed_everything(cfg.run.seed + 7919 * dist.rank)
+    if pos.tensors:
+        ckpt.load_model_state(model, {k[6:]: v for k, v in pos.tensors.items() if k.startswith("model.")},
+                              f"{sub}/checkpoints/last.safetensors")
+    if dist.main:
+        _truncate_metrics(sub, pos)
+    trainer = trainer_class(rcfg)(rcfg, sub, merged, model, device, hooks, penalties, dist)
+    for si in range(pos.stage, len(rcfg.stages)):
+        trainer.run_stage(si, pos)
+    model.eval()
+    if trainer.tb is not None:
+        trainer.tb.close()
+    return model, trainer, {"examples": len(merged.train), "epochs": [st.epochs for st in rcfg.stages]}
 
 
 def compile_blocks(model: TuneModel) -> None:

@@ -1,0 +1,62 @@
+"""Refit on all the training data: after a run has used its validation split to decide (epochs,
+early stopping, the diagnosis), train the same recipe again on the training and validation
+examples together and keep that model, as AutoML tools do ("refit_full").
+
+With 20 images per class, ``val_split: 0.2`` trains on 16; the refit trains on all 20. The
+validation metrics and the diagnosis stay those of the first fit (the only estimate made on data
+the model did not train on); the test metrics are the refit model's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import torch
+
+from tunelab.config import Config, StageConfig
+
+REFIT_AUTO_MAX = 2000  # refit: auto refits training sets up to this many examples (training + validation)
+
+
+def should_refit(cfg: Config, n_train: int, n_val: int) -> bool:
+    mode = cfg.data.refit
+    if n_val == 0 or mode == "never":
+        return False
+    return mode == "always" or n_train + n_val <= REFIT_AUTO_MAX
+
+
+def refit_stages(cfg: Config, history: list[dict[str, Any]]) -> list[StageConfig]:
+    """The stages as the first fit ran them: each for the epochs it trained (up to the epoch early
+    stopping restored), with no early stopping (there is no validation split any more)."""
+    out = []
+    for i, st in enumerate(cfg.stages):
+        rows = [r for r in history if r["stage"] == i]
+        epochs = len(rows)
+        es = st.early_stopping
+        if es is not None and es.restore_best and rows and all(r.get(es.metric) is not None for r in rows):
+            vals = [r[es.metric] for r in rows]
+            pick = min if es.metric == "val_loss" else max
+            epochs = pick(range(len(vals)), key=lambda k: vals[k]) + 1
+        out.append(st.model_copy(update={"epochs": epochs, "early_stopping": None, "min_steps": None}))
+    return out
+
+
+def concat_sets(a: Any, b: Any) -> Any:
+    """One labelled set of ``a`` then ``b`` (images or texts)."""
+    if hasattr(a, "images"):
+        return replace(a, images=torch.cat([a.images, b.images]), labels=torch.cat([a.labels, b.labels]),
+                       items=a.items + b.items)
+    from tunelab.text.data import Tokens
+
+    ta, tb = a.tokens, b.tokens
+    width = max(ta.ids.shape[1], tb.ids.shape[1])
+
+    def pad(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else torch.nn.functional.pad(t, (0, width - t.shape[1]))
+
+    type_ids = None if ta.type_ids is None else torch.cat([pad(ta.type_ids), pad(tb.type_ids)])  # type: ignore[list-item]
+    tokens = Tokens(torch.cat([pad(ta.ids), pad(tb.ids)]), torch.cat([ta.lengths, tb.lengths]), type_ids)  # type: ignore[list-item]
+    pairs = None if a.pairs is None else a.pairs + b.pairs
+    return replace(a, tokens=tokens, labels=torch.cat([a.labels, b.labels]), texts=a.texts + b.texts, pairs=pairs,
+                   items=a.items + b.items)

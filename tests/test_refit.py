@@ -1,0 +1,52 @@
+"""Refit on training + validation data after the validation split has decided (data.refit)."""
+
+import json
+
+import pytest
+import torch
+
+import tunelab
+from tunelab.config import build_config
+from tunelab.refit import concat_sets, refit_stages, should_refit
+
+
+def test_refit_stages_keep_the_epochs_run_and_drop_early_stopping():
+    cfg = build_config({"stages": [{"train": "head", "epochs": 5, "lr": 1e-3},
+                                   {"train": "all", "epochs": 9, "lr_scale": 0.1, "min_steps": 50,
+                                    "early_stopping": {"metric": "val_loss", "patience": 2}}]})
+    history = [{"stage": 0, "epoch": e} for e in range(5)] + \
+        [{"stage": 1, "epoch": e, "val_loss": v} for e, v in enumerate([0.9, 0.5, 0.6, 0.7])]
+    st = refit_stages(cfg, history)
+    assert [s.epochs for s in st] == [5, 2]  # stage 2 stopped after 4 epochs and restored its 2nd
+    assert st[1].early_stopping is None and st[1].min_steps is None and st[1].lr_scale == 0.1
+
+
+def test_auto_refits_small_training_sets_only():
+    cfg = build_config({"data": {"refit": "auto"}})
+    assert should_refit(cfg, 160, 40) and not should_refit(cfg, 4000, 1000) and not should_refit(cfg, 160, 0)
+    assert not should_refit(build_config({}), 160, 40)  # the default: never
+
+
+def test_concat_sets_of_texts_pads_to_the_longer():
+    from tunelab.text.data import TextSet, Tokens
+
+    a = TextSet(Tokens(torch.ones(2, 3, dtype=torch.long), torch.tensor([3, 2])), torch.tensor([0, 1]), ["a", "b"],
+                None, ["f:1", "f:2"])
+    b = TextSet(Tokens(torch.ones(1, 5, dtype=torch.long), torch.tensor([5])), torch.tensor([1]), ["c"], None, ["f:3"])
+    m = concat_sets(a, b)
+    assert m.tokens.ids.shape == (3, 5) and m.tokens.ids[0, 3:].tolist() == [0, 0]
+    assert m.labels.tolist() == [0, 1, 1] and m.texts == ["a", "b", "c"] and len(m) == 3
+
+
+def test_a_refit_run_trains_on_train_and_val_and_keeps_that_model(tiny_cfg):
+    tiny_cfg["data"]["refit"] = "always"
+    run = tunelab.fit(tiny_cfg)
+    m = run.metrics
+    assert m["refit"]["examples"] == m["n_train"] + m["val"]["n"]
+    assert m["refit"]["epochs"] == [2, 3] and "first_fit_test" in m["refit"]
+    rows = [json.loads(x) for x in (run.dir / "refit" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 5 and all("val_loss" not in r for r in rows)
+    reloaded = tunelab.load_run(run.dir)  # the saved model is the refit one: it gives the reported test metrics
+    again = tunelab.evaluate(run.dir)
+    assert again["accuracy"] == pytest.approx(m["test"]["accuracy"])
+    assert reloaded.metrics["refit"]["examples"] == m["refit"]["examples"]
