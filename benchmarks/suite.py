@@ -187,8 +187,8 @@ def run_fit(inst: Instance, method: str, seed: int, work: Path, extra: list[str]
            "val_accuracy": m.get("val", {}).get("accuracy"), "n_train": m["n_train"],
            "seconds": time.perf_counter() - t0, "verdict": diag.get("verdict"),
            "recommendations": diag.get("recommendations", []), "overrides": extra or []}
-    if "baselines" in m:
-        row["baselines_val"] = m["baselines"].get("val")
+    if "baselines" in m:  # the run's own baselines, fitted on its training split
+        row["baselines_val"], row["baselines_test"] = m["baselines"].get("val"), m["baselines"].get("test")
     import shutil
 
     shutil.rmtree(run.dir, ignore_errors=True)  # keep the disk small; the row has what the table needs
