@@ -264,7 +264,7 @@ def table(done: list[dict[str, Any]]) -> str:
     ok = [r for r in done if "error" not in r]
     insts = list(dict.fromkeys(r["instance"] for r in ok))
     methods = [m for m in ["default", "fast", "full", "probe", "auto", "scratch", "sklearn", "setfit", "refit",
-                           "balanced", "noaug", "advice"] if any(r["method"] == m for r in ok)]
+                           "balanced", "noaug"] if any(r["method"] == m for r in ok)]
     acc = {(i, m): [r["test_accuracy"] for r in ok if r["instance"] == i and r["method"] == m] for i in insts
            for m in methods}
     secs = {(i, m): [r["seconds"] for r in ok if r["instance"] == i and r["method"] == m] for i in insts for m in methods}
@@ -304,23 +304,28 @@ def table(done: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def advice_table(done: list[dict[str, Any]]) -> str:
+def advice_table(done: list[dict[str, Any]], method: str = "advice") -> str:
     """Per task: the default's verdicts, its first recommendation, accuracy before and after."""
     ok = [r for r in done if "error" not in r]
-    lines = ["| task | verdicts (seeds) | first recommendation (seed 0) | default | after it | change |",
+    lines = ["| task | verdicts (seeds) | first recommendation | default | after it | change |",
              "|---|---|---|---|---|---|"]
-    for i in dict.fromkeys(r["instance"] for r in ok if r["method"] == "advice"):
+    changes: list[float] = []
+    for i in dict.fromkeys(r["instance"] for r in ok if r["method"] == method):
         before = {r["seed"]: r for r in ok if r["instance"] == i and r["method"] == "default"}
-        after = {r["seed"]: r for r in ok if r["instance"] == i and r["method"] == "advice"}
+        after = {r["seed"]: r for r in ok if r["instance"] == i and r["method"] == method}
         seeds = sorted(set(before) & set(after))
         if not seeds:
             continue
         b = [before[s]["test_accuracy"] for s in seeds]
         a = [after[s]["test_accuracy"] for s in seeds]
         verdicts = ", ".join(str(before[s].get("verdict")) for s in seeds)
+        mean_d = statistics.mean(y - x for x, y in zip(b, a))
+        changes.append(mean_d)
         rec = " ".join(after[seeds[0]].get("overrides") or []) or "(none)"
         d = [y - x for x, y in zip(b, a)]
         lines.append(f"| {i} | {verdicts} | `{rec}` | {_ms(b)} | {_ms(a)} | {statistics.mean(d):+.3f} |")
+    if changes:
+        lines.append(f"| **mean over tasks** | | | | | {statistics.mean(changes):+.3f} (worst {min(changes):+.3f}) |")
     return "\n".join(lines)
 
 
@@ -329,7 +334,11 @@ def write_table(done: list[dict[str, Any]], out: Path) -> str:
     text = ("Test accuracy, mean +- std over seeds (each seed draws other training examples and initialises "
             "and orders training differently); bold: the best mean of the row. Produced by "
             "`benchmarks/suite.py` on the 2-core CPU machine, one thread per run.\n\n" + md + "\n\n"
-            "The first recommendation of the default's diagnosis, applied as printed:\n\n" + advice_table(done) + "\n")
+            "The first recommendation of the default's final diagnosis, applied as printed (the rules as they "
+            "are now):\n\n" + advice_table(done) + "\n")
+    if any(r["method"] == "advice_l2sp" for r in done):
+        text += ("\nThe same check under the earlier overfitting rule (L2-SP 1.0 before head dropout), which "
+                 "led to the change:\n\n" + advice_table(done, "advice_l2sp") + "\n")
     out.with_suffix(".md").write_text(text)
     return md
 
