@@ -77,8 +77,9 @@ def test_tune_example_on_lite0(tmp_path):
 
 
 def test_two_processes_match_one_on_lite0(tmp_path):
-    """The demo recipe, cut short, data-parallel on 2 gloo processes with the real backbone and data:
-    the same final weights and test predictions as one process (no dropout: nothing random drawn)."""
+    """The two-stage cached recipe (recipe: fast), cut short, data-parallel on 2 gloo processes with
+    the real backbone and data: the same final weights and test predictions as one process (no
+    dropout, and the flips are cached views with fixed seeds: nothing random drawn per rank)."""
     import json
     import os
     import subprocess
@@ -86,7 +87,8 @@ def test_two_processes_match_one_on_lite0(tmp_path):
 
     from tunelab.checkpoint import load
 
-    common = [f"run.dir={tmp_path}", "run.progress=false", "data.samples_per_class=10", "data.val_samples_per_class=5",
+    common = ["recipe=fast", f"run.dir={tmp_path}", "run.progress=false", "data.samples_per_class=10",
+              "data.val_samples_per_class=5",
               "data.test_samples_per_class=50", "stages.0.epochs=2", "stages.1.epochs=2", "model.head.dropout=0.0"]
     one = tunelab.fit(DEFAULT, overrides=common + ["run.name=one"])
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "tunelab",

@@ -768,24 +768,12 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook], dis
                           "on this data; use 'data' (one output per class found) for fit")
     if isinstance(num_classes, int) and num_classes < len(splits.classes):
         raise ConfigError(f"model.num_classes: {num_classes} but the data has {len(splits.classes)} classes")
-    model = build_model(cfg.model, int(num_classes))
-    log.info("backbone %s (weights: %s)", cfg.model.backbone, model.backbone.source)
-    place(model, device)
-    if cfg.run.compile:
-        compile_blocks(model)
     if dist.main:
         ckpt.atomic_write_text(run_dir / "classes.json", json.dumps(splits.classes, indent=1))
         ckpt.atomic_write_text(run_dir / "data.json", json.dumps(_data_summary(splits), indent=1))
-    penalties = build_penalties(cfg.regularization.penalties, model,
-                                pretrained_reference(model, cfg.regularization.penalties))
+    model, penalties = _model_for_training(cfg, int(num_classes), device, dist, pos, run_dir)
+    log.info("backbone %s (weights: %s)", cfg.model.backbone, model.backbone.source)
     check_coverage(penalties, [select(model, st.train, where=f"stages.{i}.train") for i, st in enumerate(cfg.stages)])
-
-    if dist.enabled:  # same initial weights everywhere (above); from here on each rank draws its own
-        # augmentations and dropout masks, not copies of rank 0's
-        seed_everything(cfg.run.seed + 7919 * dist.rank)
-    if pos.tensors:
-        ckpt.load_model_state(model, {k[6:]: v for k, v in pos.tensors.items() if k.startswith("model.")},
-                              f"{run_dir}/checkpoints/last.safetensors")
     if dist.main:
         _truncate_metrics(run_dir, pos)
         if cfg.run.baselines and not pos.tensors:  # before training: the probe needs the pretrained features
@@ -854,6 +842,24 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook], dis
     return Run(run_dir, cfg, model, splits.classes, final, history)
 
 
+def _model_for_training(cfg: Config, num_classes: int, device: torch.device, dist: Dist, pos: _Position,
+                        run_dir: Path) -> tuple[TuneModel, list[Penalty]]:
+    """The model with its pretrained weights (placed, compiled if asked) and its penalties; then
+    each rank's own seed, and the weights of the checkpoint in ``run_dir`` a resume starts from."""
+    model = place(build_model(cfg.model, num_classes), device)
+    if cfg.run.compile:
+        compile_blocks(model)
+    penalties = build_penalties(cfg.regularization.penalties, model,
+                                pretrained_reference(model, cfg.regularization.penalties))
+    if dist.enabled:  # same initial weights everywhere (above); from here on each rank draws its own
+        # augmentations and dropout masks, not copies of rank 0's
+        seed_everything(cfg.run.seed + 7919 * dist.rank)
+    if pos.tensors:
+        ckpt.load_model_state(model, {k[6:]: v for k, v in pos.tensors.items() if k.startswith("model.")},
+                              f"{run_dir}/checkpoints/last.safetensors")
+    return model, penalties
+
+
 def _refit(cfg: Config, run_dir: Path, splits: Splits, hooks: dict[str, Hook], dist: Dist, device: torch.device,
            num_classes: int) -> tuple[TuneModel, "Trainer", dict[str, Any]]:
     """Train the recipe again from the pretrained weights on the training and validation examples
@@ -869,16 +875,7 @@ def _refit(cfg: Config, run_dir: Path, splits: Splits, hooks: dict[str, Hook], d
     log.info("refit: the same recipe on all %d training and validation examples (epochs %s, as the first fit ran)",
              len(merged.train), ", ".join(str(st.epochs) for st in rcfg.stages))
     seed_everything(cfg.run.seed)
-    model = place(build_model(cfg.model, num_classes), device)
-    if cfg.run.compile:
-        compile_blocks(model)
-    penalties = build_penalties(cfg.regularization.penalties, model,
-                                pretrained_reference(model, cfg.regularization.penalties))
-    if dist.enabled:
-        seed_everything(cfg.run.seed + 7919 * dist.rank)
-    if pos.tensors:
-        ckpt.load_model_state(model, {k[6:]: v for k, v in pos.tensors.items() if k.startswith("model.")},
-                              f"{sub}/checkpoints/last.safetensors")
+    model, penalties = _model_for_training(cfg, num_classes, device, dist, pos, sub)
     if dist.main:
         _truncate_metrics(sub, pos)
     trainer = trainer_class(rcfg)(rcfg, sub, merged, model, device, hooks, penalties, dist)
