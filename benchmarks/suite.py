@@ -31,6 +31,7 @@ import multiprocessing as mp
 import os
 import re
 import shlex
+import shutil
 import statistics
 import sys
 import tempfile
@@ -189,8 +190,6 @@ def run_fit(inst: Instance, method: str, seed: int, work: Path, extra: list[str]
            "recommendations": diag.get("recommendations", []), "overrides": extra or []}
     if "baselines" in m:  # the run's own baselines, fitted on its training split
         row["baselines_val"], row["baselines_test"] = m["baselines"].get("val"), m["baselines"].get("test")
-    import shutil
-
     shutil.rmtree(run.dir, ignore_errors=True)  # keep the disk small; the row has what the table needs
     return row
 

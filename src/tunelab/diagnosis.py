@@ -196,12 +196,10 @@ def _overfitting(tl: list[float], ta: list[float], vl: list[float], va: list[flo
         return None
     ev = [f"train accuracy {ta[-1]:.3f} vs validation {va[-1]:.3f} (gap {gap:.3f}"
           + (f" > {OVERFIT_GAP_ALONE})" if not curves else ")")]
-    if not curves:
-        pass
-    elif rise > VAL_RISE:
+    if curves and rise > VAL_RISE:
         ev.append(f"validation loss rose {rise:.0%} from its minimum {vl[best]:.4f} at epoch {best + 1} to "
                   f"{vl[-1]:.4f} at epoch {n} while training loss fell to {tl[-1]:.4f}")
-    else:
+    elif curves:
         ev.append(f"best validation loss at epoch {best + 1} of {n}")
     return Diagnosis("overfitting", ev)
 
