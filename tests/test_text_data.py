@@ -11,7 +11,7 @@ from tunelab.config import DataConfig, TextDataConfig, build_config
 from tunelab.data import load_data
 from tunelab.errors import ConfigError, DataError
 from tunelab.text.backbone import load_tokenizer
-from tunelab.text.data import Tokens, read_texts, tokenize
+from tunelab.text.data import Tokens, read_texts, spread, tokenize
 
 
 def _cfg(train, tiny_encoder, tmp_path, **text):
@@ -67,11 +67,47 @@ def test_truncation_is_counted_and_logged(tiny_encoder, tmp_path, caplog):
     long = " ".join(["good"] * 40)
     path = write_text_csv(tmp_path / "long.csv", [(long, "pos"), ("bad film", "neg")] * 4)
     cfg = DataConfig(train=str(path), val_split=0, text=TextDataConfig(tokenizer=str(tiny_encoder), max_length=10,
-                                                                   token_cache=None))
+                                                                   max_windows=1, token_cache=None))
     with caplog.at_level("INFO", logger="tunelab"):
         s = load_data(cfg)
-    assert int(s.train.tokens.lengths.max()) == 10
+    assert int(s.train.tokens.lengths.max()) == 10 and s.train.tokens.starts is None
     assert "train: 8 texts" in caplog.text and "4 (50.0%) truncated to 10" in caplog.text
+
+
+def test_long_texts_are_read_as_windows_spread_over_the_whole_text(tiny_encoder, tmp_path, caplog):
+    long = " ".join(["good"] + ["film"] * 58 + ["bad"])
+    path = write_text_csv(tmp_path / "long.csv", [(long, "pos"), ("bad film", "neg")] * 4)
+    cfg = DataConfig(train=str(path), val_split=0, text=TextDataConfig(tokenizer=str(tiny_encoder), max_length=10,
+                                                                   max_windows=4, token_cache=None))
+    with caplog.at_level("INFO", logger="tunelab"):
+        tok = load_data(cfg).train.tokens
+    assert len(tok) == 8 and int(tok.lengths.max()) == 10
+    counts = (tok.starts[1:] - tok.starts[:-1]).tolist()
+    assert sorted(set(counts)) == [1, 4]  # short texts: one window; long ones: capped at max_windows
+    vocab = load_tokenizer(str(tiny_encoder)).get_vocab()
+    i = counts.index(4)
+    windows = tok[torch.tensor([i])]
+    first, last = windows.ids[0], windows.ids[3, : int(windows.lengths[3])]
+    assert first[1] == vocab["good"] and last[-2] == vocab["bad"]  # from the first token to the last
+    assert "4 (50.0%) longer than 10, read as 4-4 windows of 10 tokens" in caplog.text
+
+
+def test_selecting_windowed_texts_keeps_their_windows_together():
+    ids = torch.arange(1, 13).view(6, 2)
+    tok = Tokens(ids, torch.full((6,), 2), None, torch.tensor([0, 3, 4, 6]))  # 3 texts: 3, 1, 2 windows
+    sub = tok[torch.tensor([2, 0])]
+    assert len(sub) == 2 and sub.starts.tolist() == [0, 2, 5]
+    assert sub.ids[:, 0].tolist() == [9, 11, 1, 3, 5]
+    assert tok[1:3].starts.tolist() == [0, 1, 3] and tok.text_lengths.tolist() == [6, 2, 4]
+    feats = torch.arange(6.0).unsqueeze(1)
+    assert tok.pool_windows(feats).flatten().tolist() == [1.0, 3.0, 4.5]
+    both = Tokens.concat(tok, Tokens(ids[:2, :1], torch.ones(2, dtype=torch.int64)))  # + 2 plain texts
+    assert len(both) == 5 and both.starts.tolist() == [0, 3, 4, 6, 7, 8] and both.ids.shape == (8, 2)
+
+
+def test_spread_keeps_the_first_and_last_window():
+    assert spread(3, 8) == [0, 1, 2]
+    assert spread(10, 4) == [0, 3, 6, 9]
 
 
 @pytest.mark.parametrize("content, text, match", [

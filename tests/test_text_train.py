@@ -236,3 +236,48 @@ def test_an_interrupted_text_run_resumes_to_the_same_result(tiny_text_cfg):
     assert "resuming stage 2 at epoch 2" in (resumed.dir / "log.txt").read_text()
     for split in ("val", "test"):
         assert resumed.metrics[split]["loss"] == pytest.approx(clean.metrics[split]["loss"], abs=1e-5)
+
+
+@pytest.mark.parametrize("train", [["head"], ["head", {"last_layers": 1}]])
+def test_a_windowed_text_is_the_mean_of_its_windows_with_and_without_the_cache(tiny_encoder, train):
+    model = _model(tiny_encoder).eval()
+    set_trainable(model, select(model, train))
+    plain = _tokens()
+    tok = Tokens(plain.ids, plain.lengths, None, torch.tensor([0, 2, 3]))  # text 0: rows 0-1; text 1: row 2
+    b = find_text_boundary(model)
+    with torch.no_grad():
+        rows = model.backbone(plain)
+        torch.testing.assert_close(model.backbone(tok), torch.stack([rows[:2].mean(0), rows[2]]))
+        full = model(tok)
+        h = run_prefix(model, b, tok)
+        if h.ndim == 3:
+            assert h.shape[0] == 3  # one cached row a window
+            h = h * tok.mask.unsqueeze(-1)
+        h_sub, sub = CachedStates(h, tok)[torch.tensor([1, 0])]
+        torch.testing.assert_close(run_tail(model, b, h_sub, sub), full[[1, 0]], rtol=1e-5, atol=1e-6)
+
+
+def test_long_texts_train_and_predict_as_windows(tiny_text_cfg, tmp_path):
+    long = " ".join(["good", "film"] * 20)
+    rows = text_rows(12) + [(long, "pos"), (long.replace("good", "bad"), "neg")] * 3
+    cfg = json.loads(json.dumps(tiny_text_cfg))
+    cfg["data"]["train"] = str(write_text_csv(tmp_path / "long.csv", rows))
+    cfg["data"]["text"]["max_windows"] = 3
+    run = tunelab.fit(cfg)
+    log = (run.dir / "log.txt").read_text()
+    assert "read as 3-3 windows of 16 tokens" in log and "cache: the hidden states entering layer 2" in log
+    assert run.metrics["test"]["accuracy"] >= 0.0 and len(run.history) == 4
+
+
+def test_a_contrastive_stage_shapes_the_features_for_the_head_stage(tiny_text_cfg):
+    cfg = json.loads(json.dumps(tiny_text_cfg))
+    cfg["stages"] = [{"name": "pairs", "objective": "contrastive", "train": ["all"], "epochs": 2, "lr": 1e-3},
+                     {"name": "head", "train": "head", "epochs": 2, "lr": 1e-2}]
+    run = tunelab.fit(cfg)
+    log = (run.dir / "log.txt").read_text()
+    assert "cache: pooled features" in log  # the head stage still trains on cached features
+    assert [r["stage"] for r in run.history] == [0, 0, 1, 1]
+    assert all(0.0 <= r["train_accuracy"] <= 1.0 for r in run.history)
+    cfg["stages"][0]["early_stopping"] = {"patience": 2}
+    with pytest.raises(ConfigError, match="a contrastive stage has no validation accuracy"):
+        build_config(cfg)

@@ -12,7 +12,7 @@ import torch
 import tunelab
 from tunelab import checkpoint as ckpt
 from tunelab.errors import ConfigError, ModelError
-from tunelab.train import make_optimizer
+from tunelab.train import contrastive_partners, make_optimizer
 
 
 def test_fit_writes_a_complete_run_folder(tiny_cfg):
@@ -189,3 +189,13 @@ def test_balanced_class_weights_make_every_class_count_the_same():
     assert class_weights("none", labels, 3, torch.device("cpu")) is None
     assert class_weights("auto", torch.tensor([0] * 10 + [1] * 14), 2, torch.device("cpu")) is None  # 1.4x: balanced enough
     assert class_weights("auto", labels, 3, torch.device("cpu")) is not None
+
+
+def test_contrastive_partners_are_other_examples_half_of_the_same_class():
+    labels = torch.tensor([0] * 30 + [1] * 50 + [2] * 20 + [3])  # class 3 has one example: no positive partner
+    epochs = contrastive_partners(labels, 4, seed=7)
+    assert len(epochs) == 4 and all(torch.equal(a, b) for a, b in zip(epochs, contrastive_partners(labels, 4, seed=7)))
+    for partner in epochs:
+        assert (partner != torch.arange(len(labels))).all() and partner.min() >= 0 and partner.max() < len(labels)
+        same = labels[partner] == labels
+        assert 0.35 < same.float().mean() < 0.65 and not same[-1]

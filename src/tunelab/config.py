@@ -36,7 +36,10 @@ class TextDataConfig(_Section):
     pair_column: str | None = Field(None, description="a second text column for pair tasks, encoded as one "
                                     "sequence [CLS] text [SEP] pair [SEP]")
     label_column: str = Field("label", description="CSV column / JSON key holding the class name")
-    max_length: int = Field(128, ge=4, le=8192, description="tokens per example; longer ones are truncated (counted)")
+    max_length: int = Field(128, ge=4, le=8192, description="tokens per window; see max_windows")
+    max_windows: int = Field(8, ge=1, le=256, description="a text longer than max_length is read as up to this many "
+                             "half-overlapping windows spread over it, their features averaged; 1: truncate "
+                             "(text pairs are always truncated)")
     on_empty: Literal["error", "skip"] = Field("error", description="what to do with an empty text")
     tokenizer: str | None = Field(None, description="default: model.backbone's tokenizer")
     token_cache: str | None = Field("~/.cache/tunelab/tokens", description="folder for tokenized data, keyed by "
@@ -156,6 +159,10 @@ class StageConfig(_Section):
     """One training stage: what is trainable, for how long, with which optimizer and schedule."""
 
     name: str | None = None
+    objective: Literal["classify", "contrastive"] = Field(
+        "classify", description="classify: cross-entropy on the labels; contrastive: pull the pooled features of two "
+        "examples of a class together and push other classes' apart (cosine similarity, as SetFit), to shape the "
+        "features before a head stage; train accuracy is then the share of pairs told apart")
     train: Selectors = Field(default_factory=lambda: ["head"], description="what is trainable in this stage")
     epochs: int = Field(5, ge=0)
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
@@ -176,6 +183,9 @@ class StageConfig(_Section):
     def _lr_xor_scale(self) -> "StageConfig":
         if self.lr is not None and self.lr_scale is not None:
             raise ValueError("give either lr or lr_scale, not both")
+        if self.objective == "contrastive" and self.early_stopping is not None:
+            raise ValueError("a contrastive stage has no validation accuracy of its own to stop on; drop its "
+                             "early_stopping (the head stage after it can have one)")
         return self
 
 

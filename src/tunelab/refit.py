@@ -49,14 +49,7 @@ def concat_sets(a: Any, b: Any) -> Any:
                        items=a.items + b.items)
     from tunelab.text.data import Tokens
 
-    ta, tb = a.tokens, b.tokens
-    width = max(ta.ids.shape[1], tb.ids.shape[1])
-
-    def pad(t: torch.Tensor | None) -> torch.Tensor | None:
-        return None if t is None else torch.nn.functional.pad(t, (0, width - t.shape[1]))
-
-    type_ids = None if ta.type_ids is None else torch.cat([pad(ta.type_ids), pad(tb.type_ids)])  # type: ignore[list-item]
-    tokens = Tokens(torch.cat([pad(ta.ids), pad(tb.ids)]), torch.cat([ta.lengths, tb.lengths]), type_ids)  # type: ignore[list-item]
+    tokens = Tokens.concat(a.tokens, b.tokens)
     pairs = None if a.pairs is None else a.pairs + b.pairs
     return replace(a, tokens=tokens, labels=torch.cat([a.labels, b.labels]), texts=a.texts + b.texts, pairs=pairs,
                    items=a.items + b.items)

@@ -264,6 +264,7 @@ class Trainer:
         self.store = FeatureStore(Path(cfg.cache.folder) if cfg.cache.folder else run_dir / "cache",
                                   0.0 if dist.enabled else cfg.cache.max_memory_gb)
         self.plan: StagePlan | None = None
+        self.partners: list[torch.Tensor] | None = None  # a contrastive stage's partner of each example, per epoch
         self.net: nn.Module = model  # what a training step calls: the model, or the cached tail, maybe in DDP
         self.next_keys: set[str] = set()  # cache entries the next stage got from this stage's pass
         from torch.utils.tensorboard import SummaryWriter
@@ -295,9 +296,14 @@ class Trainer:
         log.info(audit)
         self.record_stage(si, layers=table, audit=audit)
         t0 = time.perf_counter()
-        self.plan = self.build_plan(si)
+        contrastive = stage.objective == "contrastive"
+        self.plan = None if contrastive else self.build_plan(si)
+        self.partners = contrastive_partners(self.splits.train.labels, stage.epochs, self.cfg.run.seed * 7919 + si) \
+            if contrastive else None
         self.plan_seconds = time.perf_counter() - t0  # reported with the stage's first epoch
         step: nn.Module = _Step(self.model, self.forward_cached) if self.plan is not None else self.model
+        if contrastive:
+            step = _Step(self.model, self.embed)
         # gradients are averaged over ranks; buffers (BN statistics) follow rank 0 when BN trains
         self.net = self.dist.wrap(step, sync_buffers=stage.train_bn)
         return opt, sched, make_stopper(stage)
@@ -519,18 +525,7 @@ class Trainer:
             share = len(idx) * dist.world / len(batch)
             y = data.labels[idx].to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                if self.plan is not None:  # the frozen prefix ran once, before the stage
-                    logits = self.net(self.plan.train[epoch % len(self.plan.train)][idx]).float()
-                    data_loss = F.cross_entropy(logits, y, weight=self.class_weights,
-                                                label_smoothing=self.cfg.regularization.label_smoothing)
-                elif self.mixer is not None:
-                    x, soft = self.mixer(self._images(idx), y)
-                    logits = self.net(_to_memory_format(x)).float()
-                    data_loss = soft_cross_entropy(logits, soft)
-                else:
-                    logits = self.net(_to_memory_format(self._images(idx))).float()
-                    data_loss = F.cross_entropy(logits, y, weight=self.class_weights,
-                                                label_smoothing=self.cfg.regularization.label_smoothing)
+                data_loss, hits = self.step_loss(epoch, idx, y)
             penalties = [p(self.model, self.ctx) for p in self.penalties]
             loss = data_loss * share + sum(penalties) if penalties else data_loss * share
             opt.zero_grad(set_to_none=True)
@@ -542,7 +537,7 @@ class Trainer:
             for p, v in zip(self.penalties, penalties):
                 pen_sums[p.name] += float(v.detach()) * n
             total_loss += data_loss.item() * n
-            correct += int((logits.argmax(1) == y).sum())
+            correct += hits
             seen += n
             bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
         secs = time.perf_counter() - t0
@@ -552,6 +547,31 @@ class Trainer:
         row.update({f"penalty_{name}": v / seen for name, v in zip(pen_sums, pens)})
         row["lr_steps"] = lrs[:: max(1, len(lrs) // 50)]  # for the learning-rate plot
         return row
+
+    def step_loss(self, epoch: int, idx: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """The data loss of one batch and how many of its examples (pairs) came out right."""
+        if self.partners is not None:  # contrastive: each example against its partner of this epoch
+            partner = self.partners[epoch][idx]
+            emb = self.net(_to_memory_format(self._images(torch.cat([idx, partner])))).float()
+            cos = F.cosine_similarity(emb[: len(idx)], emb[len(idx):])
+            same = (y == self.splits.train.labels[partner].to(self.device)).float()
+            return F.mse_loss(cos, same), int(((cos > 0.5).float() == same).sum())
+        smoothing = self.cfg.regularization.label_smoothing
+        if self.plan is not None:  # the frozen prefix ran once, before the stage
+            logits = self.net(self.plan.train[epoch % len(self.plan.train)][idx]).float()
+            loss = F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=smoothing)
+        elif self.mixer is not None:
+            x, soft = self.mixer(self._images(idx), y)
+            logits = self.net(_to_memory_format(x)).float()
+            loss = soft_cross_entropy(logits, soft)
+        else:
+            logits = self.net(_to_memory_format(self._images(idx))).float()
+            loss = F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=smoothing)
+        return loss, int((logits.argmax(1) == y).sum())
+
+    def embed(self, x: Any) -> torch.Tensor:
+        """Pooled features (what the head's first layer sees): the contrastive stage's output."""
+        return self.model.head.pool(self.model.forward_features(x))
 
     def _images(self, idx: torch.Tensor) -> torch.Tensor:
         x = self.splits.train.inputs[idx]
@@ -661,6 +681,32 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     if "val_loss" in row:
         s += f" | val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}"
     return s + f" | {row['seconds']:.1f} s, {row['img_per_s']:.0f} img/s, lr {row['lr']:.2e}"
+
+
+def contrastive_partners(labels: torch.Tensor, epochs: int, seed: int) -> list[torch.Tensor]:
+    """For each epoch, a partner of every example: with even odds another example of its class (when
+    it has one) or an example of another class, so that about half of the pairs are positive, as in
+    SetFit's sampling. A function of the labels and the seed only, so that every
+    rank and a resumed run draw the same pairs."""
+    g = torch.Generator().manual_seed(seed)
+    labels = labels.cpu()
+    n = len(labels)
+    order = torch.argsort(labels, stable=True)  # examples grouped by class
+    counts = torch.bincount(labels)
+    first = (torch.cumsum(counts, 0) - counts)[labels]  # where each example's class begins in `order`
+    size = counts[labels]
+    rank = torch.empty(n, dtype=torch.int64)
+    rank[order] = torch.arange(n)
+    rank -= first  # each example's place within its class
+    out = []
+    for _ in range(epochs):
+        r = (torch.rand(n, generator=g) * (size - 1).clamp_min(1)).long()
+        same = order[(first + r + (r >= rank).long()).clamp_max(n - 1)]  # another example of the class
+        r = (torch.rand(n, generator=g) * (n - size).clamp_min(1)).long()
+        other = order[torch.where(r < first, r, r + size).clamp_max(n - 1)]  # any example outside the class
+        positive = (torch.rand(n, generator=g) < 0.5) & (size > 1)
+        out.append(torch.where(positive, same, other))
+    return out
 
 
 def class_weights(mode: str, labels: torch.Tensor, num_classes: int, device: torch.device) -> torch.Tensor | None:

@@ -192,7 +192,8 @@ class TextBackbone(nn.Module):
         return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
 
     def forward(self, tokens: Any) -> torch.Tensor:
-        return self.pool(self._call(tokens), tokens.mask)
+        feats = self.pool(self._call(tokens), tokens.mask)
+        return tokens.pool_windows(feats) if getattr(tokens, "starts", None) is not None else feats
 
     # --- the split forward, for the freeze-boundary cache ---------------------------------------
 

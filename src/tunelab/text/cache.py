@@ -83,7 +83,7 @@ class CachedStates:
     """Cached prefix outputs of a whole set with its tokens. Selecting rows gives the pair the tail
     needs, ``(h, tokens)``, with hidden states cut to the batch's longest text."""
 
-    h: torch.Tensor  # [N, H] or [N, L, H]
+    h: torch.Tensor  # pooled [N, H] (one row a text), or hidden states [rows, L, H] (one row a window)
     tokens: Tokens
 
     def __len__(self) -> int:
@@ -91,22 +91,22 @@ class CachedStates:
 
     def __getitem__(self, idx: slice | torch.Tensor) -> tuple[torch.Tensor, Tokens]:
         tokens = self.tokens[idx]
-        h = self.h[idx]
-        if h.ndim == 3:
-            h = h[:, : tokens.ids.shape[1]]
-        return h, tokens
+        if self.h.ndim == 2:
+            return self.h[idx], tokens
+        return self.h[self.tokens.rows(idx)][:, : tokens.ids.shape[1]], tokens
 
 
 def fill_prefix(model: nn.Module, boundary: TextBoundary, tokens: Tokens, out: torch.Tensor, batch_size: int,
                 device: torch.device) -> None:
-    """Write the prefix outputs of ``tokens`` into ``out`` ([N, ...]), batches of similar length
-    together (less padding to compute); positions past a text's end are zero."""
-    order = torch.argsort(tokens.lengths)
+    """Write the prefix outputs of ``tokens`` into ``out`` ([N, H] pooled, or [rows, L, H]), texts
+    of similar length together (less padding to compute); positions past a text's end are zero."""
+    order = tokens.eval_order()
     for i in range(0, len(order), batch_size):
         idx = order[i: i + batch_size]
         h = run_prefix(model, boundary, tokens[idx].to(device)).to(out.dtype).cpu()
         if h.ndim == 3:
-            out[idx, : h.shape[1]] = h
-            out[idx, h.shape[1]:] = 0
+            rows = tokens.rows(idx)
+            out[rows, : h.shape[1]] = h
+            out[rows, h.shape[1]:] = 0
         else:
             out[idx] = h

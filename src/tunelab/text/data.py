@@ -34,38 +34,98 @@ log = logging.getLogger("tunelab")
 
 @dataclass
 class Tokens:
-    """Token ids of several texts, right-padded to the longest. Selecting rows (a slice or an index
-    tensor) pads only to the longest selected text: dynamic padding per batch."""
+    """Token ids of several texts, right-padded to the longest. Selecting texts (a slice or an index
+    tensor) pads only to the longest selected one: dynamic padding per batch.
 
-    ids: torch.Tensor  # int64 [N, L]
-    lengths: torch.Tensor  # int64 [N], tokens per text including special tokens
-    type_ids: torch.Tensor | None = None  # int64 [N, L] segment ids of text pairs
+    A text longer than ``max_length`` may be read as several overlapping windows (``starts``: the
+    first row of each text's windows, [N + 1]; None: one row per text). Rows are windows, the length
+    and the selections are texts, and the backbone averages a text's window features."""
+
+    ids: torch.Tensor  # int64 [rows, L]
+    lengths: torch.Tensor  # int64 [rows], tokens per row including special tokens
+    type_ids: torch.Tensor | None = None  # int64 [rows, L] segment ids of text pairs
+    starts: torch.Tensor | None = None  # int64 [N + 1]: text i is rows starts[i]:starts[i + 1]
 
     def __len__(self) -> int:
-        return len(self.lengths)
+        return len(self.lengths) if self.starts is None else len(self.starts) - 1
+
+    def rows(self, idx: slice | torch.Tensor) -> slice | torch.Tensor:
+        """The rows (windows) of the texts ``idx``, in that order."""
+        if self.starts is None:
+            return idx
+        doc = torch.arange(len(self))[idx] if isinstance(idx, slice) else torch.as_tensor(idx).flatten()
+        counts = self.starts[doc + 1] - self.starts[doc]
+        first = torch.repeat_interleave(self.starts[doc], counts)
+        offset = torch.arange(int(counts.sum())) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+        return first + offset
 
     def __getitem__(self, idx: slice | torch.Tensor) -> "Tokens":
-        lengths = self.lengths[idx]
+        rows = self.rows(idx)
+        lengths = self.lengths[rows]
         width = int(lengths.max()) if len(lengths) else 0
-        return Tokens(self.ids[idx][:, :width], lengths,
-                      None if self.type_ids is None else self.type_ids[idx][:, :width])
+        starts = None
+        if self.starts is not None:
+            doc = torch.arange(len(self))[idx] if isinstance(idx, slice) else torch.as_tensor(idx).flatten()
+            counts = self.starts[doc + 1] - self.starts[doc]
+            starts = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(counts, 0)])
+        return Tokens(self.ids[rows][:, :width], lengths,
+                      None if self.type_ids is None else self.type_ids[rows][:, :width], starts)
 
     @property
     def mask(self) -> torch.Tensor:
-        """Attention mask [N, L]: 1 on tokens, 0 on padding."""
+        """Attention mask [rows, L]: 1 on tokens, 0 on padding."""
         pos = torch.arange(self.ids.shape[1], device=self.ids.device)
         return (pos[None, :] < self.lengths[:, None].to(self.ids.device)).long()
 
+    @property
+    def text_lengths(self) -> torch.Tensor:
+        """Tokens per text [N], all its windows together: the cost of a text."""
+        if self.starts is None:
+            return self.lengths
+        owner = torch.repeat_interleave(torch.arange(len(self)), self.starts[1:] - self.starts[:-1])
+        return torch.zeros(len(self), dtype=torch.int64).index_add_(0, owner, self.lengths.cpu())
+
+    def pool_windows(self, feats: torch.Tensor) -> torch.Tensor:
+        """Row features [rows, H] -> text features [N, H], the mean over each text's windows."""
+        if self.starts is None:
+            return feats
+        counts = (self.starts[1:] - self.starts[:-1]).to(feats.device)
+        owner = torch.repeat_interleave(torch.arange(len(counts), device=feats.device), counts)
+        total = torch.zeros(len(counts), feats.shape[1], dtype=feats.dtype, device=feats.device).index_add(0, owner, feats)
+        return total / counts.clamp_min(1).unsqueeze(1).to(feats.dtype)
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Tokens":
         return Tokens(self.ids.to(device, non_blocking=non_blocking), self.lengths.to(device, non_blocking=non_blocking),
-                      None if self.type_ids is None else self.type_ids.to(device, non_blocking=non_blocking))
+                      None if self.type_ids is None else self.type_ids.to(device, non_blocking=non_blocking),
+                      self.starts)  # offsets stay on the CPU: they index, they are not computed on
 
     def eval_order(self) -> torch.Tensor:
         """Shortest texts first: inference batches of similar lengths pad little."""
-        return torch.argsort(self.lengths, stable=True)
+        return torch.argsort(self.text_lengths, stable=True)
+
+    def row_starts(self) -> torch.Tensor:
+        """``starts``, or one row per text when there are no windows."""
+        return self.starts if self.starts is not None else torch.arange(len(self.lengths) + 1)
+
+    @staticmethod
+    def concat(a: "Tokens", b: "Tokens") -> "Tokens":
+        """The texts of ``a`` then those of ``b``, padded to the wider."""
+        width = max(a.ids.shape[1], b.ids.shape[1])
+
+        def cat(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            pad = torch.nn.functional.pad
+            return torch.cat([pad(x, (0, width - x.shape[1])), pad(y, (0, width - y.shape[1]))])
+
+        type_ids = None if a.type_ids is None or b.type_ids is None else cat(a.type_ids, b.type_ids)
+        starts = None
+        if a.starts is not None or b.starts is not None:
+            sa, sb = a.row_starts(), b.row_starts()
+            starts = torch.cat([sa, sb[1:] + sa[-1]])
+        return Tokens(cat(a.ids, b.ids), torch.cat([a.lengths, b.lengths]), type_ids, starts)
 
     def tensors(self) -> list[torch.Tensor]:
-        return [self.ids, self.lengths] + ([self.type_ids] if self.type_ids is not None else [])
+        return [self.ids, self.lengths] + ([self.type_ids] if self.type_ids is not None else []) \
+            + ([self.starts] if self.starts is not None else [])
 
 
 @dataclass
@@ -115,29 +175,47 @@ def _texts_digest(texts: list[str], pairs: list[str] | None) -> str:
 
 
 def tokenize(tokenizer: Any, texts: list[str], pairs: list[str] | None, max_length: int,
-             cache_dir: str | Path | None = None) -> tuple[Tokens, torch.Tensor]:
-    """(Tokens truncated to ``max_length``, untruncated length of every text), read from the disk
-    cache when the same tokenizer, max_length and texts were tokenized before."""
+             cache_dir: str | Path | None = None, max_windows: int = 1) -> tuple[Tokens, torch.Tensor]:
+    """(Tokens, untruncated length of every text), read from the disk cache when the same tokenizer,
+    max_length, windows and texts were tokenized before. A single text longer than ``max_length``
+    becomes up to ``max_windows`` windows (half-overlapping, spread over the whole text); text pairs
+    and ``max_windows=1`` are truncated to ``max_length``."""
+    windows = max_windows if pairs is None else 1
     path = None
     if cache_dir is not None:
-        key = hashlib.sha256(f"{_tokenizer_digest(tokenizer)}|{max_length}|{_texts_digest(texts, pairs)}".encode())
+        spec = f"{_tokenizer_digest(tokenizer)}|{max_length}|{_texts_digest(texts, pairs)}"
+        key = hashlib.sha256((spec + (f"|windows{windows}" if windows > 1 else "")).encode())
         path = Path(cache_dir).expanduser() / f"{key.hexdigest()[:24]}.pt"
         if path.is_file():
             try:
                 d = torch.load(path, weights_only=True)
-                return Tokens(d["ids"], d["lengths"], d.get("type_ids")), d["full_lengths"]
+                return Tokens(d["ids"], d["lengths"], d.get("type_ids"), d.get("starts")), d["full_lengths"]
             except Exception:  # a torn or foreign file: tokenize again and overwrite it
                 log.warning("token cache %s is unreadable; tokenizing again", path)
-    tokens, full = _tokenize(tokenizer, texts, pairs, max_length)
+    tokens, full = _tokenize(tokenizer, texts, pairs, max_length) if windows == 1 else \
+        _tokenize_windows(tokenizer, texts, max_length, windows)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{id(tokens)}")
         d = {"ids": tokens.ids, "lengths": tokens.lengths, "full_lengths": full}
-        if tokens.type_ids is not None:
-            d["type_ids"] = tokens.type_ids
+        for k in ("type_ids", "starts"):
+            if getattr(tokens, k) is not None:
+                d[k] = getattr(tokens, k)
         torch.save(d, tmp)
         tmp.replace(path)  # atomic: a reader never sees half a file
     return tokens, full
+
+
+def _padded(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.int64)
+    ids = torch.full((len(seqs), int(lengths.max()) if len(seqs) else 0), pad, dtype=torch.int64)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.int64)
+    return ids, lengths
+
+
+def _pad_id(tokenizer: Any) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
 def _tokenize(tokenizer: Any, texts: list[str], pairs: list[str] | None, max_length: int) -> tuple[Tokens, torch.Tensor]:
@@ -146,25 +224,56 @@ def _tokenize(tokenizer: Any, texts: list[str], pairs: list[str] | None, max_len
                      verbose=False)["input_ids"]
     enc = tokenizer(*args, truncation=True, max_length=max_length, return_attention_mask=False,
                     return_token_type_ids=pairs is not None)
-    seqs = enc["input_ids"]
-    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.int64)
-    width = int(lengths.max()) if len(seqs) else 0
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    ids = torch.full((len(seqs), width), pad, dtype=torch.int64)
-    type_ids = torch.zeros((len(seqs), width), dtype=torch.int64) if pairs is not None else None
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.int64)
-        if type_ids is not None:
-            type_ids[i, : len(s)] = torch.tensor(enc["token_type_ids"][i], dtype=torch.int64)
+    ids, lengths = _padded(enc["input_ids"], _pad_id(tokenizer))
+    type_ids = None
+    if pairs is not None:
+        type_ids, _ = _padded(enc["token_type_ids"], 0)
     return Tokens(ids, lengths, type_ids), torch.tensor([len(s) for s in full], dtype=torch.int64)
 
 
-def length_summary(name: str, full: torch.Tensor, max_length: int) -> str:
-    """'train: 1000 texts, tokens median 31, 95th percentile 61, max 138; 3 (0.3%) truncated to 128'."""
+def spread(count: int, keep: int) -> list[int]:
+    """``keep`` of ``count`` windows, evenly spread from the first to the last (all when count <= keep):
+    every part of a long text has its say, and the cost stays bounded."""
+    if count <= keep:
+        return list(range(count))
+    return sorted({int(round(i)) for i in np.linspace(0, count - 1, keep)})
+
+
+def _tokenize_windows(tokenizer: Any, texts: list[str], max_length: int, max_windows: int) -> tuple[Tokens, torch.Tensor]:
+    """The tokenizer's own overflowing windows (half of a window overlaps the next), at most
+    ``max_windows`` a text."""
+    special = tokenizer.num_special_tokens_to_add(pair=False)
+    enc = tokenizer(texts, truncation=True, max_length=max_length, stride=(max_length - special) // 2,
+                    return_overflowing_tokens=True, return_attention_mask=False, return_token_type_ids=False)
+    owner = enc["overflow_to_sample_mapping"]
+    by_text: list[list[list[int]]] = [[] for _ in texts]
+    for ids, i in zip(enc["input_ids"], owner):
+        by_text[i].append(ids)
+    seqs: list[list[int]] = []
+    starts = [0]
+    for windows in by_text:
+        seqs += [windows[k] for k in spread(len(windows), max_windows)]
+        starts.append(len(seqs))
+    ids_t, lengths = _padded(seqs, _pad_id(tokenizer))
+    full = tokenizer(texts, truncation=False, return_attention_mask=False, return_token_type_ids=False,
+                     verbose=False)["input_ids"]
+    # no text needed a second window: exactly what truncation gives, without the window bookkeeping
+    offsets = None if len(seqs) == len(texts) else torch.tensor(starts, dtype=torch.int64)
+    return Tokens(ids_t, lengths, None, offsets), torch.tensor([len(f) for f in full], dtype=torch.int64)
+
+
+def length_summary(name: str, full: torch.Tensor, max_length: int, tokens: Tokens | None = None) -> str:
+    """'train: 1000 texts, tokens median 31, 95th percentile 61, max 138; 3 (0.3%) truncated to 128'
+    (or '... 3 (0.3%) longer than 128, read as 2-8 windows')."""
     f = full.double()
-    trunc = int((full > max_length).sum())
-    return (f"{name}: {len(full)} texts, tokens median {f.median():.0f}, 95th percentile {f.quantile(0.95):.0f}, "
-            f"max {int(full.max())}; {trunc} ({100 * trunc / max(1, len(full)):.1f}%) truncated to {max_length}")
+    long = int((full > max_length).sum())
+    head = (f"{name}: {len(full)} texts, tokens median {f.median():.0f}, 95th percentile {f.quantile(0.95):.0f}, "
+            f"max {int(full.max())}; {long} ({100 * long / max(1, len(full)):.1f}%) ")
+    if tokens is None or tokens.starts is None or not long:
+        return head + f"truncated to {max_length}"
+    counts = tokens.starts[1:] - tokens.starts[:-1]
+    many = counts[counts > 1]
+    return head + f"longer than {max_length}, read as {int(many.min())}-{int(many.max())} windows of {max_length} tokens"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,8 +284,8 @@ def _make_set(src: TextSource, idx: np.ndarray, labels: np.ndarray, tokenizer: A
               name: str) -> TextSet:
     texts = [src.texts[i] for i in idx]
     pairs = [src.pairs[i] for i in idx] if src.pairs is not None else None
-    tokens, full = tokenize(tokenizer, texts, pairs, cfg.max_length, cfg.token_cache)
-    log.info("%s", length_summary(name, full, cfg.max_length))
+    tokens, full = tokenize(tokenizer, texts, pairs, cfg.max_length, cfg.token_cache, cfg.max_windows)
+    log.info("%s", length_summary(name, full, cfg.max_length, tokens))
     return TextSet(tokens, torch.from_numpy(labels[idx]), texts, pairs, [src.items[i] for i in idx])
 
 

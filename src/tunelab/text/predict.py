@@ -50,5 +50,6 @@ def text_inputs(cfg: Config, files: list[str], texts: list[str]) -> tuple[list[s
         items += it
     if not all_texts:
         raise DataError("no text to classify: give --text TEXT or text files")
-    tokens, _ = tokenize(load_tokenizer(str(tcfg.tokenizer)), all_texts, pairs, tcfg.max_length)
+    tokens, _ = tokenize(load_tokenizer(str(tcfg.tokenizer)), all_texts, pairs, tcfg.max_length,
+                         max_windows=tcfg.max_windows)
     return items, all_texts, tokens

@@ -24,7 +24,7 @@ class TextTrainer(Trainer):
         full batches shuffled again: batches of similar lengths pad little (Hugging Face's
         group_by_length). Still a function of (seed, stage, epoch) only, so a resume repeats it."""
         order, bs = super().epoch_order(si, epoch), self.cfg.data.batch_size
-        lengths = self.splits.train.tokens.lengths
+        lengths = self.splits.train.tokens.text_lengths
         windows = [w[torch.argsort(lengths[w], stable=True)] for w in order.split(bs * self.BUCKET)]
         batches = list(torch.cat(windows).split(bs))
         full, rest = [b for b in batches if len(b) == bs], [b for b in batches if len(b) < bs]
@@ -59,7 +59,7 @@ class TextTrainer(Trainer):
         key = cache_key(model, boundary, tokens, dtype, self.cfg.run.seed)
         width = tokens.ids.shape[1]
         h = self.model.backbone.num_features
-        shape = (len(tokens), h) if boundary.pooled else (len(tokens), width, h)
+        shape = (len(tokens), h) if boundary.pooled else (len(tokens.lengths), width, h)  # rows: windows
         was = model.training
         model.eval()
         try:
