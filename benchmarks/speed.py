@@ -6,9 +6,10 @@ run on every batch. tunelab: the same backbone, data, recipe, epochs and seed th
 ``tunelab.fit`` (decode once, freeze-boundary cache shared by both stages, bf16 extraction where
 the CPU has it, channels_last, BN/dropout policy, fused AdamW, checkpoints every epoch).
 
-Fashion-MNIST, EfficientNet-Lite0 (offline weights), 64 px, the default two-stage recipe as
-``tunelab.config.default_stages`` defines it (head 8 epochs, then the top blocks 12 epochs). Each measurement runs in its own process (peak RSS is
-per process); the two contenders alternate.
+Fashion-MNIST, EfficientNet-Lite0 (offline weights), 64 px, the default recipe as
+``tunelab.config.default_stages`` defines it (LP-FT: the head 4 epochs at lr 3e-3, then all layers
+16 epochs at lr 3e-4, cosine, 1 warm-up epoch), the same stages, learning rates and schedule in both
+loops. Each measurement runs in its own process (peak RSS is per process); the two contenders alternate.
 
     .venv/bin/python benchmarks/speed.py                       # 1k full recipe; 10k and 60k 2+2 epochs
     .venv/bin/python benchmarks/speed.py --sizes 1000 --repeats 2
@@ -36,16 +37,16 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 
-def _default_recipe() -> tuple[tuple[int, int], int]:
-    """Epochs of the default recipe's two stages and how many top blocks its second stage trains."""
+def _default_recipe() -> list[dict]:
+    """The default recipe's stages: what trains, epochs, lr, warm-up epochs."""
     from tunelab.config import default_stages
 
-    head, tune = default_stages()
-    blocks = next(s["last_blocks"] for s in tune.train if isinstance(s, dict) and "last_blocks" in s)
-    return (head.epochs, tune.epochs), blocks
+    return [{"train": st.train, "epochs": st.epochs, "lr": st.lr, "warmup": st.warmup_epochs} for st in default_stages()]
 
 
-EPOCHS, LAST_BLOCKS = _default_recipe()
+STAGES = _default_recipe()
+EPOCHS = tuple(st["epochs"] for st in STAGES)
+RECIPE = "default-lpft"  # rows of earlier recipes stay in the jsonl; the table shows this one
 
 
 def _peak_rss_mb() -> float:
@@ -93,12 +94,13 @@ def baseline(size: int, epochs: tuple[int, int], seed: int) -> dict:
     model = timm.create_model("tf_efficientnet_lite0", num_classes=1000)
     model.load_state_dict(PACKAGED["tf_efficientnet_lite0"].load(model))
     model.reset_classifier(10)
-    blocks = [m for stage in model.blocks for m in stage]
-    phases = [("head", [model.classifier], 3e-3, epochs[0]),
-              ("last_blocks", [model.classifier, model.conv_head, model.bn2, *blocks[-LAST_BLOCKS:]], 3e-4, epochs[1])]
+    from transformers import get_cosine_schedule_with_warmup
+
+    phases = [(f"stage{i + 1}", [model.classifier] if st["train"] == ["head"] else [model], st["lr"], n, st["warmup"])
+              for i, (st, n) in enumerate(zip(STAGES, epochs))]
     out: dict = {"phases": {}}
     t_all = time.perf_counter()
-    for name, trainable, lr, n_epochs in phases:
+    for name, trainable, lr, n_epochs, warmup in phases:
         for p in model.parameters():
             p.requires_grad = False
         for m in trainable:
@@ -106,6 +108,8 @@ def baseline(size: int, epochs: tuple[int, int], seed: int) -> dict:
                 p.requires_grad = True
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
         loader = DataLoader(train, batch_size=32, shuffle=True, num_workers=0)
+        # cosine over the epochs run, with the recipe's warm-up: what tunelab's stage does
+        sched = get_cosine_schedule_with_warmup(opt, int(warmup * len(loader)), n_epochs * len(loader))
         times = []
         limit = BASELINE_SAMPLE_BATCHES if size >= 60000 else None
         for _ in range(n_epochs):
@@ -118,6 +122,7 @@ def baseline(size: int, epochs: tuple[int, int], seed: int) -> dict:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                sched.step()
             elapsed = time.perf_counter() - t0
             times.append(elapsed * len(loader) / limit if limit is not None else elapsed)
         out["phases"][name] = times
@@ -160,10 +165,9 @@ def tunelab_run(size: int, epochs: tuple[int, int], seed: int) -> dict:
         cache_mb = _cache_mb(run)
         # the stages' wall-clock: tables, audits, cache extraction, epochs and checkpoints
         stage_seconds = sum(v["seconds"] for v in json.loads((run.dir / "stages.json").read_text()).values())
-    phases: dict[str, list[float]] = {"head": [], "last_blocks": []}
+    phases: dict[str, list[float]] = {"stage1": [], "stage2": []}
     for row in run.history:
-        name = "head" if row["stage"] == 0 else "last_blocks"
-        phases[name].append(row["seconds"] + row.get("cache_seconds", 0.0))
+        phases[f"stage{row['stage'] + 1}"].append(row["seconds"] + row.get("cache_seconds", 0.0))
     return {"phases": phases, "train_seconds": stage_seconds, "fit_seconds": total,
             "test_accuracy": run.metrics["test"]["accuracy"], "cache_mb": cache_mb,
             "decoded_mb": (size + 10000) * 3 * 64 * 64 / 2**20}  # train + test images held as uint8
@@ -201,17 +205,17 @@ def one(kind: str, size: int, epochs: tuple[int, int], seed: int) -> None:
     else:
         r = (baseline if kind == "baseline" else tunelab_run)(size, epochs, seed)
     r.update({"kind": kind, "size": size, "epochs": list(epochs), "seed": seed, "peak_rss_mb": _peak_rss_mb(),
-              "last_blocks": LAST_BLOCKS})
+              "recipe": RECIPE})
     print("RESULT " + json.dumps(r), flush=True)
 
 
 def summarise(rows: list[dict]) -> str:
-    lines = [f"| images | contender | head epoch 1 s | head epoch 2+ s (img/s) | last-{LAST_BLOCKS}-blocks epoch 1 s | "
+    lines = ["| images | contender | head epoch 1 s | head epoch 2+ s (img/s) | all-layers epoch 1 s | "
              "epoch 2+ s (img/s) | whole recipe s | peak RSS MB | feature cache MB | decoded images MB | test acc |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     ratios = []
     blocks = [r for r in rows if r["kind"] == "blocks"]
-    rows = [r for r in rows if r["kind"] != "blocks" and r.get("last_blocks") == LAST_BLOCKS]  # this recipe only
+    rows = [r for r in rows if r["kind"] != "blocks" and r.get("recipe") == RECIPE]  # this recipe only
     for size in sorted({r["size"] for r in rows}):
         by = {}
         for kind in ("baseline", "tunelab"):
@@ -219,10 +223,10 @@ def summarise(rows: list[dict]) -> str:
             if not rs:
                 continue
             med = lambda f: statistics.median(f(r) for r in rs)  # noqa: E731
-            h1 = med(lambda r: r["phases"]["head"][0])
-            h2 = med(lambda r: statistics.mean(r["phases"]["head"][1:]))
-            b1 = med(lambda r: r["phases"]["last_blocks"][0])
-            b2 = med(lambda r: statistics.mean(r["phases"]["last_blocks"][1:]))
+            h1 = med(lambda r: r["phases"]["stage1"][0])
+            h2 = med(lambda r: statistics.mean(r["phases"]["stage1"][1:]))
+            b1 = med(lambda r: r["phases"]["stage2"][0])
+            b2 = med(lambda r: statistics.mean(r["phases"]["stage2"][1:]))
             full = list(rs[0]["epochs"]) == list(EPOCHS)
             whole = med(lambda r: r["train_seconds"]) if full else h1 + (EPOCHS[0] - 1) * h2 + b1 + (EPOCHS[1] - 1) * b2
             by[kind] = dict(h1=h1, h2=h2, b1=b1, b2=b2, whole=whole, full=full, acc=med(lambda r: r["test_accuracy"]),
@@ -238,7 +242,7 @@ def summarise(rows: list[dict]) -> str:
             ratios.append(f"| {size:,} | {b['h2'] / t['h2']:.0f}x | {b['whole'] / t['whole']:.1f}x | "
                           f"{b['b2'] / t['b2']:.1f}x | {t['acc'] - b['acc']:+.4f} |")
     if ratios:
-        lines += ["", f"| images | head epochs 2+ speed-up | whole recipe speed-up | last-{LAST_BLOCKS}-blocks epoch speed-up | "
+        lines += ["", "| images | head epochs 2+ speed-up | whole recipe speed-up | all-layers epoch speed-up | "
                   "accuracy tunelab - baseline |", "|---|---|---|---|---|"] + ratios
     if blocks:
         lines += ["", "tunelab, a stage training the last 2 blocks (cached prefix) against a full fine-tune stage, "

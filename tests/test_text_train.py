@@ -281,3 +281,22 @@ def test_a_contrastive_stage_shapes_the_features_for_the_head_stage(tiny_text_cf
     cfg["stages"][0]["early_stopping"] = {"patience": 2}
     with pytest.raises(ConfigError, match="a contrastive stage has no validation accuracy"):
         build_config(cfg)
+
+
+def test_a_probe_stage_sets_the_head_to_the_logistic_regression_of_the_frozen_features(tiny_text_cfg):
+    from tunelab.baselines import linear_probe, pooled_features
+    from tunelab.data import load_data
+
+    cfg = json.loads(json.dumps(tiny_text_cfg))
+    cfg["stages"] = [{"name": "probe", "objective": "probe", "train": "head"}]
+    run = tunelab.fit(cfg)
+    assert len(run.history) == 1 and run.history[0]["lr"] == 0.0 and "val_accuracy" in run.history[0]
+    splits = load_data(build_config(cfg).data)  # the run's own split (seeded); the encoder stayed frozen
+    x = pooled_features(run.model, splits.train.inputs, 64, torch.device("cpu"))
+    weight, _ = linear_probe(x, splits.train.labels.numpy(), 2, seed=0)
+    torch.testing.assert_close(run.model.head.fc.weight, torch.from_numpy(weight), rtol=1e-4, atol=1e-5)
+    for bad, match in [({"epochs": 3}, "fitted in one go: epochs is 1"),
+                       ({"train": ["head", {"last_layers": 1}]}, "trains the head only")]:
+        cfg["stages"] = [{"name": "probe", "objective": "probe", "train": "head", **bad}]
+        with pytest.raises(ConfigError, match=match):
+            tunelab.fit(cfg)

@@ -69,6 +69,29 @@ def fit_predict(kind: Kind, x: Any, y: np.ndarray, evals: dict[str, Any], seed: 
     """Fit the features (TF-IDF for text, standardisation otherwise) and a balanced logistic
     regression on ``x``, with C chosen by stratified cross-validation when every class has at least
     two examples (plain C = 1 otherwise); the predicted classes of each eval input."""
+    features, model = _fit(kind, x, y, seed)
+    return {name: model.predict(features.transform(e)) for name, e in evals.items()}
+
+
+def linear_probe(x: np.ndarray, y: np.ndarray, num_classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The linear probe as one linear layer on the raw features ``x``: (weight [K, D], bias [K]).
+    Standardisation, PCA and the logistic regression are all affine, so they fold into one map
+    whose softmax gives the regression's class probabilities."""
+    features, model = _fit("features", x, y, seed)
+    scaler, pca = features.steps[0][1], features.steps[1][1]
+    coef, icpt = model.coef_, model.intercept_
+    if coef.shape[0] == 1:  # binary: one decision value d; softmax of [-d/2, d/2] is the sigmoid of d
+        coef, icpt = np.vstack([-coef / 2, coef / 2]), np.array([-icpt[0] / 2, icpt[0] / 2])
+    a = coef @ pca.components_  # [K', D]: the regression in the standardised space
+    w = a / scaler.scale_
+    b = icpt - a @ (scaler.mean_ / scaler.scale_) - a @ pca.mean_
+    weight = np.zeros((num_classes, x.shape[1]))
+    bias = np.full(num_classes, -1e4)  # a class absent from the training split is never predicted
+    weight[model.classes_], bias[model.classes_] = w, b
+    return weight.astype(np.float32), bias.astype(np.float32)
+
+
+def _fit(kind: Kind, x: Any, y: np.ndarray, seed: int) -> tuple[Any, Any]:
     import warnings
 
     from sklearn.decomposition import PCA
@@ -93,7 +116,7 @@ def fit_predict(kind: Kind, x: Any, y: np.ndarray, evals: dict[str, Any], seed: 
                                      class_weight="balanced", max_iter=300, scoring="accuracy") if folds >= 2 \
             else LogisticRegression(C=1.0, class_weight="balanced", max_iter=300)
         model.fit(features.fit_transform(x), y)
-        return {name: model.predict(features.transform(e)) for name, e in evals.items()}
+    return features, model
 
 
 def score_baselines(train_x: Any, train_y: np.ndarray, evals: dict[str, tuple[Any, np.ndarray]], *, kind: Kind,

@@ -159,10 +159,12 @@ class StageConfig(_Section):
     """One training stage: what is trainable, for how long, with which optimizer and schedule."""
 
     name: str | None = None
-    objective: Literal["classify", "contrastive"] = Field(
+    objective: Literal["classify", "contrastive", "probe"] = Field(
         "classify", description="classify: cross-entropy on the labels; contrastive: pull the pooled features of two "
         "examples of a class together and push other classes' apart (cosine similarity, as SetFit), to shape the "
-        "features before a head stage; train accuracy is then the share of pairs told apart")
+        "features before a head stage; train accuracy is then the share of pairs told apart; probe: the head's "
+        "linear layer fitted in one go as scikit-learn's balanced logistic regression (C by cross-validation) on the "
+        "frozen backbone's pooled features (train: head, a head without hidden layers; one epoch, no optimizer)")
     train: Selectors = Field(default_factory=lambda: ["head"], description="what is trainable in this stage")
     epochs: int = Field(5, ge=0)
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
@@ -183,6 +185,12 @@ class StageConfig(_Section):
     def _lr_xor_scale(self) -> "StageConfig":
         if self.lr is not None and self.lr_scale is not None:
             raise ValueError("give either lr or lr_scale, not both")
+        if self.objective == "probe":
+            if "epochs" in self.model_fields_set and self.epochs != 1:
+                raise ValueError(f"a probe stage is fitted in one go: epochs is 1 (got {self.epochs})")
+            self.__dict__["epochs"], self.__dict__["min_steps"] = 1, None
+            if self.early_stopping is not None:
+                raise ValueError("a probe stage is fitted in one go: drop its early_stopping")
         if self.objective == "contrastive" and self.early_stopping is not None:
             raise ValueError("a contrastive stage has no validation accuracy of its own to stop on; drop its "
                              "early_stopping (the head stage after it can have one)")

@@ -56,7 +56,8 @@ def learning_rate(history: list[dict[str, Any]], path: Path) -> Path:
         ys += steps
     fig, ax = plt.subplots(figsize=(11, 2.8))
     ax.plot(xs, ys)
-    ax.set_yscale("log")
+    if any(y > 0 for y in ys):  # a probe stage has no optimizer: lr 0, nothing to show on a log axis
+        ax.set_yscale("log")
     ax.set_xlabel("epoch (all stages)")
     ax.set_title("learning rate per step")
     ax.grid(alpha=0.3)

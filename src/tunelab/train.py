@@ -297,7 +297,9 @@ class Trainer:
         self.record_stage(si, layers=table, audit=audit)
         t0 = time.perf_counter()
         contrastive = stage.objective == "contrastive"
-        self.plan = None if contrastive else self.build_plan(si)
+        if stage.objective == "probe":
+            check_probe_stage(self.model, names, si)
+        self.plan = None if stage.objective != "classify" else self.build_plan(si)
         self.partners = contrastive_partners(self.splits.train.labels, stage.epochs, self.cfg.run.seed * 7919 + si) \
             if contrastive else None
         self.plan_seconds = time.perf_counter() - t0  # reported with the stage's first epoch
@@ -569,6 +571,24 @@ class Trainer:
             loss = F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=smoothing)
         return loss, int((logits.argmax(1) == y).sum())
 
+    def fit_probe(self) -> dict[str, Any]:
+        """A probe stage: the head's linear layer set to the balanced logistic regression (C by
+        cross-validation) on the frozen backbone's pooled features of the training split."""
+        from tunelab.baselines import linear_probe, pooled_features
+
+        t0 = time.perf_counter()
+        data, fc = self.splits.train, self.model.head.fc
+        x = pooled_features(self.model, data.inputs, self.cfg.data.eval_batch_size, self.device)
+        weight, bias = linear_probe(x, data.labels.numpy(), fc.out_features, seed=self.cfg.run.seed)
+        with torch.no_grad():
+            fc.weight.copy_(torch.from_numpy(weight))
+            fc.bias.copy_(torch.from_numpy(bias))
+            logits = torch.from_numpy(x).to(self.device) @ fc.weight.T + fc.bias
+        y = data.labels.to(self.device)
+        secs = time.perf_counter() - t0
+        return {"train_loss": float(F.cross_entropy(logits, y)), "train_accuracy": float((logits.argmax(1) == y).float().mean()),
+                "seconds": secs, "img_per_s": len(y) / secs, "lr": 0.0, "lr_steps": []}
+
     def embed(self, x: Any) -> torch.Tensor:
         """Pooled features (what the head's first layer sees): the contrastive stage's output."""
         return self.model.head.pool(self.model.forward_features(x))
@@ -618,7 +638,7 @@ class Trainer:
             if stopped:
                 break
             row: dict[str, Any] = {"stage": si, "stage_name": stage.name, "epoch": epoch}
-            row.update(self.train_epoch(si, epoch, opt, sched))
+            row.update(self.fit_probe() if stage.objective == "probe" else self.train_epoch(si, epoch, opt, sched))
             if epoch == first_epoch:
                 row["cache_seconds"] = self.plan_seconds
             if self.splits.val is not None:
@@ -681,6 +701,17 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     if "val_loss" in row:
         s += f" | val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}"
     return s + f" | {row['seconds']:.1f} s, {row['img_per_s']:.0f} img/s, lr {row['lr']:.2e}"
+
+
+def check_probe_stage(model: nn.Module, trainable: list[str], si: int) -> None:
+    """A probe stage fits the head's last linear layer on frozen features: nothing else may train."""
+    head = model.head
+    if getattr(head, "hidden", None) is None or len(head.hidden) or not isinstance(getattr(head, "fc", None), nn.Linear):
+        raise ConfigError(f"stages.{si}: a probe stage fits a linear head; this head has hidden layers "
+                          "(model.head.hidden) or is the pretrained classifier; use objective: classify")
+    outside = sorted(n for n in trainable if not n.startswith("head."))
+    if outside:
+        raise ConfigError(f"stages.{si}: a probe stage trains the head only (train: head); it also selects {outside[0]}")
 
 
 def contrastive_partners(labels: torch.Tensor, epochs: int, seed: int) -> list[torch.Tensor]:
