@@ -190,6 +190,14 @@ def run_fit(inst: Instance, method: str, seed: int, work: Path, extra: list[str]
            "recommendations": diag.get("recommendations", []), "overrides": extra or []}
     if "baselines" in m:  # the run's own baselines, fitted on its training split
         row["baselines_val"], row["baselines_test"] = m["baselines"].get("val"), m["baselines"].get("test")
+    first = m.get("refit", {}).get("first_fit_test")
+    if first is not None:  # a refit run also scored its first fit (the same run without the refit)
+        refit_stages = run.dir / "refit" / "stages.json"
+        refit_s = sum(v.get("seconds", 0.0) for v in json.loads(refit_stages.read_text()).values()) \
+            if refit_stages.is_file() else 0.0
+        row["first_fit"] = {"test_accuracy": first["accuracy"], "test_macro_f1": first["macro_f1"],
+                            "seconds": row["seconds"] - refit_s, "verdict": row["verdict"],
+                            "recommendations": row["recommendations"]}
     shutil.rmtree(run.dir, ignore_errors=True)  # keep the disk small; the row has what the table needs
     return row
 
@@ -236,6 +244,16 @@ def run_job(job: tuple[Instance, str, int, str, list[str]]) -> dict[str, Any]:
     except Exception as e:  # a failed run is a result too: it is reported, not hidden
         row = {"error": f"{type(e).__name__}: {e}"[:500]}
     return {**base, **row}
+
+
+def rows_of(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """A result row, and for a refit run also the row of its first fit: the default itself (the
+    refit variant is the default plus ``data.refit=always``), with the seconds the first fit took."""
+    first = row.pop("first_fit", None)
+    if first is None or row["method"] != "refit":
+        return [row]
+    return [row, {**{k: v for k, v in row.items() if k not in ("baselines_val", "baselines_test")}, **first,
+                  "method": "default", "overrides": [], "note": "the first fit of the refit run"}]
 
 
 def advice_overrides(done: list[dict[str, Any]], inst: Instance, seed: int) -> list[str] | None:
@@ -343,6 +361,12 @@ def write_table(done: list[dict[str, Any]], out: Path) -> str:
 
 
 def read_done(path: Path) -> list[dict[str, Any]]:
+    """The rows of the results file, less those a later change of tunelab superseded (kept in the
+    file, with a ``superseded`` note saying by what)."""
+    return [r for r in _read_all(path) if "superseded" not in r]
+
+
+def _read_all(path: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
 
 
@@ -402,12 +426,13 @@ def _pool(jobs: list[Any], a: argparse.Namespace, done: list[dict[str, Any]]) ->
         return
     ctx = mp.get_context("spawn")
     with ctx.Pool(a.workers, maxtasksperchild=1) as pool:
-        for row in pool.imap_unordered(run_job, jobs):
-            done.append(row)
-            with open(a.out, "a") as f:
-                f.write(json.dumps(row) + "\n")
-            status = row.get("error") or f"test accuracy {row['test_accuracy']:.4f} ({row['seconds']:.0f} s)"
-            print(f"{row['instance']:>22} {row['method']:>8} seed {row['seed']}: {status}", flush=True)
+        for result in pool.imap_unordered(run_job, jobs):
+            for row in rows_of(result):
+                done.append(row)
+                with open(a.out, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                status = row.get("error") or f"test accuracy {row['test_accuracy']:.4f} ({row['seconds']:.0f} s)"
+                print(f"{row['instance']:>22} {row['method']:>8} seed {row['seed']}: {status}", flush=True)
 
 
 if __name__ == "__main__":

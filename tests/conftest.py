@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny timm model (no download) on scikit-learn's bundled digits."""
+"""Shared fixtures: a tiny timm model (no download) on synthetic images, and a tiny BERT on synthetic
+texts. None of the benchmark suite's data sets is used here, so that no default is tuned to a test."""
 
 from __future__ import annotations
 
@@ -16,9 +17,36 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
 
+def synthetic_images(classes: int = 10, per_class: int = 24, size: int = 16) -> Path:
+    """A folder of ``classes`` x ``per_class`` small PNGs (written once per machine, atomically):
+    each class a colour and a stripe direction of its own, under noise, so that it is learnable."""
+    import os
+    import tempfile
+
+    root = Path(tempfile.gettempdir()) / f"tunelab-test-shapes-{classes}-{per_class}-{size}"
+    if root.is_dir():
+        return root
+    tmp = root.with_name(f"{root.name}.{os.getpid()}.tmp")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for c in range(classes):
+        d = tmp / f"class{c}"
+        d.mkdir(parents=True, exist_ok=True)
+        colour = np.array([(c * 97) % 256, (c * 53 + 80) % 256, (c * 151 + 40) % 256], dtype=np.float64)
+        stripes = ((xx if c % 2 else yy) // 2 % 2)[..., None]
+        for i in range(per_class):
+            arr = colour * (0.6 + 0.4 * stripes) + rng.normal(0, 25, (size, size, 3))
+            Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(d / f"img{i}.png")
+    try:
+        tmp.rename(root)
+    except OSError:  # another process wrote it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
 TINY: dict[str, Any] = {
     "run": {"name": "tiny", "progress": False, "seed": 0},
-    "data": {"train": "digits", "image_size": 32, "samples_per_class": 8, "val_samples_per_class": 4,
+    "data": {"train": str(synthetic_images()), "image_size": 32, "samples_per_class": 8, "val_samples_per_class": 4,
              "test_split": 0.2, "test_samples_per_class": 6, "batch_size": 16},
     "model": {"backbone": "test_efficientnet", "pretrained": False},
     "stages": [
@@ -116,7 +144,7 @@ def tiny_text_cfg(tmp_path: Path, tiny_encoder: Path, text_csv: Path) -> dict[st
     """A text run of a few seconds on the tiny encoder."""
     return {
         "run": {"name": "tiny-text", "progress": False, "seed": 0, "dir": str(tmp_path / "runs")},
-        "data": {"train": str(text_csv), "test_split": 0.2, "val_split": 0.2, "batch_size": 8,
+        "data": {"train": str(text_csv), "test_split": 0.2, "val_split": 0.2, "batch_size": 8, "refit": "never",
                  "text": {"max_length": 16, "token_cache": str(tmp_path / "tokens")}},
         "model": {"backbone": str(tiny_encoder)},
         "stages": [

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 import tunelab
+from conftest import synthetic_images
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
 
@@ -28,7 +29,8 @@ def test_example_recipe_runs(path, tmp_path, request):
                      "data.test=null", "data.test_split=0", "data.samples_per_class=3", "data.val_samples_per_class=2",
                      f"data.text.token_cache={tmp_path / 'tokens'}", "stages.1.train=[head, {last_layers: 1}]"]  # 3 layers
     else:
-        overrides = [f"run.dir={tmp_path}", "run.progress=false", "model.pretrained=false", "data.train=digits",
+        overrides = [f"run.dir={tmp_path}", "run.progress=false", "model.pretrained=false",
+                     f"data.train={synthetic_images()}",
                      "data.test=null", "data.image_size=32", "data.samples_per_class=3", "data.val_samples_per_class=2"]
     cfg = tunelab.load_config(path, overrides)
     for i in range(len(cfg.stages)):

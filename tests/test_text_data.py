@@ -105,6 +105,16 @@ def test_selecting_windowed_texts_keeps_their_windows_together():
     assert len(both) == 5 and both.starts.tolist() == [0, 3, 4, 6, 7, 8] and both.ids.shape == (8, 2)
 
 
+def test_a_training_step_draws_a_few_windows_of_each_long_text():
+    ids = torch.arange(1, 13).view(6, 2)
+    tok = Tokens(ids, torch.full((6,), 2), None, torch.tensor([0, 3, 4, 6]))  # 3 texts: 3, 1, 2 windows
+    a = tok.sample_windows(2, torch.Generator().manual_seed(0))
+    b = tok.sample_windows(2, torch.Generator().manual_seed(0))
+    assert a.starts.tolist() == [0, 2, 3, 5] and torch.equal(a.ids, b.ids)  # seeded: a resume draws the same
+    assert set(a.ids[:2, 0].tolist()) <= {1, 3, 5} and a.ids[2:, 0].tolist() == [7, 9, 11]
+    assert tok.sample_windows(3, torch.Generator()) is tok  # no text has more: nothing to draw
+
+
 def test_spread_keeps_the_first_and_last_window():
     assert spread(3, 8) == [0, 1, 2]
     assert spread(10, 4) == [0, 3, 6, 9]
@@ -147,6 +157,8 @@ def test_text_config_defaults_and_modality_errors():
     cfg = build_config({"data": {"train": "reviews.csv", "text": {}}})
     assert cfg.is_text and cfg.model.backbone == "minilm" and cfg.data.text.tokenizer == "minilm"
     assert cfg.regularization.augment == "none" and cfg.stages[1].train == ["all"]  # the text default recipe
+    assert cfg.data.refit == "auto" and build_config({}).data.refit == "never"  # refit: measured on text only
+    assert build_config({"data": {"text": {}, "refit": "never"}}).data.refit == "never"
     assert build_config({"data": {"train": "rotten-tomatoes"}}).is_text  # a built-in text data set
     assert not build_config({}).is_text
     with pytest.raises(ConfigError, match="regularization.augment: 'flip' is image augmentation"):

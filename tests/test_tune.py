@@ -163,11 +163,11 @@ def test_search_needs_a_validation_set(tiny_cfg):
 
 def test_failed_trial_is_recorded_and_the_search_goes_on(tiny_cfg, tmp_path):
     # a value that makes a valid config whose data cannot be read: the trial fails at run time
-    cfg = _cfg(tiny_cfg, space={"data.train": {"choices": ["digits", str(tmp_path / "missing")]}})
+    cfg = _cfg(tiny_cfg, space={"data.train": {"choices": [tiny_cfg["data"]["train"], str(tmp_path / "missing")]}})
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     study = optuna.create_study(storage=storage, study_name="fails", direction="maximize")
     study.enqueue_trial({"data.train": str(tmp_path / "missing")})
-    study.enqueue_trial({"data.train": "digits"})
+    study.enqueue_trial({"data.train": tiny_cfg["data"]["train"]})
     result = tunelab.tune(cfg, trials=2, storage=storage, study_name="fails")
     failed, done = result.study.trials
     assert failed.state == optuna.trial.TrialState.FAIL and done.state == optuna.trial.TrialState.COMPLETE

@@ -107,6 +107,24 @@ class Tokens:
         """``starts``, or one row per text when there are no windows."""
         return self.starts if self.starts is not None else torch.arange(len(self.lengths) + 1)
 
+    def sample_windows(self, keep: int, generator: torch.Generator) -> "Tokens":
+        """At most ``keep`` windows of each text, chosen at random (in text order): a training step
+        on long texts costs ``keep`` windows a text, and over the epochs every window is seen."""
+        if self.starts is None:
+            return self
+        counts = self.starts[1:] - self.starts[:-1]
+        if int(counts.max()) <= keep:
+            return self
+        rows: list[torch.Tensor] = []
+        for first, n in zip(self.starts[:-1].tolist(), counts.tolist()):
+            pick = torch.arange(n) if n <= keep else torch.randperm(n, generator=generator)[:keep].sort().values
+            rows.append(first + pick)
+        new_counts = counts.clamp_max(keep)
+        r = torch.cat(rows)
+        width = int(self.lengths[r].max())
+        return Tokens(self.ids[r][:, :width], self.lengths[r], None if self.type_ids is None else self.type_ids[r][:, :width],
+                      torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(new_counts, 0)]))
+
     @staticmethod
     def concat(a: "Tokens", b: "Tokens") -> "Tokens":
         """The texts of ``a`` then those of ``b``, padded to the wider."""

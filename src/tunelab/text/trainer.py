@@ -31,6 +31,16 @@ class TextTrainer(Trainer):
         g = torch.Generator().manual_seed(self.cfg.run.seed * 1_000_003 + si * 1009 + epoch + 1)
         return torch.cat([full[i] for i in torch.randperm(len(full), generator=g)] + rest)
 
+    def _images(self, idx: torch.Tensor) -> Any:
+        """A training batch's tokens; a long text brings ``train_windows`` of its windows, drawn
+        from a generator seeded by the batch (so that a resumed run draws the same)."""
+        tokens = self.splits.train.tokens[idx]
+        keep = self.cfg.data.text.train_windows if self.cfg.data.text is not None else None
+        if keep is not None and tokens.starts is not None:
+            g = torch.Generator().manual_seed(self.cfg.run.seed * 1_000_003 + int((idx * (idx + 7)).sum()))
+            tokens = tokens.sample_windows(keep, g)
+        return tokens.to(self.device, non_blocking=True)
+
     def build_plan(self, si: int) -> StagePlan | None:
         """Cache what the frozen part of the encoder computes for this stage, when some of it is frozen."""
         if not self.cfg.cache.enabled:
