@@ -157,8 +157,6 @@ def test_text_config_defaults_and_modality_errors():
     cfg = build_config({"data": {"train": "reviews.csv", "text": {}}})
     assert cfg.is_text and cfg.model.backbone == "minilm" and cfg.data.text.tokenizer == "minilm"
     assert cfg.regularization.augment == "none" and cfg.stages[1].train == ["all"]  # the text default recipe
-    assert cfg.data.refit == "auto" and build_config({}).data.refit == "never"  # refit: measured on text only
-    assert build_config({"data": {"text": {}, "refit": "never"}}).data.refit == "never"
     assert build_config({"data": {"train": "rotten-tomatoes"}}).is_text  # a built-in text data set
     assert not build_config({}).is_text
     with pytest.raises(ConfigError, match="regularization.augment: 'flip' is image augmentation"):

@@ -80,8 +80,7 @@ class DataConfig(_Section):
     refit: Literal["auto", "always", "never"] = Field(
         "never", description="after the run, train the same recipe again on the training and validation examples "
         "together (the epochs each stage ran) and keep that model; validation metrics and the diagnosis stay the "
-        "first fit's. auto: when training + validation hold at most 2,000 examples (docs/config.md); text runs "
-        "default to auto, image runs to never")
+        "first fit's. auto: when training + validation hold at most 2,000 examples (docs/config.md)")
     text: TextDataConfig | None = Field(None, description="set for text classification (see TextDataConfig)")
 
 
@@ -439,8 +438,6 @@ class Config(_Section):
             raise ValueError("model.family: timm is an image backbone, but the data is text (data.text or a text "
                              "data set); use model.family: transformers")
         d = {**d, "text": dict(d.get("text") or {})}
-        # measured on the suite's few-shot text tasks (seed 0): the refit added 0.7 and 6.6 points
-        d.setdefault("refit", "auto")
         m = {**m, "family": "transformers"}
         m.setdefault("backbone", "minilm")
         if d["text"].get("tokenizer") is None:
