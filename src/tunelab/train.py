@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -303,9 +303,9 @@ class Trainer:
         self.partners = contrastive_partners(self.splits.train.labels, stage.epochs, self.cfg.run.seed * 7919 + si) \
             if contrastive else None
         self.plan_seconds = time.perf_counter() - t0  # reported with the stage's first epoch
-        step: nn.Module = _Step(self.model, self.forward_cached) if self.plan is not None else self.model
-        if contrastive:
-            step = _Step(self.model, self.embed)
+        step: nn.Module = self.model
+        if contrastive or self.plan is not None:  # a step that is not the model's own forward
+            step = _Step(self.model, self.embed if contrastive else self.forward_cached)
         # gradients are averaged over ranks; buffers (BN statistics) follow rank 0 when BN trains
         self.net = self.dist.wrap(step, sync_buffers=stage.train_bn)
         return opt, sched, make_stopper(stage)
@@ -703,7 +703,7 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     return s + f" | {row['seconds']:.1f} s, {row['img_per_s']:.0f} img/s, lr {row['lr']:.2e}"
 
 
-def check_probe_stage(model: nn.Module, trainable: list[str], si: int) -> None:
+def check_probe_stage(model: nn.Module, trainable: Iterable[str], si: int) -> None:
     """A probe stage fits the head's last linear layer on frozen features: nothing else may train."""
     head = model.head
     if getattr(head, "hidden", None) is None or len(head.hidden) or not isinstance(getattr(head, "fc", None), nn.Linear):

@@ -192,8 +192,7 @@ class TextBackbone(nn.Module):
         return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
 
     def forward(self, tokens: Any) -> torch.Tensor:
-        feats = self.pool(self._call(tokens), tokens.mask)
-        return tokens.pool_windows(feats) if getattr(tokens, "starts", None) is not None else feats
+        return tokens.pool_windows(self.pool(self._call(tokens), tokens.mask))
 
     # --- the split forward, for the freeze-boundary cache ---------------------------------------
 

@@ -90,10 +90,10 @@ class CachedStates:
         return len(self.tokens)
 
     def __getitem__(self, idx: slice | torch.Tensor) -> tuple[torch.Tensor, Tokens]:
-        tokens = self.tokens[idx]
+        tokens, rows = self.tokens.take(idx)
         if self.h.ndim == 2:
             return self.h[idx], tokens
-        return self.h[self.tokens.rows(idx)][:, : tokens.ids.shape[1]], tokens
+        return self.h[rows][:, : tokens.ids.shape[1]], tokens
 
 
 def fill_prefix(model: nn.Module, boundary: TextBoundary, tokens: Tokens, out: torch.Tensor, batch_size: int,
@@ -103,9 +103,9 @@ def fill_prefix(model: nn.Module, boundary: TextBoundary, tokens: Tokens, out: t
     order = tokens.eval_order()
     for i in range(0, len(order), batch_size):
         idx = order[i: i + batch_size]
-        h = run_prefix(model, boundary, tokens[idx].to(device)).to(out.dtype).cpu()
+        batch, rows = tokens.take(idx)
+        h = run_prefix(model, boundary, batch.to(device)).to(out.dtype).cpu()
         if h.ndim == 3:
-            rows = tokens.rows(idx)
             out[rows, : h.shape[1]] = h
             out[rows, h.shape[1]:] = 0
         else:

@@ -49,27 +49,36 @@ class Tokens:
     def __len__(self) -> int:
         return len(self.lengths) if self.starts is None else len(self.starts) - 1
 
-    def rows(self, idx: slice | torch.Tensor) -> slice | torch.Tensor:
-        """The rows (windows) of the texts ``idx``, in that order."""
+    def take(self, idx: slice | torch.Tensor) -> tuple["Tokens", slice | torch.Tensor]:
+        """The texts ``idx`` (padded to their longest row) and the rows they came from."""
         if self.starts is None:
-            return idx
+            return self._from_rows(idx, None), idx
+        rows, starts = self._rows_and_starts(idx)
+        return self._from_rows(rows, starts), rows
+
+    def __getitem__(self, idx: slice | torch.Tensor) -> "Tokens":
+        return self.take(idx)[0]
+
+    def _rows_and_starts(self, idx: slice | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self.starts is not None
         doc = torch.arange(len(self))[idx] if isinstance(idx, slice) else torch.as_tensor(idx).flatten()
         counts = self.starts[doc + 1] - self.starts[doc]
         first = torch.repeat_interleave(self.starts[doc], counts)
-        offset = torch.arange(int(counts.sum())) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
-        return first + offset
+        ends = torch.cumsum(counts, 0)
+        offset = torch.arange(int(ends[-1]) if len(ends) else 0) - torch.repeat_interleave(ends - counts, counts)
+        return first + offset, torch.cat([torch.zeros(1, dtype=torch.int64), ends])
 
-    def __getitem__(self, idx: slice | torch.Tensor) -> "Tokens":
-        rows = self.rows(idx)
+    def _from_rows(self, rows: slice | torch.Tensor, starts: torch.Tensor | None) -> "Tokens":
         lengths = self.lengths[rows]
         width = int(lengths.max()) if len(lengths) else 0
-        starts = None
-        if self.starts is not None:
-            doc = torch.arange(len(self))[idx] if isinstance(idx, slice) else torch.as_tensor(idx).flatten()
-            counts = self.starts[doc + 1] - self.starts[doc]
-            starts = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(counts, 0)])
         return Tokens(self.ids[rows][:, :width], lengths,
                       None if self.type_ids is None else self.type_ids[rows][:, :width], starts)
+
+    @property
+    def counts(self) -> torch.Tensor:
+        """Windows per text [N] (all 1 without windows)."""
+        starts = self.row_starts()
+        return starts[1:] - starts[:-1]
 
     @property
     def mask(self) -> torch.Tensor:
@@ -82,14 +91,14 @@ class Tokens:
         """Tokens per text [N], all its windows together: the cost of a text."""
         if self.starts is None:
             return self.lengths
-        owner = torch.repeat_interleave(torch.arange(len(self)), self.starts[1:] - self.starts[:-1])
+        owner = torch.repeat_interleave(torch.arange(len(self)), self.counts)
         return torch.zeros(len(self), dtype=torch.int64).index_add_(0, owner, self.lengths.cpu())
 
     def pool_windows(self, feats: torch.Tensor) -> torch.Tensor:
         """Row features [rows, H] -> text features [N, H], the mean over each text's windows."""
         if self.starts is None:
             return feats
-        counts = (self.starts[1:] - self.starts[:-1]).to(feats.device)
+        counts = self.counts.to(feats.device)
         owner = torch.repeat_interleave(torch.arange(len(counts), device=feats.device), counts)
         total = torch.zeros(len(counts), feats.shape[1], dtype=feats.dtype, device=feats.device).index_add(0, owner, feats)
         return total / counts.clamp_min(1).unsqueeze(1).to(feats.dtype)
@@ -110,20 +119,12 @@ class Tokens:
     def sample_windows(self, keep: int, generator: torch.Generator) -> "Tokens":
         """At most ``keep`` windows of each text, chosen at random (in text order): a training step
         on long texts costs ``keep`` windows a text, and over the epochs every window is seen."""
-        if self.starts is None:
+        counts = self.counts
+        if self.starts is None or int(counts.max()) <= keep:
             return self
-        counts = self.starts[1:] - self.starts[:-1]
-        if int(counts.max()) <= keep:
-            return self
-        rows: list[torch.Tensor] = []
-        for first, n in zip(self.starts[:-1].tolist(), counts.tolist()):
-            pick = torch.arange(n) if n <= keep else torch.randperm(n, generator=generator)[:keep].sort().values
-            rows.append(first + pick)
-        new_counts = counts.clamp_max(keep)
-        r = torch.cat(rows)
-        width = int(self.lengths[r].max())
-        return Tokens(self.ids[r][:, :width], self.lengths[r], None if self.type_ids is None else self.type_ids[r][:, :width],
-                      torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(new_counts, 0)]))
+        rows = torch.cat([first + (torch.arange(n) if n <= keep else torch.randperm(n, generator=generator)[:keep].sort().values)
+                          for first, n in zip(self.starts[:-1].tolist(), counts.tolist())])
+        return self._from_rows(rows, torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(counts.clamp_max(keep), 0)]))
 
     @staticmethod
     def concat(a: "Tokens", b: "Tokens") -> "Tokens":
@@ -259,13 +260,15 @@ def spread(count: int, keep: int) -> list[int]:
 
 def _tokenize_windows(tokenizer: Any, texts: list[str], max_length: int, max_windows: int) -> tuple[Tokens, torch.Tensor]:
     """The tokenizer's own overflowing windows (half of a window overlaps the next), at most
-    ``max_windows`` a text."""
+    ``max_windows`` a text. One tokenizer pass: a text's full length follows from its windows, each
+    of which starts ``body - stride`` tokens after the one before."""
     special = tokenizer.num_special_tokens_to_add(pair=False)
-    enc = tokenizer(texts, truncation=True, max_length=max_length, stride=(max_length - special) // 2,
+    body = max_length - special
+    stride = body // 2
+    enc = tokenizer(texts, truncation=True, max_length=max_length, stride=stride,
                     return_overflowing_tokens=True, return_attention_mask=False, return_token_type_ids=False)
-    owner = enc["overflow_to_sample_mapping"]
     by_text: list[list[list[int]]] = [[] for _ in texts]
-    for ids, i in zip(enc["input_ids"], owner):
+    for ids, i in zip(enc["input_ids"], enc["overflow_to_sample_mapping"]):
         by_text[i].append(ids)
     seqs: list[list[int]] = []
     starts = [0]
@@ -273,11 +276,10 @@ def _tokenize_windows(tokenizer: Any, texts: list[str], max_length: int, max_win
         seqs += [windows[k] for k in spread(len(windows), max_windows)]
         starts.append(len(seqs))
     ids_t, lengths = _padded(seqs, _pad_id(tokenizer))
-    full = tokenizer(texts, truncation=False, return_attention_mask=False, return_token_type_ids=False,
-                     verbose=False)["input_ids"]
+    full = torch.tensor([(len(w) - 1) * (body - stride) + len(w[-1]) for w in by_text], dtype=torch.int64)
     # no text needed a second window: exactly what truncation gives, without the window bookkeeping
     offsets = None if len(seqs) == len(texts) else torch.tensor(starts, dtype=torch.int64)
-    return Tokens(ids_t, lengths, None, offsets), torch.tensor([len(f) for f in full], dtype=torch.int64)
+    return Tokens(ids_t, lengths, None, offsets), full
 
 
 def length_summary(name: str, full: torch.Tensor, max_length: int, tokens: Tokens | None = None) -> str:
