@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import torch
 import yaml
@@ -44,6 +45,20 @@ def _max_weight_diff(a: Path, b: Path) -> float:
     tb, _ = load(b / "model.safetensors")
     assert ta.keys() == tb.keys()
     return max(float((ta[k].double() - tb[k].double()).abs().max()) for k in ta)
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL the launcher and every rank. torchrun starts each rank in a session of its own, so
+    killing the launcher's process group leaves the ranks running (and rank 0 still writing
+    checkpoints while the test reads them)."""
+    launcher = psutil.Process(pid)
+    tree = [*launcher.children(recursive=True), launcher]
+    for p in tree:
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(tree, timeout=30)
 
 
 def _rows(run_dir: Path) -> list[dict[str, Any]]:
@@ -105,7 +120,7 @@ def test_two_processes_resume_after_kill(tiny_cfg, tmp_path):
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if (run_dir / "metrics.jsonl").is_file() and any(r["stage"] == 1 and r["epoch"] >= 2 for r in _rows(run_dir)):
-            os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks
+            _kill_tree(proc.pid)
             killed = True
             break
         time.sleep(0.02)
