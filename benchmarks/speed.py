@@ -60,7 +60,6 @@ BASELINE_SAMPLE_BATCHES = 60  # at 60k images the baseline epoch is timed on thi
 
 
 def baseline(size: int, epochs: tuple[int, int], seed: int) -> dict:
-    import numpy as np
     import timm
     import torch
     import torch.nn.functional as F
@@ -222,7 +221,7 @@ def summarise(rows: list[dict]) -> str:
             rs = [r for r in rows if r["size"] == size and r["kind"] == kind]
             if not rs:
                 continue
-            med = lambda f: statistics.median(f(r) for r in rs)  # noqa: E731
+            med = lambda f, rs=rs: statistics.median(f(r) for r in rs)  # noqa: E731
             h1 = med(lambda r: r["phases"]["stage1"][0])
             h2 = med(lambda r: statistics.mean(r["phases"]["stage1"][1:]))
             b1 = med(lambda r: r["phases"]["stage2"][0])

@@ -29,7 +29,6 @@ import csv
 import json
 import multiprocessing as mp
 import os
-import re
 import shlex
 import shutil
 import statistics

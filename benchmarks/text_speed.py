@@ -23,6 +23,7 @@ and the table to benchmarks/results/text_speed.md.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -58,8 +59,14 @@ def _splits(seed: int):
 def baseline(seed: int, epochs: int, total_epochs: int) -> dict:
     import numpy as np
     import torch
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainerCallback, TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
     from transformers.utils import logging as hf_logging
 
     from tunelab.text.backbone import resolve_encoder
@@ -80,11 +87,11 @@ def baseline(seed: int, epochs: int, total_epochs: int) -> dict:
     marks: list[float] = []
 
     class EpochTimes(TrainerCallback):
-        def on_epoch_begin(self, args, state, control, **kw):  # noqa: ANN001
+        def on_epoch_begin(self, args, state, control, **kw):
             if not marks:
                 marks.append(time.perf_counter())
 
-        def on_epoch_end(self, args, state, control, **kw):  # noqa: ANN001
+        def on_epoch_end(self, args, state, control, **kw):
             marks.append(time.perf_counter())
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,7 +107,7 @@ def baseline(seed: int, epochs: int, total_epochs: int) -> dict:
         test_seconds = time.perf_counter() - t_pred
     total = time.perf_counter() - t0
     acc = float((np.argmax(pred.predictions, 1) == splits.test.labels.numpy()).mean())
-    epoch_s = [b - a for a, b in zip(marks, marks[1:])]
+    epoch_s = [b - a for a, b in itertools.pairwise(marks)]
     setup = total - sum(epoch_s) - test_seconds
     if epochs < total_epochs:  # scaled to the recipe's epochs
         whole = setup + epoch_s[0] + (total_epochs - 1) * statistics.mean(epoch_s[1:] or epoch_s) + test_seconds
@@ -142,7 +149,8 @@ def one(kind: str, seed: int, epochs: int, total_epochs: int) -> None:
 
 
 def summarise(rows: list[dict]) -> str:
-    lines = ["| seed | contender | epochs trained | seconds (whole recipe) | test accuracy | machine load (1-min avg, start / end) |",
+    lines = ["| seed | contender | epochs trained | seconds (whole recipe) | test accuracy "
+             "| machine load (1-min avg, start / end) |",
              "|---|---|---|---|---|---|"]
     ratios = []
     for seed in sorted({r["seed"] for r in rows}):

@@ -8,7 +8,8 @@ from tunelab.errors import ModelError
 
 
 def test_unknown_backbone_suggests_close_names():
-    with pytest.raises(ModelError, match=r"backbone 'tf_efficientnet_lite' is not a timm model; did you mean .*tf_efficientnet_lite0"):
+    with pytest.raises(ModelError,
+                       match=r"backbone 'tf_efficientnet_lite' is not a timm model; did you mean .*tf_efficientnet_lite0"):
         create_backbone("tf_efficientnet_lite", pretrained=False)
 
 
@@ -52,7 +53,7 @@ def test_weights_for_another_architecture_are_rejected(tmp_path):
 
 
 def test_missing_weights_file():
-    with pytest.raises(ModelError, match="weights file /nope.safetensors does not exist"):
+    with pytest.raises(ModelError, match=r"weights file /nope\.safetensors does not exist"):
         create_backbone("test_efficientnet", weights="/nope.safetensors")
 
 

@@ -36,6 +36,30 @@ def test_bad_config_key_exits_2_with_message(tmp_path, capsys):
     assert "model.backbon: unknown key 'backbon' (did you mean 'backbone'?)" in err
 
 
+HEAVY = ("torch", "timm", "transformers", "optuna", "matplotlib", "sklearn", "tunelab.train")
+
+
+@pytest.mark.parametrize("code", [
+    "import tunelab, tunelab.config, tunelab.errors; tunelab.__all__",
+    "from tunelab.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
+    "from tunelab.cli import main\nassert main(['fit', 'BAD']) == 2",
+], ids=["import", "help", "config-error"])
+def test_heavy_libraries_load_only_when_needed(code, tmp_path):
+    """`import tunelab`, `tunelab --help` and a config error take a fraction of a second: no torch."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  bogus: 1\n")
+    probe = code.replace("BAD", str(bad)) + f"\nimport sys\nprint(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_lazy_names_resolve_and_unknown_names_fail():
+    assert tunelab.fit.__module__ == "tunelab.train" and "fit" in dir(tunelab)
+    with pytest.raises(AttributeError, match="no attribute 'fitt'"):
+        tunelab.fitt  # noqa: B018
+
+
 def test_summary_prints_a_table_per_stage(tiny_cfg, tmp_path, capsys):
     p = tmp_path / "c.yaml"
     p.write_text(yaml.safe_dump(tiny_cfg))
@@ -53,8 +77,8 @@ def test_evaluate_on_own_test_set_and_on_a_folder(tiny_run, tmp_path, capsys):
 
 
 def test_predict_from_run_folder_prints_topk(tiny_run, tmp_path, capsys):
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     img = tmp_path / "x.png"
     Image.fromarray(np.zeros((12, 12), dtype=np.uint8)).save(img)

@@ -101,7 +101,7 @@ def test_override_errors():
         build_config({}, ["data.samples_per_class"])
     with pytest.raises(ConfigError, match=r"stages.5: '5' is not an index of a list with 2 items"):
         build_config({}, ["stages.5.lr=1"])
-    with pytest.raises(ConfigError, match="data.bogus: unknown key"):
+    with pytest.raises(ConfigError, match=r"data\.bogus: unknown key"):
         build_config({}, ["data.bogus=1"])
 
 

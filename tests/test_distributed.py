@@ -3,6 +3,7 @@ against one process with the same global batch."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -54,10 +55,8 @@ def _kill_tree(pid: int) -> None:
     launcher = psutil.Process(pid)
     tree = [*launcher.children(recursive=True), launcher]
     for p in tree:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(tree, timeout=30)
 
 

@@ -8,7 +8,7 @@ from tunelab.config import ModelConfig, PenaltyConfig
 from tunelab.errors import ConfigError
 from tunelab.freezing import select, set_trainable
 from tunelab.model import build_model
-from tunelab.regularizers import build_penalties, pretrained_reference, register_penalty, Penalty
+from tunelab.regularizers import Penalty, build_penalties, pretrained_reference, register_penalty
 from tunelab.regularizers._audit import audit_penalty, render_audit
 
 

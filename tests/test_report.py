@@ -14,8 +14,9 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from conftest import TINY
     import copy
+
+    from conftest import TINY
 
     cfg = copy.deepcopy(TINY)
     cfg["run"]["dir"] = str(tmp_path_factory.mktemp("runs"))

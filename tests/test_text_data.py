@@ -159,11 +159,11 @@ def test_text_config_defaults_and_modality_errors():
     assert cfg.regularization.augment == "none" and cfg.stages[1].train == ["all"]  # the text default recipe
     assert build_config({"data": {"train": "rotten-tomatoes"}}).is_text  # a built-in text data set
     assert not build_config({}).is_text
-    with pytest.raises(ConfigError, match="regularization.augment: 'flip' is image augmentation"):
+    with pytest.raises(ConfigError, match=r"regularization.augment: 'flip' is image augmentation"):
         build_config({"data": {"text": {}}, "regularization": {"augment": "flip"}})
-    with pytest.raises(ConfigError, match="model.head.pooling: cls is for text encoders"):
+    with pytest.raises(ConfigError, match=r"model.head.pooling: cls is for text encoders"):
         build_config({"model": {"head": {"pooling": "cls"}}})
-    with pytest.raises(ConfigError, match="model.family: timm is an image backbone"):
+    with pytest.raises(ConfigError, match=r"model.family: timm is an image backbone"):
         build_config({"data": {"text": {}}, "model": {"family": "timm"}})
 
 

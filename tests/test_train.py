@@ -50,7 +50,7 @@ def test_weight_decay_skips_biases_and_norm_weights(tiny_cfg):
 
 
 def test_unknown_hook_name_is_an_error(tiny_cfg):
-    with pytest.raises(ConfigError, match="on_epoch_ends.*valid: on_stage_start"):
+    with pytest.raises(ConfigError, match=r"on_epoch_ends.*valid: on_stage_start"):
         tunelab.fit(tiny_cfg, hooks={"on_epoch_ends": lambda **k: None})
 
 
@@ -67,13 +67,12 @@ def test_early_stopping_stops_and_restores_best(tiny_cfg):
 def test_early_stopping_without_validation_set_is_an_error(tiny_cfg):
     tiny_cfg["data"]["val_split"] = 0.0
     tiny_cfg["stages"] = [{"train": "head", "epochs": 2, "lr": 1e-3, "early_stopping": {"patience": 1}}]
-    with pytest.raises(ConfigError, match="stages.0.early_stopping needs a validation set"):
+    with pytest.raises(ConfigError, match=r"stages\.0\.early_stopping needs a validation set"):
         tunelab.fit(tiny_cfg)
 
 
 def test_checkpoint_written_for_other_config_is_rejected(tiny_cfg, tmp_path):
     run = tunelab.fit({**tiny_cfg, "stages": [{"train": "head", "epochs": 1, "lr": 1e-3}]})
-    cfg = run.config.model_copy(deep=True)
     # the same folder, but the config now asks for a different head
     text = (run.dir / "config.yaml").read_text().replace("hidden: []", "hidden:\n    - units: 16")
     (run.dir / "config.yaml").write_text(text)

@@ -118,7 +118,8 @@ def test_epoch_hook_reports_across_stages_and_prunes():
     study = optuna.create_study(direction="maximize", pruner=Always())
     trial = study.ask()
     closed = []
-    trainer = SimpleNamespace(cfg=build_config({"recipe": "fast"}), dir=Path("run"), tb=SimpleNamespace(close=lambda: closed.append(1)))
+    trainer = SimpleNamespace(cfg=build_config({"recipe": "fast"}), dir=Path("run"),
+                              tb=SimpleNamespace(close=lambda: closed.append(1)))
     hooks = _trial_hooks(trial, "val_accuracy")
     hooks["on_stage_start"](trainer=trainer, stage=0)
     hooks["on_epoch_end"](trainer=trainer, stage=0, epoch=3, metrics={"val_accuracy": 0.5})

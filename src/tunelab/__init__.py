@@ -4,17 +4,67 @@
     run = tunelab.fit("examples/default.yaml", overrides=["data.samples_per_class=20"])
     print(run.metrics["test"]["accuracy"], run.dir)
     result = tunelab.tune("examples/tune_fashion_mnist.yaml", trials=20)   # runs/demo-tune/best.yaml
+
+The names below are imported on first use (as timm and accelerate do): ``import tunelab``, its
+config and its command line's ``--help`` load no torch, Optuna or matplotlib.
 """
 
-from tunelab.config import Config, load_config
-from tunelab.errors import ConfigError, DataError, ModelError, TunelabError
-from tunelab.runs import Run, load_run
-from tunelab.train import fit
-from tunelab.api import evaluate, predict, summary
-from tunelab.diagnosis import diagnose
-from tunelab.report import compare, write_report
-from tunelab.search import TuneResult, tune
+from __future__ import annotations
 
-__all__ = ["fit", "tune", "TuneResult", "evaluate", "predict", "summary", "diagnose", "write_report", "compare", "load_run", "load_config", "Config", "Run",
-           "TunelabError", "ConfigError", "DataError", "ModelError"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from tunelab.errors import ConfigError, DataError, ModelError, TunelabError
+
+if TYPE_CHECKING:
+    from tunelab.api import evaluate, predict, summary
+    from tunelab.config import Config, load_config
+    from tunelab.diagnosis import diagnose
+    from tunelab.report import compare, write_report
+    from tunelab.runs import Run, load_run
+    from tunelab.search import TuneResult, tune
+    from tunelab.train import fit
+
+_LAZY = {
+    "evaluate": "tunelab.api", "predict": "tunelab.api", "summary": "tunelab.api",
+    "Config": "tunelab.config", "load_config": "tunelab.config",
+    "diagnose": "tunelab.diagnosis",
+    "compare": "tunelab.report", "write_report": "tunelab.report",
+    "Run": "tunelab.runs", "load_run": "tunelab.runs",
+    "TuneResult": "tunelab.search", "tune": "tunelab.search",
+    "fit": "tunelab.train",
+}
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataError",
+    "ModelError",
+    "Run",
+    "TuneResult",
+    "TunelabError",
+    "compare",
+    "diagnose",
+    "evaluate",
+    "fit",
+    "load_config",
+    "load_run",
+    "predict",
+    "summary",
+    "tune",
+    "write_report",
+]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tunelab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

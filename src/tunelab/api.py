@@ -10,12 +10,13 @@ from typing import Any
 import torch
 
 from tunelab.config import Config, load_config
-from tunelab.data import count_classes, load_data, load_eval_set
+from tunelab.data import ImageSet, count_classes, load_data, load_eval_set
 from tunelab.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file
+from tunelab.engine.model import FineTuneModel
 from tunelab.errors import ConfigError, DataError
 from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_table, select, set_train_mode, set_trainable
 from tunelab.metrics import classification_metrics
-from tunelab.model import TuneModel, build_model, place
+from tunelab.model import build_model, place
 from tunelab.runs import Run, load_run
 from tunelab.train import predict_logits
 
@@ -27,6 +28,7 @@ def evaluate(run_dir: str | Path, data: str | None = None) -> dict[str, Any]:
     run's own test set (validation set when it has none)."""
     run = load_run(run_dir)
     cfg = run.config
+    eval_set: ImageSet | None
     if data is not None:
         eval_set = load_eval_set(data, run.classes, cfg.data)
     else:
@@ -52,7 +54,7 @@ def _imagenet_classes() -> list[str]:
     return [info.index_to_description(i) for i in range(1000)]
 
 
-def _model_for(target: str | Path) -> tuple[TuneModel, list[str], Config]:
+def _model_for(target: str | Path) -> tuple[FineTuneModel, list[str], Config]:
     """A finished run folder, or a config whose model keeps its pretrained ImageNet classifier."""
     p = Path(target)
     if p.is_dir():
@@ -93,7 +95,8 @@ def predict(target: str | Path, inputs: list[str] | None = None, top_k: int = 5,
     if cfg.is_text:
         from tunelab.text.predict import text_inputs
 
-        items, shown, inputs_ = text_inputs(cfg, list(inputs or []), list(texts or []))
+        items, texts_shown, inputs_ = text_inputs(cfg, list(inputs or []), list(texts or []))
+        shown: list[str | None] = list(texts_shown)
     else:
         if texts:
             raise DataError(f"{target}: --text needs a text model; this run's backbone {cfg.model.backbone} takes images")
@@ -102,7 +105,7 @@ def predict(target: str | Path, inputs: list[str] | None = None, top_k: int = 5,
             inputs_ = torch.stack([decode_file(f, cfg.data.image_size) for f in files])
         except BadImage as e:
             raise DataError(str(e)) from None
-        items, shown = [str(f) for f in files], [None] * len(files)
+        items, shown = [str(f) for f in files], [None for _ in files]
     probs = predict_logits(model, inputs_, cfg.data.eval_batch_size, torch.device("cpu")).softmax(1)
     val, idx = probs.topk(min(top_k, len(classes)), dim=1)
     return [Prediction(item, [(classes[i], float(v)) for v, i in zip(vs, ix)], text)

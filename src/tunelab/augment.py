@@ -12,7 +12,8 @@ Each image of a batch gets its own random parameters.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -67,7 +67,7 @@ def apply_auto(cfg: Config, per_class: float, num_classes: int) -> tuple[Config,
         reg.penalties = [PenaltyConfig(type="l2sp", strength=row.l2sp, layers=["all"], params="all")]
         chosen["regularization.penalties"] = f"l2sp strength {row.l2sp:g} (head {row.l2sp / 10:g})"
     if "augment" not in cfg.regularization.model_fields_set:
-        reg.augment = row.augment
+        reg.augment = row.augment  # type: ignore[assignment]  # the table holds preset names
         chosen["regularization.augment"] = row.augment
     if "dropout" not in cfg.model.head.model_fields_set:
         out.model.head.dropout = row.dropout

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from tunelab.engine.model import FineTuneModel
 
 log = logging.getLogger("tunelab")
 
@@ -156,7 +159,7 @@ def render(scores: dict[str, dict[str, float]], model: dict[str, float] | None =
 
 
 @torch.inference_mode()
-def pooled_features(model: torch.nn.Module, inputs: Any, batch_size: int, device: torch.device) -> np.ndarray:
+def pooled_features(model: FineTuneModel, inputs: Any, batch_size: int, device: torch.device) -> np.ndarray:
     """The model's pooled backbone features (what its head's classifier layers see), in eval mode."""
     from tunelab.cache import bf16_supported
 
@@ -175,7 +178,7 @@ def pooled_features(model: torch.nn.Module, inputs: Any, batch_size: int, device
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
 
-def run_baselines(splits: Any, model: torch.nn.Module, *, text: bool, batch_size: int, device: torch.device,
+def run_baselines(splits: Any, model: FineTuneModel, *, text: bool, batch_size: int, device: torch.device,
                   seed: int) -> dict[str, dict[str, dict[str, float]]]:
     """Every baseline fitted on ``splits.train`` and scored on its validation and test splits.
     Call it before training: the linear probe needs the pretrained backbone's features."""

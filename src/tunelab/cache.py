@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from tunelab.checkpoint import partial_npy, partial_npy_path, publish_npy
+
+if TYPE_CHECKING:
+    from tunelab.model import TuneModel
 
 log = logging.getLogger("tunelab")
 
@@ -36,7 +40,7 @@ _RECIPES: list[list[str]] = [
 ]
 
 
-def backbone_sequence(model: nn.Module) -> list[tuple[str, nn.Module]] | None:
+def backbone_sequence(model: Any) -> list[tuple[str, nn.Module]] | None:
     """A flat list of (name, module) whose sequential application equals ``model.forward_features``,
     or None when the architecture is not one we can split (then only head-only stages cache)."""
     for recipe in _RECIPES:
@@ -56,7 +60,7 @@ def backbone_sequence(model: nn.Module) -> list[tuple[str, nn.Module]] | None:
     return None
 
 
-def _same_as_forward_features(model: nn.Module, seq: list[tuple[str, nn.Module]]) -> bool:
+def _same_as_forward_features(model: Any, seq: list[tuple[str, nn.Module]]) -> bool:
     was = model.training
     model.eval()
     try:
@@ -87,7 +91,7 @@ class Boundary:
         return f"the input of {seq[self.start][0]} ({self.start} of {len(seq)} backbone modules frozen)"
 
 
-def find_boundary(model: nn.Module, seq: list[tuple[str, nn.Module]] | None,
+def find_boundary(model: TuneModel, seq: list[tuple[str, nn.Module]] | None,
                   trainable: set[str] | None = None) -> Boundary | None:
     """The freeze boundary of the parameters named in ``trainable`` (default: those with
     ``requires_grad``), or None when nothing before the trainable part can be cached."""
@@ -114,13 +118,13 @@ def find_boundary(model: nn.Module, seq: list[tuple[str, nn.Module]] | None,
     return Boundary(start, pooled=False)
 
 
-def run_prefix(model: nn.Module, seq: list[tuple[str, nn.Module]] | None, boundary: Boundary,
+def run_prefix(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, boundary: Boundary,
                x: torch.Tensor) -> torch.Tensor:
     """The frozen prefix of ``model`` on (normalised later) images ``x``."""
     return run_prefixes(model, seq, [boundary], x)[0]
 
 
-def run_prefixes(model: nn.Module, seq: list[tuple[str, nn.Module]] | None, boundaries: Sequence[Boundary],
+def run_prefixes(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, boundaries: Sequence[Boundary],
                  x: torch.Tensor) -> list[torch.Tensor]:
     """The outputs at several boundaries from one pass through the network: a stage's own boundary
     and a later stage's deeper or shallower one cost one extraction instead of two."""
@@ -139,7 +143,7 @@ def run_prefixes(model: nn.Module, seq: list[tuple[str, nn.Module]] | None, boun
     return [model.head.pool(at[len(seq)]) if b.pooled else at[b.start] for b in boundaries]
 
 
-def run_tail(model: nn.Module, seq: list[tuple[str, nn.Module]] | None, boundary: Boundary,
+def run_tail(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, boundary: Boundary,
              h: torch.Tensor) -> torch.Tensor:
     """The trainable rest of ``model`` on cached prefix outputs ``h``: logits."""
     if boundary.pooled:
@@ -153,7 +157,7 @@ def run_tail(model: nn.Module, seq: list[tuple[str, nn.Module]] | None, boundary
     return model.head(h)
 
 
-def tensor_digest(h: "hashlib._Hash", tensors: Sequence[torch.Tensor]) -> None:
+def tensor_digest(h: hashlib._Hash, tensors: Sequence[torch.Tensor]) -> None:
     for t in tensors:
         t = t.detach().cpu().contiguous()
         h.update(str((tuple(t.shape), str(t.dtype))).encode())
@@ -161,7 +165,7 @@ def tensor_digest(h: "hashlib._Hash", tensors: Sequence[torch.Tensor]) -> None:
             h.update(t.reshape(-1).view(torch.uint8).numpy().data)
 
 
-def module_digest(h: "hashlib._Hash", modules: Sequence[nn.Module]) -> None:
+def module_digest(h: hashlib._Hash, modules: Sequence[nn.Module]) -> None:
     """Feed each module's weights and buffers and its repr (architecture and hyper-parameters: pool
     type, strides...) to ``h``: what a frozen prefix computes depends on nothing else of it."""
     for m in modules:
@@ -172,13 +176,13 @@ def module_digest(h: "hashlib._Hash", modules: Sequence[nn.Module]) -> None:
 STORE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}  # cache.dtype
 
 
-def cache_key(model: nn.Module, seq: list[tuple[str, nn.Module]] | None, boundary: Boundary, images: torch.Tensor,
+def cache_key(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, boundary: Boundary, images: torch.Tensor,
               augment: str, views: int, dtype: torch.dtype, seed: int, autocast: bool = False) -> str:
     """A digest of everything the cached features depend on."""
     return cache_keys(model, seq, [boundary], images, augment, views, dtype, seed, autocast)[0]
 
 
-def cache_keys(model: nn.Module, seq: list[tuple[str, nn.Module]] | None, boundaries: Sequence[Boundary],
+def cache_keys(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, boundaries: Sequence[Boundary],
                images: torch.Tensor, augment: str, views: int, dtype: torch.dtype, seed: int,
                autocast: bool = False) -> list[str]:
     """:func:`cache_key` of each boundary; the images (possibly gigabytes) are digested once."""

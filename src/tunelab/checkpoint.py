@@ -61,6 +61,7 @@ def publish_npy(arr: np.memmap, path: Path) -> None:
     """Flush ``arr`` (from :func:`partial_npy`) and rename it to ``path``: readers see a whole file
     or none, and a reader of an earlier copy keeps its own."""
     arr.flush()
+    assert arr.filename is not None  # a memory map of a file (partial_npy), never an anonymous one
     os.replace(arr.filename, path)
 
 
@@ -99,7 +100,7 @@ def load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (a safe_open handle, not a dict)
     except Exception as e:
         raise ModelError(f"checkpoint {path} cannot be read ({e}); it is not a tunelab safetensors checkpoint") from None
     return tensors, json.loads(meta.get("tunelab_state", "{}"))

@@ -10,11 +10,15 @@ from tunelab.errors import TunelabError
 
 
 def _fit(a: argparse.Namespace) -> None:
-    from tunelab.train import fit
+    from tunelab.config import load_config
 
     if a.resume is None and a.config is None:
         raise TunelabError("tunelab fit: give a CONFIG file, or --resume RUN_DIR")
-    run = fit(a.config, overrides=a.set, resume=a.resume)
+    # the config is checked before torch is imported: a typo is reported in a fraction of a second
+    cfg = load_config(a.config, a.set) if a.resume is None else None
+    from tunelab.train import fit
+
+    run = fit(cfg, resume=a.resume)
     if run.rank != 0:  # one summary per distributed run
         return
     test = run.metrics.get("test") or run.metrics.get("val")

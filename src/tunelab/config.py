@@ -8,14 +8,23 @@ wrong type fails before anything runs, with a message naming the key and what wo
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tunelab.errors import ConfigError
 
@@ -98,10 +107,11 @@ class ModelConfig(_Section):
         "'packaged', or a path to a .safetensors/.pth state dict",
     )
     num_classes: int | Literal["data", "imagenet"] = Field(
-        "data", description="'data' (one output per class found in the data), 'imagenet' (keep the pretrained classifier), or a number"
+        "data", description="'data' (one output per class found in the data), "
+                            "'imagenet' (keep the pretrained classifier), or a number"
     )
     drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0)
-    head: "HeadConfig" = Field(default_factory=lambda: HeadConfig())
+    head: HeadConfig = Field(default_factory=lambda: HeadConfig())
 
 
 class HiddenLayer(_Section):
@@ -126,7 +136,7 @@ ModelConfig.model_rebuild()
 
 # A trainable-set selector: "head", "backbone", "all", "none", {"last_blocks": N}, {"last_layers": N},
 # {"regex": "..."}. last_layers is another name for last_blocks (transformer layers read better so).
-Selector = Union[Literal["head", "backbone", "all", "none"], dict[str, Union[int, str]]]
+Selector = Literal["head", "backbone", "all", "none"] | dict[str, int | str]
 
 
 def validate_selectors(v: list[Any]) -> list[Any]:
@@ -167,7 +177,8 @@ class StageConfig(_Section):
         "features before a head stage; train accuracy is then the share of pairs told apart; probe: the head's "
         "linear layer fitted in one go as scikit-learn's balanced logistic regression (C by cross-validation) on the "
         "frozen backbone's pooled features (train: head, a head without hidden layers; one epoch, no optimizer)")
-    train: Selectors = Field(default_factory=lambda: ["head"], description="what is trainable in this stage")
+    train: Selectors = Field(default_factory=lambda: ["head"],  # type: ignore[arg-type]
+                             description="what is trainable in this stage")
     epochs: int = Field(5, ge=0)
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: float | None = Field(None, gt=0, description="absolute learning rate")
@@ -184,7 +195,7 @@ class StageConfig(_Section):
                                   "set the stage runs more epochs than `epochs` (the log says how many)")
 
     @model_validator(mode="after")
-    def _lr_xor_scale(self) -> "StageConfig":
+    def _lr_xor_scale(self) -> StageConfig:
         if self.lr is not None and self.lr_scale is not None:
             raise ValueError("give either lr or lr_scale, not both")
         if self.objective == "probe":
@@ -266,7 +277,8 @@ class PenaltyConfig(_Section):
     strength: float = Field(..., ge=0.0)
     head_strength: float | None = Field(None, ge=0.0, description="l2sp: plain L2 on the head (default: strength / 10)")
     l1_ratio: float = Field(0.5, ge=0.0, le=1.0, description="elastic: share of L1 in the mix")
-    layers: Selectors = Field(default_factory=lambda: ["all"], description="which layers (the selectors of stages.train)")
+    layers: Selectors = Field(default_factory=lambda: ["all"],  # type: ignore[arg-type]
+                              description="which layers (the selectors of stages.train)")
     params: Literal["kernels", "biases", "both", "all"] = Field(
         "kernels", description="kernels: weights with 2+ dims; biases: *.bias; both; all (norm weights too)")
     norm: Literal["l1", "l2"] = Field("l2", description="activity: norm of the pooled features")
@@ -290,7 +302,7 @@ class RegularizationConfig(_Section):
 
     auto: bool = Field(False, description="choose strengths from the data size (see docs/regularization.md)")
     penalties: list[PenaltyConfig] = Field(default_factory=list)
-    augment: Union[Literal["none", "flip", "light", "medium", "strong"], list[AugmentStep]] = Field(
+    augment: Literal["none", "flip", "light", "medium", "strong"] | list[AugmentStep] = Field(
         "flip", description="a preset, or a list of torchvision.transforms.v2 steps: [{name: RandomRotation, degrees: 10}]")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     class_weight: Literal["none", "balanced", "auto"] = Field(
@@ -354,7 +366,7 @@ class ParamSpec(_Section):
     choices: list[Any] | None = Field(None, min_length=1, description="the values to choose from, in place of a range")
 
     @model_validator(mode="after")
-    def _range_or_choices(self) -> "ParamSpec":
+    def _range_or_choices(self) -> ParamSpec:
         ranged = [k for k in ("low", "high", "step") if getattr(self, k) is not None] + (["log"] if self.log else [])
         if self.choices is not None:
             if ranged:
@@ -448,7 +460,7 @@ class Config(_Section):
         return {**data, "data": d, "model": m, "regularization": reg}
 
     @model_validator(mode="after")
-    def _recipe_stages(self) -> "Config":
+    def _recipe_stages(self) -> Config:
         """Stages the config leaves unset come from its recipe. Written past validation, so that
         ``stages`` still counts as unset (``regularization: auto`` may then choose them)."""
         if "stages" not in self.model_fields_set:
@@ -456,7 +468,7 @@ class Config(_Section):
         return self
 
     @model_validator(mode="after")
-    def _fits_the_modality(self) -> "Config":
+    def _fits_the_modality(self) -> Config:
         head, reg = self.model.head, self.regularization
         if self.model.family == "transformers":
             if head.pooling in ("avgmax", "catavgmax"):
@@ -477,7 +489,7 @@ class Config(_Section):
         return self.model.family == "transformers"
 
     @model_validator(mode="after")
-    def _first_stage_has_lr(self) -> "Config":
+    def _first_stage_has_lr(self) -> Config:
         if self.stages and self.stages[0].lr is None:
             if self.stages[0].lr_scale is not None:
                 raise ValueError("stages.0: the first stage needs an absolute lr, not lr_scale")
@@ -601,10 +613,8 @@ def build_config(raw: dict[str, Any] | None = None, overrides: list[str] | None 
             for ov in overrides:
                 apply_override(raw, ov, defaults)
                 _clear_other_lr(raw, ov)
-                try:
+                with contextlib.suppress(ValidationError):  # reported once all overrides are in
                     defaults = Config.model_validate(raw).model_dump(mode="json")
-                except ValidationError:
-                    pass  # reported once all overrides are in
         return Config.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(err, source)) from None

@@ -47,9 +47,10 @@ run is judged by its last stage.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 OVERFIT_GAP = 0.10
 VAL_RISE = 0.10
@@ -146,9 +147,10 @@ def _verdict(rows: list[dict[str, Any]]) -> Diagnosis:
         return d
     tl = [r["train_loss"] for r in rows]
     ta = [r["train_accuracy"] for r in rows]
-    vl = [r.get("val_loss") for r in rows]
-    va = [r.get("val_accuracy") for r in rows]
-    has_val = all(v is not None for v in vl)
+    has_val = all(r.get("val_loss") is not None for r in rows)
+    # read only when has_val: then no entry is None
+    vl = cast(list[float], [r.get("val_loss") for r in rows])
+    va = cast(list[float], [r.get("val_accuracy") for r in rows])
     n = len(rows)
 
     if any(not math.isfinite(x) for x in tl + ([v for v in vl if v is not None])):
@@ -161,10 +163,10 @@ def _verdict(rows: list[dict[str, Any]]) -> Diagnosis:
         return Diagnosis("underfitting", [
             f"final training accuracy {ta[-1]:.3f} < {UNDERFIT_TRAIN_ACC}",
             f"training loss {tl[0]:.4f} -> {tl[-1]:.4f}, validation loss {vl[0]:.4f} -> {vl[-1]:.4f}"])
-    d = _overfitting(tl, ta, vl, va) if has_val else None
-    if d is not None:
-        d.warnings += [spikes + ": consider a lower learning rate too"] if spikes else []
-        return d
+    over = _overfitting(tl, ta, vl, va) if has_val else None
+    if over is not None:
+        over.warnings += [spikes + ": consider a lower learning rate too"] if spikes else []
+        return over
     if spikes:
         return Diagnosis("unstable", [spikes])
     if not has_val:
@@ -259,9 +261,11 @@ def recommend(verdict: str, config: Any, stage: int, rows: list[dict[str, Any]] 
         # Stopping where the validation loss was lowest helps only when the model got worse after
         # that, not merely more confident: the accuracy must have fallen too, by more than the
         # noise of the validation set (ACC_FALL_SE standard errors, at least ACC_FALL).
-        acc_fell = bool(va) and None not in va and va[-1] < max(va) - _fall_threshold(va, rows or [])
-        if st.early_stopping is None and vl and None not in vl and acc_fell:
-            best = min(range(len(vl)), key=lambda k: vl[k])
+        accs = [v for v in va if v is not None]
+        losses = [v for v in vl if v is not None]
+        acc_fell = bool(va) and len(accs) == len(va) and accs[-1] < max(accs) - _fall_threshold(accs, rows or [])
+        if st.early_stopping is None and vl and len(losses) == len(vl) and acc_fell:
+            best = min(range(len(losses)), key=lambda k: losses[k])
             if best < len(vl) - 1 - LATE_BEST * len(vl):  # the curve itself says where to stop
                 out.append(f"--set stages.{stage}.early_stopping={{patience: 3}}  # validation loss was best at "
                            f"epoch {best + 1} of {len(vl)}: stop there and keep those weights")
@@ -316,7 +320,7 @@ def _loss_jumped(rows: list[dict[str, Any]]) -> bool:
     """The training loss rose from one epoch to the next by more than UNSTABLE_JUMP somewhere, or
     ended above where it started: more learning rate would make it worse."""
     tl = [r["train_loss"] for r in rows]
-    return bool(tl) and (tl[-1] > tl[0] or any(b > a * (1 + UNSTABLE_JUMP) for a, b in zip(tl, tl[1:])))
+    return bool(tl) and (tl[-1] > tl[0] or any(b > a * (1 + UNSTABLE_JUMP) for a, b in itertools.pairwise(tl)))
 
 
 def _set_lr(config: Any, stage: int, lr: float, why: str) -> str:

@@ -18,8 +18,9 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as torch_dist
@@ -96,7 +97,7 @@ class Dist:
         on_gpu = next(module.parameters()).device.type == "cuda"
         # PyTorch 2.14 renamed broadcast_buffers (the per-forward sync of buffers from rank 0)
         new_name = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
-        sync = {"forward_sync_buffers" if new_name else "broadcast_buffers": sync_buffers}
+        sync: dict[str, Any] = {"forward_sync_buffers" if new_name else "broadcast_buffers": sync_buffers}
         return DistributedDataParallel(module, device_ids=[self.local_rank] if on_gpu else None, **sync)
 
     @contextlib.contextmanager

@@ -15,8 +15,9 @@ dropout or drop-path inside frozen blocks).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from torch import nn
 

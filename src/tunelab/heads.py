@@ -10,6 +10,7 @@ The two classic fine-tuning heads, as config::
 
 from __future__ import annotations
 
+import torch
 from timm.layers import SelectAdaptivePool2d
 from torch import nn
 
@@ -45,19 +46,21 @@ class Head(nn.Module):
         self.fc = nn.Linear(width, num_classes)
         self.num_features = width
 
-    def pre_logits(self, x):  # type: ignore[no-untyped-def]
+    def pre_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.hidden(self.drop(self.pool(self.spatial_drop(x))))
 
-    def forward(self, x):  # type: ignore[no-untyped-def]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.pre_logits(x))
 
 
-class PretrainedHead(nn.Module):
-    """The backbone's own pretrained classifier, kept (``num_classes: imagenet``)."""
+class PretrainedHead(Head):
+    """The backbone's own pretrained classifier, kept (``num_classes: imagenet``): a head whose
+    parts before the classifier are identities (the backbone pools), so the loop, the cache and
+    the probe treat it as any other head."""
 
     def __init__(self, classifier: nn.Module) -> None:
-        super().__init__()
-        self.fc = classifier
-
-    def forward(self, x):  # type: ignore[no-untyped-def]
-        return self.fc(x)
+        nn.Module.__init__(self)
+        self.spatial_drop, self.pool, self.drop = nn.Identity(), nn.Identity(), nn.Identity()
+        self.hidden = nn.Sequential()
+        self.fc = classifier  # type: ignore[assignment]  # timm's own classifier, an nn.Linear in most models
+        self.num_features = int(getattr(classifier, "in_features", 0))

@@ -26,7 +26,7 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, classes: 
         out["per_class"] = {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
                             for i, c in enumerate(classes)}
         out["confusion_matrix"] = confusion_matrix(y, pred, labels=ks).tolist()
-        out["n"] = int(len(y))
+        out["n"] = len(y)
     return out
 
 

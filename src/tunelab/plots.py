@@ -9,11 +9,11 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
-from tunelab.metrics import most_confidently_wrong  # noqa: E402
+from tunelab.metrics import most_confidently_wrong
 
 
 def _save(fig: Figure, path: Path) -> Path:

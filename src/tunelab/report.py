@@ -61,7 +61,8 @@ def _read(run_dir: Path) -> dict[str, Any]:
             "stages": load_json("stages.json", {})}
 
 
-def make_plots(run_dir: Path, r: dict[str, Any], gallery: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> dict[str, Path | None]:
+def make_plots(run_dir: Path, r: dict[str, Any],
+               gallery: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> dict[str, Path | None]:
     """All figures into RUN_DIR/plots; the gallery needs (images, labels, probabilities) of the
     validation set, else an existing gallery is kept."""
     out = run_dir / "plots"
@@ -73,7 +74,8 @@ def make_plots(run_dir: Path, r: dict[str, Any], gallery: tuple[np.ndarray, np.n
     split = "test" if "test" in r["metrics"] else "val" if "val" in r["metrics"] else None
     if split is not None:
         m = r["metrics"][split]
-        figs["confusion"] = plots.confusion(m, r["classes"], out / "confusion.png", f"{split}: confusion matrix (rows normalised)")
+        figs["confusion"] = plots.confusion(m, r["classes"], out / "confusion.png",
+                                            f"{split}: confusion matrix (rows normalised)")
         figs["per_class"] = plots.per_class(m, out / "per_class.png", f"{split}: precision and recall per class")
     if gallery is not None:
         figs["wrong"] = plots.wrong_gallery(*gallery, r["classes"], out / "wrong.png")

@@ -12,9 +12,10 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from tunelab.config import Config, load_config
 from tunelab.errors import ConfigError
@@ -88,7 +89,6 @@ def run_logging(run_dir: Path, *, main: bool = True) -> Iterator[None]:
 
 def load_run(run_dir: str | Path, *, device: str = "cpu") -> Run:
     """Rebuild a finished run's model from its config and final weights (no hub access needed)."""
-    import torch
 
     from tunelab import checkpoint as ckpt
     from tunelab.model import build_model, place

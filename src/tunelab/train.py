@@ -20,9 +20,10 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -31,25 +32,35 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from tunelab import checkpoint as ckpt
+from tunelab import distributed
 from tunelab.augment import MixTargets, build_augment, soft_cross_entropy
 from tunelab.auto import apply_auto, apply_min_steps
 from tunelab.baselines import render as render_baselines
 from tunelab.baselines import run_baselines
-from tunelab.cache import (STORE_DTYPES, Boundary, FeatureStore, backbone_sequence, bf16_supported, cache_keys,
-                           find_boundary, run_prefixes, run_tail)
+from tunelab.cache import (
+    STORE_DTYPES,
+    Boundary,
+    FeatureStore,
+    backbone_sequence,
+    bf16_supported,
+    cache_keys,
+    find_boundary,
+    run_prefixes,
+    run_tail,
+)
 from tunelab.config import Config, StageConfig, build_config, dump_config, load_config
 from tunelab.data import Splits, load_data
 from tunelab.diagnosis import diagnose
 from tunelab.distributed import Dist
-from tunelab import distributed
-from tunelab.refit import concat_sets, refit_stages, should_refit
-from tunelab.report import write_report
-from tunelab.errors import ConfigError, ModelError
+from tunelab.engine.model import FineTuneModel
+from tunelab.errors import ConfigError
 from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_table, select, set_train_mode, set_trainable
 from tunelab.metrics import classification_metrics, format_metrics, per_class_table
 from tunelab.model import TuneModel, build_model, place
+from tunelab.refit import concat_sets, refit_stages, should_refit
 from tunelab.regularizers import Penalty, build_penalties, check_coverage, pretrained_reference
 from tunelab.regularizers._audit import audit_penalty, other_regularizers, render_audit
+from tunelab.report import write_report
 from tunelab.runs import Run, new_run_dir, read_history, run_logging
 
 log = logging.getLogger("tunelab")
@@ -75,23 +86,23 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(model: nn.Module, stage: StageConfig, lr: float) -> torch.optim.Optimizer:
+def make_optimizer(model: FineTuneModel, stage: StageConfig, lr: float) -> torch.optim.Optimizer:
     """A fresh optimizer over the trainable parameters. Weight decay skips biases and norm weights
     (every parameter with fewer than 2 dimensions): decaying them only hurts. With
     ``stage.layer_decay`` every named group gets its own lr (:func:`lr_scales`); the head's groups
     come first, so ``param_groups[0]`` carries the stage's lr."""
     scales = lr_scales(model, stage.layer_decay)
-    by_group = {n: scales[label] for label, names in model.groups() for n in names}  # type: ignore[operator]
+    by_group = {n: scales[label] for label, names in model.groups() for n in names}
     buckets: dict[tuple[float, bool], list[nn.Parameter]] = {}
     for n, p in model.named_parameters():
         if p.requires_grad:
             buckets.setdefault((by_group.get(n, 1.0), p.ndim >= 2), []).append(p)
-    groups = [{"params": ps, "weight_decay": stage.weight_decay if decays else 0.0, "lr": lr * scale}
+    groups: list[dict[str, Any]] = [{"params": ps, "weight_decay": stage.weight_decay if decays else 0.0, "lr": lr * scale}
               for (scale, decays), ps in sorted(buckets.items(), key=lambda kv: (-kv[0][0], not kv[0][1]))]
     # the fused kernel is one pass per step instead of several per tensor: a clear win on GPUs and
     # 5-8% of a cached-tail epoch on this CPU (benchmarks/results/speed.md)
     devices = {p.device.type for g in groups for p in g["params"]}
-    fused = {"fused": True} if len(devices) == 1 and devices <= {"cpu", "cuda"} else {}
+    fused: dict[str, Any] = {"fused": True} if len(devices) == 1 and devices <= {"cpu", "cuda"} else {}
     if stage.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=lr, **fused)
     if stage.optimizer == "adam":  # Adam's weight_decay is an L2 term in the gradient, not decoupled
@@ -99,11 +110,12 @@ def make_optimizer(model: nn.Module, stage: StageConfig, lr: float) -> torch.opt
     return torch.optim.SGD(groups, lr=lr, momentum=stage.momentum, nesterov=True)
 
 
-def make_scheduler(opt: torch.optim.Optimizer, stage: StageConfig, lr: float, steps_per_epoch: int):  # type: ignore[no-untyped-def]
+def make_scheduler(opt: torch.optim.Optimizer, stage: StageConfig, lr: float,
+                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
     total = max(1, stage.epochs * steps_per_epoch)
     if stage.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total)
-    warmup = min(int(round(stage.warmup_epochs * steps_per_epoch)), total - 1)
+    warmup = min(round(stage.warmup_epochs * steps_per_epoch), total - 1)
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -124,7 +136,7 @@ def autocast_bf16(precision: str, device: torch.device) -> bool:
 
 
 @torch.inference_mode()
-def predict_logits(model: TuneModel, images: torch.Tensor, batch_size: int, device: torch.device,
+def predict_logits(model: FineTuneModel, images: torch.Tensor, batch_size: int, device: torch.device,
                    bf16: bool = False) -> torch.Tensor:
     """Logits for uint8 images, in eval mode, batch by batch; returned on the CPU."""
     was_training = model.training
@@ -196,7 +208,7 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = s
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     meta = {"numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]], "python": _py_state_to_json(random.getstate())}
     return tensors, meta
 
@@ -243,10 +255,10 @@ class StagePlan:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, run_dir: Path, splits: Splits, model: TuneModel, device: torch.device,
-                 hooks: dict[str, Hook], penalties: list[Penalty], dist: Dist = Dist()) -> None:
+    def __init__(self, cfg: Config, run_dir: Path, splits: Splits, model: FineTuneModel, device: torch.device,
+                 hooks: dict[str, Hook], penalties: list[Penalty], dist: Dist | None = None) -> None:
         self.cfg, self.dir, self.splits, self.model, self.device, self.hooks = cfg, run_dir, splits, model, device, hooks
-        self.dist = dist
+        self.dist = dist if dist is not None else Dist()
         self.bf16 = autocast_bf16(cfg.run.precision, device)  # forward passes under bf16 autocast
         self.lrs = cfg.stage_lrs()
         self.metrics_path = run_dir / "metrics.jsonl"
@@ -262,14 +274,19 @@ class Trainer:
         self.seq = backbone_sequence(model.backbone.model) if cfg.cache.enabled else None
         # ranks share one copy of the cache through the page cache of its memory-mapped files
         self.store = FeatureStore(Path(cfg.cache.folder) if cfg.cache.folder else run_dir / "cache",
-                                  0.0 if dist.enabled else cfg.cache.max_memory_gb)
+                                  0.0 if self.dist.enabled else cfg.cache.max_memory_gb)
         self.plan: StagePlan | None = None
         self.partners: list[torch.Tensor] | None = None  # a contrastive stage's partner of each example, per epoch
         self.net: nn.Module = model  # what a training step calls: the model, or the cached tail, maybe in DDP
         self.next_keys: set[str] = set()  # cache entries the next stage got from this stage's pass
         from torch.utils.tensorboard import SummaryWriter
 
-        self.tb = SummaryWriter(str(run_dir / "tensorboard")) if dist.main else None
+        self.tb = SummaryWriter(str(run_dir / "tensorboard")) if self.dist.main else None
+
+    @property
+    def image_model(self) -> TuneModel:
+        """The model as the image cache sees it (the text trainer overrides the cache methods)."""
+        return cast(TuneModel, self.model)
 
     # hooks are called by name; fit() has checked the names
     def call(self, name: str, **kwargs: Any) -> None:
@@ -342,7 +359,7 @@ class Trainer:
         c = self.cfg.cache
         self.store.keep_only(self.next_keys)  # drop the previous stage's features first
         self.next_keys = set()
-        boundary = find_boundary(self.model, self.seq) if c.enabled else None
+        boundary = find_boundary(self.image_model, self.seq) if c.enabled else None
         if boundary is None:
             return None
         if self.mixer is not None:
@@ -358,12 +375,12 @@ class Trainer:
         trains, hit = self.extract(bounds, self.splits.train.images, views, self.augment)
         vals = self.extract(bounds, self.splits.val.images, 1, None)[0] if self.splits.val is not None else None
         train = trains[0]
-        msg = "cache: %s; %d view(s) of %d training images, %s, %.1f MB (%s in %.1f s)" % (
-            boundary.describe(self.seq or []), views, len(self.splits.train), str(train.dtype).replace("torch.", ""),
-            train.numel() * train.element_size() / 2**20, "reused" if hit else "computed", time.perf_counter() - t0)
+        dtype, mb = str(train.dtype).replace("torch.", ""), train.numel() * train.element_size() / 2**20
+        msg = (f"cache: {boundary.describe(self.seq or [])}; {views} view(s) of {len(self.splits.train)} training images, "
+               f"{dtype}, {mb:.1f} MB ({'reused' if hit else 'computed'} in {time.perf_counter() - t0:.1f} s)")
         if ahead is not None and not hit:
-            msg += "; the same pass cached stage %d's boundary (%s), +%.1f MB" % (
-                si + 2, ahead.describe(self.seq or []), trains[1].numel() * trains[1].element_size() / 2**20)
+            msg += (f"; the same pass cached stage {si + 2}'s boundary ({ahead.describe(self.seq or [])}), "
+                    f"+{trains[1].numel() * trains[1].element_size() / 2**20:.1f} MB")
         log.info(msg)
         self.record_stage(si, cache=msg)
         return StagePlan(boundary, train, vals[0][0] if vals is not None else None)
@@ -371,10 +388,10 @@ class Trainer:
     def next_boundary(self, si: int, boundary: Boundary) -> Boundary | None:
         """The next stage's boundary when its frozen prefix is frozen in this stage too (so this
         stage leaves it unchanged and one pass can compute both), else None."""
-        if si + 1 >= len(self.cfg.stages) or self.seq is None or self.model.backbone.pools:
+        if si + 1 >= len(self.cfg.stages) or self.seq is None or self.image_model.backbone.pools:
             return None
-        nxt = find_boundary(self.model, self.seq,
-                            select(self.model, self.cfg.stages[si + 1].train, where=f"stages.{si + 1}.train"))
+        nxt = find_boundary(self.image_model, self.seq,
+                            select(self.image_model, self.cfg.stages[si + 1].train, where=f"stages.{si + 1}.train"))
         if nxt is None or nxt == boundary:
             return None
         limit = len(self.seq) if boundary.pooled else boundary.start
@@ -386,7 +403,7 @@ class Trainer:
         """[views, N, ...] prefix outputs of ``images`` at each boundary (one pass for all), and
         whether the first was already cached. With several views, view 0 is the image as it is (what
         the model sees at test time) and view v > 0 an augmented pass with its own fixed seed."""
-        c, model = self.cfg.cache, self.model
+        c, model = self.cfg.cache, self.image_model
         dtype = STORE_DTYPES[c.dtype]
         aug_name = repr(self.cfg.regularization.augment) if augment is not None else "none"
         use_bf16 = c.autocast == "auto" and bf16_supported(self.device)
@@ -436,19 +453,24 @@ class Trainer:
                     self.store.commit(keys[i])
             dist.barrier()
             if dist.enabled:  # every rank maps the finished file (one copy in the page cache)
-                outs = [self.store.lookup(keys[i], dtype) for i in missing]
+                outs = [self._mapped(keys[i], dtype) for i in missing]
             for i, out in zip(missing, outs):
                 found[i] = out
         finally:
             model.train(was)
         return [f for f in found if f is not None], 0 not in missing
 
+    def _mapped(self, key: str, dtype: torch.dtype) -> torch.Tensor:
+        out = self.store.lookup(key, dtype)
+        assert out is not None, f"cache entry {key} was committed by rank 0 but is missing"
+        return out
+
     def forward_cached(self, h: torch.Tensor) -> torch.Tensor:
         assert self.plan is not None
         h = _to_memory_format(h.to(self.device, non_blocking=True).float())
         if self.plan.boundary.pooled:
             self.ctx["pooled"] = h
-        return run_tail(self.model, self.seq, self.plan.boundary, h)
+        return run_tail(self.image_model, self.seq, self.plan.boundary, h)
 
     def validate(self) -> dict[str, Any]:
         assert self.splits.val is not None
@@ -543,10 +565,10 @@ class Trainer:
             seen += n
             bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
         secs = time.perf_counter() - t0
-        total_loss, correct, seen, *pens = dist.sum([total_loss, correct, seen, *pen_sums.values()])
-        row = {"train_loss": total_loss / seen, "train_accuracy": correct / seen, "seconds": secs,
-               "img_per_s": seen / secs, "lr": opt.param_groups[0]["lr"]}
-        row.update({f"penalty_{name}": v / seen for name, v in zip(pen_sums, pens)})
+        loss_sum, hit_sum, n_sum, *pens = dist.sum([total_loss, correct, seen, *pen_sums.values()])
+        row = {"train_loss": loss_sum / n_sum, "train_accuracy": hit_sum / n_sum, "seconds": secs,
+               "img_per_s": n_sum / secs, "lr": opt.param_groups[0]["lr"]}
+        row.update({f"penalty_{name}": v / n_sum for name, v in zip(pen_sums, pens)})
         row["lr_steps"] = lrs[:: max(1, len(lrs) // 50)]  # for the learning-rate plot
         return row
 
@@ -703,7 +725,7 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     return s + f" | {row['seconds']:.1f} s, {row['img_per_s']:.0f} img/s, lr {row['lr']:.2e}"
 
 
-def check_probe_stage(model: nn.Module, trainable: Iterable[str], si: int) -> None:
+def check_probe_stage(model: FineTuneModel, trainable: Iterable[str], si: int) -> None:
     """A probe stage fits the head's last linear layer on frozen features: nothing else may train."""
     head = model.head
     if getattr(head, "hidden", None) is None or len(head.hidden) or not isinstance(getattr(head, "fc", None), nn.Linear):
@@ -912,7 +934,8 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook], dis
         write_wrong_texts(run_dir, splits.val, val_probs, splits.classes)
         gallery = None
     else:
-        gallery = (splits.val.images.numpy(), splits.val.labels.numpy(), val_probs) if val_probs is not None else None
+        val = splits.val
+        gallery = (val.images.numpy(), val.labels.numpy(), val_probs) if val_probs is not None and val is not None else None
     log.info("report: %s", write_report(run_dir, gallery=gallery))
     _final_tensorboard(trainer.tb, cfg, final, run_dir / "plots" / "confusion.png")
     trainer.call("on_fit_end", trainer=trainer, metrics=final)
@@ -920,7 +943,7 @@ def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook], dis
 
 
 def _model_for_training(cfg: Config, num_classes: int, device: torch.device, dist: Dist, pos: _Position,
-                        run_dir: Path) -> tuple[TuneModel, list[Penalty]]:
+                        run_dir: Path) -> tuple[FineTuneModel, list[Penalty]]:
     """The model with its pretrained weights (placed, compiled if asked) and its penalties; then
     each rank's own seed, and the weights of the checkpoint in ``run_dir`` a resume starts from."""
     model = place(build_model(cfg.model, num_classes), device)
@@ -938,7 +961,7 @@ def _model_for_training(cfg: Config, num_classes: int, device: torch.device, dis
 
 
 def _refit(cfg: Config, run_dir: Path, splits: Splits, hooks: dict[str, Hook], dist: Dist, device: torch.device,
-           num_classes: int) -> tuple[TuneModel, "Trainer", dict[str, Any]]:
+           num_classes: int) -> tuple[FineTuneModel, Trainer, dict[str, Any]]:
     """Train the recipe again from the pretrained weights on the training and validation examples
     together, each stage for the epochs it ran, in RUN_DIR/refit (resumable like the run itself)."""
     sub = run_dir / "refit"
@@ -964,7 +987,7 @@ def _refit(cfg: Config, run_dir: Path, splits: Splits, hooks: dict[str, Hook], d
     return model, trainer, {"examples": len(merged.train), "epochs": [st.epochs for st in rcfg.stages]}
 
 
-def compile_blocks(model: TuneModel) -> None:
+def compile_blocks(model: FineTuneModel) -> None:
     """``torch.compile`` every block of the backbone and the head, in place. Block by block, so the
     cached paths (which run a stage's trainable tail block by block) use the compiled code too, and
     parameter names stay as they are (checkpoints are unchanged)."""

@@ -23,8 +23,15 @@ from torch import nn
 from tunelab.backbones._packaged import PACKAGED, PackagedWeights, register_packaged
 from tunelab.errors import ModelError
 
-__all__ = ["Backbone", "create_backbone", "list_backbones", "PACKAGED", "PackagedWeights", "register_packaged",
-           "load_state_dict_file"]
+__all__ = [
+    "PACKAGED",
+    "Backbone",
+    "PackagedWeights",
+    "create_backbone",
+    "list_backbones",
+    "load_state_dict_file",
+    "register_packaged",
+]
 
 
 class Backbone(nn.Module):
@@ -35,7 +42,10 @@ class Backbone(nn.Module):
     the head pools.
     """
 
-    def __init__(self, model: nn.Module, *, pools: bool, source: str) -> None:
+    model: Any  # a timm model (forward_features, forward_head, get_classifier), not typed by timm
+    classifier: nn.Module  # only while create_backbone hands a kept classifier to the head
+
+    def __init__(self, model: Any, *, pools: bool, source: str) -> None:
         super().__init__()
         self.model = model
         self.pools = pools
@@ -72,7 +82,7 @@ def _group_name(names: list[str]) -> str:
     return "+".join(dict.fromkeys(unit(m) for m in mods))
 
 
-def _named_groups(model: nn.Module) -> list[tuple[str, list[str]]]:
+def _named_groups(model: Any) -> list[tuple[str, list[str]]]:
     """Ordered (label, parameter names) groups, input side first, from timm's fine group_matcher."""
     from timm.models._manipulate import group_parameters
 
@@ -118,7 +128,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return {re.sub(r"^(module\.|backbone\.model\.)", "", k): v for k, v in sd.items()}
 
 
-def _load_into(model: nn.Module, sd: dict[str, torch.Tensor], source: str) -> None:
+def _load_into(model: Any, sd: dict[str, torch.Tensor], source: str) -> None:
     """Load ``sd`` strictly for the feature layers; classifier keys may be absent or differ."""
     sd = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
     own = model.state_dict()
@@ -166,7 +176,7 @@ def create_backbone(name: str, *, pretrained: bool = True, weights: str = "auto"
         source = str(weights)
     kwargs: dict[str, Any] = {"drop_path_rate": drop_path_rate} if drop_path_rate else {}
     try:
-        model = timm.create_model(name, pretrained=(source == "hub"), **kwargs)
+        model: Any = timm.create_model(name, pretrained=(source == "hub"), **kwargs)
     except Exception as e:
         if source == "hub":
             raise ModelError(
@@ -184,7 +194,7 @@ def create_backbone(name: str, *, pretrained: bool = True, weights: str = "auto"
         classifier = model.get_classifier()
         model.reset_classifier(0)
         bb = Backbone(model, pools=True, source=source)
-        bb.classifier = classifier  # type: ignore[assignment]  # taken over by the head
+        bb.classifier = classifier  # taken over by the head
         return bb
     pools = _returns_tokens(model)  # token models pool themselves (cls token / mean of tokens)
     if pools:
@@ -194,7 +204,7 @@ def create_backbone(name: str, *, pretrained: bool = True, weights: str = "auto"
     return Backbone(model, pools=pools, source=source)
 
 
-def _returns_tokens(model: nn.Module) -> bool:
+def _returns_tokens(model: Any) -> bool:
     """True when forward_features gives [B, N, C] tokens rather than a [B, C, H, W] map."""
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     size = tuple(cfg.get("input_size", (3, 224, 224))) if cfg.get("fixed_input_size") else (3, 64, 64)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,7 +29,7 @@ class PackagedWeights:
     def available(self) -> bool:
         return importlib.util.find_spec(self.package) is not None
 
-    def load(self, model: nn.Module) -> dict[str, torch.Tensor]:
+    def load(self, model: Any) -> dict[str, torch.Tensor]:
         """The packaged state dict with timm's key names for ``model`` (a timm ``arch`` instance)."""
         if not self.available():
             raise ModelError(
@@ -45,7 +46,7 @@ _INVERTED_RESIDUAL = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv
 _DEPTHWISE_SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 
 
-def efficientnet_lukemelas_to_timm(sd: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+def efficientnet_lukemelas_to_timm(sd: dict[str, torch.Tensor], model: Any) -> dict[str, torch.Tensor]:
     """Rename an EfficientNet-PyTorch (lukemelas) state dict to timm's EfficientNet key names.
 
     lukemelas numbers blocks flatly (``_blocks.7``); timm nests them by stage (``blocks.2.1``).

@@ -20,7 +20,7 @@ from tunelab.data._sources import BUILTIN, BUILTIN_TEST_SPLIT, ArraySource, File
 from tunelab.data._store import load_decoded
 from tunelab.errors import DataError
 
-__all__ = ["ImageSet", "Splits", "load_data", "decode_file", "BadImage", "BUILTIN"]
+__all__ = ["BUILTIN", "BadImage", "ImageSet", "Splits", "decode_file", "load_data"]
 
 log = logging.getLogger("tunelab")
 
@@ -50,8 +50,7 @@ class Splits:
 
     def count_table(self) -> str:
         """Per-class image counts of every split, printed at the start of a run."""
-        sets = [("train", self.train), ("val", self.val), ("test", self.test)]
-        sets = [(n, s) for n, s in sets if s is not None]
+        sets = [(n, s) for n, s in (("train", self.train), ("val", self.val), ("test", self.test)) if s is not None]
         counts = {n: np.bincount(s.labels.numpy(), minlength=len(self.classes)) for n, s in sets}
         w = max(len(c) for c in self.classes + ["class"])
         lines = [f"{'class':<{w}}" + "".join(f"  {n:>7}" for n, _ in sets)]

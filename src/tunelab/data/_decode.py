@@ -30,7 +30,7 @@ def decode_file(path: str | Path, size: int) -> torch.Tensor:
             w, h = im.size
             scale = size / min(w, h)
             nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-            im = im.resize((nw, nh), Image.BICUBIC, reducing_gap=3.0)
+            im = im.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=3.0)
             left, top = (nw - size) // 2, (nh - size) // 2
             im = im.crop((left, top, left + size, top + size))
             arr = np.asarray(im, dtype=np.uint8)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import csv
 import gzip
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch

@@ -11,7 +11,7 @@ fine-tuning, zero is the wrong target: the pretrained weights are what is known 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -20,7 +20,7 @@ from tunelab.config import PenaltyConfig
 from tunelab.errors import ConfigError
 from tunelab.freezing import select
 
-__all__ = ["Penalty", "PENALTIES", "register_penalty", "build_penalties", "pretrained_reference"]
+__all__ = ["PENALTIES", "Penalty", "build_penalties", "pretrained_reference", "register_penalty"]
 
 Ctx = dict[str, torch.Tensor]  # per-step values a penalty may use, e.g. ctx["pooled"] features
 
@@ -127,7 +127,8 @@ class Activity(Penalty):
         super().__init__(cfg, model, index)
         self.params = [(n, p) for n, p in self.params if n.startswith("backbone.")]
         if not self.params:
-            raise ConfigError(f"{self.where}: activity regularization acts on backbone parameters; layers: {cfg.layers} selects none")
+            raise ConfigError(f"{self.where}: activity regularization acts on backbone parameters; "
+                              f"layers: {cfg.layers} selects none")
 
     def __call__(self, model: nn.Module, ctx: Ctx) -> torch.Tensor:
         f = ctx["pooled"].float()

@@ -31,10 +31,11 @@ import socket
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Literal
 
 import optuna
 import torch
@@ -43,10 +44,19 @@ from optuna.trial import TrialState
 from tunelab import checkpoint as ckpt
 from tunelab.config import Config, TuneConfig, build_config, dump_config, read_raw
 from tunelab.errors import ConfigError, TunelabError
-from tunelab.search.space import (Param, Skeletons, assigned_values, assignment, check_compatible, check_space,
-                                  default_space, parse_space, short)
+from tunelab.search.space import (
+    Param,
+    Skeletons,
+    assigned_values,
+    assignment,
+    check_compatible,
+    check_space,
+    default_space,
+    parse_space,
+    short,
+)
 
-__all__ = ["tune", "TuneResult"]
+__all__ = ["TuneResult", "tune"]
 
 log = logging.getLogger("tunelab.search")
 
@@ -255,7 +265,7 @@ def _for_fit(trial_cfg: Config, base: Config, name: str) -> Config:
 
 
 def _open_study(url: str, name: str, settings: TuneConfig, seed: int, *, shared: bool) -> optuna.Study:
-    direction = "minimize" if settings.metric == "val_loss" else "maximize"
+    direction: Literal["minimize", "maximize"] = "minimize" if settings.metric == "val_loss" else "maximize"
     try:
         study = optuna.create_study(storage=_storage(url), study_name=name, direction=direction, load_if_exists=True,
                                     pruner=_pruner(settings))
@@ -286,6 +296,7 @@ HEARTBEAT_S, GRACE_S = 30, 120
 def _storage(url: str) -> optuna.storages.RDBStorage:
     # SQLite: wait for a lock instead of failing when several local workers write at once
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    retry: dict[str, Any]
     if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):  # Optuna 4.9 renamed it
         retry = {"heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
     else:
@@ -357,7 +368,8 @@ def _hide_password(url: str) -> str:
 @contextmanager
 def _study_logging(study_dir: Path) -> Iterator[None]:
     """The search's own lines (one per trial) on the console and in STUDY_DIR/tune.log; each
-    trial's full log stays in its run folder. Optuna's own lines would repeat ours (with tracebacks of failed trials): off meanwhile."""
+    trial's full log stays in its run folder. Optuna's own lines would repeat ours (with tracebacks of
+    failed trials): off meanwhile."""
     root = logging.getLogger("tunelab")
     root.setLevel(logging.INFO)
     root.propagate = False

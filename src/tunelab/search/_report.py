@@ -12,8 +12,9 @@ from __future__ import annotations
 import html
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -101,7 +102,8 @@ def _trials_table(trials: list[FrozenTrial], keys: list[str], study_dir: Path, b
         rows.append(f"<tr{mark}><td>{t.number}</td><td>{t.state.name.lower()}</td>"
                     f"<td>{'' if t.value is None else f'{t.value:.4f}'}</td><td>{epochs}</td><td>{secs}</td>"
                     + "".join(f"<td>{_fmt(values[k]) if k in values else ''}</td>" for k in keys)
-                    + f'<td style="text-align:left;white-space:nowrap">{html.escape(_note(t))}</td><td>{_link(t, study_dir)}</td></tr>')
+                    + f'<td style="text-align:left;white-space:nowrap">{html.escape(_note(t))}</td>'
+                    + f'<td>{_link(t, study_dir)}</td></tr>')
     return f"<table>{head}{''.join(rows)}</table>"
 
 

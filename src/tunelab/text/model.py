@@ -9,32 +9,21 @@ freezing, layer-wise lr decay, penalties, the audit and the layer table work unc
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from tunelab.config import ModelConfig
+from tunelab.engine.model import FineTuneModel
 from tunelab.errors import ConfigError
 from tunelab.heads import Head
-from tunelab.model import named_groups, run_backbone
 from tunelab.text.backbone import TextBackbone, create_text_backbone
-from tunelab.text.data import Tokens
 
 
-class TextModel(nn.Module):
+class TextModel(FineTuneModel):
+    """The text model: a transformers encoder with pooling (tokens in, one vector per text out),
+    then the new head."""
+
+    backbone: TextBackbone
+
     def __init__(self, backbone: TextBackbone, head: Head) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    def forward_features(self, tokens: Tokens) -> torch.Tensor:
-        return run_backbone(self.backbone, tokens)
-
-    def forward(self, tokens: Tokens) -> torch.Tensor:
-        return self.head(self.forward_features(tokens))
-
-    def groups(self) -> list[tuple[str, list[str]]]:
-        """Ordered named parameter groups, input side first, head last."""
-        return named_groups(self.backbone, self.head)
+        super().__init__(backbone, head)
 
 
 def build_text_model(cfg: ModelConfig, num_classes: int) -> TextModel:

@@ -1,0 +1,1 @@
+"""The modality-neutral engine: what every task's model and loop share, importing no modality."""

@@ -1,0 +1,59 @@
+"""The model side of the engine: a pretrained backbone without its top, then a new head.
+
+An adapter (images, text) subclasses :class:`FineTuneModel` with its own backbone type; the engine
+only relies on what is declared here, in timm's vocabulary: ``forward_features`` (the backbone's
+output), the head (``head.pool`` gives the pooled features its classifier ``head.fc`` reads) and
+``groups()``, the named parameter groups that freezing and layer-wise learning rates act on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from tunelab.heads import Head
+
+
+class FineTuneModel(nn.Module):
+    backbone: nn.Module
+    head: Head
+
+    def __init__(self, backbone: nn.Module, head: Head) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward_features(self, x: Any) -> torch.Tensor:
+        return run_backbone(self.backbone, x)
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return self.head.pre_logits(features) if pre_logits else self.head(features)
+
+    def forward(self, x: Any) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+    def groups(self) -> list[tuple[str, list[str]]]:
+        """Ordered named parameter groups of the whole model, input side first, head last."""
+        return named_groups(self.backbone, self.head)
+
+
+def run_backbone(backbone: nn.Module, x: Any) -> torch.Tensor:
+    """The backbone on ``x``; without an autograd graph when none of it trains."""
+    if not any(p.requires_grad for p in backbone.parameters()):
+        with torch.no_grad():
+            return backbone(x)
+    return backbone(x)
+
+
+def named_groups(backbone: nn.Module, head: nn.Module) -> list[tuple[str, list[str]]]:
+    """The backbone's named groups (``backbone.groups``) then one group per head module with
+    parameters, as (label, parameter names of the whole model)."""
+    groups: list[tuple[str, list[str]]] = getattr(backbone, "groups")  # noqa: B009 (set by each backbone type)
+    out = [(f"backbone.{label}", [f"backbone.model.{n}" for n in names]) for label, names in groups]
+    for child, module in head.named_children():
+        names = [f"head.{child}.{n}" for n, _ in module.named_parameters()]
+        if names:
+            out.append((f"head.{child}", names))
+    return out
