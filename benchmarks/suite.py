@@ -214,8 +214,9 @@ def run_sklearn(inst: Instance, seed: int, work: Path) -> dict[str, Any]:
                      image_size=inst.image_size or info.get("image_size") or 64,
                      text=TextDataConfig(token_cache=None, max_length=8, tokenizer="minilm") if text else None)
     from tunelab.data import load_data
+    from tunelab.text.data import load_text_data
 
-    s = load_data(cfg)
+    s = load_text_data(cfg) if text else load_data(cfg)
     assert s.test is not None
     if text:
         tx, ex = s.train.texts, s.test.texts  # type: ignore[attr-defined]

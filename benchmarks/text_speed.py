@@ -47,10 +47,10 @@ def _recipe_epochs() -> int:
 
 def _splits(seed: int):
     import tunelab
-    from tunelab.data import load_data
+    from tunelab.text.data import load_text_data
 
     cfg = tunelab.load_config(CONFIG, [f"data.seed={seed}", "data.text.token_cache=null"])
-    return cfg, load_data(cfg.data)
+    return cfg, load_text_data(cfg.data)
 
 
 # --- the baseline: AutoModelForSequenceClassification + Trainer ----------------------------------

@@ -7,7 +7,7 @@ import tunelab
 from tunelab.cache import FeatureStore, backbone_sequence, cache_key, find_boundary, run_prefix, run_prefixes, run_tail
 from tunelab.config import ModelConfig
 from tunelab.freezing import select, set_trainable
-from tunelab.model import build_model
+from tunelab.tasks import build_model
 
 
 @pytest.fixture(params=["test_efficientnet", "test_resnet"])

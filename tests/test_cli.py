@@ -36,7 +36,7 @@ def test_bad_config_key_exits_2_with_message(tmp_path, capsys):
     assert "model.backbon: unknown key 'backbon' (did you mean 'backbone'?)" in err
 
 
-HEAVY = ("torch", "timm", "transformers", "optuna", "matplotlib", "sklearn", "tunelab.train")
+HEAVY = ("torch", "timm", "transformers", "optuna", "matplotlib", "sklearn", "tunelab.train", "tunelab.pipeline")
 
 
 @pytest.mark.parametrize("code", [
@@ -55,7 +55,7 @@ def test_heavy_libraries_load_only_when_needed(code, tmp_path):
 
 
 def test_lazy_names_resolve_and_unknown_names_fail():
-    assert tunelab.fit.__module__ == "tunelab.train" and "fit" in dir(tunelab)
+    assert tunelab.fit.__module__ == "tunelab.pipeline" and "fit" in dir(tunelab)
     with pytest.raises(AttributeError, match="no attribute 'fitt'"):
         tunelab.fitt  # noqa: B018
 

@@ -6,7 +6,7 @@ import tunelab
 from tunelab.config import ModelConfig
 from tunelab.errors import ConfigError
 from tunelab.freezing import layer_rows, param_totals, render_layer_table, select, set_train_mode, set_trainable
-from tunelab.model import build_model
+from tunelab.tasks import build_model
 
 
 @pytest.fixture

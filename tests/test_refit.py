@@ -7,7 +7,7 @@ import torch
 
 import tunelab
 from tunelab.config import build_config
-from tunelab.refit import concat_sets, refit_stages, should_refit
+from tunelab.refit import refit_stages, should_refit
 
 
 def test_refit_stages_keep_the_epochs_run_and_drop_early_stopping():
@@ -27,13 +27,13 @@ def test_auto_refits_small_training_sets_only():
     assert not should_refit(build_config({}), 160, 40)  # the default: never
 
 
-def test_concat_sets_of_texts_pads_to_the_longer():
+def test_concat_of_text_sets_pads_to_the_longer():
     from tunelab.text.data import TextSet, Tokens
 
     a = TextSet(Tokens(torch.ones(2, 3, dtype=torch.long), torch.tensor([3, 2])), torch.tensor([0, 1]), ["a", "b"],
                 None, ["f:1", "f:2"])
     b = TextSet(Tokens(torch.ones(1, 5, dtype=torch.long), torch.tensor([5])), torch.tensor([1]), ["c"], None, ["f:3"])
-    m = concat_sets(a, b)
+    m = a.concat(b)
     assert m.tokens.ids.shape == (3, 5) and m.tokens.ids[0, 3:].tolist() == [0, 0]
     assert m.labels.tolist() == [0, 1, 1] and m.texts == ["a", "b", "c"] and len(m) == 3
 

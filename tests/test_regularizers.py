@@ -7,9 +7,9 @@ import tunelab
 from tunelab.config import ModelConfig, PenaltyConfig
 from tunelab.errors import ConfigError
 from tunelab.freezing import select, set_trainable
-from tunelab.model import build_model
 from tunelab.regularizers import Penalty, build_penalties, pretrained_reference, register_penalty
 from tunelab.regularizers._audit import audit_penalty, render_audit
+from tunelab.tasks import build_model
 
 
 @pytest.fixture

@@ -8,10 +8,9 @@ import torch
 
 from conftest import text_rows, write_text_csv
 from tunelab.config import DataConfig, TextDataConfig, build_config
-from tunelab.data import load_data
 from tunelab.errors import ConfigError, DataError
 from tunelab.text.backbone import load_tokenizer
-from tunelab.text.data import Tokens, read_texts, spread, tokenize
+from tunelab.text.data import Tokens, load_text_data, read_texts, spread, tokenize
 
 
 def _cfg(train, tiny_encoder, tmp_path, **text):
@@ -21,7 +20,7 @@ def _cfg(train, tiny_encoder, tmp_path, **text):
 
 def test_csv_splits_stratified_and_few_shot(text_csv, tiny_encoder, tmp_path):
     cfg = _cfg(text_csv, tiny_encoder, tmp_path)
-    s = load_data(cfg.model_copy(update={"samples_per_class": 5}))
+    s = load_text_data(cfg.model_copy(update={"samples_per_class": 5}))
     assert s.classes == ["neg", "pos"]
     assert torch.bincount(s.train.labels).tolist() == [5, 5]
     assert torch.bincount(s.test.labels).tolist() == [6, 6] and torch.bincount(s.val.labels).tolist() == [6, 6]
@@ -34,7 +33,7 @@ def test_jsonl_with_text_pairs_and_custom_keys(tmp_path, tiny_encoder):
     rows = [{"premise": t, "hypothesis": "the film", "y": y} for t, y in text_rows(6)]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     cfg = _cfg(path, tiny_encoder, tmp_path, column="premise", pair_column="hypothesis", label_column="y")
-    s = load_data(cfg)
+    s = load_text_data(cfg)
     tok = s.train.tokens
     assert tok.type_ids is not None and s.train.pairs == ["the film"] * len(s.train)
     first = tok[0:1]
@@ -69,7 +68,7 @@ def test_truncation_is_counted_and_logged(tiny_encoder, tmp_path, caplog):
     cfg = DataConfig(train=str(path), val_split=0, text=TextDataConfig(tokenizer=str(tiny_encoder), max_length=10,
                                                                    max_windows=1, token_cache=None))
     with caplog.at_level("INFO", logger="tunelab"):
-        s = load_data(cfg)
+        s = load_text_data(cfg)
     assert int(s.train.tokens.lengths.max()) == 10 and s.train.tokens.starts is None
     assert "train: 8 texts" in caplog.text and "4 (50.0%) truncated to 10" in caplog.text
 
@@ -80,7 +79,7 @@ def test_long_texts_are_read_as_windows_spread_over_the_whole_text(tiny_encoder,
     cfg = DataConfig(train=str(path), val_split=0, text=TextDataConfig(tokenizer=str(tiny_encoder), max_length=10,
                                                                    max_windows=4, token_cache=None))
     with caplog.at_level("INFO", logger="tunelab"):
-        tok = load_data(cfg).train.tokens
+        tok = load_text_data(cfg).train.tokens
     assert len(tok) == 8 and int(tok.lengths.max()) == 10
     counts = (tok.starts[1:] - tok.starts[:-1]).tolist()
     assert sorted(set(counts)) == [1, 4]  # short texts: one window; long ones: capped at max_windows
@@ -133,7 +132,7 @@ def test_bad_input_names_file_line_and_what_is_valid(tmp_path, tiny_encoder, con
     if content is not None:
         path.write_text(content)
     with pytest.raises(DataError, match=match):
-        load_data(_cfg(path, tiny_encoder, tmp_path, **text).model_copy(update={"val_split": 0, "test_split": 0}))
+        load_text_data(_cfg(path, tiny_encoder, tmp_path, **text).model_copy(update={"val_split": 0, "test_split": 0}))
 
 
 def test_bad_json_line_and_wrong_suffix(tmp_path):

@@ -12,9 +12,9 @@ from tunelab.cli import main
 from tunelab.config import ModelConfig, StageConfig, build_config
 from tunelab.errors import ConfigError
 from tunelab.freezing import layer_rows, lr_scales, select, set_train_mode, set_trainable
-from tunelab.model import build_model
+from tunelab.tasks import build_model
 from tunelab.text.cache import CachedStates, TextBoundary, cache_key, find_text_boundary, run_prefix, run_tail
-from tunelab.text.data import Tokens
+from tunelab.text.data import Tokens, load_text_data
 from tunelab.train import make_optimizer
 
 
@@ -202,7 +202,7 @@ def test_batches_group_texts_of_similar_length_and_inference_keeps_the_order(tin
     from tunelab.train import predict_logits
 
     cfg = build_config(tiny_text_cfg)
-    splits = tunelab.data.load_data(cfg.data)
+    splits = load_text_data(cfg.data)
     trainer = TextTrainer.__new__(TextTrainer)  # only the batching: no run folder, no model
     trainer.cfg, trainer.splits = cfg, splits
     order = trainer.epoch_order(0, 0)
@@ -285,13 +285,12 @@ def test_a_contrastive_stage_shapes_the_features_for_the_head_stage(tiny_text_cf
 
 def test_a_probe_stage_sets_the_head_to_the_logistic_regression_of_the_frozen_features(tiny_text_cfg):
     from tunelab.baselines import linear_probe, pooled_features
-    from tunelab.data import load_data
 
     cfg = json.loads(json.dumps(tiny_text_cfg))
     cfg["stages"] = [{"name": "probe", "objective": "probe", "train": "head"}]
     run = tunelab.fit(cfg)
     assert len(run.history) == 1 and run.history[0]["lr"] == 0.0 and "val_accuracy" in run.history[0]
-    splits = load_data(build_config(cfg).data)  # the run's own split (seeded); the encoder stayed frozen
+    splits = load_text_data(build_config(cfg).data)  # the run's own split (seeded); the encoder stayed frozen
     x = pooled_features(run.model, splits.train.inputs, 64, torch.device("cpu"))
     weight, _ = linear_probe(x, splits.train.labels.numpy(), 2, seed=0)
     torch.testing.assert_close(run.model.head.fc.weight, torch.from_numpy(weight), rtol=1e-4, atol=1e-5)

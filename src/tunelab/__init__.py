@@ -17,22 +17,22 @@ from typing import TYPE_CHECKING, Any
 from tunelab.errors import ConfigError, DataError, ModelError, TunelabError
 
 if TYPE_CHECKING:
-    from tunelab.api import evaluate, predict, summary
+    from tunelab.api import evaluate, load_run, predict, summary
     from tunelab.config import Config, load_config
     from tunelab.diagnosis import diagnose
+    from tunelab.pipeline import fit
     from tunelab.report import compare, write_report
-    from tunelab.runs import Run, load_run
+    from tunelab.runs import Run
     from tunelab.search import TuneResult, tune
-    from tunelab.train import fit
 
 _LAZY = {
     "evaluate": "tunelab.api", "predict": "tunelab.api", "summary": "tunelab.api",
     "Config": "tunelab.config", "load_config": "tunelab.config",
     "diagnose": "tunelab.diagnosis",
     "compare": "tunelab.report", "write_report": "tunelab.report",
-    "Run": "tunelab.runs", "load_run": "tunelab.runs",
+    "Run": "tunelab.runs", "load_run": "tunelab.api",
     "TuneResult": "tunelab.search", "tune": "tunelab.search",
-    "fit": "tunelab.train",
+    "fit": "tunelab.pipeline",
 }
 
 __all__ = [

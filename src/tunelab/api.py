@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,30 +10,50 @@ from typing import Any
 
 import torch
 
+from tunelab import checkpoint as ckpt
 from tunelab.config import Config, load_config
-from tunelab.data import ImageSet, count_classes, load_data, load_eval_set
-from tunelab.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file
 from tunelab.engine.model import FineTuneModel
 from tunelab.errors import ConfigError, DataError
 from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_table, select, set_train_mode, set_trainable
 from tunelab.metrics import classification_metrics
-from tunelab.model import build_model, place
-from tunelab.runs import Run, load_run
+from tunelab.model import place
+from tunelab.runs import Run
+from tunelab.tasks import task_for
 from tunelab.train import predict_logits
 
 log = logging.getLogger("tunelab")
+
+
+def load_run(run_dir: str | Path, *, device: str = "cpu") -> Run:
+    """Rebuild a finished run's model from its config and final weights (no hub access needed)."""
+
+    d = Path(run_dir)
+    if not (d / "config.yaml").is_file():
+        raise ConfigError(f"{d} is not a run folder (no config.yaml)")
+    cfg = load_config(d / "config.yaml")
+    classes = json.loads((d / "classes.json").read_text())
+    weights = d / "model.safetensors"
+    if not weights.is_file():
+        raise ConfigError(f"{d} has no model.safetensors: the run did not finish; continue it with "
+                          f"`tunelab fit --resume {d}`")
+    num = len(classes) if cfg.model.num_classes == "data" else cfg.model.num_classes
+    model = task_for(cfg).build_model(cfg.model.model_copy(update={"pretrained": False}), int(num))
+    tensors, _ = ckpt.load(weights)
+    ckpt.load_model_state(model, tensors, str(weights))
+    place(model, device).eval()
+    metrics = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").is_file() else {}
+    return Run(d, cfg, model, classes, metrics)
 
 
 def evaluate(run_dir: str | Path, data: str | None = None) -> dict[str, Any]:
     """Metrics of a finished run on ``data`` (a folder, CSV manifest or built-in name), or on the
     run's own test set (validation set when it has none)."""
     run = load_run(run_dir)
-    cfg = run.config
-    eval_set: ImageSet | None
+    cfg, task = run.config, task_for(run.config)
     if data is not None:
-        eval_set = load_eval_set(data, run.classes, cfg.data)
+        eval_set = task.load_eval_set(data, run.classes, cfg.data)
     else:
-        splits = load_data(cfg.data)
+        splits = task.load_data(cfg.data)
         eval_set = splits.test or splits.val
         if eval_set is None:
             raise DataError(f"{run_dir}: the run has no test or validation set; pass --data FOLDER|CSV")
@@ -64,23 +85,8 @@ def _model_for(target: str | Path) -> tuple[FineTuneModel, list[str], Config]:
     if cfg.model.num_classes != "imagenet":
         raise ConfigError(f"{p}: predicting from a config needs model.num_classes: imagenet (the pretrained "
                           "classifier); for a fine-tuned model pass its run folder")
-    model = place(build_model(cfg.model, 1000), "cpu").eval()
+    model = place(task_for(cfg).build_model(cfg.model, 1000), "cpu").eval()
     return model, _imagenet_classes(), cfg
-
-
-def _expand_inputs(inputs: list[str]) -> list[Path]:
-    files: list[Path] = []
-    for s in inputs:
-        p = Path(s)
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise DataError(f"{p} does not exist (expected an image file or a folder of images)")
-    if not files:
-        raise DataError(f"no image files in {', '.join(inputs)} ({', '.join(IMAGE_EXTENSIONS)})")
-    return files
 
 
 def predict(target: str | Path, inputs: list[str] | None = None, top_k: int = 5, *,
@@ -92,20 +98,10 @@ def predict(target: str | Path, inputs: list[str] | None = None, top_k: int = 5,
         predict("runs/rotten-tomatoes", texts=["A triumph."])[0].top   # [("fresh", 0.93), ("rotten", 0.07)]
     """
     model, classes, cfg = _model_for(target)
-    if cfg.is_text:
-        from tunelab.text.predict import text_inputs
-
-        items, texts_shown, inputs_ = text_inputs(cfg, list(inputs or []), list(texts or []))
-        shown: list[str | None] = list(texts_shown)
-    else:
-        if texts:
-            raise DataError(f"{target}: --text needs a text model; this run's backbone {cfg.model.backbone} takes images")
-        files = _expand_inputs(list(inputs or []))
-        try:
-            inputs_ = torch.stack([decode_file(f, cfg.data.image_size) for f in files])
-        except BadImage as e:
-            raise DataError(str(e)) from None
-        items, shown = [str(f) for f in files], [None for _ in files]
+    try:
+        items, shown, inputs_ = task_for(cfg).prediction_inputs(cfg, list(inputs or []), list(texts or []))
+    except DataError as e:
+        raise DataError(f"{target}: {e}") from None
     probs = predict_logits(model, inputs_, cfg.data.eval_batch_size, torch.device("cpu")).softmax(1)
     val, idx = probs.topk(min(top_k, len(classes)), dim=1)
     return [Prediction(item, [(classes[i], float(v)) for v, i in zip(vs, ix)], text)
@@ -118,10 +114,10 @@ def summary(config: Config | str | Path, overrides: list[str] | None = None) -> 
     if cfg.model.num_classes == "imagenet":
         num = 1000
     elif cfg.model.num_classes == "data":
-        num = len(count_classes(cfg.data))
+        num = len(task_for(cfg).classes(cfg.data))
     else:
         num = int(cfg.model.num_classes)
-    model = build_model(cfg.model.model_copy(update={"pretrained": False}), num)
+    model = task_for(cfg).build_model(cfg.model.model_copy(update={"pretrained": False}), num)
     parts = [f"backbone {cfg.model.backbone}, {num} classes"]
     for si, (stage, lr) in enumerate(zip(cfg.stages, cfg.stage_lrs())):
         set_trainable(model, select(model, stage.train, where=f"stages.{si}.train"))

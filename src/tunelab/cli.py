@@ -16,7 +16,7 @@ def _fit(a: argparse.Namespace) -> None:
         raise TunelabError("tunelab fit: give a CONFIG file, or --resume RUN_DIR")
     # the config is checked before torch is imported: a typo is reported in a fraction of a second
     cfg = load_config(a.config, a.set) if a.resume is None else None
-    from tunelab.train import fit
+    from tunelab.pipeline import fit
 
     run = fit(cfg, resume=a.resume)
     if run.rank != 0:  # one summary per distributed run

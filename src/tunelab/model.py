@@ -34,13 +34,8 @@ class TuneModel(FineTuneModel):
         return run_backbone(self.backbone, self.normalize(x))
 
 
-def build_model(cfg: ModelConfig, num_classes: int) -> FineTuneModel:
-    """Backbone from timm (weights per ``cfg.weights``) plus a head for ``num_classes`` outputs; with
-    ``family: transformers`` a text encoder instead (:mod:`tunelab.text.model`)."""
-    if cfg.family == "transformers":
-        from tunelab.text.model import build_text_model
-
-        return build_text_model(cfg, num_classes)
+def build_image_model(cfg: ModelConfig, num_classes: int) -> TuneModel:
+    """Backbone from timm (weights per ``cfg.weights``) plus a head for ``num_classes`` outputs."""
     keep = cfg.num_classes == "imagenet"
     backbone = create_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights,
                                keep_classifier=keep, drop_path_rate=cfg.drop_path_rate)

@@ -9,10 +9,7 @@ the model did not train on); the test metrics are the refit model's.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
-
-import torch
 
 from tunelab.config import Config, StageConfig
 
@@ -40,16 +37,3 @@ def refit_stages(cfg: Config, history: list[dict[str, Any]]) -> list[StageConfig
             epochs = pick(range(len(vals)), key=lambda k: vals[k]) + 1
         out.append(st.model_copy(update={"epochs": epochs, "early_stopping": None, "min_steps": None}))
     return out
-
-
-def concat_sets(a: Any, b: Any) -> Any:
-    """One labelled set of ``a`` then ``b`` (images or texts)."""
-    if hasattr(a, "images"):
-        return replace(a, images=torch.cat([a.images, b.images]), labels=torch.cat([a.labels, b.labels]),
-                       items=a.items + b.items)
-    from tunelab.text.data import Tokens
-
-    tokens = Tokens.concat(a.tokens, b.tokens)
-    pairs = None if a.pairs is None else a.pairs + b.pairs
-    return replace(a, tokens=tokens, labels=torch.cat([a.labels, b.labels]), texts=a.texts + b.texts, pairs=pairs,
-                   items=a.items + b.items)

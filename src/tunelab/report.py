@@ -22,6 +22,7 @@ from tunelab.diagnosis import diagnose
 from tunelab.errors import ConfigError
 from tunelab.runs import read_history
 
+WRONG_TEXTS = "wrong_texts.json"  # the most confidently wrong validation texts of a text run
 SECTIONS = ["summary", "diagnosis", "curves", "metrics", "data", "model", "regularization", "config"]
 
 _CSS = """
@@ -183,10 +184,7 @@ def write_report(run_dir: str | Path, *, gallery: tuple[np.ndarray, np.ndarray, 
         metrics_html += _img(figs.get("confusion"), "confusion matrix") + _img(figs.get("per_class"), "per-class") + \
             _per_class_table(m[main_split])
     metrics_html += _img(figs.get("wrong"), "most confidently wrong")
-    if cfg.is_text:
-        from tunelab.text.report import wrong_texts_html
-
-        metrics_html += wrong_texts_html(d)
+    metrics_html += wrong_texts_html(d)
     body = {
         "summary": summary,
         "diagnosis": _diagnosis_section(r, cfg),
@@ -259,3 +257,19 @@ def compare(run_dirs: list[str | Path], out: str | Path = "compare.html") -> Pat
             f'<section id="curves"><h2>validation curves</h2>{_img(png, "validation curves")}</section></body></html>')
     atomic_write_text(out, page)
     return out
+
+
+def wrong_texts_html(run_dir: Path, max_chars: int = 300) -> str:
+    """An HTML table of RUN_DIR/wrong_texts.json, or '' when the run has none."""
+    path = run_dir / WRONG_TEXTS
+    if not path.is_file():
+        return ""
+    rows = json.loads(path.read_text())
+    if not rows:
+        return "<p>no misclassified validation texts</p>"
+    head = "<tr><th>text</th><th>true</th><th>predicted</th><th>probability</th></tr>"
+    body = "".join(
+        f'<tr><td style="text-align:left">{html.escape(r["text"][:max_chars] + ("..." if len(r["text"]) > max_chars else ""))}'
+        f'</td><td>{html.escape(r["true"])}</td><td>{html.escape(r["predicted"])}</td><td>{r["probability"]:.3f}</td></tr>'
+        for r in rows)
+    return f"<h3>most confidently wrong validation texts</h3><table>{head}{body}</table>"

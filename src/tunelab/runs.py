@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunelab.config import Config, load_config
-from tunelab.errors import ConfigError
+from tunelab.config import Config
 
 log = logging.getLogger("tunelab")
 
@@ -85,27 +84,3 @@ def run_logging(run_dir: Path, *, main: bool = True) -> Iterator[None]:
         fh.close()
         if added_console:
             log.removeHandler(sh)
-
-
-def load_run(run_dir: str | Path, *, device: str = "cpu") -> Run:
-    """Rebuild a finished run's model from its config and final weights (no hub access needed)."""
-
-    from tunelab import checkpoint as ckpt
-    from tunelab.model import build_model, place
-
-    d = Path(run_dir)
-    if not (d / "config.yaml").is_file():
-        raise ConfigError(f"{d} is not a run folder (no config.yaml)")
-    cfg = load_config(d / "config.yaml")
-    classes = json.loads((d / "classes.json").read_text())
-    weights = d / "model.safetensors"
-    if not weights.is_file():
-        raise ConfigError(f"{d} has no model.safetensors: the run did not finish; continue it with "
-                          f"`tunelab fit --resume {d}`")
-    num = len(classes) if cfg.model.num_classes == "data" else cfg.model.num_classes
-    model = build_model(cfg.model.model_copy(update={"pretrained": False}), int(num))
-    tensors, _ = ckpt.load(weights)
-    ckpt.load_model_state(model, tensors, str(weights))
-    place(model, device).eval()
-    metrics = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").is_file() else {}
-    return Run(d, cfg, model, classes, metrics)

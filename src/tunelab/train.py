@@ -1,27 +1,21 @@
 """The training loop: stages of (choose trainable groups -> fresh optimizer -> epochs), one
-explicit loop that reads top to bottom.
+explicit loop that reads top to bottom; :func:`tunelab.pipeline.fit` runs it.
 
-    run = tunelab.fit("examples/default.yaml", overrides=["data.samples_per_class=20"])
-    run.metrics["test"]["accuracy"]
-
-Resume: after every epoch the full training state (weights, optimizer, scheduler, RNG, early
-stopping, position) goes into ``checkpoints/last.safetensors`` atomically; ``fit(resume=RUN_DIR)``
-rebuilds the model from the run's saved config and continues with the next epoch, giving the same
-result as a run that was never interrupted.
+After every epoch the full training state (weights, optimizer, scheduler, RNG, early stopping,
+position) goes into ``checkpoints/last.safetensors`` atomically, so that a resumed run repeats
+exactly what an uninterrupted one would have done.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import random
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -32,11 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from tunelab import checkpoint as ckpt
-from tunelab import distributed
 from tunelab.augment import MixTargets, build_augment, soft_cross_entropy
-from tunelab.auto import apply_auto, apply_min_steps
-from tunelab.baselines import render as render_baselines
-from tunelab.baselines import run_baselines
 from tunelab.cache import (
     STORE_DTYPES,
     Boundary,
@@ -48,20 +38,16 @@ from tunelab.cache import (
     run_prefixes,
     run_tail,
 )
-from tunelab.config import Config, StageConfig, build_config, dump_config, load_config
-from tunelab.data import Splits, load_data
-from tunelab.diagnosis import diagnose
+from tunelab.config import Config, StageConfig
 from tunelab.distributed import Dist
+from tunelab.engine.data import Splits
 from tunelab.engine.model import FineTuneModel
 from tunelab.errors import ConfigError
 from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_table, select, set_train_mode, set_trainable
-from tunelab.metrics import classification_metrics, format_metrics, per_class_table
-from tunelab.model import TuneModel, build_model, place
-from tunelab.refit import concat_sets, refit_stages, should_refit
-from tunelab.regularizers import Penalty, build_penalties, check_coverage, pretrained_reference
+from tunelab.metrics import classification_metrics
+from tunelab.model import TuneModel
+from tunelab.regularizers import Penalty
 from tunelab.regularizers._audit import audit_penalty, other_regularizers, render_audit
-from tunelab.report import write_report
-from tunelab.runs import Run, new_run_dir, read_history, run_logging
 
 log = logging.getLogger("tunelab")
 
@@ -235,7 +221,7 @@ def _py_state_from_json(st: list[Any]) -> tuple[Any, ...]:
 
 
 @dataclass
-class _Position:
+class Position:
     """Where a resumed run continues: the stage and the last completed epoch in it."""
 
     stage: int = 0
@@ -644,7 +630,7 @@ class Trainer:
         ckpt.save(self.ckpt_dir / "best.safetensors", self.model.state_dict(),
                   {"stage": si, "epoch": epoch, "metric": stopper.metric, "value": stopper.best})
 
-    def run_stage(self, si: int, pos: _Position) -> None:
+    def run_stage(self, si: int, pos: Position) -> None:
         stage, t_stage = self.cfg.stages[si], time.perf_counter()
         opt, sched, stopper = self.prepare_stage(si)
         self.call("on_stage_start", trainer=self, stage=si)
@@ -690,7 +676,7 @@ class Trainer:
         self.record_stage(si, seconds=round(time.perf_counter() - t_stage, 3))
 
 
-    def restore_rng(self, pos: _Position) -> None:
+    def restore_rng(self, pos: Position) -> None:
         """This rank's generators as the checkpoint saved them (a rank the checkpoint does not know,
         after a resume on more processes, gets a seed of its own)."""
         r = self.dist.rank
@@ -775,218 +761,6 @@ def class_weights(mode: str, labels: torch.Tensor, num_classes: int, device: tor
     return w.float().to(device)
 
 
-def _check_hooks(hooks: dict[str, Hook] | None) -> dict[str, Hook]:
-    hooks = dict(hooks or {})
-    unknown = [k for k in hooks if k not in HOOKS]
-    if unknown:
-        raise ConfigError(f"unknown hook name(s) {', '.join(unknown)}; valid: {', '.join(HOOKS)}")
-    return hooks
-
-
-def _read_resume(run_dir: Path) -> tuple[Config, _Position]:
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise ConfigError(f"--resume {run_dir}: not a run folder (no config.yaml)")
-    cfg = load_config(cfg_path)
-    last = run_dir / "checkpoints" / "last.safetensors"
-    if not last.is_file():  # killed before the first epoch ended: start over in the same folder
-        return cfg, _Position()
-    tensors, state = ckpt.load(last)
-    return cfg, _Position(state["stage"], state["epoch"], state["stopped"], tensors, state)
-
-
-def _truncate_metrics(run_dir: Path, pos: _Position) -> None:
-    """Drop metric rows written after the checkpoint a resume starts from."""
-    keep = [r for r in read_history(run_dir) if (r["stage"], r["epoch"]) <= (pos.stage, pos.epoch)]
-    if (run_dir / "metrics.jsonl").is_file():
-        ckpt.atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in keep))
-
-
-def fit(config: Config | str | Path | dict[str, Any] | None = None, *, overrides: list[str] | None = None,
-        resume: str | Path | None = None, hooks: dict[str, Hook] | None = None) -> Run:
-    """Train per the config's stages and evaluate; returns the :class:`Run` (metrics, model, folder).
-
-    ``config`` is a :class:`Config`, a YAML path, a dict, or None for the defaults. ``resume`` is a
-    run folder of an interrupted run; its saved config is used.
-    """
-    hooks = _check_hooks(hooks)
-    pos = _Position()
-    if resume is not None:
-        run_dir = Path(resume)
-        cfg, pos = _read_resume(run_dir)
-    else:
-        if isinstance(config, Config):
-            cfg = config.model_copy(deep=True)
-        elif isinstance(config, dict):
-            cfg = build_config(config, overrides)
-        else:
-            cfg = load_config(config, overrides)
-    # under accelerate launch / torchrun: join the other processes; rank 0 names the run folder
-    dist, dist_device = distributed.init(cfg.run.device)
-    if resume is None:
-        run_dir = Path(dist.broadcast(str(new_run_dir(cfg)) if dist.main else None))
-        if dist.main:
-            ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-    with run_logging(run_dir, main=dist.main):
-        return _fit(cfg, run_dir, pos, hooks, dist, dist_device or pick_device(cfg.run.device))
-
-
-def _fit(cfg: Config, run_dir: Path, pos: _Position, hooks: dict[str, Hook], dist: Dist, device: torch.device) -> Run:
-    t_start = time.perf_counter()
-    if cfg.run.threads:
-        torch.set_num_threads(cfg.run.threads)
-    seed_everything(cfg.run.seed)
-    log.info("run folder: %s", run_dir)
-    scratch = []  # folders only this run uses, removed when it ends
-    if dist.enabled:
-        log.info("distributed: %d processes (%s backend), global batch %d, %s per process",
-                 dist.world, torch.distributed.get_backend(), cfg.data.batch_size, device)
-        if cfg.data.decode_cache is None:  # decode once, on rank 0; the others map the files
-            cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"decode_cache": str(run_dir / "decoded")})})
-            scratch.append(run_dir / "decoded")
-        if cfg.cache.folder is None:  # the ranks share the cache through files here
-            scratch.append(run_dir / "cache")
-    with dist.main_first() if cfg.data.decode_cache else contextlib.nullcontext():
-        splits = load_data(cfg.data)
-    log.info("data: %d classes\n%s", len(splits.classes), splits.count_table())
-    if cfg.regularization.auto:
-        cfg, chosen = apply_auto(cfg, len(splits.train) / len(splits.classes), len(splits.classes))
-        if chosen:
-            log.info("regularization: auto chose\n%s", "\n".join(f"  {k}: {v}" for k, v in chosen.items()))
-            if dist.main:
-                ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-    cfg, stretched = apply_min_steps(cfg, len(splits.train))
-    if stretched:
-        log.info("small training set: more epochs for the stages' min_steps\n%s",
-                 "\n".join(f"  {k}: {v}" for k, v in stretched.items()))
-        if dist.main:
-            ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-    num_classes = len(splits.classes) if cfg.model.num_classes == "data" else cfg.model.num_classes
-    if cfg.model.num_classes == "imagenet":
-        raise ConfigError("model.num_classes: imagenet keeps the pretrained classifier, which cannot be fine-tuned "
-                          "on this data; use 'data' (one output per class found) for fit")
-    if isinstance(num_classes, int) and num_classes < len(splits.classes):
-        raise ConfigError(f"model.num_classes: {num_classes} but the data has {len(splits.classes)} classes")
-    if dist.main:
-        ckpt.atomic_write_text(run_dir / "classes.json", json.dumps(splits.classes, indent=1))
-        ckpt.atomic_write_text(run_dir / "data.json", json.dumps(_data_summary(splits), indent=1))
-    model, penalties = _model_for_training(cfg, int(num_classes), device, dist, pos, run_dir)
-    log.info("backbone %s (weights: %s)", cfg.model.backbone, model.backbone.source)
-    check_coverage(penalties, [select(model, st.train, where=f"stages.{i}.train") for i, st in enumerate(cfg.stages)])
-    if dist.main:
-        _truncate_metrics(run_dir, pos)
-        if cfg.run.baselines and not pos.tensors:  # before training: the probe needs the pretrained features
-            scores = run_baselines(splits, model, text=cfg.is_text, batch_size=cfg.data.eval_batch_size,
-                                   device=device, seed=cfg.run.seed)
-            ckpt.atomic_write_text(run_dir / "baselines.json", json.dumps(scores, indent=1))
-
-    trainer = trainer_class(cfg)(cfg, run_dir, splits, model, device, hooks, penalties, dist)
-    for si in range(pos.stage, len(cfg.stages)):
-        trainer.run_stage(si, pos)
-        if cfg.stages[si].epochs and dist.main:
-            log.info(diagnose(read_history(run_dir), cfg, stage=si).render())
-
-    model.eval()
-    final: dict[str, Any] = {"skipped_images": splits.skipped, "n_train": len(splits.train)}
-    if dist.enabled:
-        final["processes"] = dist.world
-    val_probs = None
-    if splits.val is not None:
-        logits = trainer.predict(splits.val.inputs)
-        final["val"] = classification_metrics(logits, splits.val.labels, splits.classes, detailed=True)
-        val_probs = logits.softmax(1).numpy()
-    if splits.val is not None and should_refit(cfg, len(splits.train), len(splits.val)):
-        first_test = trainer.predict(splits.test.inputs) if splits.test is not None else None
-        model, trainer, final["refit"] = _refit(cfg, run_dir, splits, hooks, dist, device, int(num_classes))
-        if first_test is not None and splits.test is not None:
-            final["refit"]["first_fit_test"] = classification_metrics(first_test, splits.test.labels, splits.classes)
-    if dist.main:
-        ckpt.save(run_dir / "model.safetensors", model.state_dict(), {"backbone": cfg.model.backbone})
-    if splits.test is not None:
-        logits = trainer.predict(splits.test.inputs)
-        final["test"] = classification_metrics(logits, splits.test.labels, splits.classes, detailed=True)
-    final["seconds"] = time.perf_counter() - t_start
-    dist.barrier()  # metrics.jsonl and model.safetensors are complete; no rank reads the caches any more
-    history = read_history(run_dir)
-    if dist.main:
-        for folder in scratch:
-            shutil.rmtree(folder, ignore_errors=True)
-    if not dist.main:  # rank 0 writes the metrics, the report and TensorBoard's summary
-        return Run(run_dir, cfg, model, splits.classes, final, history, rank=dist.rank)
-    if (run_dir / "baselines.json").is_file():
-        final["baselines"] = json.loads((run_dir / "baselines.json").read_text())
-    verdict = diagnose(history, cfg, final=final)
-    final["diagnosis"] = verdict.to_dict()
-    ckpt.atomic_write_text(run_dir / "metrics.json", json.dumps(final, indent=1))
-    if "test" in final:
-        log.info("per-class test metrics:\n%s", per_class_table(final["test"]))
-    for name in ("val", "test"):
-        if name in final:
-            log.info("%s: %s", name, format_metrics(final[name]))
-            if name in final.get("baselines", {}):
-                log.info("%s, against the baselines:\n%s", name, render_baselines(final["baselines"][name], final[name]))
-    if splits.skipped:
-        log.info("skipped %d unreadable images (listed in metrics.json)", len(splits.skipped))
-    log.info(verdict.render())
-    if cfg.is_text:  # the texts the model is most confidently wrong about, in place of the image gallery
-        from tunelab.text.report import write_wrong_texts
-
-        write_wrong_texts(run_dir, splits.val, val_probs, splits.classes)
-        gallery = None
-    else:
-        val = splits.val
-        gallery = (val.images.numpy(), val.labels.numpy(), val_probs) if val_probs is not None and val is not None else None
-    log.info("report: %s", write_report(run_dir, gallery=gallery))
-    _final_tensorboard(trainer.tb, cfg, final, run_dir / "plots" / "confusion.png")
-    trainer.call("on_fit_end", trainer=trainer, metrics=final)
-    return Run(run_dir, cfg, model, splits.classes, final, history)
-
-
-def _model_for_training(cfg: Config, num_classes: int, device: torch.device, dist: Dist, pos: _Position,
-                        run_dir: Path) -> tuple[FineTuneModel, list[Penalty]]:
-    """The model with its pretrained weights (placed, compiled if asked) and its penalties; then
-    each rank's own seed, and the weights of the checkpoint in ``run_dir`` a resume starts from."""
-    model = place(build_model(cfg.model, num_classes), device)
-    if cfg.run.compile:
-        compile_blocks(model)
-    penalties = build_penalties(cfg.regularization.penalties, model,
-                                pretrained_reference(model, cfg.regularization.penalties))
-    if dist.enabled:  # same initial weights everywhere (above); from here on each rank draws its own
-        # augmentations and dropout masks, not copies of rank 0's
-        seed_everything(cfg.run.seed + 7919 * dist.rank)
-    if pos.tensors:
-        ckpt.load_model_state(model, {k[6:]: v for k, v in pos.tensors.items() if k.startswith("model.")},
-                              f"{run_dir}/checkpoints/last.safetensors")
-    return model, penalties
-
-
-def _refit(cfg: Config, run_dir: Path, splits: Splits, hooks: dict[str, Hook], dist: Dist, device: torch.device,
-           num_classes: int) -> tuple[FineTuneModel, Trainer, dict[str, Any]]:
-    """Train the recipe again from the pretrained weights on the training and validation examples
-    together, each stage for the epochs it ran, in RUN_DIR/refit (resumable like the run itself)."""
-    sub = run_dir / "refit"
-    rcfg = cfg.model_copy(update={"stages": refit_stages(cfg, read_history(run_dir))})
-    merged = replace(splits, train=concat_sets(splits.train, splits.val), val=None)
-    if dist.main:
-        sub.mkdir(exist_ok=True)
-        ckpt.atomic_write_text(sub / "config.yaml", dump_config(rcfg))
-    dist.barrier()
-    pos = _read_resume(sub)[1]
-    log.info("refit: the same recipe on all %d training and validation examples (epochs %s, as the first fit ran)",
-             len(merged.train), ", ".join(str(st.epochs) for st in rcfg.stages))
-    seed_everything(cfg.run.seed)
-    model, penalties = _model_for_training(cfg, num_classes, device, dist, pos, sub)
-    if dist.main:
-        _truncate_metrics(sub, pos)
-    trainer = trainer_class(rcfg)(rcfg, sub, merged, model, device, hooks, penalties, dist)
-    for si in range(pos.stage, len(rcfg.stages)):
-        trainer.run_stage(si, pos)
-    model.eval()
-    if trainer.tb is not None:
-        trainer.tb.close()
-    return model, trainer, {"examples": len(merged.train), "epochs": [st.epochs for st in rcfg.stages]}
-
-
 def compile_blocks(model: FineTuneModel) -> None:
     """``torch.compile`` every block of the backbone and the head, in place. Block by block, so the
     cached paths (which run a stage's trainable tail block by block) use the compiled code too, and
@@ -997,35 +771,3 @@ def compile_blocks(model: FineTuneModel) -> None:
     model.head.compile()
     log.info("torch.compile: %d backbone modules and the head (compiled on first use)",
              len(seq) if seq is not None else 1)
-
-
-def trainer_class(cfg: Config) -> type[Trainer]:
-    """The trainer for the config's inputs: images, or text (its own freeze-boundary cache)."""
-    if cfg.is_text:
-        from tunelab.text.trainer import TextTrainer
-
-        return TextTrainer
-    return Trainer
-
-
-def _data_summary(splits: Splits) -> dict[str, Any]:
-    counts = {name: np.bincount(s.labels.numpy(), minlength=len(splits.classes)).tolist()
-              for name, s in (("train", splits.train), ("val", splits.val), ("test", splits.test)) if s is not None}
-    return {"classes": splits.classes, "counts": counts, "skipped": splits.skipped}
-
-
-def _final_tensorboard(tb: Any, cfg: Config, final: dict[str, Any], confusion_png: Path) -> None:
-    """Hyper-parameters with the final metrics, and the report's confusion matrix as an image."""
-    import matplotlib.image as mpimg
-
-    split = "test" if "test" in final else "val" if "val" in final else None
-    hparams = {"backbone": cfg.model.backbone, "image_size": cfg.data.image_size, "stages": len(cfg.stages),
-               "lr": cfg.stage_lrs()[0] if cfg.stages else 0.0, "samples_per_class": cfg.data.samples_per_class or 0,
-               "augment": str(cfg.regularization.augment), "penalties": len(cfg.regularization.penalties)}
-    if split is not None:
-        tb.add_hparams(hparams, {f"hparam/{split}_accuracy": final[split]["accuracy"],
-                                 f"hparam/{split}_macro_f1": final[split]["macro_f1"]}, run_name=".")
-        if confusion_png.is_file():
-            tb.add_image(f"{split}/confusion_matrix", mpimg.imread(confusion_png)[..., :3], dataformats="HWC")
-    tb.close()
-

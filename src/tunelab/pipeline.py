@@ -1,0 +1,290 @@
+"""``fit``: from a config to a trained, evaluated, reported run. The task of the config (images,
+texts: :mod:`tunelab.tasks`) supplies the data, the model and the trainer; the loop itself is
+:class:`tunelab.train.Trainer`.
+
+    run = tunelab.fit("examples/default.yaml", overrides=["data.samples_per_class=20"])
+    run.metrics["test"]["accuracy"]
+
+Resume: after every epoch the full training state (weights, optimizer, scheduler, RNG, early
+stopping, position) goes into ``checkpoints/last.safetensors`` atomically; ``fit(resume=RUN_DIR)``
+rebuilds the model from the run's saved config and continues with the next epoch, giving the same
+result as a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tunelab import checkpoint as ckpt
+from tunelab import distributed
+from tunelab.auto import apply_auto, apply_min_steps
+from tunelab.baselines import render as render_baselines
+from tunelab.baselines import run_baselines
+from tunelab.config import Config, build_config, dump_config, load_config
+from tunelab.diagnosis import diagnose
+from tunelab.distributed import Dist
+from tunelab.engine.data import Splits
+from tunelab.engine.model import FineTuneModel
+from tunelab.errors import ConfigError
+from tunelab.freezing import select
+from tunelab.metrics import classification_metrics, format_metrics, per_class_table
+from tunelab.model import place
+from tunelab.refit import refit_stages, should_refit
+from tunelab.regularizers import Penalty, build_penalties, check_coverage, pretrained_reference
+from tunelab.report import write_report
+from tunelab.runs import Run, new_run_dir, read_history, run_logging
+from tunelab.tasks import Task, task_for
+from tunelab.train import HOOKS, Hook, Position, Trainer, compile_blocks, pick_device, seed_everything
+
+log = logging.getLogger("tunelab")
+
+
+def fit(config: Config | str | Path | dict[str, Any] | None = None, *, overrides: list[str] | None = None,
+        resume: str | Path | None = None, hooks: dict[str, Hook] | None = None) -> Run:
+    """Train per the config's stages and evaluate; returns the :class:`Run` (metrics, model, folder).
+
+    ``config`` is a :class:`Config`, a YAML path, a dict, or None for the defaults. ``resume`` is a
+    run folder of an interrupted run; its saved config is used.
+    """
+    hooks = _check_hooks(hooks)
+    pos = Position()
+    if resume is not None:
+        run_dir = Path(resume)
+        cfg, pos = _read_resume(run_dir)
+    elif isinstance(config, Config):
+        cfg = config.model_copy(deep=True)
+    elif isinstance(config, dict):
+        cfg = build_config(config, overrides)
+    else:
+        cfg = load_config(config, overrides)
+    # under accelerate launch / torchrun: join the other processes; rank 0 names the run folder
+    dist, dist_device = distributed.init(cfg.run.device)
+    if resume is None:
+        run_dir = Path(dist.broadcast(str(new_run_dir(cfg)) if dist.main else None))
+        if dist.main:
+            ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    with run_logging(run_dir, main=dist.main):
+        return _fit(cfg, run_dir, pos, hooks, dist, dist_device or pick_device(cfg.run.device))
+
+
+def _check_hooks(hooks: dict[str, Hook] | None) -> dict[str, Hook]:
+    hooks = dict(hooks or {})
+    unknown = [k for k in hooks if k not in HOOKS]
+    if unknown:
+        raise ConfigError(f"unknown hook name(s) {', '.join(unknown)}; valid: {', '.join(HOOKS)}")
+    return hooks
+
+
+def _read_resume(run_dir: Path) -> tuple[Config, Position]:
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise ConfigError(f"--resume {run_dir}: not a run folder (no config.yaml)")
+    cfg = load_config(cfg_path)
+    last = run_dir / "checkpoints" / "last.safetensors"
+    if not last.is_file():  # killed before the first epoch ended: start over in the same folder
+        return cfg, Position()
+    tensors, state = ckpt.load(last)
+    return cfg, Position(state["stage"], state["epoch"], state["stopped"], tensors, state)
+
+
+def _truncate_metrics(run_dir: Path, pos: Position) -> None:
+    """Drop metric rows written after the checkpoint a resume starts from."""
+    keep = [r for r in read_history(run_dir) if (r["stage"], r["epoch"]) <= (pos.stage, pos.epoch)]
+    if (run_dir / "metrics.jsonl").is_file():
+        ckpt.atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in keep))
+
+
+def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist: Dist, device: torch.device) -> Run:
+    t_start, task = time.perf_counter(), task_for(cfg)
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    seed_everything(cfg.run.seed)
+    log.info("run folder: %s", run_dir)
+    cfg, scratch = _shared_folders(cfg, run_dir, dist, device)
+    with dist.main_first() if cfg.data.decode_cache else contextlib.nullcontext():
+        splits = task.load_data(cfg.data)
+    log.info("data: %d classes\n%s", len(splits.classes), splits.count_table())
+    cfg, num_classes = _fitted_config(cfg, splits, run_dir, dist)
+    model, penalties = _model_for_training(cfg, task, num_classes, device, dist, pos, run_dir)
+    log.info("backbone %s (weights: %s)", cfg.model.backbone, getattr(model.backbone, "source", "?"))
+    check_coverage(penalties, [select(model, st.train, where=f"stages.{i}.train") for i, st in enumerate(cfg.stages)])
+    if dist.main:
+        _truncate_metrics(run_dir, pos)
+        if cfg.run.baselines and not pos.tensors:  # before training: the probe needs the pretrained features
+            scores = run_baselines(splits, model, text=task.name == "texts", batch_size=cfg.data.eval_batch_size,
+                                   device=device, seed=cfg.run.seed)
+            ckpt.atomic_write_text(run_dir / "baselines.json", json.dumps(scores, indent=1))
+
+    trainer = task.trainer(cfg, run_dir, splits, model, device, hooks, penalties, dist)
+    for si in range(pos.stage, len(cfg.stages)):
+        trainer.run_stage(si, pos)
+        if cfg.stages[si].epochs and dist.main:
+            log.info(diagnose(read_history(run_dir), cfg, stage=si).render())
+
+    model.eval()
+    final: dict[str, Any] = {"skipped_images": splits.skipped, "n_train": len(splits.train)}
+    if dist.enabled:
+        final["processes"] = dist.world
+    val_probs = None
+    if splits.val is not None:
+        logits = trainer.predict(splits.val.inputs)
+        final["val"] = classification_metrics(logits, splits.val.labels, splits.classes, detailed=True)
+        val_probs = logits.softmax(1).numpy()
+    if splits.val is not None and should_refit(cfg, len(splits.train), len(splits.val)):
+        first_test = trainer.predict(splits.test.inputs) if splits.test is not None else None
+        model, trainer, final["refit"] = _refit(cfg, task, run_dir, splits, hooks, dist, device, num_classes)
+        if first_test is not None and splits.test is not None:
+            final["refit"]["first_fit_test"] = classification_metrics(first_test, splits.test.labels, splits.classes)
+    if dist.main:
+        ckpt.save(run_dir / "model.safetensors", model.state_dict(), {"backbone": cfg.model.backbone})
+    if splits.test is not None:
+        logits = trainer.predict(splits.test.inputs)
+        final["test"] = classification_metrics(logits, splits.test.labels, splits.classes, detailed=True)
+    final["seconds"] = time.perf_counter() - t_start
+    dist.barrier()  # metrics.jsonl and model.safetensors are complete; no rank reads the caches any more
+    history = read_history(run_dir)
+    if dist.main:
+        for folder in scratch:
+            shutil.rmtree(folder, ignore_errors=True)
+    if not dist.main:  # rank 0 writes the metrics, the report and TensorBoard's summary
+        return Run(run_dir, cfg, model, splits.classes, final, history, rank=dist.rank)
+    _report(cfg, task, run_dir, splits, final, history, val_probs, trainer)
+    return Run(run_dir, cfg, model, splits.classes, final, history)
+
+
+def _shared_folders(cfg: Config, run_dir: Path, dist: Dist, device: torch.device) -> tuple[Config, list[Path]]:
+    """Under several processes: where the ranks share decoded images and cached features, and the
+    folders only this run uses (removed when it ends)."""
+    scratch: list[Path] = []
+    if not dist.enabled:
+        return cfg, scratch
+    log.info("distributed: %d processes (%s backend), global batch %d, %s per process",
+             dist.world, torch.distributed.get_backend(), cfg.data.batch_size, device)
+    if cfg.data.decode_cache is None:  # decode once, on rank 0; the others map the files
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"decode_cache": str(run_dir / "decoded")})})
+        scratch.append(run_dir / "decoded")
+    if cfg.cache.folder is None:  # the ranks share the cache through files here
+        scratch.append(run_dir / "cache")
+    return cfg, scratch
+
+
+def _fitted_config(cfg: Config, splits: Splits[Any], run_dir: Path, dist: Dist) -> tuple[Config, int]:
+    """The config as the data makes it (``regularization: auto``, stages stretched to their
+    min_steps), written back to the run folder, and the number of outputs."""
+    if cfg.regularization.auto:
+        cfg, chosen = apply_auto(cfg, len(splits.train) / len(splits.classes), len(splits.classes))
+        if chosen:
+            log.info("regularization: auto chose\n%s", "\n".join(f"  {k}: {v}" for k, v in chosen.items()))
+            if dist.main:
+                ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    cfg, stretched = apply_min_steps(cfg, len(splits.train))
+    if stretched:
+        log.info("small training set: more epochs for the stages' min_steps\n%s",
+                 "\n".join(f"  {k}: {v}" for k, v in stretched.items()))
+        if dist.main:
+            ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    if cfg.model.num_classes == "imagenet":
+        raise ConfigError("model.num_classes: imagenet keeps the pretrained classifier, which cannot be fine-tuned "
+                          "on this data; use 'data' (one output per class found) for fit")
+    num_classes = len(splits.classes) if cfg.model.num_classes == "data" else int(cfg.model.num_classes)
+    if num_classes < len(splits.classes):
+        raise ConfigError(f"model.num_classes: {num_classes} but the data has {len(splits.classes)} classes")
+    if dist.main:
+        ckpt.atomic_write_text(run_dir / "classes.json", json.dumps(splits.classes, indent=1))
+        ckpt.atomic_write_text(run_dir / "data.json", json.dumps(splits.summary(), indent=1))
+    return cfg, num_classes
+
+
+def _report(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], final: dict[str, Any],
+            history: list[dict[str, Any]], val_probs: Any, trainer: Trainer) -> None:
+    """metrics.json, the printed summary, the diagnosis, the HTML report and TensorBoard's summary."""
+    if (run_dir / "baselines.json").is_file():
+        final["baselines"] = json.loads((run_dir / "baselines.json").read_text())
+    verdict = diagnose(history, cfg, final=final)
+    final["diagnosis"] = verdict.to_dict()
+    ckpt.atomic_write_text(run_dir / "metrics.json", json.dumps(final, indent=1))
+    if "test" in final:
+        log.info("per-class test metrics:\n%s", per_class_table(final["test"]))
+    for name in ("val", "test"):
+        if name in final:
+            log.info("%s: %s", name, format_metrics(final[name]))
+            if name in final.get("baselines", {}):
+                log.info("%s, against the baselines:\n%s", name, render_baselines(final["baselines"][name], final[name]))
+    if splits.skipped:
+        log.info("skipped %d unreadable images (listed in metrics.json)", len(splits.skipped))
+    log.info(verdict.render())
+    gallery = task.report_extras(run_dir, splits.val, val_probs, splits.classes)
+    log.info("report: %s", write_report(run_dir, gallery=gallery))
+    _final_tensorboard(trainer.tb, cfg, final, run_dir / "plots" / "confusion.png")
+    trainer.call("on_fit_end", trainer=trainer, metrics=final)
+
+
+def _model_for_training(cfg: Config, task: Task, num_classes: int, device: torch.device, dist: Dist, pos: Position,
+                        run_dir: Path) -> tuple[FineTuneModel, list[Penalty]]:
+    """The model with its pretrained weights (placed, compiled if asked) and its penalties; then
+    each rank's own seed, and the weights of the checkpoint in ``run_dir`` a resume starts from."""
+    model = place(task.build_model(cfg.model, num_classes), device)
+    if cfg.run.compile:
+        compile_blocks(model)
+    penalties = build_penalties(cfg.regularization.penalties, model,
+                                pretrained_reference(model, cfg.regularization.penalties))
+    if dist.enabled:  # same initial weights everywhere (above); from here on each rank draws its own
+        # augmentations and dropout masks, not copies of rank 0's
+        seed_everything(cfg.run.seed + 7919 * dist.rank)
+    if pos.tensors:
+        ckpt.load_model_state(model, {k[6:]: v for k, v in pos.tensors.items() if k.startswith("model.")},
+                              f"{run_dir}/checkpoints/last.safetensors")
+    return model, penalties
+
+
+def _refit(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], hooks: dict[str, Hook], dist: Dist,
+           device: torch.device, num_classes: int) -> tuple[FineTuneModel, Trainer, dict[str, Any]]:
+    """Train the recipe again from the pretrained weights on the training and validation examples
+    together, each stage for the epochs it ran, in RUN_DIR/refit (resumable like the run itself)."""
+    assert splits.val is not None
+    sub = run_dir / "refit"
+    rcfg = cfg.model_copy(update={"stages": refit_stages(cfg, read_history(run_dir))})
+    merged = replace(splits, train=splits.train.concat(splits.val), val=None)
+    if dist.main:
+        sub.mkdir(exist_ok=True)
+        ckpt.atomic_write_text(sub / "config.yaml", dump_config(rcfg))
+    dist.barrier()
+    pos = _read_resume(sub)[1]
+    log.info("refit: the same recipe on all %d training and validation examples (epochs %s, as the first fit ran)",
+             len(merged.train), ", ".join(str(st.epochs) for st in rcfg.stages))
+    seed_everything(cfg.run.seed)
+    model, penalties = _model_for_training(cfg, task, num_classes, device, dist, pos, sub)
+    if dist.main:
+        _truncate_metrics(sub, pos)
+    trainer = task.trainer(rcfg, sub, merged, model, device, hooks, penalties, dist)
+    for si in range(pos.stage, len(rcfg.stages)):
+        trainer.run_stage(si, pos)
+    model.eval()
+    if trainer.tb is not None:
+        trainer.tb.close()
+    return model, trainer, {"examples": len(merged.train), "epochs": [st.epochs for st in rcfg.stages]}
+
+
+def _final_tensorboard(tb: Any, cfg: Config, final: dict[str, Any], confusion_png: Path) -> None:
+    """Hyper-parameters with the final metrics, and the report's confusion matrix as an image."""
+    import matplotlib.image as mpimg
+
+    split = "test" if "test" in final else "val" if "val" in final else None
+    hparams = {"backbone": cfg.model.backbone, "image_size": cfg.data.image_size, "stages": len(cfg.stages),
+               "lr": cfg.stage_lrs()[0] if cfg.stages else 0.0, "samples_per_class": cfg.data.samples_per_class or 0,
+               "augment": str(cfg.regularization.augment), "penalties": len(cfg.regularization.penalties)}
+    if split is not None:
+        tb.add_hparams(hparams, {f"hparam/{split}_accuracy": final[split]["accuracy"],
+                                 f"hparam/{split}_macro_f1": final[split]["macro_f1"]}, run_name=".")
+        if confusion_png.is_file():
+            tb.add_image(f"{split}/confusion_matrix", mpimg.imread(confusion_png)[..., :3], dataformats="HWC")
+    tb.close()

@@ -1,0 +1,73 @@
+"""The one place a run's modality is chosen: a task is the adapter (data, model, trainer,
+prediction inputs, report extras) that the modality-neutral loop is given.
+
+    task = task_for(cfg)                       # images, or texts with model.family: transformers
+    splits = task.load_data(cfg.data)
+    model = task.build_model(cfg.model, len(splits.classes))
+
+A new modality is one more :class:`Task` in ``TASKS`` and a line in :func:`task_for`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tunelab import data as image_data
+from tunelab.config import Config, DataConfig, ModelConfig
+from tunelab.data.predict import image_inputs
+from tunelab.engine.data import Splits
+from tunelab.engine.model import FineTuneModel
+from tunelab.model import build_image_model
+from tunelab.text import data as text_data
+from tunelab.text.model import build_text_model
+from tunelab.text.predict import text_inputs
+from tunelab.text.report import write_wrong_texts
+from tunelab.text.trainer import TextTrainer
+from tunelab.train import Trainer
+
+Gallery = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str  # what the examples are called in messages: images, texts
+    load_data: Callable[[DataConfig], Splits[Any]]
+    load_eval_set: Callable[[str, list[str], DataConfig], Any]
+    classes: Callable[[DataConfig], list[str]]  # the training source's class names, nothing decoded
+    build_model: Callable[[ModelConfig, int], FineTuneModel]
+    trainer: type[Trainer]
+    prediction_inputs: Callable[[Config, list[str], list[str]], tuple[list[str], list[str | None], Any]]
+    # what the report shows of the validation set beside the metrics; an image gallery is returned
+    report_extras: Callable[[Path, Any, np.ndarray | None, list[str]], Gallery | None]
+
+
+def _image_gallery(run_dir: Path, val: Any, probs: np.ndarray | None, classes: list[str]) -> Gallery | None:
+    return (val.images.numpy(), val.labels.numpy(), probs) if val is not None and probs is not None else None
+
+
+def _wrong_texts(run_dir: Path, val: Any, probs: np.ndarray | None, classes: list[str]) -> Gallery | None:
+    write_wrong_texts(run_dir, val, probs, classes)  # the texts the model is most confidently wrong about
+    return None
+
+
+IMAGES = Task("images", image_data.load_data, image_data.load_eval_set, image_data.count_classes,
+              build_image_model, Trainer, image_inputs, _image_gallery)
+TEXTS = Task("texts", text_data.load_text_data, text_data.load_text_eval_set, text_data.text_classes,
+             build_text_model, TextTrainer, text_inputs, _wrong_texts)
+TASKS = {"images": IMAGES, "texts": TEXTS}
+
+
+def task_for(cfg: Config | ModelConfig) -> Task:
+    """The task of a config (or of its ``model`` section): texts for a transformers encoder, else images."""
+    model = cfg.model if isinstance(cfg, Config) else cfg
+    return TEXTS if model.family == "transformers" else IMAGES
+
+
+def build_model(cfg: ModelConfig, num_classes: int) -> FineTuneModel:
+    """The model a config's ``model`` section describes (timm backbone or transformers encoder)."""
+    return task_for(cfg).build_model(cfg, num_classes)
