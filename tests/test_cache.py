@@ -4,8 +4,9 @@ import pytest
 import torch
 
 import tunelab
-from tunelab.cache import FeatureStore, backbone_sequence, cache_key, find_boundary, run_prefix, run_prefixes, run_tail
+from tunelab.cache import backbone_sequence, cache_key, find_boundary, run_prefix, run_prefixes, run_tail
 from tunelab.config import ModelConfig
+from tunelab.engine.store import FeatureStore
 from tunelab.freezing import select, set_trainable
 from tunelab.tasks import build_model
 

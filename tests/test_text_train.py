@@ -2,6 +2,7 @@
 decay, the freeze-boundary cache (equal to no cache, never stale), penalties, predict and evaluate."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -198,16 +199,20 @@ def test_predict_text_on_an_image_run_is_an_error(tiny_cfg):
 
 
 def test_batches_group_texts_of_similar_length_and_inference_keeps_the_order(tiny_text_cfg):
-    from tunelab.text.trainer import TextTrainer
+    from tunelab.text.loop import TextLoop
     from tunelab.train import predict_logits
 
     cfg = build_config(tiny_text_cfg)
     splits = load_text_data(cfg.data)
-    trainer = TextTrainer.__new__(TextTrainer)  # only the batching: no run folder, no model
-    trainer.cfg, trainer.splits = cfg, splits
-    order = trainer.epoch_order(0, 0)
+    trainer = SimpleNamespace(cfg=cfg, splits=splits)  # only the batching: no run folder, no model
+    shuffle = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(0))
+
+    def epoch_order(epoch):
+        return TextLoop().epoch_order(trainer, shuffle, 0, epoch)
+
+    order = epoch_order(0)
     assert sorted(order.tolist()) == list(range(len(splits.train)))
-    assert torch.equal(order, trainer.epoch_order(0, 0)) and not torch.equal(order, trainer.epoch_order(0, 1))
+    assert torch.equal(order, epoch_order(0)) and not torch.equal(order, epoch_order(1))
     bs = cfg.data.batch_size
     lengths = splits.train.tokens.lengths[order]
     padded = sum(int(lengths[i: i + bs].max()) * len(lengths[i: i + bs]) for i in range(0, len(order), bs))

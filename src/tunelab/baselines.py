@@ -161,7 +161,7 @@ def render(scores: dict[str, dict[str, float]], model: dict[str, float] | None =
 @torch.inference_mode()
 def pooled_features(model: FineTuneModel, inputs: Any, batch_size: int, device: torch.device) -> np.ndarray:
     """The model's pooled backbone features (what its head's classifier layers see), in eval mode."""
-    from tunelab.cache import bf16_supported
+    from tunelab.engine.store import bf16_supported
 
     was = model.training
     model.eval()

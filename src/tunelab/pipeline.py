@@ -29,6 +29,7 @@ from tunelab import distributed
 from tunelab.auto import apply_auto, apply_min_steps
 from tunelab.baselines import render as render_baselines
 from tunelab.baselines import run_baselines
+from tunelab.cache import backbone_sequence
 from tunelab.config import Config, build_config, dump_config, load_config
 from tunelab.diagnosis import diagnose
 from tunelab.distributed import Dist
@@ -43,7 +44,7 @@ from tunelab.regularizers import Penalty, build_penalties, check_coverage, pretr
 from tunelab.report import write_report
 from tunelab.runs import Run, new_run_dir, read_history, run_logging
 from tunelab.tasks import Task, task_for
-from tunelab.train import HOOKS, Hook, Position, Trainer, compile_blocks, pick_device, seed_everything
+from tunelab.train import HOOKS, Hook, Position, Trainer, pick_device, seed_everything
 
 log = logging.getLogger("tunelab")
 
@@ -124,7 +125,7 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
                                    device=device, seed=cfg.run.seed)
             ckpt.atomic_write_text(run_dir / "baselines.json", json.dumps(scores, indent=1))
 
-    trainer = task.trainer(cfg, run_dir, splits, model, device, hooks, penalties, dist)
+    trainer = Trainer(cfg, run_dir, splits, model, device, hooks, penalties, dist, adapter=task.loop)
     for si in range(pos.stage, len(cfg.stages)):
         trainer.run_stage(si, pos)
         if cfg.stages[si].epochs and dist.main:
@@ -265,13 +266,25 @@ def _refit(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], hooks: d
     model, penalties = _model_for_training(cfg, task, num_classes, device, dist, pos, sub)
     if dist.main:
         _truncate_metrics(sub, pos)
-    trainer = task.trainer(rcfg, sub, merged, model, device, hooks, penalties, dist)
+    trainer = Trainer(rcfg, sub, merged, model, device, hooks, penalties, dist, adapter=task.loop)
     for si in range(pos.stage, len(rcfg.stages)):
         trainer.run_stage(si, pos)
     model.eval()
     if trainer.tb is not None:
         trainer.tb.close()
     return model, trainer, {"examples": len(merged.train), "epochs": [st.epochs for st in rcfg.stages]}
+
+
+def compile_blocks(model: FineTuneModel) -> None:
+    """``torch.compile`` every block of the backbone and the head, in place. Block by block, so the
+    cached paths (which run a stage's trainable tail block by block) use the compiled code too, and
+    parameter names stay as they are (checkpoints are unchanged)."""
+    seq = backbone_sequence(model.backbone.model)
+    for m in [m for _, m in seq] if seq is not None else [model.backbone]:
+        m.compile()
+    model.head.compile()
+    log.info("torch.compile: %d backbone modules and the head (compiled on first use)",
+             len(seq) if seq is not None else 1)
 
 
 def _final_tensorboard(tb: Any, cfg: Config, final: dict[str, Any], confusion_png: Path) -> None:

@@ -1,4 +1,4 @@
-"""The one place a run's modality is chosen: a task is the adapter (data, model, trainer,
+"""The one place a run's modality is chosen: a task is the adapter (data, model, the loop's part,
 prediction inputs, report extras) that the modality-neutral loop is given.
 
     task = task_for(cfg)                       # images, or texts with model.family: transformers
@@ -21,14 +21,15 @@ from tunelab import data as image_data
 from tunelab.config import Config, DataConfig, ModelConfig
 from tunelab.data.predict import image_inputs
 from tunelab.engine.data import Splits
+from tunelab.engine.loop import LoopAdapter
 from tunelab.engine.model import FineTuneModel
+from tunelab.image_loop import ImageLoop
 from tunelab.model import build_image_model
 from tunelab.text import data as text_data
+from tunelab.text.loop import TextLoop
 from tunelab.text.model import build_text_model
 from tunelab.text.predict import text_inputs
 from tunelab.text.report import write_wrong_texts
-from tunelab.text.trainer import TextTrainer
-from tunelab.train import Trainer
 
 Gallery = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -40,7 +41,7 @@ class Task:
     load_eval_set: Callable[[str, list[str], DataConfig], Any]
     classes: Callable[[DataConfig], list[str]]  # the training source's class names, nothing decoded
     build_model: Callable[[ModelConfig, int], FineTuneModel]
-    trainer: type[Trainer]
+    loop: LoopAdapter  # batch order, training inputs and the freeze-boundary cache
     prediction_inputs: Callable[[Config, list[str], list[str]], tuple[list[str], list[str | None], Any]]
     # what the report shows of the validation set beside the metrics; an image gallery is returned
     report_extras: Callable[[Path, Any, np.ndarray | None, list[str]], Gallery | None]
@@ -56,9 +57,9 @@ def _wrong_texts(run_dir: Path, val: Any, probs: np.ndarray | None, classes: lis
 
 
 IMAGES = Task("images", image_data.load_data, image_data.load_eval_set, image_data.count_classes,
-              build_image_model, Trainer, image_inputs, _image_gallery)
+              build_image_model, ImageLoop(), image_inputs, _image_gallery)
 TEXTS = Task("texts", text_data.load_text_data, text_data.load_text_eval_set, text_data.text_classes,
-             build_text_model, TextTrainer, text_inputs, _wrong_texts)
+             build_text_model, TextLoop(), text_inputs, _wrong_texts)
 TASKS = {"images": IMAGES, "texts": TEXTS}
 
 

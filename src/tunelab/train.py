@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,25 +27,15 @@ from tqdm.auto import tqdm
 
 from tunelab import checkpoint as ckpt
 from tunelab.augment import MixTargets, build_augment, soft_cross_entropy
-from tunelab.cache import (
-    STORE_DTYPES,
-    Boundary,
-    FeatureStore,
-    backbone_sequence,
-    bf16_supported,
-    cache_keys,
-    find_boundary,
-    run_prefixes,
-    run_tail,
-)
 from tunelab.config import Config, StageConfig
 from tunelab.distributed import Dist
 from tunelab.engine.data import Splits
+from tunelab.engine.loop import LoopAdapter, StagePlan
 from tunelab.engine.model import FineTuneModel
+from tunelab.engine.store import FeatureStore
 from tunelab.errors import ConfigError
 from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_table, select, set_train_mode, set_trainable
 from tunelab.metrics import classification_metrics
-from tunelab.model import TuneModel
 from tunelab.regularizers import Penalty
 from tunelab.regularizers._audit import audit_penalty, other_regularizers, render_audit
 
@@ -231,18 +221,10 @@ class Position:
     state: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class StagePlan:
-    """A stage's cached prefix outputs: ``train`` is [views, N, ...], ``val`` is [N, ...]."""
-
-    boundary: Boundary
-    train: torch.Tensor
-    val: torch.Tensor | None
-
-
 class Trainer:
     def __init__(self, cfg: Config, run_dir: Path, splits: Splits, model: FineTuneModel, device: torch.device,
-                 hooks: dict[str, Hook], penalties: list[Penalty], dist: Dist | None = None) -> None:
+                 hooks: dict[str, Hook], penalties: list[Penalty], dist: Dist | None = None, *,
+                 adapter: LoopAdapter) -> None:
         self.cfg, self.dir, self.splits, self.model, self.device, self.hooks = cfg, run_dir, splits, model, device, hooks
         self.dist = dist if dist is not None else Dist()
         self.bf16 = autocast_bf16(cfg.run.precision, device)  # forward passes under bf16 autocast
@@ -257,22 +239,17 @@ class Trainer:
         self.ctx: dict[str, torch.Tensor] = {}  # per-step values penalties read (pooled features)
         if any(p.needs_features for p in penalties):
             model.head.pool.register_forward_hook(lambda mod, inp, out: self.ctx.__setitem__("pooled", out))
-        self.seq = backbone_sequence(model.backbone.model) if cfg.cache.enabled else None
+        self.adapter = adapter  # the task's part: batch order, training inputs, the stage cache
         # ranks share one copy of the cache through the page cache of its memory-mapped files
         self.store = FeatureStore(Path(cfg.cache.folder) if cfg.cache.folder else run_dir / "cache",
                                   0.0 if self.dist.enabled else cfg.cache.max_memory_gb)
         self.plan: StagePlan | None = None
         self.partners: list[torch.Tensor] | None = None  # a contrastive stage's partner of each example, per epoch
         self.net: nn.Module = model  # what a training step calls: the model, or the cached tail, maybe in DDP
-        self.next_keys: set[str] = set()  # cache entries the next stage got from this stage's pass
         from torch.utils.tensorboard import SummaryWriter
 
         self.tb = SummaryWriter(str(run_dir / "tensorboard")) if self.dist.main else None
-
-    @property
-    def image_model(self) -> TuneModel:
-        """The model as the image cache sees it (the text trainer overrides the cache methods)."""
-        return cast(TuneModel, self.model)
+        self.stage_cache = adapter.stage_cache(self)
 
     # hooks are called by name; fit() has checked the names
     def call(self, name: str, **kwargs: Any) -> None:
@@ -302,7 +279,7 @@ class Trainer:
         contrastive = stage.objective == "contrastive"
         if stage.objective == "probe":
             check_probe_stage(self.model, names, si)
-        self.plan = None if stage.objective != "classify" else self.build_plan(si)
+        self.plan = None if stage.objective != "classify" else self.stage_cache.plan(si)
         self.partners = contrastive_partners(self.splits.train.labels, stage.epochs, self.cfg.run.seed * 7919 + si) \
             if contrastive else None
         self.plan_seconds = time.perf_counter() - t0  # reported with the stage's first epoch
@@ -336,127 +313,9 @@ class Trainer:
         stages.setdefault(str(si), {"name": self.cfg.stages[si].name}).update(values)
         ckpt.atomic_write_text(path, json.dumps(stages, indent=1))
 
-    # --- the freeze-boundary cache ---------------------------------------------------------------
-
-    def build_plan(self, si: int) -> StagePlan | None:
-        """Cache the frozen prefix's outputs for this stage, when there is a frozen prefix to cache.
-        The same pass also fills the next stage's cache when that stage's frozen prefix is frozen
-        here too (head first, then the top blocks: one extraction for both stages)."""
-        c = self.cfg.cache
-        self.store.keep_only(self.next_keys)  # drop the previous stage's features first
-        self.next_keys = set()
-        boundary = find_boundary(self.image_model, self.seq) if c.enabled else None
-        if boundary is None:
-            return None
-        if self.mixer is not None:
-            log.info("cache: off in this stage (mixup mixes whole images)")
-            return None
-        if self.augment is not None and c.augment == "full_network":
-            log.info("cache: off in this stage (cache.augment: full_network and the stage augments)")
-            return None
-        views = c.views if self.augment is not None else 1
-        t0 = time.perf_counter()
-        ahead = self.next_boundary(si, boundary)
-        bounds = [boundary] + ([ahead] if ahead is not None else [])
-        trains, hit = self.extract(bounds, self.splits.train.images, views, self.augment)
-        vals = self.extract(bounds, self.splits.val.images, 1, None)[0] if self.splits.val is not None else None
-        train = trains[0]
-        dtype, mb = str(train.dtype).replace("torch.", ""), train.numel() * train.element_size() / 2**20
-        msg = (f"cache: {boundary.describe(self.seq or [])}; {views} view(s) of {len(self.splits.train)} training images, "
-               f"{dtype}, {mb:.1f} MB ({'reused' if hit else 'computed'} in {time.perf_counter() - t0:.1f} s)")
-        if ahead is not None and not hit:
-            msg += (f"; the same pass cached stage {si + 2}'s boundary ({ahead.describe(self.seq or [])}), "
-                    f"+{trains[1].numel() * trains[1].element_size() / 2**20:.1f} MB")
-        log.info(msg)
-        self.record_stage(si, cache=msg)
-        return StagePlan(boundary, train, vals[0][0] if vals is not None else None)
-
-    def next_boundary(self, si: int, boundary: Boundary) -> Boundary | None:
-        """The next stage's boundary when its frozen prefix is frozen in this stage too (so this
-        stage leaves it unchanged and one pass can compute both), else None."""
-        if si + 1 >= len(self.cfg.stages) or self.seq is None or self.image_model.backbone.pools:
-            return None
-        nxt = find_boundary(self.image_model, self.seq,
-                            select(self.image_model, self.cfg.stages[si + 1].train, where=f"stages.{si + 1}.train"))
-        if nxt is None or nxt == boundary:
-            return None
-        limit = len(self.seq) if boundary.pooled else boundary.start
-        deepest = len(self.seq) if nxt.pooled else nxt.start
-        return nxt if deepest <= limit else None
-
-    def extract(self, boundaries: list[Boundary], images: torch.Tensor, views: int,
-                augment: Callable[[torch.Tensor], torch.Tensor] | None) -> tuple[list[torch.Tensor], bool]:
-        """[views, N, ...] prefix outputs of ``images`` at each boundary (one pass for all), and
-        whether the first was already cached. With several views, view 0 is the image as it is (what
-        the model sees at test time) and view v > 0 an augmented pass with its own fixed seed."""
-        c, model = self.cfg.cache, self.image_model
-        dtype = STORE_DTYPES[c.dtype]
-        aug_name = repr(self.cfg.regularization.augment) if augment is not None else "none"
-        use_bf16 = c.autocast == "auto" and bf16_supported(self.device)
-        keys = cache_keys(model, self.seq, boundaries, images, aug_name, views, dtype, self.cfg.run.seed, use_bf16)
-        self.next_keys.update(keys[1:])
-        found = [self.store.lookup(k, dtype) for k in keys]
-        missing = [i for i, f in enumerate(found) if f is None]
-        if self.dist.enabled:  # rank 0 decides: a job sharing cache.folder may commit an entry meanwhile
-            missing = self.dist.broadcast(missing)
-            found = [self.store.lookup(k, dtype) if f is None and i not in missing else f
-                     for i, (k, f) in enumerate(zip(keys, found))]
-        if not missing:
-            return [f for f in found if f is not None], True
-        bs = self.cfg.data.eval_batch_size
-        was = model.training
-        model.eval()
-        todo = [boundaries[i] for i in missing]
-        dist = self.dist
-        rows = dist.shard(len(images), bs)  # whole batches per rank: the same batches as one process
-        try:
-            with torch.inference_mode():
-                probe = run_prefixes(model, self.seq, todo, _to_memory_format(images[:1].to(self.device)))
-            shapes = [(views, len(images), *h.shape[1:]) for h in probe]
-            if dist.main:
-                outs = [self.store.create(keys[i], shape, dtype, shared=dist.enabled) for i, shape in zip(missing, shapes)]
-            dist.barrier()
-            if not dist.main:  # the other ranks write their rows into the file rank 0 created
-                outs = [self.store.open_partial(keys[i], dtype) for i in missing]
-            with torch.random.fork_rng(devices=[]), torch.inference_mode(), \
-                    torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                for v in range(views):
-                    for i in range(rows.start, rows.stop, bs):
-                        # a seed per view and batch: the same views however the rows are shared out
-                        torch.manual_seed(self.cfg.run.seed * 7919 + v * 1_000_003 + i)
-                        x = images[i: min(i + bs, rows.stop)]
-                        if augment is not None and (v > 0 or views == 1):  # view 0 is the clean image
-                            x = augment(x)
-                        hs = run_prefixes(model, self.seq, todo, _to_memory_format(x.to(self.device)))
-                        for out, h in zip(outs, hs):
-                            out[v, i: i + len(x)] = h.to(dtype).cpu()
-            if not dist.main:
-                for i in missing:
-                    self.store.flush(keys[i])
-            dist.barrier()
-            if dist.main:
-                for i in missing:
-                    self.store.commit(keys[i])
-            dist.barrier()
-            if dist.enabled:  # every rank maps the finished file (one copy in the page cache)
-                outs = [self._mapped(keys[i], dtype) for i in missing]
-            for i, out in zip(missing, outs):
-                found[i] = out
-        finally:
-            model.train(was)
-        return [f for f in found if f is not None], 0 not in missing
-
-    def _mapped(self, key: str, dtype: torch.dtype) -> torch.Tensor:
-        out = self.store.lookup(key, dtype)
-        assert out is not None, f"cache entry {key} was committed by rank 0 but is missing"
-        return out
-
-    def forward_cached(self, h: torch.Tensor) -> torch.Tensor:
+    def forward_cached(self, batch: Any) -> torch.Tensor:
         assert self.plan is not None
-        h = _to_memory_format(h.to(self.device, non_blocking=True).float())
-        if self.plan.boundary.pooled:
-            self.ctx["pooled"] = h
-        return run_tail(self.image_model, self.seq, self.plan.boundary, h)
+        return self.stage_cache.forward(self.plan, batch)
 
     def validate(self) -> dict[str, Any]:
         assert self.splits.val is not None
@@ -513,7 +372,7 @@ class Trainer:
     def epoch_order(self, si: int, epoch: int) -> torch.Tensor:
         """The shuffle of one epoch depends only on (seed, stage, epoch): identical after a resume."""
         g = torch.Generator().manual_seed(self.cfg.run.seed * 1_000_003 + si * 1009 + epoch)
-        return torch.randperm(len(self.splits.train), generator=g)
+        return self.adapter.epoch_order(self, torch.randperm(len(self.splits.train), generator=g), si, epoch)
 
     def train_epoch(self, si: int, epoch: int, opt: torch.optim.Optimizer, sched: Any) -> dict[str, float]:
         stage, data, bs, dist = self.cfg.stages[si], self.splits.train, self.cfg.data.batch_size, self.dist
@@ -601,11 +460,8 @@ class Trainer:
         """Pooled features (what the head's first layer sees): the contrastive stage's output."""
         return self.model.head.pool(self.model.forward_features(x))
 
-    def _images(self, idx: torch.Tensor) -> torch.Tensor:
-        x = self.splits.train.inputs[idx]
-        if self.augment is not None:
-            x = self.augment(x)
-        return x.to(self.device, non_blocking=True)
+    def _images(self, idx: torch.Tensor) -> Any:
+        return self.adapter.train_inputs(self, idx)
 
     def save_last(self, si: int, epoch: int, opt: torch.optim.Optimizer, sched: Any, stopper: Stopper,
                   stopped: bool) -> None:
@@ -759,15 +615,3 @@ def class_weights(mode: str, labels: torch.Tensor, num_classes: int, device: tor
     log.info("class weights (regularization.class_weight: %s): %s", mode,
              ", ".join(f"{v:.2f}" for v in w.tolist()))
     return w.float().to(device)
-
-
-def compile_blocks(model: FineTuneModel) -> None:
-    """``torch.compile`` every block of the backbone and the head, in place. Block by block, so the
-    cached paths (which run a stage's trainable tail block by block) use the compiled code too, and
-    parameter names stay as they are (checkpoints are unchanged)."""
-    seq = backbone_sequence(model.backbone.model)
-    for m in [m for _, m in seq] if seq is not None else [model.backbone]:
-        m.compile()
-    model.head.compile()
-    log.info("torch.compile: %d backbone modules and the head (compiled on first use)",
-             len(seq) if seq is not None else 1)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from tunelab.cache import module_digest, tensor_digest
+from tunelab.engine.store import module_digest, tensor_digest
 from tunelab.text.data import Tokens
 
 if TYPE_CHECKING:

@@ -1,0 +1,174 @@
+"""The image task's side of the training loop: augmented training batches, and the freeze-boundary
+cache of :mod:`tunelab.cache` (the frozen prefix's outputs computed once a stage, K augmented
+views with ``cache.views``, the next stage's boundary filled by the same pass)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
+import torch
+
+from tunelab.cache import Boundary, backbone_sequence, cache_keys, find_boundary, run_prefixes, run_tail
+from tunelab.engine.loop import StagePlan
+from tunelab.engine.store import STORE_DTYPES, bf16_supported
+from tunelab.freezing import select
+from tunelab.model import TuneModel
+
+log = logging.getLogger("tunelab")
+
+
+def channels_last(x: Any) -> Any:
+    """Image batches in channels_last memory format (faster convolutions); anything else as it is."""
+    return x.contiguous(memory_format=torch.channels_last) if isinstance(x, torch.Tensor) and x.ndim == 4 else x
+
+
+class ImageLoop:
+    def stage_cache(self, trainer: Any) -> ImageStageCache:
+        return ImageStageCache(trainer)
+
+    def epoch_order(self, trainer: Any, order: torch.Tensor, si: int, epoch: int) -> torch.Tensor:
+        return order
+
+    def train_inputs(self, trainer: Any, idx: torch.Tensor) -> torch.Tensor:
+        x = trainer.splits.train.inputs[idx]
+        if trainer.augment is not None:
+            x = trainer.augment(x)
+        return x.to(trainer.device, non_blocking=True)
+
+
+class ImageStageCache:
+    """The cache of one run's stages; ``trainer`` gives the config, model, data, store and ranks."""
+
+    def __init__(self, trainer: Any) -> None:
+        self.t = trainer
+        self.model = cast(TuneModel, trainer.model)
+        self.seq = backbone_sequence(self.model.backbone.model) if trainer.cfg.cache.enabled else None
+        self.next_keys: set[str] = set()  # cache entries the next stage got from this stage's pass
+
+    def plan(self, si: int) -> StagePlan | None:
+        """Cache the frozen prefix's outputs for this stage, when there is a frozen prefix to cache.
+        The same pass also fills the next stage's cache when that stage's frozen prefix is frozen
+        here too (head first, then the top blocks: one extraction for both stages)."""
+        t, c = self.t, self.t.cfg.cache
+        t.store.keep_only(self.next_keys)  # drop the previous stage's features first
+        self.next_keys = set()
+        boundary = find_boundary(self.model, self.seq) if c.enabled else None
+        if boundary is None:
+            return None
+        if t.mixer is not None:
+            log.info("cache: off in this stage (mixup mixes whole images)")
+            return None
+        if t.augment is not None and c.augment == "full_network":
+            log.info("cache: off in this stage (cache.augment: full_network and the stage augments)")
+            return None
+        views = c.views if t.augment is not None else 1
+        t0 = time.perf_counter()
+        ahead = self.next_boundary(si, boundary)
+        bounds = [boundary] + ([ahead] if ahead is not None else [])
+        trains, hit = self.extract(bounds, t.splits.train.images, views, t.augment)
+        vals = self.extract(bounds, t.splits.val.images, 1, None)[0] if t.splits.val is not None else None
+        train = trains[0]
+        dtype, mb = str(train.dtype).replace("torch.", ""), train.numel() * train.element_size() / 2**20
+        msg = (f"cache: {boundary.describe(self.seq or [])}; {views} view(s) of {len(t.splits.train)} training images, "
+               f"{dtype}, {mb:.1f} MB ({'reused' if hit else 'computed'} in {time.perf_counter() - t0:.1f} s)")
+        if ahead is not None and not hit:
+            msg += (f"; the same pass cached stage {si + 2}'s boundary ({ahead.describe(self.seq or [])}), "
+                    f"+{trains[1].numel() * trains[1].element_size() / 2**20:.1f} MB")
+        log.info(msg)
+        t.record_stage(si, cache=msg)
+        return StagePlan(boundary, train, vals[0][0] if vals is not None else None)
+
+    def next_boundary(self, si: int, boundary: Boundary) -> Boundary | None:
+        """The next stage's boundary when its frozen prefix is frozen in this stage too (so this
+        stage leaves it unchanged and one pass can compute both), else None."""
+        stages = self.t.cfg.stages
+        if si + 1 >= len(stages) or self.seq is None or self.model.backbone.pools:
+            return None
+        nxt = find_boundary(self.model, self.seq, select(self.model, stages[si + 1].train, where=f"stages.{si + 1}.train"))
+        if nxt is None or nxt == boundary:
+            return None
+        limit = len(self.seq) if boundary.pooled else boundary.start
+        deepest = len(self.seq) if nxt.pooled else nxt.start
+        return nxt if deepest <= limit else None
+
+    def extract(self, boundaries: list[Boundary], images: torch.Tensor, views: int,
+                augment: Callable[[torch.Tensor], torch.Tensor] | None) -> tuple[list[torch.Tensor], bool]:
+        """[views, N, ...] prefix outputs of ``images`` at each boundary (one pass for all), and
+        whether the first was already cached. With several views, view 0 is the image as it is (what
+        the model sees at test time) and view v > 0 an augmented pass with its own fixed seed."""
+        t, c = self.t, self.t.cfg.cache
+        dtype = STORE_DTYPES[c.dtype]
+        aug_name = repr(t.cfg.regularization.augment) if augment is not None else "none"
+        use_bf16 = c.autocast == "auto" and bf16_supported(t.device)
+        keys = cache_keys(self.model, self.seq, boundaries, images, aug_name, views, dtype, t.cfg.run.seed, use_bf16)
+        self.next_keys.update(keys[1:])
+        found = [t.store.lookup(k, dtype) for k in keys]
+        missing = [i for i, f in enumerate(found) if f is None]
+        if t.dist.enabled:  # rank 0 decides: a job sharing cache.folder may commit an entry meanwhile
+            missing = t.dist.broadcast(missing)
+            found = [t.store.lookup(k, dtype) if f is None and i not in missing else f
+                     for i, (k, f) in enumerate(zip(keys, found))]
+        if not missing:
+            return [f for f in found if f is not None], True
+        was = self.model.training
+        self.model.eval()
+        try:
+            for i, out in zip(missing, self._fill([boundaries[i] for i in missing], [keys[i] for i in missing],
+                                                  images, views, augment, dtype, use_bf16)):
+                found[i] = out
+        finally:
+            self.model.train(was)
+        return [f for f in found if f is not None], 0 not in missing
+
+    def _fill(self, todo: list[Boundary], keys: list[str], images: torch.Tensor, views: int,
+              augment: Callable[[torch.Tensor], torch.Tensor] | None, dtype: torch.dtype,
+              use_bf16: bool) -> list[torch.Tensor]:
+        """Compute the entries ``keys`` (boundaries ``todo``) into the store: every rank its share of
+        whole batches into the file rank 0 created, then rank 0 commits and every rank maps it."""
+        t, dist, bs = self.t, self.t.dist, self.t.cfg.data.eval_batch_size
+        rows = dist.shard(len(images), bs)  # whole batches per rank: the same batches as one process
+        with torch.inference_mode():
+            probe = run_prefixes(self.model, self.seq, todo, channels_last(images[:1].to(t.device)))
+        shapes = [(views, len(images), *h.shape[1:]) for h in probe]
+        if dist.main:
+            outs = [t.store.create(k, shape, dtype, shared=dist.enabled) for k, shape in zip(keys, shapes)]
+        dist.barrier()
+        if not dist.main:  # the other ranks write their rows into the file rank 0 created
+            outs = [t.store.open_partial(k, dtype) for k in keys]
+        with torch.random.fork_rng(devices=[]), torch.inference_mode(), \
+                torch.autocast(t.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            for v in range(views):
+                for i in range(rows.start, rows.stop, bs):
+                    # a seed per view and batch: the same views however the rows are shared out
+                    torch.manual_seed(t.cfg.run.seed * 7919 + v * 1_000_003 + i)
+                    x = images[i: min(i + bs, rows.stop)]
+                    if augment is not None and (v > 0 or views == 1):  # view 0 is the clean image
+                        x = augment(x)
+                    hs = run_prefixes(self.model, self.seq, todo, channels_last(x.to(t.device)))
+                    for out, h in zip(outs, hs):
+                        out[v, i: i + len(x)] = h.to(dtype).cpu()
+        if not dist.main:
+            for k in keys:
+                t.store.flush(k)
+        dist.barrier()
+        if dist.main:
+            for k in keys:
+                t.store.commit(k)
+        dist.barrier()
+        if dist.enabled:  # every rank maps the finished file (one copy in the page cache)
+            outs = [self._mapped(k, dtype) for k in keys]
+        return outs
+
+    def _mapped(self, key: str, dtype: torch.dtype) -> torch.Tensor:
+        out = self.t.store.lookup(key, dtype)
+        assert out is not None, f"cache entry {key} was committed by rank 0 but is missing"
+        return out
+
+    def forward(self, plan: StagePlan, h: torch.Tensor) -> torch.Tensor:
+        h = channels_last(h.to(self.t.device, non_blocking=True).float())
+        if plan.boundary.pooled:
+            self.t.ctx["pooled"] = h
+        return run_tail(self.model, self.seq, plan.boundary, h)

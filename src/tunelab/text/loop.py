@@ -1,0 +1,104 @@
+"""The text task's side of the training loop: batches of similar lengths, a few random windows of
+each long text per step, and the freeze-boundary cache of :mod:`tunelab.text.cache`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, cast
+
+import torch
+
+from tunelab.engine.loop import StagePlan
+from tunelab.engine.store import STORE_DTYPES
+from tunelab.text.cache import CachedStates, TextBoundary, cache_key, fill_prefix, find_text_boundary, run_tail
+from tunelab.text.data import TextSet, Tokens
+from tunelab.text.model import TextModel
+
+log = logging.getLogger("tunelab")
+
+BUCKET = 16  # batches per window sorted by length
+
+
+class TextLoop:
+    def stage_cache(self, trainer: Any) -> TextStageCache:
+        return TextStageCache(trainer)
+
+    def epoch_order(self, trainer: Any, order: torch.Tensor, si: int, epoch: int) -> torch.Tensor:
+        """Sorted by text length within windows of BUCKET batches, then the full batches shuffled
+        again: batches of similar lengths pad little (Hugging Face's group_by_length). Still a
+        function of (seed, stage, epoch) only, so a resume repeats it."""
+        bs = trainer.cfg.data.batch_size
+        lengths = cast(TextSet, trainer.splits.train).tokens.text_lengths
+        windows = [w[torch.argsort(lengths[w], stable=True)] for w in order.split(bs * BUCKET)]
+        batches = list(torch.cat(windows).split(bs))
+        full, rest = [b for b in batches if len(b) == bs], [b for b in batches if len(b) < bs]
+        g = torch.Generator().manual_seed(trainer.cfg.run.seed * 1_000_003 + si * 1009 + epoch + 1)
+        return torch.cat([full[i] for i in torch.randperm(len(full), generator=g)] + rest)
+
+    def train_inputs(self, trainer: Any, idx: torch.Tensor) -> Tokens:
+        """A training batch's tokens; a long text brings ``train_windows`` of its windows, drawn
+        from a generator seeded by the batch (so that a resumed run draws the same)."""
+        cfg = trainer.cfg
+        tokens = cast(TextSet, trainer.splits.train).tokens[idx]
+        keep = cfg.data.text.train_windows if cfg.data.text is not None else None
+        if keep is not None and tokens.starts is not None:
+            g = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + int((idx * (idx + 7)).sum()))
+            tokens = tokens.sample_windows(keep, g)
+        return tokens.to(trainer.device, non_blocking=True)
+
+
+class TextStageCache:
+    def __init__(self, trainer: Any) -> None:
+        self.t = trainer
+        self.model = cast(TextModel, trainer.model)
+
+    def plan(self, si: int) -> StagePlan | None:
+        """Cache what the frozen part of the encoder computes for this stage, when some of it is frozen."""
+        t = self.t
+        if not t.cfg.cache.enabled:
+            return None
+        boundary = find_text_boundary(self.model)
+        if boundary is None:
+            log.info("cache: off in this stage (the embeddings train, or the encoder cannot be split)")
+            return None
+        t0 = time.perf_counter()
+        t.store.memory.clear()  # one stage's features at a time in memory
+        train_tokens = cast(TextSet, t.splits.train).tokens
+        train, hit = self.extract(boundary, train_tokens)
+        val = None
+        if t.splits.val is not None:
+            val_tokens = cast(TextSet, t.splits.val).tokens
+            val = CachedStates(self.extract(boundary, val_tokens)[0], val_tokens)
+        dtype, mb = str(train.dtype).replace("torch.", ""), train.numel() * train.element_size() / 2**20
+        msg = (f"cache: {boundary.describe(self.model.backbone.num_layers)}; {len(t.splits.train)} training texts, "
+               f"{dtype}, {mb:.1f} MB ({'reused' if hit else 'computed'} in {time.perf_counter() - t0:.1f} s)")
+        log.info(msg)
+        t.record_stage(si, cache=msg)
+        return StagePlan(boundary, [CachedStates(train, train_tokens)], val)
+
+    def extract(self, boundary: TextBoundary, tokens: Tokens) -> tuple[torch.Tensor, bool]:
+        """Prefix outputs of every text, [N, H] or [N, L, H]; from the store when the key matches."""
+        t, model, dtype = self.t, self.model, STORE_DTYPES[self.t.cfg.cache.dtype]
+        key = cache_key(model, boundary, tokens, dtype, t.cfg.run.seed)
+        width = tokens.ids.shape[1]
+        h = model.backbone.num_features
+        shape = (len(tokens), h) if boundary.pooled else (len(tokens.lengths), width, h)  # rows: windows
+        was = model.training
+        model.eval()
+        try:
+            def fill(out: torch.Tensor) -> None:
+                with torch.inference_mode():
+                    fill_prefix(model, boundary, tokens, out, t.cfg.data.eval_batch_size, t.device)
+
+            with t.dist.main_first():  # rank 0 computes it; the other ranks then find it
+                return cast(tuple[torch.Tensor, bool], t.store.get(key, shape, dtype, fill))
+        finally:
+            model.train(was)
+
+    def forward(self, plan: StagePlan, batch: Any) -> torch.Tensor:
+        h, tokens = batch
+        h = h.to(self.t.device, non_blocking=True).float()
+        if plan.boundary.pooled:
+            self.t.ctx["pooled"] = h
+        return run_tail(self.model, plan.boundary, h, tokens.to(self.t.device))
