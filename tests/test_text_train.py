@@ -11,12 +11,12 @@ import tunelab
 from conftest import text_rows, write_text_csv
 from tunelab.cli import main
 from tunelab.config import ModelConfig, StageConfig, build_config
+from tunelab.engine.optim import make_optimizer
 from tunelab.errors import ConfigError
 from tunelab.freezing import layer_rows, lr_scales, select, set_train_mode, set_trainable
 from tunelab.tasks import build_model
 from tunelab.text.cache import CachedStates, TextBoundary, cache_key, find_text_boundary, run_prefix, run_tail
 from tunelab.text.data import Tokens, load_text_data
-from tunelab.train import make_optimizer
 
 
 def _model(tiny_encoder, pooling="mean"):
@@ -199,8 +199,8 @@ def test_predict_text_on_an_image_run_is_an_error(tiny_cfg):
 
 
 def test_batches_group_texts_of_similar_length_and_inference_keeps_the_order(tiny_text_cfg):
+    from tunelab.engine.device import predict_logits
     from tunelab.text.loop import TextLoop
-    from tunelab.train import predict_logits
 
     cfg = build_config(tiny_text_cfg)
     splits = load_text_data(cfg.data)

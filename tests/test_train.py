@@ -11,8 +11,9 @@ import torch
 
 import tunelab
 from tunelab import checkpoint as ckpt
+from tunelab.engine.objectives import contrastive_partners
+from tunelab.engine.optim import make_optimizer
 from tunelab.errors import ConfigError, ModelError
-from tunelab.train import contrastive_partners, make_optimizer
 
 
 def test_fit_writes_a_complete_run_folder(tiny_cfg):
@@ -162,7 +163,7 @@ def test_compile_trains_the_same_numbers(tiny_cfg):
 def test_precision_bf16_autocasts_training_and_auto_keeps_fp32_on_cpu(tiny_cfg):
     """run.precision: auto is fp32 on a CPU (bf16 training measured slower there); bf16 runs the
     forward passes under autocast and still learns the same thing, to bf16 precision."""
-    from tunelab.train import autocast_bf16
+    from tunelab.engine.device import autocast_bf16
 
     assert autocast_bf16("auto", torch.device("cpu")) is False
     assert autocast_bf16("bf16", torch.device("cpu")) is True and autocast_bf16("fp32", torch.device("cuda")) is False
@@ -178,7 +179,7 @@ def test_precision_bf16_autocasts_training_and_auto_keeps_fp32_on_cpu(tiny_cfg):
 
 
 def test_balanced_class_weights_make_every_class_count_the_same():
-    from tunelab.train import class_weights
+    from tunelab.engine.objectives import class_weights
 
     labels = torch.tensor([0] * 30 + [1] * 10 + [2] * 20)
     w = class_weights("balanced", labels, 3, torch.device("cpu"))

@@ -12,6 +12,7 @@ import torch
 
 from tunelab import checkpoint as ckpt
 from tunelab.config import Config, load_config
+from tunelab.engine.device import predict_logits
 from tunelab.engine.model import FineTuneModel
 from tunelab.errors import ConfigError, DataError
 from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_table, select, set_train_mode, set_trainable
@@ -19,7 +20,6 @@ from tunelab.metrics import classification_metrics
 from tunelab.model import place
 from tunelab.runs import Run
 from tunelab.tasks import task_for
-from tunelab.train import predict_logits
 
 log = logging.getLogger("tunelab")
 

@@ -34,7 +34,9 @@ from tunelab.config import Config, build_config, dump_config, load_config
 from tunelab.diagnosis import diagnose
 from tunelab.distributed import Dist
 from tunelab.engine.data import Splits
+from tunelab.engine.device import pick_device
 from tunelab.engine.model import FineTuneModel
+from tunelab.engine.rng import seed_everything
 from tunelab.errors import ConfigError
 from tunelab.freezing import select
 from tunelab.metrics import classification_metrics, format_metrics, per_class_table
@@ -44,7 +46,7 @@ from tunelab.regularizers import Penalty, build_penalties, check_coverage, pretr
 from tunelab.report import write_report
 from tunelab.runs import Run, new_run_dir, read_history, run_logging
 from tunelab.tasks import Task, task_for
-from tunelab.train import HOOKS, Hook, Position, Trainer, pick_device, seed_everything
+from tunelab.train import HOOKS, Hook, Position, Trainer
 
 log = logging.getLogger("tunelab")
 

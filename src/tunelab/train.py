@@ -11,15 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,12 +25,18 @@ from tqdm.auto import tqdm
 
 from tunelab import checkpoint as ckpt
 from tunelab.augment import MixTargets, build_augment, soft_cross_entropy
-from tunelab.config import Config, StageConfig
+from tunelab.config import Config
 from tunelab.distributed import Dist
 from tunelab.engine.data import Splits
+from tunelab.engine.device import autocast_bf16, predict_logits, to_memory_format
 from tunelab.engine.loop import LoopAdapter, StagePlan
 from tunelab.engine.model import FineTuneModel
+from tunelab.engine.objectives import check_probe_stage, class_weights, contrastive_partners
+from tunelab.engine.optim import make_optimizer, make_scheduler
+from tunelab.engine.resume import restore_rng, save_last
+from tunelab.engine.stopping import Stopper, make_stopper
 from tunelab.engine.store import FeatureStore
+from tunelab.engine.writer import record_stage, write_tensorboard
 from tunelab.errors import ConfigError
 from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_table, select, set_train_mode, set_trainable
 from tunelab.metrics import classification_metrics
@@ -46,165 +50,6 @@ Hook = Callable[..., None]
 
 
 # --- small pieces --------------------------------------------------------------------------------
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("run.device: cuda was asked for but no CUDA device is available; use auto or cpu")
-    return torch.device(name)
-
-
-def make_optimizer(model: FineTuneModel, stage: StageConfig, lr: float) -> torch.optim.Optimizer:
-    """A fresh optimizer over the trainable parameters. Weight decay skips biases and norm weights
-    (every parameter with fewer than 2 dimensions): decaying them only hurts. With
-    ``stage.layer_decay`` every named group gets its own lr (:func:`lr_scales`); the head's groups
-    come first, so ``param_groups[0]`` carries the stage's lr."""
-    scales = lr_scales(model, stage.layer_decay)
-    by_group = {n: scales[label] for label, names in model.groups() for n in names}
-    buckets: dict[tuple[float, bool], list[nn.Parameter]] = {}
-    for n, p in model.named_parameters():
-        if p.requires_grad:
-            buckets.setdefault((by_group.get(n, 1.0), p.ndim >= 2), []).append(p)
-    groups: list[dict[str, Any]] = [{"params": ps, "weight_decay": stage.weight_decay if decays else 0.0, "lr": lr * scale}
-              for (scale, decays), ps in sorted(buckets.items(), key=lambda kv: (-kv[0][0], not kv[0][1]))]
-    # the fused kernel is one pass per step instead of several per tensor: a clear win on GPUs and
-    # 5-8% of a cached-tail epoch on this CPU (benchmarks/results/speed.md)
-    devices = {p.device.type for g in groups for p in g["params"]}
-    fused: dict[str, Any] = {"fused": True} if len(devices) == 1 and devices <= {"cpu", "cuda"} else {}
-    if stage.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, **fused)
-    if stage.optimizer == "adam":  # Adam's weight_decay is an L2 term in the gradient, not decoupled
-        return torch.optim.Adam(groups, lr=lr, **fused)
-    return torch.optim.SGD(groups, lr=lr, momentum=stage.momentum, nesterov=True)
-
-
-def make_scheduler(opt: torch.optim.Optimizer, stage: StageConfig, lr: float,
-                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
-    total = max(1, stage.epochs * steps_per_epoch)
-    if stage.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total)
-    warmup = min(round(stage.warmup_epochs * steps_per_epoch), total - 1)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        if stage.schedule == "constant":
-            return 1.0
-        t = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
-
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
-def autocast_bf16(precision: str, device: torch.device) -> bool:
-    """Whether run.precision asks for bf16 autocast on this device (auto: CUDA GPUs with bf16 only)."""
-    if precision == "auto":
-        return device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return precision == "bf16"
-
-
-@torch.inference_mode()
-def predict_logits(model: FineTuneModel, images: torch.Tensor, batch_size: int, device: torch.device,
-                   bf16: bool = False) -> torch.Tensor:
-    """Logits for uint8 images, in eval mode, batch by batch; returned on the CPU."""
-    was_training = model.training
-    model.eval()
-    out = []
-    # an input set may say how to batch it (texts: by length, so that a batch pads little)
-    order = images.eval_order() if hasattr(images, "eval_order") else None
-    for i in range(0, len(images), batch_size):
-        x = (images[i: i + batch_size] if order is None else images[order[i: i + batch_size]]).to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out.append(model(_to_memory_format(x)).float().cpu())
-    model.train(was_training)
-    logits = torch.cat(out) if out else torch.empty(0, 0)
-    return logits if order is None else logits[torch.argsort(order)]
-
-
-def _to_memory_format(x: Any) -> Any:
-    return x.contiguous(memory_format=torch.channels_last) if isinstance(x, torch.Tensor) and x.ndim == 4 else x
-
-
-# --- early stopping ------------------------------------------------------------------------------
-
-
-@dataclass
-class Stopper:
-    """Tracks the best value of a validation metric within a stage."""
-
-    metric: str
-    mode: str  # "min" or "max"
-    patience: int | None
-    min_delta: float = 0.0
-    best: float | None = None
-    best_epoch: int = -1
-    bad_epochs: int = 0
-
-    def update(self, value: float, epoch: int) -> bool:
-        """Record ``value``; True when it is a new best."""
-        better = self.best is None or (value < self.best - self.min_delta if self.mode == "min"
-                                       else value > self.best + self.min_delta)
-        if better:
-            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
-        else:
-            self.bad_epochs += 1
-        return better
-
-    @property
-    def should_stop(self) -> bool:
-        return self.patience is not None and self.bad_epochs >= self.patience
-
-    def state(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
-
-    def load(self, st: dict[str, Any]) -> None:
-        self.best, self.best_epoch, self.bad_epochs = st["best"], st["best_epoch"], st["bad_epochs"]
-
-
-def make_stopper(stage: StageConfig) -> Stopper:
-    es = stage.early_stopping
-    metric = es.metric if es else "val_loss"
-    return Stopper(metric, "min" if metric == "val_loss" else "max", es.patience if es else None,
-                   es.min_delta if es else 0.0)
-
-
-# --- RNG state for exact resume ------------------------------------------------------------------
-
-
-def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    tensors = {"rng.torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = s
-    np_state: Any = np.random.get_state()
-    meta = {"numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]], "python": _py_state_to_json(random.getstate())}
-    return tensors, meta
-
-
-def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    torch.set_rng_state(tensors["rng.torch"])
-    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda)
-    n = meta["numpy"]
-    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), *n[2:]))
-    random.setstate(_py_state_from_json(meta["python"]))
-
-
-def _py_state_to_json(st: tuple[Any, ...]) -> list[Any]:
-    return [st[0], list(st[1]), st[2]]
-
-
-def _py_state_from_json(st: list[Any]) -> tuple[Any, ...]:
-    return (st[0], tuple(st[1]), st[2])
 
 
 # --- the trainer ---------------------------------------------------------------------------------
@@ -291,27 +136,23 @@ class Trainer:
         return opt, sched, make_stopper(stage)
 
     def to_tensorboard(self, row: dict[str, Any]) -> None:
-        if self.tb is None:
-            return
-        step = sum(st.epochs for st in self.cfg.stages[: row["stage"]]) + row["epoch"]
-        for key in ("loss", "accuracy"):
-            scalars = {k: row[f"{k}_{key}"] for k in ("train", "val") if f"{k}_{key}" in row}
-            self.tb.add_scalars(key, scalars, step)
-        self.tb.add_scalar("lr", row["lr"], step)
-        for k, v in row.items():
-            if k.startswith("penalty_"):
-                self.tb.add_scalar(f"penalty/{k[8:]}", v, step)
-        self.tb.add_scalar("throughput/img_per_s", row["img_per_s"], step)
-        self.tb.flush()
+        if self.tb is not None:
+            write_tensorboard(self.tb, self.cfg.stages, row)
 
     def record_stage(self, si: int, **values: Any) -> None:
         """Keep the tables printed for a stage (and its wall-clock seconds) in RUN_DIR/stages.json."""
-        if not self.dist.main:
-            return
-        path = self.dir / "stages.json"
-        stages = json.loads(path.read_text()) if path.is_file() else {}
-        stages.setdefault(str(si), {"name": self.cfg.stages[si].name}).update(values)
-        ckpt.atomic_write_text(path, json.dumps(stages, indent=1))
+        if self.dist.main:
+            record_stage(self.dir, self.cfg.stages, si, **values)
+
+    def save_last(self, si: int, epoch: int, opt: torch.optim.Optimizer, sched: Any, stopper: Stopper,
+                  stopped: bool) -> None:
+        save_last(self.ckpt_dir, self.model, self.dist, {"stage": si, "epoch": epoch, "stopped": stopped},
+                  opt, sched, stopper)
+
+    def save_best(self, si: int, epoch: int, stopper: Stopper) -> None:
+        if self.dist.main:
+            ckpt.save(self.ckpt_dir / "best.safetensors", self.model.state_dict(),
+                      {"stage": si, "epoch": epoch, "metric": stopper.metric, "value": stopper.best})
 
     def forward_cached(self, batch: Any) -> torch.Tensor:
         assert self.plan is not None
@@ -356,7 +197,7 @@ class Trainer:
         if any(p.needs_features for p in self.penalties):
             self.model.eval()  # deterministic probe forward: no dropout, BN statistics untouched
             x = self.splits.train.inputs[: self.cfg.data.batch_size].to(self.device)
-            self.model(_to_memory_format(x))
+            self.model(to_memory_format(x))
         rows = [audit_penalty(p, self.model, self.ctx) for p in self.penalties]
         set_train_mode(self.model, train_bn=stage.train_bn)
         dead = [r.name for r in rows if r.reaches_gradient == "NO"]
@@ -421,7 +262,7 @@ class Trainer:
         """The data loss of one batch and how many of its examples (pairs) came out right."""
         if self.partners is not None:  # contrastive: each example against its partner of this epoch
             partner = self.partners[epoch][idx]
-            emb = self.net(_to_memory_format(self._images(torch.cat([idx, partner])))).float()
+            emb = self.net(to_memory_format(self._images(torch.cat([idx, partner])))).float()
             cos = F.cosine_similarity(emb[: len(idx)], emb[len(idx):])
             same = (y == self.splits.train.labels[partner].to(self.device)).float()
             return F.mse_loss(cos, same), int(((cos > 0.5).float() == same).sum())
@@ -431,10 +272,10 @@ class Trainer:
             loss = F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=smoothing)
         elif self.mixer is not None:
             x, soft = self.mixer(self._images(idx), y)
-            logits = self.net(_to_memory_format(x)).float()
+            logits = self.net(to_memory_format(x)).float()
             loss = soft_cross_entropy(logits, soft)
         else:
-            logits = self.net(_to_memory_format(self._images(idx))).float()
+            logits = self.net(to_memory_format(self._images(idx))).float()
             loss = F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=smoothing)
         return loss, int((logits.argmax(1) == y).sum())
 
@@ -463,29 +304,6 @@ class Trainer:
     def _images(self, idx: torch.Tensor) -> Any:
         return self.adapter.train_inputs(self, idx)
 
-    def save_last(self, si: int, epoch: int, opt: torch.optim.Optimizer, sched: Any, stopper: Stopper,
-                  stopped: bool) -> None:
-        ranks = self.dist.gather_objects(rng_state())  # every rank's generators, so that a resume repeats them
-        if not self.dist.main:
-            return
-        o_tensors, o_meta = ckpt.optimizer_to_flat(opt)
-        r_tensors, r_meta = ranks[0]
-        for r, (t, m) in enumerate(ranks[1:], start=1):
-            r_tensors.update({f"rank{r}.{k}": v for k, v in t.items()})
-            r_meta[f"rank{r}"] = m
-        tensors = {**{f"model.{k}": v for k, v in self.model.state_dict().items()}, **o_tensors, **r_tensors}
-        state = {"stage": si, "epoch": epoch, "stopped": stopped, "stopper": stopper.state(), "optimizer": o_meta,
-                 "scheduler": sched.state_dict(), "rng": r_meta}
-        ckpt.save(self.ckpt_dir / "last.safetensors", tensors, state)
-        ckpt.atomic_write_text(self.ckpt_dir / "last.json",
-                               json.dumps({k: state[k] for k in ("stage", "epoch", "stopped", "stopper")}, indent=1))
-
-    def save_best(self, si: int, epoch: int, stopper: Stopper) -> None:
-        if not self.dist.main:
-            return
-        ckpt.save(self.ckpt_dir / "best.safetensors", self.model.state_dict(),
-                  {"stage": si, "epoch": epoch, "metric": stopper.metric, "value": stopper.best})
-
     def run_stage(self, si: int, pos: Position) -> None:
         stage, t_stage = self.cfg.stages[si], time.perf_counter()
         opt, sched, stopper = self.prepare_stage(si)
@@ -495,7 +313,7 @@ class Trainer:
             ckpt.optimizer_from_flat(opt, pos.tensors, pos.state["optimizer"])
             sched.load_state_dict(pos.state["scheduler"])
             stopper.load(pos.state["stopper"])
-            self.restore_rng(pos)
+            restore_rng(pos.tensors, pos.state, self.dist.rank)
             first_epoch, stopped = pos.epoch + 1, pos.stopped
             log.info("resuming stage %d at epoch %d", si + 1, first_epoch + 1)
         for epoch in range(first_epoch, stage.epochs):
@@ -532,18 +350,6 @@ class Trainer:
         self.record_stage(si, seconds=round(time.perf_counter() - t_stage, 3))
 
 
-    def restore_rng(self, pos: Position) -> None:
-        """This rank's generators as the checkpoint saved them (a rank the checkpoint does not know,
-        after a resume on more processes, gets a seed of its own)."""
-        r = self.dist.rank
-        if r == 0:
-            set_rng_state(pos.tensors, pos.state["rng"])
-        elif f"rank{r}" in pos.state["rng"]:  # else: the seed of its own that _fit gave it
-            prefix = f"rank{r}."
-            set_rng_state({k[len(prefix):]: v for k, v in pos.tensors.items() if k.startswith(prefix)},
-                          pos.state["rng"][f"rank{r}"])
-
-
 class _Step(nn.Module):
     """A training step's forward as one module (the cached tail: ``fn`` runs it on cached prefix
     outputs), so that DistributedDataParallel can wrap it; ``model`` holds the parameters."""
@@ -565,53 +371,3 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     if "val_loss" in row:
         s += f" | val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}"
     return s + f" | {row['seconds']:.1f} s, {row['img_per_s']:.0f} img/s, lr {row['lr']:.2e}"
-
-
-def check_probe_stage(model: FineTuneModel, trainable: Iterable[str], si: int) -> None:
-    """A probe stage fits the head's last linear layer on frozen features: nothing else may train."""
-    head = model.head
-    if getattr(head, "hidden", None) is None or len(head.hidden) or not isinstance(getattr(head, "fc", None), nn.Linear):
-        raise ConfigError(f"stages.{si}: a probe stage fits a linear head; this head has hidden layers "
-                          "(model.head.hidden) or is the pretrained classifier; use objective: classify")
-    outside = sorted(n for n in trainable if not n.startswith("head."))
-    if outside:
-        raise ConfigError(f"stages.{si}: a probe stage trains the head only (train: head); it also selects {outside[0]}")
-
-
-def contrastive_partners(labels: torch.Tensor, epochs: int, seed: int) -> list[torch.Tensor]:
-    """For each epoch, a partner of every example: with even odds another example of its class (when
-    it has one) or an example of another class, so that about half of the pairs are positive, as in
-    SetFit's sampling. A function of the labels and the seed only, so that every
-    rank and a resumed run draw the same pairs."""
-    g = torch.Generator().manual_seed(seed)
-    labels = labels.cpu()
-    n = len(labels)
-    order = torch.argsort(labels, stable=True)  # examples grouped by class
-    counts = torch.bincount(labels)
-    first = (torch.cumsum(counts, 0) - counts)[labels]  # where each example's class begins in `order`
-    size = counts[labels]
-    rank = torch.empty(n, dtype=torch.int64)
-    rank[order] = torch.arange(n)
-    rank -= first  # each example's place within its class
-    out = []
-    for _ in range(epochs):
-        r = (torch.rand(n, generator=g) * (size - 1).clamp_min(1)).long()
-        same = order[(first + r + (r >= rank).long()).clamp_max(n - 1)]  # another example of the class
-        r = (torch.rand(n, generator=g) * (n - size).clamp_min(1)).long()
-        other = order[torch.where(r < first, r, r + size).clamp_max(n - 1)]  # any example outside the class
-        positive = (torch.rand(n, generator=g) < 0.5) & (size > 1)
-        out.append(torch.where(positive, same, other))
-    return out
-
-
-def class_weights(mode: str, labels: torch.Tensor, num_classes: int, device: torch.device) -> torch.Tensor | None:
-    """Per-class loss weights, the inverse of each class's training frequency, normalised so that
-    the mean weight of an example is 1 (the loss keeps its scale); None for an unweighted loss."""
-    counts = torch.bincount(labels, minlength=num_classes).double()
-    present = counts[counts > 0]
-    if mode == "none" or (mode == "auto" and present.max() <= 1.5 * present.min()):
-        return None
-    w = torch.where(counts > 0, len(labels) / (len(present) * counts.clamp(min=1)), torch.zeros_like(counts))
-    log.info("class weights (regularization.class_weight: %s): %s", mode,
-             ", ".join(f"{v:.2f}" for v in w.tolist()))
-    return w.float().to(device)

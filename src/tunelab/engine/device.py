@@ -1,0 +1,47 @@
+"""Where and how forward passes run: the device, bf16 autocast, channels_last, batched inference."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from tunelab.engine.model import FineTuneModel
+from tunelab.errors import ConfigError
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("run.device: cuda was asked for but no CUDA device is available; use auto or cpu")
+    return torch.device(name)
+
+
+def autocast_bf16(precision: str, device: torch.device) -> bool:
+    """Whether run.precision asks for bf16 autocast on this device (auto: CUDA GPUs with bf16 only)."""
+    if precision == "auto":
+        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return precision == "bf16"
+
+
+@torch.inference_mode()
+def predict_logits(model: FineTuneModel, images: torch.Tensor, batch_size: int, device: torch.device,
+                   bf16: bool = False) -> torch.Tensor:
+    """Logits for uint8 images, in eval mode, batch by batch; returned on the CPU."""
+    was_training = model.training
+    model.eval()
+    out = []
+    # an input set may say how to batch it (texts: by length, so that a batch pads little)
+    order = images.eval_order() if hasattr(images, "eval_order") else None
+    for i in range(0, len(images), batch_size):
+        x = (images[i: i + batch_size] if order is None else images[order[i: i + batch_size]]).to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out.append(model(to_memory_format(x)).float().cpu())
+    model.train(was_training)
+    logits = torch.cat(out) if out else torch.empty(0, 0)
+    return logits if order is None else logits[torch.argsort(order)]
+
+
+def to_memory_format(x: Any) -> Any:
+    return x.contiguous(memory_format=torch.channels_last) if isinstance(x, torch.Tensor) and x.ndim == 4 else x

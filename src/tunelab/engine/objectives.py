@@ -1,0 +1,65 @@
+"""What a stage optimises beyond plain cross-entropy: class weights, contrastive pairs, the probe's
+conditions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from tunelab.engine.model import FineTuneModel
+from tunelab.errors import ConfigError
+
+log = logging.getLogger("tunelab")
+
+
+def check_probe_stage(model: FineTuneModel, trainable: Iterable[str], si: int) -> None:
+    """A probe stage fits the head's last linear layer on frozen features: nothing else may train."""
+    head = model.head
+    if getattr(head, "hidden", None) is None or len(head.hidden) or not isinstance(getattr(head, "fc", None), nn.Linear):
+        raise ConfigError(f"stages.{si}: a probe stage fits a linear head; this head has hidden layers "
+                          "(model.head.hidden) or is the pretrained classifier; use objective: classify")
+    outside = sorted(n for n in trainable if not n.startswith("head."))
+    if outside:
+        raise ConfigError(f"stages.{si}: a probe stage trains the head only (train: head); it also selects {outside[0]}")
+
+
+def contrastive_partners(labels: torch.Tensor, epochs: int, seed: int) -> list[torch.Tensor]:
+    """For each epoch, a partner of every example: with even odds another example of its class (when
+    it has one) or an example of another class, so that about half of the pairs are positive, as in
+    SetFit's sampling. A function of the labels and the seed only, so that every
+    rank and a resumed run draw the same pairs."""
+    g = torch.Generator().manual_seed(seed)
+    labels = labels.cpu()
+    n = len(labels)
+    order = torch.argsort(labels, stable=True)  # examples grouped by class
+    counts = torch.bincount(labels)
+    first = (torch.cumsum(counts, 0) - counts)[labels]  # where each example's class begins in `order`
+    size = counts[labels]
+    rank = torch.empty(n, dtype=torch.int64)
+    rank[order] = torch.arange(n)
+    rank -= first  # each example's place within its class
+    out = []
+    for _ in range(epochs):
+        r = (torch.rand(n, generator=g) * (size - 1).clamp_min(1)).long()
+        same = order[(first + r + (r >= rank).long()).clamp_max(n - 1)]  # another example of the class
+        r = (torch.rand(n, generator=g) * (n - size).clamp_min(1)).long()
+        other = order[torch.where(r < first, r, r + size).clamp_max(n - 1)]  # any example outside the class
+        positive = (torch.rand(n, generator=g) < 0.5) & (size > 1)
+        out.append(torch.where(positive, same, other))
+    return out
+
+
+def class_weights(mode: str, labels: torch.Tensor, num_classes: int, device: torch.device) -> torch.Tensor | None:
+    """Per-class loss weights, the inverse of each class's training frequency, normalised so that
+    the mean weight of an example is 1 (the loss keeps its scale); None for an unweighted loss."""
+    counts = torch.bincount(labels, minlength=num_classes).double()
+    present = counts[counts > 0]
+    if mode == "none" or (mode == "auto" and present.max() <= 1.5 * present.min()):
+        return None
+    w = torch.where(counts > 0, len(labels) / (len(present) * counts.clamp(min=1)), torch.zeros_like(counts))
+    log.info("class weights (regularization.class_weight: %s): %s", mode,
+             ", ".join(f"{v:.2f}" for v in w.tolist()))
+    return w.float().to(device)

@@ -1,0 +1,33 @@
+"""What a run writes as it goes, beside metrics.jsonl: TensorBoard scalars and RUN_DIR/stages.json."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tunelab import checkpoint as ckpt
+from tunelab.config import StageConfig
+
+
+def write_tensorboard(tb: Any, stages: Sequence[StageConfig], row: dict[str, Any]) -> None:
+    """One epoch's row as scalars; the step counts epochs across stages."""
+    step = sum(st.epochs for st in stages[: row["stage"]]) + row["epoch"]
+    for key in ("loss", "accuracy"):
+        scalars = {k: row[f"{k}_{key}"] for k in ("train", "val") if f"{k}_{key}" in row}
+        tb.add_scalars(key, scalars, step)
+    tb.add_scalar("lr", row["lr"], step)
+    for k, v in row.items():
+        if k.startswith("penalty_"):
+            tb.add_scalar(f"penalty/{k[8:]}", v, step)
+    tb.add_scalar("throughput/img_per_s", row["img_per_s"], step)
+    tb.flush()
+
+
+def record_stage(run_dir: Path, stages: Sequence[StageConfig], si: int, **values: Any) -> None:
+    """Add ``values`` (the printed tables, seconds, the cache line) to stage ``si`` in RUN_DIR/stages.json."""
+    path = run_dir / "stages.json"
+    recorded = json.loads(path.read_text()) if path.is_file() else {}
+    recorded.setdefault(str(si), {"name": stages[si].name}).update(values)
+    ckpt.atomic_write_text(path, json.dumps(recorded, indent=1))
