@@ -12,17 +12,13 @@ from typing import Any, cast
 import torch
 
 from tunelab.cache import Boundary, backbone_sequence, cache_keys, find_boundary, run_prefixes, run_tail
+from tunelab.engine.device import to_memory_format
 from tunelab.engine.loop import StagePlan
 from tunelab.engine.store import STORE_DTYPES, bf16_supported
 from tunelab.freezing import select
 from tunelab.model import TuneModel
 
 log = logging.getLogger("tunelab")
-
-
-def channels_last(x: Any) -> Any:
-    """Image batches in channels_last memory format (faster convolutions); anything else as it is."""
-    return x.contiguous(memory_format=torch.channels_last) if isinstance(x, torch.Tensor) and x.ndim == 4 else x
 
 
 class ImageLoop:
@@ -131,7 +127,7 @@ class ImageStageCache:
         t, dist, bs = self.t, self.t.dist, self.t.cfg.data.eval_batch_size
         rows = dist.shard(len(images), bs)  # whole batches per rank: the same batches as one process
         with torch.inference_mode():
-            probe = run_prefixes(self.model, self.seq, todo, channels_last(images[:1].to(t.device)))
+            probe = run_prefixes(self.model, self.seq, todo, to_memory_format(images[:1].to(t.device)))
         shapes = [(views, len(images), *h.shape[1:]) for h in probe]
         if dist.main:
             outs = [t.store.create(k, shape, dtype, shared=dist.enabled) for k, shape in zip(keys, shapes)]
@@ -147,7 +143,7 @@ class ImageStageCache:
                     x = images[i: min(i + bs, rows.stop)]
                     if augment is not None and (v > 0 or views == 1):  # view 0 is the clean image
                         x = augment(x)
-                    hs = run_prefixes(self.model, self.seq, todo, channels_last(x.to(t.device)))
+                    hs = run_prefixes(self.model, self.seq, todo, to_memory_format(x.to(t.device)))
                     for out, h in zip(outs, hs):
                         out[v, i: i + len(x)] = h.to(dtype).cpu()
         if not dist.main:
@@ -168,7 +164,7 @@ class ImageStageCache:
         return out
 
     def forward(self, plan: StagePlan, h: torch.Tensor) -> torch.Tensor:
-        h = channels_last(h.to(self.t.device, non_blocking=True).float())
+        h = to_memory_format(h.to(self.t.device, non_blocking=True).float())
         if plan.boundary.pooled:
             self.t.ctx["pooled"] = h
         return run_tail(self.model, self.seq, plan.boundary, h)

@@ -118,7 +118,7 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
     log.info("data: %d classes\n%s", len(splits.classes), splits.count_table())
     cfg, num_classes = _fitted_config(cfg, splits, run_dir, dist)
     model, penalties = _model_for_training(cfg, task, num_classes, device, dist, pos, run_dir)
-    log.info("backbone %s (weights: %s)", cfg.model.backbone, getattr(model.backbone, "source", "?"))
+    log.info("backbone %s (weights: %s)", cfg.model.backbone, model.backbone.source)
     check_coverage(penalties, [select(model, st.train, where=f"stages.{i}.train") for i, st in enumerate(cfg.stages)])
     if dist.main:
         _truncate_metrics(run_dir, pos)

@@ -28,9 +28,6 @@ class FineTuneModel(nn.Module):
     def forward_features(self, x: Any) -> torch.Tensor:
         return run_backbone(self.backbone, x)
 
-    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head.pre_logits(features) if pre_logits else self.head(features)
-
     def forward(self, x: Any) -> torch.Tensor:
         return self.head(self.forward_features(x))
 

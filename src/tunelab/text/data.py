@@ -131,8 +131,10 @@ class Tokens:
     def sample_windows(self, keep: int, generator: torch.Generator) -> Tokens:
         """At most ``keep`` windows of each text, chosen at random (in text order): a training step
         on long texts costs ``keep`` windows a text, and over the epochs every window is seen."""
+        if self.starts is None:
+            return self
         counts = self.counts
-        if self.starts is None or int(counts.max()) <= keep:
+        if int(counts.max()) <= keep:
             return self
         rows = torch.cat([first + (torch.arange(n) if n <= keep else torch.randperm(n, generator=generator)[:keep].sort().values)
                           for first, n in zip(self.starts[:-1].tolist(), counts.tolist())])

@@ -92,7 +92,7 @@ class TextStageCache:
                     fill_prefix(model, boundary, tokens, out, t.cfg.data.eval_batch_size, t.device)
 
             with t.dist.main_first():  # rank 0 computes it; the other ranks then find it
-                return cast(tuple[torch.Tensor, bool], t.store.get(key, shape, dtype, fill))
+                return t.store.get(key, shape, dtype, fill)
         finally:
             model.train(was)
 
