@@ -178,7 +178,7 @@ def pooled_features(model: FineTuneModel, inputs: Any, batch_size: int, device: 
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
 
-def run_baselines(splits: Any, model: FineTuneModel, *, text: bool, batch_size: int, device: torch.device,
+def run_baselines(splits: Any, model: FineTuneModel, *, kind: Kind, batch_size: int, device: torch.device,
                   seed: int) -> dict[str, dict[str, dict[str, float]]]:
     """Every baseline fitted on ``splits.train`` and scored on its validation and test splits.
     Call it before training: the linear probe needs the pretrained backbone's features."""
@@ -186,8 +186,7 @@ def run_baselines(splits: Any, model: FineTuneModel, *, text: bool, batch_size: 
     if not evals:
         return {}
     t0 = time.perf_counter()
-    kind: Kind = "tfidf" if text else "pixels"
-    raw = (lambda s: list(s.texts)) if text else (lambda s: pixel_features(s.images))
+    raw = (lambda s: list(s.texts)) if kind == "tfidf" else (lambda s: pixel_features(s.images))
     feats = (pooled_features(model, splits.train.inputs, batch_size, device),
              {n: pooled_features(model, s.inputs, batch_size, device) for n, s in evals.items()})
     out = score_baselines(raw(splits.train), splits.train.labels.numpy(),

@@ -123,7 +123,7 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
     if dist.main:
         _truncate_metrics(run_dir, pos)
         if cfg.run.baselines and not pos.tensors:  # before training: the probe needs the pretrained features
-            scores = run_baselines(splits, model, text=task.name == "texts", batch_size=cfg.data.eval_batch_size,
+            scores = run_baselines(splits, model, kind=task.baseline, batch_size=cfg.data.eval_batch_size,
                                    device=device, seed=cfg.run.seed)
             ckpt.atomic_write_text(run_dir / "baselines.json", json.dumps(scores, indent=1))
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tunelab import data as image_data
+from tunelab.baselines import Kind
 from tunelab.config import Config, DataConfig, ModelConfig
 from tunelab.data.predict import image_inputs
 from tunelab.engine.data import Splits
@@ -37,6 +38,7 @@ Gallery = tuple[np.ndarray, np.ndarray, np.ndarray]
 @dataclass(frozen=True)
 class Task:
     name: str  # what the examples are called in messages: images, texts
+    baseline: Kind  # the raw-input baseline fit scores: logistic regression on pixels, or on TF-IDF
     load_data: Callable[[DataConfig], Splits[Any]]
     load_eval_set: Callable[[str, list[str], DataConfig], Any]
     classes: Callable[[DataConfig], list[str]]  # the training source's class names, nothing decoded
@@ -56,9 +58,9 @@ def _wrong_texts(run_dir: Path, val: Any, probs: np.ndarray | None, classes: lis
     return None
 
 
-IMAGES = Task("images", image_data.load_data, image_data.load_eval_set, image_data.count_classes,
+IMAGES = Task("images", "pixels", image_data.load_data, image_data.load_eval_set, image_data.count_classes,
               build_image_model, ImageLoop(), image_inputs, _image_gallery)
-TEXTS = Task("texts", text_data.load_text_data, text_data.load_text_eval_set, text_data.text_classes,
+TEXTS = Task("texts", "tfidf", text_data.load_text_data, text_data.load_text_eval_set, text_data.text_classes,
              build_text_model, TextLoop(), text_inputs, _wrong_texts)
 TASKS = {"images": IMAGES, "texts": TEXTS}
 
