@@ -2,8 +2,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tunelab.augment import PRESETS, MixTargets, build_augment, soft_cross_entropy
+from tunelab.augment import PRESETS, MixTargets, build_augment
 from tunelab.config import MixupConfig
+from tunelab.engine.objectives import soft_cross_entropy
 from tunelab.errors import ConfigError
 
 

@@ -8,7 +8,7 @@ from tunelab.config import ModelConfig, PenaltyConfig
 from tunelab.errors import ConfigError
 from tunelab.freezing import select, set_trainable
 from tunelab.regularizers import Penalty, build_penalties, pretrained_reference, register_penalty
-from tunelab.regularizers._audit import audit_penalty, render_audit
+from tunelab.regularizers.audit import audit_penalty, render_audit
 from tunelab.tasks import build_model
 
 
@@ -146,7 +146,7 @@ def test_penalties_are_in_the_training_loss_and_logged(tiny_cfg):
 def test_audit_lists_dropout_drop_path_and_weight_decay_with_activity():
     from tunelab.config import RegularizationConfig, StageConfig
     from tunelab.freezing import set_train_mode
-    from tunelab.regularizers._audit import other_regularizers
+    from tunelab.regularizers.audit import other_regularizers
 
     m = build_model(ModelConfig(backbone="test_efficientnet", pretrained=False, drop_path_rate=0.2,
                                 head={"dropout": 0.5}), 4)

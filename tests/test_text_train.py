@@ -204,11 +204,11 @@ def test_batches_group_texts_of_similar_length_and_inference_keeps_the_order(tin
 
     cfg = build_config(tiny_text_cfg)
     splits = load_text_data(cfg.data)
-    trainer = SimpleNamespace(cfg=cfg, splits=splits)  # only the batching: no run folder, no model
+    trainer = SimpleNamespace(cfg=cfg, splits=splits, model=None)  # only the batching: no run folder, no model
     shuffle = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(0))
 
     def epoch_order(epoch):
-        return TextLoop().epoch_order(trainer, shuffle, 0, epoch)
+        return TextLoop(trainer).epoch_order(shuffle, 0, epoch)
 
     order = epoch_order(0)
     assert sorted(order.tolist()) == list(range(len(splits.train)))
@@ -289,7 +289,7 @@ def test_a_contrastive_stage_shapes_the_features_for_the_head_stage(tiny_text_cf
 
 
 def test_a_probe_stage_sets_the_head_to_the_logistic_regression_of_the_frozen_features(tiny_text_cfg):
-    from tunelab.baselines import linear_probe, pooled_features
+    from tunelab.engine.probe import linear_probe, pooled_features
 
     cfg = json.loads(json.dumps(tiny_text_cfg))
     cfg["stages"] = [{"name": "probe", "objective": "probe", "train": "head"}]

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torchvision.transforms import v2
 
 from tunelab.config import MixupConfig
@@ -93,7 +92,3 @@ class MixTargets:
         if len(x) % 2:  # lam = 1: the smoothed one-hot targets timm itself would give
             return x, mixup_target(y, self.num_classes, lam=1.0, smoothing=self.smoothing)
         return self.mixup(x, y)
-
-
-def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return torch.sum(-target * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tunelab.engine.probe import fit_logistic, fit_standardised, pooled_features
+
 if TYPE_CHECKING:
     from tunelab.engine.model import FineTuneModel
 
@@ -33,7 +35,6 @@ log = logging.getLogger("tunelab")
 # 10,000 Fashion-MNIST images spent 671 s on its baselines before training, longer than the training
 MAX_TRAIN = 1000
 PIXEL_SIZE = 32  # raw-pixel baseline resolution (area-resized): 3,072 features for colour
-CS = np.logspace(-4, 1, 6)  # the C values cross-validation chooses from
 
 Kind = Literal["pixels", "tfidf", "features"]
 NAMES = {"pixels": "logreg_pixels", "tfidf": "logreg_tfidf", "features": "linear_probe"}
@@ -66,10 +67,6 @@ def _subsample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(idx)
 
 
-def _width(x: Any) -> int:
-    return int(np.asarray(x).shape[1])
-
-
 def fit_predict(kind: Kind, x: Any, y: np.ndarray, evals: dict[str, Any], seed: int = 0) -> dict[str, np.ndarray]:
     """Fit the features (TF-IDF for text, standardisation otherwise) and a balanced logistic
     regression on ``x``, with C chosen by stratified cross-validation when every class has at least
@@ -78,50 +75,13 @@ def fit_predict(kind: Kind, x: Any, y: np.ndarray, evals: dict[str, Any], seed: 
     return {name: model.predict(features.transform(e)) for name, e in evals.items()}
 
 
-def linear_probe(x: np.ndarray, y: np.ndarray, num_classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The linear probe as one linear layer on the raw features ``x``: (weight [K, D], bias [K]).
-    Standardisation, PCA and the logistic regression are all affine, so they fold into one map
-    whose softmax gives the regression's class probabilities."""
-    features, model = _fit("features", x, y, seed)
-    scaler, pca = features.steps[0][1], features.steps[1][1]
-    coef, icpt = model.coef_, model.intercept_
-    if coef.shape[0] == 1:  # binary: one decision value d; softmax of [-d/2, d/2] is the sigmoid of d
-        coef, icpt = np.vstack([-coef / 2, coef / 2]), np.array([-icpt[0] / 2, icpt[0] / 2])
-    a = coef @ pca.components_  # [K', D]: the regression in the standardised space
-    w = a / scaler.scale_
-    b = icpt - a @ (scaler.mean_ / scaler.scale_) - a @ pca.mean_
-    weight = np.zeros((num_classes, x.shape[1]))
-    bias = np.full(num_classes, -1e4)  # a class absent from the training split is never predicted
-    weight[model.classes_], bias[model.classes_] = w, b
-    return weight.astype(np.float32), bias.astype(np.float32)
-
-
 def _fit(kind: Kind, x: Any, y: np.ndarray, seed: int) -> tuple[Any, Any]:
-    import warnings
-
-    from sklearn.decomposition import PCA
-    from sklearn.exceptions import ConvergenceWarning
+    if kind != "tfidf":
+        return fit_standardised(x, y, seed)
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
-    # L2-regularised logistic regression is invariant to rotations and its solution lies in the span
-    # of the training examples, so a full-rank PCA changes no prediction while making every fit
-    # 10-40x faster when there are fewer examples than features (the usual case here)
-    features = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), max_features=100_000) \
-        if kind == "tfidf" else make_pipeline(StandardScaler(), PCA(n_components=min(len(y), _width(x)),
-                                                                   svd_solver="full"))
-    folds = min(5, int(np.bincount(y).min()))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        warnings.simplefilter("ignore", FutureWarning)  # LogisticRegressionCV's changing defaults
-        model = LogisticRegressionCV(Cs=CS, cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
-                                     class_weight="balanced", max_iter=300, scoring="accuracy") if folds >= 2 \
-            else LogisticRegression(C=1.0, class_weight="balanced", max_iter=300)
-        model.fit(features.fit_transform(x), y)
-    return features, model
+    features = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), max_features=100_000)
+    return features, fit_logistic(features.fit_transform(x), y, seed)
 
 
 def score_baselines(train_x: Any, train_y: np.ndarray, evals: dict[str, tuple[Any, np.ndarray]], *, kind: Kind,
@@ -156,26 +116,6 @@ def render(scores: dict[str, dict[str, float]], model: dict[str, float] | None =
     rows = ([("fine-tuned model", model)] if model is not None else []) + list(scores.items())
     w = max(len(n) for n, _ in rows)
     return "\n".join(f"  {n:<{w}}  accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}" for n, m in rows)
-
-
-@torch.inference_mode()
-def pooled_features(model: FineTuneModel, inputs: Any, batch_size: int, device: torch.device) -> np.ndarray:
-    """The model's pooled backbone features (what its head's classifier layers see), in eval mode."""
-    from tunelab.engine.store import bf16_supported
-
-    was = model.training
-    model.eval()
-    out = []
-    try:
-        for i in range(0, len(inputs), batch_size):
-            x = inputs[i: i + batch_size].to(device)
-            if isinstance(x, torch.Tensor) and x.ndim == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_supported(device)):
-                out.append(model.head.pool(model.forward_features(x)).float().cpu())
-    finally:
-        model.train(was)
-    return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
 
 def run_baselines(splits: Any, model: FineTuneModel, *, kind: Kind, batch_size: int, device: torch.device,

@@ -1,4 +1,4 @@
-"""The image task's side of the training loop: augmented training batches, and the freeze-boundary
+"""The image task's side of the training loop: augmented (and mixed) training batches, and the freeze-boundary
 cache of :mod:`tunelab.cache` (the frozen prefix's outputs computed once a stage, K augmented
 views with ``cache.views``, the next stage's boundary filled by the same pass)."""
 
@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import torch
 
+from tunelab.augment import MixTargets, build_augment
 from tunelab.cache import Boundary, backbone_sequence, cache_keys, find_boundary, run_prefixes, run_tail
 from tunelab.engine.device import to_memory_format
 from tunelab.engine.loop import StagePlan
@@ -22,27 +23,33 @@ log = logging.getLogger("tunelab")
 
 
 class ImageLoop:
-    def stage_cache(self, trainer: Any) -> ImageStageCache:
-        return ImageStageCache(trainer)
-
-    def epoch_order(self, trainer: Any, order: torch.Tensor, si: int, epoch: int) -> torch.Tensor:
-        return order
-
-    def train_inputs(self, trainer: Any, idx: torch.Tensor) -> torch.Tensor:
-        x = trainer.splits.train.inputs[idx]
-        if trainer.augment is not None:
-            x = trainer.augment(x)
-        return x.to(trainer.device, non_blocking=True)
-
-
-class ImageStageCache:
-    """The cache of one run's stages; ``trainer`` gives the config, model, data, store and ranks."""
+    """One run's image side of the loop: augmentation and Mixup/CutMix of training batches, and the
+    freeze-boundary cache of its stages; ``trainer`` gives the config, model, data, store and ranks."""
 
     def __init__(self, trainer: Any) -> None:
         self.t = trainer
+        cfg = trainer.cfg
+        reg = cfg.regularization
         self.model = cast(TuneModel, trainer.model)
-        self.seq = backbone_sequence(self.model.backbone.model) if trainer.cfg.cache.enabled else None
+        self.augment = build_augment(reg.augment, cfg.data.image_size)
+        self.mixer = MixTargets(reg.mixup, self.model.head.fc.out_features, reg.label_smoothing) if reg.mixup else None
+        self.seq = backbone_sequence(self.model.backbone.model) if cfg.cache.enabled else None
         self.next_keys: set[str] = set()  # cache entries the next stage got from this stage's pass
+
+    def epoch_order(self, order: torch.Tensor, si: int, epoch: int) -> torch.Tensor:
+        return order
+
+    def train_inputs(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.t.splits.train.inputs[idx]
+        if self.augment is not None:
+            x = self.augment(x)
+        return to_memory_format(x.to(self.t.device, non_blocking=True))
+
+    def mix(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.mixer is None:
+            return x, y
+        mixed, soft = self.mixer(x, y)
+        return to_memory_format(mixed), soft
 
     def plan(self, si: int) -> StagePlan | None:
         """Cache the frozen prefix's outputs for this stage, when there is a frozen prefix to cache.
@@ -54,17 +61,17 @@ class ImageStageCache:
         boundary = find_boundary(self.model, self.seq) if c.enabled else None
         if boundary is None:
             return None
-        if t.mixer is not None:
+        if self.mixer is not None:
             log.info("cache: off in this stage (mixup mixes whole images)")
             return None
-        if t.augment is not None and c.augment == "full_network":
+        if self.augment is not None and c.augment == "full_network":
             log.info("cache: off in this stage (cache.augment: full_network and the stage augments)")
             return None
-        views = c.views if t.augment is not None else 1
+        views = c.views if self.augment is not None else 1
         t0 = time.perf_counter()
         ahead = self.next_boundary(si, boundary)
         bounds = [boundary] + ([ahead] if ahead is not None else [])
-        trains, hit = self.extract(bounds, t.splits.train.images, views, t.augment)
+        trains, hit = self.extract(bounds, t.splits.train.images, views, self.augment)
         vals = self.extract(bounds, t.splits.val.images, 1, None)[0] if t.splits.val is not None else None
         train = trains[0]
         dtype, mb = str(train.dtype).replace("torch.", ""), train.numel() * train.element_size() / 2**20

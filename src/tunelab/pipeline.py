@@ -1,6 +1,6 @@
 """``fit``: from a config to a trained, evaluated, reported run. The task of the config (images,
 texts: :mod:`tunelab.tasks`) supplies the data, the model and the trainer; the loop itself is
-:class:`tunelab.train.Trainer`.
+:class:`tunelab.engine.trainer.Trainer`.
 
     run = tunelab.fit("examples/default.yaml", overrides=["data.samples_per_class=20"])
     run.metrics["test"]["accuracy"]
@@ -36,7 +36,9 @@ from tunelab.distributed import Dist
 from tunelab.engine.data import Splits
 from tunelab.engine.device import pick_device
 from tunelab.engine.model import FineTuneModel
+from tunelab.engine.resume import Position
 from tunelab.engine.rng import seed_everything
+from tunelab.engine.trainer import HOOKS, Hook, Trainer
 from tunelab.errors import ConfigError
 from tunelab.freezing import select
 from tunelab.metrics import classification_metrics, format_metrics, per_class_table
@@ -46,7 +48,6 @@ from tunelab.regularizers import Penalty, build_penalties, check_coverage, pretr
 from tunelab.report import write_report
 from tunelab.runs import Run, new_run_dir, read_history, run_logging
 from tunelab.tasks import Task, task_for
-from tunelab.train import HOOKS, Hook, Position, Trainer
 
 log = logging.getLogger("tunelab")
 
@@ -127,7 +128,8 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
                                    device=device, seed=cfg.run.seed)
             ckpt.atomic_write_text(run_dir / "baselines.json", json.dumps(scores, indent=1))
 
-    trainer = Trainer(cfg, run_dir, splits, model, device, hooks, penalties, dist, adapter=task.loop)
+    trainer = Trainer(cfg=cfg, run_dir=run_dir, splits=splits, model=model, device=device, task_loop=task.loop,
+                      hooks=hooks, penalties=penalties, dist=dist)
     for si in range(pos.stage, len(cfg.stages)):
         trainer.run_stage(si, pos)
         if cfg.stages[si].epochs and dist.main:
@@ -268,7 +270,8 @@ def _refit(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], hooks: d
     model, penalties = _model_for_training(cfg, task, num_classes, device, dist, pos, sub)
     if dist.main:
         _truncate_metrics(sub, pos)
-    trainer = Trainer(rcfg, sub, merged, model, device, hooks, penalties, dist, adapter=task.loop)
+    trainer = Trainer(cfg=rcfg, run_dir=sub, splits=merged, model=model, device=device, task_loop=task.loop,
+                      hooks=hooks, penalties=penalties, dist=dist)
     for si in range(pos.stage, len(rcfg.stages)):
         trainer.run_stage(si, pos)
     model.eval()

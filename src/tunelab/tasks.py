@@ -22,7 +22,7 @@ from tunelab.baselines import Kind
 from tunelab.config import Config, DataConfig, ModelConfig
 from tunelab.data.predict import image_inputs
 from tunelab.engine.data import Splits
-from tunelab.engine.loop import LoopAdapter
+from tunelab.engine.loop import TaskLoop
 from tunelab.engine.model import FineTuneModel
 from tunelab.image_loop import ImageLoop
 from tunelab.model import build_image_model
@@ -43,7 +43,7 @@ class Task:
     load_eval_set: Callable[[str, list[str], DataConfig], Any]
     classes: Callable[[DataConfig], list[str]]  # the training source's class names, nothing decoded
     build_model: Callable[[ModelConfig, int], FineTuneModel]
-    loop: LoopAdapter  # batch order, training inputs and the freeze-boundary cache
+    loop: Callable[[Any], TaskLoop]  # given the trainer: batch order, training inputs, the freeze-boundary cache
     prediction_inputs: Callable[[Config, list[str], list[str]], tuple[list[str], list[str | None], Any]]
     # what the report shows of the validation set beside the metrics; an image gallery is returned
     report_extras: Callable[[Path, Any, np.ndarray | None, list[str]], Gallery | None]
@@ -59,9 +59,9 @@ def _wrong_texts(run_dir: Path, val: Any, probs: np.ndarray | None, classes: lis
 
 
 IMAGES = Task("images", "pixels", image_data.load_data, image_data.load_eval_set, image_data.count_classes,
-              build_image_model, ImageLoop(), image_inputs, _image_gallery)
+              build_image_model, ImageLoop, image_inputs, _image_gallery)
 TEXTS = Task("texts", "tfidf", text_data.load_text_data, text_data.load_text_eval_set, text_data.text_classes,
-             build_text_model, TextLoop(), text_inputs, _wrong_texts)
+             build_text_model, TextLoop, text_inputs, _wrong_texts)
 TASKS = {"images": IMAGES, "texts": TEXTS}
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from tunelab.distributed import Dist
 from tunelab.engine.model import FineTuneModel
 from tunelab.errors import ConfigError
 
@@ -45,3 +47,12 @@ def predict_logits(model: FineTuneModel, images: torch.Tensor, batch_size: int, 
 
 def to_memory_format(x: Any) -> Any:
     return x.contiguous(memory_format=torch.channels_last) if isinstance(x, torch.Tensor) and x.ndim == 4 else x
+
+
+def gather_logits(dist: Dist, n: int, batch_size: int, width: int,
+                  logits_of: Callable[[slice], torch.Tensor]) -> torch.Tensor:
+    """Logits of rows 0..n-1 on every rank: each rank computes its share (whole batches) with
+    ``logits_of``, then all shares are gathered in order."""
+    rows = dist.shard(n, batch_size)
+    mine = logits_of(slice(rows.start, rows.stop)) if len(rows) else torch.empty(0, width)
+    return dist.gather_rows(mine)

@@ -1,8 +1,10 @@
 """What the training loop asks of a task (images, texts), and no more: the order of an epoch's
-examples, the inputs of a training batch, and the freeze-boundary cache of a stage.
+examples, the inputs of a training batch (augmented, perhaps mixed), and the freeze-boundary cache
+of a stage.
 
-The loop (:class:`tunelab.train.Trainer`) is given one :class:`LoopAdapter`; each task's adapter
-lives with the task (``tunelab.image_loop``, ``tunelab.text.loop``).
+The loop (:class:`tunelab.engine.trainer.Trainer`) builds one :class:`TaskLoop` per run from the
+task's factory (``Task.loop``: ``tunelab.image_loop.ImageLoop``, ``tunelab.text.loop.TextLoop``),
+passing itself: the task's side reads the config, data, model, store and ranks from it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,22 @@ class StagePlan:
     val: Any | None
 
 
-class StageCache(Protocol):
+class TaskLoop(Protocol):
+    def epoch_order(self, order: torch.Tensor, si: int, epoch: int) -> torch.Tensor:
+        """The epoch's example order from its seeded shuffle ``order`` (a function of the seed,
+        stage and epoch only, so that a resume repeats it)."""
+        ...
+
+    def train_inputs(self, idx: torch.Tensor) -> Any:
+        """The model inputs of training examples ``idx``: augmented, on the trainer's device, in
+        the model's memory format."""
+        ...
+
+    def mix(self, x: Any, y: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        """A batch mixed with itself (Mixup/CutMix) and its soft targets [B, classes]; a task that
+        does not mix returns ``(x, y)`` as given (class indices)."""
+        ...
+
     def plan(self, si: int) -> StagePlan | None:
         """The frozen prefix's outputs for stage ``si``, computed once (or found in the store), or
         None when the stage has nothing frozen to cache or cannot use a cache."""
@@ -31,17 +48,4 @@ class StageCache(Protocol):
 
     def forward(self, plan: StagePlan, batch: Any) -> torch.Tensor:
         """Logits of the stage's trainable tail on cached prefix outputs ``batch``."""
-        ...
-
-
-class LoopAdapter(Protocol):
-    def stage_cache(self, trainer: Any) -> StageCache: ...
-
-    def epoch_order(self, trainer: Any, order: torch.Tensor, si: int, epoch: int) -> torch.Tensor:
-        """The epoch's example order from its seeded shuffle ``order`` (a function of the seed,
-        stage and epoch only, so that a resume repeats it)."""
-        ...
-
-    def train_inputs(self, trainer: Any, idx: torch.Tensor) -> Any:
-        """The model inputs of training examples ``idx`` (augmented, on the trainer's device)."""
         ...

@@ -1,5 +1,5 @@
-"""What a stage optimises beyond plain cross-entropy: class weights, contrastive pairs, the probe's
-conditions."""
+"""What a stage optimises beyond plain cross-entropy: class weights, soft targets, contrastive pairs
+and their loss, the probe stage's conditions."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tunelab.engine.model import FineTuneModel
@@ -63,3 +64,18 @@ def class_weights(mode: str, labels: torch.Tensor, num_classes: int, device: tor
     log.info("class weights (regularization.class_weight: %s): %s", mode,
              ", ".join(f"{v:.2f}" for v in w.tolist()))
     return w.float().to(device)
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against soft targets [B, classes] (mixed batches, smoothed labels folded in)."""
+    return torch.sum(-target * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+
+
+def contrastive_loss(emb: torch.Tensor, same: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """SetFit's pair loss: ``emb`` holds a batch's embeddings, then its partners'; the cosine of
+    each pair is regressed onto 1 (same class) or 0. Returns the loss and the pairs on the right
+    side of 0.5."""
+    n = len(same)
+    cos = F.cosine_similarity(emb[:n], emb[n:])
+    return F.mse_loss(cos, same), int(((cos > 0.5).float() == same).sum())
+

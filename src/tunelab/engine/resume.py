@@ -4,6 +4,8 @@ every rank's random generators, in one atomic checkpoint (``checkpoints/last.saf
 from __future__ import annotations
 
 import json
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,19 @@ from tunelab import checkpoint as ckpt
 from tunelab.distributed import Dist
 from tunelab.engine.rng import rng_state, set_rng_state
 from tunelab.engine.stopping import Stopper
+
+log = logging.getLogger("tunelab")
+
+
+@dataclass
+class Position:
+    """Where a resumed run continues: the stage and the last completed epoch in it."""
+
+    stage: int = 0
+    epoch: int = -1
+    stopped: bool = False
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
 
 
 def save_last(ckpt_dir: Path, model: nn.Module, dist: Dist, position: dict[str, Any], opt: torch.optim.Optimizer,
@@ -43,3 +58,33 @@ def restore_rng(tensors: dict[str, torch.Tensor], state: dict[str, Any], rank: i
     elif f"rank{rank}" in state["rng"]:
         prefix = f"rank{rank}."
         set_rng_state({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, state["rng"][f"rank{rank}"])
+
+
+def resume_stage(pos: Position, si: int, opt: torch.optim.Optimizer, sched: Any, stopper: Stopper,
+                 rank: int) -> tuple[int, bool]:
+    """The first epoch stage ``si`` runs and whether it had stopped early: (0, False), or, when the
+    run resumes inside this stage, the saved optimizer, schedule, early stopping and generators
+    restored and the epoch after the saved one."""
+    if pos.stage != si or pos.epoch < 0:
+        return 0, False
+    ckpt.optimizer_from_flat(opt, pos.tensors, pos.state["optimizer"])
+    sched.load_state_dict(pos.state["scheduler"])
+    stopper.load(pos.state["stopper"])
+    restore_rng(pos.tensors, pos.state, rank)
+    log.info("resuming stage %d at epoch %d", si + 1, pos.epoch + 2)
+    return pos.epoch + 1, pos.stopped
+
+
+def save_best(ckpt_dir: Path, model: nn.Module, dist: Dist, si: int, epoch: int, stopper: Stopper) -> None:
+    if dist.main:
+        ckpt.save(ckpt_dir / "best.safetensors", model.state_dict(),
+                  {"stage": si, "epoch": epoch, "metric": stopper.metric, "value": stopper.best})
+
+
+def restore_best(ckpt_dir: Path, model: nn.Module, dist: Dist, si: int, stopper: Stopper) -> None:
+    """The stage's best weights back into ``model`` (early stopping's ``restore_best``)."""
+    dist.barrier()  # rank 0 has written the file
+    tensors, _ = ckpt.load(ckpt_dir / "best.safetensors")
+    model.load_state_dict(tensors)
+    log.info("restored the best weights of stage %d (epoch %d, %s %.4f)", si + 1, stopper.best_epoch + 1,
+             stopper.metric, stopper.best)

@@ -1,4 +1,4 @@
-"""What a run writes as it goes, beside metrics.jsonl: TensorBoard scalars and RUN_DIR/stages.json."""
+"""What a run writes as it goes: metrics.jsonl, TensorBoard scalars, RUN_DIR/stages.json, the epoch line."""
 
 from __future__ import annotations
 
@@ -31,3 +31,21 @@ def record_stage(run_dir: Path, stages: Sequence[StageConfig], si: int, **values
     recorded = json.loads(path.read_text()) if path.is_file() else {}
     recorded.setdefault(str(si), {"name": stages[si].name}).update(values)
     ckpt.atomic_write_text(path, json.dumps(recorded, indent=1))
+
+
+def append_metrics(path: Path, row: dict[str, Any]) -> None:
+    """One epoch's row at the end of metrics.jsonl (a resume first cuts the file to its position)."""
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def epoch_line(row: dict[str, Any], epochs: int) -> str:
+    """The line the log gets after every epoch."""
+    s = f"stage {row['stage'] + 1} epoch {row['epoch'] + 1}/{epochs}: train loss {row['train_loss']:.4f} " \
+        f"acc {row['train_accuracy']:.4f}"
+    pens = {k[8:]: v for k, v in row.items() if k.startswith("penalty_")}
+    if pens:
+        s += " | " + ", ".join(f"{k} {v:.4g}" for k, v in pens.items())
+    if "val_loss" in row:
+        s += f" | val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}"
+    return s + f" | {row['seconds']:.1f} s, {row['img_per_s']:.0f} img/s, lr {row['lr']:.2e}"

@@ -21,13 +21,17 @@ BUCKET = 16  # batches per window sorted by length
 
 
 class TextLoop:
-    def stage_cache(self, trainer: Any) -> TextStageCache:
-        return TextStageCache(trainer)
+    """One run's text side of the loop; ``trainer`` gives the config, model, data, store and ranks."""
 
-    def epoch_order(self, trainer: Any, order: torch.Tensor, si: int, epoch: int) -> torch.Tensor:
+    def __init__(self, trainer: Any) -> None:
+        self.t = trainer
+        self.model = cast(TextModel, trainer.model)
+
+    def epoch_order(self, order: torch.Tensor, si: int, epoch: int) -> torch.Tensor:
         """Sorted by text length within windows of BUCKET batches, then the full batches shuffled
         again: batches of similar lengths pad little (Hugging Face's group_by_length). Still a
         function of (seed, stage, epoch) only, so a resume repeats it."""
+        trainer = self.t
         bs = trainer.cfg.data.batch_size
         lengths = cast(TextSet, trainer.splits.train).tokens.text_lengths
         windows = [w[torch.argsort(lengths[w], stable=True)] for w in order.split(bs * BUCKET)]
@@ -36,9 +40,10 @@ class TextLoop:
         g = torch.Generator().manual_seed(trainer.cfg.run.seed * 1_000_003 + si * 1009 + epoch + 1)
         return torch.cat([full[i] for i in torch.randperm(len(full), generator=g)] + rest)
 
-    def train_inputs(self, trainer: Any, idx: torch.Tensor) -> Tokens:
+    def train_inputs(self, idx: torch.Tensor) -> Tokens:
         """A training batch's tokens; a long text brings ``train_windows`` of its windows, drawn
         from a generator seeded by the batch (so that a resumed run draws the same)."""
+        trainer = self.t
         cfg = trainer.cfg
         tokens = cast(TextSet, trainer.splits.train).tokens[idx]
         keep = cfg.data.text.train_windows if cfg.data.text is not None else None
@@ -47,11 +52,8 @@ class TextLoop:
             tokens = tokens.sample_windows(keep, g)
         return tokens.to(trainer.device, non_blocking=True)
 
-
-class TextStageCache:
-    def __init__(self, trainer: Any) -> None:
-        self.t = trainer
-        self.model = cast(TextModel, trainer.model)
+    def mix(self, x: Tokens, y: torch.Tensor) -> tuple[Tokens, torch.Tensor]:
+        return x, y  # texts are not mixed (the config refuses regularization.mixup for them)
 
     def plan(self, si: int) -> StagePlan | None:
         """Cache what the frozen part of the encoder computes for this stage, when some of it is frozen."""

@@ -3,6 +3,7 @@ other regularizers in force, printed before each stage."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,7 @@ import torch
 from timm.layers import DropPath
 from torch import nn
 
+from tunelab.errors import ConfigError
 from tunelab.regularizers import Ctx, Penalty
 
 
@@ -111,3 +113,18 @@ def render_audit(rows: list[AuditRow]) -> str:
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
     lines.insert(1, "-" * len(lines[0]))
     return "regularization audit\n" + "\n".join(lines)
+
+
+def audit_stage(model: Any, penalties: list[Penalty], ctx: Ctx, reg: Any, stage: Any, si: int,
+                probe: Callable[[], None]) -> list[AuditRow]:
+    """Each penalty's coverage, first-batch value and gradient check, plus the other regularizers
+    of stage ``si``. ``probe`` runs one deterministic forward pass first when a penalty reads the
+    step's pooled features (``ctx``); a penalty that reaches no gradient stops the run."""
+    if any(p.needs_features for p in penalties):
+        probe()
+    rows = [audit_penalty(p, model, ctx) for p in penalties]
+    dead = [r.name for r in rows if r.reaches_gradient == "NO"]
+    if dead:
+        raise ConfigError(f"stage {si + 1}: penalties {', '.join(dead)} cover trainable parameters but give them "
+                          "no gradient; they would not regularize anything")
+    return rows + other_regularizers(model, reg, stage)
