@@ -148,3 +148,15 @@ def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Ten
     for pid, st in meta.get("scalars", {}).items():
         state.setdefault(int(pid), {}).update(st)
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    _match_memory_format(opt)
+
+
+def _match_memory_format(opt: torch.optim.Optimizer) -> None:
+    """Give each restored state tensor (Adam's moments) its parameter's strides: the file holds them
+    contiguous, a channels_last convolution's moments were channels_last, and elementwise kernels
+    over mixed layouts take another code path that rounds differently (a resumed ResNet drifted by
+    1e-6 in the loss)."""
+    for p, st in opt.state.items():
+        for k, v in st.items():
+            if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)

@@ -122,22 +122,6 @@ def test_cache_key_covers_weights_boundary_tokens_dtype_and_seed(tiny_encoder):
     assert cache_key(model, b, tok, torch.float32, 0) == key
 
 
-def test_cached_training_equals_uncached(tiny_text_cfg):
-    cached = tunelab.fit(tiny_text_cfg)
-    cfg = json.loads(json.dumps(tiny_text_cfg))
-    cfg["run"]["name"] = "nocache"
-    cfg["cache"] = {"enabled": False}
-    plain = tunelab.fit(cfg)
-    log = (cached.dir / "log.txt").read_text()
-    assert "cache: pooled features" in log and "cache: the hidden states entering layer 2" in log
-    assert "cache:" not in (plain.dir / "log.txt").read_text()
-    for a, b in zip(cached.history, plain.history):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
-        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
-    for (n, p), (_, q) in zip(cached.model.state_dict().items(), plain.model.state_dict().items()):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=n)
-
-
 def test_a_shared_cache_is_reused_and_a_stale_one_is_not(tiny_text_cfg, tmp_path):
     cfg = json.loads(json.dumps(tiny_text_cfg))
     cfg["cache"] = {"folder": str(tmp_path / "shared"), "max_memory_gb": 0.0}  # file cache shared by runs
@@ -224,23 +208,6 @@ def test_batches_group_texts_of_similar_length_and_inference_keeps_the_order(tin
     with torch.no_grad():
         one_by_one = torch.cat([model(tok[i: i + 1]) for i in range(len(tok))])
     torch.testing.assert_close(sorted_logits, one_by_one, rtol=1e-4, atol=1e-5)
-
-
-def test_an_interrupted_text_run_resumes_to_the_same_result(tiny_text_cfg):
-    clean = tunelab.fit(tiny_text_cfg)
-    cfg = json.loads(json.dumps(tiny_text_cfg))
-    cfg["run"]["name"] = "interrupted"
-
-    def stop(trainer, stage, epoch, metrics):
-        if (stage, epoch) == (1, 0):  # after the checkpoint of stage 2's first epoch
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        tunelab.fit(cfg, hooks={"on_epoch_end": stop})
-    resumed = tunelab.fit(resume=clean.dir.parent / "interrupted")
-    assert "resuming stage 2 at epoch 2" in (resumed.dir / "log.txt").read_text()
-    for split in ("val", "test"):
-        assert resumed.metrics[split]["loss"] == pytest.approx(clean.metrics[split]["loss"], abs=1e-5)
 
 
 @pytest.mark.parametrize("train", [["head"], ["head", {"last_layers": 1}]])

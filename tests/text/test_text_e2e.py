@@ -8,7 +8,7 @@ import torch
 
 import tunelab
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "text_rotten_tomatoes.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "text_rotten_tomatoes.yaml"
 
 pytestmark = pytest.mark.e2e
 
