@@ -76,16 +76,18 @@ class DataConfig(_Section):
     samples_per_class: int | None = Field(None, ge=1, description="sub-sample the training split (few-shot runs)")
     val_samples_per_class: int | None = Field(None, ge=1, description="cap the validation split per class")
     test_samples_per_class: int | None = Field(None, ge=1, description="cap the test set per class")
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, description="training batch size")
     eval_batch_size: int = Field(64, ge=1, description="batch size of evaluation and cache extraction "
                                  "(64 was 2-3x faster than 256 on 2 CPU cores; raise it on a GPU)")
-    on_bad_image: Literal["error", "skip"] = "error"
+    on_bad_image: Literal["error", "skip"] = Field("error", description="an unreadable image stops the run (error) "
+                                                   "or is left out, logged and counted (skip)")
     decode_cache: str | None = Field(None, description="folder for decoded images as memory-mapped files, "
                                      "reused by later runs (default: decode into memory each run)")
     evaluate_test: bool = Field(True, description="evaluate the test set at the end of the run; false still holds "
                                 "it out (train and validation splits stay the same) but never decodes or scores it: "
                                 "what `tunelab tune` trials do, so that no choice is made on the test set")
-    seed: int = 0
+    seed: int = Field(0, description="which examples go to the validation and test splits and which "
+                      "samples_per_class draws (run.seed decides the training randomness)")
     refit: Literal["auto", "always", "never"] = Field(
         "never", description="after the run, train the same recipe again on the training and validation examples "
         "together (the epochs each stage ran) and keep that model; validation metrics and the diagnosis stay the "
@@ -100,7 +102,7 @@ class ModelConfig(_Section):
                           "encoder: minilm (packaged offline), a local folder, or a hub name")
     family: Literal["auto", "timm", "transformers"] = Field(
         "auto", description="timm (images) or transformers (text); auto: transformers when data.text is set")
-    pretrained: bool = True
+    pretrained: bool = Field(True, description="load pretrained weights (see weights); false: random initialisation")
     weights: str = Field(
         "auto",
         description="'auto' (packaged offline weights when installed, else the hub), 'hub', "
@@ -110,15 +112,17 @@ class ModelConfig(_Section):
         "data", description="'data' (one output per class found in the data), "
                             "'imagenet' (keep the pretrained classifier), or a number"
     )
-    drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0)
-    head: HeadConfig = Field(default_factory=lambda: HeadConfig())
+    drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0, description="stochastic depth of the backbone's blocks, "
+                                  "for the families that have it")
+    head: HeadConfig = Field(default_factory=lambda: HeadConfig(), description="the new task head")
 
 
 class HiddenLayer(_Section):
-    units: int = Field(..., ge=1)
-    activation: Literal["relu", "gelu", "silu", "tanh", "none"] = "relu"
+    units: int = Field(..., ge=1, description="width of the dense layer")
+    activation: Literal["relu", "gelu", "silu", "tanh", "none"] = Field(
+        "relu", description="after the dense layer (and its BatchNorm)")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout applied after this layer")
-    batch_norm: bool = False
+    batch_norm: bool = Field(False, description="BatchNorm1d between the dense layer and its activation")
 
 
 class HeadConfig(_Section):
@@ -129,7 +133,8 @@ class HeadConfig(_Section):
         "(the first token), pooler (cls through the encoder's pretrained pooler)")
     spatial_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout2d on the feature map before pooling")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the pooled features")
-    hidden: list[HiddenLayer] = Field(default_factory=list)
+    hidden: list[HiddenLayer] = Field(default_factory=list, description="dense layers between the pooled "
+                                      "features and the classifier")
 
 
 ModelConfig.model_rebuild()
@@ -161,16 +166,17 @@ Selectors = Annotated[list[Selector], BeforeValidator(lambda v: [v] if isinstanc
 
 
 class EarlyStopping(_Section):
-    metric: Literal["val_loss", "val_accuracy", "val_macro_f1"] = "val_loss"
-    patience: int = Field(3, ge=1)
-    min_delta: float = Field(0.0, ge=0.0)
-    restore_best: bool = True
+    metric: Literal["val_loss", "val_accuracy", "val_macro_f1"] = Field("val_loss", description="the validation "
+                                                                        "metric watched (loss falls, the others rise)")
+    patience: int = Field(3, ge=1, description="epochs without improvement before the stage stops")
+    min_delta: float = Field(0.0, ge=0.0, description="the least change that counts as an improvement")
+    restore_best: bool = Field(True, description="at the end of the stage, load the weights of its best epoch")
 
 
 class StageConfig(_Section):
     """One training stage: what is trainable, for how long, with which optimizer and schedule."""
 
-    name: str | None = None
+    name: str | None = Field(None, description="label in the log, tables and plots; default: the stage's index")
     objective: Literal["classify", "contrastive", "probe"] = Field(
         "classify", description="classify: cross-entropy on the labels; contrastive: pull the pooled features of two "
         "examples of a class together and push other classes' apart (cosine similarity, as SetFit), to shape the "
@@ -179,18 +185,19 @@ class StageConfig(_Section):
         "frozen backbone's pooled features (train: head, a head without hidden layers; one epoch, no optimizer)")
     train: Selectors = Field(default_factory=lambda: ["head"],  # type: ignore[arg-type]
                              description="what is trainable in this stage")
-    epochs: int = Field(5, ge=0)
-    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    epochs: int = Field(5, ge=0, description="passes over the training split (see min_steps)")
+    optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description="a fresh optimizer each stage")
     lr: float | None = Field(None, gt=0, description="absolute learning rate")
     lr_scale: float | None = Field(None, gt=0, description="learning rate as a multiple of the previous stage's")
     weight_decay: float = Field(0.01, ge=0.0, description="decoupled; never applied to biases or normalisation weights")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
-    schedule: Literal["constant", "cosine", "onecycle"] = "cosine"
+    schedule: Literal["constant", "cosine", "onecycle"] = Field("cosine", description="learning rate over the stage's steps")
     warmup_epochs: float = Field(0.0, ge=0.0, description="linear warmup (cosine schedule)")
     train_bn: bool = Field(False, description="BatchNorm in trainable parts updates its running statistics")
     layer_decay: float | None = Field(None, gt=0.0, le=1.0, description="layer-wise lr decay: a group d groups "
                                       "below the head trains at lr * layer_decay^d")
-    early_stopping: EarlyStopping | None = None
+    early_stopping: EarlyStopping | None = Field(None, description="stop the stage when the validation metric "
+                                                 "stops improving (needs data.val_split > 0)")
     min_steps: int | None = Field(None, ge=1, description="at least this many optimizer steps: on a small training "
                                   "set the stage runs more epochs than `epochs` (the log says how many)")
 
@@ -274,7 +281,7 @@ class PenaltyConfig(_Section):
     on parameters with a pretrained value plus head_strength * sum(w^2) on the new head."""
 
     type: str = Field(..., description="l1, l2, elastic, l2sp, activity, or a registered name")
-    strength: float = Field(..., ge=0.0)
+    strength: float = Field(..., ge=0.0, description="multiplies the penalty (a sum over the covered weights)")
     head_strength: float | None = Field(None, ge=0.0, description="l2sp: plain L2 on the head (default: strength / 10)")
     l1_ratio: float = Field(0.5, ge=0.0, le=1.0, description="elastic: share of L1 in the mix")
     layers: Selectors = Field(default_factory=lambda: ["all"],  # type: ignore[arg-type]
@@ -288,8 +295,8 @@ class PenaltyConfig(_Section):
 class MixupConfig(_Section):
     """Mixup / CutMix (timm's implementation); targets become soft labels."""
 
-    mixup_alpha: float = Field(0.2, ge=0.0)
-    cutmix_alpha: float = Field(0.0, ge=0.0)
+    mixup_alpha: float = Field(0.2, ge=0.0, description="Beta(alpha, alpha) of the mixing weight; 0: no Mixup")
+    cutmix_alpha: float = Field(0.0, ge=0.0, description="Beta(alpha, alpha) of the CutMix box area; 0: no CutMix")
     prob: float = Field(1.0, ge=0.0, le=1.0, description="probability of mixing a batch")
     switch_prob: float = Field(0.5, ge=0.0, le=1.0, description="probability of CutMix instead of Mixup when both are on")
 
@@ -301,15 +308,16 @@ class RegularizationConfig(_Section):
     """Everything that fights overfitting, in one place (head dropout lives in model.head)."""
 
     auto: bool = Field(False, description="choose strengths from the data size (see docs/regularization.md)")
-    penalties: list[PenaltyConfig] = Field(default_factory=list)
+    penalties: list[PenaltyConfig] = Field(default_factory=list, description="penalties added to the training loss")
     augment: Literal["none", "flip", "light", "medium", "strong"] | list[AugmentStep] = Field(
         "flip", description="a preset, or a list of torchvision.transforms.v2 steps: [{name: RandomRotation, degrees: 10}]")
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="share of each target spread over the other classes")
     class_weight: Literal["none", "balanced", "auto"] = Field(
         "none", description="weight the training loss of each class by the inverse of its frequency (balanced), so "
         "that a rare class counts as much as a common one; auto: balanced when the largest training class has more "
         "than 1.5 times the examples of the smallest")
-    mixup: MixupConfig | None = None
+    mixup: MixupConfig | None = Field(None, description="Mixup / CutMix of training batches (images only; turns the "
+                                      "cache off in the stages it mixes)")
 
     @field_validator("augment")
     @classmethod
@@ -338,14 +346,15 @@ class CacheConfig(_Section):
 class RunConfig(_Section):
     """Where outputs go and how the run behaves."""
 
-    dir: str = "runs"
+    dir: str = Field("runs", description="folder that holds the run folders")
     name: str | None = Field(None, description="run folder name; default: a timestamp")
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int | None = Field(None, ge=1)
+    seed: int = Field(0, description="training randomness: head initialisation, batch order, augmentation, dropout "
+                      "(data.seed decides the splits)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: a CUDA GPU when there is one, else the CPU")
+    threads: int | None = Field(None, ge=1, description="CPU threads of torch; default: torch's own choice")
     compile: bool = Field(False, description="torch.compile each block and the head: pays off on long GPU runs; "
                           "on CPU compiling costs about a minute for no reliable gain (docs/speed.md)")
-    progress: bool = True
+    progress: bool = Field(True, description="progress bars on a terminal")
     baselines: bool = Field(True, description="score the cheap baselines (majority class, logistic regression on "
                             "raw pixels or TF-IDF, linear probe on the pretrained features) on the validation and "
                             "test splits, beside the fine-tuned model (seconds on small data)")
