@@ -134,17 +134,22 @@ def _below_baselines(final: dict[str, Any]) -> list[str]:
             "needs changing (see the baselines in metrics.json)"]
 
 
+def _training_curve_verdict(rows: list[dict[str, Any]], n_val: int) -> Diagnosis:
+    """The verdict of a run whose validation split is too small to judge by: its curves are left out."""
+    d = _verdict([{k: v for k, v in r.items() if not k.startswith("val_")} for r in rows])
+    p = min(max(rows[-1].get("val_accuracy") or 0.5, 0.05), 0.95)
+    d.warnings.append(f"the validation split has {n_val} examples: its accuracy is +- {math.sqrt(p * (1 - p) / n_val):.2f} "
+                      "(one standard error), too noisy to judge the curves by; the verdict reads the training "
+                      "curve only (more data, or data.val_split, gives a larger one)")
+    return d
+
+
 def _verdict(rows: list[dict[str, Any]]) -> Diagnosis:
     if not rows:
         return Diagnosis("too short", ["no epochs were trained"])
     n_val = rows[-1].get("val_count")
     if n_val is not None and n_val < MIN_VAL:
-        d = _verdict([{k: v for k, v in r.items() if not k.startswith("val_")} for r in rows])
-        p = min(max(rows[-1].get("val_accuracy") or 0.5, 0.05), 0.95)
-        d.warnings.append(f"the validation split has {n_val} examples: its accuracy is +- {math.sqrt(p * (1 - p) / n_val):.2f} "
-                          "(one standard error), too noisy to judge the curves by; the verdict reads the training "
-                          "curve only (more data, or data.val_split, gives a larger one)")
-        return d
+        return _training_curve_verdict(rows, n_val)
     tl = [r["train_loss"] for r in rows]
     ta = [r["train_accuracy"] for r in rows]
     has_val = all(r.get("val_loss") is not None for r in rows)
@@ -249,71 +254,90 @@ def _fall_threshold(va: list[float], rows: list[dict[str, Any]]) -> float:
 
 def recommend(verdict: str, config: Any, stage: int, rows: list[dict[str, Any]] | None = None) -> list[str]:
     """Concrete changes, most promising first, as ``--set`` overrides where possible."""
-    st = config.stages[stage]
-    reg = config.regularization
-    lb = _last_blocks(st.train)
-    i = _l2sp_index(config)
+    advice = {"overfitting": _against_overfitting, "underfitting": _against_underfitting,
+              "unstable": _against_instability, "too short": _against_too_short}.get(verdict)
+    return advice(config, stage, rows or []) if advice is not None else []
+
+
+def _early_stop_at_best(config: Any, stage: int, rows: list[dict[str, Any]]) -> list[str]:
+    """Stopping where the validation loss was lowest helps only when the model got worse after
+    that, not merely more confident: the accuracy must have fallen too, by more than the noise of
+    the validation set (ACC_FALL_SE standard errors, at least ACC_FALL)."""
+    vl = [r.get("val_loss") for r in rows]
+    va = [r.get("val_accuracy") for r in rows]
+    accs = [v for v in va if v is not None]
+    losses = [v for v in vl if v is not None]
+    acc_fell = bool(va) and len(accs) == len(va) and accs[-1] < max(accs) - _fall_threshold(accs, rows)
+    if config.stages[stage].early_stopping is None and vl and len(losses) == len(vl) and acc_fell:
+        best = min(range(len(losses)), key=lambda k: losses[k])
+        if best < len(vl) - 1 - LATE_BEST * len(vl):  # the curve itself says where to stop
+            return [f"--set stages.{stage}.early_stopping={{patience: 3}}  # validation loss was best at "
+                    f"epoch {best + 1} of {len(vl)}: stop there and keep those weights"]
+    return []
+
+
+def _against_overfitting(config: Any, stage: int, rows: list[dict[str, Any]]) -> list[str]:
+    st, reg = config.stages[stage], config.regularization
+    lb, i = _last_blocks(st.train), _l2sp_index(config)
     text = config.model.family == "transformers"  # no image augmentation advice for text
-    out: list[str] = []
-    if verdict == "overfitting":
-        vl = [r.get("val_loss") for r in rows or []]
-        va = [r.get("val_accuracy") for r in rows or []]
-        # Stopping where the validation loss was lowest helps only when the model got worse after
-        # that, not merely more confident: the accuracy must have fallen too, by more than the
-        # noise of the validation set (ACC_FALL_SE standard errors, at least ACC_FALL).
-        accs = [v for v in va if v is not None]
-        losses = [v for v in vl if v is not None]
-        acc_fell = bool(va) and len(accs) == len(va) and accs[-1] < max(accs) - _fall_threshold(accs, rows or [])
-        if st.early_stopping is None and vl and len(losses) == len(vl) and acc_fell:
-            best = min(range(len(losses)), key=lambda k: losses[k])
-            if best < len(vl) - 1 - LATE_BEST * len(vl):  # the curve itself says where to stop
-                out.append(f"--set stages.{stage}.early_stopping={{patience: 3}}  # validation loss was best at "
-                           f"epoch {best + 1} of {len(vl)}: stop there and keep those weights")
-        # No augmentation at all: flips first. On the overfitting benchmark (whole backbone, 10 images
-        # per class) they were the only change that raised test accuracy on every seed.
-        if reg.augment == "none" and not text:
-            out.append("--set regularization.augment=flip  # the mildest augmentation; the run had none")
-        # Head dropout before L2-SP: applied as the first advice to the default recipe on the suite's
-        # overfitting tasks, L2-SP 1.0 lost 2.5 to 6.7 points (benchmarks/results/suite.md); dropout on
-        # the pooled features is the mildest change that fights overfitting.
-        if config.model.head.dropout < 0.5:
-            out.append("--set model.head.dropout=0.5  # dropout on the pooled features, the mildest remedy")
-        if i is None:
-            out.append('--set "regularization.penalties=[{type: l2sp, strength: 0.1, layers: all, params: all}]"'
-                       "  # pull toward the pretrained weights")
-        else:
-            out.append(f"--set regularization.penalties.{i}.strength={reg.penalties[i].strength * 3:g}")
-        if isinstance(reg.augment, str) and reg.augment in _AUGMENT_UP and reg.augment != "none" and not text:
-            out.append(f"--set regularization.augment={_AUGMENT_UP[reg.augment]}")
-        if lb is not None and lb > 1:
-            out.append(f'--set "stages.{stage}.train=[head, {{last_blocks: {max(1, lb // 2)}}}]"  # unfreeze fewer blocks')
-        elif "all" in st.train or "backbone" in st.train:
-            out.append(f'--set "stages.{stage}.train=[head, {{last_blocks: 4}}]"  # unfreeze fewer blocks')
-        if st.early_stopping is None and not any("early_stopping" in x for x in out):
-            out.append(f"--set stages.{stage}.early_stopping={{patience: 3}}  # stop at the best epoch")
-    elif verdict == "underfitting":
-        if i is not None and reg.penalties[i].strength > 0:
-            out.append(f"--set regularization.penalties.{i}.strength={reg.penalties[i].strength / 10:g}"
-                       "  # less pull toward the pretrained weights")
-        lr = config.stage_lrs()[stage]
-        cap = LR_CAP_HEAD if st.train == ["head"] else LR_CAP_BACKBONE
-        if lr * 3 <= cap * 1.0001 and not _loss_jumped(rows or []):
-            out.append(_set_lr(config, stage, min(lr * 10, cap), "a higher learning rate"))
-        if lb is not None:
-            out.append(f'--set "stages.{stage}.train=[head, {{last_blocks: {lb + 2}}}]"  # unfreeze more blocks')
-        elif st.train == ["head"]:
-            out.append(f'--set "stages.{stage}.train=[head, {{last_blocks: 2}}]"  # unfreeze the top blocks')
-        if config.model.head.dropout > 0.2:
-            out.append(f"--set model.head.dropout={config.model.head.dropout / 2:g}")
-        out.append(f"--set stages.{stage}.epochs={st.epochs * 2}")
-    elif verdict == "unstable":
-        lr = config.stage_lrs()[stage]
-        out.append(_set_lr(config, stage, lr / 3, "a lower learning rate"))
-        if st.warmup_epochs == 0 and st.schedule == "cosine":
-            out.append(f"--set stages.{stage}.warmup_epochs=1")
-    elif verdict == "too short":
-        out.append(f"--set stages.{stage}.epochs={max(st.epochs * 2, 4)}")
+    out = _early_stop_at_best(config, stage, rows)
+    # No augmentation at all: flips first. On the overfitting benchmark (whole backbone, 10 images
+    # per class) they were the only change that raised test accuracy on every seed.
+    if reg.augment == "none" and not text:
+        out.append("--set regularization.augment=flip  # the mildest augmentation; the run had none")
+    # Head dropout before L2-SP: applied as the first advice to the default recipe on the suite's
+    # overfitting tasks, L2-SP 1.0 lost 2.5 to 6.7 points (benchmarks/results/suite.md); dropout on
+    # the pooled features is the mildest change that fights overfitting.
+    if config.model.head.dropout < 0.5:
+        out.append("--set model.head.dropout=0.5  # dropout on the pooled features, the mildest remedy")
+    if i is None:
+        out.append('--set "regularization.penalties=[{type: l2sp, strength: 0.1, layers: all, params: all}]"'
+                   "  # pull toward the pretrained weights")
+    else:
+        out.append(f"--set regularization.penalties.{i}.strength={reg.penalties[i].strength * 3:g}")
+    if isinstance(reg.augment, str) and reg.augment in _AUGMENT_UP and reg.augment != "none" and not text:
+        out.append(f"--set regularization.augment={_AUGMENT_UP[reg.augment]}")
+    if lb is not None and lb > 1:
+        out.append(f'--set "stages.{stage}.train=[head, {{last_blocks: {max(1, lb // 2)}}}]"  # unfreeze fewer blocks')
+    elif "all" in st.train or "backbone" in st.train:
+        out.append(f'--set "stages.{stage}.train=[head, {{last_blocks: 4}}]"  # unfreeze fewer blocks')
+    if st.early_stopping is None and not any("early_stopping" in x for x in out):
+        out.append(f"--set stages.{stage}.early_stopping={{patience: 3}}  # stop at the best epoch")
     return out
+
+
+def _against_underfitting(config: Any, stage: int, rows: list[dict[str, Any]]) -> list[str]:
+    st, reg = config.stages[stage], config.regularization
+    lb, i = _last_blocks(st.train), _l2sp_index(config)
+    out: list[str] = []
+    if i is not None and reg.penalties[i].strength > 0:
+        out.append(f"--set regularization.penalties.{i}.strength={reg.penalties[i].strength / 10:g}"
+                   "  # less pull toward the pretrained weights")
+    lr = config.stage_lrs()[stage]
+    cap = LR_CAP_HEAD if st.train == ["head"] else LR_CAP_BACKBONE
+    if lr * 3 <= cap * 1.0001 and not _loss_jumped(rows):
+        out.append(_set_lr(config, stage, min(lr * 10, cap), "a higher learning rate"))
+    if lb is not None:
+        out.append(f'--set "stages.{stage}.train=[head, {{last_blocks: {lb + 2}}}]"  # unfreeze more blocks')
+    elif st.train == ["head"]:
+        out.append(f'--set "stages.{stage}.train=[head, {{last_blocks: 2}}]"  # unfreeze the top blocks')
+    if config.model.head.dropout > 0.2:
+        out.append(f"--set model.head.dropout={config.model.head.dropout / 2:g}")
+    out.append(f"--set stages.{stage}.epochs={st.epochs * 2}")
+    return out
+
+
+def _against_instability(config: Any, stage: int, rows: list[dict[str, Any]]) -> list[str]:
+    st = config.stages[stage]
+    out = [_set_lr(config, stage, config.stage_lrs()[stage] / 3, "a lower learning rate")]
+    if st.warmup_epochs == 0 and st.schedule == "cosine":
+        out.append(f"--set stages.{stage}.warmup_epochs=1")
+    return out
+
+
+def _against_too_short(config: Any, stage: int, rows: list[dict[str, Any]]) -> list[str]:
+    st = config.stages[stage]
+    return [f"--set stages.{stage}.epochs={max(st.epochs * 2, 4)}"]
 
 
 def _loss_jumped(rows: list[dict[str, Any]]) -> bool:
