@@ -94,3 +94,28 @@ def test_tensorboard_has_scalars_hparams_and_confusion_image(run):
     assert {"lr", "penalty/l2sp", "hparam/test_accuracy"} <= tags["scalars"]
     assert any(t.startswith("loss") for t in tags["scalars"])
     assert "test/confusion_matrix" in tags["images"]
+
+
+def test_report_escapes_class_names_and_texts(run, tmp_path):
+    """Names and texts from the data reach the page as text, never as markup."""
+    import json
+    import shutil
+
+    from tunelab.report import write_report
+
+    d = tmp_path / "odd"
+    shutil.copytree(run.dir, d)
+    classes = json.loads((d / "classes.json").read_text())
+    classes[0] = "<script>alert(1)</script>"
+    (d / "classes.json").write_text(json.dumps(classes))
+    data = json.loads((d / "data.json").read_text())
+    data["classes"] = classes
+    (d / "data.json").write_text(json.dumps(data))
+    (d / "wrong_texts.json").write_text(json.dumps(
+        [{"text": "<img src=x onerror=alert(1)> " + "y" * 400, "item": 0, "true": "<b>", "predicted": "a & b",
+          "probability": 0.9}]))
+    html = write_report(d).read_text()
+    assert "<script" not in html and "<td><b>" not in html and "<img src=x" not in html
+    assert "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td>" in html  # the data section's row of that class
+    assert "&lt;img src=x onerror=alert(1)&gt; " + "y" * 271 + "...</td>" in html  # cut at 300 characters
+    assert "<td>&lt;b&gt;</td><td>a &amp; b</td><td>0.900</td>" in html

@@ -7,8 +7,6 @@ comparison of several runs.
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import numpy as np
 import yaml
 
 from tunelab import plots
+from tunelab._html import image, render
 from tunelab.checkpoint import atomic_write_text
 from tunelab.diagnosis import diagnose
 from tunelab.errors import ConfigError
@@ -25,27 +24,9 @@ from tunelab.runs import read_history
 WRONG_TEXTS = "wrong_texts.json"  # the most confidently wrong validation texts of a text run
 SECTIONS = ["summary", "diagnosis", "curves", "metrics", "data", "model", "regularization", "config"]
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1150px;color:#222;padding:0 1rem}
-h1{margin-bottom:.2rem} h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
-pre{background:#f6f8fa;padding:.8rem;overflow-x:auto;font-size:12px;line-height:1.35}
-table{border-collapse:collapse;font-size:13px} td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
-th{background:#f0f0f0} td:first-child,th:first-child{text-align:left}
-img{max-width:100%;display:block;margin:.6rem 0}
-.verdict{font-size:1.3rem;font-weight:600} .warn{color:#a15c00} nav a{margin-right:.8rem}
-.kv td{text-align:left}
-"""
-
-
-def _img(path: Path | None, alt: str) -> str:
-    if path is None or not path.is_file():
-        return ""
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _pre(text: str) -> str:
-    return f"<pre>{html.escape(text)}</pre>"
+# the figures of make_plots and the alt text each has in the page
+FIGURES = {"curves": "loss and accuracy curves", "lr": "learning rate", "penalties": "penalties",
+           "confusion": "confusion matrix", "per_class": "per-class", "wrong": "most confidently wrong"}
 
 
 def _read(run_dir: Path) -> dict[str, Any]:
@@ -85,76 +66,81 @@ def make_plots(run_dir: Path, r: dict[str, Any],
     return figs
 
 
-def _metrics_table(metrics: dict[str, Any]) -> str:
-    rows = []
-    for split in ("val", "test"):
-        m = metrics.get(split)
-        if m:
-            rows.append(f"<tr><td>{split}</td><td>{m['accuracy']:.4f}</td><td>{m['macro_f1']:.4f}</td>"
-                        f"<td>{m['loss']:.4f}</td><td>{m.get('n', '')}</td></tr>")
-    head = "<tr><th>split</th><th>accuracy</th><th>macro-F1</th><th>loss</th><th>images</th></tr>"
-    return f"<table>{head}{''.join(rows)}</table>" if rows else "<p>no evaluation set</p>"
+def _main_split(metrics: dict[str, Any]) -> str | None:
+    return "test" if "test" in metrics else "val" if "val" in metrics else None
 
 
-def _baselines_table(metrics: dict[str, Any]) -> str:
+def _metric_rows(metrics: dict[str, Any]) -> list[list[Any]]:
+    return [[split, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", f"{m['loss']:.4f}", m.get("n", "")]
+            for split in ("val", "test") if (m := metrics.get(split))]
+
+
+def _baselines(metrics: dict[str, Any]) -> dict[str, Any] | None:
     """The fine-tuned model beside the cheap baselines, on each split they were scored on."""
     scores = metrics.get("baselines") or {}
     splits = [s for s in ("val", "test") if s in scores and s in metrics]
     if not splits:
-        return ""
+        return None
     names = list(dict.fromkeys(n for s in splits for n in scores[s]))
-    head = "<tr><th>model</th>" + "".join(f"<th>{s} accuracy</th><th>{s} macro-F1</th>" for s in splits) + "</tr>"
 
-    def row(label: str, get: Any) -> str:
-        cells = "".join(f"<td>{get(s)['accuracy']:.4f}</td><td>{get(s)['macro_f1']:.4f}</td>" if get(s) else
-                        "<td>-</td><td>-</td>" for s in splits)
-        return f"<tr><td>{html.escape(label)}</td>{cells}</tr>"
+    def row(label: str, get: Any) -> list[str]:
+        cells = [label]
+        for s in splits:
+            m = get(s)
+            cells += [f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}"] if m else ["-", "-"]
+        return cells
 
-    body = row("fine-tuned model", lambda s: metrics[s])
-    body += "".join(row(n, lambda s, n=n: scores[s].get(n)) for n in names)
-    return ('<table class="baselines">' + head + body + "</table><p>baselines: fitted on the training split "
-            "(logistic regressions balanced, C by cross-validation; the linear probe on the pretrained features)</p>")
-
-
-def _per_class_table(m: dict[str, Any]) -> str:
-    head = "<tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
-    body = "".join(f"<tr><td>{html.escape(c)}</td><td>{v['precision']:.3f}</td><td>{v['recall']:.3f}</td>"
-                   f"<td>{v['f1']:.3f}</td><td>{v['support']}</td></tr>" for c, v in m["per_class"].items())
-    return f"<table>{head}{body}</table>"
+    rows = [row("fine-tuned model", lambda s: metrics[s])] + [row(n, lambda s, n=n: scores[s].get(n)) for n in names]
+    return {"head": ["model"] + [f"{s} {k}" for s in splits for k in ("accuracy", "macro-F1")], "rows": rows}
 
 
-def _data_section(r: dict[str, Any]) -> str:
-    d = r["data"]
+def _per_class_rows(m: dict[str, Any]) -> list[list[Any]]:
+    return [[c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]]
+            for c, v in m["per_class"].items()]
+
+
+def _data(d: dict[str, Any]) -> dict[str, Any] | None:
+    """Images per class and split, the imbalance ratio when it is worth a warning, skipped files."""
     if not d:
-        return "<p>no data summary recorded</p>"
+        return None
     splits = list(d["counts"])
-    head = "<tr><th>class</th>" + "".join(f"<th>{s}</th>" for s in splits) + "</tr>"
-    body = "".join("<tr><td>" + html.escape(c) + "</td>" + "".join(f"<td>{d['counts'][s][i]}</td>" for s in splits)
-                   + "</tr>" for i, c in enumerate(d["classes"]))
-    out = f"<table>{head}{body}</table>"
     train = d["counts"].get("train", [])
-    if train and min(train) > 0 and max(train) / min(train) > 1.5:
-        out += (f'<p class="warn">class imbalance: the largest training class has {max(train) / min(train):.1f}x the '
-                "images of the smallest</p>")
-    if d.get("skipped"):
-        out += f'<p class="warn">{len(d["skipped"])} unreadable images skipped</p>' + _pre("\n".join(d["skipped"]))
-    return out
+    ratio = max(train) / min(train) if train and min(train) > 0 else 0
+    return {"head": ["class", *splits], "imbalance": f"{ratio:.1f}" if ratio > 1.5 else None,
+            "rows": [[c, *(d["counts"][s][i] for s in splits)] for i, c in enumerate(d["classes"])],
+            "skipped": d.get("skipped") or []}
 
 
-def _diagnosis_section(r: dict[str, Any], cfg: Any) -> str:
-    diag = r["metrics"].get("diagnosis")
-    parts = []
-    if diag:
-        parts.append(f'<p class="verdict">{html.escape(diag["verdict"])}</p>')
-        parts.append("<ul>" + "".join(f"<li>{html.escape(e)}</li>" for e in diag["evidence"]) + "</ul>")
-        parts += [f'<p class="warn">{html.escape(w)}</p>' for w in diag["warnings"]]
-        if diag["recommendations"]:
-            parts.append("<p>try, most promising first:</p>" + _pre("\n".join(diag["recommendations"])))
-    stages = sorted({row["stage"] for row in r["history"]})
-    for s in stages:
-        d = diagnose(r["history"], cfg, stage=s)
-        parts.append(f"<h3>stage {s + 1}</h3>" + _pre(d.render()))
-    return "".join(parts) or "<p>no epochs recorded</p>"
+def _headline(r: dict[str, Any], cfg: Any) -> dict[str, Any] | None:
+    """The summary's first line: the main split's scores and what was trained on what."""
+    m = r["metrics"]
+    split = _main_split(m)
+    if split is None:
+        return None
+    return {"split": split, "accuracy": f"{m[split]['accuracy']:.4f}", "macro_f1": f"{m[split]['macro_f1']:.4f}",
+            "n_train": m.get("n_train", "?"), "unit": "texts" if cfg.is_text else "images",
+            "n_classes": len(r["classes"]), "backbone": cfg.model.backbone, "seconds": f"{m.get('seconds', 0):.0f}"}
+
+
+def _stages(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per stage (from stages.json): its name, trainable layers, cache and regularization audit."""
+    return [{"n": int(k) + 1, "name": str(v.get("name")), "layers": v.get("layers", ""), "cache": v.get("cache"),
+             "audit": v.get("audit", "")} for k, v in sorted(r["stages"].items())]
+
+
+def _report_context(d: Path, r: dict[str, Any], cfg: Any, figs: dict[str, Path | None]) -> dict[str, Any]:
+    """Everything report.html.j2 shows, as plain data: texts, rows of formatted cells, embedded images."""
+    m = r["metrics"]
+    split = _main_split(m)
+    return {"title": f"tunelab report: {d.name}", "sections": SECTIONS, "main": _headline(r, cfg),
+            "metric_rows": _metric_rows(m), "baselines": _baselines(m),
+            "per_class": _per_class_rows(m[split]) if split else [],
+            "diagnosis": m.get("diagnosis"),
+            "stage_diagnoses": [(s + 1, diagnose(r["history"], cfg, stage=s).render())
+                                for s in sorted({row["stage"] for row in r["history"]})],
+            "figs": {name: image(figs.get(name), alt) for name, alt in FIGURES.items()},
+            "wrong_texts": _wrong_texts(d), "data": _data(r["data"]), "stages": _stages(r),
+            "config_text": r["config_text"]}
 
 
 def write_report(run_dir: str | Path, *, gallery: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Path:
@@ -165,43 +151,8 @@ def write_report(run_dir: str | Path, *, gallery: tuple[np.ndarray, np.ndarray, 
     r = _read(d)
     cfg = load_config(d / "config.yaml")
     figs = make_plots(d, r, gallery)
-    m = r["metrics"]
-    main_split = "test" if "test" in m else "val" if "val" in m else None
-    summary = _metrics_table(m)
-    if main_split:
-        summary = (f"<p>{main_split} accuracy <b>{m[main_split]['accuracy']:.4f}</b>, macro-F1 "
-                   f"{m[main_split]['macro_f1']:.4f}; {m.get('n_train', '?')} training {'texts' if cfg.is_text else 'images'}, "
-                   f"{len(r['classes'])} classes, backbone {html.escape(cfg.model.backbone)}, "
-                   f"{m.get('seconds', 0):.0f} s</p>") + summary
-    summary += _baselines_table(m)
-    stage_txt = r["stages"]
-    model_html = "".join(f"<h3>stage {int(k) + 1}: {html.escape(str(v.get('name')))}</h3>" + _pre(v.get("layers", "")) +
-                         (_pre(v["cache"]) if v.get("cache") else "") for k, v in sorted(stage_txt.items()))
-    reg_html = "".join(f"<h3>stage {int(k) + 1}</h3>" + _pre(v.get("audit", "")) for k, v in sorted(stage_txt.items()))
-    reg_html += _img(figs.get("penalties"), "penalties")
-    metrics_html = _metrics_table(m)
-    if main_split:
-        metrics_html += _img(figs.get("confusion"), "confusion matrix") + _img(figs.get("per_class"), "per-class") + \
-            _per_class_table(m[main_split])
-    metrics_html += _img(figs.get("wrong"), "most confidently wrong")
-    metrics_html += wrong_texts_html(d)
-    body = {
-        "summary": summary,
-        "diagnosis": _diagnosis_section(r, cfg),
-        "curves": _img(figs.get("curves"), "loss and accuracy curves") + _img(figs.get("lr"), "learning rate"),
-        "metrics": metrics_html,
-        "data": _data_section(r),
-        "model": model_html or "<p>no stage recorded</p>",
-        "regularization": reg_html or "<p>no stage recorded</p>",
-        "config": _pre(r["config_text"]),
-    }
-    nav = "".join(f'<a href="#{s}">{s}</a>' for s in SECTIONS)
-    sections = "".join(f'<section id="{s}"><h2>{s}</h2>{body[s]}</section>' for s in SECTIONS)
-    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>tunelab report: {html.escape(d.name)}'
-            f"</title><style>{_CSS}</style></head><body><h1>tunelab report: {html.escape(d.name)}</h1>"
-            f"<nav>{nav}</nav>{sections}</body></html>")
     path = d / "report.html"
-    atomic_write_text(path, page)
+    atomic_write_text(path, render("report.html.j2", **_report_context(d, r, cfg, figs)))
     return path
 
 
@@ -219,24 +170,19 @@ def _flatten(x: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): x}
 
 
-def compare(run_dirs: list[str | Path], out: str | Path = "compare.html") -> Path:
-    """Runs side by side: the config keys that differ, final metrics, overlaid validation curves."""
-    import matplotlib.pyplot as plt
-
-    runs = [(Path(p), _read(Path(p))) for p in run_dirs]
-    flat = [_flatten(yaml.safe_load(r["config_text"])) for _, r in runs]
-    keys = sorted(k for k in set().union(*flat) if not k.startswith("run.") and len({repr(f.get(k)) for f in flat}) > 1)
-    names = [p.name for p, _ in runs]
-    head = "<tr><th>key</th>" + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>"
-    diff = "".join("<tr><td>" + html.escape(k) + "</td>" + "".join(f"<td>{html.escape(str(f.get(k, '')))}</td>" for f in flat)
-                   + "</tr>" for k in keys)
-    met = "<tr><th>metric</th>" + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>"
+def _compare_metrics(runs: list[tuple[Path, dict[str, Any]]]) -> list[list[str]]:
+    rows = []
     for split in ("val", "test"):
         for key in ("accuracy", "macro_f1", "loss"):
             vals = [r["metrics"].get(split, {}).get(key) for _, r in runs]
             if any(v is not None for v in vals):
-                met += f"<tr><td>{split} {key}</td>" + "".join(
-                    f"<td>{v:.4f}</td>" if v is not None else "<td></td>" for v in vals) + "</tr>"
+                rows.append([f"{split} {key}"] + [f"{v:.4f}" if v is not None else "" for v in vals])
+    return rows
+
+
+def _compare_curves(runs: list[tuple[Path, dict[str, Any]]], png: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for (p, r) in runs:
         x = np.arange(1, len(r["history"]) + 1)
@@ -247,29 +193,32 @@ def compare(run_dirs: list[str | Path], out: str | Path = "compare.html") -> Pat
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend()
+    return plots._save(fig, png)
+
+
+def compare(run_dirs: list[str | Path], out: str | Path = "compare.html") -> Path:
+    """Runs side by side: the config keys that differ, final metrics, overlaid validation curves."""
+    runs = [(Path(p), _read(Path(p))) for p in run_dirs]
+    flat = [_flatten(yaml.safe_load(r["config_text"])) for _, r in runs]
+    keys = sorted(k for k in set().union(*flat) if not k.startswith("run.") and len({repr(f.get(k)) for f in flat}) > 1)
     out = Path(out)
-    png = out.with_suffix(".png")
-    plots._save(fig, png)
-    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>tunelab comparison</title>'
-            f"<style>{_CSS}</style></head><body><h1>tunelab comparison</h1>"
-            f'<section id="config"><h2>config differences</h2><table>{head}{diff or "<tr><td>none</td></tr>"}</table></section>'
-            f'<section id="metrics"><h2>final metrics</h2><table>{met}</table></section>'
-            f'<section id="curves"><h2>validation curves</h2>{_img(png, "validation curves")}</section></body></html>')
+    png = _compare_curves(runs, out.with_suffix(".png"))
+    page = render("compare.html.j2", title="tunelab comparison", names=[p.name for p, _ in runs],
+                  config_rows=[[k] + [str(f.get(k, "")) for f in flat] for k in keys] or [["none"]],
+                  metric_rows=_compare_metrics(runs), curves=image(png, "validation curves"))
     atomic_write_text(out, page)
     return out
 
 
-def wrong_texts_html(run_dir: Path, max_chars: int = 300) -> str:
-    """An HTML table of RUN_DIR/wrong_texts.json, or '' when the run has none."""
+def _wrong_texts(run_dir: Path, max_chars: int = 300) -> list[dict[str, str]] | None:
+    """The rows of RUN_DIR/wrong_texts.json, long texts cut; None when the run has no such file."""
     path = run_dir / WRONG_TEXTS
     if not path.is_file():
-        return ""
-    rows = json.loads(path.read_text())
-    if not rows:
-        return "<p>no misclassified validation texts</p>"
-    head = "<tr><th>text</th><th>true</th><th>predicted</th><th>probability</th></tr>"
-    body = "".join(
-        f'<tr><td style="text-align:left">{html.escape(r["text"][:max_chars] + ("..." if len(r["text"]) > max_chars else ""))}'
-        f'</td><td>{html.escape(r["true"])}</td><td>{html.escape(r["predicted"])}</td><td>{r["probability"]:.3f}</td></tr>'
-        for r in rows)
-    return f"<h3>most confidently wrong validation texts</h3><table>{head}{body}</table>"
+        return None
+    return [{"text": r["text"][:max_chars] + ("..." if len(r["text"]) > max_chars else ""), "label": r["true"],
+             "predicted": r["predicted"], "probability": f"{r['probability']:.3f}"} for r in json.loads(path.read_text())]
+
+
+def wrong_texts_html(run_dir: Path, max_chars: int = 300) -> str:
+    """An HTML table of RUN_DIR/wrong_texts.json, or '' when the run has none."""
+    return render("_wrong_texts.html.j2", wrong_texts=_wrong_texts(run_dir, max_chars))

@@ -9,7 +9,6 @@ comparison would rest on one or two trials, so it is left out.
 
 from __future__ import annotations
 
-import html
 import os
 import warnings
 from collections.abc import Callable
@@ -20,8 +19,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tunelab import plots
+from tunelab._html import Image, image, render
 from tunelab.checkpoint import atomic_write_text
-from tunelab.report import _CSS, _img, _pre
 from tunelab.search.space import assigned_values, short
 
 MIN_FOR_IMPORTANCE = 5
@@ -60,10 +59,6 @@ def _figure(draw: Callable[[], Any], path: Path) -> tuple[Path | None, str]:
         return None, f"{type(e).__name__}: {e}"
 
 
-def _fmt(v: Any) -> str:
-    return html.escape(short(v))
-
-
 def state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
     """Trials by state, in order of first appearance: complete, pruned, fail, running."""
     counts: dict[str, int] = {}
@@ -72,12 +67,12 @@ def state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
     return counts
 
 
-def _link(trial: FrozenTrial, study_dir: Path) -> str:
+def _href(trial: FrozenTrial, study_dir: Path) -> str | None:
+    """The trial's own report, relative to the study folder, when it wrote one."""
     d = trial.user_attrs.get("dir")
     if d and (Path(d) / "report.html").is_file():
-        href = os.path.relpath(Path(d) / "report.html", study_dir)
-        return f'<a href="{html.escape(href)}">report</a>'
-    return ""
+        return os.path.relpath(Path(d) / "report.html", study_dir)
+    return None
 
 
 def _note(trial: FrozenTrial) -> str:
@@ -90,82 +85,71 @@ def _note(trial: FrozenTrial) -> str:
     return ""
 
 
-def _trials_table(trials: list[FrozenTrial], keys: list[str], study_dir: Path, best: int | None) -> str:
-    head = "<tr><th>trial</th><th>state</th><th>value</th><th>epochs</th><th>seconds</th>" + \
-        "".join(f"<th>{html.escape(k)}</th>" for k in keys) + "<th>note</th><th>run</th></tr>"
-    rows = []
-    for t in trials:
-        values = dict(assigned_values(t))
-        epochs = max(t.intermediate_values) + 1 if t.intermediate_values else ""
-        secs = f"{t.duration.total_seconds():.1f}" if t.duration is not None else ""
-        mark = ' style="font-weight:600"' if t.number == best else ""
-        rows.append(f"<tr{mark}><td>{t.number}</td><td>{t.state.name.lower()}</td>"
-                    f"<td>{'' if t.value is None else f'{t.value:.4f}'}</td><td>{epochs}</td><td>{secs}</td>"
-                    + "".join(f"<td>{_fmt(values[k]) if k in values else ''}</td>" for k in keys)
-                    + f'<td style="text-align:left;white-space:nowrap">{html.escape(_note(t))}</td>'
-                    + f'<td>{_link(t, study_dir)}</td></tr>')
-    return f"<table>{head}{''.join(rows)}</table>"
+def _trial_row(t: FrozenTrial, keys: list[str], study_dir: Path, best: int | None) -> dict[str, Any]:
+    values = dict(assigned_values(t))
+    cells = [t.number, t.state.name.lower(), "" if t.value is None else f"{t.value:.4f}",
+             max(t.intermediate_values) + 1 if t.intermediate_values else "",
+             f"{t.duration.total_seconds():.1f}" if t.duration is not None else ""]
+    cells += [short(values[k]) if k in values else "" for k in keys]
+    return {"cells": cells, "note": _note(t), "href": _href(t, study_dir), "best": t.number == best}
+
+
+def _best(best: FrozenTrial | None, best_yaml: Path | None, study_dir: Path) -> dict[str, Any] | None:
+    """The best trial, its searched values and, once written, the config that trains it."""
+    if best is None:
+        return None
+    config = None
+    if best_yaml is not None and best_yaml.is_file():
+        config = {"path": str(best_yaml), "name": best_yaml.name, "text": best_yaml.read_text()}
+    return {"number": best.number, "value": f"{best.value:.4f}", "href": _href(best, study_dir),
+            "params": [[k, short(v)] for k, v in assigned_values(best)], "config": config}
+
+
+def _figures(study: optuna.Study, metric: str, out: Path, importance: bool, notes: list[str]) -> dict[str, Image | None]:
+    """Optuna's figures of the study, each None when there is nothing to draw yet or it failed (with
+    a line in ``notes`` saying why)."""
+    from optuna.visualization import matplotlib as ovm
+
+    trials = study.get_trials(deepcopy=False)
+    n_done = sum(t.state == TrialState.COMPLETE for t in trials)
+    figs: dict[str, Image | None] = {"history": None, "curves": None, "importance": None}
+
+    def figure(name: str, draw: Callable[[], Any], alt: str) -> Image | None:
+        path, why = _figure(draw, out / f"{name}.png")
+        if why:
+            notes.append(f"{alt}: not drawn ({why})")
+        return image(path, alt)
+
+    if n_done:
+        figs["history"] = figure("history", lambda: ovm.plot_optimization_history(study, target_name=metric),
+                                 "optimization history")
+    if any(t.intermediate_values for t in trials):
+        figs["curves"] = figure("curves", lambda: ovm.plot_intermediate_values(study), f"{metric} per epoch of every trial")
+    if importance:
+        evaluator = importance_evaluator(n_done)
+        figs["importance"] = figure(
+            "importance", lambda: ovm.plot_param_importances(study, evaluator=evaluator, target_name=metric),
+            "parameter importances")
+    return figs
 
 
 def write_study_report(study: optuna.Study, study_dir: Path, metric: str, best_yaml: Path | None,
                        storage: str) -> Path:
     """Write STUDY_DIR/tune.html (figures in STUDY_DIR/plots) and return its path."""
-    from optuna.visualization import matplotlib as ovm
-
     trials = study.get_trials(deepcopy=False)
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     best = study.best_trial if done else None
     keys = list(dict.fromkeys(k for t in trials for k, _ in assigned_values(t)))
-    out = study_dir / "plots"
-    notes: list[str] = []
-
-    def figure(name: str, draw: Callable[[], Any], alt: str) -> str:
-        path, why = _figure(draw, out / f"{name}.png")
-        if why:
-            notes.append(f"{alt}: not drawn ({why})")
-        return _img(path, alt)
-
-    history = figure("history", lambda: ovm.plot_optimization_history(study, target_name=metric),
-                     "optimization history") if done else "<p>no completed trial yet</p>"
-    if any(t.intermediate_values for t in trials):
-        history += figure("curves", lambda: ovm.plot_intermediate_values(study), f"{metric} per epoch of every trial")
     importances = param_importances(study)
-    if importances is None:
-        importance = (f"<p>parameter importances need at least {MIN_FOR_IMPORTANCE} completed trials "
-                      f"({len(done)} so far)</p>")
-    else:
-        evaluator = importance_evaluator(len(done))
-        importance = figure("importance", lambda: ovm.plot_param_importances(study, evaluator=evaluator,
-                                                                              target_name=metric), "parameter importances")
-        importance += "<table><tr><th>key</th><th>importance</th></tr>" + "".join(
-            f"<tr><td>{html.escape(k)}</td><td>{v:.3f}</td></tr>" for k, v in importances.items()) + "</table>"
-        importance += ("<p>PED-ANOVA (Optuna): how much the values of the best trials differ from those of all "
-                       "completed trials, per key</p>")
-
-    counts = state_counts(trials)
-    seconds = sum(t.duration.total_seconds() for t in trials if t.duration is not None)
-    direction = study.direction.name.lower()
-    summary = (f"<p>{len(trials)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()) +
-               f"; {metric} ({direction}d); {seconds:.0f} s of trials in all; storage {html.escape(storage)}</p>")
-    if best is not None:
-        tuned = dict(assigned_values(best))
-        best_html = (f"<p>trial {best.number}: {metric} <b>{best.value:.4f}</b> {_link(best, study_dir)}</p>"
-                     "<table class=\"kv\">" + "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>"
-                                                      for k, v in tuned.items()) + "</table>")
-        if best_yaml is not None and best_yaml.is_file():
-            best_html += (f"<p>train it, with the test set: <code>tunelab fit {html.escape(str(best_yaml))}</code></p>"
-                          f"<details><summary>{html.escape(best_yaml.name)}</summary>{_pre(best_yaml.read_text())}"
-                          "</details>")
-    else:
-        best_html = "<p>no completed trial yet</p>"
-    body = {"summary": summary + "".join(f'<p class="warn">{html.escape(n)}</p>' for n in notes),
-            "best": best_html, "trials": _trials_table(trials, keys, study_dir, best.number if best else None),
-            "history": history, "importance": importance}
-    nav = "".join(f'<a href="#{s}">{s}</a>' for s in SECTIONS)
-    sections = "".join(f'<section id="{s}"><h2>{s}</h2>{body[s]}</section>' for s in SECTIONS)
-    title = f"tunelab search: {html.escape(study.study_name)}"
-    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{_CSS}</style>'
-            f"</head><body><h1>{title}</h1><nav>{nav}</nav>{sections}</body></html>")
+    notes: list[str] = []
+    figs = _figures(study, metric, study_dir / "plots", importances is not None, notes)
+    page = render("tune.html.j2", title=f"tunelab search: {study.study_name}", sections=SECTIONS, metric=metric,
+                  n_trials=len(trials), counts=list(state_counts(trials).items()), direction=study.direction.name.lower(),
+                  seconds=f"{sum(t.duration.total_seconds() for t in trials if t.duration is not None):.0f}",
+                  storage=storage, notes=notes, best=_best(best, best_yaml, study_dir), keys=keys,
+                  trials=[_trial_row(t, keys, study_dir, best.number if best else None) for t in trials],
+                  figs=figs, n_done=len(done), min_for_importance=MIN_FOR_IMPORTANCE,
+                  importances=None if importances is None else [[k, f"{v:.3f}"] for k, v in importances.items()])
     path = study_dir / "tune.html"
     atomic_write_text(path, page)
     return path
