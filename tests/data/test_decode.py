@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from tunelab.config import DataConfig
-from tunelab.data import decode_file, load_data
 from tunelab.data import _store as store
+from tunelab.data import decode_file, load_data
 from tunelab.data._sources import folder_source
 
 
