@@ -57,7 +57,8 @@ def fit(config: Config | str | Path | dict[str, Any] | None = None, *, overrides
     """Train per the config's stages and evaluate; returns the :class:`Run` (metrics, model, folder).
 
     ``config`` is a :class:`Config`, a YAML path, a dict, or None for the defaults. ``resume`` is a
-    run folder of an interrupted run; its saved config is used.
+    run folder of an interrupted run; its saved config is used (giving a config too is an error).
+    The run folder is locked while fit writes it (:func:`tunelab.runs.lock_run_dir`).
     """
     hooks = _check_hooks(hooks)
     if resume is not None:
