@@ -122,3 +122,16 @@ def test_predict_chelsea_with_imagenet_head_says_cat(tmp_path):
     prob, name = out[1].split(maxsplit=1)
     assert name in ("Egyptian cat", "tabby, tabby cat", "tiger cat") or "cat" in name.lower(), out
     assert float(prob) > 0.3
+
+
+@pytest.mark.parametrize("k", ["-1", "0"])
+def test_predict_top_k_below_one_is_an_error(tiny_run, image_folder, k, capsys):
+    assert main(["predict", str(tiny_run.dir), str(image_folder / "cat" / "img0.png"), "--top-k", k]) == 2
+    assert f"error: top_k (--top-k) is {k}; it must be at least 1" in capsys.readouterr().err
+
+
+def test_config_path_that_is_a_folder_says_so(tiny_run, tmp_path, capsys):
+    assert main(["fit", str(tmp_path)]) == 2
+    assert f"error: config file {tmp_path} is a folder; give a YAML file\n" in capsys.readouterr().err
+    assert main(["summary", str(tiny_run.dir)]) == 2
+    assert f"is a folder; give a YAML file, e.g. {tiny_run.dir / 'config.yaml'}" in capsys.readouterr().err

@@ -97,6 +97,8 @@ def predict(target: str | Path, inputs: list[str] | None = None, top_k: int = 5,
 
         predict("runs/rotten-tomatoes", texts=["A triumph."])[0].top   # [("fresh", 0.93), ("rotten", 0.07)]
     """
+    if top_k < 1:
+        raise ConfigError(f"top_k (--top-k) is {top_k}; it must be at least 1 (the number of best classes shown)")
     model, classes, cfg = _model_for(target)
     try:
         items, shown, inputs_ = task_for(cfg).prediction_inputs(cfg, list(inputs or []), list(texts or []))

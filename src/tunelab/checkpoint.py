@@ -8,8 +8,11 @@ the state from the safetensors file itself, so the two can never disagree.
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -21,7 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from tunelab.errors import ModelError
+from tunelab.errors import DiskFullError, ModelError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -33,10 +36,29 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise disk_full(path, len(data), "the file") from None
         raise
     _fsync_dir(path.parent)
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """An OSError with ENOSPC, or safetensors' own error for it (which is no OSError)."""
+    return (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "No space left on device" in str(e)
+
+
+def disk_full(path: Path, needed: int, what: str) -> DiskFullError:
+    """The error for ``path`` not fitting on its disk: how much it needs and how much is free."""
+    free = shutil.disk_usage(path.parent).free
+    return DiskFullError(f"no space left on device for {path}: {what} needs {_size(needed)}, {_size(free)} free on "
+                         f"the disk of {path.parent}; free some space or use a folder on a larger disk")
+
+
+def _size(n: int) -> str:
+    i = min(int(math.log(max(n, 1), 1024)), 3)
+    return f"{n} bytes" if i == 0 else f"{n / 1024**i:.1f} {('KiB', 'MiB', 'GiB')[i - 1]}"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -49,7 +71,45 @@ def partial_npy(path: Path, shape: tuple[int, ...], dtype: Any, *, shared: bool 
     file (tuning workers sharing a cache) never truncate one another's; with ``shared``, one name the
     ranks of a distributed run all open (:func:`partial_npy_path`) to write their shares."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return np.lib.format.open_memmap(partial_npy_path(path, shared), mode="w+", dtype=dtype, shape=shape)
+    _remove_orphans(path)
+    partial = partial_npy_path(path, shared)
+    needed = int(np.prod(shape)) * np.dtype(dtype).itemsize + 4096  # the data and the .npy header
+    if shutil.disk_usage(path.parent).free < needed:
+        raise disk_full(path, needed, "this cache file")
+    arr = np.lib.format.open_memmap(partial, mode="w+", dtype=dtype, shape=shape)
+    # a memory map over a sparse file dies of SIGBUS (no message) when the disk fills while it is
+    # written; reserving the blocks now turns that into an error here
+    try:
+        with open(partial, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without fallocate: the check above
+            return arr
+        del arr
+        partial.unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise disk_full(path, needed, "this cache file") from None
+        raise
+    return arr
+
+
+def _remove_orphans(path: Path) -> None:
+    """Delete this machine's partial copies of ``path`` whose writer process is gone (killed)."""
+    host = socket.gethostname()
+    for p in path.parent.glob(f"{path.stem}.{host}-*.partial.npy"):
+        pid = p.name[len(f"{path.stem}.{host}-"): -len(".partial.npy")]
+        if pid.isdigit() and not _alive(int(pid)):
+            p.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def partial_npy_path(path: Path, shared: bool) -> Path:
@@ -87,8 +147,11 @@ def save(path: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any] | N
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(e):
+            needed = sum(v.numel() * v.element_size() for v in tensors.values())
+            raise disk_full(path, needed, "the checkpoint") from None
         raise
     _fsync_dir(path.parent)
 
@@ -103,7 +166,14 @@ def load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (a safe_open handle, not a dict)
     except Exception as e:
         raise ModelError(f"checkpoint {path} cannot be read ({e}); it is not a tunelab safetensors checkpoint") from None
-    return tensors, json.loads(meta.get("tunelab_state", "{}"))
+    try:
+        state = json.loads(meta.get("tunelab_state", "{}"))
+    except json.JSONDecodeError as e:
+        raise ModelError(f"checkpoint {path}: its tunelab_state metadata is not JSON ({e}); the file was edited "
+                         "or written by another program") from None
+    if not isinstance(state, dict):
+        raise ModelError(f"checkpoint {path}: its tunelab_state metadata is {type(state).__name__}, not a JSON object")
+    return tensors, state
 
 
 def load_model_state(model: nn.Module, sd: dict[str, torch.Tensor], source: str) -> None:

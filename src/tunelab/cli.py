@@ -14,6 +14,11 @@ def _fit(a: argparse.Namespace) -> None:
 
     if a.resume is None and a.config is None:
         raise TunelabError("tunelab fit: give a CONFIG file, or --resume RUN_DIR")
+    if a.resume is not None and (a.config is not None or a.set):
+        given = " and ".join(x for x, v in (("CONFIG", a.config), ("--set", a.set)) if v)
+        raise TunelabError(f"tunelab fit: a resume continues {a.resume} with the config saved in it "
+                           f"({a.resume}/config.yaml), so {given} would be ignored; give --resume RUN_DIR alone, "
+                           "or CONFIG without --resume for a new run")
     # the config is checked before torch is imported: a typo is reported in a fraction of a second
     cfg = load_config(a.config, a.set) if a.resume is None else None
     from tunelab.pipeline import fit

@@ -642,6 +642,9 @@ def _clear_other_lr(resolved: dict[str, Any], assignment: str) -> None:
 def read_raw(path: str | Path) -> dict[str, Any]:
     """The mapping in a YAML config file, before validation (what overrides apply to)."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file {p} is a folder; give a YAML file" +
+                          (f", e.g. {p / 'config.yaml'} (a run folder's saved config)" if (p / "config.yaml").is_file() else ""))
     if not p.is_file():
         raise ConfigError(f"config file {p} does not exist")
     try:

@@ -15,3 +15,11 @@ class DataError(TunelabError, ValueError):
 
 class ModelError(TunelabError, ValueError):
     """A backbone name, weights file or checkpoint does not fit."""
+
+
+class RunError(TunelabError):
+    """A run folder is in use by another process, or its files are damaged."""
+
+
+class DiskFullError(TunelabError, OSError):
+    """A file (checkpoint, cache) does not fit on its disk; the message says how much it needs."""

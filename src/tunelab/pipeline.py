@@ -36,17 +36,17 @@ from tunelab.distributed import Dist
 from tunelab.engine.data import Splits
 from tunelab.engine.device import pick_device
 from tunelab.engine.model import FineTuneModel
-from tunelab.engine.resume import Position
+from tunelab.engine.resume import Position, position_from_state
 from tunelab.engine.rng import seed_everything
 from tunelab.engine.trainer import HOOKS, Hook, Trainer
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, DiskFullError
 from tunelab.freezing import select
 from tunelab.metrics import classification_metrics, format_metrics, per_class_table
 from tunelab.model import place
 from tunelab.refit import refit_stages, should_refit
 from tunelab.regularizers import Penalty, build_penalties, check_coverage, pretrained_reference
 from tunelab.report import write_report
-from tunelab.runs import Run, new_run_dir, read_history, run_logging
+from tunelab.runs import Run, lock_run_dir, new_run_dir, read_history, remove_stale_files, run_logging
 from tunelab.tasks import Task, task_for
 
 log = logging.getLogger("tunelab")
@@ -57,13 +57,16 @@ def fit(config: Config | str | Path | dict[str, Any] | None = None, *, overrides
     """Train per the config's stages and evaluate; returns the :class:`Run` (metrics, model, folder).
 
     ``config`` is a :class:`Config`, a YAML path, a dict, or None for the defaults. ``resume`` is a
-    run folder of an interrupted run; its saved config is used.
+    run folder of an interrupted run; its saved config is used (giving a config too is an error).
+    The run folder is locked while fit writes it (:func:`tunelab.runs.lock_run_dir`).
     """
     hooks = _check_hooks(hooks)
-    pos = Position()
     if resume is not None:
+        if config is not None or overrides:
+            raise ConfigError(f"a resume continues {resume} with the config saved in it (config.yaml); give a config "
+                              "to start a new run, or resume=RUN_DIR alone to continue one, not both")
         run_dir = Path(resume)
-        cfg, pos = _read_resume(run_dir)
+        cfg = _resume_config(run_dir)
     elif isinstance(config, Config):
         cfg = config.model_copy(deep=True)
     elif isinstance(config, dict):
@@ -74,10 +77,19 @@ def fit(config: Config | str | Path | dict[str, Any] | None = None, *, overrides
     dist, dist_device = distributed.init(cfg.run.device)
     if resume is None:
         run_dir = Path(dist.broadcast(str(new_run_dir(cfg)) if dist.main else None))
-        if dist.main:
+    # rank 0 writes the folder: it alone holds the lock, from before it reads the saved state
+    with lock_run_dir(run_dir) if dist.main else contextlib.nullcontext():
+        if resume is None and dist.main:
             ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-    with run_logging(run_dir, main=dist.main):
-        return _fit(cfg, run_dir, pos, hooks, dist, dist_device or pick_device(cfg.run.device))
+        pos = _read_position(run_dir, cfg) if resume is not None else Position()
+        with run_logging(run_dir, main=dist.main):
+            if resume is not None and dist.main:
+                _remove_stale_files(run_dir)
+            try:
+                return _fit(cfg, run_dir, pos, hooks, dist, dist_device or pick_device(cfg.run.device))
+            except DiskFullError as e:  # checkpoints are atomic: everything up to the last epoch is kept
+                raise DiskFullError(f"{e}. Nothing is lost: once there is room, continue the run with "
+                                    f"`tunelab fit --resume {run_dir}`") from None
 
 
 def _check_hooks(hooks: dict[str, Hook] | None) -> dict[str, Hook]:
@@ -88,16 +100,29 @@ def _check_hooks(hooks: dict[str, Hook] | None) -> dict[str, Hook]:
     return hooks
 
 
-def _read_resume(run_dir: Path) -> tuple[Config, Position]:
+def _resume_config(run_dir: Path) -> Config:
+    if not run_dir.is_dir():
+        raise ConfigError(f"--resume {run_dir}: no such folder; give the run folder of the run to continue")
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise ConfigError(f"--resume {run_dir}: not a run folder (no config.yaml)")
-    cfg = load_config(cfg_path)
+    return load_config(cfg_path)
+
+
+def _read_position(run_dir: Path, cfg: Config) -> Position:
+    """Where the run in ``run_dir`` stopped: its last checkpoint's position, checked against the config."""
     last = run_dir / "checkpoints" / "last.safetensors"
     if not last.is_file():  # killed before the first epoch ended: start over in the same folder
-        return cfg, Position()
+        return Position()
     tensors, state = ckpt.load(last)
-    return cfg, Position(state["stage"], state["epoch"], state["stopped"], tensors, state)
+    return position_from_state(tensors, state, [st.epochs for st in cfg.stages], str(last))
+
+
+def _remove_stale_files(run_dir: Path) -> None:
+    stale = remove_stale_files(run_dir)
+    if stale:
+        log.info("removed %d temporary file(s) an interrupted process left behind: %s", len(stale),
+                 ", ".join(str(p.relative_to(run_dir)) for p in stale[:5]) + (" ..." if len(stale) > 5 else ""))
 
 
 def _truncate_metrics(run_dir: Path, pos: Position) -> None:
@@ -263,7 +288,7 @@ def _refit(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], hooks: d
         sub.mkdir(exist_ok=True)
         ckpt.atomic_write_text(sub / "config.yaml", dump_config(rcfg))
     dist.barrier()
-    pos = _read_resume(sub)[1]
+    pos = _read_position(sub, rcfg)
     log.info("refit: the same recipe on all %d training and validation examples (epochs %s, as the first fit ran)",
              len(merged.train), ", ".join(str(st.epochs) for st in rcfg.stages))
     seed_everything(cfg.run.seed)

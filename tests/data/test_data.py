@@ -38,8 +38,12 @@ def test_csv_manifest_relative_paths_and_test_set(image_folder, tmp_path):
     files = sorted(image_folder.rglob("*.png"))
     man = tmp_path / "train.csv"
     man.write_text("path,label\n" + "".join(f"{f.relative_to(tmp_path)},{f.parent.name}\n" for f in files))
-    s = load_data(cfg(train=str(man), test=str(image_folder)))
-    assert s.classes == ["cat", "dog", "fox"] and len(s.train) == 18 and len(s.test) == 18
+    write_images(tmp_path / "test", {"cat": 2, "dog": 2, "fox": 2}, size=24)  # not the training images
+    s = load_data(cfg(train=str(man), test=str(tmp_path / "test")))
+    assert s.classes == ["cat", "dog", "fox"] and len(s.train) == 18 and len(s.test) == 6
+    # the training images as the test set: each is removed from it, which leaves nothing to test on
+    with pytest.raises(DataError, match=r"data.test \(.*images\): every image is also in the training data"):
+        load_data(cfg(train=str(man), test=str(image_folder)))
 
 
 def test_corrupt_image_is_an_error_naming_the_file(image_folder):
@@ -180,3 +184,24 @@ def test_decode_store_replaces_files_by_rename_never_in_place(tmp_path):
     assert all(npy.stat().st_ino != ino for npy, ino in inodes.items())
     assert not list(store.glob("*.partial.npy"))
     assert torch.equal(again.train.images, ref.train.images)  # ref still reads its own, intact copy
+
+
+def test_manifest_saved_with_a_byte_order_mark_is_read(image_folder, tmp_path):
+    """Excel writes UTF-8 CSVs with a BOM; was: (found: \\ufeffpath, label)."""
+    files = sorted(image_folder.rglob("*.png"))
+    man = tmp_path / "excel.csv"
+    man.write_bytes(("path,label\n" + "".join(f"{f},{f.parent.name}\n" for f in files)).encode("utf-8-sig"))
+    assert man.read_bytes().startswith(b"\xef\xbb\xbf")
+    s = load_data(cfg(train=str(man)))
+    assert s.classes == ["cat", "dog", "fox"] and len(s.train) == 18
+
+
+def test_appledouble_files_and_dangling_symlinks_are_skipped_and_counted(image_folder, caplog):
+    """Was: the run stopped on ._name.jpg files; a symlink to nothing was dropped silently."""
+    for c in ("cat", "dog"):
+        (image_folder / c / "._img0.png").write_bytes(b"\x00\x05\x16\x07 Mac OS X metadata")
+    (image_folder / "fox" / "gone.png").symlink_to(image_folder / "fox" / "deleted.png")
+    s = load_data(cfg(train=str(image_folder)))
+    assert len(s.train) == 18
+    assert (f"{image_folder}: skipped 2 macOS metadata file(s) (._*) (e.g. {image_folder / 'cat' / '._img0.png'}), "
+            f"1 symlink(s) pointing nowhere (e.g. {image_folder / 'fox' / 'gone.png'})") in caplog.text

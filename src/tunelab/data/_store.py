@@ -3,7 +3,8 @@
 With ``data.decode_cache: FOLDER`` the uint8 arrays at the working resolution are written to
 ``FOLDER/<key>.npy`` while decoding (chunk by chunk: memory does not grow with the data set) and
 memory-mapped by later runs. The key covers the source, which items, each file's size and
-modification time (or the array bytes of a built-in set), the resolution and the bad-image policy;
+modification time (or the array bytes of a built-in set), the resolution, the bad-image policy and
+the decoder's version;
 a ``.done`` marker is written last, so a half-written file is never read.
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from tunelab.checkpoint import atomic_write_text, partial_npy, publish_npy
+from tunelab.data._decode import DECODER_VERSION
 from tunelab.data._sources import ArraySource, FileSource
 
 log = logging.getLogger("tunelab")
@@ -28,7 +30,7 @@ CHUNK = 512  # images decoded per write
 
 
 def decode_key(src: ArraySource | FileSource, idx: np.ndarray, size: int, on_bad: str) -> str:
-    h = hashlib.sha256(repr((src.name, size, on_bad, len(idx))).encode())
+    h = hashlib.sha256(repr((src.name, size, on_bad, len(idx), DECODER_VERSION)).encode())
     h.update(np.ascontiguousarray(idx, dtype=np.int64).tobytes())
     if isinstance(src, FileSource):
         for i in idx:

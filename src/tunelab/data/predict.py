@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from pathlib import Path
 
 import torch
 
 from tunelab.config import Config
 from tunelab.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file
+from tunelab.data._sources import image_files
 from tunelab.errors import DataError
 
 
@@ -28,7 +30,7 @@ def _expand_inputs(inputs: list[str]) -> list[Path]:
     for s in inputs:
         p = Path(s)
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+            files += image_files(p, defaultdict(list))
         elif p.is_file():
             files.append(p)
         else:

@@ -16,6 +16,7 @@ from tunelab import checkpoint as ckpt
 from tunelab.distributed import Dist
 from tunelab.engine.rng import rng_state, set_rng_state
 from tunelab.engine.stopping import Stopper
+from tunelab.errors import ModelError
 
 log = logging.getLogger("tunelab")
 
@@ -29,6 +30,33 @@ class Position:
     stopped: bool = False
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
+
+
+STATE_KEYS = ("stage", "epoch", "stopped", "stopper", "optimizer", "scheduler", "rng")
+
+
+def position_from_state(tensors: dict[str, torch.Tensor], state: dict[str, Any], epochs: list[int],
+                        source: str) -> Position:
+    """The position a checkpoint's state (from :func:`save_last`) records, checked against the
+    config's stages (``epochs`` per stage): a state edited by hand or written for another config is
+    refused with the key named, never silently skipped or repeated."""
+    missing = [k for k in STATE_KEYS if k not in state]
+    problem = f"has no {', '.join(repr(k) for k in missing)}" if missing else _position_problem(state, epochs)
+    if problem:
+        raise ModelError(f"{source}: the saved training state {problem}; the checkpoint was edited or written by "
+                         "another program. Delete the checkpoints folder to train the run again from the start")
+    return Position(state["stage"], state["epoch"], state["stopped"], tensors, state)
+
+
+def _position_problem(state: dict[str, Any], epochs: list[int]) -> str | None:
+    stage, epoch = state["stage"], state["epoch"]
+    if type(stage) is not int or not 0 <= stage < len(epochs):
+        return f"has stage {stage!r}; the config has stages 0 to {len(epochs) - 1}"
+    if type(epoch) is not int or not 0 <= epoch < epochs[stage]:
+        return f"has epoch {epoch!r}; stage {stage} of the config has epochs 0 to {epochs[stage] - 1}"
+    if not isinstance(state["stopped"], bool):
+        return f"has stopped {state['stopped']!r}; valid: true or false"
+    return None
 
 
 def save_last(ckpt_dir: Path, model: nn.Module, dist: Dist, position: dict[str, Any], opt: torch.optim.Optimizer,
