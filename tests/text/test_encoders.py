@@ -1,0 +1,159 @@
+"""Every mainstream transformers architecture through one table: tiny random models (hidden 32, 3
+layers) saved with a local tokenizer, a two-stage fit (head, then ``last_layers: 1``) with the
+cache and without. Per row: the layer table, the cache engaged where promised (or the logged
+reason), cached == uncached losses and weights, and a gradient for every parameter a stage trains.
+
+A new architecture joins by adding a row to ``ROWS``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import tunelab
+from conftest import FILLER, TEXT_WORDS, text_rows, write_text_csv
+from engine.test_properties import Watch
+from tunelab.freezing import layer_rows
+
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + FILLER + TEXT_WORDS["pos"] + TEXT_WORDS["neg"]
+SIZES = {"hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 2, "intermediate_size": 64,
+         "max_position_embeddings": 64, "vocab_size": len(VOCAB), "pad_token_id": 0}
+
+
+def _config(arch: str) -> Any:
+    import transformers as tr
+
+    c = dict(SIZES)
+    return {
+        "bert": lambda: tr.BertConfig(**c),
+        "roberta": lambda: tr.RobertaConfig(**c),
+        "xlm-roberta": lambda: tr.XLMRobertaConfig(**c),
+        "distilbert": lambda: tr.DistilBertConfig(vocab_size=len(VOCAB), dim=32, n_layers=3, n_heads=2, hidden_dim=64,
+                                                  max_position_embeddings=64, pad_token_id=0),
+        "electra": lambda: tr.ElectraConfig(embedding_size=16, **c),  # embeddings_project maps 16 -> 32
+        # DeBERTa-v3's layout: relative positions only, a shared rel_embeddings table with its LayerNorm
+        "deberta-v2": lambda: tr.DebertaV2Config(relative_attention=True, pos_att_type=["p2c", "c2p"], position_buckets=16,
+                                                 norm_rel_ebd="layer_norm", position_biased_input=False, **c),
+        "mpnet": lambda: tr.MPNetConfig(**c),  # a shared relative_attention_bias
+        "modernbert": lambda: tr.ModernBertConfig(**c, cls_token_id=2, sep_token_id=3, bos_token_id=2, eos_token_id=3),
+        "albert": lambda: tr.AlbertConfig(embedding_size=16, **c),  # one layer's weights at every depth
+        "gpt2": lambda: tr.GPT2Config(n_embd=32, n_layer=3, n_head=2, n_positions=64, vocab_size=300,
+                                      bos_token_id=None, eos_token_id=None),
+        "qwen2": lambda: tr.Qwen2Config(num_key_value_heads=1, **c),
+        "llama": lambda: tr.LlamaConfig(num_key_value_heads=1, **c),
+    }[arch]()
+
+
+def _wordpiece(folder: Path) -> None:
+    from transformers import BertTokenizer
+
+    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    BertTokenizer(str(folder / "vocab.txt")).save_pretrained(folder)
+
+
+def _byte_bpe_without_pad(folder: Path) -> None:
+    """GPT-2's kind of tokenizer: byte-level BPE, no special tokens added, and no pad token."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([t for t, _ in text_rows(40)], vocab_size=300, min_frequency=1, show_progress=False)
+    PreTrainedTokenizerFast(tokenizer_object=bpe).save_pretrained(folder)
+
+
+@dataclass
+class Row:
+    pooling: str
+    cached: str  # what the log says of stage 2's cache
+    embeddings_hold: list[str] = field(default_factory=list)  # shared or input-side parameters outside .embeddings
+    tokenizer: Any = _wordpiece
+
+
+SPLIT = "cache: the hidden states entering layer 2 (2 of 3 layers frozen)"
+ROWS = {
+    "bert": Row("pooler", SPLIT),
+    "roberta": Row("cls", SPLIT),
+    "xlm-roberta": Row("mean", SPLIT),
+    "distilbert": Row("max", SPLIT),
+    "electra": Row("mean", SPLIT, ["embeddings_project.weight"]),
+    "deberta-v2": Row("mean", SPLIT, ["encoder.rel_embeddings.weight", "encoder.LayerNorm.weight"]),
+    "mpnet": Row("mean", SPLIT, ["encoder.relative_attention_bias.weight"]),
+    "modernbert": Row("mean", SPLIT),
+    "albert": Row("cls", "cache: off in this stage (AlbertModel runs the weights of 1 layer group(s) at all 3 depths",
+                  ["encoder.embedding_hidden_mapping_in.weight"]),
+    "gpt2": Row("last", SPLIT, ["wte.weight", "wpe.weight"], _byte_bpe_without_pad),
+    "qwen2": Row("last", SPLIT, ["embed_tokens.weight"]),
+    "llama": Row("mean", SPLIT, ["embed_tokens.weight"]),
+}
+
+
+@pytest.fixture(scope="session")
+def encoder_folders(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    made: dict[str, Path] = {}
+
+    def folder(arch: str) -> Path:
+        if arch not in made:
+            from transformers import AutoModel
+
+            made[arch] = tmp_path_factory.mktemp(arch)
+            ROWS[arch].tokenizer(made[arch])
+            torch.manual_seed(0)
+            AutoModel.from_config(_config(arch)).save_pretrained(made[arch])
+        return made[arch]
+    return folder
+
+
+def _cfg(folder: Path, tmp_path: Path, pooling: str) -> dict[str, Any]:
+    return {
+        "run": {"name": "cached", "progress": False, "seed": 0, "dir": str(tmp_path / "runs")},
+        "data": {"train": str(write_text_csv(tmp_path / "reviews.csv", text_rows(12))), "test_split": 0.2,
+                 "val_split": 0.2, "batch_size": 8, "refit": "never", "evaluate_test": False,
+                 "text": {"max_length": 16, "token_cache": str(tmp_path / "tokens")}},
+        "model": {"backbone": str(folder), "head": {"pooling": pooling}},
+        "cache": {"enabled": True, "autocast": "off"},  # fp32 both ways: equal to 1e-4
+        "stages": [
+            {"name": "head", "train": "head", "epochs": 1, "lr": 1e-2},
+            {"name": "top", "train": ["head", {"last_layers": 1}], "epochs": 2, "lr": 1e-3},
+        ],
+    }
+
+
+@pytest.mark.parametrize("arch", list(ROWS))
+def test_every_encoder_fits_and_caches_what_it_promises(arch, encoder_folders, tmp_path):
+    row = ROWS[arch]
+    cfg = _cfg(encoder_folders(arch), tmp_path, row.pooling)
+    watch = Watch()
+    cached = tunelab.fit(cfg, hooks=watch.hooks())
+    model = cached.model
+
+    # the layer table: input side, the layers, what follows them; every parameter in one group
+    groups = dict(model.groups())
+    assert list(groups)[:4] == ["backbone.embeddings", "backbone.layers.0", "backbone.layers.1", "backbone.layers.2"] \
+        or (arch == "albert" and list(groups)[:2] == ["backbone.embeddings", "backbone.layers.0"])
+    assert sorted(n for names in groups.values() for n in names) == sorted(n for n, _ in model.named_parameters())
+    for name in row.embeddings_hold:  # shared tables and projections freeze with the layers below the boundary
+        assert f"backbone.model.{name}" in groups["backbone.embeddings"]
+    rows = {r.name: r for r in layer_rows(model, 1e-3)}
+    assert rows["backbone.embeddings"].trainable == "no" and rows["head.fc"].trainable == "yes"
+
+    log = (cached.dir / "log.txt").read_text()
+    assert "cache: pooled features (the whole encoder is frozen)" in log
+    assert row.cached in log
+    for stage, names in watch.trainable.items():
+        assert names - watch.graded[stage] == set(), f"stage {stage + 1}: no gradient reached these"
+        assert not watch.frozen_changed[stage], f"stage {stage + 1} changed frozen tensors"
+
+    plain_cfg = copy.deepcopy(cfg)
+    plain_cfg["run"]["name"], plain_cfg["cache"]["enabled"] = "uncached", False
+    plain = tunelab.fit(plain_cfg)
+    for a, b in zip(cached.history, plain.history, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+    for (n, p), (_, q) in zip(model.state_dict().items(), plain.model.state_dict().items()):
+        torch.testing.assert_close(p.float(), q.float(), rtol=1e-4, atol=1e-5, msg=n)
