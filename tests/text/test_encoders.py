@@ -157,3 +157,72 @@ def test_every_encoder_fits_and_caches_what_it_promises(arch, encoder_folders, t
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
     for (n, p), (_, q) in zip(model.state_dict().items(), plain.model.state_dict().items()):
         torch.testing.assert_close(p.float(), q.float(), rtol=1e-4, atol=1e-5, msg=n)
+
+
+# --- the bugs the table found, one by one --------------------------------------------------------
+
+
+def _model(folder: Path, pooling: str = "mean") -> Any:
+    from tunelab.config import ModelConfig
+    from tunelab.tasks import build_model
+
+    torch.manual_seed(0)
+    return build_model(ModelConfig(backbone=str(folder), family="transformers", head={"pooling": pooling}), 2)
+
+
+@pytest.mark.parametrize("arch, shared", [("deberta-v2", "encoder.rel_embeddings.weight"),
+                                          ("mpnet", "encoder.relative_attention_bias.weight"),
+                                          ("electra", "embeddings_project.weight")])
+def test_what_the_layers_share_freezes_with_the_prefix_and_keys_the_cache(arch, shared, encoder_folders):
+    from tunelab.freezing import select, set_trainable
+    from tunelab.text.cache import cache_key, find_text_boundary
+    from tunelab.text.data import Tokens
+
+    model = _model(encoder_folders(arch))
+    set_trainable(model, select(model, ["head", {"last_layers": 1}]))
+    params = dict(model.named_parameters())
+    assert not params[f"backbone.model.{shared}"].requires_grad  # it feeds the frozen layers 0 and 1 too
+    boundary = find_text_boundary(model)
+    tokens = Tokens(torch.tensor([[2, 10, 11, 3], [2, 12, 3, 0]]), torch.tensor([4, 3]))
+    key = cache_key(model, boundary, tokens, torch.float32, 0)
+    with torch.no_grad():
+        params[f"backbone.model.{shared}"].mul_(1.01)
+    assert cache_key(model, boundary, tokens, torch.float32, 0) != key
+
+
+def test_last_token_pooling_finds_the_last_token_under_right_and_left_padding():
+    from tunelab.text.backbone import last_token
+
+    right = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1], [1, 0, 0, 0]])
+    left = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1], [0, 0, 0, 1]])
+    assert last_token(right).tolist() == [2, 3, 0]
+    assert last_token(left).tolist() == [3, 3, 3]
+
+
+def test_a_decoder_reads_as_a_causal_encoder(encoder_folders):
+    from tunelab.errors import ModelError
+
+    gpt2 = _model(encoder_folders("gpt2"), "last")
+    assert gpt2.backbone.causal and not _model(encoder_folders("bert")).backbone.causal
+    with pytest.raises(ModelError, match="GPT2Model is causal: its first token has seen nothing after it; use last"):
+        _model(encoder_folders("gpt2"), "cls")
+    # the dropout GPT-2 applies to its embeddings belongs to the frozen input side: no dropout there
+    from tunelab.freezing import select, set_train_mode, set_trainable
+
+    set_trainable(gpt2, select(gpt2, ["head", {"last_layers": 1}]))
+    set_train_mode(gpt2, train_bn=False)
+    assert not gpt2.backbone.model.drop.training and gpt2.backbone.layers[2].training
+    set_trainable(gpt2, select(gpt2, ["all"]))
+    set_train_mode(gpt2, train_bn=False)
+    assert gpt2.backbone.model.drop.training
+
+
+def test_albert_trains_its_shared_layer_and_says_why_it_is_not_split(encoder_folders):
+    from tunelab.errors import ConfigError
+    from tunelab.freezing import select
+
+    albert = _model(encoder_folders("albert"))
+    assert not albert.backbone.splits and "at all 3 depths" in str(albert.backbone.split_reason)
+    assert select(albert, [{"last_layers": 1}]) == set(dict(albert.groups())["backbone.layers.0"])
+    with pytest.raises(ConfigError, match="last_layers: 2 but the backbone has 1 layers"):
+        select(albert, [{"last_layers": 2}])
