@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -226,3 +226,59 @@ def test_albert_trains_its_shared_layer_and_says_why_it_is_not_split(encoder_fol
     assert select(albert, [{"last_layers": 1}]) == set(dict(albert.groups())["backbone.layers.0"])
     with pytest.raises(ConfigError, match="last_layers: 2 but the backbone has 1 layers"):
         select(albert, [{"last_layers": 2}])
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The hub probe with its once-a-process answer forgotten before and after the test."""
+    from huggingface_hub import constants
+
+    from tunelab.text import _encoders
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    _encoders.hub_reachable.cache_clear()
+    yield _encoders
+    _encoders.hub_reachable.cache_clear()
+
+
+class _Loader:
+    """Records how from_pretrained was called; only the local cache holds ``cached``."""
+
+    calls: ClassVar[list[dict[str, Any]]] = []
+
+    @classmethod
+    def from_pretrained(cls, path: str, **kwargs: Any) -> str:
+        cls.calls.append(kwargs)
+        if path == "org/cached" and kwargs.get("local_files_only"):
+            return "from the cache"
+        raise OSError(f"{path} not found")
+
+
+def test_an_unreachable_hub_is_not_retried_and_the_error_says_how_to_point_at_local_weights(hub, monkeypatch):
+    from huggingface_hub import constants
+
+    from tunelab.errors import ModelError
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    _Loader.calls = []
+    with pytest.raises(ModelError, match=r"'org/model': the hub is out of reach \(no network\?\) and its local cache "
+                                         r"does not hold it; point model.backbone \(or model.weights\) at a local folder"):
+        hub.from_pretrained(_Loader, "org/model", "hub", "encoder")
+    assert _Loader.calls == [{"local_files_only": True}]  # one look into the local cache, no download retried
+    assert hub.from_pretrained(_Loader, "org/cached", "hub", "encoder") == "from the cache"
+
+
+def test_a_reachable_hub_loads_as_usual(hub, monkeypatch):
+    import huggingface_hub
+
+    from tunelab.errors import ModelError
+
+    class Session:
+        def head(self, url: str, timeout: float) -> Any:
+            return type("Response", (), {"status_code": 200})()
+
+    monkeypatch.setattr(huggingface_hub, "get_session", lambda: Session())
+    _Loader.calls = []
+    with pytest.raises(ModelError, match=r"cannot load the encoder 'org/model' \(hub\): org/model not found; offline, point"):
+        hub.from_pretrained(_Loader, "org/model", "hub", "encoder")
+    assert _Loader.calls == [{}]
