@@ -92,18 +92,28 @@ def probe(model: Any, layers: nn.ModuleList, run: Callable[[torch.Tensor, torch.
     position embeddings, what maps them to the layers' width (ELECTRA's embeddings_project) and the
     tables every layer reads (DeBERTa's rel_embeddings, MPNet's relative_attention_bias). A model is
     causal when the first token's output is the same for both texts."""
-    in_layers = {id(p) for p in layers.parameters()}
-    candidates = {n: p for n, p in model.named_parameters() if id(p) not in in_layers}
+    token = model.get_input_embeddings().weight
+    # the token embeddings are input side by definition; leaving them out of the gradient spares a
+    # vocabulary-sized temporary (Qwen2's is 151k x 896)
+    known = {id(p) for p in layers.parameters()} | {id(token)}
+    candidates = {n: p for n, p in model.named_parameters() if id(p) not in known}
     vocab = int(getattr(model.config, "vocab_size", 100))
     ids = torch.randint(min(5, vocab - 2), min(vocab, 1000), (1, 8), generator=torch.Generator().manual_seed(0))
-    ids = torch.cat([ids, ids]).to(next(model.parameters()).device)
+    ids = torch.cat([ids, ids]).to(token.device)
     ids[1, -1] = ids[0, -1] + 1 if int(ids[0, -1]) + 1 < vocab else ids[0, -1] - 1
     with _modules_before(model, layers[0]) as before, _grad_on(list(candidates.values())), _eval(model):
         out = run_until(lambda: run(ids, torch.ones_like(ids)), layers[-1], entering=False)
-        grads = torch.autograd.grad(out.float().sum(), list(candidates.values()), allow_unused=True)
+        used = _reached(out, candidates)
     causal = torch.allclose(out[0, 0], out[1, 0], rtol=1e-4, atol=1e-6) and not torch.equal(out[0, -1], out[1, -1])
-    used = {n for n, g in zip(candidates, grads) if g is not None}
-    return Anatomy(used, before, causal)
+    return Anatomy(used | {n for n, p in model.named_parameters() if p is token}, before, causal)
+
+
+def _reached(out: torch.Tensor, params: dict[str, nn.Parameter]) -> set[str]:
+    """Names of the ``params`` that ``out`` depends on."""
+    if not params or not out.requires_grad:
+        return set()
+    grads = torch.autograd.grad(out.float().sum(), list(params.values()), allow_unused=True)
+    return {n for n, g in zip(params, grads) if g is not None}
 
 
 @contextmanager
