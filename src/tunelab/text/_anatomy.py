@@ -104,7 +104,7 @@ def probe(model: Any, layers: nn.ModuleList, run: Callable[[torch.Tensor, torch.
     with _modules_before(model, layers[0]) as before, _grad_on(list(candidates.values())), _eval(model):
         out = run_until(lambda: run(ids, torch.ones_like(ids)), layers[-1], entering=False)
         used = _reached(out, candidates)
-    causal = torch.allclose(out[0, 0], out[1, 0], rtol=1e-4, atol=1e-6) and not torch.equal(out[0, -1], out[1, -1])
+    causal = torch.allclose(out[0, 0], out[1, 0], rtol=1e-5, atol=1e-6) and not torch.equal(out[0, -1], out[1, -1])
     return Anatomy(used | {n for n, p in model.named_parameters() if p is token}, before, causal)
 
 
