@@ -128,9 +128,10 @@ class HiddenLayer(_Section):
 class HeadConfig(_Section):
     """pooling -> dropout -> [dense -> (bn) -> activation -> dropout]* -> classifier."""
 
-    pooling: Literal["avg", "max", "avgmax", "catavgmax", "mean", "cls", "pooler"] = Field(
+    pooling: Literal["avg", "max", "avgmax", "catavgmax", "mean", "cls", "pooler", "last"] = Field(
         "avg", description="images: avg, max, avgmax, catavgmax; text: avg (= mean over tokens), mean, max, cls "
-        "(the first token), pooler (cls through the encoder's pretrained pooler)")
+        "(the first token), pooler (cls through the encoder's pretrained pooler), last (the last token: for "
+        "decoders such as GPT-2, Qwen2, Llama)")
     spatial_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout2d on the feature map before pooling")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the pooled features")
     hidden: list[HiddenLayer] = Field(default_factory=list, description="dense layers between the pooled "
@@ -482,14 +483,14 @@ class Config(_Section):
         if self.model.family == "transformers":
             if head.pooling in ("avgmax", "catavgmax"):
                 raise ValueError(f"model.head.pooling: {head.pooling} is for image feature maps; text: avg (mean), "
-                                 "mean, max, cls, pooler")
+                                 "mean, max, cls, pooler, last")
             if head.spatial_dropout:
                 raise ValueError("model.head.spatial_dropout applies to image feature maps; for text use model.head.dropout")
             if reg.augment != "none":
                 raise ValueError(f"regularization.augment: {reg.augment!r} is image augmentation; text runs need none")
             if reg.mixup is not None:
                 raise ValueError("regularization.mixup mixes images; it does not apply to text (remove it)")
-        elif head.pooling in ("mean", "cls", "pooler"):
+        elif head.pooling in ("mean", "cls", "pooler", "last"):
             raise ValueError(f"model.head.pooling: {head.pooling} is for text encoders; images: avg, max, avgmax, catavgmax")
         return self
 

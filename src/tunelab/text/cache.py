@@ -23,7 +23,7 @@ from tunelab.text.data import Tokens
 if TYPE_CHECKING:
     from tunelab.text.model import TextModel
 
-__all__ = ["CachedStates", "TextBoundary", "cache_key", "find_text_boundary", "run_prefix", "run_tail"]
+__all__ = ["CachedStates", "TextBoundary", "cache_key", "find_text_boundary", "run_prefix", "run_tail", "uncached_reason"]
 
 
 @dataclass
@@ -45,15 +45,24 @@ def _trains(module: nn.Module) -> bool:
 
 
 def find_text_boundary(model: TextModel) -> TextBoundary | None:
-    """The stage's freeze boundary (from requires_grad), or None when the embeddings train (nothing
-    to cache) or the encoder cannot be split."""
+    """The stage's freeze boundary (from requires_grad), or None (:func:`uncached_reason` says why)
+    when the input side trains (nothing to cache) or the encoder cannot be split."""
     bb = model.backbone
     if not _trains(bb):
         return TextBoundary(bb.num_layers, pooled=True)
-    if not bb.splits or _trains(bb.model.embeddings):
+    if not bb.splits or bb.input_side_trains():
         return None
     start = next((i for i, layer in enumerate(bb.layers) if _trains(layer)), bb.num_layers)
     return TextBoundary(start, pooled=False)
+
+
+def uncached_reason(model: TextModel) -> str:
+    """Why :func:`find_text_boundary` found no boundary in this stage, for the log."""
+    bb = model.backbone
+    if not bb.splits:
+        return bb.split_reason or "the encoder cannot be split"
+    return ("backbone.embeddings trains: the embeddings and what every layer shares (relative positions) "
+            "feed all layers, so nothing below a layer stays fixed")
 
 
 def run_prefix(model: TextModel, boundary: TextBoundary, tokens: Tokens) -> torch.Tensor:
@@ -73,7 +82,7 @@ def run_tail(model: TextModel, boundary: TextBoundary, h: torch.Tensor, tokens: 
 def cache_key(model: TextModel, boundary: TextBoundary, tokens: Tokens, dtype: torch.dtype, seed: int) -> str:
     """A digest of everything the cached features depend on."""
     bb = model.backbone
-    prefix = [bb] if boundary.pooled else [bb.model.embeddings, *list(bb.layers)[: boundary.start]]
+    prefix = [bb] if boundary.pooled else [*bb.input_side(), *list(bb.layers)[: boundary.start]]
     h = hashlib.sha256()
     module_digest(h, prefix)
     h.update(bb.model.config.to_json_string().encode())  # attention implementation, dropout, sizes

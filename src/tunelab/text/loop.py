@@ -11,7 +11,15 @@ import torch
 
 from tunelab.engine.loop import StagePlan
 from tunelab.engine.store import STORE_DTYPES
-from tunelab.text.cache import CachedStates, TextBoundary, cache_key, fill_prefix, find_text_boundary, run_tail
+from tunelab.text.cache import (
+    CachedStates,
+    TextBoundary,
+    cache_key,
+    fill_prefix,
+    find_text_boundary,
+    run_tail,
+    uncached_reason,
+)
 from tunelab.text.data import TextSet, Tokens
 from tunelab.text.model import TextModel
 
@@ -62,7 +70,7 @@ class TextLoop:
             return None
         boundary = find_text_boundary(self.model)
         if boundary is None:
-            log.info("cache: off in this stage (the embeddings train, or the encoder cannot be split)")
+            log.info("cache: off in this stage (%s)", uncached_reason(self.model))
             return None
         t0 = time.perf_counter()
         t.store.memory.clear()  # one stage's features at a time in memory
