@@ -2,7 +2,8 @@
 
 A run folder holds ``config.yaml`` (fully resolved), ``classes.json``, ``metrics.jsonl`` (one row
 per epoch), ``metrics.json`` (final metrics), ``model.safetensors`` (final weights),
-``checkpoints/{last,best}.safetensors`` and ``log.txt``.
+``checkpoints/{last,best}.safetensors``, ``log.txt``, ``report.html`` and ``README.md`` (the model
+card, :mod:`tunelab.card`).
 """
 
 from __future__ import annotations
