@@ -83,6 +83,12 @@ def _summary(a: argparse.Namespace) -> None:
     print(summary(a.config, a.set))
 
 
+def _export(a: argparse.Namespace) -> None:
+    from tunelab.exports import export
+
+    print(export(a.run_dir, a.format, a.out, check=a.check).describe())
+
+
 def _models(a: argparse.Namespace) -> None:
     from tunelab.backbones import list_backbones
 
@@ -147,6 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("config")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     s.set_defaults(func=_summary)
+
+    x = sub.add_parser("export", help="a finished run as ONNX, TorchScript, a timm or a transformers folder")
+    x.add_argument("run_dir")
+    x.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "timm", "transformers"],
+                   help="onnx, torchscript (raw uint8 images or token ids in, logits out, any batch size), timm "
+                   "(image runs) or transformers (text runs)")
+    x.add_argument("--out", metavar="PATH", help="file (onnx, torchscript) or folder (default: RUN_DIR/export/...)")
+    x.add_argument("--check", type=int, default=100, metavar="N", help="compare with PyTorch on N examples of the run's "
+                   "test data (default: 100)")
+    x.set_defaults(func=_export)
 
     m = sub.add_parser("models", help="list backbones and which are usable offline now")
     m.add_argument("pattern", nargs="?", default="*", help="glob, e.g. '*efficientnet*'")
