@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from tunelab.config import Config, load_config
     from tunelab.diagnosis import diagnose
     from tunelab.exports import export
+    from tunelab.features import Features, extract
     from tunelab.pipeline import fit
     from tunelab.report import compare, write_report
     from tunelab.runs import Run
@@ -32,6 +33,7 @@ _LAZY = {
     "Config": "tunelab.config", "load_config": "tunelab.config",
     "diagnose": "tunelab.diagnosis",
     "export": "tunelab.exports",
+    "extract": "tunelab.features", "Features": "tunelab.features",
     "compare": "tunelab.report", "write_report": "tunelab.report",
     "Run": "tunelab.runs", "load_run": "tunelab.api",
     "TuneResult": "tunelab.search", "tune": "tunelab.search",
@@ -42,6 +44,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DataError",
+    "Features",
     "ModelError",
     "Run",
     "TuneResult",
@@ -50,6 +53,7 @@ __all__ = [
     "diagnose",
     "evaluate",
     "export",
+    "extract",
     "fit",
     "load_config",
     "load_run",
