@@ -154,3 +154,26 @@ def test_cli_exports_to_the_run_folder_by_default(image_run, capsys):
     assert main(["export", str(image_run), "--format", "torchscript", "--check", "10"]) == 0
     out = capsys.readouterr().out
     assert f"wrote {image_run / 'export' / 'model.torchscript.pt'}" in out and "on 10 real examples" in out
+
+
+@pytest.mark.e2e
+def test_lite0_run_exports_to_onnx_and_to_a_timm_folder_plain_timm_loads(tmp_path):
+    """The packaged Lite0 weights (tf_efficientnet_lite0, 'same' padding) through both formats."""
+    root = Path(__file__).resolve().parents[2]
+    run = tunelab.fit(root / "examples" / "default.yaml", overrides=[
+        "recipe=probe", f"run.dir={tmp_path}", "run.name=lite0", "run.progress=false", "run.baselines=false",
+        "data.samples_per_class=5", "data.val_samples_per_class=2", "data.test_samples_per_class=10"])
+    onnx = tunelab.export(run.dir, "onnx", check=100)
+    assert onnx.checked == 100 and onnx.max_abs_diff < 1e-3
+    folder = tunelab.export(run.dir, "timm", tmp_path / "timm", check=20)
+    assert folder.max_abs_diff < 1e-3
+    ours, (images,) = _logits_and_inputs(run.dir, tmp_path)
+    out = _run_outside(f"""
+        import json, numpy as np, timm, torch
+        m = timm.create_model("tf_efficientnet_lite0", pretrained=True, num_classes=10,
+                              pretrained_cfg_overlay={{"file": {str(folder.path / "model.safetensors")!r}, "num_classes": 10}})
+        x = (torch.from_numpy(np.load({str(images)!r})).float() - 127.5) / 127.5   # mean = std = 0.5
+        with torch.no_grad():
+            print(json.dumps(m.eval()(x).tolist()))
+    """)
+    assert np.abs(np.array(json.loads(out.splitlines()[-1])) - ours).max() < 1e-3
