@@ -36,8 +36,8 @@ def test_bad_config_key_exits_2_with_message(tmp_path, capsys):
     assert "model.backbon: unknown key 'backbon' (did you mean 'backbone'?)" in err
 
 
-HEAVY = ("torch", "timm", "transformers", "optuna", "matplotlib", "sklearn", "jinja2", "tunelab.engine.trainer",
-         "tunelab.pipeline")
+HEAVY = ("torch", "timm", "transformers", "optuna", "matplotlib", "sklearn", "jinja2", "onnx", "onnxruntime",
+         "onnxscript", "tunelab.engine.trainer", "tunelab.pipeline")
 
 
 @pytest.mark.parametrize("code", [

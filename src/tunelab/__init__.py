@@ -3,6 +3,7 @@
     import tunelab
     run = tunelab.fit("examples/default.yaml", overrides=["data.samples_per_class=20"])
     print(run.metrics["test"]["accuracy"], run.dir)
+    tunelab.export(run.dir, "onnx").max_abs_diff    # runs/demo/export/model.onnx, checked in onnxruntime
     result = tunelab.tune("examples/tune_fashion_mnist.yaml", trials=20)   # runs/demo-tune/best.yaml
 
 The names below are imported on first use (as timm and accelerate do): ``import tunelab``, its
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from tunelab.api import evaluate, load_run, predict, summary
     from tunelab.config import Config, load_config
     from tunelab.diagnosis import diagnose
+    from tunelab.exports import export
+    from tunelab.features import Features, extract
     from tunelab.pipeline import fit
     from tunelab.report import compare, write_report
     from tunelab.runs import Run
@@ -29,6 +32,8 @@ _LAZY = {
     "evaluate": "tunelab.api", "predict": "tunelab.api", "summary": "tunelab.api",
     "Config": "tunelab.config", "load_config": "tunelab.config",
     "diagnose": "tunelab.diagnosis",
+    "export": "tunelab.exports",
+    "extract": "tunelab.features", "Features": "tunelab.features",
     "compare": "tunelab.report", "write_report": "tunelab.report",
     "Run": "tunelab.runs", "load_run": "tunelab.api",
     "TuneResult": "tunelab.search", "tune": "tunelab.search",
@@ -39,6 +44,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DataError",
+    "Features",
     "ModelError",
     "Run",
     "TuneResult",
@@ -46,6 +52,8 @@ __all__ = [
     "compare",
     "diagnose",
     "evaluate",
+    "export",
+    "extract",
     "fit",
     "load_config",
     "load_run",

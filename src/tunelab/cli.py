@@ -88,6 +88,21 @@ def _summary(a: argparse.Namespace) -> None:
     print(summary(a.config, a.set))
 
 
+def _export(a: argparse.Namespace) -> None:
+    from tunelab.exports import export
+
+    print(export(a.run_dir, a.format, a.out, check=a.check).describe())
+
+
+def _extract(a: argparse.Namespace) -> None:
+    from tunelab.features import extract
+
+    f = extract(a.source, a.data, out=a.out, batch_size=a.batch_size, device=a.device)
+    labelled = int((f.labels >= 0).sum())
+    print(f"{len(f.items)} x {f.features.shape[1]} features ({labelled} labelled, {len(f.classes)} classes) in "
+          f"{f.info['model_seconds']:.1f} s on {f.info['device']}; written to {a.out}")
+
+
 def _models(a: argparse.Namespace) -> None:
     from tunelab.backbones import list_backbones
 
@@ -152,6 +167,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("config")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     s.set_defaults(func=_summary)
+
+    x = sub.add_parser("export", help="a finished run as ONNX, TorchScript, a timm or a transformers folder")
+    x.add_argument("run_dir")
+    x.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "timm", "transformers"],
+                   help="onnx, torchscript (raw uint8 images or token ids in, logits out, any batch size), timm "
+                   "(image runs) or transformers (text runs)")
+    x.add_argument("--out", metavar="PATH", help="file (onnx, torchscript) or folder (default: RUN_DIR/export/...)")
+    x.add_argument("--check", type=int, default=100, metavar="N", help="compare with PyTorch on N examples of the run's "
+                   "test data (default: 100)")
+    x.set_defaults(func=_export)
+
+    xt = sub.add_parser("extract", help="pooled features of images or texts from a pretrained backbone or a run")
+    xt.add_argument("source", help="a finished run folder, or a config (its pretrained backbone)")
+    xt.add_argument("data", help="an image folder (class subfolders give labels), a CSV manifest, a built-in set; for a "
+                    "text model a CSV/TSV/JSON lines file or a file of one text per line")
+    xt.add_argument("--out", required=True, metavar="FOLDER", help="writes features.npy, index.csv, meta.json")
+    xt.add_argument("--batch-size", type=int, metavar="N", help="default: the config's data.eval_batch_size")
+    xt.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    xt.set_defaults(func=_extract)
 
     m = sub.add_parser("models", help="list backbones and which are usable offline now")
     m.add_argument("pattern", nargs="?", default="*", help="glob, e.g. '*efficientnet*'")

@@ -30,6 +30,7 @@ from tunelab.auto import apply_auto, apply_min_steps
 from tunelab.baselines import render as render_baselines
 from tunelab.baselines import run_baselines
 from tunelab.cache import backbone_sequence
+from tunelab.card import write_model_card
 from tunelab.config import Config, build_config, dump_config, load_config
 from tunelab.diagnosis import diagnose
 from tunelab.distributed import Dist
@@ -254,6 +255,7 @@ def _report(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], final: 
     log.info(verdict.render())
     gallery = task.report_extras(run_dir, splits.val, val_probs, splits.classes)
     log.info("report: %s", write_report(run_dir, gallery=gallery))
+    log.info("model card: %s", write_model_card(run_dir))
     _final_tensorboard(trainer.tb, cfg, final, run_dir / "plots" / "confusion.png")
     trainer.call("on_fit_end", trainer=trainer, metrics=final)
 
