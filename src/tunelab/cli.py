@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from tunelab.errors import TunelabError
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def _fit(a: argparse.Namespace) -> None:
@@ -115,83 +121,111 @@ def _models(a: argparse.Namespace) -> None:
           + (f" ({', '.join(i.name for i in offline)})" if offline and len(offline) <= 10 else ""))
 
 
+def _add_fit(sub: Subparsers) -> None:
+    p = sub.add_parser("fit", help="train per a YAML config; writes a run folder")
+    p.add_argument("config", nargs="?", help="YAML config file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set stages.0.lr=3e-4 (repeatable)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run where it stopped")
+    p.set_defaults(func=_fit)
+
+
+def _add_tune(sub: Subparsers) -> None:
+    p = sub.add_parser("tune", help="hyperparameter search (Optuna); writes the best config for fit")
+    p.add_argument("config", help="YAML config file; its tune: section says what is searched")
+    p.add_argument("--trials", type=int, metavar="N", help="trials to run now (default: tune.trials, 20); 0: only "
+                   "rewrite best.yaml and tune.html from the study")
+    p.add_argument("--storage", metavar="URL", help="Optuna database shared by workers, e.g. "
+                   "postgresql://user:pass@host/db (default: sqlite:///STUDY_DIR/study.db)")
+    p.add_argument("--study", metavar="NAME", help="study name and folder under run.dir (default: <run.name>-tune)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="start no new trial after this long")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value for every trial (repeatable)")
+    p.set_defaults(func=_tune, interrupted="interrupted; what finished is in the study: run the same command "
+                   "again to add trials")
+
+
+def _add_evaluate(sub: Subparsers) -> None:
+    p = sub.add_parser("evaluate", help="metrics of a finished run")
+    p.add_argument("run_dir")
+    p.add_argument("--data", help="folder, CSV manifest or built-in name; for a text run a CSV/TSV/JSON lines "
+                   "file with the text and label columns (default: the run's test set)")
+    p.add_argument("--json", action="store_true", help="print all metrics as JSON")
+    p.set_defaults(func=_evaluate)
+
+
+def _add_predict(sub: Subparsers) -> None:
+    p = sub.add_parser("predict", help="top-k classes for images or texts")
+    p.add_argument("target", help="a run folder, or a config with model.num_classes: imagenet")
+    p.add_argument("inputs", nargs="*", metavar="IMAGE_OR_FOLDER_OR_TEXT_FILE",
+                    help="images or folders; for a text run, files: a CSV/TSV/JSON lines file (the text column) "
+                    "or one text per line")
+    p.add_argument("--text", action="append", default=[], metavar="TEXT", help="a text to classify (repeatable)")
+    p.add_argument("--top-k", type=int, default=5)
+    p.set_defaults(func=_predict)
+
+
+def _add_report(sub: Subparsers) -> None:
+    p = sub.add_parser("report", help="write RUN_DIR/report.html (curves, diagnosis, metrics, audit)")
+    p.add_argument("run_dir")
+    p.set_defaults(func=_report)
+
+
+def _add_compare(sub: Subparsers) -> None:
+    p = sub.add_parser("compare", help="runs side by side: config differences, metrics, validation curves")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--out", default="compare.html")
+    p.set_defaults(func=_compare)
+
+
+def _add_summary(sub: Subparsers) -> None:
+    p = sub.add_parser("summary", help="per-stage layer table of a config, without training")
+    p.add_argument("config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=_summary)
+
+
+def _add_export(sub: Subparsers) -> None:
+    p = sub.add_parser("export", help="a finished run as ONNX, TorchScript, a timm or a transformers folder")
+    p.add_argument("run_dir")
+    p.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "timm", "transformers"],
+                   help="onnx, torchscript (raw uint8 images or token ids in, logits out, any batch size), timm "
+                   "(image runs) or transformers (text runs)")
+    p.add_argument("--out", metavar="PATH", help="file (onnx, torchscript) or folder (default: RUN_DIR/export/...)")
+    p.add_argument("--check", type=int, default=100, metavar="N", help="compare with PyTorch on N examples of the run's "
+                   "test data (default: 100)")
+    p.set_defaults(func=_export)
+
+
+def _add_extract(sub: Subparsers) -> None:
+    p = sub.add_parser("extract", help="pooled features of images or texts from a pretrained backbone or a run")
+    p.add_argument("source", help="a finished run folder, or a config (its pretrained backbone)")
+    p.add_argument("data", help="an image folder (class subfolders give labels), a CSV manifest, a built-in set; for a "
+                    "text model a CSV/TSV/JSON lines file or a file of one text per line")
+    p.add_argument("--out", required=True, metavar="FOLDER", help="writes features.npy, index.csv, meta.json")
+    p.add_argument("--batch-size", type=int, metavar="N", help="default: the config's data.eval_batch_size")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=_extract)
+
+
+def _add_models(sub: Subparsers) -> None:
+    p = sub.add_parser("models", help="list backbones and which are usable offline now")
+    p.add_argument("pattern", nargs="?", default="*", help="glob, e.g. '*efficientnet*'")
+    p.add_argument("--pretrained", action="store_true", help="only architectures with pretrained weights")
+    p.add_argument("--offline", action="store_true", help="only those usable offline now")
+    p.set_defaults(func=_models)
+
+
+# one function a subcommand, each adding its own parser (as accelerate's commands do)
+COMMANDS = (_add_fit, _add_tune, _add_evaluate, _add_predict, _add_report, _add_compare, _add_summary, _add_export,
+            _add_extract, _add_models)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tunelab", description="Fine-tune pretrained networks on your own data.")
     sub = p.add_subparsers(dest="command", required=True)
-
-    f = sub.add_parser("fit", help="train per a YAML config; writes a run folder")
-    f.add_argument("config", nargs="?", help="YAML config file")
-    f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set stages.0.lr=3e-4 (repeatable)")
-    f.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run where it stopped")
-    f.set_defaults(func=_fit)
-
-    t = sub.add_parser("tune", help="hyperparameter search (Optuna); writes the best config for fit")
-    t.add_argument("config", help="YAML config file; its tune: section says what is searched")
-    t.add_argument("--trials", type=int, metavar="N", help="trials to run now (default: tune.trials, 20); 0: only "
-                   "rewrite best.yaml and tune.html from the study")
-    t.add_argument("--storage", metavar="URL", help="Optuna database shared by workers, e.g. "
-                   "postgresql://user:pass@host/db (default: sqlite:///STUDY_DIR/study.db)")
-    t.add_argument("--study", metavar="NAME", help="study name and folder under run.dir (default: <run.name>-tune)")
-    t.add_argument("--timeout", type=float, metavar="SECONDS", help="start no new trial after this long")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value for every trial (repeatable)")
-    t.set_defaults(func=_tune, interrupted="interrupted; what finished is in the study: run the same command "
-                   "again to add trials")
-    e = sub.add_parser("evaluate", help="metrics of a finished run")
-    e.add_argument("run_dir")
-    e.add_argument("--data", help="folder, CSV manifest or built-in name; for a text run a CSV/TSV/JSON lines "
-                   "file with the text and label columns (default: the run's test set)")
-    e.add_argument("--json", action="store_true", help="print all metrics as JSON")
-    e.set_defaults(func=_evaluate)
-
-    pr = sub.add_parser("predict", help="top-k classes for images or texts")
-    pr.add_argument("target", help="a run folder, or a config with model.num_classes: imagenet")
-    pr.add_argument("inputs", nargs="*", metavar="IMAGE_OR_FOLDER_OR_TEXT_FILE",
-                    help="images or folders; for a text run, files: a CSV/TSV/JSON lines file (the text column) "
-                    "or one text per line")
-    pr.add_argument("--text", action="append", default=[], metavar="TEXT", help="a text to classify (repeatable)")
-    pr.add_argument("--top-k", type=int, default=5)
-    pr.set_defaults(func=_predict)
-
-    r = sub.add_parser("report", help="write RUN_DIR/report.html (curves, diagnosis, metrics, audit)")
-    r.add_argument("run_dir")
-    r.set_defaults(func=_report)
-
-    c = sub.add_parser("compare", help="runs side by side: config differences, metrics, validation curves")
-    c.add_argument("run_dirs", nargs="+")
-    c.add_argument("--out", default="compare.html")
-    c.set_defaults(func=_compare)
-
-    s = sub.add_parser("summary", help="per-stage layer table of a config, without training")
-    s.add_argument("config")
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    s.set_defaults(func=_summary)
-
-    x = sub.add_parser("export", help="a finished run as ONNX, TorchScript, a timm or a transformers folder")
-    x.add_argument("run_dir")
-    x.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "timm", "transformers"],
-                   help="onnx, torchscript (raw uint8 images or token ids in, logits out, any batch size), timm "
-                   "(image runs) or transformers (text runs)")
-    x.add_argument("--out", metavar="PATH", help="file (onnx, torchscript) or folder (default: RUN_DIR/export/...)")
-    x.add_argument("--check", type=int, default=100, metavar="N", help="compare with PyTorch on N examples of the run's "
-                   "test data (default: 100)")
-    x.set_defaults(func=_export)
-
-    xt = sub.add_parser("extract", help="pooled features of images or texts from a pretrained backbone or a run")
-    xt.add_argument("source", help="a finished run folder, or a config (its pretrained backbone)")
-    xt.add_argument("data", help="an image folder (class subfolders give labels), a CSV manifest, a built-in set; for a "
-                    "text model a CSV/TSV/JSON lines file or a file of one text per line")
-    xt.add_argument("--out", required=True, metavar="FOLDER", help="writes features.npy, index.csv, meta.json")
-    xt.add_argument("--batch-size", type=int, metavar="N", help="default: the config's data.eval_batch_size")
-    xt.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    xt.set_defaults(func=_extract)
-
-    m = sub.add_parser("models", help="list backbones and which are usable offline now")
-    m.add_argument("pattern", nargs="?", default="*", help="glob, e.g. '*efficientnet*'")
-    m.add_argument("--pretrained", action="store_true", help="only architectures with pretrained weights")
-    m.add_argument("--offline", action="store_true", help="only those usable offline now")
-    m.set_defaults(func=_models)
+    for add in COMMANDS:
+        add(sub)
     return p
 
 
