@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from tunelab import checkpoint as ckpt
@@ -161,6 +162,25 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
         if cfg.stages[si].epochs and dist.main:
             log.info(diagnose(read_history(run_dir), cfg, stage=si).render())
 
+    model, trainer, final, val_probs = _final_model(cfg, task, run_dir, splits, hooks, dist, device, num_classes, trainer)
+    final["seconds"] = time.perf_counter() - t_start
+    dist.barrier()  # metrics.jsonl and model.safetensors are complete; no rank reads the caches any more
+    history = read_history(run_dir)
+    if dist.main:
+        for folder in scratch:
+            shutil.rmtree(folder, ignore_errors=True)
+    if not dist.main:  # rank 0 writes the metrics, the report and TensorBoard's summary
+        return Run(run_dir, cfg, model, splits.classes, final, history, rank=dist.rank)
+    _report(cfg, task, run_dir, splits, final, history, val_probs, trainer)
+    return Run(run_dir, cfg, model, splits.classes, final, history)
+
+
+def _final_model(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], hooks: dict[str, Hook], dist: Dist,
+                 device: torch.device, num_classes: int, trainer: Trainer) -> tuple[FineTuneModel, Trainer, dict[str, Any],
+                                                                                  np.ndarray | None]:
+    """Validation metrics of the trained model, the refit when there is one, the saved weights and
+    the test metrics: (final model, its trainer, metrics, validation probabilities)."""
+    model = trainer.model
     model.eval()
     final: dict[str, Any] = {"skipped_images": splits.skipped, "n_train": len(splits.train)}
     if dist.enabled:
@@ -180,16 +200,7 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
     if splits.test is not None:
         logits = trainer.predict(splits.test.inputs)
         final["test"] = classification_metrics(logits, splits.test.labels, splits.classes, detailed=True)
-    final["seconds"] = time.perf_counter() - t_start
-    dist.barrier()  # metrics.jsonl and model.safetensors are complete; no rank reads the caches any more
-    history = read_history(run_dir)
-    if dist.main:
-        for folder in scratch:
-            shutil.rmtree(folder, ignore_errors=True)
-    if not dist.main:  # rank 0 writes the metrics, the report and TensorBoard's summary
-        return Run(run_dir, cfg, model, splits.classes, final, history, rank=dist.rank)
-    _report(cfg, task, run_dir, splits, final, history, val_probs, trainer)
-    return Run(run_dir, cfg, model, splits.classes, final, history)
+    return model, trainer, final, val_probs
 
 
 def _shared_folders(cfg: Config, run_dir: Path, dist: Dist, device: torch.device) -> tuple[Config, list[Path]]:
