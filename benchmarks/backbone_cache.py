@@ -4,8 +4,9 @@ outputs computed once, only the trainable tail run) against without it (the whol
 batch), in one process, the two runs of a family back to back.
 
 Random weights (``pretrained: false``: the cost does not depend on the values), synthetic images,
-``run.threads: 1``; stage 1 trains the head 1 epoch, stage 2 runs 2 epochs and its second epoch is
-timed (training only, no evaluation). The one-time extraction is reported beside it.
+``run.threads: 1``; stage 1 trains the head 1 epoch, stage 2 runs 3 epochs and the faster of its
+second and third is taken (training only, no evaluation; the first has warm-up costs, and the
+machine is shared). The one-time extraction is reported beside it.
 
     .venv/bin/python benchmarks/backbone_cache.py                          # every family at 64 px
     .venv/bin/python benchmarks/backbone_cache.py --sizes 224 --families resnet18 vit_tiny_patch16_224
@@ -58,7 +59,7 @@ def _run(arch: str, size: int, cached: bool, data: Path, work: Path, train_per_c
         "regularization": {"augment": "none"},
         "cache": {"enabled": cached, "autocast": "off"},
         "stages": [{"name": "head", "train": "head", "epochs": 1, "lr": 3e-3},
-                   {"name": "top", "train": ["head", {"last_blocks": 2}], "epochs": 2, "lr": 3e-4}],
+                   {"name": "top", "train": ["head", {"last_blocks": 2}], "epochs": 3, "lr": 3e-4}],
     }
     t0 = time.perf_counter()
     run = tunelab.fit(cfg)
@@ -66,7 +67,7 @@ def _run(arch: str, size: int, cached: bool, data: Path, work: Path, train_per_c
     log = (run.dir / "log.txt").read_text()
     boundary = next((line.split("cache: ", 1)[1].split(";")[0] for line in log.splitlines()
                      if "cache: the input of" in line or "cache: the last feature map" in line), "")
-    return {"arch": arch, "size": size, "cached": cached, "epoch_s": stage2[-1]["seconds"],
+    return {"arch": arch, "size": size, "cached": cached, "epoch_s": min(r["seconds"] for r in stage2[1:]),
             "cache_s": sum(r.get("cache_seconds", 0.0) for r in run.history),
             "boundary": boundary, "wall_s": time.perf_counter() - t0}
 
@@ -79,7 +80,6 @@ def main() -> None:
     args = ap.parse_args()
     logging.getLogger("tunelab").setLevel(logging.WARNING)
     RESULTS.mkdir(exist_ok=True)
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data = _images(Path(tmp) / "images", 4, args.images // 4 + 4)
         for size in args.sizes:
@@ -90,16 +90,21 @@ def main() -> None:
                        "extraction_s": pair[0]["cache_s"], "boundary": pair[0]["boundary"], "images": args.images,
                        "machine": platform.processor() or platform.machine(), "threads": 1}
                 print(json.dumps(row), flush=True)
-                rows.append(row)
                 with open(RESULTS / "backbone_cache.jsonl", "a") as f:
                     f.write(json.dumps(row) + "\n")
-    _table(rows)
+    _table()
 
 
-def _table(rows: list[dict[str, Any]]) -> None:
+def _table() -> None:
+    """The table of the newest row of every (family, size) in the jsonl."""
+    latest = {}
+    for line in (RESULTS / "backbone_cache.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        latest[(r["size"], r["arch"])] = r
+    rows = list(latest.values())
     lines = ["# Stage-2 epoch cost with the split cache against without it, per family", "",
              "`last_blocks: 2`, random weights, one thread, synthetic images (see benchmarks/backbone_cache.py); "
-             "seconds for the second stage-2 epoch (training only), ratio = uncached / cached; extraction is the "
+             "seconds for the faster of stage-2 epochs 2 and 3 (training only), ratio = uncached / cached; extraction is the "
              "cache's one-time pass (both stages' boundaries).", "",
              "| family | px | images | cached epoch s | uncached epoch s | ratio | extraction s | stage-2 boundary |",
              "|---|---|---|---|---|---|---|---|"]

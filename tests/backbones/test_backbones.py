@@ -133,3 +133,9 @@ def test_timm_kwargs_that_tunelab_sets_itself_are_refused():
 
     with pytest.raises(ConfigError, match=r"model.timm_kwargs.num_classes is set by tunelab; use model.num_classes"):
         build_config({"model": {"timm_kwargs": {"num_classes": 3}}})
+
+
+def test_an_image_size_the_model_cannot_take_fails_before_training():
+    with pytest.raises(ModelError, match=r"backbone 'vgg11' cannot run on 8x8 images \(RuntimeError: .*\); "
+                                         r"use a larger data.image_size"):
+        create_backbone("vgg11", pretrained=False, image_size=8)
