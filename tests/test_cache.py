@@ -21,13 +21,13 @@ def images(n=6, size=32, seed=0):
 
 
 def test_sequence_reproduces_forward_features(model):
-    seq = backbone_sequence(model.backbone.model)
+    seq = backbone_sequence(model.backbone)
     assert seq is not None and len(seq) > 4
 
 
 @pytest.mark.parametrize("train", [["head"], ["head", {"last_blocks": 1}], ["head", {"last_blocks": 2}]])
 def test_prefix_then_tail_equals_the_whole_model(model, train):
-    seq = backbone_sequence(model.backbone.model)
+    seq = backbone_sequence(model.backbone)
     set_trainable(model, select(model, train))
     b = find_boundary(model, seq)
     assert b is not None and b.pooled == (train == ["head"])
@@ -37,7 +37,7 @@ def test_prefix_then_tail_equals_the_whole_model(model, train):
 
 
 def test_one_pass_gives_every_boundary(model):
-    seq = backbone_sequence(model.backbone.model)
+    seq = backbone_sequence(model.backbone)
     bounds = []
     for train in (["head"], ["head", {"last_blocks": 1}], ["head", {"last_blocks": 2}]):
         set_trainable(model, select(model, train))
@@ -51,11 +51,11 @@ def test_one_pass_gives_every_boundary(model):
 
 def test_no_boundary_when_everything_trains(model):
     set_trainable(model, select(model, ["all"]))
-    assert find_boundary(model, backbone_sequence(model.backbone.model)) is None
+    assert find_boundary(model, backbone_sequence(model.backbone)) is None
 
 
 def test_key_changes_with_everything_that_feeds_the_cache(model):
-    seq = backbone_sequence(model.backbone.model)
+    seq = backbone_sequence(model.backbone)
     set_trainable(model, select(model, ["head", {"last_blocks": 1}]))
     b = find_boundary(model, seq)
     x = images()
@@ -110,3 +110,26 @@ def test_cache_policies_in_the_log(tiny_cfg):
     tiny_cfg["cache"] = {"views": 3}
     run = tunelab.fit(tiny_cfg)
     assert "3 view(s) of 80 training images" in (run.dir / "log.txt").read_text()
+
+
+def test_a_stage_that_cannot_cache_says_why(tiny_cfg):
+    tiny_cfg["regularization"] = {"augment": "none"}
+    tiny_cfg["stages"][1]["train"] = "all"
+    run = tunelab.fit(tiny_cfg)
+    assert "cache: off in this stage (its first backbone module (conv_stem) trains: nothing frozen before it)" in \
+        (run.dir / "log.txt").read_text()
+
+
+@pytest.mark.parametrize("arch", ["test_vit", "test_convnext"])
+def test_token_and_norm_topped_models_split_too(arch):
+    """A ViT (class token and position embeddings between its modules) and a ConvNeXt (its own top,
+    head.norm, after the chain) cache inside the backbone, and prefix + tail equal the model."""
+    model = build_model(ModelConfig(backbone=arch, pretrained=False), 5).eval()
+    seq = backbone_sequence(model.backbone)
+    assert seq is not None
+    set_trainable(model, select(model, ["head", {"last_blocks": 2}]))
+    b = find_boundary(model, seq)
+    assert b is not None and 0 < b.start <= len(seq)
+    x = images()
+    with torch.no_grad():
+        torch.testing.assert_close(run_tail(model, seq, b, run_prefix(model, seq, b, x)), model(x), rtol=1e-4, atol=1e-5)

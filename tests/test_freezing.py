@@ -113,3 +113,14 @@ def test_train_bn_false_freezes_all_bn_statistics(tiny_cfg):
     bn = _bn_buffers(start, ("backbone",))
     assert bn and all(torch.equal(end[k], v) for k, v in bn.items())
     assert not torch.equal(end["backbone.model.bn1.weight"], start["backbone.model.bn1.weight"])  # affine still trains
+
+
+def test_last_blocks_of_swin_are_its_last_groups_not_its_stages():
+    """Swin's groups are named layers.N like a text encoder's layers; they are timm blocks all the
+    same, so last_blocks: 2 is the last two groups (it was the last two stages, 96 % of the model)."""
+    model = build_model(ModelConfig(backbone="swin_tiny_patch4_window7_224", pretrained=False), 5)
+    g = [(label, names) for label, names in model.groups() if label.startswith("backbone.")]
+    assert [label for label, _ in g[-2:]] == ["backbone.layers.3", "backbone.layers.3+norm"]  # the last stage's 2 blocks
+    assert select(model, [{"last_blocks": 2}]) == set(g[-2][1] + g[-1][1])
+    chosen = sum(p.numel() for n, p in model.named_parameters() if n in select(model, [{"last_blocks": 2}]))
+    assert chosen < 0.6 * sum(p.numel() for p in model.parameters())

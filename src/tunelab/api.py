@@ -19,7 +19,7 @@ from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_t
 from tunelab.metrics import classification_metrics
 from tunelab.model import place
 from tunelab.runs import Run
-from tunelab.tasks import task_for
+from tunelab.tasks import random_weights, task_for
 
 log = logging.getLogger("tunelab")
 
@@ -37,7 +37,7 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> Run:
         raise ConfigError(f"{d} has no model.safetensors: the run did not finish; continue it with "
                           f"`tunelab fit --resume {d}`")
     num = len(classes) if cfg.model.num_classes == "data" else cfg.model.num_classes
-    model = task_for(cfg).build_model(cfg.model.model_copy(update={"pretrained": False}), int(num))
+    model = task_for(cfg).build_model(random_weights(cfg), int(num))
     tensors, _ = ckpt.load(weights)
     ckpt.load_model_state(model, tensors, str(weights))
     place(model, device).eval()
@@ -85,7 +85,7 @@ def _model_for(target: str | Path) -> tuple[FineTuneModel, list[str], Config]:
     if cfg.model.num_classes != "imagenet":
         raise ConfigError(f"{p}: predicting from a config needs model.num_classes: imagenet (the pretrained "
                           "classifier); for a fine-tuned model pass its run folder")
-    model = place(task_for(cfg).build_model(cfg.model, 1000), "cpu").eval()
+    model = place(task_for(cfg).build_model(cfg, 1000), "cpu").eval()
     return model, _imagenet_classes(), cfg
 
 
@@ -119,7 +119,7 @@ def summary(config: Config | str | Path, overrides: list[str] | None = None) -> 
         num = len(task_for(cfg).classes(cfg.data))
     else:
         num = int(cfg.model.num_classes)
-    model = task_for(cfg).build_model(cfg.model.model_copy(update={"pretrained": False}), num)
+    model = task_for(cfg).build_model(random_weights(cfg), num)
     parts = [f"backbone {cfg.model.backbone}, {num} classes"]
     for si, (stage, lr) in enumerate(zip(cfg.stages, cfg.stage_lrs())):
         set_trainable(model, select(model, stage.train, where=f"stages.{si}.train"))

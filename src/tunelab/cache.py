@@ -18,11 +18,12 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from tunelab.backbones.sequence import backbone_sequence, split_backbone
 from tunelab.engine.store import module_digest, tensor_digest
 
 if TYPE_CHECKING:
@@ -30,50 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tunelab")
 
-# Ways timm models compose forward_features; '*' flattens a container into its blocks.
-_RECIPES: list[list[str]] = [
-    ["conv_stem", "bn1", "blocks**", "conv_head", "bn2"],  # EfficientNet family
-    ["conv_stem", "bn1", "blocks**"],  # MobileNetV3 family
-    ["conv1", "bn1", "act1", "maxpool", "layer1*", "layer2*", "layer3*", "layer4*"],  # ResNet family
-]
-
-
-def backbone_sequence(model: Any) -> list[tuple[str, nn.Module]] | None:
-    """A flat list of (name, module) whose sequential application equals ``model.forward_features``,
-    or None when the architecture is not one we can split (then only head-only stages cache)."""
-    for recipe in _RECIPES:
-        seq: list[tuple[str, nn.Module]] = []
-        for entry in recipe:
-            name, depth = entry.rstrip("*"), len(entry) - len(entry.rstrip("*"))
-            mod = getattr(model, name, None)
-            if mod is None:
-                break
-            items = [(name, mod)]
-            for _ in range(depth):
-                items = [(f"{n}.{c}", m) for n, parent in items for c, m in parent.named_children()]
-            seq += items
-        else:
-            if _same_as_forward_features(model, seq):
-                return seq
-    return None
-
-
-def _same_as_forward_features(model: Any, seq: list[tuple[str, nn.Module]]) -> bool:
-    was = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-            ref = model.forward_features(x)
-            h = x
-            for _, m in seq:
-                h = m(h)
-            return h.shape == ref.shape and torch.allclose(h, ref, atol=1e-5, rtol=1e-4)
-    except Exception:
-        return False
-    finally:
-        model.train(was)
-
+__all__ = ["Boundary", "backbone_sequence", "cache_key", "cache_keys", "find_boundary", "run_prefix", "run_prefixes",
+           "run_tail", "split_backbone", "why_no_boundary"]
 
 @dataclass
 class Boundary:
@@ -86,6 +45,8 @@ class Boundary:
     def describe(self, seq: list[tuple[str, nn.Module]]) -> str:
         if self.pooled:
             return "pooled features (the whole backbone is frozen)"
+        if self.start == len(seq):
+            return f"the last feature map ({len(seq)} of {len(seq)} backbone modules frozen; the model's top trains)"
         return f"the input of {seq[self.start][0]} ({self.start} of {len(seq)} backbone modules frozen)"
 
 
@@ -93,6 +54,17 @@ def find_boundary(model: TuneModel, seq: list[tuple[str, nn.Module]] | None,
                   trainable: set[str] | None = None) -> Boundary | None:
     """The freeze boundary of the parameters named in ``trainable`` (default: those with
     ``requires_grad``), or None when nothing before the trainable part can be cached."""
+    return _boundary(model, seq, trainable)[0]
+
+
+def why_no_boundary(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, split_note: str = "") -> str:
+    """Why :func:`find_boundary` finds none for the current trainable set (for the log);
+    ``split_note`` says why the backbone has no chain, when it has none."""
+    return _boundary(model, seq, None, split_note)[1]
+
+
+def _boundary(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, trainable: set[str] | None,
+              split_note: str = "") -> tuple[Boundary | None, str]:
     names = trainable if trainable is not None else {n for n, p in model.named_parameters() if p.requires_grad}
     trains = {id(p) for n, p in model.named_parameters() if n in names}
 
@@ -102,18 +74,17 @@ def find_boundary(model: TuneModel, seq: list[tuple[str, nn.Module]] | None,
     head = model.head
     if not any_trains(model.backbone):
         if not any_trains(head.pool) and isinstance(head.spatial_drop, nn.Identity):
-            return Boundary(len(seq) if seq else 0, pooled=True)
-        return Boundary(len(seq), pooled=False) if seq else None
+            return Boundary(len(seq) if seq else 0, pooled=True), ""
+        if seq is None:
+            return None, f"the backbone is not split: {split_note or 'no chain of modules'}"
+        return Boundary(len(seq), pooled=False), ""
     if seq is None:
-        return None
-    start = next(i for i, (_, m) in enumerate(seq) if any_trains(m))
+        return None, f"part of the backbone trains and it is not split: {split_note or 'no chain of modules'}"
+    # the modules after the chain (the model's own top: final norm, conv_head) always run in the tail
+    start = next((i for i, (_, m) in enumerate(seq) if any_trains(m)), len(seq))
     if start == 0:
-        return None
-    # anything trainable outside the sequence (e.g. a stem not in it) makes the split unsafe
-    covered = {id(p) for _, m in seq for p in m.parameters()}
-    if any(id(p) in trains and id(p) not in covered for p in model.backbone.parameters()):
-        return None
-    return Boundary(start, pooled=False)
+        return None, f"its first backbone module ({seq[0][0]}) trains: nothing frozen before it"
+    return Boundary(start, pooled=False), ""
 
 
 def run_prefix(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, boundary: Boundary,
@@ -128,7 +99,7 @@ def run_prefixes(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, boun
     and a later stage's deeper or shallower one cost one extraction instead of two."""
     if len(boundaries) == 1 and boundaries[0].pooled:
         return [model.head.pool(model.forward_features(x))]
-    if seq is None or model.backbone.pools:
+    if seq is None:
         raise ValueError("several or mid-network boundaries need a split backbone sequence")
     ends = {len(seq) if b.pooled else b.start for b in boundaries}
     at: dict[int, torch.Tensor] = {}
@@ -138,7 +109,7 @@ def run_prefixes(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, boun
             at[i] = h
         h = m(h)
     at[max(ends)] = h
-    return [model.head.pool(at[len(seq)]) if b.pooled else at[b.start] for b in boundaries]
+    return [model.head.pool(model.backbone.top(at[len(seq)])) if b.pooled else at[b.start] for b in boundaries]
 
 
 def run_tail(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, boundary: Boundary,
@@ -150,9 +121,7 @@ def run_tail(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, boundary
     assert seq is not None
     for _, m in seq[boundary.start:]:
         h = m(h)
-    if model.backbone.pools:
-        h = model.backbone.model.forward_head(h, pre_logits=True)
-    return model.head(h)
+    return model.head(model.backbone.top(h))
 
 
 def cache_key(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, boundary: Boundary, images: torch.Tensor,

@@ -112,9 +112,24 @@ class ModelConfig(_Section):
         "data", description="'data' (one output per class found in the data), "
                             "'imagenet' (keep the pretrained classifier), or a number"
     )
-    drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0, description="stochastic depth of the backbone's blocks, "
-                                  "for the families that have it")
+    drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0, description="stochastic depth inside the backbone (timm "
+                                  "models that have it)")
+    timm_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="more keyword arguments for timm.create_model, e.g. {dynamic_img_size: "
+        "true} or {drop_rate: 0.2}; what tunelab sets itself (pretrained, num_classes, drop_path_rate) is refused")
     head: HeadConfig = Field(default_factory=lambda: HeadConfig(), description="the new task head")
+
+    @field_validator("timm_kwargs")
+    @classmethod
+    def _own_keys_elsewhere(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """Keys tunelab sets itself have their own config keys; two ways to say one thing would disagree."""
+        own = {"pretrained": "model.pretrained", "num_classes": "model.num_classes",
+               "drop_path_rate": "model.drop_path_rate", "pretrained_cfg_overlay": "model.weights",
+               "checkpoint_path": "model.weights", "features_only": "nothing (tunelab needs the whole model)"}
+        for key in v:
+            if key in own:
+                raise ValueError(f"model.timm_kwargs.{key} is set by tunelab; use {own[key]}")
+        return v
 
 
 class HiddenLayer(_Section):
@@ -128,11 +143,14 @@ class HiddenLayer(_Section):
 class HeadConfig(_Section):
     """pooling -> dropout -> [dense -> (bn) -> activation -> dropout]* -> classifier."""
 
-    pooling: Literal["avg", "max", "avgmax", "catavgmax", "mean", "cls", "pooler", "last"] = Field(
-        "avg", description="images: avg, max, avgmax, catavgmax; text: avg (= mean over tokens), mean, max, cls "
-        "(the first token), pooler (cls through the encoder's pretrained pooler), last (the last token: for "
-        "decoders such as GPT-2, Qwen2, Llama)")
-    spatial_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout2d on the feature map before pooling")
+    pooling: Literal["auto", "avg", "max", "avgmax", "catavgmax", "mean", "cls", "pooler", "last"] = Field(
+        "auto", description="auto: images, the model's own pre-logits features (timm's forward_head: its pooling, "
+        "final norm, conv_head or class token, as the model defines them); text, mean. Images: avg, max, avgmax, "
+        "catavgmax pool the last feature map instead (the model's own top is then left out). Text: avg (= mean "
+        "over tokens), mean, max, cls (the first token), pooler (cls through the encoder's pretrained pooler), last "
+        "(the last token: for decoders such as GPT-2, Qwen2, Llama)")
+    spatial_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout2d on the feature map before pooling "
+                                   "(image models whose own top is only pooling, or with a pooling set)")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the pooled features")
     hidden: list[HiddenLayer] = Field(default_factory=list, description="dense layers between the pooled "
                                       "features and the classifier")
@@ -486,6 +504,8 @@ class Config(_Section):
                                  "mean, max, cls, pooler, last")
             if head.spatial_dropout:
                 raise ValueError("model.head.spatial_dropout applies to image feature maps; for text use model.head.dropout")
+            if self.model.timm_kwargs:
+                raise ValueError("model.timm_kwargs are for timm image backbones; a text encoder takes none")
             if reg.augment != "none":
                 raise ValueError(f"regularization.augment: {reg.augment!r} is image augmentation; text runs need none")
             if reg.mixup is not None:

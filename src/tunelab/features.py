@@ -79,7 +79,7 @@ def _model(source: str | Path) -> tuple[FineTuneModel, Config]:
         return run.model, run.config
     cfg = load_config(p)
     num = 1000 if cfg.model.num_classes == "imagenet" else 2  # any head: only the features before it are read
-    return place(task_for(cfg).build_model(cfg.model, num), "cpu"), cfg
+    return place(task_for(cfg).build_model(cfg, num), "cpu"), cfg
 
 
 def _labelled(cfg: Config, spec: str) -> bool:

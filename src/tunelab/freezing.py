@@ -39,7 +39,7 @@ def select(model: nn.Module, selectors: Sequence[Any], *, where: str = "train") 
         elif sel == "backbone":
             names = {n for n in all_names if n.startswith("backbone.")}
         elif isinstance(sel, dict) and ("last_blocks" in sel or "last_layers" in sel):
-            names = {n for _, g in _top_groups(backbone_groups, sel, where) for n in g}
+            names = {n for _, g in _top_groups(backbone_groups, sel, where, _counts_layers(model)) for n in g}
         elif isinstance(sel, dict) and "regex" in sel:
             try:
                 pat = re.compile(str(sel["regex"]))
@@ -56,25 +56,32 @@ def select(model: nn.Module, selectors: Sequence[Any], *, where: str = "train") 
     return chosen
 
 
-def _units(backbone_groups: list[tuple[str, list[str]]]) -> tuple[list[int], bool]:
-    """Indices of the groups that ``{last_blocks: N}`` counts: the transformer layers where the
-    backbone has them (so the pooler above them comes along), else every group (timm blocks); and
-    whether they are layers."""
+def _units(backbone_groups: list[tuple[str, list[str]]], counts_layers: bool) -> tuple[list[int], bool]:
+    """Indices of the groups that ``{last_blocks: N}`` counts: the transformer layers of a text
+    encoder (``counts_layers``, so the pooler above them comes along), else every group (timm
+    blocks, whatever their names: a Swin stage is ``layers.N`` too); and whether they are layers."""
     layers = [i for i, (label, _) in enumerate(backbone_groups) if re.fullmatch(r"backbone\.layers\.\d+", label)]
-    return (layers, True) if layers else (list(range(len(backbone_groups))), False)
+    if counts_layers and layers:
+        return layers, True
+    return list(range(len(backbone_groups))), False
+
+
+def _counts_layers(model: nn.Module) -> bool:
+    return bool(getattr(getattr(model, "backbone", None), "counts_layers", False))
 
 
 def block_count(model: nn.Module) -> int:
     """The largest N that ``{last_blocks: N}`` (or ``{last_layers: N}``) accepts for ``model``."""
     groups = [g for g in model.groups() if g[0].startswith("backbone.")]  # type: ignore[operator]
-    return len(_units(groups)[0])
+    return len(_units(groups, _counts_layers(model))[0])
 
 
-def _top_groups(backbone_groups: list[tuple[str, list[str]]], sel: dict[str, Any], where: str) -> list[tuple[str, list[str]]]:
+def _top_groups(backbone_groups: list[tuple[str, list[str]]], sel: dict[str, Any], where: str,
+                counts_layers: bool) -> list[tuple[str, list[str]]]:
     """The backbone groups from the k-th last unit on (see :func:`_units`)."""
     key, k = next(iter(sel.items()))
     k = int(k)
-    units, layers = _units(backbone_groups)
+    units, layers = _units(backbone_groups, counts_layers)
     if k > len(units):
         what = "layers" if layers else "blocks"
         raise ConfigError(f"{where}: {key}: {k} but the backbone has {len(units)} {what} "

@@ -1,4 +1,6 @@
 """The new task head: (spatial dropout) -> pooling -> dropout -> hidden dense layers -> classifier, built from config.
+With ``pooling: auto`` (the default) an image backbone pools itself, the way the model does, and the
+head starts at the dropout.
 
 The two classic fine-tuning heads, as config::
 
@@ -26,7 +28,9 @@ class Head(nn.Module):
         super().__init__()
         if feature_map:
             self.spatial_drop: nn.Module = nn.Dropout2d(cfg.spatial_dropout) if cfg.spatial_dropout else nn.Identity()
-            self.pool: nn.Module = SelectAdaptivePool2d(pool_type=cfg.pooling, flatten=True)
+            # auto on a feature map (spatial dropout asked for, the model's own top only pooling): average
+            pool_type = "avg" if cfg.pooling == "auto" else cfg.pooling
+            self.pool: nn.Module = SelectAdaptivePool2d(pool_type=pool_type, flatten=True)
             width = in_features * self.pool.feat_mult()
         else:  # the backbone pooled already (token models)
             self.spatial_drop = nn.Identity()

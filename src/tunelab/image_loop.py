@@ -12,7 +12,7 @@ from typing import Any, cast
 import torch
 
 from tunelab.augment import MixTargets, build_augment
-from tunelab.cache import Boundary, backbone_sequence, cache_keys, find_boundary, run_prefixes, run_tail
+from tunelab.cache import Boundary, cache_keys, find_boundary, run_prefixes, run_tail, split_backbone, why_no_boundary
 from tunelab.engine.device import to_memory_format
 from tunelab.engine.loop import StagePlan
 from tunelab.engine.store import STORE_DTYPES, bf16_supported
@@ -33,7 +33,7 @@ class ImageLoop:
         self.model = cast(TuneModel, trainer.model)
         self.augment = build_augment(reg.augment, cfg.data.image_size)
         self.mixer = MixTargets(reg.mixup, self.model.head.fc.out_features, reg.label_smoothing) if reg.mixup else None
-        self.seq = backbone_sequence(self.model.backbone.model) if cfg.cache.enabled else None
+        self.seq, self.split_note = split_backbone(self.model.backbone) if cfg.cache.enabled else (None, "")
         self.next_keys: set[str] = set()  # cache entries the next stage got from this stage's pass
 
     def epoch_order(self, order: torch.Tensor, si: int, epoch: int) -> torch.Tensor:
@@ -60,6 +60,8 @@ class ImageLoop:
         self.next_keys = set()
         boundary = find_boundary(self.model, self.seq) if c.enabled else None
         if boundary is None:
+            if c.enabled:
+                log.info("cache: off in this stage (%s)", why_no_boundary(self.model, self.seq, self.split_note))
             return None
         if self.mixer is not None:
             log.info("cache: off in this stage (mixup mixes whole images)")
@@ -88,7 +90,7 @@ class ImageLoop:
         """The next stage's boundary when its frozen prefix is frozen in this stage too (so this
         stage leaves it unchanged and one pass can compute both), else None."""
         stages = self.t.cfg.stages
-        if si + 1 >= len(stages) or self.seq is None or self.model.backbone.pools:
+        if si + 1 >= len(stages) or self.seq is None:
             return None
         nxt = find_boundary(self.model, self.seq, select(self.model, stages[si + 1].train, where=f"stages.{si + 1}.train"))
         if nxt is None or nxt == boundary:

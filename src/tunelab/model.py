@@ -6,12 +6,17 @@ separate preprocessing recipe at inference time.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from tunelab.backbones import Backbone, create_backbone
 from tunelab.config import ModelConfig
 from tunelab.engine.model import FineTuneModel, run_backbone
+from tunelab.errors import ModelError
 from tunelab.heads import Head, PretrainedHead
+
+log = logging.getLogger("tunelab")
 
 
 class TuneModel(FineTuneModel):
@@ -34,17 +39,38 @@ class TuneModel(FineTuneModel):
         return run_backbone(self.backbone, self.normalize(x))
 
 
-def build_image_model(cfg: ModelConfig, num_classes: int) -> TuneModel:
-    """Backbone from timm (weights per ``cfg.weights``) plus a head for ``num_classes`` outputs."""
+def build_image_model(cfg: ModelConfig, num_classes: int, *, image_size: int | None = None) -> TuneModel:
+    """Backbone from timm (weights per ``cfg.weights``) for ``image_size`` images plus a head for
+    ``num_classes`` outputs. The head reads the model's own pre-logits features unless the config
+    asks for tunelab's pooling or spatial dropout, which work on the last feature map."""
     keep = cfg.num_classes == "imagenet"
+    own_top = keep or (cfg.head.pooling == "auto" and not cfg.head.spatial_dropout)
     backbone = create_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights,
-                               keep_classifier=keep, drop_path_rate=cfg.drop_path_rate)
+                               keep_classifier=keep, drop_path_rate=cfg.drop_path_rate, feature_map=not own_top,
+                               image_size=image_size, timm_kwargs=cfg.timm_kwargs)
+    if backbone.left_out:
+        _explain_left_out(cfg, backbone)
     if keep:
         head: Head = PretrainedHead(backbone.classifier)
         del backbone.classifier
     else:
         head = Head(cfg.head, backbone.num_features, num_classes, feature_map=not backbone.pools)
     return TuneModel(backbone, head)
+
+
+def _explain_left_out(cfg: ModelConfig, backbone: Backbone) -> None:
+    """Say what of the model never runs (so is not in the model); refuse to drop a pretrained top
+    silently for spatial dropout, which the user may not know needs the bare feature map."""
+    parts = ", ".join(f"{name} ({n:,} parameters)" for name, n in backbone.left_out)
+    if backbone.pools:
+        log.info("%s: left out what never runs: %s", cfg.backbone, parts)
+    elif cfg.head.pooling == "auto":
+        raise ModelError(f"model.head.spatial_dropout drops channels of the feature map before tunelab's pooling, "
+                         f"which would leave out {cfg.backbone}'s own top: {parts}. Set model.head.pooling (avg, "
+                         "max, ...) to pool the feature map that way, or set spatial_dropout: 0")
+    else:
+        log.info("model.head.pooling: %s pools %s's feature map; its own top is left out: %s",
+                 cfg.head.pooling, cfg.backbone, parts)
 
 
 def place(model: FineTuneModel, device: torch.device | str) -> FineTuneModel:

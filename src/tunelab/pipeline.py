@@ -28,6 +28,7 @@ import torch
 from tunelab import checkpoint as ckpt
 from tunelab import distributed
 from tunelab.auto import apply_auto, apply_min_steps
+from tunelab.backbones import Backbone
 from tunelab.baselines import render as render_baselines
 from tunelab.baselines import run_baselines
 from tunelab.cache import backbone_sequence
@@ -275,7 +276,7 @@ def _model_for_training(cfg: Config, task: Task, num_classes: int, device: torch
                         run_dir: Path) -> tuple[FineTuneModel, list[Penalty]]:
     """The model with its pretrained weights (placed, compiled if asked) and its penalties; then
     each rank's own seed, and the weights of the checkpoint in ``run_dir`` a resume starts from."""
-    model = place(task.build_model(cfg.model, num_classes), device)
+    model = place(task.build_model(cfg, num_classes), device)
     if cfg.run.compile:
         compile_blocks(model)
     penalties = build_penalties(cfg.regularization.penalties, model,
@@ -322,7 +323,7 @@ def compile_blocks(model: FineTuneModel) -> None:
     """``torch.compile`` every block of the backbone and the head, in place. Block by block, so the
     cached paths (which run a stage's trainable tail block by block) use the compiled code too, and
     parameter names stay as they are (checkpoints are unchanged)."""
-    seq = backbone_sequence(model.backbone.model)
+    seq = backbone_sequence(model.backbone) if isinstance(model.backbone, Backbone) else None
     for m in [m for _, m in seq] if seq is not None else [model.backbone]:
         m.compile()
     model.head.compile()

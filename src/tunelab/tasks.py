@@ -3,7 +3,7 @@ prediction inputs, report extras) that the modality-neutral loop is given.
 
     task = task_for(cfg)                       # images, or texts with model.family: transformers
     splits = task.load_data(cfg.data)
-    model = task.build_model(cfg.model, len(splits.classes))
+    model = task.build_model(cfg, len(splits.classes))
 
 A new modality is one more :class:`Task` in ``TASKS`` and a line in :func:`task_for`.
 """
@@ -42,7 +42,7 @@ class Task:
     load_data: Callable[[DataConfig], Splits[Any]]
     load_eval_set: Callable[[str, list[str], DataConfig], Any]
     classes: Callable[[DataConfig], list[str]]  # the training source's class names, nothing decoded
-    build_model: Callable[[ModelConfig, int], FineTuneModel]
+    build_model: Callable[[Config, int], FineTuneModel]  # from the whole config: images need data.image_size
     loop: Callable[[Any], TaskLoop]  # given the trainer: batch order, training inputs, the freeze-boundary cache
     prediction_inputs: Callable[[Config, list[str], list[str]], tuple[list[str], list[str | None], Any]]
     # what the report shows of the validation set beside the metrics; an image gallery is returned
@@ -58,10 +58,18 @@ def _wrong_texts(run_dir: Path, val: Any, probs: np.ndarray | None, classes: lis
     return None
 
 
+def _image_model(cfg: Config, num_classes: int) -> FineTuneModel:
+    return build_image_model(cfg.model, num_classes, image_size=cfg.data.image_size)
+
+
+def _text_model(cfg: Config, num_classes: int) -> FineTuneModel:
+    return build_text_model(cfg.model, num_classes)
+
+
 IMAGES = Task("images", "pixels", image_data.load_data, image_data.load_eval_set, image_data.count_classes,
-              build_image_model, ImageLoop, image_inputs, _image_gallery)
+              _image_model, ImageLoop, image_inputs, _image_gallery)
 TEXTS = Task("texts", "tfidf", text_data.load_text_data, text_data.load_text_eval_set, text_data.text_classes,
-             build_text_model, TextLoop, text_inputs, _wrong_texts)
+             _text_model, TextLoop, text_inputs, _wrong_texts)
 TASKS = {"images": IMAGES, "texts": TEXTS}
 
 
@@ -71,6 +79,14 @@ def task_for(cfg: Config | ModelConfig) -> Task:
     return TEXTS if model.family == "transformers" else IMAGES
 
 
-def build_model(cfg: ModelConfig, num_classes: int) -> FineTuneModel:
-    """The model a config's ``model`` section describes (timm backbone or transformers encoder)."""
-    return task_for(cfg).build_model(cfg, num_classes)
+def build_model(cfg: Config | ModelConfig, num_classes: int) -> FineTuneModel:
+    """The model a config describes (timm backbone or transformers encoder). Given only the
+    ``model`` section, an image backbone is checked at its default input size."""
+    if isinstance(cfg, Config):
+        return task_for(cfg).build_model(cfg, num_classes)
+    return (build_text_model if cfg.family == "transformers" else build_image_model)(cfg, num_classes)
+
+
+def random_weights(cfg: Config) -> Config:
+    """``cfg`` with ``model.pretrained: false``: the architecture alone (for loading a run's own weights)."""
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"pretrained": False})})

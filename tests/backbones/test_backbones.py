@@ -83,3 +83,59 @@ def test_packaged_lite0_matches_reference_pairing():
     with torch.no_grad():
         assert (ref(x) - bb.classifier(bb(x))).abs().max().item() == 0.0
     assert bb.mean == (0.5, 0.5, 0.5) and bb.std == (0.5, 0.5, 0.5)
+
+
+def test_vit_takes_any_image_size_resized_as_timm_does():
+    bb = create_backbone("test_vit", pretrained=False, image_size=32)
+    assert bb.input_size == (32, 32) and bb(torch.randn(2, 3, 32, 32)).shape == (2, bb.num_features)
+    assert bb.model.patch_embed.img_size == (32, 32)  # timm's set_input_size: position embeddings resampled
+
+
+def test_feature_map_pooling_leaves_out_the_top_that_never_runs():
+    """ConvNeXt's own top (head.norm) runs by default; with tunelab's pooling it never runs, so it is
+    not in the model at all (it was counted trainable, and got no gradient)."""
+    own = create_backbone("test_convnext", pretrained=False)
+    assert own.pools and own.left_out == [] and any(n.startswith("head.norm") for n, _ in own.model.named_parameters())
+    bare = create_backbone("test_convnext", pretrained=False, feature_map=True)
+    assert not bare.pools and [n for n, _ in bare.left_out] == ["head"]
+    assert not any(n.startswith("head.") for n, _ in bare.model.named_parameters())
+    assert bare(torch.randn(2, 3, 64, 64)).ndim == 4
+
+
+def test_feature_map_of_a_token_model_is_refused():
+    with pytest.raises(ModelError, match=r"backbone 'test_vit' gives \(1, \d+, \d+\) where tunelab needs a \[B, C, H, W\] "
+                                         r"feature map to pool; leave model.head.pooling at auto"):
+        create_backbone("test_vit", pretrained=False, feature_map=True)
+
+
+def test_spatial_dropout_alone_does_not_silently_drop_a_pretrained_top():
+    from tunelab.config import ModelConfig
+    from tunelab.model import build_image_model
+
+    with pytest.raises(ModelError, match=r"model.head.spatial_dropout .* leave out test_convnext's own top: head "):
+        build_image_model(ModelConfig(backbone="test_convnext", pretrained=False, head={"spatial_dropout": 0.2}), 3)
+    model = build_image_model(ModelConfig(backbone="test_efficientnet", pretrained=False, head={"spatial_dropout": 0.2}), 3)
+    assert not model.backbone.pools  # its own top is only pooling: tunelab pools, after the dropout
+
+
+def test_options_a_model_lacks_are_clear_errors():
+    with pytest.raises(ModelError, match=r"model.drop_path_rate: vgg11 \(VGG\) has no stochastic depth; set it to 0"):
+        create_backbone("vgg11", pretrained=False, drop_path_rate=0.1)
+    with pytest.raises(ModelError, match=r"model.timm_kwargs.colour: test_resnet \(ResNet\) takes no such option"):
+        create_backbone("test_resnet", pretrained=False, timm_kwargs={"colour": 1})
+    bb = create_backbone("test_resnet", pretrained=False, timm_kwargs={"drop_rate": 0.3})
+    assert bb.model.drop_rate == 0.3
+
+
+def test_timm_kwargs_that_tunelab_sets_itself_are_refused():
+    from tunelab.config import build_config
+    from tunelab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model.timm_kwargs.num_classes is set by tunelab; use model.num_classes"):
+        build_config({"model": {"timm_kwargs": {"num_classes": 3}}})
+
+
+def test_an_image_size_the_model_cannot_take_fails_before_training():
+    with pytest.raises(ModelError, match=r"backbone 'vgg11' cannot run on 8x8 images \(RuntimeError: .*\); "
+                                         r"use a larger data.image_size"):
+        create_backbone("vgg11", pretrained=False, image_size=8)

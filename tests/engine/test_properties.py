@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 import torch
-from torch import nn
 
 import tunelab
 from conftest import TINY
+from watch import Watch
 
 
 def _image_cfg(backbone: str) -> Any:
@@ -39,52 +39,6 @@ CASES = {
     "images/resnet": _image_cfg("test_resnet"),
     "texts/bert": _text_cfg,
 }
-
-
-class Watch:
-    """Hooks that record, per stage, which parameters got a non-zero gradient and whether anything
-    frozen in the stage changed."""
-
-    def __init__(self) -> None:
-        self.trainable: dict[int, set[str]] = {}
-        self.graded: dict[int, set[str]] = {}
-        self.frozen_changed: dict[int, list[str]] = {}
-        self._handles: list[Any] = []
-        self._frozen: dict[str, torch.Tensor] = {}
-
-    def on_stage_start(self, trainer: Any, stage: int) -> None:
-        for h in self._handles:
-            h.remove()
-        model: nn.Module = trainer.model
-        self.trainable[stage] = {n for n, p in model.named_parameters() if p.requires_grad}
-        self.graded[stage] = set()
-        self._handles = [p.register_post_accumulate_grad_hook(self._graded(stage, n))
-                         for n, p in model.named_parameters() if p.requires_grad]
-        self._frozen = {k: v.detach().clone() for k, v in _frozen_state(model).items()}
-
-    def _graded(self, stage: int, name: str) -> Any:
-        def hook(p: torch.Tensor) -> None:
-            if p.grad is not None and bool(p.grad.ne(0).any()):
-                self.graded[stage].add(name)
-        return hook
-
-    def on_epoch_end(self, trainer: Any, stage: int, epoch: int, metrics: dict[str, Any]) -> None:
-        if epoch == trainer.cfg.stages[stage].epochs - 1:
-            now = _frozen_state(trainer.model)
-            self.frozen_changed[stage] = [k for k, v in self._frozen.items() if not torch.equal(now[k], v)]
-
-    def hooks(self) -> dict[str, Any]:
-        return {"on_stage_start": self.on_stage_start, "on_epoch_end": self.on_epoch_end}
-
-
-def _frozen_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Frozen parameters, and the buffers (BatchNorm statistics) of modules whose parameters are all frozen."""
-    out = {n: p for n, p in model.named_parameters() if not p.requires_grad}
-    for name, mod in model.named_modules():
-        params = list(mod.parameters(recurse=False))
-        if params and not any(p.requires_grad for p in params):
-            out.update({f"{name}.{b}": t for b, t in mod.named_buffers(recurse=False)})
-    return out
 
 
 @pytest.fixture(params=list(CASES))

@@ -4,8 +4,8 @@ A :class:`Backbone` maps images to features and exposes its layers as named, ord
 (from timm's ``group_matcher``), which freezing and the layer table act on::
 
     bb = create_backbone("tf_efficientnet_lite0", pretrained=True, weights="auto")
-    feats = bb(images)            # [B, C, H, W] feature map, or [B, C] for token models
-    bb.groups                     # [("stem", [...]), ("blocks.0.0", [...]), ..., ("conv_head", [...])]
+    feats = bb(images)            # [B, C]: the model's own pre-logits features
+    bb.groups                     # [("stem", [...]), ("blocks.0.0", [...]), ..., ("conv_head+bn2", [...])]
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import timm
@@ -21,6 +20,8 @@ import torch
 from torch import nn
 
 from tunelab.backbones._packaged import PACKAGED, PackagedWeights, register_packaged
+from tunelab.backbones._runs import check_input_size, leave_out_unused
+from tunelab.backbones._weights import load_into, load_state_dict_file
 from tunelab.errors import ModelError
 
 __all__ = [
@@ -37,30 +38,56 @@ __all__ = [
 class Backbone(nn.Module):
     """A timm model without its classifier.
 
-    ``pools`` is True when the backbone returns pooled ``[B, C]`` features itself (token models such
-    as ViT, or when the pretrained classifier is kept); otherwise it returns the last feature map and
-    the head pools.
+    By default (``pools``) it gives the model's own pre-logits features, [B, C]: timm's
+    ``forward_head(forward_features(x), pre_logits=True)``, so the final norm, ``conv_head``, class
+    token and pooling run as the model defines them and the new head sees the pretrained
+    representation. With ``feature_map=True`` it gives the last feature map, [B, C, H, W] (channels
+    first, also for channels-last models such as Swin), for tunelab's own pooling; what of the
+    model's top then never runs is left out (``left_out``: names and parameter counts).
+    ``input_size`` is the image size the backbone was checked at, before any training.
     """
 
     model: Any  # a timm model (forward_features, forward_head, get_classifier), not typed by timm
     classifier: nn.Module  # only while create_backbone hands a kept classifier to the head
 
-    def __init__(self, model: Any, *, pools: bool, source: str) -> None:
+    def __init__(self, model: Any, *, name: str, feature_map: bool, source: str, input_size: tuple[int, int]) -> None:
         super().__init__()
         self.model = model
-        self.pools = pools
+        self.name = name
+        self.pools = not feature_map
+        self.nhwc = getattr(model, "output_fmt", "NCHW") == "NHWC"  # Swin's feature maps are channels-last
         self.source = source
-        self.num_features: int = int(model.num_features)
+        self.input_size = input_size
         cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
         self.mean: tuple[float, ...] = tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
         self.std: tuple[float, ...] = tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+        out = check_input_size(model, self.forward, name, input_size, _size_hint(model))
+        if out.ndim != (2 if self.pools else 4):
+            what = "pooled [B, C] pre-logits features" if self.pools else "a [B, C, H, W] feature map to pool"
+            raise ModelError(f"backbone '{name}' gives {tuple(out.shape)} where tunelab needs {what}"
+                             + ("" if self.pools else "; leave model.head.pooling at auto and spatial_dropout at 0 "
+                                                      "(the model's own pooling)"))
+        self.num_features = int(out.shape[1])
+        self.left_out = leave_out_unused(model, self.forward, input_size)
         self.groups = _named_groups(model)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.model.forward_features(x)
+    def top(self, h: torch.Tensor) -> torch.Tensor:
+        """``forward_features``' output -> this backbone's output: the model's own pre-logits, or the
+        feature map channels first."""
         if self.pools:
-            x = self.model.forward_head(x, pre_logits=True)
-        return x
+            return self.model.forward_head(h, pre_logits=True)
+        return h.permute(0, 3, 1, 2) if self.nhwc and h.ndim == 4 else h
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.top(self.model.forward_features(x))
+
+
+def _size_hint(model: Any) -> str:
+    native = _fixed_size(model)
+    if native is not None:
+        return (f"its pretrained size is {native[0]} px and timm cannot resize it: set data.image_size: {native[0]}, "
+                "or model.timm_kwargs where timm offers an option (e.g. dynamic_img_size: true)")
+    return "use a larger data.image_size"
 
 
 def _group_name(names: list[str]) -> str:
@@ -105,115 +132,99 @@ def _suggest(name: str) -> str:
     return f"; did you mean {', '.join(close)}?" if close else "; `tunelab models PATTERN` lists them"
 
 
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a ``.safetensors`` or ``.pth``/``.pt``/``.bin`` state dict without unpickling code."""
-    p = Path(path)
-    if not p.is_file():
-        raise ModelError(f"weights file {p} does not exist")
-    try:
-        if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            sd: Any = load_file(str(p))
-        else:
-            sd = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt file, or a pickle holding more than tensors
-        raise ModelError(f"cannot read weights file {p}: {e}. Valid: a .safetensors file or a "
-                         "torch state dict saved with torch.save(model.state_dict())") from None
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
-    if not isinstance(sd, dict):
-        raise ModelError(f"weights file {p} does not hold a state dict")
-    return {re.sub(r"^(module\.|backbone\.model\.)", "", k): v for k, v in sd.items()}
-
-
-def _load_into(model: Any, sd: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``sd`` strictly for the feature layers; classifier keys may be absent or differ."""
-    sd = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
-    own = model.state_dict()
-    clf = model.pretrained_cfg.get("classifier", "classifier") if hasattr(model, "pretrained_cfg") else "classifier"
-    clf_prefixes = tuple(f"{c}." for c in ([clf] if isinstance(clf, str) else clf))
-    mismatched = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in sd.items()
-                  if k in own and own[k].shape != v.shape and not k.startswith(clf_prefixes)]
-    missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked") and not k.startswith(clf_prefixes)]
-    unexpected = [k for k in sd if k not in own]
-    if mismatched or missing or unexpected:
-        def head(xs: list[str]) -> str:
-            return ", ".join(xs[:5]) + (f" and {len(xs) - 5} more" if len(xs) > 5 else "")
-        msg = [f"weights from {source} do not fit {type(model).__name__}:"]
-        if missing:
-            msg.append(f"  missing {len(missing)} keys: {head(missing)}")
-        if unexpected:
-            msg.append(f"  unexpected {len(unexpected)} keys: {head(unexpected)}")
-        if mismatched:
-            msg.append(f"  shape mismatch: {head(mismatched)}")
-        raise ModelError("\n".join(msg))
-    keep = {k: v for k, v in sd.items() if not (k.startswith(clf_prefixes) and k in own and own[k].shape != v.shape)}
-    model.load_state_dict(keep, strict=False)
-
-
 def create_backbone(name: str, *, pretrained: bool = True, weights: str = "auto", keep_classifier: bool = False,
-                    drop_path_rate: float = 0.0) -> Backbone:
-    """Build a timm backbone and load its weights.
+                    drop_path_rate: float = 0.0, feature_map: bool = False, image_size: int | None = None,
+                    timm_kwargs: dict[str, Any] | None = None) -> Backbone:
+    """Build a timm backbone for ``image_size`` images and load its weights.
 
     weights: ``auto`` (packaged offline weights when installed, else the hub), ``hub``, ``packaged``,
-    or a path to a state dict file. With ``pretrained=False`` the weights are random.
+    or a path to a state dict file. With ``pretrained=False`` the weights are random. A model built
+    for a fixed input size (ViT, DeiT, EVA, BEiT, Swin) is resized to ``image_size`` with timm's
+    ``set_input_size`` (position embeddings resampled as timm does), or built for it (LeViT).
+    ``timm_kwargs`` go to ``timm.create_model``; ``feature_map``: see :class:`Backbone`.
     """
     if name not in timm.list_models():
         raise ModelError(f"backbone '{name}' is not a timm model{_suggest(name)}")
+    source = _weights_source(name, pretrained, weights)
+    kwargs: dict[str, Any] = dict(timm_kwargs or {})
+    if drop_path_rate:
+        kwargs["drop_path_rate"] = drop_path_rate
+    model = _create(name, source, kwargs)
+    native = _fixed_size(model)
+    size = (image_size, image_size) if image_size else native or (64, 64)
+    resize = native is not None and size != native and not ({"img_size", "dynamic_img_size"} & set(kwargs))
+    if resize and not hasattr(model, "set_input_size"):  # built for the size; its weights must fit it
+        model, resize = _create(name, source, {**kwargs, "img_size": size}), False
     packaged = PACKAGED.get(name)
-    source = "random init"
-    if pretrained and weights == "hub":
-        source = "hub"
-    elif pretrained and weights == "auto":
-        source = "packaged" if packaged is not None and packaged.available() else "hub"
-    elif pretrained and weights == "packaged":
-        if packaged is None:
-            raise ModelError(f"no packaged offline weights for '{name}'; packaged: {', '.join(sorted(PACKAGED))}")
-        source = "packaged"
-    elif pretrained:
-        source = str(weights)
-    kwargs: dict[str, Any] = {"drop_path_rate": drop_path_rate} if drop_path_rate else {}
-    try:
-        model: Any = timm.create_model(name, pretrained=(source == "hub"), **kwargs)
-    except Exception as e:
-        if source == "hub":
-            raise ModelError(
-                f"could not download pretrained weights for '{name}' from the hub ({type(e).__name__}: {e}). "
-                f"Offline, use model.weights: PATH to a local .safetensors/.pth file"
-                + (f", or model.weights: packaged ({packaged.pip_name})" if packaged else "")) from None
-        raise
     if source == "packaged":
         assert packaged is not None
-        _load_into(model, packaged.load(model), f"package {packaged.pip_name}")
+        load_into(model, packaged.load(model), f"package {packaged.pip_name}")
     elif source not in ("hub", "random init"):
-        _load_into(model, load_state_dict_file(source), source)
-
+        load_into(model, load_state_dict_file(source), source)
+    if resize:  # after the weights, so the pretrained position embeddings are what is resampled
+        model.set_input_size(img_size=size)
     if keep_classifier:
         classifier = model.get_classifier()
         model.reset_classifier(0)
-        bb = Backbone(model, pools=True, source=source)
+        bb = Backbone(model, name=name, feature_map=False, source=source, input_size=size)
         bb.classifier = classifier  # taken over by the head
         return bb
-    pools = _returns_tokens(model)  # token models pool themselves (cls token / mean of tokens)
-    if pools:
-        model.reset_classifier(0)
-    else:  # CNNs return the feature map; the head pools it
-        model.reset_classifier(0, global_pool="")
-    return Backbone(model, pools=pools, source=source)
+    model.reset_classifier(0)  # the model's own pooling stays; Backbone(feature_map=True) bypasses it
+    return Backbone(model, name=name, feature_map=feature_map, source=source, input_size=size)
 
 
-def _returns_tokens(model: Any) -> bool:
-    """True when forward_features gives [B, N, C] tokens rather than a [B, C, H, W] map."""
+def _weights_source(name: str, pretrained: bool, weights: str) -> str:
+    """Where the weights come from: 'random init', 'hub', 'packaged' or a file path."""
+    packaged = PACKAGED.get(name)
+    if not pretrained:
+        return "random init"
+    if weights == "hub":
+        return "hub"
+    if weights == "auto":
+        return "packaged" if packaged is not None and packaged.available() else "hub"
+    if weights == "packaged":
+        if packaged is None:
+            raise ModelError(f"no packaged offline weights for '{name}'; packaged: {', '.join(sorted(PACKAGED))}")
+        return "packaged"
+    return str(weights)
+
+
+def _create(name: str, source: str, kwargs: dict[str, Any]) -> Any:
+    """``timm.create_model``; an option the model lacks or a failed download is a clear error."""
+    try:
+        return timm.create_model(name, pretrained=(source == "hub"), **kwargs)
+    except TypeError as e:
+        m = re.search(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'", str(e))
+        if m is None:
+            raise
+        cls, key = m.groups()
+        if key == "drop_path_rate":
+            raise ModelError(f"model.drop_path_rate: {name} ({cls}) has no stochastic depth; set it to 0") from None
+        if key == "img_size":
+            raise ModelError(f"backbone '{name}' ({cls}) takes only the input size it was built for; "
+                             "set data.image_size to it") from None
+        raise ModelError(f"model.timm_kwargs.{key}: {name} ({cls}) takes no such option") from None
+    except Exception as e:
+        if source != "hub":
+            raise
+        if "size mismatch" in str(e):
+            raise ModelError(f"the pretrained weights of '{name}' do not fit it at {kwargs.get('img_size')} px "
+                             f"(timm cannot resample them): set data.image_size to the pretrained size") from None
+        packaged = PACKAGED.get(name)
+        raise ModelError(
+            f"could not download pretrained weights for '{name}' from the hub ({type(e).__name__}: {e}). "
+            f"Offline, use model.weights: PATH to a local .safetensors/.pth file"
+            + (f", or model.weights: packaged ({packaged.pip_name})" if packaged else "")) from None
+
+
+def _fixed_size(model: Any) -> tuple[int, int] | None:
+    """The (height, width) a model was built for when it takes no other, else None."""
     cfg = getattr(model, "pretrained_cfg", {}) or {}
-    size = tuple(cfg.get("input_size", (3, 224, 224))) if cfg.get("fixed_input_size") else (3, 64, 64)
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode():
-        out = model.forward_features(torch.zeros(1, *size))
-    model.train(was_training)
-    return out.ndim != 4
+    if not cfg.get("fixed_input_size"):
+        return None
+    patch = getattr(model, "patch_embed", None)
+    size = getattr(patch, "img_size", None) or tuple(cfg.get("input_size", (3, 224, 224)))[1:]
+    return (int(size[0]), int(size[1]))
 
 
 @dataclass

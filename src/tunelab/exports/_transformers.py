@@ -22,6 +22,7 @@ from tunelab.text._encoders import load_tokenizer
 # the pooled features from the encoder's last hidden states ``h`` and the attention mask ``m``
 # ([B, L, 1], float), as the run's backbone computes them
 POOLING = {
+    "auto": "feats = (h * m).sum(1) / m.sum(1)",
     "mean": "feats = (h * m).sum(1) / m.sum(1)",
     "avg": "feats = (h * m).sum(1) / m.sum(1)",
     "cls": "feats = h[:, 0]",

@@ -182,11 +182,11 @@ class Skeletons:
         self.models: dict[str, Any] = {}
 
     def get(self, cfg: Config) -> Any:
-        from tunelab.tasks import build_model
+        from tunelab.tasks import build_model, random_weights
 
-        key = cfg.model.model_dump_json()
+        key = cfg.model.model_dump_json() + f" {cfg.data.image_size}"
         if key not in self.models:
-            self.models[key] = build_model(cfg.model.model_copy(update={"pretrained": False}), 2)
+            self.models[key] = build_model(random_weights(cfg), 2)
         return self.models[key]
 
     def blocks(self, cfg: Config) -> int:

@@ -61,11 +61,12 @@ class TextBackbone(nn.Module):
     """
 
     pools = True  # the head gets pooled [B, C] features
+    counts_layers = True  # {last_blocks: N} counts the groups layers.0 ... layers.N-1 (the pooler comes along)
     model: Any  # a transformers PreTrainedModel (config, embeddings, encoder layers)
 
     def __init__(self, model: Any, *, pooling: str, source: str) -> None:
         super().__init__()
-        self.pooling = "mean" if pooling == "avg" else pooling
+        self.pooling = "mean" if pooling in ("auto", "avg") else pooling
         if self.pooling not in POOLINGS:
             raise ModelError(f"model.head.pooling: {pooling} is not a text pooling; valid: avg (mean), {', '.join(POOLINGS)}")
         if self.pooling == "pooler" and getattr(model, "pooler", None) is None:
