@@ -5,8 +5,9 @@ restructuring of the code can be shown to cost no speed (and to compute the same
 
     .venv/bin/python benchmarks/commit_speed.py --baseline fbb0f9d --rounds 1 --size 1000
 
-The baseline commit is checked out with ``git worktree`` into a temporary folder and imported from
-there (``PYTHONPATH``) with the same virtual environment and this checkout's speed.py. The table
+Both commits (the baseline and this checkout's HEAD) are checked out with ``git worktree`` into
+temporary folders and imported from there (``PYTHONPATH``) with the same virtual environment and
+this checkout's speed.py, so edits made while the benchmark runs do not leak into it. The table
 goes to benchmarks/results/commit_speed.md.
 """
 
@@ -65,17 +66,19 @@ def main() -> None:
                           check=True).stdout.strip()
     runs: dict[str, list[dict]] = {f"{a.baseline} (baseline)": [], f"{head} (this checkout)": []}
     with tempfile.TemporaryDirectory() as tmp:
-        old = Path(tmp) / "baseline"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(old), a.baseline], check=True)
+        trees = [Path(tmp) / "baseline", Path(tmp) / "head"]
+        for tree, commit in zip(trees, (a.baseline, head)):
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(tree), commit], check=True)
         try:
-            srcs = dict(zip(runs, (old / "src", ROOT / "src")))
+            srcs = dict(zip(runs, (tree / "src" for tree in trees)))
             for rnd in range(a.rounds):
                 order = list(runs) if rnd % 2 == 0 else list(reversed(runs))
                 for who in order:
                     runs[who].append(_one(srcs[who], a.size, tuple(a.epochs)))
                     print(who, json.dumps({k: v for k, v in runs[who][-1].items() if k != "phases"}), flush=True)
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], check=True)
+            for tree in trees:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=True)
     text = _table(a, runs)
     (ROOT / "benchmarks" / "results" / "commit_speed.md").write_text(text)
     print(text)
