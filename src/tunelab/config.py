@@ -106,7 +106,8 @@ class ModelConfig(_Section):
     weights: str = Field(
         "auto",
         description="'auto' (packaged offline weights when installed, else the hub), 'hub', "
-        "'packaged', or a path to a .safetensors/.pth state dict",
+        "'packaged', a path to a .safetensors/.pth state dict, or a Kaggle Models handle "
+        "kaggle:OWNER/MODEL/FRAMEWORK/VARIATION[/VERSION] (through kagglehub; its cache is read offline)",
     )
     num_classes: int | Literal["data", "imagenet"] = Field(
         "data", description="'data' (one output per class found in the data), "

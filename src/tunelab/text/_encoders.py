@@ -3,13 +3,13 @@ its tokenizer. Shared by the data side (tokenizing) and the model side (the enco
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tunelab.errors import ModelError
+from tunelab.hub import hub_reachable
 
 
 @dataclass(frozen=True)
@@ -57,24 +57,6 @@ def resolve_encoder(name: str, weights: str = "auto") -> tuple[str, str]:
             raise ModelError(f"model.backbone: {folder} is a folder without config.json, not a transformers model")
         return str(folder), "folder"
     return name, "hub"
-
-
-HUB_PROBE_S = 3.0  # seconds to wait for the hub before reading its local cache only
-
-
-@functools.lru_cache(maxsize=1)
-def hub_reachable() -> bool:
-    """One request to the hub (HF_ENDPOINT) with a short timeout and no retries, once a process.
-    Without network, ``from_pretrained`` retries each file for about 25 s before it looks in the
-    local cache; with this answer it looks there at once. HF_HUB_OFFLINE=1 says offline outright."""
-    from huggingface_hub import constants, get_session
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    try:
-        return int(get_session().head(constants.ENDPOINT, timeout=HUB_PROBE_S).status_code) < 500
-    except Exception:  # no route, no name resolution, timeout, proxy refused: all say offline
-        return False
 
 
 def from_pretrained(loader: Any, path: str, source: str, what: str) -> Any:
