@@ -95,11 +95,11 @@ def test_a_teacher_of_other_classes_is_a_clear_error(tiny_cfg, image_folder, tmp
 
 
 def test_config_refuses_unlabelled_images_where_they_cannot_go():
-    with pytest.raises(ConfigError, match="distill.unlabeled: stage 0 is a probe stage"):
+    with pytest.raises(ConfigError, match=r"distill\.unlabeled: stage 0 is a probe stage"):
         build_config({"stages": [{"objective": "probe"}], "distill": {"teacher": "runs/t", "unlabeled": "photos"}})
-    with pytest.raises(ConfigError, match="distill.unlabeled is a folder of images"):
+    with pytest.raises(ConfigError, match=r"distill\.unlabeled is a folder of images"):
         build_config({"data": {"train": "rotten-tomatoes"}, "distill": {"teacher": "runs/t", "unlabeled": "photos"}})
-    with pytest.raises(ConfigError, match="distill.teacher: Field required"):
+    with pytest.raises(ConfigError, match=r"distill\.teacher: Field required"):
         build_config({"distill": {"alpha": 1.0}})
 
 
@@ -121,3 +121,19 @@ def test_resume_mid_distillation_ends_like_an_uninterrupted_run(tiny_cfg, teache
     assert [r["penalty_distill"] for r in resumed.history] == [r["penalty_distill"] for r in clean.history]
     for (n, p), (_, q) in zip(clean.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(p, q), n
+
+
+def test_a_text_student_distils_from_a_text_teacher(tiny_text_cfg):
+    teacher = tunelab.fit(tiny_text_cfg)
+    cfg = copy.deepcopy(tiny_text_cfg)
+    cfg["run"].update(name="text-student", seed=1)
+    cfg["stages"].append({"name": "all", "train": "all", "epochs": 1, "lr": 1e-4})  # random windows: per batch
+    cfg["distill"] = {"teacher": str(teacher.dir)}
+    run = tunelab.fit(cfg)
+    log = (run.dir / "log.txt").read_text()
+    assert "distill: teacher logits of 1 view(s)" in log and "distill: teacher logits computed on each batch" in log
+    assert all(r["penalty_distill"] > 0 for r in run.history)
+    cfg["run"]["name"] = "other-tokens"
+    cfg["data"]["text"]["max_length"] = 24
+    with pytest.raises(ConfigError, match=r"distill\.teacher: .* data\.text\.max_length: 16, the student has 24"):
+        tunelab.fit(cfg)
