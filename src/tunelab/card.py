@@ -110,6 +110,7 @@ def card_context(run_dir: Path, library_name: str = "tunelab", usage: str | None
         "regularization": {"augment": json.dumps(reg.model_dump(mode="json")["augment"]),
                            "penalties": ", ".join(f"{p.type} {p.strength:g}" for p in reg.penalties) or "none",
                            "label_smoothing": reg.label_smoothing, "mixup": reg.mixup is not None},
+        "distill": cfg.distill, "n_unlabeled": metrics.get("n_unlabeled"),
         "metric_rows": _metric_rows(metrics), "refit": metrics.get("refit"),
         "diagnosis": metrics.get("diagnosis"), "weak": _weak_classes(metrics),
         "skipped": len(metrics.get("skipped_images") or []), "usage": usage,

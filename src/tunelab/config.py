@@ -441,6 +441,23 @@ class TuneConfig(_Section):
         "stages.1.train.1.last_blocks, ...); default: the space built around the two-stage recipe (README)")
 
 
+class DistillConfig(_Section):
+    """Knowledge distillation: train the student (this config's model) to match a frozen teacher's
+    outputs as well as the labels: loss = T^2 * KL(teacher || student at temperature T) + alpha *
+    cross-entropy on the labelled examples (docs/patterns.md)."""
+
+    teacher: str = Field(..., description="the folder of a finished run trained on the same classes, in the same "
+                         "order (its model, input size and tokenizer are used as they were trained)")
+    temperature: float = Field(2.0, gt=0.0, description="softens both distributions: the teacher's ranking of the "
+                               "wrong classes carries more of the signal as T grows")
+    alpha: float = Field(0.5, ge=0.0, description="weight of the cross-entropy on the labels beside the distillation "
+                         "term; 0: the teacher alone")
+    unlabeled: str | None = Field(None, description="a folder of images without labels (flat or with subfolders, "
+                                  "whose names are ignored) added to the training examples: they get the distillation "
+                                  "term only, never enter validation, test, class counts, class weights or baselines "
+                                  "(images only)")
+
+
 class Config(_Section):
     recipe: Recipe = Field("default", description="the stages used when the config has no `stages` list: default "
                            "(head, then the whole network; chosen on the benchmark suite), fast (head, then the top "
@@ -453,6 +470,8 @@ class Config(_Section):
     regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     tune: TuneConfig | None = Field(None, description="the hyperparameter search of `tunelab tune`; ignored by fit")
+    distill: DistillConfig | None = Field(None, description="knowledge distillation from a trained teacher run "
+                                          "(see DistillConfig); null: plain fine-tuning")
 
     @model_validator(mode="before")
     @classmethod
@@ -513,6 +532,20 @@ class Config(_Section):
                 raise ValueError("regularization.mixup mixes images; it does not apply to text (remove it)")
         elif head.pooling in ("mean", "cls", "pooler", "last"):
             raise ValueError(f"model.head.pooling: {head.pooling} is for text encoders; images: avg, max, avgmax, catavgmax")
+        return self
+
+    @model_validator(mode="after")
+    def _distill_fits(self) -> Config:
+        """Unlabelled examples have no class for a probe or contrastive stage to use."""
+        if self.distill is None or self.distill.unlabeled is None:
+            return self
+        if self.is_text:
+            raise ValueError("distill.unlabeled is a folder of images; a text run distils on its labelled texts only "
+                             "(set distill.unlabeled: null)")
+        for i, st in enumerate(self.stages):
+            if st.objective != "classify":
+                raise ValueError(f"distill.unlabeled: stage {i} is a {st.objective} stage, which needs a label for "
+                                 "every example; use objective: classify stages (or no unlabeled folder)")
         return self
 
     @property
@@ -687,8 +720,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def dump_config(cfg: Config) -> str:
     """The fully resolved config as YAML; ``load_config`` reads it back to the same Config. A config
-    without a ``tune`` section is written without one."""
+    without a ``tune`` or ``distill`` section is written without one."""
     data = cfg.model_dump(mode="json")
-    if data.get("tune") is None:
-        data.pop("tune", None)
+    for optional in ("tune", "distill"):
+        if data.get(optional) is None:
+            data.pop(optional, None)
     return yaml.safe_dump(data, sort_keys=False)

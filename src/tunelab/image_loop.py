@@ -4,9 +4,10 @@ views with ``cache.views``, the next stage's boundary filled by the same pass)."
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import torch
@@ -14,8 +15,8 @@ import torch
 from tunelab.augment import MixTargets, build_augment
 from tunelab.cache import Boundary, cache_keys, find_boundary, run_prefixes, run_tail, split_backbone, why_no_boundary
 from tunelab.engine.device import to_memory_format
-from tunelab.engine.loop import StagePlan
-from tunelab.engine.store import STORE_DTYPES, bf16_supported
+from tunelab.engine.loop import StagePlan, ViewBatches
+from tunelab.engine.store import STORE_DTYPES, bf16_supported, tensor_digest
 from tunelab.freezing import select
 from tunelab.model import TuneModel
 
@@ -143,18 +144,11 @@ class ImageLoop:
         dist.barrier()
         if not dist.main:  # the other ranks write their rows into the file rank 0 created
             outs = [t.store.open_partial(k, dtype) for k in keys]
-        with torch.random.fork_rng(devices=[]), torch.inference_mode(), \
-                torch.autocast(t.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            for v in range(views):
-                for i in range(rows.start, rows.stop, bs):
-                    # a seed per view and batch: the same views however the rows are shared out
-                    torch.manual_seed(t.cfg.run.seed * 7919 + v * 1_000_003 + i)
-                    x = images[i: min(i + bs, rows.stop)]
-                    if augment is not None and (v > 0 or views == 1):  # view 0 is the clean image
-                        x = augment(x)
-                    hs = run_prefixes(self.model, self.seq, todo, to_memory_format(x.to(t.device)))
-                    for out, h in zip(outs, hs):
-                        out[v, i: i + len(x)] = h.to(dtype).cpu()
+        with torch.inference_mode(), torch.autocast(t.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            for v, i, x in self.views(images, views, augment, rows.start, rows.stop):
+                hs = run_prefixes(self.model, self.seq, todo, x)
+                for out, h in zip(outs, hs):
+                    out[v, i: i + len(x)] = h.to(dtype).cpu()
         if not dist.main:
             for k in keys:
                 t.store.flush(k)
@@ -166,6 +160,36 @@ class ImageLoop:
         if dist.enabled:  # every rank maps the finished file (one copy in the page cache)
             outs = [self._mapped(k, dtype) for k in keys]
         return outs
+
+    def views(self, images: torch.Tensor, views: int, augment: Callable[[torch.Tensor], torch.Tensor] | None,
+              start: int, stop: int) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """(view, first row, images on the device) in batches over rows start:stop of every view.
+        A seed per view and batch: the same views whoever asks (the cache, a teacher) and however
+        the rows are shared out between ranks."""
+        bs = self.t.cfg.data.eval_batch_size
+        with torch.random.fork_rng(devices=[]):
+            for v in range(views):
+                for i in range(start, stop, bs):
+                    torch.manual_seed(self.t.cfg.run.seed * 7919 + v * 1_000_003 + i)
+                    x = images[i: min(i + bs, stop)]
+                    if augment is not None and (v > 0 or views == 1):  # view 0 is the clean image
+                        x = augment(x)
+                    yield v, i, to_memory_format(x.to(self.t.device))
+
+    def teacher_inputs(self, si: int, plan: StagePlan | None) -> ViewBatches | None:
+        """The stage's training images as fixed views: the views its cache was made from (made again
+        batch by batch, identical), or the clean images of a stage that neither augments nor
+        mixes; None when each batch is augmented or mixed afresh."""
+        if plan is None and (self.augment is not None or self.mixer is not None):
+            return None
+        views, augment = (len(plan.train), self.augment) if plan is not None else (1, None)
+        images = self.t.splits.train.images
+        h = hashlib.sha256()
+        tensor_digest(h, [images])
+        aug_name = repr(self.t.cfg.regularization.augment) if augment is not None else "none"
+        h.update(repr((aug_name, views, self.t.cfg.run.seed, self.t.cfg.data.eval_batch_size)).encode())
+        return ViewBatches(h.hexdigest()[:24], views, len(images),
+                           lambda: self.views(images, views, augment, 0, len(images)))
 
     def _mapped(self, key: str, dtype: torch.dtype) -> torch.Tensor:
         out = self.t.store.lookup(key, dtype)

@@ -18,6 +18,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,11 @@ from tunelab.cache import backbone_sequence
 from tunelab.card import write_model_card
 from tunelab.config import Config, build_config, dump_config, load_config
 from tunelab.diagnosis import diagnose
+from tunelab.distill import add_unlabeled, distiller, load_teacher
 from tunelab.distributed import Dist
 from tunelab.engine.data import Splits
 from tunelab.engine.device import pick_device
+from tunelab.engine.distill import Distiller
 from tunelab.engine.model import FineTuneModel
 from tunelab.engine.resume import Position, position_from_state
 from tunelab.engine.rng import seed_everything
@@ -155,15 +158,19 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
             scores = run_baselines(splits, model, kind=task.baseline, batch_size=cfg.data.eval_batch_size,
                                    device=device, seed=cfg.run.seed)
             ckpt.atomic_write_text(run_dir / "baselines.json", json.dumps(scores, indent=1))
+    n_labelled = len(splits.train)
+    teacher = distiller(cfg, load_teacher(cfg, splits.classes, num_classes, device)) if cfg.distill else None
+    splits = add_unlabeled(cfg, splits)  # after the counts and baselines, which need labels
 
     trainer = Trainer(cfg=cfg, run_dir=run_dir, splits=splits, model=model, device=device, task_loop=task.loop,
-                      hooks=hooks, penalties=penalties, dist=dist)
+                      hooks=hooks, penalties=penalties, dist=dist, distill=teacher)
     for si in range(pos.stage, len(cfg.stages)):
         trainer.run_stage(si, pos)
         if cfg.stages[si].epochs and dist.main:
             log.info(diagnose(read_history(run_dir), cfg, stage=si).render())
 
-    model, trainer, final, val_probs = _final_model(cfg, task, run_dir, splits, hooks, dist, device, num_classes, trainer)
+    model, trainer, final, val_probs = _final_model(cfg, task, run_dir, splits, hooks, dist, device, num_classes, trainer,
+                                                    n_labelled=n_labelled, teacher=teacher)
     final["seconds"] = time.perf_counter() - t_start
     dist.barrier()  # metrics.jsonl and model.safetensors are complete; no rank reads the caches any more
     history = read_history(run_dir)
@@ -177,13 +184,16 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
 
 
 def _final_model(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], hooks: dict[str, Hook], dist: Dist,
-                 device: torch.device, num_classes: int, trainer: Trainer) -> tuple[FineTuneModel, Trainer, dict[str, Any],
-                                                                                  np.ndarray | None]:
-    """Validation metrics of the trained model, the refit when there is one, the saved weights and
-    the test metrics: (final model, its trainer, metrics, validation probabilities)."""
+                 device: torch.device, num_classes: int, trainer: Trainer, *, n_labelled: int,
+                 teacher: Any) -> tuple[FineTuneModel, Trainer, dict[str, Any], np.ndarray | None]:
+    """Validation metrics of the trained model, the refit when there is one (distilling from
+    ``teacher`` too), the saved weights and the test metrics: (final model, its trainer, metrics,
+    validation probabilities). The training split's first ``n_labelled`` examples have labels."""
     model = trainer.model
     model.eval()
-    final: dict[str, Any] = {"skipped_images": splits.skipped, "n_train": len(splits.train)}
+    final: dict[str, Any] = {"skipped_images": splits.skipped, "n_train": n_labelled}
+    if len(splits.train) > n_labelled:
+        final["n_unlabeled"] = len(splits.train) - n_labelled
     if dist.enabled:
         final["processes"] = dist.world
     val_probs = None
@@ -193,7 +203,7 @@ def _final_model(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], ho
         val_probs = logits.softmax(1).numpy()
     if splits.val is not None and should_refit(cfg, len(splits.train), len(splits.val)):
         first_test = trainer.predict(splits.test.inputs) if splits.test is not None else None
-        model, trainer, final["refit"] = _refit(cfg, task, run_dir, splits, hooks, dist, device, num_classes)
+        model, trainer, final["refit"] = _refit(cfg, task, run_dir, splits, hooks, dist, device, num_classes, teacher)
         if first_test is not None and splits.test is not None:
             final["refit"]["first_fit_test"] = classification_metrics(first_test, splits.test.labels, splits.classes)
     if dist.main:
@@ -291,7 +301,8 @@ def _model_for_training(cfg: Config, task: Task, num_classes: int, device: torch
 
 
 def _refit(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], hooks: dict[str, Hook], dist: Dist,
-           device: torch.device, num_classes: int) -> tuple[FineTuneModel, Trainer, dict[str, Any]]:
+           device: torch.device, num_classes: int, teacher: Callable[[Trainer], Distiller] | None
+           ) -> tuple[FineTuneModel, Trainer, dict[str, Any]]:
     """Train the recipe again from the pretrained weights on the training and validation examples
     together, each stage for the epochs it ran, in RUN_DIR/refit (resumable like the run itself)."""
     assert splits.val is not None
@@ -310,7 +321,7 @@ def _refit(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], hooks: d
     if dist.main:
         _truncate_metrics(sub, pos)
     trainer = Trainer(cfg=rcfg, run_dir=sub, splits=merged, model=model, device=device, task_loop=task.loop,
-                      hooks=hooks, penalties=penalties, dist=dist)
+                      hooks=hooks, penalties=penalties, dist=dist, distill=teacher)
     for si in range(pos.stage, len(rcfg.stages)):
         trainer.run_stage(si, pos)
     model.eval()

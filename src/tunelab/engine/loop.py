@@ -9,6 +9,7 @@ passing itself: the task's side reads the config, data, model, store and ranks f
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,6 +24,19 @@ class StagePlan:
     boundary: Any  # where the stage's frozen prefix ends, in the task's own terms
     train: Any  # [views, N, ...] features, or one CachedStates per view
     val: Any | None
+
+
+@dataclass
+class ViewBatches:
+    """The training inputs a stage's model sees when they are fixed for the whole stage (each view
+    of each example the same every epoch): what a frozen teacher's outputs can be computed for once.
+    ``batches()`` yields (view, first row, inputs) over ``views`` x ``n`` examples; ``key`` is a
+    digest of everything the inputs depend on (the examples, the augmentation, the views, the seed)."""
+
+    key: str
+    views: int
+    n: int
+    batches: Callable[[], Iterator[tuple[int, int, Any]]]
 
 
 class TaskLoop(Protocol):
@@ -48,4 +62,10 @@ class TaskLoop(Protocol):
 
     def forward(self, plan: StagePlan, batch: Any) -> torch.Tensor:
         """Logits of the stage's trainable tail on cached prefix outputs ``batch``."""
+        ...
+
+    def teacher_inputs(self, si: int, plan: StagePlan | None) -> ViewBatches | None:
+        """Stage ``si``'s training inputs as fixed views (epoch e uses view e % views, as ``plan``
+        does), or None when they are drawn afresh each step (augmented or mixed on the fly). Given
+        a ``plan``, never None: the inputs behind cached features are fixed."""
         ...

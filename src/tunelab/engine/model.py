@@ -8,6 +8,7 @@ output), the head (``head.pool`` gives the pooled features its classifier ``head
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -54,3 +55,15 @@ def named_groups(backbone: nn.Module, head: nn.Module) -> list[tuple[str, list[s
         if names:
             out.append((f"head.{child}", names))
     return out
+
+
+class Step(nn.Module):
+    """A training step's forward as one module (the cached tail: ``fn`` runs it on cached prefix
+    outputs), so that DistributedDataParallel can wrap it; ``model`` holds the parameters."""
+
+    def __init__(self, model: nn.Module, fn: Callable[[Any], torch.Tensor]) -> None:
+        super().__init__()
+        self.model, self.fn = model, fn
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self.fn(batch)

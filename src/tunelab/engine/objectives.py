@@ -1,5 +1,5 @@
 """What a stage optimises beyond plain cross-entropy: class weights, soft targets, contrastive pairs
-and their loss, the probe stage's conditions."""
+and their loss, the probe stage's conditions, the distillation loss."""
 
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ def contrastive_partners(labels: torch.Tensor, epochs: int, seed: int) -> list[t
 def class_weights(mode: str, labels: torch.Tensor, num_classes: int, device: torch.device) -> torch.Tensor | None:
     """Per-class loss weights, the inverse of each class's training frequency, normalised so that
     the mean weight of an example is 1 (the loss keeps its scale); None for an unweighted loss."""
+    labels = labels[labels >= 0]  # unlabelled examples (distill.unlabeled, label -1) have no class to weigh
     counts = torch.bincount(labels, minlength=num_classes).double()
     present = counts[counts > 0]
     if mode == "none" or (mode == "auto" and present.max() <= 1.5 * present.min()):
@@ -79,3 +80,29 @@ def contrastive_loss(emb: torch.Tensor, same: torch.Tensor) -> tuple[torch.Tenso
     cos = F.cosine_similarity(emb[:n], emb[n:])
     return F.mse_loss(cos, same), int(((cos > 0.5).float() == same).sum())
 
+
+
+def distill_terms(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, temperature: float,
+                  weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two parts of the distillation loss: T^2 * KL(softmax(t/T) || softmax(s/T)) averaged over
+    every row, and the cross-entropy on the labelled rows (``y == -1`` marks an unlabelled one; 0
+    when the batch has none). ``y`` may be soft targets [B, classes] (a mixed batch) instead.
+    T^2 keeps the KL's gradients on the scale of the cross-entropy's as T changes (Hinton et al.)."""
+    t = temperature
+    log_p_student = F.log_softmax(student.float() / t, dim=-1)
+    log_p_teacher = F.log_softmax(teacher.float() / t, dim=-1)
+    kl = F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="batchmean") * t * t
+    if y.is_floating_point():
+        return kl, soft_cross_entropy(student, y)
+    if not bool((y >= 0).any()):
+        return kl, student.sum() * 0.0  # keeps the graph (and DDP's view of used parameters) whole
+    ce = F.cross_entropy(student.float(), y, weight=weight, ignore_index=-1, label_smoothing=label_smoothing)
+    return kl, ce
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, temperature: float,
+                 alpha: float) -> torch.Tensor:
+    """T^2 * KL(softmax(teacher/T) || softmax(student/T)) + alpha * CE(student, y), the
+    cross-entropy over the labelled rows only."""
+    kl, ce = distill_terms(student, teacher, y, temperature)
+    return kl + alpha * ce

@@ -27,16 +27,17 @@ from tqdm.auto import tqdm
 from tunelab.config import Config
 from tunelab.distributed import Dist
 from tunelab.engine.data import Splits
-from tunelab.engine.device import autocast_bf16, gather_logits, predict_logits, to_memory_format
+from tunelab.engine.device import autocast_bf16, gather_logits, predict_logits, tail_logits, to_memory_format
+from tunelab.engine.distill import Distiller
 from tunelab.engine.loop import StagePlan, TaskLoop
-from tunelab.engine.model import FineTuneModel
+from tunelab.engine.model import FineTuneModel, Step
 from tunelab.engine.objectives import check_probe_stage, class_weights, contrastive_loss, contrastive_partners, soft_cross_entropy
 from tunelab.engine.optim import make_optimizer, make_scheduler
 from tunelab.engine.probe import fit_probe
 from tunelab.engine.resume import Position, restore_best, resume_stage, save_best, save_last
 from tunelab.engine.stopping import Stopper, make_stopper
 from tunelab.engine.store import FeatureStore
-from tunelab.engine.writer import append_metrics, epoch_line, record_stage, write_tensorboard
+from tunelab.engine.writer import epoch_line, record_stage, write_epoch
 from tunelab.errors import ConfigError
 from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_table, select, set_train_mode, set_trainable
 from tunelab.metrics import classification_metrics
@@ -53,7 +54,8 @@ __all__ = ["HOOKS", "Hook", "Position", "Trainer"]
 class Trainer:
     def __init__(self, *, cfg: Config, run_dir: Path, splits: Splits[Any], model: FineTuneModel,
                  device: torch.device, task_loop: Callable[[Trainer], TaskLoop], hooks: dict[str, Hook] | None = None,
-                 penalties: list[Penalty] | None = None, dist: Dist | None = None) -> None:
+                 penalties: list[Penalty] | None = None, dist: Dist | None = None,
+                 distill: Callable[[Trainer], Distiller] | None = None) -> None:
         self.cfg, self.dir, self.splits, self.model, self.device = cfg, run_dir, splits, model, device
         self.hooks, self.penalties = hooks or {}, penalties or []
         self.dist = dist if dist is not None else Dist()
@@ -75,6 +77,7 @@ class Trainer:
 
         self.tb = SummaryWriter(str(run_dir / "tensorboard")) if self.dist.main else None
         self.task = task_loop(self)  # the task's part: batch order, training inputs, the stage cache
+        self.distill = distill(self) if distill is not None else None  # the teacher, when the run distils
 
     # hooks are called by name; fit() has checked the names
     def call(self, name: str, **kwargs: Any) -> None:
@@ -107,7 +110,7 @@ class Trainer:
                 if stopper.update(row[stopper.metric], epoch):
                     save_best(self.ckpt_dir, self.model, self.dist, si, epoch, stopper)
                 stopped = stopper.should_stop
-            self.write_epoch(row)
+            write_epoch(self.dir if self.dist.main else None, self.tb, self.cfg.stages, row)
             save_last(self.ckpt_dir, self.model, self.dist, {"stage": si, "epoch": epoch, "stopped": stopped},
                       opt, sched, stopper)
             log.info(epoch_line(row, stage.epochs))
@@ -141,10 +144,13 @@ class Trainer:
         self.plan = self.task.plan(si) if stage.objective == "classify" else None
         self.partners = contrastive_partners(self.splits.train.labels, stage.epochs, self.cfg.run.seed * 7919 + si) \
             if contrastive else None
+        if self.distill is not None:  # the teacher's logits on the stage's fixed inputs, computed once
+            self.record_stage(si, distill=self.distill.prepare(stage.objective, lambda: self.task.teacher_inputs(
+                si, self.plan), self.model.head.fc.out_features))
         self.plan_seconds = time.perf_counter() - t0  # reported with the stage's first epoch
         step: nn.Module = self.model
         if contrastive or self.plan is not None:  # a step that is not the model's own forward
-            step = _Step(self.model, self.embed if contrastive else self.forward_cached)
+            step = Step(self.model, self.embed if contrastive else self.forward_cached)
         # gradients are averaged over ranks; buffers (BN statistics) follow rank 0 when BN trains
         self.net = self.dist.wrap(step, sync_buffers=stage.train_bn)
         return opt, sched, make_stopper(stage)
@@ -156,8 +162,10 @@ class Trainer:
                 f"{stage.optimizer} lr {lr:.2e}, {stage.schedule} schedule, BN {'trains' if stage.train_bn else 'frozen'}"
         table = render_layer_table(layer_rows(self.model, lr, lr_scales(self.model, stage.layer_decay)),
                                    param_totals(self.model), title)
-        audit = render_audit(audit_stage(self.model, self.penalties, self.ctx, self.cfg.regularization, stage, si,
-                                         self.probe_forward))
+        rows = audit_stage(self.model, self.penalties, self.ctx, self.cfg.regularization, stage, si, self.probe_forward)
+        if self.distill is not None:
+            rows.append(self.distill.audit_row(self.model, self.probe_inputs(), stage.objective))
+        audit = render_audit(rows)
         set_train_mode(self.model, train_bn=stage.train_bn)
         log.info("\n" + table)
         log.info(audit)
@@ -166,7 +174,10 @@ class Trainer:
     def probe_forward(self) -> None:
         """One deterministic forward pass (no dropout, BN statistics untouched) for the audit."""
         self.model.eval()
-        self.model(to_memory_format(self.splits.train.inputs[: self.cfg.data.batch_size].to(self.device)))
+        self.model(self.probe_inputs())
+
+    def probe_inputs(self) -> Any:
+        return to_memory_format(self.splits.train.inputs[: self.cfg.data.batch_size].to(self.device))
 
     # --- one epoch -------------------------------------------------------------------------------
 
@@ -183,7 +194,7 @@ class Trainer:
         stage, bs, dist = self.cfg.stages[si], self.cfg.data.batch_size, self.dist
         set_train_mode(self.model, train_bn=stage.train_bn)
         order = self.epoch_order(si, epoch)
-        sums = dict.fromkeys(["loss", "hits", "seen"] + [f"penalty_{p.name}" for p in self.penalties], 0.0)
+        sums = dict.fromkeys(["loss", "hits", "seen", "labelled"] + [f"penalty_{p.name}" for p in self.penalties], 0.0)
         lrs: list[float] = []
         t0 = time.perf_counter()
         bar = tqdm(range(0, len(order), bs), desc=f"stage {si + 1}/{len(self.cfg.stages)} epoch {epoch + 1}/{stage.epochs}",
@@ -207,16 +218,20 @@ class Trainer:
             opt.step()
             lrs.append(opt.param_groups[0]["lr"])
             sched.step()
-            n = len(idx)
-            for p, v in zip(self.penalties, penalties):
-                sums[f"penalty_{p.name}"] += float(v.detach()) * n
-            sums["loss"] += data_loss.item() * n
+            n, labelled = len(idx), int((y >= 0).sum())  # unlabelled examples (label -1) count no hit or miss
+            terms = {f"penalty_{p.name}": float(v.detach()) for p, v in zip(self.penalties, penalties)}
+            terms["loss"] = data_loss.item()
+            if self.distill is not None and self.distill.active:
+                terms.update(self.distill.last)  # its cross-entropy is the training loss; its KL term a penalty
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v * n
             sums["hits"] += hits
             sums["seen"] += n
+            sums["labelled"] += labelled
             bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{sums['seen'] / (time.perf_counter() - t0):.0f}")
         secs = time.perf_counter() - t0
         totals = dict(zip(sums, dist.sum(list(sums.values()))))
-        row = {"train_loss": totals["loss"] / totals["seen"], "train_accuracy": totals["hits"] / totals["seen"],
+        row = {"train_loss": totals["loss"] / totals["seen"], "train_accuracy": totals["hits"] / max(totals["labelled"], 1),
                "seconds": secs, "img_per_s": totals["seen"] / secs, "lr": opt.param_groups[0]["lr"]}
         row.update({k: v / totals["seen"] for k, v in totals.items() if k.startswith("penalty_")})
         row["lr_steps"] = lrs[:: max(1, len(lrs) // 50)]  # for the learning-rate plot
@@ -228,12 +243,16 @@ class Trainer:
             partner = self.partners[epoch][idx]
             emb = self.net(self.task.train_inputs(torch.cat([idx, partner]))).float()
             return contrastive_loss(emb, (y == self.splits.train.labels[partner].to(self.device)).float())
+        x: Any = None  # the batch's inputs, when it has its own (not cached features)
         if self.plan is not None:  # the frozen prefix ran once, before the stage
             logits, target = self.net(self.plan.train[epoch % len(self.plan.train)][idx]).float(), y
         else:
             x, target = self.task.mix(self.task.train_inputs(idx), y)
             logits = self.net(x).float()
-        if target.is_floating_point():  # soft targets of a mixed batch, label smoothing folded in
+        if self.distill is not None and self.distill.active:  # KL to the teacher + alpha * cross-entropy
+            loss = self.distill.loss(logits, self.distill.targets(epoch, idx, x), target, self.class_weights,
+                                     self.cfg.regularization.label_smoothing)
+        elif target.is_floating_point():  # soft targets of a mixed batch, label smoothing folded in
             loss = soft_cross_entropy(logits, target)
         else:
             loss = F.cross_entropy(logits, y, weight=self.class_weights,
@@ -250,12 +269,6 @@ class Trainer:
     def forward_cached(self, batch: Any) -> torch.Tensor:
         assert self.plan is not None
         return self.task.forward(self.plan, batch)
-
-    def write_epoch(self, row: dict[str, Any]) -> None:
-        if self.dist.main:
-            append_metrics(self.dir / "metrics.jsonl", row)
-        if self.tb is not None:
-            write_tensorboard(self.tb, self.cfg.stages, row)
 
     # --- evaluation ------------------------------------------------------------------------------
 
@@ -278,23 +291,6 @@ class Trainer:
     def _cached_logits(self, rows: slice) -> torch.Tensor:
         """Logits of the stage's tail on the cached validation features of ``rows``."""
         assert self.plan is not None and self.plan.val is not None
-        was = self.model.training
-        self.model.eval()
-        bs = self.cfg.data.eval_batch_size
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            logits = torch.cat([self.forward_cached(self.plan.val[i: min(i + bs, rows.stop)]).float().cpu()
-                                for i in range(rows.start, rows.stop, bs)])
-        self.model.train(was)
-        return logits
+        return tail_logits(self.model, self.forward_cached, self.plan.val, rows, self.cfg.data.eval_batch_size,
+                           self.device, self.bf16)
 
-
-class _Step(nn.Module):
-    """A training step's forward as one module (the cached tail: ``fn`` runs it on cached prefix
-    outputs), so that DistributedDataParallel can wrap it; ``model`` holds the parameters."""
-
-    def __init__(self, model: nn.Module, fn: Callable[[Any], torch.Tensor]) -> None:
-        super().__init__()
-        self.model, self.fn = model, fn
-
-    def forward(self, batch: Any) -> torch.Tensor:
-        return self.fn(batch)

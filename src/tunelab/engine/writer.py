@@ -39,6 +39,15 @@ def append_metrics(path: Path, row: dict[str, Any]) -> None:
         f.write(json.dumps(row) + "\n")
 
 
+def write_epoch(run_dir: Path | None, tb: Any, stages: Sequence[StageConfig], row: dict[str, Any]) -> None:
+    """One epoch's row into RUN_DIR/metrics.jsonl (``run_dir`` None: a rank that writes no file)
+    and into TensorBoard (``tb`` None: none)."""
+    if run_dir is not None:
+        append_metrics(run_dir / "metrics.jsonl", row)
+    if tb is not None:
+        write_tensorboard(tb, stages, row)
+
+
 def epoch_line(row: dict[str, Any], epochs: int) -> str:
     """The line the log gets after every epoch."""
     s = f"stage {row['stage'] + 1} epoch {row['epoch'] + 1}/{epochs}: train loss {row['train_loss']:.4f} " \

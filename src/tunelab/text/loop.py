@@ -3,14 +3,16 @@ each long text per step, and the freeze-boundary cache of :mod:`tunelab.text.cac
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any, cast
 
 import torch
 
-from tunelab.engine.loop import StagePlan
-from tunelab.engine.store import STORE_DTYPES
+from tunelab.engine.loop import StagePlan, ViewBatches
+from tunelab.engine.store import STORE_DTYPES, tensor_digest
 from tunelab.text.cache import (
     CachedStates,
     TextBoundary,
@@ -112,3 +114,18 @@ class TextLoop:
         if plan.boundary.pooled:
             self.t.ctx["pooled"] = h
         return run_tail(self.model, plan.boundary, h, tokens.to(self.t.device))
+
+    def teacher_inputs(self, si: int, plan: StagePlan | None) -> ViewBatches | None:
+        """A cached stage reads every window of each text: fixed inputs, one view. An uncached one
+        draws ``train_windows`` of a long text at random each step: None."""
+        if plan is None:
+            return None
+        tokens = cast(TextSet, self.t.splits.train).tokens
+        h = hashlib.sha256()
+        tensor_digest(h, tokens.tensors())
+        return ViewBatches(h.hexdigest()[:24], 1, len(tokens), lambda: self._batches(tokens))
+
+    def _batches(self, tokens: Tokens) -> Iterator[tuple[int, int, Tokens]]:
+        bs = self.t.cfg.data.eval_batch_size
+        for i in range(0, len(tokens), bs):
+            yield 0, i, tokens[i: i + bs].to(self.t.device)
