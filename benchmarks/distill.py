@@ -54,6 +54,12 @@ def fit(overrides: list[str]) -> dict[str, Any]:
     return {"dir": str(run.dir), "test_accuracy": run.metrics["test"]["accuracy"], "seconds": time.perf_counter() - t0}
 
 
+def reuse(run_dir: Path) -> dict[str, Any]:
+    """A finished teacher run's figures (its seconds are its own run's)."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {"dir": str(run_dir), "test_accuracy": metrics["test"]["accuracy"], "seconds": metrics["seconds"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -66,6 +72,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/tunelab-distill-bench"))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "distill.md")
     ap.add_argument("--set", dest="extra", action="append", default=[], help="more overrides for every run")
+    ap.add_argument("--teacher-run", type=Path, help="a finished teacher run of an earlier call (same data) to reuse")
     args = ap.parse_args()
 
     common = [f"run.dir={args.work / 'runs'}", "run.progress=false", f"data.samples_per_class={args.per_class}",
@@ -75,8 +82,8 @@ def main() -> None:
         common.append(f"run.threads={args.threads}")
     folder = unlabeled_folder(args.work / "unlabeled", load_config(ROOT / "examples" / "default.yaml", common),
                               args.unlabeled)
-    teacher = fit(common + ["run.name=teacher", "model.backbone=tf_efficientnet_lite2",
-                            f"data.image_size={args.teacher_size}"])
+    teacher = reuse(args.teacher_run) if args.teacher_run else fit(
+        common + ["run.name=teacher", "model.backbone=tf_efficientnet_lite2", f"data.image_size={args.teacher_size}"])
     print(f"teacher: test accuracy {teacher['test_accuracy']:.4f} in {teacher['seconds']:.0f} s", flush=True)
     rows = []
     for seed in args.seeds:
