@@ -64,6 +64,17 @@ def tiny_cfg(tmp_path: Path) -> dict[str, Any]:
     return cfg
 
 
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished one-stage run on the tiny model (no baselines), shared by a test module's tests."""
+    import tunelab
+
+    cfg = copy.deepcopy(TINY)
+    cfg["run"].update(dir=str(tmp_path_factory.mktemp("runs")), baselines=False)
+    cfg["stages"] = [{"train": "head", "epochs": 1, "lr": 1e-2}]
+    return tunelab.fit(cfg).dir
+
+
 def write_images(root: Path, classes: dict[str, int], size: int = 20) -> list[Path]:
     """Write ``n`` small RGB PNGs per class into root/<class>/; returns the files."""
     rng = np.random.default_rng(0)

@@ -10,7 +10,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 import yaml
 
@@ -19,14 +18,6 @@ from conftest import TINY, text_rows, write_text_csv
 from tunelab.api import load_run
 from tunelab.cli import main
 from tunelab.data import decode_file
-
-
-@pytest.fixture(scope="module")
-def image_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cfg = copy.deepcopy(TINY)
-    cfg["run"].update(dir=str(tmp_path_factory.mktemp("runs")), baselines=False)
-    cfg["stages"] = [{"train": "head", "epochs": 1, "lr": 1e-2}]
-    return tunelab.fit(cfg).dir
 
 
 def _config(tmp_path: Path, cfg: dict) -> Path:

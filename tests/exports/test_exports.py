@@ -23,14 +23,6 @@ from tunelab.text.predict import text_inputs
 
 
 @pytest.fixture(scope="module")
-def image_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cfg = copy.deepcopy(TINY)
-    cfg["run"].update(dir=str(tmp_path_factory.mktemp("runs")), baselines=False)
-    cfg["stages"] = [{"train": "head", "epochs": 1, "lr": 1e-2}]
-    return tunelab.fit(cfg).dir
-
-
-@pytest.fixture(scope="module")
 def text_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder: Path) -> Path:
     from conftest import text_rows, write_text_csv
 
