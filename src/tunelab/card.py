@@ -19,14 +19,9 @@ import yaml
 from tunelab._html import render
 from tunelab.checkpoint import atomic_write_text
 from tunelab.config import Config, load_config
-from tunelab.errors import ConfigError
-from tunelab.runs import read_history
+from tunelab.runs import read_run_folder
 
 CARD = "README.md"
-
-
-def _load_json(path: Path, default: Any) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else default
 
 
 def _front_matter(cfg: Config, name: str, metrics: dict[str, Any], library_name: str) -> str:
@@ -93,11 +88,10 @@ def _weak_classes(metrics: dict[str, Any], limit: int = 3) -> list[str]:
 
 def card_context(run_dir: Path, library_name: str = "tunelab", usage: str | None = None) -> dict[str, Any]:
     """Everything model_card.md.j2 shows, as plain data."""
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
+    r = read_run_folder(run_dir)
     cfg = load_config(run_dir / "config.yaml")
-    metrics, classes = _load_json(run_dir / "metrics.json", {}), _load_json(run_dir / "classes.json", [])
-    data_head, data_rows = _data_rows(_load_json(run_dir / "data.json", {}))
+    metrics, classes = r["metrics"], r["classes"]
+    data_head, data_rows = _data_rows(r["data"])
     name = run_dir.resolve().name
     reg = cfg.regularization
     return {
@@ -106,7 +100,7 @@ def card_context(run_dir: Path, library_name: str = "tunelab", usage: str | None
         "input": (f"token ids of up to {cfg.data.text.max_length} tokens per window" if cfg.data.text else
                   f"RGB images of {cfg.data.image_size} x {cfg.data.image_size} pixels, uint8 0-255"),
         "data_head": data_head, "data_rows": data_rows,
-        "stage_rows": _stage_rows(cfg, read_history(run_dir), _load_json(run_dir / "stages.json", {})),
+        "stage_rows": _stage_rows(cfg, r["history"], r["stages"]),
         "regularization": {"augment": json.dumps(reg.model_dump(mode="json")["augment"]),
                            "penalties": ", ".join(f"{p.type} {p.strength:g}" for p in reg.penalties) or "none",
                            "label_smoothing": reg.label_smoothing, "mixup": reg.mixup is not None},
@@ -114,7 +108,7 @@ def card_context(run_dir: Path, library_name: str = "tunelab", usage: str | None
         "metric_rows": _metric_rows(metrics), "refit": metrics.get("refit"),
         "diagnosis": metrics.get("diagnosis"), "weak": _weak_classes(metrics),
         "skipped": len(metrics.get("skipped_images") or []), "usage": usage,
-        "config_text": (run_dir / "config.yaml").read_text().rstrip(),
+        "config_text": r["config_text"].rstrip(),
     }
 
 

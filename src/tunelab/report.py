@@ -18,8 +18,7 @@ from tunelab import plots
 from tunelab._html import image, render
 from tunelab.checkpoint import atomic_write_text
 from tunelab.diagnosis import diagnose
-from tunelab.errors import ConfigError
-from tunelab.runs import read_history
+from tunelab.runs import read_run_folder
 
 WRONG_TEXTS = "wrong_texts.json"  # the most confidently wrong validation texts of a text run
 SECTIONS = ["summary", "diagnosis", "curves", "metrics", "data", "model", "regularization", "config"]
@@ -27,20 +26,6 @@ SECTIONS = ["summary", "diagnosis", "curves", "metrics", "data", "model", "regul
 # the figures of make_plots and the alt text each has in the page
 FIGURES = {"curves": "loss and accuracy curves", "lr": "learning rate", "penalties": "penalties",
            "confusion": "confusion matrix", "per_class": "per-class", "wrong": "most confidently wrong"}
-
-
-def _read(run_dir: Path) -> dict[str, Any]:
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
-
-    def load_json(name: str, default: Any) -> Any:
-        p = run_dir / name
-        return json.loads(p.read_text()) if p.is_file() else default
-
-    history = read_history(run_dir)
-    return {"config_text": (run_dir / "config.yaml").read_text(), "metrics": load_json("metrics.json", {}),
-            "history": history, "classes": load_json("classes.json", []), "data": load_json("data.json", {}),
-            "stages": load_json("stages.json", {})}
 
 
 def make_plots(run_dir: Path, r: dict[str, Any],
@@ -148,7 +133,7 @@ def write_report(run_dir: str | Path, *, gallery: tuple[np.ndarray, np.ndarray, 
     from tunelab.config import load_config
 
     d = Path(run_dir)
-    r = _read(d)
+    r = read_run_folder(d)
     cfg = load_config(d / "config.yaml")
     figs = make_plots(d, r, gallery)
     path = d / "report.html"
@@ -198,7 +183,7 @@ def _compare_curves(runs: list[tuple[Path, dict[str, Any]]], png: Path) -> Path:
 
 def compare(run_dirs: list[str | Path], out: str | Path = "compare.html") -> Path:
     """Runs side by side: the config keys that differ, final metrics, overlaid validation curves."""
-    runs = [(Path(p), _read(Path(p))) for p in run_dirs]
+    runs = [(Path(p), read_run_folder(Path(p))) for p in run_dirs]
     flat = [_flatten(yaml.safe_load(r["config_text"])) for _, r in runs]
     keys = sorted(k for k in set().union(*flat) if not k.startswith("run.") and len({repr(f.get(k)) for f in flat}) > 1)
     out = Path(out)

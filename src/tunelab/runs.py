@@ -44,6 +44,21 @@ class Run:
     rank: int = 0  # in a distributed run, the process this object lives in (rank 0 wrote the folder)
 
 
+def read_run_folder(run_dir: Path) -> dict[str, Any]:
+    """What a finished (or interrupted) run folder records, for the report and the model card:
+    config_text, metrics, history, classes, data and stages (empty where a file is missing)."""
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
+
+    def load_json(name: str, default: Any) -> Any:
+        p = run_dir / name
+        return json.loads(p.read_text()) if p.is_file() else default
+
+    return {"config_text": (run_dir / "config.yaml").read_text(), "metrics": load_json("metrics.json", {}),
+            "history": read_history(run_dir), "classes": load_json("classes.json", []),
+            "data": load_json("data.json", {}), "stages": load_json("stages.json", {})}
+
+
 def read_history(run_dir: Path) -> list[dict[str, Any]]:
     """The per-epoch rows of RUN_DIR/metrics.jsonl (empty before the first epoch ends). A last row
     without its newline is one a killed process was writing: it is left out (a resume then cuts the
