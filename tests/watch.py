@@ -1,12 +1,17 @@
 """Training hooks that record what each stage trains, which parameters got a gradient, and whether
-anything frozen changed: shared by the table-driven tests of the engine and of the backbone families."""
+anything frozen changed, and the uncached twin of a cached run: shared by the table-driven tests of
+the engine, the backbone families and the text encoders."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+import pytest
 import torch
 from torch import nn
+
+import tunelab
 
 
 class Watch:
@@ -56,3 +61,20 @@ def _frozen_state(model: nn.Module) -> dict[str, torch.Tensor]:
         if params and not any(p.requires_grad for p in params):
             out.update({f"{name}.{b}": t for b, t in mod.named_buffers(recurse=False)})
     return out
+
+
+def fit_uncached(cfg: dict[str, Any]) -> Any:
+    """The same run as ``cfg`` with the freeze-boundary cache off (run name "uncached")."""
+    plain = copy.deepcopy(cfg)
+    plain["run"]["name"] = "uncached"
+    plain.setdefault("cache", {})["enabled"] = False
+    return tunelab.fit(plain)
+
+
+def assert_trains_the_same(cached: Any, plain: Any) -> None:
+    """Every epoch's training and validation loss, and every final weight, agree to float noise."""
+    for a, b in zip(cached.history, plain.history, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+    for (n, p), (_, q) in zip(cached.model.state_dict().items(), plain.model.state_dict().items()):
+        torch.testing.assert_close(p.float(), q.float(), rtol=1e-4, atol=1e-5, msg=lambda m, n=n: f"{n}: {m}")

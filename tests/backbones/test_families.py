@@ -21,7 +21,7 @@ import tunelab
 from conftest import TINY
 from tunelab.config import ModelConfig
 from tunelab.model import build_image_model
-from watch import Watch
+from watch import Watch, assert_trains_the_same, fit_uncached
 
 # (timm name, image size). ViT/DeiT/EVA/Swin are resized by timm, LeViT is built for the size; Swin
 # at 64 px, as at 32 its last stage is one token (softmax over one key: a zero gradient to its biases)
@@ -103,12 +103,4 @@ def test_two_stage_fit_caches_and_matches_the_uncached_run(arch, size, tmp_path)
         assert zero == set(), f"stage {stage + 1}: these got a zero gradient"
         assert not watch.frozen_changed[stage], f"stage {stage + 1} changed frozen tensors"
 
-    plain_cfg = copy.deepcopy(cfg)
-    plain_cfg["run"]["name"] = "uncached"
-    plain_cfg["cache"]["enabled"] = False
-    plain = tunelab.fit(plain_cfg)
-    for a, b in zip(cached.history, plain.history, strict=True):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
-        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
-    for (n, p), (_, q) in zip(cached.model.state_dict().items(), plain.model.state_dict().items()):
-        torch.testing.assert_close(p.float(), q.float(), rtol=1e-4, atol=1e-5, msg=lambda m, n=n: f"{n}: {m}")
+    assert_trains_the_same(cached, fit_uncached(cfg))

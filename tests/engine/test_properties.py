@@ -17,7 +17,7 @@ import torch
 
 import tunelab
 from conftest import TINY
-from watch import Watch
+from watch import Watch, assert_trains_the_same, fit_uncached
 
 
 def _image_cfg(backbone: str) -> Any:
@@ -61,16 +61,9 @@ def test_shared_properties(case_cfg):
     for stage, names in watch.trainable.items():
         assert names - watch.graded[stage] == set(), f"stage {stage + 1}: no gradient reached these"
 
-    plain_cfg = copy.deepcopy(case_cfg)
-    plain_cfg["run"]["name"] = "uncached"
-    plain_cfg["cache"]["enabled"] = False
-    plain = tunelab.fit(plain_cfg)
+    plain = fit_uncached(case_cfg)
     assert "cache:" not in (plain.dir / "log.txt").read_text()
-    for a, b in zip(cached.history, plain.history, strict=True):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
-        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
-    for (n, p), (_, q) in zip(cached.model.state_dict().items(), plain.model.state_dict().items()):
-        torch.testing.assert_close(p.float(), q.float(), rtol=1e-4, atol=1e-5, msg=n)
+    assert_trains_the_same(cached, plain)
 
 
 def test_resume_ends_where_an_uninterrupted_run_does(case_cfg):

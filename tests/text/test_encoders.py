@@ -8,7 +8,6 @@ A new architecture joins by adding a row to ``ROWS``.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,8 +17,8 @@ import torch
 
 import tunelab
 from conftest import FILLER, TEXT_WORDS, text_rows, write_text_csv
-from engine.test_properties import Watch
 from tunelab.freezing import layer_rows
+from watch import Watch, assert_trains_the_same, fit_uncached
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + FILLER + TEXT_WORDS["pos"] + TEXT_WORDS["neg"]
 SIZES = {"hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 2, "intermediate_size": 64,
@@ -149,14 +148,7 @@ def test_every_encoder_fits_and_caches_what_it_promises(arch, encoder_folders, t
         assert names - watch.graded[stage] == set(), f"stage {stage + 1}: no gradient reached these"
         assert not watch.frozen_changed[stage], f"stage {stage + 1} changed frozen tensors"
 
-    plain_cfg = copy.deepcopy(cfg)
-    plain_cfg["run"]["name"], plain_cfg["cache"]["enabled"] = "uncached", False
-    plain = tunelab.fit(plain_cfg)
-    for a, b in zip(cached.history, plain.history, strict=True):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
-        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
-    for (n, p), (_, q) in zip(model.state_dict().items(), plain.model.state_dict().items()):
-        torch.testing.assert_close(p.float(), q.float(), rtol=1e-4, atol=1e-5, msg=n)
+    assert_trains_the_same(cached, fit_uncached(cfg))
 
 
 # --- the bugs the table found, one by one --------------------------------------------------------
