@@ -72,7 +72,7 @@ INSTANCES: list[Instance] = [
 ]
 
 IMAGE_METHODS = ["default", "fast", "full", "probe", "auto", "scratch", "sklearn", "advice", "refit", "balanced",
-                 "noaug"]
+                 "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3"]
 TEXT_METHODS = ["default", "fast", "full", "probe", "scratch", "sklearn", "advice", "refit", "balanced"]
 
 # config overrides of each method (the recipe names are the config's `recipe:`)
@@ -87,10 +87,17 @@ METHODS: dict[str, list[str]] = {
     "refit": ["data.refit=always"],
     "balanced": ["regularization.class_weight=balanced"],
     "noaug": ["regularization.augment=none"],
+    # the default's own knobs, screened on the image tasks (benchmarks/results/suite_screen.md)
+    "lpconv": ["stages.0.epochs=30", "stages.0.min_steps=150"],  # the head fitted to convergence first
+    "s2e20": ["stages.1.epochs=20"],  # more all-layers epochs
+    "ld90": ["stages.1.layer_decay=0.9"],  # lower learning rates toward the input
+    "lr1e4": ["stages.1.lr=1e-4"],  # a lower all-layers learning rate
+    "lr1e3": ["stages.1.lr=1e-3"],  # a higher one
 }
 
 
-VARIANTS = {"advice", "refit", "balanced", "noaug"}  # not candidates for "best": measured to decide defaults
+# not candidates for "best": measured to decide defaults
+VARIANTS = {"advice", "refit", "balanced", "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3"}
 
 
 def task_info(task: str) -> dict[str, Any]:
@@ -280,8 +287,9 @@ def _ms(xs: list[float]) -> str:
 def table(done: list[dict[str, Any]]) -> str:
     ok = [r for r in done if "error" not in r]
     insts = list(dict.fromkeys(r["instance"] for r in ok))
-    methods = [m for m in ["default", "fast", "full", "probe", "auto", "scratch", "sklearn", "setfit", "refit",
+    methods = [m for m in ["default", "fast", "full", "probe", "auto", "scratch", "sklearn", "setfit", *METHODS,
                            "balanced", "noaug"] if any(r["method"] == m for r in ok)]
+    methods = list(dict.fromkeys(methods))
     acc = {(i, m): [r["test_accuracy"] for r in ok if r["instance"] == i and r["method"] == m] for i in insts
            for m in methods}
     secs = {(i, m): [r["seconds"] for r in ok if r["instance"] == i and r["method"] == m] for i in insts for m in methods}
@@ -346,6 +354,31 @@ def advice_table(done: list[dict[str, Any]], method: str = "advice") -> str:
     return "\n".join(lines)
 
 
+def paired_table(done: list[dict[str, Any]]) -> str:
+    """Each method minus the default on the same task and seed (the same training draw), mean +- std
+    over the seeds: the paired differences that decide a default, with far less noise than the
+    difference of two means."""
+    ok = [r for r in done if "error" not in r]
+    acc = {(r["instance"], r["method"], r["seed"]): r["test_accuracy"] for r in ok}
+    insts = list(dict.fromkeys(r["instance"] for r in ok))
+    methods = [m for m in dict.fromkeys(r["method"] for r in ok) if m != "default"]
+    lines = ["| task | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    per: dict[str, list[float]] = {m: [] for m in methods}
+    for i in insts:
+        cells = []
+        for m in methods:
+            d = [acc[(i, m, s)] - acc[(i, "default", s)] for (i2, m2, s) in acc if i2 == i and m2 == m
+                 and (i, "default", s) in acc]
+            if d:
+                per[m].append(statistics.mean(d))
+            cells.append("-" if not d else f"{statistics.mean(d):+.3f}" + (f" +- {statistics.stdev(d):.3f}"
+                                                                            if len(d) > 1 else ""))
+        lines.append(f"| {i} | " + " | ".join(cells) + " |")
+    lines.append("| **mean (worst task)** | " + " | ".join(
+        f"{statistics.mean(v):+.3f} ({min(v):+.3f})" if v else "-" for v in per.values()) + " |")
+    return "\n".join(lines)
+
+
 def write_table(done: list[dict[str, Any]], out: Path) -> str:
     md = table(done)
     text = ("Test accuracy, mean +- std over seeds (each seed draws other training examples and initialises "
@@ -353,6 +386,8 @@ def write_table(done: list[dict[str, Any]], out: Path) -> str:
             "`benchmarks/suite.py` on the 2-core CPU machine, one thread per run.\n\n" + md + "\n\n"
             "The first recommendation of the default's final diagnosis, applied as printed (the rules as they "
             "are now):\n\n" + advice_table(done) + "\n")
+    text += ("\nEach method minus the default on the same task and seed (paired: the same training draw), "
+             "mean +- std over seeds:\n\n" + paired_table(done) + "\n")
     if any(r["method"] == "advice_l2sp" for r in done):
         text += ("\nThe same check under the earlier overfitting rule (L2-SP 1.0 before head dropout), which "
                  "led to the change:\n\n" + advice_table(done, "advice_l2sp") + "\n")

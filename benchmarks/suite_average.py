@@ -42,9 +42,9 @@ def run_one(job: tuple[str, int, str]) -> dict[str, Any]:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import logging
 
-    import suite
     import torch
 
+    import suite
     import tunelab
     from tunelab.metrics import classification_metrics
 

@@ -186,6 +186,20 @@ def test_a_tiny_validation_split_draws_no_verdict_from_its_curve():
     assert any("12 examples" in w and "too noisy" in w for w in d.warnings)
 
 
+def test_a_gap_beyond_a_tiny_splits_noise_is_still_overfitting():
+    """sotu-era, 8 passages a class: train accuracy 1.000, 7 validation passages at 0.286 (one
+    standard error 0.17) was called a good fit; a gap within the noise of such a split is not."""
+    r = rows([1.4, 0.8, 0.2, 0.05], [0.4, 0.8, 1.0, 1.0], [1.4, 1.3, 1.35, 1.4], [0.286, 0.286, 0.286, 0.286])
+    for row in r:
+        row["val_count"] = 7
+    d = diagnose(r, CFG)
+    assert d.verdict == "overfitting" and "7 examples" in d.evidence[0]
+    assert any("too noisy" in w for w in d.warnings)
+    for row in r:
+        row["val_accuracy"] = 0.571  # gap 0.43 < 0.25 + 2 * 0.19
+    assert diagnose(r, CFG).verdict == "good fit"
+
+
 def test_a_model_that_does_not_beat_a_baseline_is_told_so():
     r = rows([1.0, 0.6, 0.4, 0.3], [0.6, 0.85, 0.9, 0.92], [1.0, 0.8, 0.7, 0.69], [0.6, 0.8, 0.8, 0.8])
     final = {"val": {"accuracy": 0.80, "macro_f1": 0.8, "n": 400, "per_class": {}},
