@@ -72,8 +72,8 @@ INSTANCES: list[Instance] = [
 ]
 
 IMAGE_METHODS = ["default", "fast", "full", "probe", "auto", "scratch", "sklearn", "advice", "refit", "balanced",
-                 "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3"]
-TEXT_METHODS = ["default", "fast", "full", "probe", "scratch", "sklearn", "advice", "refit", "balanced"]
+                 "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3", "dropout", "l2sp01", "auglight"]
+TEXT_METHODS = ["default", "fast", "full", "probe", "scratch", "sklearn", "advice", "refit", "balanced", "dropout"]
 
 # config overrides of each method (the recipe names are the config's `recipe:`)
 METHODS: dict[str, list[str]] = {
@@ -93,11 +93,16 @@ METHODS: dict[str, list[str]] = {
     "ld90": ["stages.1.layer_decay=0.9"],  # lower learning rates toward the input
     "lr1e4": ["stages.1.lr=1e-4"],  # a lower all-layers learning rate
     "lr1e3": ["stages.1.lr=1e-3"],  # a higher one
+    # the overfitting advice's candidates, on the tasks where the default overfits
+    "dropout": ["model.head.dropout=0.5"],
+    "l2sp01": ["regularization.penalties=[{type: l2sp, strength: 0.1, layers: all, params: all}]"],
+    "auglight": ["regularization.augment=light"],
 }
 
 
 # not candidates for "best": measured to decide defaults
-VARIANTS = {"advice", "refit", "balanced", "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3"}
+VARIANTS = {"advice", "refit", "balanced", "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3", "dropout", "l2sp01",
+            "auglight"}
 
 
 def task_info(task: str) -> dict[str, Any]:

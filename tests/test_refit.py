@@ -21,10 +21,12 @@ def test_refit_stages_keep_the_epochs_run_and_drop_early_stopping():
     assert st[1].early_stopping is None and st[1].min_steps is None and st[1].lr_scale == 0.1
 
 
-def test_auto_refits_small_training_sets_only():
-    cfg = build_config({"data": {"refit": "auto"}})
-    assert should_refit(cfg, 160, 40) and not should_refit(cfg, 4000, 1000) and not should_refit(cfg, 160, 0)
-    assert not should_refit(build_config({}), 160, 40)  # the default: never
+def test_auto_the_default_refits_few_shot_training_sets_only():
+    cfg = build_config({})  # the default: auto
+    assert should_refit(cfg, 40, 10, 10) and should_refit(cfg, 25, 7, 4)  # 5 and 8 examples a class
+    assert not should_refit(cfg, 160, 40, 10) and not should_refit(cfg, 40, 0, 10)  # 20 a class; no validation
+    assert not should_refit(build_config({"data": {"refit": "never"}}), 40, 10, 10)
+    assert should_refit(build_config({"data": {"refit": "always"}}), 4000, 1000, 10)
 
 
 def test_concat_of_text_sets_pads_to_the_longer():

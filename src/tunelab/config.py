@@ -89,9 +89,10 @@ class DataConfig(_Section):
     seed: int = Field(0, description="which examples go to the validation and test splits and which "
                       "samples_per_class draws (run.seed decides the training randomness)")
     refit: Literal["auto", "always", "never"] = Field(
-        "never", description="after the run, train the same recipe again on the training and validation examples "
+        "auto", description="after the run, train the same recipe again on the training and validation examples "
         "together (the epochs each stage ran) and keep that model; validation metrics and the diagnosis stay the "
-        "first fit's. auto: when training + validation hold at most 2,000 examples (docs/config.md)")
+        "first fit's. auto: when training + validation hold at most 10 examples a class, where the held-out fifth "
+        "costs most (docs/config.md)")
     text: TextDataConfig | None = Field(None, description="set for text classification (see TextDataConfig)")
 
 

@@ -201,7 +201,7 @@ def _final_model(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], ho
         logits = trainer.predict(splits.val.inputs)
         final["val"] = classification_metrics(logits, splits.val.labels, splits.classes, detailed=True)
         val_probs = logits.softmax(1).numpy()
-    if splits.val is not None and should_refit(cfg, len(splits.train), len(splits.val)):
+    if splits.val is not None and should_refit(cfg, n_labelled, len(splits.val), len(splits.classes)):
         first_test = trainer.predict(splits.test.inputs) if splits.test is not None else None
         model, trainer, final["refit"] = _refit(cfg, task, run_dir, splits, hooks, dist, device, num_classes, teacher)
         if first_test is not None and splits.test is not None:

@@ -154,7 +154,8 @@ def test_lite0_run_exports_to_onnx_and_to_a_timm_folder_plain_timm_loads(tmp_pat
     root = Path(__file__).resolve().parents[2]
     run = tunelab.fit(root / "examples" / "default.yaml", overrides=[
         "recipe=probe", f"run.dir={tmp_path}", "run.name=lite0", "run.progress=false", "run.baselines=false",
-        "data.samples_per_class=5", "data.val_samples_per_class=2", "data.test_samples_per_class=10"])
+        "data.samples_per_class=5", "data.val_samples_per_class=2", "data.test_samples_per_class=10",
+        "data.refit=never"])
     onnx = tunelab.export(run.dir, "onnx", check=100)
     assert onnx.checked == 100 and onnx.max_abs_diff < 1e-3
     folder = tunelab.export(run.dir, "timm", tmp_path / "timm", check=20)
