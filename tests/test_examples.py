@@ -27,7 +27,8 @@ def test_example_recipe_runs(path, tmp_path, request):
         encoder, csv = request.getfixturevalue("tiny_encoder"), request.getfixturevalue("text_csv")
         overrides = [f"run.dir={tmp_path}", "run.progress=false", f"model.backbone={encoder}", f"data.train={csv}",
                      "data.test=null", "data.test_split=0", "data.samples_per_class=3", "data.val_samples_per_class=2",
-                     "data.refit=never", f"data.text.token_cache={tmp_path / 'tokens'}", "stages.1.train=[head, {last_layers: 1}]"]  # 3 layers
+                     "data.refit=never", f"data.text.token_cache={tmp_path / 'tokens'}",
+                     "stages.1.train=[head, {last_layers: 1}]"]  # 3 layers
     else:
         overrides = [f"run.dir={tmp_path}", "run.progress=false", "model.pretrained=false",
                      f"data.train={synthetic_images()}",
