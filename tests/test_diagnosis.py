@@ -20,7 +20,7 @@ def test_overfitting_from_rising_validation_loss():
     d = diagnose(r, CFG)
     assert d.verdict == "overfitting"
     assert "validation loss rose" in d.evidence[1] and "epoch 2" in d.evidence[1]
-    assert d.recommendations[0].startswith("--set stages.0.early_stopping={patience: 3}  # validation loss was best at epoch 2")
+    assert d.recommendations[0].startswith('--set "stages.0.early_stopping={patience: 3}"  # validation loss was best at epoch 2')
     # head dropout before L2-SP: L2-SP 1.0 as the first advice lost 2.5-6.7 points on the suite
     assert d.recommendations[1].startswith("--set model.head.dropout=0.5")
     assert d.recommendations[2].startswith('--set "regularization.penalties=[{type: l2sp, strength: 0.1')
@@ -198,6 +198,23 @@ def test_a_gap_beyond_a_tiny_splits_noise_is_still_overfitting():
     for row in r:
         row["val_accuracy"] = 0.571  # gap 0.43 < 0.25 + 2 * 0.19
     assert diagnose(r, CFG).verdict == "good fit"
+
+
+@pytest.mark.parametrize("verdict", ["overfitting", "underfitting", "unstable", "too short"])
+def test_every_recommendation_pastes_into_a_shell_as_whole_overrides(verdict):
+    """`--set stages.1.early_stopping={patience: 3}` split at its space in a shell (and in the suite's
+    advice check: "stages.1.early_stopping: Input should be a valid dictionary ... got '{patience:'")."""
+    import shlex
+
+    from tunelab.diagnosis import recommend
+
+    for cfg in (CFG, two_stage(), build_config({"stages": [{"train": "all", "epochs": 4, "lr": 1e-4}]})):
+        for rec in recommend(verdict, cfg, len(cfg.stages) - 1, rows(**UNDERFIT)):
+            if not rec.startswith("--set"):
+                continue
+            words = shlex.split(rec.split("  #")[0])
+            assert words[::2] == ["--set"] * (len(words) // 2) and len(words) % 2 == 0, rec
+            assert all("=" in w for w in words[1::2]), rec
 
 
 def test_overfitting_advice_starts_with_the_refit_unless_the_run_refit():

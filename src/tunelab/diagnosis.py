@@ -297,7 +297,7 @@ def _early_stop_at_best(config: Any, stage: int, rows: list[dict[str, Any]]) -> 
     if config.stages[stage].early_stopping is None and vl and len(losses) == len(vl) and acc_fell:
         best = min(range(len(losses)), key=lambda k: losses[k])
         if best < len(vl) - 1 - LATE_BEST * len(vl):  # the curve itself says where to stop
-            return [f"--set stages.{stage}.early_stopping={{patience: 3}}  # validation loss was best at "
+            return [f"--set \"stages.{stage}.early_stopping={{patience: 3}}\"  # validation loss was best at "
                     f"epoch {best + 1} of {len(vl)}: stop there and keep those weights"]
     return []
 
@@ -328,7 +328,7 @@ def _against_overfitting(config: Any, stage: int, rows: list[dict[str, Any]]) ->
     elif "all" in st.train or "backbone" in st.train:
         out.append(f'--set "stages.{stage}.train=[head, {{last_blocks: 4}}]"  # unfreeze fewer blocks')
     if st.early_stopping is None and not any("early_stopping" in x for x in out):
-        out.append(f"--set stages.{stage}.early_stopping={{patience: 3}}  # stop at the best epoch")
+        out.append(f"--set \"stages.{stage}.early_stopping={{patience: 3}}\"  # stop at the best epoch")
     return out
 
 
