@@ -384,6 +384,30 @@ def paired_table(done: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def summary_table(done: list[dict[str, Any]], contenders: tuple[str, ...] = ("default", "full", "fast", "probe",
+                                                                            "sklearn", "setfit")) -> str:
+    """Per method, over the tasks where it ran: mean test accuracy, mean and worst gap to the best
+    contender on each task, and on how many tasks it is within 1 point of that best."""
+    ok = [r for r in done if "error" not in r and r["method"] in contenders]
+    means: dict[tuple[str, str], float] = {}
+    for key in {(r["instance"], r["method"]) for r in ok}:
+        means[key] = statistics.mean(r["test_accuracy"] for r in ok if (r["instance"], r["method"]) == key)
+    insts = list(dict.fromkeys(r["instance"] for r in ok))
+    best = {i: max(v for (j, _), v in means.items() if j == i) for i in insts}
+    lines = ["| method | tasks | mean | mean gap to the best | worst gap | within 1 point of the best |",
+             "|---|---|---|---|---|---|"]
+    for m in contenders:
+        own = [(i, means[(i, m)]) for i in insts if (i, m) in means]
+        if not own:
+            continue
+        gaps = [(v - best[i], i) for i, v in own]
+        worst = min(gaps)
+        lines.append(f"| `{m}` | {len(own)} | {statistics.mean(v for _, v in own):.3f} | "
+                     f"{statistics.mean(g for g, _ in gaps):+.3f} | {worst[0]:+.3f} ({worst[1]}) | "
+                     f"{sum(g >= -0.01 for g, _ in gaps)} of {len(own)} |")
+    return "\n".join(lines)
+
+
 def write_table(done: list[dict[str, Any]], out: Path) -> str:
     md = table(done)
     text = ("Test accuracy, mean +- std over seeds (each seed draws other training examples and initialises "
@@ -391,6 +415,8 @@ def write_table(done: list[dict[str, Any]], out: Path) -> str:
             "`benchmarks/suite.py` on the 2-core CPU machine, one thread per run.\n\n" + md + "\n\n"
             "The first recommendation of the default's final diagnosis, applied as printed (the rules as they "
             "are now):\n\n" + advice_table(done) + "\n")
+    text += ("\nPer method, against the best of default, full, fast, probe, sklearn and setfit on each task (means "
+             "over seeds):\n\n" + summary_table(done) + "\n")
     text += ("\nEach method minus the default on the same task and seed (paired: the same training draw), "
              "mean +- std over seeds:\n\n" + paired_table(done) + "\n")
     if any(r["method"] == "advice_dropout" for r in done):

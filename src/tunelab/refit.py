@@ -16,7 +16,7 @@ from tunelab.config import Config, StageConfig
 # refit: auto (the default) refits when training + validation hold at most this many examples a
 # class. On the benchmark suite the refit gained at 5-8 examples a class on all three such tasks
 # (fashion-mnist-5 +2.2, textures-grey-5 +4.5, sotu-era-8 +5.1 points, 3 seeds each) and nothing
-# on average at 20 or more (-0.3 over 8 tasks), at about twice the training time
+# worth a second training at 20 or more (+0.1 on average over 8 tasks), at about twice the training time
 # (benchmarks/results/suite.md): holding out a fifth of 5 examples is a fifth of the data.
 REFIT_AUTO_PER_CLASS = 10
 

@@ -51,12 +51,12 @@ def test_study_writes_db_best_config_and_report(tiny_cfg, tmp_path):
         run_dir = Path(t.user_attrs["dir"])
         assert run_dir == study_dir / "trials" / str(t.number)
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        assert "val" in metrics and "test" not in metrics
+        assert "val" in metrics and "test" not in metrics and "refit" not in metrics
         assert metrics["val"]["accuracy"] == pytest.approx(t.value)
         assert (run_dir / "report.html").is_file() and not (run_dir / "checkpoints").exists()
 
     best = load_config(result.best_config)  # the best trial's config, as fit should run it
-    assert best.tune is None and best.data.evaluate_test and best.cache.folder is None
+    assert best.tune is None and best.data.evaluate_test and best.cache.folder is None and best.data.refit == "auto"
     assert best.run.name == "tiny-tune-best" and best.run.dir == tiny_cfg["run"]["dir"]
     assert best.stages[0].lr == result.best_params["stages.0.lr"]
     assert best.stages[1].train == ["head", {"last_blocks": result.best_params["stages.1.train.1.last_blocks"]}]
@@ -363,3 +363,15 @@ def test_killed_worker_trial_is_failed_and_run_again(tiny_cfg, tmp_path, monkeyp
     assert retry.params == killed.params and retry.system_attrs["failed_trial"] == 1
     page = (result.dir / "tune.html").read_text()
     assert "its worker stopped" in page and "the values of trial 1 again" in page
+
+
+def test_trials_never_refit_and_the_best_config_keeps_the_users_refit(tmp_path):
+    """A trial is judged on its validation split: a refit (data.refit: auto at <= 10 examples a
+    class) would double every trial for a model nobody scores; the best config gets refit back."""
+    from tunelab.config import build_config
+    from tunelab.search import _for_fit, _plumbing
+
+    base = build_config({"data": {"refit": "always"}})
+    assert "data.refit=never" in _plumbing(base, tmp_path)
+    trial = build_config({"data": {"refit": "never"}})
+    assert _for_fit(trial, base, "x").data.refit == "always"

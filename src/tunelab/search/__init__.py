@@ -240,9 +240,10 @@ def _drop_checkpoints(trial: optuna.Trial) -> None:
 
 def _plumbing(base: Config, study_dir: Path) -> list[str]:
     """Overrides every trial gets: its own folder under the study's, no progress bars, the test set
-    held out but not scored, and caches shared through files in the study folder."""
+    held out but not scored, no refit (a trial is judged on its validation split, before any refit),
+    and caches shared through files in the study folder."""
     out = [assignment("run.dir", str(study_dir / "trials")), "run.progress=false", "data.evaluate_test=false",
-           "cache.max_memory_gb=0"]
+           "data.refit=never", "cache.max_memory_gb=0"]
     if base.cache.folder is None:
         out.append(assignment("cache.folder", str(study_dir / "cache")))
     if base.data.decode_cache is None and not base.is_text:
@@ -256,6 +257,7 @@ def _for_fit(trial_cfg: Config, base: Config, name: str) -> Config:
     cfg = trial_cfg.model_copy(deep=True)
     cfg.run.dir, cfg.run.name, cfg.run.progress = base.run.dir, f"{name}-best", base.run.progress
     cfg.data.evaluate_test, cfg.data.decode_cache = base.data.evaluate_test, base.data.decode_cache
+    cfg.data.refit = base.data.refit
     cfg.cache.folder, cfg.cache.max_memory_gb = base.cache.folder, base.cache.max_memory_gb
     cfg.tune = None
     return cfg
