@@ -359,21 +359,29 @@ def advice_table(done: list[dict[str, Any]], method: str = "advice") -> str:
     return "\n".join(lines)
 
 
+def _by_seed(ok: list[dict[str, Any]]) -> dict[tuple[str, str], dict[int, float]]:
+    """Test accuracy of each (instance, method), by seed."""
+    out: dict[tuple[str, str], dict[int, float]] = {}
+    for r in ok:
+        out.setdefault((r["instance"], r["method"]), {})[r["seed"]] = r["test_accuracy"]
+    return out
+
+
 def paired_table(done: list[dict[str, Any]]) -> str:
     """Each method minus the default on the same task and seed (the same training draw), mean +- std
     over the seeds: the paired differences that decide a default, with far less noise than the
     difference of two means."""
     ok = [r for r in done if "error" not in r]
-    acc = {(r["instance"], r["method"], r["seed"]): r["test_accuracy"] for r in ok}
+    acc = _by_seed(ok)
     insts = list(dict.fromkeys(r["instance"] for r in ok))
     methods = [m for m in dict.fromkeys(r["method"] for r in ok) if m != "default"]
     lines = ["| task | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     per: dict[str, list[float]] = {m: [] for m in methods}
     for i in insts:
         cells = []
+        base = acc.get((i, "default"), {})
         for m in methods:
-            d = [acc[(i, m, s)] - acc[(i, "default", s)] for (i2, m2, s) in acc if i2 == i and m2 == m
-                 and (i, "default", s) in acc]
+            d = [a - base[s] for s, a in acc.get((i, m), {}).items() if s in base]
             if d:
                 per[m].append(statistics.mean(d))
             cells.append("-" if not d else f"{statistics.mean(d):+.3f}" + (f" +- {statistics.stdev(d):.3f}"
@@ -389,9 +397,7 @@ def summary_table(done: list[dict[str, Any]], contenders: tuple[str, ...] = ("de
     """Per method, over the tasks where it ran: mean test accuracy, mean and worst gap to the best
     contender on each task, and on how many tasks it is within 1 point of that best."""
     ok = [r for r in done if "error" not in r and r["method"] in contenders]
-    means: dict[tuple[str, str], float] = {}
-    for key in {(r["instance"], r["method"]) for r in ok}:
-        means[key] = statistics.mean(r["test_accuracy"] for r in ok if (r["instance"], r["method"]) == key)
+    means = {key: statistics.mean(by.values()) for key, by in _by_seed(ok).items()}
     insts = list(dict.fromkeys(r["instance"] for r in ok))
     best = {i: max(v for (j, _), v in means.items() if j == i) for i in insts}
     lines = ["| method | tasks | mean | mean gap to the best | worst gap | within 1 point of the best |",

@@ -35,7 +35,9 @@ ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 def _mix(lp: dict[str, Any], ft: dict[str, Any], a: float) -> dict[str, Any]:
     """(1 - a) * lp + a * ft for floating tensors (weights and BN statistics); counters stay FT's."""
-    return {k: (lp[k] * (1 - a) + v * a) if v.is_floating_point() else v for k, v in ft.items()}
+    import torch
+
+    return {k: torch.lerp(lp[k], v, a) if v.is_floating_point() else v for k, v in ft.items()}
 
 
 def run_one(job: tuple[str, int, str]) -> dict[str, Any]:
