@@ -10,6 +10,7 @@ only, and a missing one fails in seconds with what to do instead.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,15 @@ def hub_reachable() -> bool:
 
     if constants.HF_HUB_OFFLINE:
         return False
+    return _answers(lambda: get_session().head(constants.ENDPOINT, timeout=HUB_PROBE_S).status_code)
+
+
+def _answers(status: Callable[[], int]) -> bool:
+    """Whether a server answered the one request ``status`` makes (with a status under 500): no
+    route, no name resolution, a timeout or a refused proxy all say offline."""
     try:
-        return int(get_session().head(constants.ENDPOINT, timeout=HUB_PROBE_S).status_code) < 500
-    except Exception:  # no route, no name resolution, timeout, proxy refused: all say offline
+        return int(status()) < 500
+    except Exception:
         return False
 
 
@@ -108,11 +115,11 @@ def _kaggle_reachable() -> bool:
     """One request to Kaggle with a short timeout, once a process (kagglehub itself retries)."""
     import urllib.request
 
-    try:
+    def status() -> int:
         with urllib.request.urlopen("https://www.kaggle.com", timeout=HUB_PROBE_S) as r:
-            return int(r.status) < 500
-    except Exception:
-        return False
+            return int(r.status)
+
+    return _answers(status)
 
 
 def _one_weights_file(folder: Path, spec: str) -> Path:

@@ -288,13 +288,10 @@ def list_backbones(pattern: str = "*", pretrained_only: bool = False) -> list[Ba
         pk = PACKAGED.get(arch)
         if pk is not None and pk.available():
             status = "packaged"
-        elif _in_hub_cache(n):
+        elif _cached_weights(n) is not None:
             status = "cached"
         else:
             status = ""
         out.append(BackboneInfo(n, status))
     return out
 
-
-def _in_hub_cache(name: str) -> bool:
-    return _cached_weights(name) is not None

@@ -47,7 +47,8 @@ def split_backbone(backbone: Any) -> tuple[Chain | None, str]:
     """(chain, "") for a :class:`tunelab.backbones.Backbone` whose ``forward_features`` the chain
     reproduces, else (None, why not)."""
     model = backbone.model
-    x = probe_images(backbone.input_size, 2)
+    # on the model's device: a CPU probe into a GPU model raised, and the split was then never used
+    x = probe_images(backbone.input_size, 2).to(next(model.parameters()).device)
     group_by_name = {n: i for i, (_, names) in enumerate(backbone.groups) for n in names}
     group_of = {id(p): group_by_name.get(n, -1) for n, p in model.named_parameters()}
     was = model.training
