@@ -52,3 +52,22 @@ def test_a_refit_run_trains_on_train_and_val_and_keeps_that_model(tiny_cfg):
     again = tunelab.evaluate(run.dir)
     assert again["accuracy"] == pytest.approx(m["test"]["accuracy"])
     assert reloaded.metrics["refit"]["examples"] == m["refit"]["examples"]
+
+
+@pytest.mark.e2e
+def test_the_default_refits_a_few_shot_fashion_mnist_run_with_lite0(tmp_path):
+    """Real data and weights: Fashion-MNIST at 4 + 1 images a class (5 a class, under auto's 10)
+    with the packaged EfficientNet-Lite0 refits by default; 20 + 20 a class (the demo's) does not."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    common = [f"run.dir={tmp_path}", "run.progress=false", "run.baselines=false", "data.image_size=32",
+              "data.test_samples_per_class=10", "stages.0.epochs=1", "stages.0.min_steps=null",
+              "stages.1.epochs=1", "stages.1.min_steps=null"]
+    few = tunelab.fit(root / "examples" / "default.yaml", overrides=common + [
+        "run.name=few", "data.samples_per_class=4", "data.val_samples_per_class=1"])
+    assert few.metrics["refit"]["examples"] == 50 and few.metrics["n_train"] == 40
+    assert (few.dir / "refit" / "metrics.jsonl").is_file() and "first_fit_test" in few.metrics["refit"]
+    more = tunelab.fit(root / "examples" / "default.yaml", overrides=common + [
+        "run.name=more", "data.samples_per_class=20", "data.val_samples_per_class=20"])
+    assert "refit" not in more.metrics
