@@ -72,7 +72,8 @@ INSTANCES: list[Instance] = [
 ]
 
 IMAGE_METHODS = ["default", "fast", "full", "probe", "auto", "scratch", "sklearn", "advice", "refit", "balanced",
-                 "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3", "dropout", "l2sp01", "auglight"]
+                 "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3", "lr5e5", "lr3e4", "dropout", "l2sp01",
+                 "auglight"]
 TEXT_METHODS = ["default", "fast", "full", "probe", "scratch", "sklearn", "advice", "refit", "balanced", "dropout"]
 
 # config overrides of each method (the recipe names are the config's `recipe:`)
@@ -93,6 +94,8 @@ METHODS: dict[str, list[str]] = {
     "ld90": ["stages.1.layer_decay=0.9"],  # lower learning rates toward the input
     "lr1e4": ["stages.1.lr=1e-4"],  # a lower all-layers learning rate
     "lr1e3": ["stages.1.lr=1e-3"],  # a higher one
+    "lr5e5": ["stages.1.lr=5e-5"],  # lower still
+    "lr3e4": ["stages.1.lr=3e-4"],  # the all-layers rate whatever the probe says (the default until lr_if_features_fit)
     # the overfitting advice's candidates, on the tasks where the default overfits
     "dropout": ["model.head.dropout=0.5"],
     "l2sp01": ["regularization.penalties=[{type: l2sp, strength: 0.1, layers: all, params: all}]"],
@@ -101,8 +104,8 @@ METHODS: dict[str, list[str]] = {
 
 
 # not candidates for "best": measured to decide defaults
-VARIANTS = {"advice", "refit", "balanced", "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3", "dropout", "l2sp01",
-            "auglight"}
+VARIANTS = {"advice", "refit", "balanced", "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3", "lr5e5", "lr3e4",
+            "dropout", "l2sp01", "auglight"}
 
 
 def task_info(task: str) -> dict[str, Any]:
@@ -199,6 +202,8 @@ def run_fit(inst: Instance, method: str, seed: int, work: Path, extra: list[str]
            "val_accuracy": m.get("val", {}).get("accuracy"), "n_train": m["n_train"],
            "seconds": time.perf_counter() - t0, "verdict": diag.get("verdict"),
            "recommendations": diag.get("recommendations", []), "overrides": extra or []}
+    if m.get("pretrained_fit"):  # the linear probe that chose the all-layers learning rate
+        row["pretrained_fit"] = m["pretrained_fit"]
     if "baselines" in m:  # the run's own baselines, fitted on its training split
         row["baselines_val"], row["baselines_test"] = m["baselines"].get("val"), m["baselines"].get("test")
     first = m.get("refit", {}).get("first_fit_test")
@@ -414,6 +419,20 @@ def summary_table(done: list[dict[str, Any]], contenders: tuple[str, ...] = ("de
     return "\n".join(lines)
 
 
+def probe_table(done: list[dict[str, Any]]) -> str:
+    """Per task: the default's linear probe on the pretrained features (its chance-corrected
+    cross-validated accuracy, kappa) and on how many seeds it chose the lower all-layers rate."""
+    lines = ["| task | probe kappa (min - max over seeds) | seeds at the lower rate |", "|---|---|---|"]
+    for inst in dict.fromkeys(r["instance"] for r in done):
+        fits = [r["pretrained_fit"] for r in done if r["instance"] == inst and r["method"] == "default"
+                and r.get("pretrained_fit")]
+        if fits:
+            k = [f["kappa"] for f in fits]
+            low = sum(f["kappa"] >= f["threshold"] - 1e-9 for f in fits)
+            lines.append(f"| {inst} | {min(k):.2f} - {max(k):.2f} | {low} of {len(fits)} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def write_table(done: list[dict[str, Any]], out: Path) -> str:
     md = table(done)
     text = ("Test accuracy, mean +- std over seeds (each seed draws other training examples and initialises "
@@ -425,6 +444,10 @@ def write_table(done: list[dict[str, Any]], out: Path) -> str:
              "over seeds):\n\n" + summary_table(done) + "\n")
     text += ("\nEach method minus the default on the same task and seed (paired: the same training draw), "
              "mean +- std over seeds:\n\n" + paired_table(done) + "\n")
+    probes = probe_table(done)
+    if probes:
+        text += ("\nThe default's linear probe on the pretrained features, which chooses its all-layers learning "
+                 "rate (1e-4 at kappa 0.9 or more, else 3e-4; `lr_if_features_fit`):\n\n" + probes + "\n")
     if any(r["method"] == "advice_dropout" for r in done):
         text += ("\nThe same check under the earlier overfitting rule (head dropout 0.5 first; all seeds where it "
                  "was measured), which led to the change:\n\n" + advice_table(done, "advice_dropout") + "\n")

@@ -58,7 +58,8 @@ def pixel_features(images: torch.Tensor) -> np.ndarray:
     return x.flatten(1).numpy()
 
 
-def _subsample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
+def stratified_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``n`` examples keeping the class shares of ``y`` (all of them when fewer)."""
     if len(y) <= n:
         return np.arange(len(y))
     from sklearn.model_selection import train_test_split
@@ -99,7 +100,7 @@ def score_baselines(train_x: Any, train_y: np.ndarray, evals: dict[str, tuple[An
         out[name]["majority"] = _scores(np.asarray(ey), np.full(len(ey), majority), num_classes)
     if len(np.unique(y)) < 2:
         return out
-    sub = _subsample(y, MAX_TRAIN, seed)
+    sub = stratified_sample(y, MAX_TRAIN, seed)
     fits: list[tuple[Kind, Any, dict[str, Any]]] = [(kind, train_x, {k: v[0] for k, v in evals.items()})]
     if features is not None:
         fits.append(("features", features[0], features[1]))

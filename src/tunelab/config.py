@@ -210,6 +210,11 @@ class StageConfig(_Section):
     optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description="a fresh optimizer each stage")
     lr: float | None = Field(None, gt=0, description="absolute learning rate")
     lr_scale: float | None = Field(None, gt=0, description="learning rate as a multiple of the previous stage's")
+    lr_if_features_fit: float | None = Field(
+        None, gt=0, description="the learning rate instead of lr / lr_scale when the pretrained features already "
+        "fit the data: a linear probe on them, cross-validated on the training split before training, reaches a "
+        "chance-corrected accuracy (kappa against the majority class) of 0.9 or more. Decided once per run and "
+        "written into its config.yaml (docs/suite.md)")
     weight_decay: float = Field(0.01, ge=0.0, description="decoupled; never applied to biases or normalisation weights")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
     schedule: Literal["constant", "cosine", "onecycle"] = Field("cosine", description="learning rate over the stage's steps")
@@ -226,6 +231,8 @@ class StageConfig(_Section):
     def _lr_xor_scale(self) -> StageConfig:
         if self.lr is not None and self.lr_scale is not None:
             raise ValueError("give either lr or lr_scale, not both")
+        if self.objective == "probe" and self.lr_if_features_fit is not None:
+            raise ValueError("a probe stage has no learning rate: drop its lr_if_features_fit")
         if self.objective == "probe":
             if "epochs" in self.model_fields_set and self.epochs != 1:
                 raise ValueError(f"a probe stage is fitted in one go: epochs is 1 (got {self.epochs})")
@@ -277,8 +284,8 @@ def _default_stages(text: bool) -> list[StageConfig]:
                 StageConfig(name="all", train=["all"], epochs=4, lr=5e-5, schedule="cosine", warmup_epochs=0.5,
                             min_steps=60)]
     return [StageConfig(name="head", train=["head"], epochs=4, lr=3e-3, schedule="cosine", min_steps=20),
-            StageConfig(name="all", train=["all"], epochs=16, lr=3e-4, schedule="cosine", warmup_epochs=1,
-                        min_steps=60)]
+            StageConfig(name="all", train=["all"], epochs=16, lr=3e-4, lr_if_features_fit=1e-4, schedule="cosine",
+                        warmup_epochs=1, min_steps=60)]
 
 
 def recipe_stages(recipe: str, text: bool = False) -> list[StageConfig]:
@@ -686,13 +693,15 @@ def build_config(raw: dict[str, Any] | None = None, overrides: list[str] | None 
 
 
 def _clear_other_lr(resolved: dict[str, Any], assignment: str) -> None:
-    """``--set stages.1.lr=X`` replaces that stage's lr_scale (and vice versa) instead of clashing."""
+    """``--set stages.1.lr=X`` replaces that stage's lr_scale (and vice versa) instead of clashing,
+    and its lr_if_features_fit: the rate set is the rate used."""
     parts = assignment.partition("=")[0].strip().split(".")
     if len(parts) == 3 and parts[0] == "stages" and parts[2] in ("lr", "lr_scale"):
         other = "lr_scale" if parts[2] == "lr" else "lr"
         stage = resolved["stages"][int(parts[1])]
         if isinstance(stage, dict):
             stage[other] = None
+            stage.pop("lr_if_features_fit", None)
 
 
 def read_raw(path: str | Path) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from tunelab.errors import ConfigError, DiskFullError
 from tunelab.freezing import select
 from tunelab.metrics import classification_metrics, format_metrics, per_class_table
 from tunelab.model import place
+from tunelab.pretrained_fit import apply_fit, probe_fit, wanted
 from tunelab.refit import refit_stages, should_refit
 from tunelab.regularizers import Penalty, build_penalties, check_coverage, pretrained_reference
 from tunelab.report import write_report
@@ -152,6 +153,8 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
     model, penalties = _model_for_training(cfg, task, num_classes, device, dist, pos, run_dir)
     log.info("backbone %s (weights: %s)", cfg.model.backbone, model.backbone.source)
     check_coverage(penalties, [select(model, st.train, where=f"stages.{i}.train") for i, st in enumerate(cfg.stages)])
+    if wanted(cfg) and not pos.tensors:  # the pretrained features, before any training
+        cfg = _rates_by_probe(cfg, splits, model, run_dir, dist, device)
     if dist.main:
         _truncate_metrics(run_dir, pos)
         if cfg.run.baselines and not pos.tensors:  # before training: the probe needs the pretrained features
@@ -181,6 +184,22 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
         return Run(run_dir, cfg, model, splits.classes, final, history, rank=dist.rank)
     _report(cfg, task, run_dir, splits, final, history, val_probs, trainer)
     return Run(run_dir, cfg, model, splits.classes, final, history)
+
+
+def _rates_by_probe(cfg: Config, splits: Splits[Any], model: FineTuneModel, run_dir: Path, dist: Dist,
+                    device: torch.device) -> Config:
+    """The stages' ``lr_if_features_fit`` resolved by the linear probe on the pretrained features
+    (:mod:`tunelab.pretrained_fit`), on rank 0 for every rank; written into config.yaml."""
+    fit = dist.broadcast(probe_fit(model, splits.train.inputs, splits.train.labels.numpy(), cfg.data.eval_batch_size,
+                                   device, cfg.run.seed) if dist.main else None)
+    cfg, chosen = apply_fit(cfg, fit)
+    log.info("pretrained features: %s\n%s", "no probe" if fit is None else
+             f"linear probe {fit['cv_accuracy']:.3f} cross-validated, majority class {fit['majority']:.3f}, "
+             f"kappa {fit['kappa']:.2f}", "\n".join(f"  {k}: {v}" for k, v in chosen.items()))
+    if dist.main:
+        ckpt.atomic_write_text(run_dir / "pretrained_fit.json", json.dumps(fit, indent=1))
+        ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    return cfg
 
 
 def _final_model(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], hooks: dict[str, Hook], dist: Dist,
@@ -260,8 +279,9 @@ def _fitted_config(cfg: Config, splits: Splits[Any], run_dir: Path, dist: Dist) 
 def _report(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], final: dict[str, Any],
             history: list[dict[str, Any]], val_probs: Any, trainer: Trainer) -> None:
     """metrics.json, the printed summary, the diagnosis, the HTML report and TensorBoard's summary."""
-    if (run_dir / "baselines.json").is_file():
-        final["baselines"] = json.loads((run_dir / "baselines.json").read_text())
+    for name in ("baselines", "pretrained_fit"):
+        if (run_dir / f"{name}.json").is_file():
+            final[name] = json.loads((run_dir / f"{name}.json").read_text())
     verdict = diagnose(history, cfg, final=final)
     final["diagnosis"] = verdict.to_dict()
     ckpt.atomic_write_text(run_dir / "metrics.json", json.dumps(final, indent=1))

@@ -38,6 +38,16 @@ def fit_logistic(z: Any, y: np.ndarray, seed: int) -> Any:
     return model
 
 
+def cv_accuracy(model: Any) -> float | None:
+    """The cross-validated accuracy of a :func:`fit_logistic` model at its chosen C (the mean over
+    folds); None when it was fitted without cross-validation."""
+    scores = getattr(model, "scores_", None)
+    if not scores:
+        return None
+    per_c = np.mean(list(scores.values()), axis=0).mean(axis=0)  # every class holds the same [folds, Cs]
+    return float(per_c.max())
+
+
 def fit_standardised(x: Any, y: np.ndarray, seed: int) -> tuple[Any, Any]:
     """Standardisation + full-rank PCA, then :func:`fit_logistic`: (features pipeline, model)."""
     from sklearn.decomposition import PCA
