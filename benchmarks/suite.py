@@ -72,9 +72,10 @@ INSTANCES: list[Instance] = [
 ]
 
 IMAGE_METHODS = ["default", "fast", "full", "probe", "auto", "scratch", "sklearn", "advice", "refit", "balanced",
-                 "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3", "lr5e5", "lr3e4", "dropout", "l2sp01",
-                 "auglight"]
-TEXT_METHODS = ["default", "fast", "full", "probe", "scratch", "sklearn", "advice", "refit", "balanced", "dropout"]
+                 "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3", "lr5e5", "lr3e4", "px64", "full_px64",
+                 "dropout", "l2sp01", "auglight"]
+TEXT_METHODS = ["default", "fast", "full", "probe", "scratch", "sklearn", "advice", "refit", "balanced", "dropout",
+                "t_lr2e5", "t_lr1e4", "t_ms120"]
 
 # config overrides of each method (the recipe names are the config's `recipe:`)
 METHODS: dict[str, list[str]] = {
@@ -95,7 +96,13 @@ METHODS: dict[str, list[str]] = {
     "lr1e4": ["stages.1.lr=1e-4"],  # a lower all-layers learning rate
     "lr1e3": ["stages.1.lr=1e-3"],  # a higher one
     "lr5e5": ["stages.1.lr=5e-5"],  # lower still
-    "lr3e4": ["stages.1.lr=3e-4"],  # the all-layers rate whatever the probe says (the default until lr_if_features_fit)
+    "px64": ["data.image_size=64"],  # the default at tunelab's default resolution (the suite uses the task's)
+    "full_px64": ["recipe=full", "data.image_size=64"],
+    "lr3e4": ["stages.1.lr=3e-4"],
+    # the text default's all-layers stage (lr 5e-5, at least 60 steps), screened on rt-fresh-rotten
+    "t_lr2e5": ["stages.1.lr=2e-5"],
+    "t_lr1e4": ["stages.1.lr=1e-4"],
+    "t_ms120": ["stages.1.min_steps=120"],  # the all-layers rate whatever the probe says (the default until lr_if_features_fit)
     # the overfitting advice's candidates, on the tasks where the default overfits
     "dropout": ["model.head.dropout=0.5"],
     "l2sp01": ["regularization.penalties=[{type: l2sp, strength: 0.1, layers: all, params: all}]"],
@@ -104,8 +111,8 @@ METHODS: dict[str, list[str]] = {
 
 
 # not candidates for "best": measured to decide defaults
-VARIANTS = {"advice", "refit", "balanced", "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3", "lr5e5", "lr3e4",
-            "dropout", "l2sp01", "auglight"}
+VARIANTS = {"advice", "refit", "balanced", "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3", "lr5e5", "lr3e4", "px64",
+            "full_px64", "dropout", "l2sp01", "auglight", "t_lr2e5", "t_lr1e4", "t_ms120"}
 
 
 def task_info(task: str) -> dict[str, Any]:

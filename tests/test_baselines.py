@@ -57,3 +57,24 @@ def test_a_single_class_scores_only_the_majority():
     scores = baselines.score_baselines(x, np.zeros(4, dtype=int), {"val": (x, np.zeros(4, dtype=int))},
                                        kind="features", num_classes=2)
     assert list(scores["val"]) == ["majority"]
+
+
+def test_a_run_sends_only_the_sampled_training_examples_through_the_network(tiny_cfg, monkeypatch):
+    """Above MAX_TRAIN the regressions are fitted on a stratified sample, so only that sample's
+    features are computed (a 10,000-image run extracted all of them and used a tenth)."""
+    import tunelab
+
+    seen = []
+    real = baselines.pooled_features
+
+    def spy(model, inputs, batch_size, device):
+        seen.append(len(inputs))
+        return real(model, inputs, batch_size, device)
+
+    monkeypatch.setattr(baselines, "MAX_TRAIN", 20)
+    monkeypatch.setattr(baselines, "pooled_features", spy)
+    tiny_cfg["stages"] = [{"train": "head", "epochs": 1, "lr": 1e-2}]
+    run = tunelab.fit(tiny_cfg)
+    assert run.metrics["n_train"] == 80 and seen[0] == 20  # the training split's sample, then val and test
+    assert seen[1:] == [run.metrics["val"]["n"], run.metrics["test"]["n"]]
+    assert set(run.metrics["baselines"]["val"]) == {"majority", "logreg_pixels", "linear_probe"}

@@ -87,15 +87,16 @@ def _fit(kind: Kind, x: Any, y: np.ndarray, seed: int) -> tuple[Any, Any]:
 
 def score_baselines(train_x: Any, train_y: np.ndarray, evals: dict[str, tuple[Any, np.ndarray]], *, kind: Kind,
                     num_classes: int, features: tuple[np.ndarray, dict[str, np.ndarray]] | None = None,
-                    seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
+                    seed: int = 0, majority: int | None = None) -> dict[str, dict[str, dict[str, float]]]:
     """``{split: {baseline: {accuracy, macro_f1}}}`` for every split in ``evals`` (inputs, labels).
 
     ``train_x`` and the eval inputs are pixel arrays (``kind="pixels"``) or lists of texts
     (``"tfidf"``); ``features`` optionally gives pretrained pooled features of the training split and
-    of each eval split, for the linear probe."""
+    of each eval split, for the linear probe. ``majority``: the most frequent class of the whole
+    training split, when ``train_y`` is a sample of it."""
     y = np.asarray(train_y)
     out: dict[str, dict[str, dict[str, float]]] = {name: {} for name in evals}
-    majority = int(np.bincount(y, minlength=num_classes).argmax())
+    majority = int(np.bincount(y, minlength=num_classes).argmax()) if majority is None else majority
     for name, (_, ey) in evals.items():
         out[name]["majority"] = _scores(np.asarray(ey), np.full(len(ey), majority), num_classes)
     if len(np.unique(y)) < 2:
@@ -119,6 +120,13 @@ def render(scores: dict[str, dict[str, float]], model: dict[str, float] | None =
     return "\n".join(f"  {n:<{w}}  accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}" for n, m in rows)
 
 
+def _raw(kind: Kind, split: Any, rows: np.ndarray | None = None) -> Any:
+    """What the raw-input regression reads of a split (all of it, or ``rows``): texts or pixels."""
+    if kind == "tfidf":
+        return list(split.texts) if rows is None else [split.texts[i] for i in rows]
+    return pixel_features(split.images if rows is None else split.images[torch.from_numpy(rows)])
+
+
 def run_baselines(splits: Any, model: FineTuneModel, *, kind: Kind, batch_size: int, device: torch.device,
                   seed: int) -> dict[str, dict[str, dict[str, float]]]:
     """Every baseline fitted on ``splits.train`` and scored on its validation and test splits.
@@ -127,11 +135,14 @@ def run_baselines(splits: Any, model: FineTuneModel, *, kind: Kind, batch_size: 
     if not evals:
         return {}
     t0 = time.perf_counter()
-    raw = (lambda s: list(s.texts)) if kind == "tfidf" else (lambda s: pixel_features(s.images))
-    feats = (pooled_features(model, splits.train.inputs, batch_size, device),
+    y = splits.train.labels.numpy()
+    # the regressions see at most MAX_TRAIN training examples: only those go through the network
+    sub = stratified_sample(y, MAX_TRAIN, seed)
+    feats = (pooled_features(model, splits.train.inputs[torch.from_numpy(sub)], batch_size, device),
              {n: pooled_features(model, s.inputs, batch_size, device) for n, s in evals.items()})
-    out = score_baselines(raw(splits.train), splits.train.labels.numpy(),
-                          {n: (raw(s), s.labels.numpy()) for n, s in evals.items()}, kind=kind,
-                          num_classes=len(splits.classes), features=feats, seed=seed)
+    out = score_baselines(_raw(kind, splits.train, sub), y[sub],
+                          {n: (_raw(kind, s), s.labels.numpy()) for n, s in evals.items()},
+                          kind=kind, num_classes=len(splits.classes), features=feats, seed=seed,
+                          majority=int(np.bincount(y, minlength=len(splits.classes)).argmax()))
     log.info("baselines scored in %.1f s (fitted on the training split)", time.perf_counter() - t0)
     return out
