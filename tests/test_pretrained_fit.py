@@ -73,3 +73,5 @@ def test_a_run_decides_once_and_writes_the_rate_into_its_config(tiny_cfg):
     stage1 = [json.loads(x) for x in (run.dir / "metrics.jsonl").read_text().splitlines() if '"stage": 1' in x]
     assert max(max(r["lr_steps"]) for r in stage1) == pytest.approx(expect, rel=1e-6)  # the peak rate
     assert (saved.stages[1].lr or 3e-3 * saved.stages[1].lr_scale) == pytest.approx(expect)
+    page = (run.dir / "report.html").read_text()
+    assert f"kappa {fit['kappa']:.2f}" in page and ("already fit the data" in page) == (fit["kappa"] >= FIT_KAPPA)

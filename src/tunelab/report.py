@@ -107,6 +107,19 @@ def _headline(r: dict[str, Any], cfg: Any) -> dict[str, Any] | None:
             "n_classes": len(r["classes"]), "backbone": cfg.model.backbone, "seconds": f"{m.get('seconds', 0):.0f}"}
 
 
+def _pretrained_fit(m: dict[str, Any]) -> dict[str, str] | None:
+    """The probe that chose the stages' ``lr_if_features_fit`` rates, formatted for the summary."""
+    fit = m.get("pretrained_fit")
+    if not fit:
+        return None
+    fits = fit["kappa"] >= fit["threshold"] - 1e-9
+    outcome = (f"they already fit the data (kappa {fit['threshold']} or more) and stages with lr_if_features_fit "
+               "trained at that rate") if fits else \
+        f"they do not fit it yet (kappa under {fit['threshold']}) and every stage kept its lr"
+    return {"cv_accuracy": f"{fit['cv_accuracy']:.3f}", "majority": f"{fit['majority']:.3f}",
+            "kappa": f"{fit['kappa']:.2f}", "examples": str(fit["examples"]), "outcome": outcome}
+
+
 def _stages(r: dict[str, Any]) -> list[dict[str, Any]]:
     """Per stage (from stages.json): its name, trainable layers, cache and regularization audit."""
     return [{"n": int(k) + 1, "name": str(v.get("name")), "layers": v.get("layers", ""), "cache": v.get("cache"),
@@ -118,7 +131,7 @@ def _report_context(d: Path, r: dict[str, Any], cfg: Any, figs: dict[str, Path |
     m = r["metrics"]
     split = _main_split(m)
     return {"title": f"tunelab report: {d.name}", "sections": SECTIONS, "main": _headline(r, cfg),
-            "metric_rows": _metric_rows(m), "baselines": _baselines(m),
+            "metric_rows": _metric_rows(m), "baselines": _baselines(m), "pretrained_fit": _pretrained_fit(m),
             "per_class": _per_class_rows(m[split]) if split else [],
             "diagnosis": m.get("diagnosis"),
             "stage_diagnoses": [(s + 1, diagnose(r["history"], cfg, stage=s).render())
