@@ -40,8 +40,9 @@ def test_the_default_image_recipe_has_it_and_a_rate_the_user_sets_wins():
     cfg = build_config({})
     assert cfg.stages[1].lr == 3e-4 and cfg.stages[1].lr_if_features_fit == 1e-4
     assert not wanted(build_config({"model": {"family": "transformers", "backbone": "minilm"}}))
-    assert not wanted(build_config({}, ["stages.1.lr=1e-3"])) and build_config({}, ["stages.1.lr=1e-3"]).stages[1].lr == 1e-3
-    assert not wanted(build_config({}, ["stages.1.lr_scale=0.5"]))
+    set_lr = build_config({}, ["stages.1.lr=1e-3"])
+    assert set_lr.stages[1].lr_if_features_fit is None and set_lr.stages[1].lr == 1e-3
+    assert build_config({}, ["stages.1.lr_scale=0.5"]).stages[1].lr_if_features_fit is None
     with pytest.raises(ConfigError, match="lr_if_features_fit"):
         build_config({"stages": [{"objective": "probe", "train": "head", "lr_if_features_fit": 1e-4}]})
 
@@ -75,3 +76,80 @@ def test_a_run_decides_once_and_writes_the_rate_into_its_config(tiny_cfg):
     assert (saved.stages[1].lr or 3e-3 * saved.stages[1].lr_scale) == pytest.approx(expect)
     page = (run.dir / "report.html").read_text()
     assert f"kappa {fit['kappa']:.2f}" in page and ("already fit the data" in page) == (fit["kappa"] >= FIT_KAPPA)
+
+
+def test_mirror_check_tells_mirror_invariant_features_from_mirror_sensitive_ones():
+    from tunelab.pretrained_fit import mirror_check
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 40)
+    x = rng.normal(0, 1, (80, 6))
+    x[:, 0] += np.where(y == 1, 2.0, -2.0)  # the class sits in feature 0
+    same = x + rng.normal(0, 0.05, x.shape)  # mirror images look like their originals
+    swapped = x.copy()
+    swapped[:, 0] *= -1  # mirror images look like the other class (left / right arrows)
+    keep, change = mirror_check(x, same, y, 1.0, 0), mirror_check(x, swapped, y, 1.0, 0)
+    assert keep["keeps_labels"] and abs(keep["loss"]) < 0.02
+    assert not change["keeps_labels"] and change["loss"] > 0.5 and change["accuracy_mirrored"] < 0.2
+
+
+def test_augment_auto_resolves_to_flip_unless_mirrors_lose_their_labels():
+    cfg = build_config({})
+    assert cfg.regularization.augment == "auto" and wanted(cfg)
+    mirror = {"loss": 0.2, "t": 5.0, "accuracy": 0.9, "accuracy_mirrored": 0.5, "keeps_labels": False}
+    off, chosen = apply_fit(cfg, {**_fit(0.5), "mirror": mirror})
+    assert off.regularization.augment == "none" and chosen["regularization.augment"].startswith("none")
+    on, _ = apply_fit(cfg, {**_fit(0.5), "mirror": {**mirror, "keeps_labels": True}})
+    assert on.regularization.augment == "flip" and apply_fit(cfg, None)[0].regularization.augment == "flip"
+    assert not wanted(off) and not wanted(on)
+    assert build_config({"regularization": {"augment": "light"}}).regularization.augment == "light"
+
+
+def test_no_flip_advice_for_a_run_whose_mirror_images_lose_their_labels():
+    from tunelab.diagnosis import diagnose
+
+    rows = [{"stage": 0, "epoch": e, "train_loss": 0.5 / (e + 1), "train_accuracy": 1.0, "val_loss": 1.0 + e / 5,
+             "val_accuracy": 0.5} for e in range(6)]
+    cfg = build_config({"recipe": "full", "regularization": {"augment": "none"}})
+    mirror = {"loss": 0.2, "t": 5.0, "accuracy": 0.9, "accuracy_mirrored": 0.5, "keeps_labels": False}
+    assert any("augment=flip" in r for r in diagnose(rows, cfg).recommendations)
+    told = diagnose(rows, cfg, final={"pretrained_fit": {**_fit(0.5), "mirror": mirror}})
+    assert told.verdict == "overfitting" and not any("regularization.augment" in r for r in told.recommendations)
+
+
+def _arrows(n: int, size: int = 32) -> tuple[torch.Tensor, np.ndarray]:
+    """Arrows pointing left (class 0) or right (class 1): a mirror image is the other class."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(0)
+    imgs, ys = [], []
+    for i in range(n):
+        c = i % 2
+        im = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(150, 255, 3)))
+        d, y0 = ImageDraw.Draw(im), int(rng.integers(10, 22))
+        tip, tail = (4, size - 4) if c == 0 else (size - 4, 4)
+        d.line([(tail, y0), (tip, y0)], fill=(0, 0, 0), width=3)
+        d.polygon([(tip, y0), (tip + (8 if c == 0 else -8), y0 - 6), (tip + (8 if c == 0 else -8), y0 + 6)], fill=0)
+        imgs.append(torch.from_numpy(np.array(im)).permute(2, 0, 1))
+        ys.append(c)
+    return torch.stack(imgs), np.array(ys)
+
+
+@pytest.mark.e2e
+def test_the_packaged_lite0_sees_that_mirrored_arrows_change_class_and_mirrored_stripes_do_not():
+    """Real weights: left/right arrows lose their labels when mirrored (no flips); colour and
+    stripe-direction classes (the test fixtures' images) keep them (flips)."""
+    from tests.conftest import TINY
+
+    from tunelab.data import load_data
+    from tunelab.model import place
+    from tunelab.tasks import task_for
+
+    cfg = build_config({"data": {"image_size": 32}, "run": {"threads": 2}})
+    model = place(task_for(cfg).build_model(cfg, 2), "cpu")
+    x, y = _arrows(60)
+    arrows = probe_fit(model, x, y, 32, torch.device("cpu"), 0, mirror=True)
+    assert arrows is not None and not arrows["mirror"]["keeps_labels"], arrows
+    shapes = load_data(build_config({"data": {**TINY["data"], "val_split": 0.0}}).data).train
+    stripes = probe_fit(model, shapes.images, shapes.labels.numpy(), 32, torch.device("cpu"), 0, mirror=True)
+    assert stripes is not None and stripes["mirror"]["keeps_labels"], stripes

@@ -337,8 +337,10 @@ class RegularizationConfig(_Section):
 
     auto: bool = Field(False, description="choose strengths from the data size (see docs/regularization.md)")
     penalties: list[PenaltyConfig] = Field(default_factory=list, description="penalties added to the training loss")
-    augment: Literal["none", "flip", "light", "medium", "strong"] | list[AugmentStep] = Field(
-        "flip", description="a preset, or a list of torchvision.transforms.v2 steps: [{name: RandomRotation, degrees: 10}]")
+    augment: Literal["auto", "none", "flip", "light", "medium", "strong"] | list[AugmentStep] = Field(
+        "auto", description="a preset, or a list of torchvision.transforms.v2 steps: [{name: RandomRotation, degrees: "
+        "10}]. auto (images): flip, unless mirror images lose their class's evidence under a linear probe on the "
+        "pretrained features (digits, letters); then none. Decided once per run and written into its config.yaml")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="share of each target spread over the other classes")
     class_weight: Literal["none", "balanced", "auto"] = Field(
         "none", description="weight the training loss of each class by the inverse of its frequency (balanced), so "

@@ -117,8 +117,17 @@ def diagnose(rows: list[dict[str, Any]], config: Any | None = None, stage: int |
             d.recommendations = recommend(d.verdict, config, stage, rows)
     if final is not None:
         d.warnings += _collapse(final) + _below_baselines(final)
-        d.recommendations = _more_data_first(d, final) + d.recommendations
+        d.recommendations = _more_data_first(d, final) + _no_flips_if_mirrors_differ(d.recommendations, final)
     return d
+
+
+def _no_flips_if_mirrors_differ(recs: list[str], final: dict[str, Any]) -> list[str]:
+    """Every augmentation preset flips: none of them is advice for a run whose ``augment: auto``
+    found that mirror images lose their class's evidence (tunelab.pretrained_fit)."""
+    check = (final.get("pretrained_fit") or {}).get("mirror")
+    if check is None or check["keeps_labels"]:
+        return recs
+    return [r for r in recs if "regularization.augment=" not in r]
 
 
 def _more_data_first(d: Diagnosis, final: dict[str, Any]) -> list[str]:
@@ -309,7 +318,8 @@ def _against_overfitting(config: Any, stage: int, rows: list[dict[str, Any]]) ->
     out = _early_stop_at_best(config, stage, rows)
     # No augmentation at all: flips first. On the overfitting benchmark (whole backbone, 10 images
     # per class) they were the only change that raised test accuracy on every seed.
-    if reg.augment == "none" and not text:
+    aug = "flip" if reg.augment == "auto" else reg.augment  # auto unresolved (outside a run): its usual outcome
+    if aug == "none" and not text:
         out.append("--set regularization.augment=flip  # the mildest augmentation; the run had none")
     # Head dropout before L2-SP: applied as the first advice to the default recipe on the suite's
     # overfitting tasks, L2-SP 1.0 lost 2.5 to 6.7 points (benchmarks/results/suite.md); dropout on
@@ -321,8 +331,8 @@ def _against_overfitting(config: Any, stage: int, rows: list[dict[str, Any]]) ->
                    "  # pull toward the pretrained weights")
     else:
         out.append(f"--set regularization.penalties.{i}.strength={reg.penalties[i].strength * 3:g}")
-    if isinstance(reg.augment, str) and reg.augment in _AUGMENT_UP and reg.augment != "none" and not text:
-        out.append(f"--set regularization.augment={_AUGMENT_UP[reg.augment]}")
+    if isinstance(aug, str) and aug in _AUGMENT_UP and aug != "none" and not text:
+        out.append(f"--set regularization.augment={_AUGMENT_UP[aug]}")
     if lb is not None and lb > 1:
         out.append(f'--set "stages.{stage}.train=[head, {{last_blocks: {max(1, lb // 2)}}}]"  # unfreeze fewer blocks')
     elif "all" in st.train or "backbone" in st.train:

@@ -49,7 +49,7 @@ from tunelab.errors import ConfigError, DiskFullError
 from tunelab.freezing import select
 from tunelab.metrics import classification_metrics, format_metrics, per_class_table
 from tunelab.model import place
-from tunelab.pretrained_fit import apply_fit, probe_fit, wanted
+from tunelab.pretrained_fit import apply_fit, mirror_wanted, probe_fit, wanted
 from tunelab.refit import refit_stages, should_refit
 from tunelab.regularizers import Penalty, build_penalties, check_coverage, pretrained_reference
 from tunelab.report import write_report
@@ -170,7 +170,7 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
     for si in range(pos.stage, len(cfg.stages)):
         trainer.run_stage(si, pos)
         if cfg.stages[si].epochs and dist.main:
-            log.info(diagnose(read_history(run_dir), cfg, stage=si).render())
+            log.info(diagnose(read_history(run_dir), cfg, stage=si, final=_probe_record(run_dir)).render())
 
     model, trainer, final, val_probs = _final_model(cfg, task, run_dir, splits, hooks, dist, device, num_classes, trainer,
                                                     n_labelled=n_labelled, teacher=teacher)
@@ -186,12 +186,19 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
     return Run(run_dir, cfg, model, splits.classes, final, history)
 
 
+def _probe_record(run_dir: Path) -> dict[str, Any] | None:
+    """What the probe on the pretrained features found, for the stage diagnoses (no flip advice
+    where it turned flips off)."""
+    p = run_dir / "pretrained_fit.json"
+    return {"pretrained_fit": json.loads(p.read_text())} if p.is_file() else None
+
+
 def _rates_by_probe(cfg: Config, splits: Splits[Any], model: FineTuneModel, run_dir: Path, dist: Dist,
                     device: torch.device) -> Config:
     """The stages' ``lr_if_features_fit`` resolved by the linear probe on the pretrained features
     (:mod:`tunelab.pretrained_fit`), on rank 0 for every rank; written into config.yaml."""
     fit = dist.broadcast(probe_fit(model, splits.train.inputs, splits.train.labels.numpy(), cfg.data.eval_batch_size,
-                                   device, cfg.run.seed) if dist.main else None)
+                                   device, cfg.run.seed, mirror=mirror_wanted(cfg)) if dist.main else None)
     cfg, chosen = apply_fit(cfg, fit)
     log.info("pretrained features: %s\n%s", "no probe" if fit is None else
              f"linear probe {fit['cv_accuracy']:.3f} cross-validated, majority class {fit['majority']:.3f}, "

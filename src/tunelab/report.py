@@ -116,6 +116,11 @@ def _pretrained_fit(m: dict[str, Any]) -> dict[str, str] | None:
     outcome = (f"they already fit the data (kappa {fit['threshold']} or more) and stages with lr_if_features_fit "
                "trained at that rate") if fits else \
         f"they do not fit it yet (kappa under {fit['threshold']}) and every stage kept its lr"
+    mirror = fit.get("mirror")
+    if mirror is not None:
+        outcome += (f"; mirror images kept {mirror['accuracy_mirrored']:.3f} of its {mirror['accuracy']:.3f} accuracy, "
+                    + ("so training flipped images" if mirror["keeps_labels"] else
+                       "losing their class's evidence, so training did not flip images"))
     return {"cv_accuracy": f"{fit['cv_accuracy']:.3f}", "majority": f"{fit['majority']:.3f}",
             "kappa": f"{fit['kappa']:.2f}", "examples": str(fit["examples"]), "outcome": outcome}
 
