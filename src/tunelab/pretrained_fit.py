@@ -17,8 +17,9 @@ The same probe decides ``augment: auto`` (the image default): fitted on the orig
 held-out examples and their mirror images (:func:`mirror_check`). Where mirror images lose their
 class's evidence (digits, letters: a mirrored "3" is not a "3" the way a mirrored shoe is a shoe)
 flips would teach the model wrong examples, and the run trains without them; otherwise with flips.
-On the suite, flips off gained 3.4 points on digits and 1.0 on glyphs and lost 0.3 to 4.8 on six
-other image tasks (benchmarks/results/suite_mirror.md); the check turned them off on those two.
+On the suite, flips off gained 3.4 points on digits and 1.0 on glyphs and lost 0.3 to 4.8 on five
+other image tasks (benchmarks/results/suite_mirror.md); the check turned them off on 4 of 6 digits
+seeds and 3 of 3 glyphs seeds and on no seed of the other eight tasks.
 
 The decisions are written into the run's config.yaml (``lr`` set, ``lr_if_features_fit`` removed,
 ``augment`` a preset), so that a resumed run and the refit train as the first fit chose.
