@@ -112,9 +112,21 @@ METHODS: dict[str, list[str]] = {
 }
 
 
+# SetFit's recipe as tunelab stages (benchmarks/results/text_variants.md): a contrastive stage on
+# the encoder, then the head on its cached features; t_chr refits that on all examples
+_CONTRASTIVE_HEAD = ("stages=[{objective: contrastive, train: [all], epochs: 1, lr: 2.0e-5, schedule: cosine, "
+                     "warmup_epochs: 0.1, min_steps: 50}, {train: [head], epochs: 10, lr: 3.0e-3, schedule: cosine, "
+                     "min_steps: 50}]")
+METHODS["t_chr"] = [_CONTRASTIVE_HEAD, "data.refit=always"]
+TEXT_METHODS.append("t_chr")
+
+# a refit variant's run also scores its first fit: the method that first fit is
+FIRST_FIT_OF = {"refit": "default", "t_chr": "t_ch"}
+
 # not candidates for "best": measured to decide defaults
 VARIANTS = {"advice", "refit", "balanced", "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3", "lr5e5", "lr3e4", "px64",
-            "full_px64", "hs1", "nohead", "dropout", "l2sp01", "auglight", "t_lr2e5", "t_lr1e4", "t_ms120"}
+            "full_px64", "hs1", "nohead", "dropout", "l2sp01", "auglight", "t_lr2e5", "t_lr1e4", "t_ms120",
+            "t_ch", "t_chr"}
 
 
 def task_info(task: str) -> dict[str, Any]:
@@ -276,10 +288,10 @@ def rows_of(row: dict[str, Any]) -> list[dict[str, Any]]:
     """A result row, and for a refit run also the row of its first fit: the default itself (the
     refit variant is the default plus ``data.refit=always``), with the seconds the first fit took."""
     first = row.pop("first_fit", None)
-    if first is None or row["method"] != "refit":
+    if first is None or row["method"] not in FIRST_FIT_OF:
         return [row]
     return [row, {**{k: v for k, v in row.items() if k not in ("baselines_val", "baselines_test")}, **first,
-                  "method": "default", "overrides": [], "note": "the first fit of the refit run"}]
+                  "method": FIRST_FIT_OF[row["method"]], "overrides": [], "note": "the first fit of the refit run"}]
 
 
 def advice_overrides(done: list[dict[str, Any]], inst: Instance, seed: int) -> list[str] | None:
