@@ -62,14 +62,29 @@ def test_no_probe_when_a_class_has_one_training_example():
     assert probe_fit(None, torch.zeros(3, 3, 8, 8), y, 4, torch.device("cpu"), 0) is None  # type: ignore[arg-type]
 
 
-def test_a_run_decides_once_and_writes_the_rate_into_its_config(tiny_cfg):
+def test_random_weights_are_not_probed_keep_their_rates_and_flip(tiny_cfg):
+    """Random features say nothing about the data: no probe, every stage keeps its lr, auto flips."""
     tiny_cfg["stages"] = STAGES
+    tiny_cfg.pop("regularization", None)  # augment: auto
+    run = tunelab.fit(tiny_cfg)
+    saved = load_config(run.dir / "config.yaml")
+    assert not wanted(saved) and saved.stages[1].lr_scale == 0.1 and saved.regularization.augment == "flip"
+    assert "pretrained_fit" not in run.metrics and not (run.dir / "pretrained_fit.json").exists()
+
+
+@pytest.mark.e2e
+def test_a_run_decides_once_and_writes_the_rate_into_its_config(tiny_cfg):
+    """The packaged Lite0 on the fixtures' images: the probe runs before training, its choices are
+    in config.yaml (so a resume or refit trains the same), metrics.json and the report."""
+    tiny_cfg["model"] = {"backbone": "tf_efficientnet_lite0", "pretrained": True}
+    tiny_cfg["stages"] = [{**STAGES[0], "epochs": 1}, {**STAGES[1], "epochs": 1}]
+    tiny_cfg.pop("regularization", None)  # augment: auto
     run = tunelab.fit(tiny_cfg)
     fit = run.metrics["pretrained_fit"]
     assert fit["examples"] == run.metrics["n_train"] and 0.0 <= fit["cv_accuracy"] <= 1.0
     assert fit["kappa"] == pytest.approx((fit["cv_accuracy"] - fit["majority"]) / (1 - fit["majority"]))
     saved = load_config(run.dir / "config.yaml")
-    assert not wanted(saved)
+    assert not wanted(saved) and saved.regularization.augment == ("flip" if fit["mirror"]["keeps_labels"] else "none")
     expect = 1e-4 if fit["kappa"] >= FIT_KAPPA else 3e-3 * 0.1
     stage1 = [json.loads(x) for x in (run.dir / "metrics.jsonl").read_text().splitlines() if '"stage": 1' in x]
     assert max(max(r["lr_steps"]) for r in stage1) == pytest.approx(expect, rel=1e-6)  # the peak rate

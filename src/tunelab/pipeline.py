@@ -49,7 +49,7 @@ from tunelab.errors import ConfigError, DiskFullError
 from tunelab.freezing import select
 from tunelab.metrics import classification_metrics, format_metrics, per_class_table
 from tunelab.model import place
-from tunelab.pretrained_fit import apply_fit, mirror_wanted, probe_fit, wanted
+from tunelab.pretrained_fit import apply_fit, mirror_wanted, probe_fit, probe_wanted, wanted
 from tunelab.refit import refit_stages, should_refit
 from tunelab.regularizers import Penalty, build_penalties, check_coverage, pretrained_reference
 from tunelab.report import write_report
@@ -198,13 +198,15 @@ def _rates_by_probe(cfg: Config, splits: Splits[Any], model: FineTuneModel, run_
     """The stages' ``lr_if_features_fit`` resolved by the linear probe on the pretrained features
     (:mod:`tunelab.pretrained_fit`), on rank 0 for every rank; written into config.yaml."""
     fit = dist.broadcast(probe_fit(model, splits.train.inputs, splits.train.labels.numpy(), cfg.data.eval_batch_size,
-                                   device, cfg.run.seed, mirror=mirror_wanted(cfg)) if dist.main else None)
+                                   device, cfg.run.seed, mirror=mirror_wanted(cfg))
+                         if dist.main and probe_wanted(cfg) else None)
     cfg, chosen = apply_fit(cfg, fit)
-    log.info("pretrained features: %s\n%s", "no probe" if fit is None else
+    log.info("pretrained features: %s\n%s", "not probed (random weights, or too few examples)" if fit is None else
              f"linear probe {fit['cv_accuracy']:.3f} cross-validated, majority class {fit['majority']:.3f}, "
              f"kappa {fit['kappa']:.2f}", "\n".join(f"  {k}: {v}" for k, v in chosen.items()))
     if dist.main:
-        ckpt.atomic_write_text(run_dir / "pretrained_fit.json", json.dumps(fit, indent=1))
+        if fit is not None:
+            ckpt.atomic_write_text(run_dir / "pretrained_fit.json", json.dumps(fit, indent=1))
         ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     return cfg
 

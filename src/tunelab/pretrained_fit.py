@@ -49,11 +49,17 @@ MIRROR_T = 2.0
 
 def wanted(cfg: Config) -> bool:
     """Whether the config waits on the probe: a stage's learning rate, or ``augment: auto``."""
-    return mirror_wanted(cfg) or any(st.lr_if_features_fit is not None for st in cfg.stages)
+    return cfg.regularization.augment == "auto" or any(st.lr_if_features_fit is not None for st in cfg.stages)
+
+
+def probe_wanted(cfg: Config) -> bool:
+    """Whether there are pretrained features to ask (random weights tell nothing: then every
+    stage keeps its lr and ``augment: auto`` flips)."""
+    return wanted(cfg) and cfg.model.pretrained
 
 
 def mirror_wanted(cfg: Config) -> bool:
-    return cfg.regularization.augment == "auto"
+    return cfg.regularization.augment == "auto" and cfg.model.pretrained
 
 
 def mirror_check(x: np.ndarray, mirrored: np.ndarray, y: np.ndarray, c: float, seed: int) -> dict[str, Any]:
@@ -126,11 +132,11 @@ def apply_fit(cfg: Config, fit: dict[str, Any] | None) -> tuple[Config, dict[str
         stages.append(st.model_copy(update=update))
         rate = f"lr {st.lr_if_features_fit:g}" if fits else \
             (f"lr {st.lr:g}" if st.lr is not None else f"lr_scale {st.lr_scale:g}")
-        why = "no probe (a class has fewer than 2 training examples)" if fit is None else \
+        why = "no probe: random weights, or a class with fewer than 2 training examples" if fit is None else \
             f"probe kappa {fit['kappa']:.2f} {'>=' if fits else '<'} {FIT_KAPPA}"
         chosen[f"stages.{i}"] = f"{rate} ({why})"
     cfg = cfg.model_copy(update={"stages": stages})
-    if mirror_wanted(cfg):
+    if cfg.regularization.augment == "auto":
         cfg, chosen["regularization.augment"] = _resolve_augment(cfg, fit)
     return cfg, chosen
 
