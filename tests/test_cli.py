@@ -8,6 +8,7 @@ import yaml
 
 import tunelab
 from tunelab.cli import main
+from tunelab.config import build_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,3 +137,12 @@ def test_config_path_that_is_a_folder_says_so(tiny_run, tmp_path, capsys):
     assert f"error: config file {tmp_path} is a folder; give a YAML file\n" in capsys.readouterr().err
     assert main(["summary", str(tiny_run.dir)]) == 2
     assert f"is a folder; give a YAML file, e.g. {tiny_run.dir / 'config.yaml'}" in capsys.readouterr().err
+
+
+def test_summary_says_which_rate_a_probe_may_choose(tiny_cfg):
+    from tunelab.api import summary
+
+    tiny_cfg["stages"][1] = {"name": "top", "train": "all", "epochs": 3, "lr": 3e-4, "lr_if_features_fit": 1e-4}
+    assert "1.00e-04 if the pretrained features already fit the data" not in summary(build_config(tiny_cfg))
+    tiny_cfg["model"] = {"backbone": "tf_efficientnet_lite0", "pretrained": True}
+    assert "lr 3.00e-04 (1.00e-04 if the pretrained features already fit the data)" in summary(build_config(tiny_cfg))

@@ -125,6 +125,8 @@ def summary(config: Config | str | Path, overrides: list[str] | None = None) -> 
         set_trainable(model, select(model, stage.train, where=f"stages.{si}.train"))
         set_train_mode(model, train_bn=stage.train_bn)
         title = f"stage {si + 1}/{len(cfg.stages)} '{stage.name or si}': {stage.epochs} epochs, {stage.optimizer} lr {lr:.2e}"
+        if stage.lr_if_features_fit is not None and cfg.model.pretrained:  # fit decides (tunelab.pretrained_fit)
+            title += f" ({stage.lr_if_features_fit:.2e} if the pretrained features already fit the data)"
         rows = layer_rows(model, lr, lr_scales(model, stage.layer_decay))
         parts.append(render_layer_table(rows, param_totals(model), title))
     return "\n\n".join(parts)
