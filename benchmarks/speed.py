@@ -246,7 +246,8 @@ def summarise(rows: list[dict]) -> str:
             b1 = med(lambda r: r["phases"]["stage2"][0])
             b2 = med(lambda r: statistics.mean(r["phases"]["stage2"][1:]))
             full = list(rs[0]["epochs"]) == list(EPOCHS)
-            whole = med(lambda r: r["train_seconds"]) if full else h1 + (EPOCHS[0] - 1) * h2 + b1 + (EPOCHS[1] - 1) * b2
+            whole = med(lambda r: r["train_seconds"]) if full else \
+                h1 + (EPOCHS[0] - 1) * h2 + b1 + (EPOCHS[1] - 1) * b2 + med(lambda r: r.get("probe_seconds", 0.0))
             by[kind] = dict(h1=h1, h2=h2, b1=b1, b2=b2, whole=whole, full=full, acc=med(lambda r: r["test_accuracy"]),
                             rss=med(lambda r: r["peak_rss_mb"]), cache=med(lambda r: r["cache_mb"]),
                             decoded=med(lambda r: r.get("decoded_mb", 0.0)), n=len(rs))

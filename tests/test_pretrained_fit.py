@@ -168,3 +168,18 @@ def test_the_packaged_lite0_sees_that_mirrored_arrows_change_class_and_mirrored_
     shapes = load_data(build_config({"data": {**TINY["data"], "val_split": 0.0}}).data).train
     stripes = probe_fit(model, shapes.images, shapes.labels.numpy(), 32, torch.device("cpu"), 0, mirror=True)
     assert stripes is not None and stripes["mirror"]["keeps_labels"], stripes
+
+
+def test_the_probe_sees_a_stratified_sample_of_at_most_probe_max(monkeypatch):
+    """Cross-validating the probe on every example of a large set would cost more than a training
+    epoch; PROBE_MAX bounds it (the features of only the sample go through the network)."""
+    import tunelab.pretrained_fit as pf
+
+    seen = []
+    monkeypatch.setattr(pf, "PROBE_MAX", 30)
+    monkeypatch.setattr(pf, "pooled_features", lambda model, x, bs, dev: seen.append(len(x)) or
+                        np.random.default_rng(len(seen)).normal(0, 1, (len(x), 8)) + x[:, :1, 0, 0].numpy())
+    x = torch.cat([torch.zeros(60, 3, 4, 4), torch.ones(40, 3, 4, 4)]) * 5
+    y = np.repeat([0, 1], [60, 40])
+    fit = probe_fit(None, x, y, 16, torch.device("cpu"), 0, mirror=True)  # type: ignore[arg-type]
+    assert seen == [30, 30] and fit is not None and fit["examples"] == 30 and fit["majority"] == pytest.approx(0.6)
