@@ -443,13 +443,15 @@ def summary_table(done: list[dict[str, Any]], contenders: tuple[str, ...] = ("de
 def probe_table(done: list[dict[str, Any]]) -> str:
     """Per task: the default's linear probe on the pretrained features (its chance-corrected
     cross-validated accuracy, kappa) and on how many seeds it chose the lower all-layers rate."""
+    from tunelab.pretrained_fit import features_fit
+
     lines = ["| task | probe kappa (min - max over seeds) | seeds at the lower rate |", "|---|---|---|"]
     for inst in dict.fromkeys(r["instance"] for r in done):
         fits = [r["pretrained_fit"] for r in done if r["instance"] == inst and r["method"] == "default"
                 and r.get("pretrained_fit")]
         if fits:
             k = [f["kappa"] for f in fits]
-            low = sum(f["kappa"] >= f["threshold"] - 1e-9 for f in fits)
+            low = sum(features_fit(f) for f in fits)
             lines.append(f"| {inst} | {min(k):.2f} - {max(k):.2f} | {low} of {len(fits)} |")
     return "\n".join(lines) if len(lines) > 2 else ""
 

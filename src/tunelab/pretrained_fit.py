@@ -117,14 +117,19 @@ def probe_fit(model: FineTuneModel, inputs: Any, labels: np.ndarray, batch_size:
     return out
 
 
+def features_fit(fit: dict[str, Any] | None) -> bool:
+    """Whether a :func:`probe_fit` record says the pretrained features already fit the data."""
+    # the tolerance: a kappa of exactly 0.9 (11 of 12 folds' examples right, 6 balanced classes) is
+    # computed as 0.8999...
+    return fit is not None and fit["kappa"] >= fit.get("threshold", FIT_KAPPA) - 1e-9
+
+
 def apply_fit(cfg: Config, fit: dict[str, Any] | None) -> tuple[Config, dict[str, str]]:
     """The config with every ``lr_if_features_fit`` resolved: the stage's ``lr`` becomes it when the
     probe's kappa reaches FIT_KAPPA, and stays otherwise (also when ``fit`` is None); the field is
     dropped either way. ``augment: auto`` becomes a preset (:func:`_resolve_augment`). Returns
     (config, {key: what was chosen and why}) for the log."""
-    # the tolerance: a kappa of exactly 0.9 (11 of 12 folds' examples right, 6 balanced classes) is
-    # computed as 0.8999...
-    fits = fit is not None and fit["kappa"] >= FIT_KAPPA - 1e-9
+    fits = features_fit(fit)
     stages, chosen = [], {}
     for i, st in enumerate(cfg.stages):
         if st.lr_if_features_fit is None:

@@ -18,6 +18,7 @@ from tunelab import plots
 from tunelab._html import image, render
 from tunelab.checkpoint import atomic_write_text
 from tunelab.diagnosis import diagnose
+from tunelab.pretrained_fit import features_fit
 from tunelab.runs import read_run_folder
 
 WRONG_TEXTS = "wrong_texts.json"  # the most confidently wrong validation texts of a text run
@@ -112,7 +113,7 @@ def _pretrained_fit(m: dict[str, Any]) -> dict[str, str] | None:
     fit = m.get("pretrained_fit")
     if not fit:
         return None
-    fits = fit["kappa"] >= fit["threshold"] - 1e-9
+    fits = features_fit(fit)
     outcome = (f"they already fit the data (kappa {fit['threshold']} or more) and stages with lr_if_features_fit "
                "trained at that rate") if fits else \
         f"they do not fit it yet (kappa under {fit['threshold']}) and every stage kept its lr"
