@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import suite  # noqa: E402
+import suite
 
 # the notes of the rows this change superseded: those rows are the old default
 CHANGES = ("re-measured with lr_if_features_fit", "re-measured with augment: auto")
