@@ -223,6 +223,8 @@ def run_fit(inst: Instance, method: str, seed: int, work: Path, extra: list[str]
            "val_accuracy": m.get("val", {}).get("accuracy"), "n_train": m["n_train"],
            "seconds": time.perf_counter() - t0, "verdict": diag.get("verdict"),
            "recommendations": diag.get("recommendations", []), "overrides": extra or []}
+    if m.get("lexical"):  # the text run's lexical blend: its weight, and the scores at every weight
+        row["lexical"] = m["lexical"]
     if m.get("pretrained_fit"):  # the linear probe that chose the all-layers learning rate
         row["pretrained_fit"] = m["pretrained_fit"]
     if "baselines" in m:  # the run's own baselines, fitted on its training split

@@ -120,6 +120,17 @@ class ModelConfig(_Section):
         default_factory=dict, description="more keyword arguments for timm.create_model, e.g. {dynamic_img_size: "
         "true} or {drop_rate: 0.2}; what tunelab sets itself (pretrained, num_classes, drop_path_rate) is refused")
     head: HeadConfig = Field(default_factory=lambda: HeadConfig(), description="the new task head")
+    lexical: float | Literal["auto"] | None = Field(
+        None, description="text: blend a logistic regression on word-piece TF-IDF into the model's class "
+        "log-probabilities with this weight (0: the network alone, 1: the regression alone); auto: the weight of "
+        "the lowest validation log-loss, written back here after the run (docs/config.md)")
+
+    @field_validator("lexical")
+    @classmethod
+    def _a_weight(cls, v: float | str | None) -> float | str | None:
+        if isinstance(v, float) and not 0.0 <= v <= 1.0:
+            raise ValueError(f"model.lexical: {v} is not a blend weight; valid: a number from 0 to 1, auto, or null")
+        return v
 
     @field_validator("timm_kwargs")
     @classmethod
@@ -542,6 +553,9 @@ class Config(_Section):
                 raise ValueError("regularization.mixup mixes images; it does not apply to text (remove it)")
         elif head.pooling in ("mean", "cls", "pooler", "last"):
             raise ValueError(f"model.head.pooling: {head.pooling} is for text encoders; images: avg, max, avgmax, catavgmax")
+        elif self.model.lexical not in (None, 0.0):
+            raise ValueError(f"model.lexical: {self.model.lexical} blends word counts into a text model; image runs "
+                             "take none (remove it)")
         return self
 
     @model_validator(mode="after")

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -47,14 +47,19 @@ from tunelab.engine.rng import seed_everything
 from tunelab.engine.trainer import HOOKS, Hook, Trainer
 from tunelab.errors import ConfigError, DiskFullError
 from tunelab.freezing import select
+from tunelab.lexical_fit import attach, choose, fit_blend, test_curve, without_blend
+from tunelab.lexical_fit import wanted as lexical_wanted
 from tunelab.metrics import classification_metrics, format_metrics, per_class_table
 from tunelab.model import place
 from tunelab.pretrained_fit import apply_fit, mirror_wanted, probe_fit, probe_wanted, wanted
 from tunelab.refit import refit_stages, should_refit
 from tunelab.regularizers import Penalty, build_penalties, check_coverage, pretrained_reference
-from tunelab.report import write_report
+from tunelab.report import lexical_summary, write_report
 from tunelab.runs import Run, lock_run_dir, new_run_dir, read_history, remove_stale_files, run_logging
 from tunelab.tasks import Task, task_for
+
+if TYPE_CHECKING:
+    from tunelab.text.lexical import LexicalBlend
 
 log = logging.getLogger("tunelab")
 
@@ -172,8 +177,12 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
         if cfg.stages[si].epochs and dist.main:
             log.info(diagnose(read_history(run_dir), cfg, stage=si, final=_probe_record(run_dir)).render())
 
+    trainer.model.eval()
+    val_logits = trainer.predict(splits.val.inputs) if splits.val is not None else None
+    cfg, blend = _lexical_blend(cfg, trainer, splits, val_logits, run_dir, dist) if lexical_wanted(cfg) else (cfg, None)
     model, trainer, final, val_probs = _final_model(cfg, task, run_dir, splits, hooks, dist, device, num_classes, trainer,
-                                                    n_labelled=n_labelled, teacher=teacher)
+                                                    n_labelled=n_labelled, teacher=teacher, val_logits=val_logits,
+                                                    blend=blend)
     final["seconds"] = time.perf_counter() - t_start
     dist.barrier()  # metrics.jsonl and model.safetensors are complete; no rank reads the caches any more
     history = read_history(run_dir)
@@ -211,35 +220,66 @@ def _rates_by_probe(cfg: Config, splits: Splits[Any], model: FineTuneModel, run_
     return cfg
 
 
+def _lexical_blend(cfg: Config, trainer: Trainer, splits: Splits[Any], val_logits: torch.Tensor | None, run_dir: Path,
+                   dist: Dist) -> tuple[Config, tuple[LexicalBlend, dict[str, Any]]]:
+    """The text run's lexical blend (:mod:`tunelab.lexical_fit`): fitted on the labelled training
+    texts, its weight chosen on the validation split and written into config.yaml."""
+    labelled = torch.nonzero(splits.train.labels >= 0).flatten()
+    blend = fit_blend(trainer.model, splits.train.inputs[labelled], splits.train.labels[labelled], len(splits.classes),
+                      cfg.run.seed)
+    weight, record = choose(cfg, blend, val_logits, splits.val)
+    blend.with_weight(weight)
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"lexical": weight})})
+    log.info(lexical_summary(record))
+    if dist.main:
+        ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    return cfg, (blend, record)
+
+
 def _final_model(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], hooks: dict[str, Hook], dist: Dist,
-                 device: torch.device, num_classes: int, trainer: Trainer, *, n_labelled: int,
-                 teacher: Any) -> tuple[FineTuneModel, Trainer, dict[str, Any], np.ndarray | None]:
+                 device: torch.device, num_classes: int, trainer: Trainer, *, n_labelled: int, teacher: Any,
+                 val_logits: torch.Tensor | None, blend: tuple[LexicalBlend, dict[str, Any]] | None
+                 ) -> tuple[FineTuneModel, Trainer, dict[str, Any], np.ndarray | None]:
     """Validation metrics of the trained model, the refit when there is one (distilling from
-    ``teacher`` too), the saved weights and the test metrics: (final model, its trainer, metrics,
-    validation probabilities). The training split's first ``n_labelled`` examples have labels."""
+    ``teacher`` too), the lexical blend attached, the saved weights and the test metrics: (final
+    model, its trainer, metrics, validation probabilities). The training split's first
+    ``n_labelled`` examples have labels."""
     model = trainer.model
-    model.eval()
     final: dict[str, Any] = {"skipped_images": splits.skipped, "n_train": n_labelled}
     if len(splits.train) > n_labelled:
         final["n_unlabeled"] = len(splits.train) - n_labelled
     if dist.enabled:
         final["processes"] = dist.world
     val_probs = None
-    if splits.val is not None:
-        logits = trainer.predict(splits.val.inputs)
-        final["val"] = classification_metrics(logits, splits.val.labels, splits.classes, detailed=True)
-        val_probs = logits.softmax(1).numpy()
+    if splits.val is not None and val_logits is not None:
+        final["val"] = classification_metrics(val_logits, splits.val.labels, splits.classes, detailed=True)
+        val_probs = val_logits.softmax(1).numpy()
     if splits.val is not None and should_refit(cfg, n_labelled, len(splits.val), len(splits.classes)):
         first_test = trainer.predict(splits.test.inputs) if splits.test is not None else None
         model, trainer, final["refit"] = _refit(cfg, task, run_dir, splits, hooks, dist, device, num_classes, teacher)
         if first_test is not None and splits.test is not None:
             final["refit"]["first_fit_test"] = classification_metrics(first_test, splits.test.labels, splits.classes)
+        if blend is not None:  # the regression too sees every example the refit trained on
+            blend = (_refit_blend(model, splits, blend[0].weight, cfg.run.seed), blend[1])
+    logits = trainer.predict(splits.test.inputs) if splits.test is not None else None  # the network alone
+    if blend is not None:
+        final["lexical"] = blend[1]
+        if blend[0].weight > 0:
+            attach(model, blend[0], device)
     if dist.main:
         ckpt.save(run_dir / "model.safetensors", model.state_dict(), {"backbone": cfg.model.backbone})
-    if splits.test is not None:
-        logits = trainer.predict(splits.test.inputs)
+    if splits.test is not None and logits is not None:
+        if blend is not None:
+            logits, final["lexical"]["test"] = test_curve(blend[0], logits, splits.test, cfg.data.eval_batch_size)
         final["test"] = classification_metrics(logits, splits.test.labels, splits.classes, detailed=True)
     return model, trainer, final, val_probs
+
+
+def _refit_blend(model: FineTuneModel, splits: Splits[Any], weight: float, seed: int) -> LexicalBlend:
+    assert splits.val is not None
+    merged = splits.train.concat(splits.val)
+    labelled = torch.nonzero(merged.labels >= 0).flatten()
+    return fit_blend(model, merged.inputs[labelled], merged.labels[labelled], len(splits.classes), seed).with_weight(weight)
 
 
 def _shared_folders(cfg: Config, run_dir: Path, dist: Dist, device: torch.device) -> tuple[Config, list[Path]]:
@@ -315,7 +355,7 @@ def _model_for_training(cfg: Config, task: Task, num_classes: int, device: torch
                         run_dir: Path) -> tuple[FineTuneModel, list[Penalty]]:
     """The model with its pretrained weights (placed, compiled if asked) and its penalties; then
     each rank's own seed, and the weights of the checkpoint in ``run_dir`` a resume starts from."""
-    model = place(task.build_model(cfg, num_classes), device)
+    model = place(task.build_model(without_blend(cfg), num_classes), device)
     if cfg.run.compile:
         compile_blocks(model)
     penalties = build_penalties(cfg.regularization.penalties, model,

@@ -108,6 +108,17 @@ def _headline(r: dict[str, Any], cfg: Any) -> dict[str, Any] | None:
             "n_classes": len(r["classes"]), "backbone": cfg.model.backbone, "seconds": f"{m.get('seconds', 0):.0f}"}
 
 
+def lexical_summary(record: dict[str, Any]) -> str:
+    """The lexical blend's weight and what it did on the validation split, in a line."""
+    val = record.get("val")
+    if not val:
+        return f"lexical blend: weight {record['weight']} ({record['chosen_by']})"
+    at = {r["weight"]: r for r in val}
+    w = record["weight"]
+    return (f"lexical blend: weight {w} ({record['chosen_by']}); validation accuracy {at[0.0]['accuracy']:.3f} "
+            f"network alone, {at[w]['accuracy']:.3f} blended, {at[1.0]['accuracy']:.3f} word counts alone")
+
+
 def _pretrained_fit(m: dict[str, Any]) -> dict[str, str] | None:
     """The probe that chose the stages' ``lr_if_features_fit`` rates, formatted for the summary."""
     fit = m.get("pretrained_fit")
@@ -138,6 +149,7 @@ def _report_context(d: Path, r: dict[str, Any], cfg: Any, figs: dict[str, Path |
     split = _main_split(m)
     return {"title": f"tunelab report: {d.name}", "sections": SECTIONS, "main": _headline(r, cfg),
             "metric_rows": _metric_rows(m), "baselines": _baselines(m), "pretrained_fit": _pretrained_fit(m),
+            "lexical": lexical_summary(m["lexical"]) if m.get("lexical") else None,
             "per_class": _per_class_rows(m[split]) if split else [],
             "diagnosis": m.get("diagnosis"),
             "stage_diagnoses": [(s + 1, diagnose(r["history"], cfg, stage=s).render())

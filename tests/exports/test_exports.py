@@ -30,9 +30,20 @@ def text_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder: Path) -> Pa
     cfg = {"run": {"name": "text", "progress": False, "dir": str(root / "runs"), "baselines": False},
            "data": {"train": str(write_text_csv(root / "reviews.csv", text_rows(20))), "test_split": 0.2,
                     "refit": "never", "text": {"max_length": 16, "token_cache": str(root / "tokens")}},
-           "model": {"backbone": str(tiny_encoder)},
+           "model": {"backbone": str(tiny_encoder), "lexical": None},
            "stages": [{"train": "head", "epochs": 1, "lr": 1e-2}]}
     return tunelab.fit(cfg).dir
+
+
+def test_a_lexical_blend_is_inside_the_graph_exports(text_run, tmp_path):
+    """The blend reads the same token ids as the encoder: ONNX and TorchScript compute it; the plain
+    transformers lines do not, so that format refuses the run and says what would work."""
+    run = tunelab.fit(text_run / "config.yaml", overrides=[f"run.dir={tmp_path}", "run.name=blend", "model.lexical=0.5"])
+    assert load_run(run.dir).model.lexical is not None
+    for fmt in ("onnx", "torchscript"):
+        assert tunelab.export(run.dir, fmt, tmp_path / f"m.{fmt}").max_abs_diff < 1e-4
+    with pytest.raises(ModelError, match=r"blends word counts .*model.lexical: 0.5.*export it as onnx or torchscript"):
+        tunelab.export(run.dir, "transformers", tmp_path / "hf")
 
 
 def _run_outside(code: str) -> str:

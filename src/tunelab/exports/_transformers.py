@@ -35,6 +35,10 @@ def _check(run: Run) -> str:
     if head.hidden:
         raise ModelError(f"--format transformers: the run's head has hidden layers ({len(head.hidden)}); the few "
                          "plain lines apply one linear layer. Export it as onnx or torchscript instead")
+    if getattr(run.model, "lexical", None) is not None:
+        raise ModelError(f"--format transformers: the run blends word counts into its predictions (model.lexical: "
+                         f"{run.config.model.lexical}), which the plain lines do not apply; export it as onnx or "
+                         "torchscript (the blend is inside), or train with --set model.lexical=null")
     if head.pooling not in POOLING:
         raise ModelError(f"--format transformers: pooling {head.pooling} is not written out as plain lines (valid: "
                          f"{', '.join(POOLING)}); export it as onnx or torchscript instead")

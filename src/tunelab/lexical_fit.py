@@ -1,0 +1,93 @@
+"""The lexical blend of a text run (``model.lexical``, :mod:`tunelab.text.lexical`), fitted after
+training: the word-piece TF-IDF regression on the training split, its weight chosen on the
+validation split against the trained network, written back into config.yaml; after a refit the
+regression is fitted again on all the examples the refit trained on, at the same weight.
+
+The network trains alone (the blend is attached after its last stage), so nothing of the training
+changes; the blend is part of the saved model, ``predict`` and the graph exports."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from tunelab.config import Config
+from tunelab.engine.model import FineTuneModel
+
+if TYPE_CHECKING:  # the text side loads with the first text run, not with every import of the pipeline
+    from tunelab.text.lexical import LexicalBlend
+
+log = logging.getLogger("tunelab")
+
+
+def wanted(cfg: Config) -> bool:
+    return cfg.is_text and cfg.model.lexical not in (None, 0.0)
+
+
+def without_blend(cfg: Config) -> Config:
+    """``cfg`` for building the model that trains: the blend is attached after training."""
+    if cfg.model.lexical is None:
+        return cfg
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"lexical": None})})
+
+
+def fit_blend(model: FineTuneModel, inputs: Any, labels: torch.Tensor, num_classes: int, seed: int) -> LexicalBlend:
+    """The regression on ``inputs`` (the texts' tokens) and their labels."""
+    from tunelab.text.lexical import fit_lexical
+    from tunelab.text.model import TextModel
+
+    assert isinstance(model, TextModel)
+    return fit_lexical(inputs, labels.numpy(), vocab_size=model.vocab_size(), num_classes=num_classes,
+                       ignore=special_ids(model), seed=seed)
+
+
+def attach(model: FineTuneModel, blend: LexicalBlend, device: torch.device) -> None:
+    """The blend becomes part of the model (its forward, its saved weights)."""
+    from tunelab.text.model import TextModel
+
+    assert isinstance(model, TextModel)
+    model.lexical = blend.to(device)
+
+
+def special_ids(model: Any) -> list[int]:
+    """The encoder's special tokens ([CLS], [SEP], padding...): structure, not words."""
+    conf = model.backbone.model.config
+    names = ("pad_token_id", "bos_token_id", "eos_token_id", "cls_token_id", "sep_token_id", "unk_token_id",
+             "mask_token_id")
+    return sorted({int(getattr(conf, n)) for n in names if isinstance(getattr(conf, n, None), int)})
+
+
+@torch.inference_mode()
+def blend_log_probs(blend: LexicalBlend, inputs: Any, batch_size: int) -> torch.Tensor:
+    """The regression's class log-probabilities of all of ``inputs``, on the CPU."""
+    blend = blend.cpu()
+    return torch.cat([blend.log_probs(inputs[i:i + batch_size]) for i in range(0, len(inputs), batch_size)]) \
+        if len(inputs) else torch.zeros(0, blend.coef.shape[0])
+
+
+def choose(cfg: Config, blend: LexicalBlend, val_logits: torch.Tensor | None, val: Any) -> tuple[float, dict[str, Any]]:
+    """The blend weight: ``model.lexical`` when it is a number, else the lowest validation log-loss
+    (0, the network alone, without a validation split); and what the choice saw."""
+    from tunelab.text.lexical import choose_weight, weight_curve
+
+    if val_logits is None or val is None:
+        weight = cfg.model.lexical if isinstance(cfg.model.lexical, float) else 0.0
+        return weight, {"weight": weight, "chosen_by": "config" if weight else "no validation split"}
+    curve = weight_curve(val_logits, blend_log_probs(blend, val.inputs, cfg.data.eval_batch_size), val.labels)
+    weight = cfg.model.lexical if isinstance(cfg.model.lexical, float) else choose_weight(curve)
+    return weight, {"weight": weight, "chosen_by": "config" if isinstance(cfg.model.lexical, float) else
+                    "validation log-loss", "val": curve}
+
+
+def test_curve(blend: LexicalBlend, net_logits: torch.Tensor, test: Any, batch_size: int
+               ) -> tuple[torch.Tensor, list[dict[str, float]]]:
+    """The blended test logits at the blend's weight, and the test scores at every weight (what the
+    benchmark suite reads to check the choice; nothing is chosen on them)."""
+    from tunelab.text.lexical import weight_curve
+
+    lex = blend_log_probs(blend, test.inputs, batch_size)
+    curve = weight_curve(net_logits, lex, test.labels)
+    w = blend.weight
+    return (1.0 - w) * net_logits.float().log_softmax(1) + w * lex, curve

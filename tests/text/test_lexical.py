@@ -1,0 +1,106 @@
+"""The lexical blend: word-piece TF-IDF in torch equals scikit-learn's, the regression's
+probabilities come through unchanged, the weight is chosen on validation log-loss, and a run's
+blend is saved, reloaded and applied by predict and evaluate exactly as the run scored it."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.feature_extraction.text import TfidfTransformer
+
+import tunelab
+from conftest import text_rows, write_text_csv
+from tunelab.api import load_run
+from tunelab.config import ModelConfig, build_config
+from tunelab.errors import ConfigError
+from tunelab.tasks import build_model
+from tunelab.text.data import Tokens
+from tunelab.text.lexical import LexicalBlend, choose_weight, count_matrix, fit_lexical, weight_curve
+
+V = 40
+
+
+def _windowed() -> Tokens:
+    """Three texts, the second read as two windows (rows 1 and 2); 0 pads, 1 and 2 are special."""
+    ids = torch.tensor([[1, 5, 6, 6, 2], [1, 7, 8, 9, 2], [1, 9, 7, 2, 0], [1, 30, 2, 0, 0]])
+    return Tokens(ids, torch.tensor([5, 5, 4, 3]), starts=torch.tensor([0, 1, 3, 4]))
+
+
+def test_torch_tfidf_equals_scikit_learn_over_all_windows():
+    tokens, ignore = _windowed(), np.zeros(V, dtype=bool)
+    ignore[[0, 1, 2]] = True
+    counts = count_matrix(tokens, V, ignore)
+    assert counts[1].toarray()[0, [7, 8, 9]].tolist() == [2, 1, 2]  # both windows of text 1 count
+    tfidf = TfidfTransformer(sublinear_tf=True).fit(counts)
+    lex = LexicalBlend(V, 2)
+    lex.idf.copy_(torch.as_tensor(tfidf.idf_))
+    lex.ignore.copy_(torch.as_tensor(ignore))
+    ours = lex.features(tokens).numpy()
+    np.testing.assert_allclose(ours, tfidf.transform(counts).toarray(), atol=1e-6)
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_the_regression_predicts_what_scikit_learn_does(classes):
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(classes), 12)
+    # each class has its own words (ids 10 + 5k .. 14 + 5k) among shared ones: separable by counts
+    rows = [[1] + list(rng.integers(3, 10, 4)) + list(10 + 5 * c + rng.integers(0, 5, 3)) + [2] for c in y]
+    tokens = Tokens(torch.tensor(rows), torch.full((len(rows),), len(rows[0])))
+    lex = fit_lexical(tokens, y, vocab_size=V, num_classes=classes, ignore=[0, 1, 2], seed=0)
+    probs = lex.log_probs(tokens).exp()
+    assert probs.shape == (len(y), classes) and torch.allclose(probs.sum(1), torch.ones(len(y)))
+    assert (probs.argmax(1).numpy() == y).mean() == 1.0
+
+
+def test_blend_weights_zero_and_one_and_the_choice():
+    lex = LexicalBlend(V, 2)
+    lex.intercept.copy_(torch.tensor([0.0, 2.0]))  # the regression says class 1 whatever the words
+    tokens, logits = _windowed(), torch.tensor([[3.0, 0.0], [2.0, 0.0], [0.0, 1.0]])
+    assert torch.equal(lex.with_weight(0.0).blend(logits, tokens), logits)
+    assert torch.allclose(lex.with_weight(1.0).blend(logits, tokens), torch.tensor([0.0, 2.0]).log_softmax(0).expand(3, 2))
+    labels = torch.tensor([0, 0, 1])
+    curve = weight_curve(logits, torch.tensor([0.0, 2.0]).log_softmax(0).expand(3, 2), labels)
+    assert [r["weight"] for r in curve] == [round(0.1 * i, 1) for i in range(11)]
+    assert choose_weight(curve) == 0.0 and curve[0]["accuracy"] == 1.0 and curve[-1]["accuracy"] == pytest.approx(1 / 3)
+    flat = [{"weight": w, "log_loss": 0.5, "accuracy": 1.0} for w in (0.0, 0.3)]
+    assert choose_weight(flat) == 0.0  # a tie: the network alone
+
+
+def test_lexical_is_a_text_setting_between_zero_and_one(tiny_encoder, tmp_path):
+    with pytest.raises(ConfigError, match=r"model.lexical: 1.5 is not a blend weight"):
+        build_config(overrides=["data.text={}", "model.lexical=1.5"])
+    with pytest.raises(ConfigError, match=r"model.lexical: 0.3 blends word counts into a text model"):
+        build_config(overrides=["model.lexical=0.3"])
+    model = build_model(ModelConfig(backbone=str(tiny_encoder), family="transformers", lexical=0.4), 2)
+    assert model.lexical is not None and model.lexical.weight == 0.4  # a trained run's blend, loaded with it
+    assert build_model(ModelConfig(backbone=str(tiny_encoder), family="transformers", lexical="auto"), 2).lexical is None
+
+
+def test_a_run_blends_after_training_and_predict_applies_it(tiny_text_cfg, tmp_path):
+    cfg = json.loads(json.dumps(tiny_text_cfg))
+    cfg["model"]["lexical"] = 0.6
+    run = tunelab.fit(cfg)
+    record = run.metrics["lexical"]
+    assert record["weight"] == 0.6 and record["chosen_by"] == "config" and len(record["val"]) == 11
+    test_at = {r["weight"]: r["accuracy"] for r in record["test"]}
+    assert run.metrics["test"]["accuracy"] == pytest.approx(test_at[0.6], abs=1e-6)
+    assert "lexical: 0.6" in (run.dir / "config.yaml").read_text()
+    loaded = load_run(run.dir).model  # the saved model, blend included
+    assert loaded.lexical is not None and loaded.lexical.weight == 0.6
+    for k, v in run.model.lexical.state_dict().items():
+        assert torch.equal(loaded.lexical.state_dict()[k], v.cpu())
+    held_out = write_text_csv(tmp_path / "held_out.csv", text_rows(10, seed=7))
+    assert tunelab.evaluate(run.dir, str(held_out))["n"] == 20
+    fresh = tunelab.fit({**cfg, "run": {**cfg["run"], "name": "no-blend"}, "model": {**cfg["model"], "lexical": None}})
+    assert "lexical" not in fresh.metrics and load_run(fresh.dir).model.lexical is None
+    preds = tunelab.predict(run.dir, texts=["good great fun"])
+    assert abs(sum(p for _, p in preds[0].top) - 1.0) < 1e-5
+
+
+def test_auto_picks_the_lowest_validation_log_loss(tiny_text_cfg):
+    run = tunelab.fit({**tiny_text_cfg, "model": {**tiny_text_cfg["model"], "lexical": "auto"}})
+    record = run.metrics["lexical"]
+    best = min(record["val"], key=lambda r: (round(r["log_loss"], 6), r["weight"]))
+    assert record["chosen_by"] == "validation log-loss" and record["weight"] == best["weight"]
+    assert f"lexical: {best['weight']}" in (run.dir / "config.yaml").read_text()
