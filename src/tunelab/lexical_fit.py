@@ -1,7 +1,7 @@
 """The lexical blend of a text run (``model.lexical``, :mod:`tunelab.text.lexical`), fitted after
-training: the word-piece TF-IDF regression on the training split, its weight chosen on the
-validation split against the trained network, written back into config.yaml; after a refit the
-regression is fitted again on all the examples the refit trained on, at the same weight.
+training: the word-piece TF-IDF regression on the training split, its scale and the network's
+chosen on the validation split, its share written back into config.yaml; after a refit the
+regression is fitted again on all the examples the refit trained on, at the same scales.
 
 The network trains alone (the blend is attached after its last stage), so nothing of the training
 changes; the blend is part of the saved model, ``predict`` and the graph exports."""
@@ -67,27 +67,31 @@ def blend_log_probs(blend: LexicalBlend, inputs: Any, batch_size: int) -> torch.
         if len(inputs) else torch.zeros(0, blend.coef.shape[0])
 
 
-def choose(cfg: Config, blend: LexicalBlend, val_logits: torch.Tensor | None, val: Any) -> tuple[float, dict[str, Any]]:
-    """The blend weight: ``model.lexical`` when it is a number, else the lowest validation log-loss
-    (0, the network alone, without a validation split); and what the choice saw."""
-    from tunelab.text.lexical import choose_weight, weight_curve
+def choose(cfg: Config, blend: LexicalBlend, val_logits: torch.Tensor | None, val: Any
+           ) -> tuple[tuple[float, float], dict[str, Any]]:
+    """The scales (a, b) of the network's and the regression's log-probabilities: ``1 - w, w`` for a
+    number ``w`` in ``model.lexical``, else those of the lowest validation log-loss (the network
+    alone without a validation split); and what the choice saw."""
+    from tunelab.text.lexical import fit_scales, scores_at
 
+    fixed = cfg.model.lexical if isinstance(cfg.model.lexical, float) else None
     if val_logits is None or val is None:
-        weight = cfg.model.lexical if isinstance(cfg.model.lexical, float) else 0.0
-        return weight, {"weight": weight, "chosen_by": "config" if weight else "no validation split"}
-    curve = weight_curve(val_logits, blend_log_probs(blend, val.inputs, cfg.data.eval_batch_size), val.labels)
-    weight = cfg.model.lexical if isinstance(cfg.model.lexical, float) else choose_weight(curve)
-    return weight, {"weight": weight, "chosen_by": "config" if isinstance(cfg.model.lexical, float) else
-                    "validation log-loss", "val": curve}
+        scales = (1.0 - fixed, fixed) if fixed is not None else (1.0, 0.0)
+        return scales, {"scales": list(scales), "chosen_by": "config" if fixed is not None else "no validation split"}
+    lex = blend_log_probs(blend, val.inputs, cfg.data.eval_batch_size)
+    if fixed is not None:
+        scales = (1.0 - fixed, fixed)
+        return scales, {"scales": list(scales), "chosen_by": "config", "val": scores_at(val_logits, lex, val.labels, *scales)}
+    a, b, seen = fit_scales(val_logits, lex, val.labels)
+    return (a, b), {"scales": [a, b], "chosen_by": "validation log-loss", "val": seen}
 
 
-def test_curve(blend: LexicalBlend, net_logits: torch.Tensor, test: Any, batch_size: int
-               ) -> tuple[torch.Tensor, list[dict[str, float]]]:
-    """The blended test logits at the blend's weight, and the test scores at every weight (what the
-    benchmark suite reads to check the choice; nothing is chosen on them)."""
-    from tunelab.text.lexical import weight_curve
+def test_scores(blend: LexicalBlend, net_logits: torch.Tensor, test: Any, batch_size: int
+                ) -> tuple[torch.Tensor, dict[str, dict[str, float]]]:
+    """The blended test logits, and the test scores of the network alone, the blend and the
+    regression alone (what the benchmark suite reads; nothing is chosen on them)."""
+    from tunelab.text.lexical import scores_at
 
     lex = blend_log_probs(blend, test.inputs, batch_size)
-    curve = weight_curve(net_logits, lex, test.labels)
-    w = blend.weight
-    return (1.0 - w) * net_logits.float().log_softmax(1) + w * lex, curve
+    a, b = (float(x) for x in blend.scales)
+    return a * net_logits.float().log_softmax(1) + b * lex, scores_at(net_logits, lex, test.labels, a, b)

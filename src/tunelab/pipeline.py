@@ -47,7 +47,7 @@ from tunelab.engine.rng import seed_everything
 from tunelab.engine.trainer import HOOKS, Hook, Trainer
 from tunelab.errors import ConfigError, DiskFullError
 from tunelab.freezing import select
-from tunelab.lexical_fit import attach, choose, fit_blend, test_curve, without_blend
+from tunelab.lexical_fit import attach, choose, fit_blend, test_scores, without_blend
 from tunelab.lexical_fit import wanted as lexical_wanted
 from tunelab.metrics import classification_metrics, format_metrics, per_class_table
 from tunelab.model import place
@@ -223,13 +223,13 @@ def _rates_by_probe(cfg: Config, splits: Splits[Any], model: FineTuneModel, run_
 def _lexical_blend(cfg: Config, trainer: Trainer, splits: Splits[Any], val_logits: torch.Tensor | None, run_dir: Path,
                    dist: Dist) -> tuple[Config, tuple[LexicalBlend, dict[str, Any]]]:
     """The text run's lexical blend (:mod:`tunelab.lexical_fit`): fitted on the labelled training
-    texts, its weight chosen on the validation split and written into config.yaml."""
+    texts, its scales chosen on the validation split, its share written into config.yaml."""
     labelled = torch.nonzero(splits.train.labels >= 0).flatten()
     blend = fit_blend(trainer.model, splits.train.inputs[labelled], splits.train.labels[labelled], len(splits.classes),
                       cfg.run.seed)
-    weight, record = choose(cfg, blend, val_logits, splits.val)
-    blend.with_weight(weight)
-    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"lexical": weight})})
+    scales, record = choose(cfg, blend, val_logits, splits.val)
+    record["share"] = blend.with_scales(*scales).share
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"lexical": record["share"]})})
     log.info(lexical_summary(record))
     if dist.main:
         ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
@@ -260,26 +260,27 @@ def _final_model(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], ho
         if first_test is not None and splits.test is not None:
             final["refit"]["first_fit_test"] = classification_metrics(first_test, splits.test.labels, splits.classes)
         if blend is not None:  # the regression too sees every example the refit trained on
-            blend = (_refit_blend(model, splits, blend[0].weight, cfg.run.seed), blend[1])
+            blend = (_refit_blend(model, splits, blend[0].scales, cfg.run.seed), blend[1])
     logits = trainer.predict(splits.test.inputs) if splits.test is not None else None  # the network alone
     if blend is not None:
         final["lexical"] = blend[1]
-        if blend[0].weight > 0:
+        if blend[0].share > 0:
             attach(model, blend[0], device)
     if dist.main:
         ckpt.save(run_dir / "model.safetensors", model.state_dict(), {"backbone": cfg.model.backbone})
     if splits.test is not None and logits is not None:
         if blend is not None:
-            logits, final["lexical"]["test"] = test_curve(blend[0], logits, splits.test, cfg.data.eval_batch_size)
+            logits, final["lexical"]["test"] = test_scores(blend[0], logits, splits.test, cfg.data.eval_batch_size)
         final["test"] = classification_metrics(logits, splits.test.labels, splits.classes, detailed=True)
     return model, trainer, final, val_probs
 
 
-def _refit_blend(model: FineTuneModel, splits: Splits[Any], weight: float, seed: int) -> LexicalBlend:
+def _refit_blend(model: FineTuneModel, splits: Splits[Any], scales: torch.Tensor, seed: int) -> LexicalBlend:
     assert splits.val is not None
     merged = splits.train.concat(splits.val)
     labelled = torch.nonzero(merged.labels >= 0).flatten()
-    return fit_blend(model, merged.inputs[labelled], merged.labels[labelled], len(splits.classes), seed).with_weight(weight)
+    blend = fit_blend(model, merged.inputs[labelled], merged.labels[labelled], len(splits.classes), seed)
+    return blend.with_scales(*scales.tolist())
 
 
 def _shared_folders(cfg: Config, run_dir: Path, dist: Dist, device: torch.device) -> tuple[Config, list[Path]]:

@@ -109,14 +109,14 @@ def _headline(r: dict[str, Any], cfg: Any) -> dict[str, Any] | None:
 
 
 def lexical_summary(record: dict[str, Any]) -> str:
-    """The lexical blend's weight and what it did on the validation split, in a line."""
+    """The lexical blend's share and what it did on the validation split, in a line."""
+    a, b = record["scales"]
+    head = f"lexical blend: word counts' share {record['share']} (scales {a:g}, {b:g}; {record['chosen_by']})"
     val = record.get("val")
     if not val:
-        return f"lexical blend: weight {record['weight']} ({record['chosen_by']})"
-    at = {r["weight"]: r for r in val}
-    w = record["weight"]
-    return (f"lexical blend: weight {w} ({record['chosen_by']}); validation accuracy {at[0.0]['accuracy']:.3f} "
-            f"network alone, {at[w]['accuracy']:.3f} blended, {at[1.0]['accuracy']:.3f} word counts alone")
+        return head
+    return (f"{head}; validation accuracy {val['network']['accuracy']:.3f} network alone, "
+            f"{val['blend']['accuracy']:.3f} blended, {val['words']['accuracy']:.3f} word counts alone")
 
 
 def _pretrained_fit(m: dict[str, Any]) -> dict[str, str] | None:

@@ -16,7 +16,7 @@ from tunelab.config import ModelConfig, build_config
 from tunelab.errors import ConfigError
 from tunelab.tasks import build_model
 from tunelab.text.data import Tokens
-from tunelab.text.lexical import LexicalBlend, choose_weight, count_matrix, fit_lexical, weight_curve
+from tunelab.text.lexical import LexicalBlend, count_matrix, fit_lexical, fit_scales
 
 V = 40
 
@@ -53,18 +53,23 @@ def test_the_regression_predicts_what_scikit_learn_does(classes):
     assert (probs.argmax(1).numpy() == y).mean() == 1.0
 
 
-def test_blend_weights_zero_and_one_and_the_choice():
+def test_blend_scales_and_their_choice_on_validation():
     lex = LexicalBlend(V, 2)
     lex.intercept.copy_(torch.tensor([0.0, 2.0]))  # the regression says class 1 whatever the words
     tokens, logits = _windowed(), torch.tensor([[3.0, 0.0], [2.0, 0.0], [0.0, 1.0]])
-    assert torch.equal(lex.with_weight(0.0).blend(logits, tokens), logits)
-    assert torch.allclose(lex.with_weight(1.0).blend(logits, tokens), torch.tensor([0.0, 2.0]).log_softmax(0).expand(3, 2))
-    labels = torch.tensor([0, 0, 1])
-    curve = weight_curve(logits, torch.tensor([0.0, 2.0]).log_softmax(0).expand(3, 2), labels)
-    assert [r["weight"] for r in curve] == [round(0.1 * i, 1) for i in range(11)]
-    assert choose_weight(curve) == 0.0 and curve[0]["accuracy"] == 1.0 and curve[-1]["accuracy"] == pytest.approx(1 / 3)
-    flat = [{"weight": w, "log_loss": 0.5, "accuracy": 1.0} for w in (0.0, 0.3)]
-    assert choose_weight(flat) == 0.0  # a tie: the network alone
+    assert torch.allclose(lex.blend(logits, tokens), logits.log_softmax(1))  # new: the network alone
+    assert lex.share == 0.0 and lex.with_scales(1.0, 3.0).share == 0.75
+    assert torch.allclose(lex.with_scales(0.0, 1.0).blend(logits, tokens),
+                          torch.tensor([0.0, 2.0]).log_softmax(0).expand(3, 2))
+    lex_lp = torch.tensor([0.0, 2.0]).log_softmax(0).expand(3, 2)
+    a, b, seen = fit_scales(logits, lex_lp, torch.tensor([0, 0, 1]))
+    assert seen["network"]["accuracy"] == seen["blend"]["accuracy"] == 1.0  # a wrong regression does not sway it
+    assert seen["words"]["accuracy"] == pytest.approx(1 / 3)
+    # a regression that is right where the network is wrong, but unsure: it needs a large scale
+    unsure = torch.tensor([[0.1, -0.1], [0.1, -0.1], [-0.1, 0.1], [-0.1, 0.1]]).log_softmax(1)
+    wrong_net = torch.tensor([[0.0, 4.0], [4.0, 0.0], [0.0, 4.0], [4.0, 0.0]])
+    a, b, seen = fit_scales(wrong_net, unsure, torch.tensor([0, 0, 1, 1]))
+    assert seen["blend"]["accuracy"] == 1.0 and b / max(a, 1e-9) > 10
 
 
 def test_lexical_is_a_text_setting_between_zero_and_one(tiny_encoder, tmp_path):
@@ -73,7 +78,7 @@ def test_lexical_is_a_text_setting_between_zero_and_one(tiny_encoder, tmp_path):
     with pytest.raises(ConfigError, match=r"model.lexical: 0.3 blends word counts into a text model"):
         build_config(overrides=["model.lexical=0.3"])
     model = build_model(ModelConfig(backbone=str(tiny_encoder), family="transformers", lexical=0.4), 2)
-    assert model.lexical is not None and model.lexical.weight == 0.4  # a trained run's blend, loaded with it
+    assert model.lexical is not None  # a trained run's blend: its scales come with its weights
     assert build_model(ModelConfig(backbone=str(tiny_encoder), family="transformers", lexical="auto"), 2).lexical is None
 
 
@@ -82,12 +87,11 @@ def test_a_run_blends_after_training_and_predict_applies_it(tiny_text_cfg, tmp_p
     cfg["model"]["lexical"] = 0.6
     run = tunelab.fit(cfg)
     record = run.metrics["lexical"]
-    assert record["weight"] == 0.6 and record["chosen_by"] == "config" and len(record["val"]) == 11
-    test_at = {r["weight"]: r["accuracy"] for r in record["test"]}
-    assert run.metrics["test"]["accuracy"] == pytest.approx(test_at[0.6], abs=1e-6)
+    assert record["scales"] == [pytest.approx(0.4), 0.6] and record["chosen_by"] == "config" and record["share"] == 0.6
+    assert run.metrics["test"]["accuracy"] == pytest.approx(record["test"]["blend"]["accuracy"], abs=1e-6)
     assert "lexical: 0.6" in (run.dir / "config.yaml").read_text()
     loaded = load_run(run.dir).model  # the saved model, blend included
-    assert loaded.lexical is not None and loaded.lexical.weight == 0.6
+    assert loaded.lexical is not None and loaded.lexical.share == 0.6
     for k, v in run.model.lexical.state_dict().items():
         assert torch.equal(loaded.lexical.state_dict()[k], v.cpu())
     held_out = write_text_csv(tmp_path / "held_out.csv", text_rows(10, seed=7))
@@ -101,6 +105,8 @@ def test_a_run_blends_after_training_and_predict_applies_it(tiny_text_cfg, tmp_p
 def test_auto_picks_the_lowest_validation_log_loss(tiny_text_cfg):
     run = tunelab.fit({**tiny_text_cfg, "model": {**tiny_text_cfg["model"], "lexical": "auto"}})
     record = run.metrics["lexical"]
-    best = min(record["val"], key=lambda r: (round(r["log_loss"], 6), r["weight"]))
-    assert record["chosen_by"] == "validation log-loss" and record["weight"] == best["weight"]
-    assert f"lexical: {best['weight']}" in (run.dir / "config.yaml").read_text()
+    val = record["val"]
+    assert record["chosen_by"] == "validation log-loss"
+    assert val["blend"]["log_loss"] <= min(val["network"]["log_loss"], val["words"]["log_loss"]) + 1e-9
+    assert f"lexical: {record['share']}" in (run.dir / "config.yaml").read_text()
+    assert (load_run(run.dir).model.lexical is not None) == (record["share"] > 0)

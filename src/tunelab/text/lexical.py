@@ -8,11 +8,15 @@ MiniLM by 4 points). The two make different errors, so their blend can beat both
 are the token ids the model already reads, so the blend is part of the model: saved with it,
 applied by ``predict`` and inside an ONNX / TorchScript export.
 
-The blend weight ``w`` (0: the network alone, 1: the regression alone) is chosen on the validation
-split by log-loss (:func:`choose_weight`); the logits are ``(1 - w) log p_net + w log p_lex``::
+The network is sure of itself after fine-tuning and the regression, strongly regularised on few
+examples, is not, so a fixed mix of their log-probabilities is the network's answer whatever the
+mix. The blend therefore scales each: ``a log p_net + b log p_lex``, with (a, b) of the lowest
+log-loss on the validation split (a grid, :func:`fit_scales`); b = 0 keeps the network alone. Its
+share ``b / (a + b)`` is what config.yaml records as ``model.lexical``::
 
     lex = fit_lexical(train_tokens, labels, vocab_size=30522, num_classes=2, ignore=[0, 101, 102], seed=0)
-    model.lexical = lex.with_weight(0.4)
+    a, b, seen = fit_scales(val_logits, lex.log_probs(val_tokens), val_labels)
+    model.lexical = lex.with_scales(a, b)
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ from torch import nn
 from tunelab.engine.probe import fit_logistic
 from tunelab.text.data import Tokens
 
-WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))  # the blend weights the validation split chooses from
+# the scales the validation split chooses from: the network's log-probabilities may be softened
+# (a < 1), the regression's sharpened (b > 1), each over three decades
+NET_SCALES = (0.0, *np.round(np.logspace(-2, 1, 13), 4).tolist())
+LEX_SCALES = (0.0, *np.round(np.logspace(-1, 2, 13), 4).tolist())
 MAX_FIT = 5000  # examples the regression is fitted on, at most (a stratified sample above that)
 
 
@@ -34,14 +41,15 @@ class LexicalBlend(nn.Module):
     """Word-piece TF-IDF (sublinear tf, smooth idf, L2 norm: scikit-learn's TfidfTransformer) and a
     linear layer on it; :meth:`blend` mixes its log-probabilities into the network's."""
 
+    scales: torch.Tensor  # [2]
     idf: torch.Tensor  # [V]
     ignore: torch.Tensor  # bool [V]: special tokens, not counted
     coef: torch.Tensor  # [K, V]
     intercept: torch.Tensor  # [K]
 
-    def __init__(self, vocab_size: int, num_classes: int, weight: float = 0.0) -> None:
+    def __init__(self, vocab_size: int, num_classes: int) -> None:
         super().__init__()
-        self.weight = float(weight)
+        self.register_buffer("scales", torch.tensor([1.0, 0.0]))  # a, b: the network's, the regression's
         self.register_buffer("idf", torch.zeros(vocab_size))
         self.register_buffer("ignore", torch.zeros(vocab_size, dtype=torch.bool))  # special tokens
         self.register_buffer("coef", torch.zeros(num_classes, vocab_size))
@@ -63,14 +71,18 @@ class LexicalBlend(nn.Module):
         return (self.features(tokens) @ self.coef.T + self.intercept).log_softmax(1)
 
     def blend(self, logits: torch.Tensor, tokens: Tokens) -> torch.Tensor:
-        if self.weight == 0.0:
-            return logits
-        lex = self.log_probs(tokens).to(logits.dtype)
-        return (1.0 - self.weight) * logits.log_softmax(1) + self.weight * lex
+        a, b = self.scales[0].to(logits.dtype), self.scales[1].to(logits.dtype)
+        return a * logits.log_softmax(1) + b * self.log_probs(tokens).to(logits.dtype)
 
-    def with_weight(self, weight: float) -> LexicalBlend:
-        self.weight = float(weight)
+    def with_scales(self, a: float, b: float) -> LexicalBlend:
+        self.scales.copy_(torch.tensor([a, b]))
         return self
+
+    @property
+    def share(self) -> float:
+        """The regression's share of the blend, b / (a + b): what ``model.lexical`` records."""
+        a, b = (float(x) for x in self.scales)
+        return round(b / (a + b), 3) if a + b > 0 else 0.0
 
 
 def count_matrix(tokens: Tokens, vocab_size: int, ignore: np.ndarray) -> Any:
@@ -111,18 +123,28 @@ def fit_lexical(tokens: Tokens, labels: np.ndarray, *, vocab_size: int, num_clas
     return lex
 
 
-def weight_curve(net_logits: torch.Tensor, lex_log_probs: torch.Tensor, labels: torch.Tensor
-                 ) -> list[dict[str, float]]:
-    """Log-loss and accuracy of the blend at each of :data:`WEIGHTS`."""
-    net = net_logits.float().log_softmax(1)
-    out = []
-    for w in WEIGHTS:
-        mixed = ((1.0 - w) * net + w * lex_log_probs.float()).log_softmax(1)
-        out.append({"weight": w, "log_loss": float(nn.functional.nll_loss(mixed, labels)),
-                    "accuracy": float((mixed.argmax(1) == labels).float().mean())})
-    return out
+def _scores(net: torch.Tensor, lex: torch.Tensor, labels: torch.Tensor, a: float, b: float) -> dict[str, float]:
+    mixed = (a * net + b * lex).log_softmax(1)
+    return {"net_scale": a, "lex_scale": b, "log_loss": float(nn.functional.nll_loss(mixed, labels)),
+            "accuracy": float((mixed.argmax(1) == labels).float().mean())}
 
 
-def choose_weight(curve: list[dict[str, float]]) -> float:
-    """The weight of the lowest validation log-loss (the smaller weight on a tie)."""
-    return min(curve, key=lambda r: (round(r["log_loss"], 6), r["weight"]))["weight"]
+def fit_scales(net_logits: torch.Tensor, lex_log_probs: torch.Tensor, labels: torch.Tensor
+               ) -> tuple[float, float, dict[str, dict[str, float]]]:
+    """(a, b) of the lowest log-loss over :data:`NET_SCALES` x :data:`LEX_SCALES` (on a tie the
+    smaller b: the network alone wins ties), and the scores of the network alone, the blend and the
+    regression alone at their own best scale."""
+    net, lex = net_logits.float().log_softmax(1), lex_log_probs.float()
+    grid = [_scores(net, lex, labels, a, b) for a in NET_SCALES for b in LEX_SCALES if a + b > 0]
+    best = min(grid, key=lambda r: (round(r["log_loss"], 6), r["lex_scale"], -r["net_scale"]))
+    alone = min((r for r in grid if r["lex_scale"] == 0.0), key=lambda r: r["log_loss"])
+    words = min((r for r in grid if r["net_scale"] == 0.0), key=lambda r: r["log_loss"])
+    return best["net_scale"], best["lex_scale"], {"network": alone, "blend": best, "words": words}
+
+
+def scores_at(net_logits: torch.Tensor, lex_log_probs: torch.Tensor, labels: torch.Tensor, a: float, b: float
+              ) -> dict[str, dict[str, float]]:
+    """Accuracy and log-loss of the network alone, the blend at (a, b) and the regression alone."""
+    net, lex = net_logits.float().log_softmax(1), lex_log_probs.float()
+    return {"network": _scores(net, lex, labels, 1.0, 0.0), "blend": _scores(net, lex, labels, a, b),
+            "words": _scores(net, lex, labels, 0.0, 1.0)}

@@ -51,5 +51,5 @@ def build_text_model(cfg: ModelConfig, num_classes: int) -> TextModel:
     head = Head(cfg.head, backbone.num_features, num_classes, feature_map=False)
     model = TextModel(backbone, head)
     if isinstance(cfg.lexical, float) and cfg.lexical > 0:  # a trained run's blend: its weights come with the run's
-        model.lexical = LexicalBlend(model.vocab_size(), num_classes, cfg.lexical)
+        model.lexical = LexicalBlend(model.vocab_size(), num_classes)
     return model
