@@ -46,6 +46,7 @@ from tunelab.engine.resume import Position, position_from_state
 from tunelab.engine.rng import seed_everything
 from tunelab.engine.trainer import HOOKS, Hook, Trainer
 from tunelab.errors import ConfigError, DiskFullError
+from tunelab.few_shot import apply_few_shot
 from tunelab.freezing import select
 from tunelab.lexical_fit import attach, choose, fit_blend, test_scores, without_blend
 from tunelab.lexical_fit import wanted as lexical_wanted
@@ -300,8 +301,14 @@ def _shared_folders(cfg: Config, run_dir: Path, dist: Dist, device: torch.device
 
 
 def _fitted_config(cfg: Config, splits: Splits[Any], run_dir: Path, dist: Dist) -> tuple[Config, int]:
-    """The config as the data makes it (``regularization: auto``, stages stretched to their
-    min_steps), written back to the run folder, and the number of outputs."""
+    """The config as the data makes it (the few-shot text recipe, ``regularization: auto``, stages
+    stretched to their min_steps), written back to the run folder, and the number of outputs."""
+    labelled = len(splits.train) + (len(splits.val) if splits.val is not None else 0)
+    cfg, few = apply_few_shot(cfg, labelled / max(1, len(splits.classes)))
+    if few:
+        log.info("few labelled texts a class:\n%s", "\n".join(f"  {k}: {v}" for k, v in few.items()))
+        if dist.main:
+            ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     if cfg.regularization.auto:
         cfg, chosen = apply_auto(cfg, len(splits.train) / len(splits.classes), len(splits.classes))
         if chosen:
