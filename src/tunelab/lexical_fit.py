@@ -1,7 +1,7 @@
 """The lexical blend of a text run (``model.lexical``, :mod:`tunelab.text.lexical`), fitted after
 training: the word-piece TF-IDF regression on the training split, its scale and the network's
-chosen on the validation split, its share written back into config.yaml; after a refit the
-regression is fitted again on all the examples the refit trained on, at the same scales.
+chosen on the validation split, its share written back into config.yaml; then the regression is
+fitted again on every labelled text (the validation split too), at the same scales.
 
 The network trains alone (the blend is attached after its last stage), so nothing of the training
 changes; the blend is part of the saved model, ``predict`` and the graph exports."""

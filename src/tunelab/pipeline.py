@@ -260,8 +260,10 @@ def _final_model(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], ho
         model, trainer, final["refit"] = _refit(cfg, task, run_dir, splits, hooks, dist, device, num_classes, teacher)
         if first_test is not None and splits.test is not None:
             final["refit"]["first_fit_test"] = classification_metrics(first_test, splits.test.labels, splits.classes)
-        if blend is not None:  # the regression too sees every example the refit trained on
-            blend = (_refit_blend(model, splits, blend[0].scales, cfg.run.seed), blend[1])
+    if blend is not None and blend[0].share > 0 and splits.val is not None:
+        # its scales chosen, the regression (seconds to fit) learns from every labelled text, as a refit
+        # network does: the validation split too
+        blend = (_refit_blend(model, splits, blend[0].scales, cfg.run.seed), blend[1])
     logits = trainer.predict(splits.test.inputs) if splits.test is not None else None  # the network alone
     if blend is not None:
         final["lexical"] = blend[1]
