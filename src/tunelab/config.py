@@ -122,8 +122,9 @@ class ModelConfig(_Section):
     head: HeadConfig = Field(default_factory=lambda: HeadConfig(), description="the new task head")
     lexical: float | Literal["auto"] | None = Field(
         None, description="text: blend a logistic regression on word-piece TF-IDF into the model's class "
-        "log-probabilities with this weight (0: the network alone, 1: the regression alone); auto: the weight of "
-        "the lowest validation log-loss, written back here after the run (docs/config.md)")
+        "log-probabilities (docs/text.md): auto (the text default) scales the two by the lowest validation "
+        "log-loss and writes the regression's share back here; a number w from 0 to 1 fixes the mix (1 - w, w); "
+        "null: the network alone")
 
     @field_validator("lexical")
     @classmethod
@@ -507,7 +508,7 @@ class Config(_Section):
     def _text_defaults(cls, data: Any) -> Any:
         """A text run (data.text set, model.family: transformers, or a built-in text data set) gets the
         text defaults for what the config leaves unset: the packaged MiniLM, no image augmentation,
-        the text recipe."""
+        the text recipe, the lexical blend."""
         if not isinstance(data, dict):
             return data
         d, m = data.get("data") or {}, data.get("model") or {}
@@ -521,6 +522,7 @@ class Config(_Section):
         d = {**d, "text": dict(d.get("text") or {})}
         m = {**m, "family": "transformers"}
         m.setdefault("backbone", "minilm")
+        m.setdefault("lexical", "auto")
         if d["text"].get("tokenizer") is None:
             d["text"]["tokenizer"] = m["backbone"]
         reg = data.get("regularization")

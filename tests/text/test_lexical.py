@@ -77,6 +77,8 @@ def test_lexical_is_a_text_setting_between_zero_and_one(tiny_encoder, tmp_path):
         build_config(overrides=["data.text={}", "model.lexical=1.5"])
     with pytest.raises(ConfigError, match=r"model.lexical: 0.3 blends word counts into a text model"):
         build_config(overrides=["model.lexical=0.3"])
+    assert build_config(overrides=["data.text={}"]).model.lexical == "auto"  # the text default
+    assert build_config(overrides=["data.text={}", "model.lexical=null"]).model.lexical is None
     model = build_model(ModelConfig(backbone=str(tiny_encoder), family="transformers", lexical=0.4), 2)
     assert model.lexical is not None  # a trained run's blend: its scales come with its weights
     assert build_model(ModelConfig(backbone=str(tiny_encoder), family="transformers", lexical="auto"), 2).lexical is None
@@ -103,7 +105,7 @@ def test_a_run_blends_after_training_and_predict_applies_it(tiny_text_cfg, tmp_p
 
 
 def test_auto_picks_the_lowest_validation_log_loss(tiny_text_cfg):
-    run = tunelab.fit({**tiny_text_cfg, "model": {**tiny_text_cfg["model"], "lexical": "auto"}})
+    run = tunelab.fit(tiny_text_cfg)  # data.text is set: model.lexical is auto
     record = run.metrics["lexical"]
     val = record["val"]
     assert record["chosen_by"] == "validation log-loss"
