@@ -459,21 +459,19 @@ def probe_table(done: list[dict[str, Any]]) -> str:
 
 
 def lexical_table(done: list[dict[str, Any]]) -> str:
-    """Per text task and method: test accuracy of the network alone, of the blend at the weight the
-    validation split chose, and of the word counts alone; the weights chosen (``model.lexical``)."""
-    lines = ["| task | method | network alone | blended (chosen weight) | word counts alone | blend - network | "
-             "weights chosen |", "|---|---|---|---|---|---|---|"]
-    for inst, method in dict.fromkeys((r["instance"], r["method"]) for r in done if r.get("lexical")):
+    """Per text task and method: test accuracy of the network alone, of the blend at the scales the
+    validation split chose, and of the word counts alone; the word counts' shares (``model.lexical``)."""
+    lines = ["| task | method | network alone | blended | word counts alone | blend - network | shares chosen |",
+             "|---|---|---|---|---|---|---|"]
+    for inst, method in dict.fromkeys((r["instance"], r["method"]) for r in done if r.get("lexical") and r["method"] != "advice"):
         recs = [r["lexical"] for r in done if r["instance"] == inst and r["method"] == method and r.get("lexical")]
-        recs = [x for x in recs if x.get("test")]
+        recs = [x for x in recs if isinstance(x.get("test"), dict) and "blend" in x["test"]]
         if not recs:
             continue
-        at = [{c["weight"]: c["accuracy"] for c in x["test"]} for x in recs]
-        net, words = [a[0.0] for a in at], [a[1.0] for a in at]
-        mixed = [a[x["weight"]] for a, x in zip(at, recs)]
+        net, mixed, words = ([x["test"][k]["accuracy"] for x in recs] for k in ("network", "blend", "words"))
         gain = [m - n for m, n in zip(mixed, net)]
         lines.append(f"| {inst} | {method} | {_ms(net)} | {_ms(mixed)} | {_ms(words)} | {_ms(gain)} | "
-                     f"{', '.join(str(x['weight']) for x in recs)} |")
+                     f"{', '.join(str(x['share']) for x in recs)} |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
@@ -494,9 +492,10 @@ def write_table(done: list[dict[str, Any]], out: Path) -> str:
                  "rate (1e-4 at kappa 0.9 or more, else 3e-4; `lr_if_features_fit`):\n\n" + probes + "\n")
     lexical = lexical_table(done)
     if lexical:
-        text += ("\nText runs' lexical blend (`model.lexical`): test accuracy of the network alone, of the blend at "
-                 "the weight the validation split chose (lowest log-loss) and of the word-piece TF-IDF regression "
-                 "alone, from the same runs:\n\n" + lexical + "\n")
+        text += ("\nText runs' lexical blend (`model.lexical: auto`): test accuracy of the network alone, of the "
+                 "blend at the scales the validation split chose (lowest log-loss) and of the word-piece TF-IDF "
+                 "regression alone (fitted on every labelled text), from the same runs; the word counts' share "
+                 "b / (a + b) of each seed (0: the network alone):\n\n" + lexical + "\n")
     if any(r["method"] == "advice_dropout" for r in done):
         text += ("\nThe same check under the earlier overfitting rule (head dropout 0.5 first; all seeds where it "
                  "was measured), which led to the change:\n\n" + advice_table(done, "advice_dropout") + "\n")
