@@ -33,14 +33,15 @@ def without_blend(cfg: Config) -> Config:
     return cfg.model_copy(update={"model": cfg.model.model_copy(update={"lexical": None})})
 
 
-def fit_blend(model: FineTuneModel, inputs: Any, labels: torch.Tensor, num_classes: int, seed: int) -> LexicalBlend:
-    """The regression on ``inputs`` (the texts' tokens) and their labels."""
+def fit_blend(model: FineTuneModel, texts: Any, num_classes: int, seed: int) -> LexicalBlend:
+    """The regression on the labelled texts of a text set (unlabelled ones, label -1, left out)."""
     from tunelab.text.lexical import fit_lexical
     from tunelab.text.model import TextModel
 
     assert isinstance(model, TextModel)
-    return fit_lexical(inputs, labels.numpy(), vocab_size=model.vocab_size(), num_classes=num_classes,
-                       ignore=special_ids(model), seed=seed)
+    labelled = torch.nonzero(texts.labels >= 0).flatten()
+    return fit_lexical(texts.inputs[labelled], texts.labels[labelled].numpy(), vocab_size=model.vocab_size(),
+                       num_classes=num_classes, ignore=special_ids(model), seed=seed)
 
 
 def attach(model: FineTuneModel, blend: LexicalBlend, device: torch.device) -> None:
@@ -61,10 +62,11 @@ def special_ids(model: Any) -> list[int]:
 
 @torch.inference_mode()
 def blend_log_probs(blend: LexicalBlend, inputs: Any, batch_size: int) -> torch.Tensor:
-    """The regression's class log-probabilities of all of ``inputs``, on the CPU."""
-    blend = blend.cpu()
-    return torch.cat([blend.log_probs(inputs[i:i + batch_size]) for i in range(0, len(inputs), batch_size)]) \
-        if len(inputs) else torch.zeros(0, blend.coef.shape[0])
+    """The regression's class log-probabilities of all of ``inputs``, on the CPU (computed where the
+    blend is: an attached blend stays on the model's device)."""
+    at = blend.idf.device
+    parts = [blend.log_probs(inputs[i:i + batch_size].to(at)).cpu() for i in range(0, len(inputs), batch_size)]
+    return torch.cat(parts) if parts else torch.zeros(0, blend.coef.shape[0])
 
 
 def choose(cfg: Config, blend: LexicalBlend, val_logits: torch.Tensor | None, val: Any
@@ -75,15 +77,16 @@ def choose(cfg: Config, blend: LexicalBlend, val_logits: torch.Tensor | None, va
     from tunelab.text.lexical import fit_scales, scores_at
 
     fixed = cfg.model.lexical if isinstance(cfg.model.lexical, float) else None
-    if val_logits is None or val is None:
-        scales = (1.0 - fixed, fixed) if fixed is not None else (1.0, 0.0)
-        return scales, {"scales": list(scales), "chosen_by": "config" if fixed is not None else "no validation split"}
-    lex = blend_log_probs(blend, val.inputs, cfg.data.eval_batch_size)
-    if fixed is not None:
-        scales = (1.0 - fixed, fixed)
-        return scales, {"scales": list(scales), "chosen_by": "config", "val": scores_at(val_logits, lex, val.labels, *scales)}
-    a, b, seen = fit_scales(val_logits, lex, val.labels)
-    return (a, b), {"scales": [a, b], "chosen_by": "validation log-loss", "val": seen}
+    scales = (1.0 - fixed, fixed) if fixed is not None else (1.0, 0.0)
+    record: dict[str, Any] = {"chosen_by": "config" if fixed is not None else "no validation split"}
+    if val_logits is not None and val is not None:
+        lex = blend_log_probs(blend, val.inputs, cfg.data.eval_batch_size)
+        if fixed is None:
+            a, b, record["val"] = fit_scales(val_logits, lex, val.labels)
+            scales, record["chosen_by"] = (a, b), "validation log-loss"
+        else:
+            record["val"] = scores_at(val_logits, lex, val.labels, *scales)
+    return scales, {"scales": list(scales), **record}
 
 
 def test_scores(blend: LexicalBlend, net_logits: torch.Tensor, test: Any, batch_size: int

@@ -225,9 +225,7 @@ def _lexical_blend(cfg: Config, trainer: Trainer, splits: Splits[Any], val_logit
                    dist: Dist) -> tuple[Config, tuple[LexicalBlend, dict[str, Any]]]:
     """The text run's lexical blend (:mod:`tunelab.lexical_fit`): fitted on the labelled training
     texts, its scales chosen on the validation split, its share written into config.yaml."""
-    labelled = torch.nonzero(splits.train.labels >= 0).flatten()
-    blend = fit_blend(trainer.model, splits.train.inputs[labelled], splits.train.labels[labelled], len(splits.classes),
-                      cfg.run.seed)
+    blend = fit_blend(trainer.model, splits.train, len(splits.classes), cfg.run.seed)
     scales, record = choose(cfg, blend, val_logits, splits.val)
     record["share"] = blend.with_scales(*scales).share
     cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"lexical": record["share"]})})
@@ -263,7 +261,8 @@ def _final_model(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], ho
     if blend is not None and blend[0].share > 0 and splits.val is not None:
         # its scales chosen, the regression (seconds to fit) learns from every labelled text, as a refit
         # network does: the validation split too
-        blend = (_refit_blend(model, splits, blend[0].scales, cfg.run.seed), blend[1])
+        refit = fit_blend(model, splits.train.concat(splits.val), len(splits.classes), cfg.run.seed)
+        blend = (refit.with_scales(*blend[0].scales.tolist()), blend[1])
     logits = trainer.predict(splits.test.inputs) if splits.test is not None else None  # the network alone
     if blend is not None:
         final["lexical"] = blend[1]
@@ -276,14 +275,6 @@ def _final_model(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], ho
             logits, final["lexical"]["test"] = test_scores(blend[0], logits, splits.test, cfg.data.eval_batch_size)
         final["test"] = classification_metrics(logits, splits.test.labels, splits.classes, detailed=True)
     return model, trainer, final, val_probs
-
-
-def _refit_blend(model: FineTuneModel, splits: Splits[Any], scales: torch.Tensor, seed: int) -> LexicalBlend:
-    assert splits.val is not None
-    merged = splits.train.concat(splits.val)
-    labelled = torch.nonzero(merged.labels >= 0).flatten()
-    blend = fit_blend(model, merged.inputs[labelled], merged.labels[labelled], len(splits.classes), seed)
-    return blend.with_scales(*scales.tolist())
 
 
 def _shared_folders(cfg: Config, run_dir: Path, dist: Dist, device: torch.device) -> tuple[Config, list[Path]]:

@@ -68,15 +68,26 @@ def linear_probe(x: np.ndarray, y: np.ndarray, num_classes: int, seed: int = 0) 
     whose softmax gives the regression's class probabilities."""
     features, model = fit_standardised(x, y, seed)
     scaler, pca = features.steps[0][1], features.steps[1][1]
+    coef, icpt = logit_rows(model)
+    a = coef @ pca.components_  # [K', D]: the regression in the standardised space
+    return all_classes(model.classes_, a / scaler.scale_,
+                       icpt - a @ (scaler.mean_ / scaler.scale_) - a @ pca.mean_, num_classes)
+
+
+def logit_rows(model: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A fitted logistic regression as one row of logits a class it saw: (coef [K', D], intercept [K'])."""
     coef, icpt = model.coef_, model.intercept_
     if coef.shape[0] == 1:  # binary: one decision value d; softmax of [-d/2, d/2] is the sigmoid of d
         coef, icpt = np.vstack([-coef / 2, coef / 2]), np.array([-icpt[0] / 2, icpt[0] / 2])
-    a = coef @ pca.components_  # [K', D]: the regression in the standardised space
-    w = a / scaler.scale_
-    b = icpt - a @ (scaler.mean_ / scaler.scale_) - a @ pca.mean_
-    weight = np.zeros((num_classes, x.shape[1]))
-    bias = np.full(num_classes, -1e4)  # a class absent from the training split is never predicted
-    weight[model.classes_], bias[model.classes_] = w, b
+    return coef, icpt
+
+
+def all_classes(seen: np.ndarray, w: np.ndarray, b: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``w``, ``b`` of the classes ``seen`` placed among ``num_classes`` (float32): a class absent
+    from the training split gets bias -1e4 and is never predicted."""
+    weight = np.zeros((num_classes, w.shape[1]))
+    bias = np.full(num_classes, -1e4)
+    weight[seen], bias[seen] = w, b
     return weight.astype(np.float32), bias.astype(np.float32)
 
 

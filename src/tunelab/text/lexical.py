@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tunelab.engine.probe import fit_logistic
+from tunelab.engine.probe import all_classes, fit_logistic, logit_rows
 from tunelab.text.data import Tokens
 
 # the scales the validation split chooses from: the network's log-probabilities may be softened
@@ -110,16 +110,12 @@ def fit_lexical(tokens: Tokens, labels: np.ndarray, *, vocab_size: int, num_clas
     tfidf = TfidfTransformer(sublinear_tf=True)
     x = tfidf.fit_transform(count_matrix(tokens[pick], vocab_size, skip))
     model = fit_logistic(x, y[pick.numpy()], seed)
-    coef, icpt = model.coef_, model.intercept_
-    if coef.shape[0] == 1:  # binary: one decision value d; softmax of [-d/2, d/2] is the sigmoid of d
-        coef, icpt = np.vstack([-coef / 2, coef / 2]), np.array([-icpt[0] / 2, icpt[0] / 2])
+    weight, bias = all_classes(model.classes_, *logit_rows(model), num_classes)
     lex = LexicalBlend(vocab_size, num_classes)
     lex.idf.copy_(torch.as_tensor(tfidf.idf_, dtype=torch.float32))
     lex.ignore.copy_(torch.as_tensor(skip))
-    lex.coef.fill_(0.0)
-    lex.intercept.fill_(-1e4)  # a class absent from the training split is never predicted
-    lex.coef[model.classes_] = torch.as_tensor(coef, dtype=torch.float32)
-    lex.intercept[model.classes_] = torch.as_tensor(icpt, dtype=torch.float32)
+    lex.coef.copy_(torch.from_numpy(weight))
+    lex.intercept.copy_(torch.from_numpy(bias))
     return lex
 
 
