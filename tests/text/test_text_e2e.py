@@ -24,6 +24,10 @@ def test_minilm_two_stage_recipe_on_rotten_tomatoes(tmp_path):
     assert run.metrics["test"]["n"] == 300
     # frozen MiniLM features + a linear head reach about 0.70 on 1,000 snippets; 300 here
     assert run.metrics["test"]["accuracy"] > 0.65, run.metrics["test"]
+    lexical = run.metrics["lexical"]  # the word-count blend, on by default, chosen on the 100 validation snippets
+    assert lexical["chosen_by"] == "validation log-loss"
+    assert f"lexical: {lexical['share']}" in (run.dir / "config.yaml").read_text()
+    assert run.metrics["test"]["accuracy"] == pytest.approx(lexical["test"]["blend"]["accuracy"], abs=1e-6)
     preds = tunelab.predict(run.dir, texts=["A moving, beautifully acted triumph.", "Tedious, and far too long."])
     assert [p.top[0][0] for p in preds] == ["fresh", "rotten"]
 
