@@ -72,7 +72,7 @@ INSTANCES: list[Instance] = [
 ]
 
 IMAGE_METHODS = ["default", "fast", "full", "probe", "auto", "scratch", "sklearn", "advice", "refit", "balanced",
-                 "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3", "lr5e5", "lr3e4", "px64", "full_px64",
+                 "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3", "lr5e5", "lr3e4", "lpft20", "hs1e20", "px64", "full_px64",
                  "hs1", "nohead", "dropout", "l2sp01", "auglight"]
 TEXT_METHODS = ["default", "fast", "full", "probe", "scratch", "sklearn", "advice", "refit", "balanced", "dropout",
                 "t_lr2e5", "t_lr1e4", "t_ms120"]
@@ -101,6 +101,10 @@ METHODS: dict[str, list[str]] = {
     "px64": ["data.image_size=64"],  # the default at tunelab's default resolution (the suite uses the task's)
     "full_px64": ["recipe=full", "data.image_size=64"],
     "lr3e4": ["stages.1.lr=3e-4"],
+    # the full fine-tune's budget after the head stage, and with a head warm-up of a few steps only:
+    # what separates the default from `full` on old-photo-crops (results/suite_old_photo.md)
+    "lpft20": ["stages.1.epochs=20", "stages.1.lr=3e-4"],
+    "hs1e20": ["stages.0.epochs=1", "stages.0.min_steps=5", "stages.1.epochs=20", "stages.1.lr=3e-4"],
     # the text default's all-layers stage (lr 5e-5, at least 60 steps), screened on rt-fresh-rotten
     "t_lr2e5": ["stages.1.lr=2e-5"],
     "t_lr1e4": ["stages.1.lr=1e-4"],
@@ -124,7 +128,7 @@ TEXT_METHODS.append("t_chr")
 FIRST_FIT_OF = {"refit": "default", "t_chr": "t_ch"}
 
 # not candidates for "best": measured to decide defaults
-VARIANTS = {"advice", "refit", "balanced", "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3", "lr5e5", "lr3e4", "px64",
+VARIANTS = {"lpft20", "hs1e20", "advice", "refit", "balanced", "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3", "lr5e5", "lr3e4", "px64",
             "full_px64", "hs1", "nohead", "dropout", "l2sp01", "auglight", "t_lr2e5", "t_lr1e4", "t_ms120",
             "t_ch", "t_chr"}
 
