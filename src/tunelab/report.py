@@ -115,8 +115,13 @@ def lexical_summary(record: dict[str, Any]) -> str:
     val = record.get("val")
     if not val:
         return head
-    return (f"{head}; validation accuracy {val['network']['accuracy']:.3f} network alone, "
+    line = (f"{head}; validation accuracy {val['network']['accuracy']:.3f} network alone, "
             f"{val['blend']['accuracy']:.3f} blended, {val['words']['accuracy']:.3f} word counts alone")
+    refused = val.get("refused")
+    if refused:
+        line += (f"; the lowest log-loss, at scales {refused['net_scale']:g}, {refused['lex_scale']:g}, scored "
+                 f"{refused['accuracy']:.3f}, below the network alone: refused, the network kept as trained")
+    return line
 
 
 def _pretrained_fit(m: dict[str, Any]) -> dict[str, str] | None:

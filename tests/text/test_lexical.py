@@ -14,6 +14,7 @@ from conftest import text_rows, write_text_csv
 from tunelab.api import load_run
 from tunelab.config import ModelConfig, build_config
 from tunelab.errors import ConfigError
+from tunelab.report import lexical_summary
 from tunelab.tasks import build_model
 from tunelab.text.data import Tokens
 from tunelab.text.lexical import LexicalBlend, count_matrix, fit_lexical, fit_scales
@@ -70,6 +71,20 @@ def test_blend_scales_and_their_choice_on_validation():
     wrong_net = torch.tensor([[0.0, 4.0], [4.0, 0.0], [0.0, 4.0], [4.0, 0.0]])
     a, b, seen = fit_scales(wrong_net, unsure, torch.tensor([0, 0, 1, 1]))
     assert seen["blend"]["accuracy"] == 1.0 and b / max(a, 1e-9) > 10
+
+
+def test_a_blend_less_accurate_than_the_network_on_validation_is_refused():
+    """Bug: on 8 validation snippets the lowest log-loss was a near-uniform regression (scales 0,
+    0.1) right on 3 of them where the network, sure and wrong once, was right on 5; it cost 10 points
+    on the test set. Such a blend is refused and the network kept as trained."""
+    sure_wrong_once = torch.tensor([[2.0, 0.0], [2.0, 0.0], [0.0, 2.0], [10.0, 0.0]])
+    hardly_informed = torch.tensor([[0.2, 0.0], [0.2, 0.0], [0.01, 0.0], [0.01, 0.0]]).log_softmax(1)
+    a, b, seen = fit_scales(sure_wrong_once, hardly_informed, torch.tensor([0, 0, 1, 1]))
+    assert (a, b) == (1.0, 0.0) and seen["blend"]["accuracy"] == 0.75
+    assert seen["refused"]["lex_scale"] > 0 and seen["refused"]["accuracy"] == 0.5
+    assert seen["refused"]["log_loss"] < seen["network"]["log_loss"]  # what the log-loss alone would have taken
+    line = lexical_summary({"scales": [a, b], "share": 0.0, "chosen_by": "validation log-loss", "val": seen})
+    assert "scored 0.500, below the network alone: refused, the network kept as trained" in line
 
 
 def test_lexical_is_a_text_setting_between_zero_and_one(tiny_encoder, tmp_path):
