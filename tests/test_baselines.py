@@ -78,3 +78,20 @@ def test_a_run_sends_only_the_sampled_training_examples_through_the_network(tiny
     assert run.metrics["n_train"] == 80 and seen[0] == 20  # the training split's sample, then val and test
     assert seen[1:] == [run.metrics["val"]["n"], run.metrics["test"]["n"]]
     assert set(run.metrics["baselines"]["val"]) == {"majority", "logreg_pixels", "linear_probe"}
+
+
+def test_the_baselines_looser_solver_budget_scores_as_the_probes_does():
+    """The baselines bound L-BFGS more loosely than the probe that chooses learning rates (they
+    outlasted training at the probe's budget); on a synthetic 5-class problem both score the same."""
+    from sklearn.datasets import make_classification
+
+    from tunelab.engine.probe import fit_standardised
+
+    x, y = make_classification(n_samples=1200, n_features=200, n_informative=10, n_classes=5, class_sep=2.0,
+                               random_state=0)
+    train, test = slice(0, 600), slice(600, None)
+    accuracy = {}
+    for name, solver in (("baseline", baselines.BASELINE_SOLVER), ("probe", {})):
+        features, model = fit_standardised(x[train], y[train], 0, **solver)
+        accuracy[name] = float((model.predict(features.transform(x[test])) == y[test]).mean())
+    assert accuracy["probe"] > 0.6 and abs(accuracy["baseline"] - accuracy["probe"]) <= 0.01, accuracy

@@ -18,9 +18,10 @@ from tunelab.engine.store import bf16_supported
 CS = np.logspace(-4, 1, 6)  # the C values cross-validation chooses from
 
 
-def fit_logistic(z: Any, y: np.ndarray, seed: int) -> Any:
+def fit_logistic(z: Any, y: np.ndarray, seed: int, max_iter: int = 300, tol: float = 1e-4) -> Any:
     """A class-balanced logistic regression on features ``z``, C by stratified cross-validation when
-    every class has two examples or more (plain C = 1 otherwise)."""
+    every class has two examples or more (plain C = 1 otherwise); ``max_iter`` and ``tol`` bound
+    L-BFGS (the larger Cs rarely converge, so they set most of the cost)."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -32,8 +33,8 @@ def fit_logistic(z: Any, y: np.ndarray, seed: int) -> Any:
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", FutureWarning)  # LogisticRegressionCV's changing defaults
         model = LogisticRegressionCV(Cs=CS, cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
-                                     class_weight="balanced", max_iter=300, scoring="accuracy") if folds >= 2 \
-            else LogisticRegression(C=1.0, class_weight="balanced", max_iter=300)
+                                     class_weight="balanced", max_iter=max_iter, tol=tol, scoring="accuracy") \
+            if folds >= 2 else LogisticRegression(C=1.0, class_weight="balanced", max_iter=max_iter, tol=tol)
         model.fit(z, y)
     return model
 
@@ -48,7 +49,7 @@ def cv_accuracy(model: Any) -> float | None:
     return float(per_c.max())
 
 
-def fit_standardised(x: Any, y: np.ndarray, seed: int) -> tuple[Any, Any]:
+def fit_standardised(x: Any, y: np.ndarray, seed: int, **solver: Any) -> tuple[Any, Any]:
     """Standardisation + full-rank PCA, then :func:`fit_logistic`: (features pipeline, model)."""
     from sklearn.decomposition import PCA
     from sklearn.pipeline import make_pipeline
@@ -59,7 +60,7 @@ def fit_standardised(x: Any, y: np.ndarray, seed: int) -> tuple[Any, Any]:
     # 10-40x faster when there are fewer examples than features (the usual case here)
     width = int(np.asarray(x).shape[1])
     features = make_pipeline(StandardScaler(), PCA(n_components=min(len(y), width), svd_solver="full"))
-    return features, fit_logistic(features.fit_transform(x), y, seed)
+    return features, fit_logistic(features.fit_transform(x), y, seed, **solver)
 
 
 def linear_probe(x: np.ndarray, y: np.ndarray, num_classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
