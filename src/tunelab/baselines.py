@@ -72,32 +72,35 @@ def stratified_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(idx)
 
 
-def fit_predict(kind: Kind, x: Any, y: np.ndarray, evals: dict[str, Any], seed: int = 0) -> dict[str, np.ndarray]:
+def fit_predict(kind: Kind, x: Any, y: np.ndarray, evals: dict[str, Any], seed: int = 0,
+                solver: dict[str, Any] = BASELINE_SOLVER) -> dict[str, np.ndarray]:
     """Fit the features (TF-IDF for text, standardisation otherwise) and a balanced logistic
     regression on ``x``, with C chosen by stratified cross-validation when every class has at least
-    two examples (plain C = 1 otherwise); the predicted classes of each eval input."""
-    features, model = _fit(kind, x, y, seed)
+    two examples (plain C = 1 otherwise); the predicted classes of each eval input. ``solver``: the
+    L-BFGS bounds of :func:`tunelab.engine.probe.fit_logistic` ({} for its own)."""
+    features, model = _fit(kind, x, y, seed, solver)
     return {name: model.predict(features.transform(e)) for name, e in evals.items()}
 
 
-def _fit(kind: Kind, x: Any, y: np.ndarray, seed: int) -> tuple[Any, Any]:
+def _fit(kind: Kind, x: Any, y: np.ndarray, seed: int, solver: dict[str, Any]) -> tuple[Any, Any]:
     if kind != "tfidf":
-        return fit_standardised(x, y, seed, **BASELINE_SOLVER)
+        return fit_standardised(x, y, seed, **solver)
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     features = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), max_features=100_000)
-    return features, fit_logistic(features.fit_transform(x), y, seed, **BASELINE_SOLVER)
+    return features, fit_logistic(features.fit_transform(x), y, seed, **solver)
 
 
 def score_baselines(train_x: Any, train_y: np.ndarray, evals: dict[str, tuple[Any, np.ndarray]], *, kind: Kind,
                     num_classes: int, features: tuple[np.ndarray, dict[str, np.ndarray]] | None = None,
-                    seed: int = 0, majority: int | None = None) -> dict[str, dict[str, dict[str, float]]]:
+                    seed: int = 0, majority: int | None = None, solver: dict[str, Any] = BASELINE_SOLVER
+                    ) -> dict[str, dict[str, dict[str, float]]]:
     """``{split: {baseline: {accuracy, macro_f1}}}`` for every split in ``evals`` (inputs, labels).
 
     ``train_x`` and the eval inputs are pixel arrays (``kind="pixels"``) or lists of texts
     (``"tfidf"``); ``features`` optionally gives pretrained pooled features of the training split and
     of each eval split, for the linear probe. ``majority``: the most frequent class of the whole
-    training split, when ``train_y`` is a sample of it."""
+    training split, when ``train_y`` is a sample of it. ``solver``: as in :func:`fit_predict`."""
     y = np.asarray(train_y)
     out: dict[str, dict[str, dict[str, float]]] = {name: {} for name in evals}
     majority = int(np.bincount(y, minlength=num_classes).argmax()) if majority is None else majority
@@ -111,7 +114,7 @@ def score_baselines(train_x: Any, train_y: np.ndarray, evals: dict[str, tuple[An
         fits.append(("features", features[0], features[1]))
     for k, x, eval_inputs in fits:
         pick = [x[i] for i in sub] if isinstance(x, list) else x[sub]
-        preds = fit_predict(k, pick, y[sub], eval_inputs, seed)
+        preds = fit_predict(k, pick, y[sub], eval_inputs, seed, solver)
         for name, (_, ey) in evals.items():
             out[name][NAMES[k]] = _scores(np.asarray(ey), np.asarray(preds[name]), num_classes)
     return out
