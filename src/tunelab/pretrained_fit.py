@@ -49,9 +49,6 @@ PROBE_MAX = 500
 # under the probe (on average over held-out examples), and significantly (t of the mean at least MIRROR_T)
 MIRROR_LOSS = 0.04
 MIRROR_T = 2.0
-# ``augment: auto`` adds random resized crops (the ``light`` preset) when crops of the training
-# images lose less than this much of their class's probability under the probe
-CROP_LOSS = 0.04
 
 
 def wanted(cfg: Config) -> bool:
@@ -74,16 +71,6 @@ def mirror_check(x: np.ndarray, mirrored: np.ndarray, y: np.ndarray, c: float, s
     (balanced logistic regression at ``c``) fitted on the originals of the other folds scores each
     held-out example and its mirror image. ``loss``: the mean probability of the true class the
     mirror images lose; flips change labels when it is at least MIRROR_LOSS with t >= MIRROR_T."""
-    out = view_check(x, mirrored, y, c, seed, MIRROR_LOSS)
-    out["accuracy_mirrored"] = out.pop("accuracy_view")
-    return out
-
-
-def view_check(x: np.ndarray, viewed: np.ndarray, y: np.ndarray, c: float, seed: int, max_loss: float
-               ) -> dict[str, Any]:
-    """:func:`mirror_check` for any augmented view of each example (features ``viewed``): the view
-    keeps the labels unless it loses at least ``max_loss`` of the true class's probability, with t
-    >= MIRROR_T."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
@@ -95,25 +82,14 @@ def view_check(x: np.ndarray, viewed: np.ndarray, y: np.ndarray, c: float, seed:
         m = make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=300))
         m.fit(x[tr], y[tr])
         col = np.searchsorted(m.classes_, y[te])
-        p, pv = m.predict_proba(x[te]), m.predict_proba(viewed[te])
-        lost[te] = p[np.arange(len(te)), col] - pv[np.arange(len(te)), col]
-        right[0, te], right[1, te] = p.argmax(1) == col, pv.argmax(1) == col
+        p, pm = m.predict_proba(x[te]), m.predict_proba(mirrored[te])
+        lost[te] = p[np.arange(len(te)), col] - pm[np.arange(len(te)), col]
+        right[0, te], right[1, te] = p.argmax(1) == col, pm.argmax(1) == col
     sd = float(lost.std(ddof=1)) if len(lost) > 1 else 0.0
     t = float(lost.mean() / (sd / np.sqrt(len(lost)))) if sd > 0 else 0.0
     return {"loss": float(lost.mean()), "t": t, "accuracy": float(right[0].mean()),
-            "accuracy_view": float(right[1].mean()),
-            "keeps_labels": not (lost.mean() >= max_loss and t >= MIRROR_T)}
-
-
-def cropped(images: torch.Tensor, seed: int) -> torch.Tensor:
-    """Each image as the ``light`` preset's random resized crop sees it (scale 0.5-1, its own draw,
-    the same draws for the same seed)."""
-    from torchvision.transforms import v2
-
-    crop = v2.RandomResizedCrop(images.shape[-1], scale=(0.5, 1.0), antialias=True)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return torch.stack([crop(img) for img in images])
+            "accuracy_mirrored": float(right[1].mean()),
+            "keeps_labels": not (lost.mean() >= MIRROR_LOSS and t >= MIRROR_T)}
 
 
 def probe_fit(model: FineTuneModel, inputs: Any, labels: np.ndarray, batch_size: int, device: torch.device,
@@ -137,10 +113,7 @@ def probe_fit(model: FineTuneModel, inputs: Any, labels: np.ndarray, batch_size:
                            "examples": len(sub), "threshold": FIT_KAPPA}
     if mirror:
         flipped = pooled_features(model, inputs[torch.from_numpy(sub)].flip(-1), batch_size, device)
-        c = float(np.atleast_1d(clf.C_)[0])
-        out["mirror"] = mirror_check(x, flipped, y[sub], c, seed)
-        crops = pooled_features(model, cropped(inputs[torch.from_numpy(sub)], seed), batch_size, device)
-        out["crop"] = view_check(x, crops, y[sub], c, seed, CROP_LOSS)
+        out["mirror"] = mirror_check(x, flipped, y[sub], float(np.atleast_1d(clf.C_)[0]), seed)
     return out
 
 
