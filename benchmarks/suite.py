@@ -73,7 +73,7 @@ INSTANCES: list[Instance] = [
 
 IMAGE_METHODS = ["default", "fast", "full", "probe", "auto", "scratch", "sklearn", "advice", "refit", "balanced",
                  "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3", "lr5e5", "lr3e4", "lpft20", "hs1e20", "px64", "full_px64",
-                 "hs1", "nohead", "dropout", "l2sp01", "auglight", "augmedium", "augstrong"]
+                 "hs1", "nohead", "dropout", "l2sp01", "auglight", "augmedium", "augstrong", "full_light"]
 TEXT_METHODS = ["default", "fast", "full", "probe", "scratch", "sklearn", "advice", "refit", "balanced", "dropout",
                 "t_lr2e5", "t_lr1e4", "t_ms120"]
 
@@ -116,6 +116,7 @@ METHODS: dict[str, list[str]] = {
     # stronger presets, screened on old-photo-crops, whose test crops come from other regions of the photos
     "augmedium": ["regularization.augment=medium"],
     "augstrong": ["regularization.augment=strong"],
+    "full_light": ["recipe=full", "regularization.augment=light"],
 }
 
 
@@ -132,7 +133,7 @@ FIRST_FIT_OF = {"refit": "default", "t_chr": "t_ch"}
 
 # not candidates for "best": measured to decide defaults
 VARIANTS = {"advice", "refit", "balanced", "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3", "lr5e5", "lr3e4", "px64",
-            "lpft20", "hs1e20", "full_px64", "hs1", "nohead", "dropout", "l2sp01", "auglight", "augmedium", "augstrong", "t_lr2e5", "t_lr1e4", "t_ms120",
+            "lpft20", "hs1e20", "full_px64", "hs1", "nohead", "dropout", "l2sp01", "auglight", "augmedium", "augstrong", "full_light", "t_lr2e5", "t_lr1e4", "t_ms120",
             "t_ch", "t_chr"}
 
 
