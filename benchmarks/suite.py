@@ -133,7 +133,8 @@ FIRST_FIT_OF = {"refit": "default", "t_chr": "t_ch"}
 
 # not candidates for "best": measured to decide defaults
 VARIANTS = {"advice", "refit", "balanced", "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3", "lr5e5", "lr3e4", "px64",
-            "lpft20", "hs1e20", "full_px64", "hs1", "nohead", "dropout", "l2sp01", "auglight", "augmedium", "augstrong", "full_light", "t_lr2e5", "t_lr1e4", "t_ms120",
+            "lpft20", "hs1e20", "full_px64", "hs1", "nohead", "dropout", "l2sp01", "auglight", "augmedium", "augstrong",
+            "full_light", "t_lr2e5", "t_lr1e4", "t_ms120",
             "t_ch", "t_chr"}
 
 

@@ -120,6 +120,19 @@ def test_augment_auto_resolves_to_flip_unless_mirrors_lose_their_labels():
     assert build_config({"regularization": {"augment": "light"}}).regularization.augment == "light"
 
 
+def test_augment_auto_adds_crops_for_source_images_of_48_px_or_more_unless_mirrors_lose_their_labels():
+    cfg = build_config({})
+    keep = {"loss": 0.0, "t": 0.0, "accuracy": 0.9, "accuracy_mirrored": 0.9, "keeps_labels": True}
+    lose = {**keep, "keeps_labels": False}
+    picks = {(side, labels): apply_fit(cfg, {**_fit(0.5), "mirror": m}, side)[0].regularization.augment
+             for side in (None, 28, 47, 48, 500) for labels, m in (("keep", keep), ("lose", lose))}
+    assert picks == {(None, "keep"): "flip", (28, "keep"): "flip", (47, "keep"): "flip", (48, "keep"): "light",
+                     (500, "keep"): "light", **{(s, "lose"): "none" for s in (None, 28, 47, 48, 500)}}
+    # random weights (no probe): crops by size alone, and the reason is logged
+    light, chosen = apply_fit(cfg, None, 64)
+    assert light.regularization.augment == "light" and "64 px" in chosen["regularization.augment"]
+
+
 def test_no_flip_advice_for_a_run_whose_mirror_images_lose_their_labels():
     from tunelab.diagnosis import diagnose
 

@@ -210,7 +210,7 @@ def _rates_by_probe(cfg: Config, splits: Splits[Any], model: FineTuneModel, run_
     fit = dist.broadcast(probe_fit(model, splits.train.inputs, splits.train.labels.numpy(), cfg.data.eval_batch_size,
                                    device, cfg.run.seed, mirror=mirror_wanted(cfg))
                          if dist.main and probe_wanted(cfg) else None)
-    cfg, chosen = apply_fit(cfg, fit)
+    cfg, chosen = apply_fit(cfg, fit, getattr(splits.train, "native_side", None))
     log.info("pretrained features: %s\n%s", "not probed (random weights, or too few examples)" if fit is None else
              f"linear probe {fit['cv_accuracy']:.3f} cross-validated, majority class {fit['majority']:.3f}, "
              f"kappa {fit['kappa']:.2f}", "\n".join(f"  {k}: {v}" for k, v in chosen.items()))

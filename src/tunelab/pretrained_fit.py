@@ -49,6 +49,9 @@ PROBE_MAX = 500
 # under the probe (on average over held-out examples), and significantly (t of the mean at least MIRROR_T)
 MIRROR_LOSS = 0.04
 MIRROR_T = 2.0
+# ``augment: auto`` adds random resized crops (the ``light`` preset) to the flips when the source
+# images' shorter side is at least this many pixels (see the module docstring)
+CROP_MIN_SIDE = 48
 
 
 def wanted(cfg: Config) -> bool:
@@ -124,11 +127,13 @@ def features_fit(fit: dict[str, Any] | None) -> bool:
     return fit is not None and fit["kappa"] >= fit.get("threshold", FIT_KAPPA) - 1e-9
 
 
-def apply_fit(cfg: Config, fit: dict[str, Any] | None) -> tuple[Config, dict[str, str]]:
+def apply_fit(cfg: Config, fit: dict[str, Any] | None, native_side: int | None = None
+              ) -> tuple[Config, dict[str, str]]:
     """The config with every ``lr_if_features_fit`` resolved: the stage's ``lr`` becomes it when the
     probe's kappa reaches FIT_KAPPA, and stays otherwise (also when ``fit`` is None); the field is
-    dropped either way. ``augment: auto`` becomes a preset (:func:`_resolve_augment`). Returns
-    (config, {key: what was chosen and why}) for the log."""
+    dropped either way. ``augment: auto`` becomes a preset (:func:`_resolve_augment`; ``native_side``:
+    the training images' shorter side before resizing, None when unknown). Returns (config,
+    {key: what was chosen and why}) for the log."""
     fits = features_fit(fit)
     stages, chosen = [], {}
     for i, st in enumerate(cfg.stages):
@@ -146,16 +151,23 @@ def apply_fit(cfg: Config, fit: dict[str, Any] | None) -> tuple[Config, dict[str
         chosen[f"stages.{i}"] = f"{rate} ({why})"
     cfg = cfg.model_copy(update={"stages": stages})
     if cfg.regularization.augment == "auto":
-        cfg, chosen["regularization.augment"] = _resolve_augment(cfg, fit)
+        cfg, chosen["regularization.augment"] = _resolve_augment(cfg, fit, native_side)
     return cfg, chosen
 
 
-def _resolve_augment(cfg: Config, fit: dict[str, Any] | None) -> tuple[Config, str]:
-    """``augment: auto`` -> flip, or none where mirror images lose their labels' evidence."""
+def _resolve_augment(cfg: Config, fit: dict[str, Any] | None, native_side: int | None) -> tuple[Config, str]:
+    """``augment: auto`` -> none where mirror images lose their labels' evidence; otherwise light
+    (crops and flips) for source images of at least CROP_MIN_SIDE pixels, flip for smaller ones."""
     check = (fit or {}).get("mirror")
-    keep = check is None or check["keeps_labels"]
-    reg = cfg.regularization.model_copy(update={"augment": "flip" if keep else "none"})
+    flips = check is None or check["keeps_labels"]
+    crops = flips and native_side is not None and native_side >= CROP_MIN_SIDE
+    preset = "light" if crops else "flip" if flips else "none"
+    reg = cfg.regularization.model_copy(update={"augment": preset})
     why = "no probe" if check is None else \
         f"mirror images lose {check['loss']:.3f} of their class's probability, t {check['t']:.1f}"
-    verdict = "flip" if keep else "none: flips change what the classes look like"
+    if flips:
+        side = "unknown" if native_side is None else f"{native_side} px"
+        why += f"; source images' shorter side {side}, crops from {CROP_MIN_SIDE} px"
+    verdict = {"light": "light: random resized crops and flips", "flip": "flip",
+               "none": "none: flips change what the classes look like"}[preset]
     return cfg.model_copy(update={"regularization": reg}), f"{verdict} ({why})"

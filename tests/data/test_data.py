@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conftest import write_images
 from tunelab.config import DataConfig
@@ -205,3 +206,14 @@ def test_appledouble_files_and_dangling_symlinks_are_skipped_and_counted(image_f
     assert len(s.train) == 18
     assert (f"{image_folder}: skipped 2 macOS metadata file(s) (._*) (e.g. {image_folder / 'cat' / '._img0.png'}), "
             f"1 symlink(s) pointing nowhere (e.g. {image_folder / 'fox' / 'gone.png'})") in caplog.text
+
+
+def test_the_training_images_native_side_is_measured_before_resizing(tmp_path):
+    """augment: auto decides crops by the source images' size, which the decoded set no longer shows."""
+    root = tmp_path / "wide"
+    write_images(root, {"a": 4, "b": 4}, size=20)
+    Image.fromarray(np.zeros((30, 90, 3), dtype=np.uint8)).save(root / "a" / "wide.png")  # shorter side 30
+    s = load_data(cfg(train=str(root), image_size=64))
+    assert s.train.images.shape[-1] == 64 and s.train.native_side == 20
+    assert s.train.concat(s.train).native_side == 20  # the refit's joined set keeps it
+    assert load_data(cfg(train="digits", image_size=32, samples_per_class=5)).train.native_side == 8

@@ -23,6 +23,7 @@ from tunelab.data._sources import (
     ArraySource,
     FileSource,
     image_files,
+    native_side,
     open_source,
 )
 from tunelab.data._store import load_decoded
@@ -39,6 +40,7 @@ class ImageSet:
     images: torch.Tensor  # uint8 [N, 3, S, S]
     labels: torch.Tensor  # int64 [N]
     items: list[str]  # file path (or source[index]) of each image, for reports and errors
+    native_side: int | None = None  # median shorter side of the source images before resizing
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -50,7 +52,7 @@ class ImageSet:
 
     def concat(self, other: ImageSet) -> ImageSet:
         return ImageSet(torch.cat([self.images, other.images]), torch.cat([self.labels, other.labels]),
-                        self.items + other.items)
+                        self.items + other.items, self.native_side)
 
 
 def per_class(indices: np.ndarray, labels: np.ndarray, n: int | None, rng: np.random.Generator, *,
@@ -157,6 +159,7 @@ def load_data(cfg: DataConfig) -> Splits[ImageSet]:
     train = _materialise(train_src, train_idx, labels, cfg, skipped)
     if len(train) == 0:
         raise DataError(f"{train_src.name}: no usable training images")
+    train.native_side = native_side(train_src, train_idx)
     val = _materialise(train_src, val_idx, labels, cfg, skipped) if len(val_idx) else None
     test = None
     if test_src is not None:

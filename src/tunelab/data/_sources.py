@@ -31,6 +31,23 @@ class Source(Protocol):
         ...
 
 
+def native_side(src: ArraySource | FileSource, indices: np.ndarray, sample: int = 64) -> int | None:
+    """The median shorter side, in pixels, of the source images of ``indices`` before any resizing
+    (at most ``sample`` of them, evenly spaced; file headers only); None when none can be read."""
+    if isinstance(src, ArraySource):
+        return int(min(src.images.shape[1:3])) if len(indices) else None
+    from PIL import Image
+
+    sides = []
+    for i in indices[np.linspace(0, len(indices) - 1, min(sample, len(indices))).astype(int)] if len(indices) else []:
+        try:
+            with Image.open(src.paths[i]) as im:
+                sides.append(min(im.size))
+        except (OSError, ValueError):  # an unreadable file: load_many reports it
+            continue
+    return int(np.median(sides)) if sides else None
+
+
 class ArraySource:
     """In-memory arrays (built-in data sets): decoding cannot fail."""
 
