@@ -352,7 +352,8 @@ class RegularizationConfig(_Section):
     augment: Literal["auto", "none", "flip", "light", "medium", "strong"] | list[AugmentStep] = Field(
         "auto", description="a preset, or a list of torchvision.transforms.v2 steps: [{name: RandomRotation, degrees: "
         "10}]. auto (images): flip, unless mirror images lose their class's evidence under a linear probe on the "
-        "pretrained features (digits, letters); then none. Decided once per run and written into its config.yaml")
+        "pretrained features (digits, letters); then none. With flips, light (crops too) when the training images' "
+        "shorter side is 48 px or more before resizing. Decided once per run and written into its config.yaml")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="share of each target spread over the other classes")
     class_weight: Literal["none", "balanced", "auto"] = Field(
         "none", description="weight the training loss of each class by the inverse of its frequency (balanced), so "

@@ -19,7 +19,11 @@ class's evidence (digits, letters: a mirrored "3" is not a "3" the way a mirrore
 flips would teach the model wrong examples, and the run trains without them; otherwise with flips.
 On the suite, flips off gained 3.4 points on digits and 1.0 on glyphs and lost 0.3 to 4.8 on five
 other image tasks (benchmarks/results/suite_mirror.md); the check turned them off on 4 of 6 digits
-seeds and 3 of 3 glyphs seeds and on no seed of the other eight tasks.
+seeds and 3 of 3 glyphs seeds and on no seed of the other eight tasks. Where flips stay, random
+resized crops join them (the ``light`` preset) for source images of at least ``CROP_MIN_SIDE`` px:
+on the suite crops gained on three of the four tasks of 48-64 px (emoji +2.7, old-photo-crops +1.9,
+textures +1.3, photo-crops -0.9) and lost on all six of 8-32 px (-0.7 to -4.0;
+benchmarks/results/suite_crops.md).
 
 The decisions are written into the run's config.yaml (``lr`` set, ``lr_if_features_fit`` removed,
 ``augment`` a preset), so that a resumed run and the refit train as the first fit chose.
