@@ -232,7 +232,8 @@ class Trainer:
         secs = time.perf_counter() - t0
         totals = dict(zip(sums, dist.sum(list(sums.values()))))
         row = {"train_loss": totals["loss"] / totals["seen"], "train_accuracy": totals["hits"] / max(totals["labelled"], 1),
-               "seconds": secs, "img_per_s": totals["seen"] / secs, "lr": opt.param_groups[0]["lr"]}
+               "seconds": secs, "img_per_s": totals["seen"] / secs, "lr": opt.param_groups[0]["lr"],
+               "train_count": int(totals["seen"])}
         row.update({k: v / totals["seen"] for k, v in totals.items() if k.startswith("penalty_")})
         row["lr_steps"] = lrs[:: max(1, len(lrs) // 50)]  # for the learning-rate plot
         return row
