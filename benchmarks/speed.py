@@ -11,7 +11,7 @@ either side (loading and decoding the images, the evaluation, the baselines, the
 
 Fashion-MNIST, EfficientNet-Lite0 (offline weights), 64 px, the default recipe as
 ``tunelab.config.default_stages`` defines it (LP-FT: the head 4 epochs at lr 3e-3, then all layers
-16 epochs at lr 3e-4, cosine, 1 warm-up epoch), the same stages, learning rates and schedule in both
+20 epochs at lr 3e-4, cosine, 1 warm-up epoch), the same stages, learning rates and schedule in both
 loops. tunelab's whole recipe includes its probe on the pretrained features, which chooses the
 all-layers rate and the flips (here 3e-4 and flips, as in the baseline). Each measurement runs in its
 own process (peak RSS is per process); the two contenders alternate.
@@ -52,7 +52,7 @@ def _default_recipe() -> list[dict]:
 
 STAGES = _default_recipe()
 EPOCHS = tuple(st["epochs"] for st in STAGES)
-RECIPE = "default-lpft-probe"  # rows of earlier recipes stay in the jsonl; the table shows this one
+RECIPE = "default-lpft20-probe"  # rows of earlier recipes stay in the jsonl; the table shows this one
 
 
 def _peak_rss_mb() -> float:

@@ -296,7 +296,7 @@ def _default_stages(text: bool) -> list[StageConfig]:
                 StageConfig(name="all", train=["all"], epochs=4, lr=5e-5, schedule="cosine", warmup_epochs=0.5,
                             min_steps=60)]
     return [StageConfig(name="head", train=["head"], epochs=4, lr=3e-3, schedule="cosine", min_steps=20),
-            StageConfig(name="all", train=["all"], epochs=16, lr=3e-4, lr_if_features_fit=1e-4, schedule="cosine",
+            StageConfig(name="all", train=["all"], epochs=20, lr=3e-4, lr_if_features_fit=1e-4, schedule="cosine",
                         warmup_epochs=1, min_steps=60)]
 
 
