@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import tunelab
+from conftest import write_images
 from tunelab.config import build_config, load_config
 from tunelab.engine.probe import cv_accuracy, fit_logistic
 from tunelab.errors import ConfigError
@@ -196,3 +197,15 @@ def test_the_probe_sees_a_stratified_sample_of_at_most_probe_max(monkeypatch):
     y = np.repeat([0, 1], [60, 40])
     fit = probe_fit(None, x, y, 16, torch.device("cpu"), 0, mirror=True)  # type: ignore[arg-type]
     assert seen == [30, 30] and fit is not None and fit["examples"] == 30 and fit["majority"] == pytest.approx(0.6)
+
+
+@pytest.mark.parametrize("side, preset", [(20, "flip"), (48, "light")])
+def test_a_run_on_larger_source_images_takes_crops_as_well(tiny_cfg, tmp_path, side, preset):
+    """The source images' size reaches the decision through a run (random weights: no probe, so
+    the size alone decides) and is written into config.yaml; the working size is 32 px either way."""
+    write_images(tmp_path / "imgs", {"a": 14, "b": 14}, size=side)
+    tiny_cfg["data"].update(train=str(tmp_path / "imgs"), test_samples_per_class=2)
+    tiny_cfg["stages"] = [{"train": "head", "epochs": 1, "lr": 1e-2}]
+    tiny_cfg["run"]["baselines"] = False
+    run = tunelab.fit(tiny_cfg)
+    assert load_config(run.dir / "config.yaml").regularization.augment == preset
