@@ -119,3 +119,14 @@ def test_report_escapes_class_names_and_texts(run, tmp_path):
     assert "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td>" in html  # the data section's row of that class
     assert "&lt;img src=x onerror=alert(1)&gt; " + "y" * 271 + "...</td>" in html  # cut at 300 characters
     assert "<td>&lt;b&gt;</td><td>a &amp; b</td><td>0.900</td>" in html
+
+
+def test_the_summary_says_when_augment_auto_added_crops():
+    from tunelab.report import _pretrained_fit
+
+    fit = {"cv_accuracy": 0.9, "majority": 0.5, "kappa": 0.8, "examples": 40, "threshold": 0.9,
+           "mirror": {"loss": 0.0, "t": 0.0, "accuracy": 0.9, "accuracy_mirrored": 0.9, "keeps_labels": True}}
+    light = _pretrained_fit({"pretrained_fit": fit}, "light")
+    flip = _pretrained_fit({"pretrained_fit": fit}, "flip")
+    assert light is not None and flip is not None
+    assert "cropped them (source images of 48 px or more)" in light["outcome"] and "cropped" not in flip["outcome"]

@@ -18,7 +18,7 @@ from tunelab import plots
 from tunelab._html import image, render
 from tunelab.checkpoint import atomic_write_text
 from tunelab.diagnosis import diagnose
-from tunelab.pretrained_fit import features_fit
+from tunelab.pretrained_fit import CROP_MIN_SIDE, features_fit
 from tunelab.runs import read_run_folder
 
 WRONG_TEXTS = "wrong_texts.json"  # the most confidently wrong validation texts of a text run
@@ -124,8 +124,9 @@ def lexical_summary(record: dict[str, Any]) -> str:
     return line
 
 
-def _pretrained_fit(m: dict[str, Any]) -> dict[str, str] | None:
-    """The probe that chose the stages' ``lr_if_features_fit`` rates, formatted for the summary."""
+def _pretrained_fit(m: dict[str, Any], augment: Any = None) -> dict[str, str] | None:
+    """The probe that chose the stages' ``lr_if_features_fit`` rates, formatted for the summary;
+    ``augment``: the preset the run resolved ``augment: auto`` to."""
     fit = m.get("pretrained_fit")
     if not fit:
         return None
@@ -138,6 +139,8 @@ def _pretrained_fit(m: dict[str, Any]) -> dict[str, str] | None:
         outcome += (f"; mirror images kept {mirror['accuracy_mirrored']:.3f} of its {mirror['accuracy']:.3f} accuracy, "
                     + ("so training flipped images" if mirror["keeps_labels"] else
                        "losing their class's evidence, so training did not flip images"))
+        if augment == "light":
+            outcome += f" and cropped them (source images of {CROP_MIN_SIDE} px or more)"
     return {"cv_accuracy": f"{fit['cv_accuracy']:.3f}", "majority": f"{fit['majority']:.3f}",
             "kappa": f"{fit['kappa']:.2f}", "examples": str(fit["examples"]), "outcome": outcome}
 
@@ -153,7 +156,8 @@ def _report_context(d: Path, r: dict[str, Any], cfg: Any, figs: dict[str, Path |
     m = r["metrics"]
     split = _main_split(m)
     return {"title": f"tunelab report: {d.name}", "sections": SECTIONS, "main": _headline(r, cfg),
-            "metric_rows": _metric_rows(m), "baselines": _baselines(m), "pretrained_fit": _pretrained_fit(m),
+            "metric_rows": _metric_rows(m), "baselines": _baselines(m),
+            "pretrained_fit": _pretrained_fit(m, cfg.regularization.augment),
             "lexical": lexical_summary(m["lexical"]) if m.get("lexical") else None,
             "per_class": _per_class_rows(m[split]) if split else [],
             "diagnosis": m.get("diagnosis"),
