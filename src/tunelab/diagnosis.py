@@ -11,7 +11,9 @@ Verdicts, checked in this order (thresholds are the module constants below):
   warning names the spikes);
 - ``unstable``: the training loss jumps up by more than UNSTABLE_JUMP (relative)
   and by more than UNSTABLE_ABS of its first value in at least UNSTABLE_COUNT epochs after the first
-  (the absolute floor ignores noise once the loss is near zero). Change: a lower learning rate.
+  (the absolute floor ignores noise once the loss is near zero); epochs of fewer than
+  JUMP_EXAMPLES examples are read as the means of blocks of epochs that see that many. Change: a
+  lower learning rate.
 - ``overfitting``: the final train-validation accuracy gap is over OVERFIT_GAP and either the
   validation loss has risen more than VAL_RISE (relative) above its minimum while the training
   loss kept falling, or the best validation epoch is more than LATE_BEST of the stage before its end.
