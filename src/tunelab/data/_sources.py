@@ -34,12 +34,14 @@ class Source(Protocol):
 def native_side(src: ArraySource | FileSource, indices: np.ndarray, sample: int = 64) -> int | None:
     """The median shorter side, in pixels, of the source images of ``indices`` before any resizing
     (at most ``sample`` of them, evenly spaced; file headers only); None when none can be read."""
+    if not len(indices):
+        return None
     if isinstance(src, ArraySource):
-        return int(min(src.images.shape[1:3])) if len(indices) else None
+        return int(min(src.images.shape[1:3]))
     from PIL import Image
 
     sides = []
-    for i in indices[np.linspace(0, len(indices) - 1, min(sample, len(indices))).astype(int)] if len(indices) else []:
+    for i in indices[np.linspace(0, len(indices) - 1, min(sample, len(indices))).astype(int)]:
         try:
             with Image.open(src.paths[i]) as im:
                 sides.append(min(im.size))
