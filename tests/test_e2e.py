@@ -1,5 +1,6 @@
 """End-to-end on the real offline assets: EfficientNet-Lite0 ImageNet weights, Fashion-MNIST."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,32 @@ def test_two_processes_match_one_on_lite0(tmp_path):
     ta, _ = load(one.dir / "model.safetensors")
     tb, _ = load(tmp_path / "two" / "model.safetensors")
     assert max(float((ta[k].double() - tb[k].double()).abs().max()) for k in ta) < 1e-4
+
+
+def _photo_folder(root: Path) -> Path:
+    """scikit-image's bundled grey photographs (none of them in the benchmark suite), 172-660 px:
+    textures against objects, each photo and its top half."""
+    from PIL import Image
+    from skimage import data
+
+    for label, names in {"texture": ["brick", "grass", "gravel"], "object": ["camera", "coins", "moon"]}.items():
+        (root / label).mkdir(parents=True)
+        for n in names:
+            img = Image.fromarray(getattr(data, n)())
+            img.save(root / label / f"{n}.png")
+            img.crop((0, 0, img.width, img.height // 2)).save(root / label / f"{n}-top.png")
+    return root
+
+
+@pytest.mark.parametrize("source, preset", [("fashion-mnist", "flip"), ("photos", "light")])
+def test_augment_auto_on_real_images_crops_photos_but_not_28_px_garments(tmp_path, source, preset):
+    """The packaged Lite0's probe keeps flips on both; the source size (28 px against 151-512 px
+    before resizing to 64) decides the crops, and the log says why."""
+    train = str(_photo_folder(tmp_path / "photos")) if source == "photos" else source
+    run = tunelab.fit(DEFAULT, overrides=[
+        f"data.train={train}", "data.test=null", "data.test_split=0", "data.samples_per_class=6",
+        "data.val_samples_per_class=1", f"run.dir={tmp_path}", "run.name=aug", "run.progress=false",
+        "run.baselines=false", "stages=[{train: [head], epochs: 1, lr: 0.003}]"])
+    assert tunelab.load_config(run.dir / "config.yaml").regularization.augment == preset
+    side = re.search(r"source images' shorter side (\d+) px", (run.dir / "log.txt").read_text())
+    assert side is not None and (int(side.group(1)) == 28 if source == "fashion-mnist" else int(side.group(1)) >= 151)
