@@ -38,8 +38,8 @@ def old_and_new() -> tuple[dict[tuple[str, int], float], dict[tuple[str, int], f
     return old, new
 
 
-def main() -> None:
-    old, new = old_and_new()
+def paired_table(old: dict[tuple[str, int], float], new: dict[tuple[str, int], float]) -> str:
+    """Old and new default per task, paired on the draws (task, seed) both have, and the mean change."""
     lines = ["| task | seeds | old default | new default | new - old (paired) |", "|---|---|---|---|---|"]
     means = []
     for inst in [i.name for i in suite.INSTANCES]:
@@ -52,7 +52,11 @@ def main() -> None:
                      f"| {st.mean(d):+.3f}{sd} |")
         means.append(st.mean(d))
     lines.append(f"| **mean over {len(means)} tasks** | | | | {st.mean(means):+.3f} (worst {min(means):+.3f}) |")
-    print("\n".join(lines))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    print(paired_table(*old_and_new()))
 
 
 if __name__ == "__main__":
