@@ -31,7 +31,7 @@ import socket
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +44,7 @@ from optuna.trial import TrialState
 from tunelab import checkpoint as ckpt
 from tunelab.config import Config, TuneConfig, build_config, dump_config, read_raw
 from tunelab.errors import ConfigError, TunelabError
+from tunelab.search._interrupts import Interrupts, is_interrupt
 from tunelab.search.space import (
     Param,
     Skeletons,
@@ -128,13 +129,31 @@ def tune(config: Config | str | Path | dict[str, Any] | None = None, *, override
                  _hide_password(url), len(study.trials), n_trials, f" or for {timeout:g} s" if timeout else "",
                  settings.sampler, settings.pruner, "\n".join(f"  {p.key}: {_describe(p)}" for p in params))
         objective = _Objective(raw, fixed, params, settings.metric, source, base, name)
+        result = _search(study, objective, n_trials, timeout, lambda: _finish(study, study_dir, url, settings.metric))
+    if result.best_trial is None:
+        raise TunelabError(f"no trial of study '{name}' has completed; the errors are in {result.report}")
+    return result
+
+
+def _search(study: optuna.Study, objective: _Objective, n_trials: int, timeout: float | None,
+            finish: Callable[[], TuneResult]) -> TuneResult:
+    """``study.optimize``, then the write-up (``finish``), after a Ctrl-C too; a Ctrl-C at any moment
+    leaves the study consistent (:mod:`tunelab.search._interrupts`) and ends in KeyboardInterrupt."""
+    interrupts = objective.interrupts
+    with interrupts.deferred(study):
         try:
             # gc after each trial: a pruned or failed trial's model lives on in reference cycles otherwise
             study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=TRIAL_ERRORS, gc_after_trial=True)
-        finally:  # after Ctrl-C too: what finished is written up
-            result = _finish(study, study_dir, url, settings.metric)
-    if result.best_trial is None:
-        raise TunelabError(f"no trial of study '{name}' has completed; the errors are in {result.report}")
+        except BaseException as e:
+            if not is_interrupt(e):
+                finish()
+                raise
+            interrupts.pending = True
+        if interrupts.pending:
+            interrupts.settle()
+        result = finish()
+    if interrupts.pending:
+        raise KeyboardInterrupt
     return result
 
 
@@ -165,8 +184,13 @@ class _Objective:
         self.raw, self.fixed, self.params, self.metric, self.source = raw, fixed, params, metric, source
         self.base, self.name = base, name
         self.repeats = base.tune.repeats if base.tune else 1
+        self.interrupts = Interrupts()
 
     def __call__(self, trial: optuna.Trial) -> float:
+        with self.interrupts.trial(trial):
+            return self._run(trial)
+
+    def _run(self, trial: optuna.Trial) -> float:
         from tunelab.pipeline import fit
 
         values = {p.key: p.suggest(trial) for p in self.params}
