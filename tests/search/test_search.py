@@ -463,3 +463,34 @@ def test_cli_ctrl_c_during_a_trial_exits_130_and_the_next_call_runs_its_values_f
     assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING]
     assert study.trials[2].params == study.trials[1].params and study.trials[2].system_attrs["failed_trial"] == 1
 
+
+def _open_in_a_worker(url: str, barrier, results) -> None:
+    from tunelab.config import TuneConfig
+    from tunelab.search import _open_study
+
+    barrier.wait()  # every worker creates the storage at the same moment
+    try:
+        _open_study(url, "together", TuneConfig(), 0, shared=False)
+        results.put("ok")
+    except BaseException as e:
+        results.put(f"{type(e).__name__}: {e}")
+
+
+def test_workers_started_together_on_a_new_sqlite_store_all_open_it(tmp_path):
+    """Two `tune` workers started together on a new SQLite file: one died with `UNIQUE constraint
+    failed: alembic_version.version_num` (or `table ... already exists`) from creating its tables."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")  # the test process has imported everything already
+    for attempt in range(3):  # the race was lost about every other time
+        url = f"sqlite:///{tmp_path / f'store{attempt}' / 'study.db'}"
+        (tmp_path / f"store{attempt}").mkdir()
+        barrier, results = ctx.Barrier(4), ctx.Queue()
+        workers = [ctx.Process(target=_open_in_a_worker, args=(url, barrier, results)) for _ in range(4)]
+        for w in workers:
+            w.start()
+        outcome = [results.get(timeout=120) for _ in workers]
+        for w in workers:
+            w.join(timeout=60)
+        assert outcome == ["ok"] * 4
+        assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["together"]

@@ -293,8 +293,8 @@ def _for_fit(trial_cfg: Config, base: Config, name: str) -> Config:
 def _open_study(url: str, name: str, settings: TuneConfig, seed: int, *, shared: bool) -> optuna.Study:
     direction: Literal["minimize", "maximize"] = "minimize" if settings.metric == "val_loss" else "maximize"
     try:
-        study = optuna.create_study(storage=_storage(url), study_name=name, direction=direction, load_if_exists=True,
-                                    pruner=_pruner(settings))
+        with _creation_lock(url):
+            study = _create_study(url, name, direction, settings)
     except Exception as e:  # a bad URL, a missing database driver, an unreachable server
         raise ConfigError(f"storage {_hide_password(url)}: {type(e).__name__}: {e}") from None
     if study.direction.name.lower() != direction:
@@ -312,6 +312,49 @@ def _open_study(url: str, name: str, settings: TuneConfig, seed: int, *, shared:
     study.sampler = optuna.samplers.RandomSampler(seed=sampler_seed) if settings.sampler == "random" \
         else optuna.samplers.TPESampler(seed=sampler_seed)
     return study
+
+
+def _create_study(url: str, name: str, direction: Literal["minimize", "maximize"], settings: TuneConfig) -> optuna.Study:
+    """The study, created or loaded. Workers started together on a new database each create its
+    tables; the loser of that race (`UNIQUE constraint failed: alembic_version.version_num`, `table
+    ... already exists`) finds them made when it tries again."""
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    for attempt in range(3):
+        try:
+            return optuna.create_study(storage=_storage(url), study_name=name, direction=direction, load_if_exists=True,
+                                       pruner=_pruner(settings))
+        except (IntegrityError, OperationalError):
+            if attempt == 2:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def _creation_lock(url: str) -> Iterator[None]:
+    """Local workers on one SQLite file create (or load) the study one at a time: an OS lock on
+    STUDY.db.lock beside it, released when the process ends however it ends. Other databases rely
+    on the retries of :func:`_create_study`."""
+    import fcntl
+
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # reported by the storage itself
+        parsed = None
+    db = Path(parsed.database) if parsed is not None and parsed.get_backend_name() == "sqlite" and \
+        parsed.database not in (None, "", ":memory:") else None
+    if db is None or not db.parent.is_dir():
+        yield
+        return
+    with open(db.with_name(db.name + ".lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 # A running trial's worker writes a heartbeat; a trial whose heartbeat stopped (its worker was killed)
