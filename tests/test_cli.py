@@ -146,3 +146,34 @@ def test_summary_says_which_rate_a_probe_may_choose(tiny_cfg):
     assert "1.00e-04 if the pretrained features already fit the data" not in summary(build_config(tiny_cfg))
     tiny_cfg["model"] = {"backbone": "tf_efficientnet_lite0", "pretrained": True}
     assert "lr 3.00e-04 (1.00e-04 if the pretrained features already fit the data)" in summary(build_config(tiny_cfg))
+
+
+def test_hostile_or_wrong_config_exits_2_with_a_message_not_a_traceback(tmp_path):
+    """A 'billion laughs' config (9 GB and a traceback once) and a seed out of range: a real process
+    under a 4 GiB address-space limit ends at once with exit 2 and the message on stderr."""
+    import resource
+
+    from tests.test_config import LAUGHS
+
+    laughs = tmp_path / "laughs.yaml"
+    laughs.write_text(LAUGHS)
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
+
+    def tunelab(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tunelab", *args], capture_output=True, text=True, timeout=120,
+                              preexec_fn=limited)
+
+    out = tunelab("fit", str(laughs))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.startswith(f"error: {laughs}: its aliases (*name) expand to more than 100000 values")
+    out = tunelab("fit", str(laughs), "--set", "run.seed=-1")  # the file is read first
+    assert out.returncode == 2 and "expand to more than" in out.stderr
+    laughs.write_text("run:\n  seed: 4294967296\n")
+    out = tunelab("fit", str(laughs))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "run.seed: Value error, 4294967296 is not a seed; valid: an integer from 0 to 4294967295" in out.stderr
+    out = tunelab("fit", str(laughs), "--set", "run.seed=0", "--set", "run.name=a/b")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "run.name: Value error, 'a/b' is not a folder name" in out.stderr

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import yaml
 
@@ -141,3 +143,93 @@ def test_config_is_a_plain_dataclass_like_model():
 def test_a_stage_override_after_a_recipe_override_edits_that_recipe():
     cfg = build_config({}, ["recipe=fast", "stages.1.epochs=5"])
     assert cfg.stages[1].train == ["head", {"last_blocks": 3}] and cfg.stages[1].epochs == 5
+
+
+# --- hostile and mistaken YAML: a clear error naming the file, never a traceback or 9 GB -----------
+
+LAUGHS = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + "".join(
+    f"{x}: &{x} [{', '.join([f'*{prev}'] * 9)}]\n" for prev, x in zip("abcdefgh", "bcdefghi"))  # 9^9 lols
+
+
+def test_billion_laughs_config_is_refused_at_once_in_bounded_memory(tmp_path):
+    import tracemalloc
+
+    p = tmp_path / "laughs.yaml"
+    p.write_text(LAUGHS)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError) as e:
+            load_config(p)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(e.value).startswith(f"{p}: its aliases (*name) expand to more than 100000 values; a config may hold "
+                                   "at most 100000 once aliases are expanded")
+    assert peak < 20 * 2**20
+    # the same in one --set value: a flow sequence of the same nested aliases
+    flow = "[&a [1, 1, 1, 1, 1, 1, 1, 1, 1], " + ", ".join(f"&{x} [{', '.join([f'*{prev}'] * 9)}]"
+                                                          for prev, x in zip("abcdefgh", "bcdefghi")) + "]"
+    with pytest.raises(ConfigError, match=r"^--set model.timm_kwargs.x: its aliases \(\*name\) expand to more than"):
+        build_config({}, [f"model.timm_kwargs.x={flow}"])
+
+
+def test_a_config_file_too_large_or_not_a_file_is_refused(tmp_path):
+    p = tmp_path / "big.yaml"
+    p.write_text("run:\n  name: x\n" + "# padding\n" * 120_000)
+    with pytest.raises(ConfigError, match=rf"^config file {p} is 1200015 bytes; a config may be at most 1048576 bytes"):
+        load_config(p)
+    fifo = tmp_path / "fifo.yaml"
+    __import__("os").mkfifo(fifo)  # reading it would block for ever
+    with pytest.raises(ConfigError, match=rf"^config file {fifo} is not a regular file"):
+        load_config(fifo)
+
+
+def test_duplicate_keys_name_the_file_key_and_lines(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("run:\n  seed: 1\ndata:\n  batch_size: 8\n  val_split: 0.1\n  batch_size: 16\n")
+    with pytest.raises(ConfigError, match=rf"^{p}, line 6: key 'batch_size' is given twice in one mapping \(first on "
+                                          r"line 4\); YAML would silently keep the last one: remove one of them$"):
+        load_config(p)
+    with pytest.raises(ConfigError, match=r"^--set model.timm_kwargs, line 1: key 'a' is given twice"):
+        build_config({}, ["model.timm_kwargs={a: 1, a: 2}"])
+    # a merge key may override what it merges: that is what it is for
+    p.write_text("stages:\n  - &head {train: head, epochs: 1, lr: 0.01}\n  - {<<: *head, lr: 0.001, train: all}\n")
+    assert [(s.train, s.lr) for s in load_config(p).stages] == [(["head"], 0.01), (["all"], 0.001)]
+
+
+@pytest.mark.parametrize("value", ["-1", "4294967296"])
+def test_seed_out_of_numpy_range_names_key_value_and_range(tmp_path, value):
+    message = rf"run.seed: Value error, {value} is not a seed; valid: an integer from 0 to 4294967295"
+    with pytest.raises(ConfigError, match=message):
+        build_config({}, [f"run.seed={value}"])
+    p = tmp_path / "c.yaml"
+    p.write_text(f"run:\n  seed: {value}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config(p)
+    with pytest.raises(ConfigError, match=message.replace("run.seed", "data.seed")):
+        build_config({"data": {"seed": int(value)}})
+    assert build_config({}, ["run.seed=4294967295"]).run.seed == 2**32 - 1
+
+
+@pytest.mark.parametrize("name", ["a/b/c", "..", ".", "", "a\\b", "x" * 201])
+def test_run_name_must_be_one_folder_name(tmp_path, name):
+    message = "is not a folder name; valid: one folder name (not empty, not '.' or '..', no '/' or '\\', at most 200 bytes)"
+    with pytest.raises(ConfigError, match=r"run\.name: ") as e:
+        build_config({}, [f"run.name={json.dumps(name)}"])  # a YAML double-quoted string
+    assert message in str(e.value) and repr(name) in str(e.value)
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({"run": {"name": name}}))
+    with pytest.raises(ConfigError, match=r"run\.name: ") as e:
+        load_config(p)
+    assert message in str(e.value) and str(p) in str(e.value)
+
+
+@pytest.mark.parametrize("key,value", [("stages.0.lr", ".inf"), ("stages.0.lr", ".nan"), ("stages.0.lr", "-.inf"),
+                                      ("regularization.label_smoothing", ".nan"), ("cache.max_memory_gb", ".inf")])
+def test_non_finite_numbers_are_refused_naming_the_key(tmp_path, key, value):
+    with pytest.raises(ConfigError, match=rf"{key}: Input should be a finite number"):
+        build_config({}, [f"{key}={value}"])
+    p = tmp_path / "c.yaml"
+    p.write_text("stages:\n  - lr: .inf\n")
+    with pytest.raises(ConfigError, match=rf"{p}:\n  stages.0.lr: Input should be a finite number \(got inf\)"):
+        load_config(p)

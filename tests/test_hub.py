@@ -81,3 +81,26 @@ def test_offline_hub_weights_come_from_the_local_cache_or_fail_at_once(tmp_path,
     save_file(sd, str(repo / "snapshots" / "abc" / "model.safetensors"))
     bb = create_backbone("test_efficientnet", weights="hub")
     assert torch.equal(bb.model.state_dict()["conv_stem.weight"], sd["conv_stem.weight"])
+
+
+@pytest.mark.parametrize("pretrained", [True, False])
+def test_hf_hub_with_a_url_says_it_takes_a_repo_id(pretrained, offline):
+    """`hf-hub:https://huggingface.co/...` gave a huggingface_hub traceback (offline: from the cache
+    lookup; online: from timm); a repo id that is not one is named before either runs."""
+    url = "https://huggingface.co/timm/resnet18.a1_in1k"
+    with pytest.raises(ModelError) as e:
+        create_backbone(f"hf-hub:{url}", pretrained=pretrained)
+    assert str(e.value) == (f"model.backbone: 'hf-hub:{url}' is not a hub model name: hf-hub: takes a hub repo id "
+                            "ORG/NAME (optionally @REVISION), not a URL or a path, e.g. hf-hub:timm/resnet18.a1_in1k; "
+                            "did you mean hf-hub:timm/resnet18.a1_in1k?")
+    for name in ("hf-hub:", "hf-hub:a/b/c", "hf-hub:../models/x"):
+        with pytest.raises(ModelError, match=r"hf-hub: takes a hub repo id ORG/NAME \(optionally @REVISION\)"):
+            create_backbone(name, pretrained=pretrained)
+
+
+def test_hf_hub_with_a_repo_id_still_reaches_the_hub_cache(offline, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(ModelError, match=r"'hf-hub:timm/none\.x@main' are not on this machine and the hub is out of reach"):
+        create_backbone("hf-hub:timm/none.x@main", weights="hub")

@@ -26,11 +26,26 @@ from pydantic import (
     model_validator,
 )
 
+from tunelab._yaml import MAX_BYTES as MAX_YAML_BYTES
+from tunelab._yaml import load_yaml
 from tunelab.errors import ConfigError
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf and nan are refused in every float key: `lr: .inf` would train every epoch on a NaN loss
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+SEED_MAX = 2**32 - 1  # NumPy's seeds are 0 to 2**32 - 1 (torch takes more)
+
+
+def _a_seed(v: int) -> int:
+    if not 0 <= v <= SEED_MAX:
+        raise ValueError(f"{v} is not a seed; valid: an integer from 0 to {SEED_MAX} (2**32 - 1, NumPy's range)")
+    return v
+
+
+Seed = Annotated[int, AfterValidator(_a_seed)]
 
 
 # Built-in text data sets; naming one as data.train makes the run a text run.
@@ -86,7 +101,7 @@ class DataConfig(_Section):
     evaluate_test: bool = Field(True, description="evaluate the test set at the end of the run; false still holds "
                                 "it out (train and validation splits stay the same) but never decodes or scores it: "
                                 "what `tunelab tune` trials do, so that no choice is made on the test set")
-    seed: int = Field(0, description="which examples go to the validation and test splits and which "
+    seed: Seed = Field(0, description="which examples go to the validation and test splits and which "
                       "samples_per_class draws (run.seed decides the training randomness)")
     refit: Literal["auto", "always", "never"] = Field(
         "auto", description="after the run, train the same recipe again on the training and validation examples "
@@ -391,7 +406,7 @@ class RunConfig(_Section):
 
     dir: str = Field("runs", description="folder that holds the run folders")
     name: str | None = Field(None, description="run folder name; default: a timestamp")
-    seed: int = Field(0, description="training randomness: head initialisation, batch order, augmentation, dropout "
+    seed: Seed = Field(0, description="training randomness: head initialisation, batch order, augmentation, dropout "
                       "(data.seed decides the splits)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: a CUDA GPU when there is one, else the CPU")
     threads: int | None = Field(None, ge=1, description="CPU threads of torch; default: torch's own choice")
@@ -405,6 +420,15 @@ class RunConfig(_Section):
         "auto", description="forward passes in training and evaluation: auto = bf16 autocast on CUDA GPUs that "
         "have bf16, fp32 on CPUs (bf16 training measured 2x slower than fp32 on an avx512_bf16 CPU; extraction "
         "has cache.autocast); bf16 = autocast wherever you run")
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder(cls, v: str | None) -> str | None:
+        """The run folder is run.dir/run.name: a name with a separator would write elsewhere."""
+        if v is not None and (v.strip() in ("", ".", "..") or any(c in v for c in "/\\\0") or len(v.encode()) > 200):
+            raise ValueError(f"{v!r} is not a folder name; valid: one folder name (not empty, not '.' or '..', no '/' "
+                             "or '\\', at most 200 bytes), e.g. resnet-lr3e-4; the folder goes under run.dir")
+        return v
 
 
 class ParamSpec(_Section):
@@ -602,11 +626,11 @@ class Config(_Section):
 # loading, overrides, error messages
 
 
-def _parse_scalar(text: str) -> Any:
+def _parse_scalar(text: str, key: str) -> Any:
     """Values in --set are YAML scalars/flow collections: 3e-4, true, null, [head, {last_blocks: 2}];
-    a quoted value stays a string ("7")."""
+    a quoted value stays a string ("7"). Read with the limits of a config file (:mod:`tunelab._yaml`)."""
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text, f"--set {key}")
     except yaml.YAMLError:
         return text
     if isinstance(value, str) and not text.strip().startswith(("'", '"')):  # YAML 1.1 reads 3e-4 as a string
@@ -639,9 +663,9 @@ def apply_override(raw: dict[str, Any], assignment: str, defaults: dict[str, Any
     last = parts[-1]
     if isinstance(node, list):
         _list_item(node, last, key)
-        node[int(last)] = _parse_scalar(value)
+        node[int(last)] = _parse_scalar(value, key)
     else:
-        node[last] = _parse_scalar(value)
+        node[last] = _parse_scalar(value, key)
 
 
 def _list_item(node: list[Any], part: str, path: str) -> Any:
@@ -700,7 +724,9 @@ def build_config(raw: dict[str, Any] | None = None, overrides: list[str] | None 
         if overrides:
             # a list the config lacks is copied from the defaults of the config as it is so far, so
             # that `--set recipe=fast --set stages.1.epochs=5` edits the fast recipe's stages
-            defaults = Config.model_validate(raw).model_dump(mode="json") if raw else Config().model_dump(mode="json")
+            defaults = Config().model_dump(mode="json")
+            with contextlib.suppress(ValidationError):  # an override may mend the file: reported at the end
+                defaults = Config.model_validate(raw).model_dump(mode="json")
             for ov in overrides:
                 apply_override(raw, ov, defaults)
                 _clear_other_lr(raw, ov)
@@ -729,10 +755,20 @@ def read_raw(path: str | Path) -> dict[str, Any]:
     if p.is_dir():
         raise ConfigError(f"config file {p} is a folder; give a YAML file" +
                           (f", e.g. {p / 'config.yaml'} (a run folder's saved config)" if (p / "config.yaml").is_file() else ""))
-    if not p.is_file():
+    if not p.exists():
         raise ConfigError(f"config file {p} does not exist")
+    if not p.is_file():  # a FIFO or a device would block or never end
+        raise ConfigError(f"config file {p} is not a regular file; give a YAML file")
     try:
-        loaded = yaml.safe_load(p.read_text())
+        with open(p, "rb") as f:
+            data = f.read(MAX_YAML_BYTES + 1)  # a larger file is refused without reading it all
+    except OSError as e:
+        raise ConfigError(f"config file {p} cannot be read: {e.strerror}") from None
+    if len(data) > MAX_YAML_BYTES:
+        raise ConfigError(f"config file {p} is {p.stat().st_size} bytes; a config may be at most {MAX_YAML_BYTES} "
+                          "bytes (1 MiB)")
+    try:
+        loaded = load_yaml(data, str(p))
     except yaml.YAMLError as e:
         raise ConfigError(f"{p} is not valid YAML: {e}") from None
     if loaded is not None and not isinstance(loaded, dict):

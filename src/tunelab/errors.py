@@ -23,3 +23,7 @@ class RunError(TunelabError):
 
 class DiskFullError(TunelabError, OSError):
     """A file (checkpoint, cache) does not fit on its disk; the message says how much it needs."""
+
+
+class TrainingError(TunelabError):
+    """Training cannot go on: the loss became inf or nan (the message says where, and what to lower)."""

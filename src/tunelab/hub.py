@@ -17,6 +17,8 @@ from typing import Any
 from tunelab.errors import ModelError
 
 HUB_PROBE_S = 3.0  # seconds to wait for the hub before reading its local cache only
+HF_HUB_PREFIX = "hf-hub:"  # timm's prefix of a hub repo id as a model name
+HUB_HOSTS = ("huggingface.co", "www.huggingface.co", "hf.co")
 KAGGLE_PREFIX = "kaggle:"
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
@@ -40,6 +42,42 @@ def _answers(status: Callable[[], int]) -> bool:
         return int(status()) < 500
     except Exception:
         return False
+
+
+def is_hub_id(repo: str) -> bool:
+    """Whether ``repo`` is a hub repo id (NAME or ORG/NAME), as huggingface_hub checks it."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo)
+    except HFValidationError:
+        return False
+    return True
+
+
+def hub_id_in_url(text: str) -> str | None:
+    """ORG/NAME when ``text`` is the URL of a model's hub page (https://huggingface.co/ORG/NAME/...)."""
+    from urllib.parse import urlparse
+
+    url = urlparse(text.strip())
+    parts = [p for p in url.path.split("/") if p]
+    if url.scheme in ("http", "https") and url.hostname in HUB_HOSTS and len(parts) >= 2 and \
+            is_hub_id("/".join(parts[:2])):
+        return "/".join(parts[:2])
+    return None
+
+
+def timm_hub_repo(name: str) -> str:
+    """The repo id of timm backbone name ``hf-hub:ORG/NAME[@REVISION]``; a ModelError when what follows
+    the prefix is not a repo id (a URL of the model's page, say: timm and huggingface_hub would fail
+    deep inside with a traceback)."""
+    repo = name[len(HF_HUB_PREFIX):].split("@")[0]
+    if is_hub_id(repo):
+        return repo
+    from_url = hub_id_in_url(name[len(HF_HUB_PREFIX):])
+    raise ModelError(f"model.backbone: {name!r} is not a hub model name: hf-hub: takes a hub repo id ORG/NAME "
+                     "(optionally @REVISION), not a URL or a path, e.g. hf-hub:timm/resnet18.a1_in1k"
+                     + (f"; did you mean hf-hub:{from_url}?" if from_url else ""))
 
 
 def cached_hub_file(repo: str, filenames: tuple[str, ...]) -> str | None:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from tunelab import plots
 from tunelab._html import image, render
@@ -224,7 +223,9 @@ def _compare_curves(runs: list[tuple[Path, dict[str, Any]]], png: Path) -> Path:
 def compare(run_dirs: list[str | Path], out: str | Path = "compare.html") -> Path:
     """Runs side by side: the config keys that differ, final metrics, overlaid validation curves."""
     runs = [(Path(p), read_run_folder(Path(p))) for p in run_dirs]
-    flat = [_flatten(yaml.safe_load(r["config_text"])) for _, r in runs]
+    from tunelab.config import read_raw
+
+    flat = [_flatten(read_raw(p / "config.yaml")) for p, _ in runs]  # with the limits of any config file
     keys = sorted(k for k in set().union(*flat) if not k.startswith("run.") and len({repr(f.get(k)) for f in flat}) > 1)
     out = Path(out)
     png = _compare_curves(runs, out.with_suffix(".png"))

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import signal
 import subprocess
@@ -199,3 +200,39 @@ def test_contrastive_partners_are_other_examples_half_of_the_same_class():
         assert (partner != torch.arange(len(labels))).all() and partner.min() >= 0 and partner.max() < len(labels)
         same = labels[partner] == labels
         assert 0.35 < same.float().mean() < 0.65 and not same[-1]
+
+
+def test_a_non_finite_loss_stops_the_run_keeping_the_last_good_checkpoint(tiny_cfg, tmp_path, capsys):
+    """`lr: .inf` trained 80 epochs of NaN and exited 0. The config now refuses inf; a huge finite rate
+    (1e30) still makes the loss inf/nan within a few steps: the run stops there, names the stage, epoch
+    and rate, exits 2, and its folder holds the checkpoint of the last finished epoch."""
+    from safetensors.torch import load_file
+
+    from tunelab.cli import main
+    from tunelab.errors import TrainingError
+
+    tiny_cfg["run"]["baselines"] = False
+    tiny_cfg["stages"] = [{"name": "head", "train": "head", "epochs": 2, "lr": 1e-2},
+                          {"name": "all", "train": "all", "epochs": 3, "lr": 1e30}]
+    run_dir = tmp_path / "runs" / "tiny"
+    with pytest.raises(TrainingError) as e:
+        tunelab.fit(tiny_cfg)
+    msg = str(e.value)
+    assert msg.startswith("stage 2/2 'all', epoch 1, step ") and " at learning rate " in msg
+    assert "(stage rate 1e+30): training diverged" in msg and "--set stages.1.lr=1e+29" in msg
+    assert msg.endswith(f"{run_dir}/checkpoints keeps the run as it was at the end of its last finished epoch")
+    last = json.loads((run_dir / "checkpoints" / "last.json").read_text())
+    assert (last["stage"], last["epoch"]) == (0, 1)  # the head stage's last epoch, before the rate of 1e30
+    weights = load_file(str(run_dir / "checkpoints" / "last.safetensors"))
+    assert all(torch.isfinite(v).all() for k, v in weights.items() if k.startswith("model.") and v.is_floating_point())
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["epoch"]) for r in rows] == [(0, 0), (0, 1)]
+    assert all(math.isfinite(r["train_loss"]) for r in rows) and not (run_dir / "model.safetensors").exists()
+
+    # the command line: exit 2, the message, no traceback
+    p = tmp_path / "c.yaml"
+    p.write_text(json.dumps({**tiny_cfg, "run": {**tiny_cfg["run"], "name": "cli"}}))
+    assert main(["fit", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: stage 2/2 'all', epoch 1, step ") and "training diverged" in err
+    assert "Traceback" not in err

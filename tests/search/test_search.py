@@ -375,3 +375,122 @@ def test_trials_never_refit_and_the_best_config_keeps_the_users_refit(tmp_path):
     assert "data.refit=never" in _plumbing(base, tmp_path)
     trial = build_config({"data": {"refit": "never"}})
     assert _for_fit(trial, base, "x").data.refit == "always"
+
+
+# --- Ctrl-C at any moment leaves the study consistent ------------------------------------------------
+
+
+def _when_optuna_records_the_first_trial(monkeypatch, act) -> None:
+    """Run ``act`` as Optuna starts to record (``tell``) the first trial's end: the moment "just
+    after a trial ends" when Ctrl-C gave UnboundLocalError and left the trial RUNNING."""
+    import optuna.study._optimize as optimize
+
+    tell, done = optimize._tell_with_warning, []
+
+    def interrupted_tell(*args, **kwargs):
+        if not done:
+            done.append(True)
+            act()
+        return tell(*args, **kwargs)
+
+    monkeypatch.setattr(optimize, "_tell_with_warning", interrupted_tell)
+
+
+def test_ctrl_c_just_after_a_trial_ends_waits_until_it_is_recorded(tiny_cfg, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    cfg = _cfg(tiny_cfg, space=LR_SPACE, pruner="none")
+    _when_optuna_records_the_first_trial(monkeypatch, lambda: os.kill(os.getpid(), signal.SIGINT))
+    with pytest.raises(KeyboardInterrupt):
+        tunelab.tune(cfg, trials=3)
+    study_dir = tmp_path / "runs" / "tiny-tune"
+    study = optuna.load_study(study_name="tiny-tune", storage=f"sqlite:///{study_dir / 'study.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]  # recorded, and no trial after it
+    assert (study_dir / "best.yaml").is_file() and "interrupted after trial 0 was recorded (complete): nothing lost" in \
+        (study_dir / "tune.log").read_text()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the search's handler is gone
+    result = tunelab.tune(cfg, trials=1)  # the same command continues the study
+    assert [t.state for t in result.study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+
+
+def test_a_second_ctrl_c_while_optuna_records_fails_the_trial_and_queues_its_values(tiny_cfg, tmp_path, monkeypatch):
+    def second_ctrl_c() -> None:  # what the handler lets through once a first Ctrl-C is waiting
+        raise KeyboardInterrupt
+
+    cfg = _cfg(tiny_cfg, space=LR_SPACE, pruner="none")
+    _when_optuna_records_the_first_trial(monkeypatch, second_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):  # not Optuna's UnboundLocalError
+        tunelab.tune(cfg, trials=3)
+    monkeypatch.undo()
+    result = tunelab.tune(cfg, trials=1)
+    cut, again = result.study.trials
+    assert cut.state == optuna.trial.TrialState.FAIL and cut.user_attrs["error"].startswith("interrupted (Ctrl-C)")
+    assert again.state == optuna.trial.TrialState.COMPLETE and again.params == cut.params
+    assert again.system_attrs["failed_trial"] == 0 and Path(again.user_attrs["dir"]).name == "1"
+    page = (result.dir / "tune.html").read_text()
+    assert "interrupted (Ctrl-C); its values run again first" in page and "the values of trial 0 again" in page
+
+
+def test_cli_ctrl_c_during_a_trial_exits_130_and_the_next_call_runs_its_values_first(tiny_cfg, tmp_path, monkeypatch,
+                                                                                     capsys):
+    import os
+    import signal
+
+    import tunelab.search as search
+
+    hooks = search._trial_hooks
+
+    def ctrl_c_in_trial_1(trial, metric):
+        h = hooks(trial, metric)
+
+        def on_epoch_end(**kw):
+            h["on_epoch_end"](**kw)
+            if trial.number == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        return {**h, "on_epoch_end": on_epoch_end}
+
+    monkeypatch.setattr(search, "_trial_hooks", ctrl_c_in_trial_1)
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(_cfg(tiny_cfg, space=LR_SPACE, pruner="none")))
+    assert main(["tune", str(p), "--trials", "3", "--set", "stages.1.epochs=1"]) == 130
+    out, err = capsys.readouterr()
+    assert "trial 1 interrupted (Ctrl-C); its values run again first in the next `tunelab tune` of this study" in out
+    assert "run the same command again" in err and "Traceback" not in err + out
+    study = optuna.load_study(study_name="tiny-tune", storage=f"sqlite:///{tmp_path / 'runs' / 'tiny-tune' / 'study.db'}")
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING]
+    assert study.trials[2].params == study.trials[1].params and study.trials[2].system_attrs["failed_trial"] == 1
+
+
+def _open_in_a_worker(url: str, barrier, results) -> None:
+    from tunelab.config import TuneConfig
+    from tunelab.search import _open_study
+
+    barrier.wait()  # every worker creates the storage at the same moment
+    try:
+        _open_study(url, "together", TuneConfig(), 0, shared=False)
+        results.put("ok")
+    except BaseException as e:
+        results.put(f"{type(e).__name__}: {e}")
+
+
+def test_workers_started_together_on_a_new_sqlite_store_all_open_it(tmp_path):
+    """Two `tune` workers started together on a new SQLite file: one died with `UNIQUE constraint
+    failed: alembic_version.version_num` (or `table ... already exists`) from creating its tables."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")  # the test process has imported everything already
+    for attempt in range(3):  # the race was lost about every other time
+        url = f"sqlite:///{tmp_path / f'store{attempt}' / 'study.db'}"
+        (tmp_path / f"store{attempt}").mkdir()
+        barrier, results = ctx.Barrier(4), ctx.Queue()
+        workers = [ctx.Process(target=_open_in_a_worker, args=(url, barrier, results)) for _ in range(4)]
+        for w in workers:
+            w.start()
+        outcome = [results.get(timeout=120) for _ in workers]
+        for w in workers:
+            w.join(timeout=60)
+        assert outcome == ["ok"] * 4
+        assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["together"]

@@ -274,3 +274,17 @@ def test_a_reachable_hub_loads_as_usual(hub, monkeypatch):
     with pytest.raises(ModelError, match=r"cannot load the encoder 'org/model' \(hub\): org/model not found; offline, point"):
         hub.from_pretrained(_Loader, "org/model", "hub", "encoder")
     assert _Loader.calls == [{}]
+
+
+@pytest.mark.parametrize("name,meant", [("https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2/tree/main",
+                                         "sentence-transformers/all-MiniLM-L6-v2"),
+                                        ("hf-hub:org/model", "org/model"), ("./no/such/folder", None)])
+def test_a_url_or_hf_hub_name_for_a_text_encoder_says_what_is_valid(name, meant):
+    from tunelab.errors import ModelError
+    from tunelab.text._encoders import load_tokenizer
+
+    with pytest.raises(ModelError) as e:
+        load_tokenizer(name)
+    assert str(e.value).startswith(f"text encoder {name!r} (model.backbone, data.text.tokenizer) is neither a local "
+                                   "folder nor a hub model id; valid: a hub id ORG/NAME without hf-hub: and not a URL")
+    assert str(e.value).endswith(f"; did you mean {meant}?" if meant else "or minilm (packaged)")

@@ -23,7 +23,7 @@ from tunelab.backbones._packaged import PACKAGED, PackagedWeights, register_pack
 from tunelab.backbones._runs import check_input_size, leave_out_unused
 from tunelab.backbones._weights import load_into, load_state_dict_file
 from tunelab.errors import ModelError
-from tunelab.hub import cached_hub_file, hub_reachable, is_kaggle, kaggle_weights
+from tunelab.hub import HF_HUB_PREFIX, cached_hub_file, hub_reachable, is_kaggle, kaggle_weights, timm_hub_repo
 
 __all__ = [
     "PACKAGED",
@@ -144,7 +144,9 @@ def create_backbone(name: str, *, pretrained: bool = True, weights: str = "auto"
     ``set_input_size`` (position embeddings resampled as timm does), or built for it (LeViT).
     ``timm_kwargs`` go to ``timm.create_model``; ``feature_map``: see :class:`Backbone`.
     """
-    if not name.startswith("hf-hub:") and name not in timm.list_models():
+    if name.startswith(HF_HUB_PREFIX):
+        timm_hub_repo(name)  # a repo id, or a ModelError before timm reaches for it
+    elif name not in timm.list_models():
         raise ModelError(f"backbone '{name}' is not a timm model{_suggest(name)}")
     source = _weights_source(name, pretrained, weights)
     kwargs: dict[str, Any] = dict(timm_kwargs or {})
@@ -241,8 +243,8 @@ def _cached_weights(name: str) -> str | None:
     """The local copy of ``name``'s pretrained weights in the hub's (or torch hub's) cache, if any."""
     import os
 
-    if name.startswith("hf-hub:"):
-        repo = name[len("hf-hub:"):].split("@")[0]
+    if name.startswith(HF_HUB_PREFIX):
+        repo = timm_hub_repo(name)
         return cached_hub_file(repo, ("model.safetensors", "pytorch_model.bin")) \
             if cached_hub_file(repo, ("config.json",)) else None
     try:

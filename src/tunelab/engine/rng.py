@@ -11,7 +11,7 @@ import torch
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed % 2**32)  # NumPy's range; a rank's seed (run.seed + 7919 * rank) may pass its end
     torch.manual_seed(seed)
 
 

@@ -1,11 +1,13 @@
-"""Early stopping within a stage."""
+"""Early stopping within a stage, and the stop at a loss that is no longer a number."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from tunelab.config import StageConfig
+from tunelab.config import Config, StageConfig
+from tunelab.errors import TrainingError
 
 
 @dataclass
@@ -46,3 +48,17 @@ def make_stopper(stage: StageConfig) -> Stopper:
     metric = es.metric if es else "val_loss"
     return Stopper(metric, "min" if metric == "val_loss" else "max", es.patience if es else None,
                    es.min_delta if es else 0.0)
+
+
+def diverged(cfg: Config, run_dir: Path, si: int, epoch: int, step: int, loss: float, lr: float) -> TrainingError:
+    """The error that ends a run at its first inf/nan training loss: every later step would be nan
+    too (`lr: 1e30` trained 80 epochs of NaN and exited 0). The step's update is never saved: the
+    checkpoint on disk is the last finished epoch's."""
+    stage, base = cfg.stages[si], cfg.stage_lrs()[si]
+    saved = (run_dir / "checkpoints" / "last.safetensors").is_file()
+    return TrainingError(
+        f"stage {si + 1}/{len(cfg.stages)} '{stage.name or si}', epoch {epoch + 1}, step {step + 1}: the training loss is "
+        f"{loss} at learning rate {lr:.3g} (stage rate {base:.3g}): training diverged, and every later step would be nan "
+        f"too. Lower that stage's learning rate (e.g. 10x: --set stages.{si}.lr={base / 10:.3g}) and start a new run. "
+        + (f"{run_dir}/checkpoints keeps the run as it was at the end of its last finished epoch" if saved
+           else "It diverged before its first epoch ended; nothing was saved"))

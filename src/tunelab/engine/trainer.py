@@ -35,7 +35,7 @@ from tunelab.engine.objectives import check_probe_stage, class_weights, contrast
 from tunelab.engine.optim import make_optimizer, make_scheduler
 from tunelab.engine.probe import fit_probe
 from tunelab.engine.resume import Position, restore_best, resume_stage, save_best, save_last
-from tunelab.engine.stopping import Stopper, make_stopper
+from tunelab.engine.stopping import Stopper, diverged, make_stopper
 from tunelab.engine.store import FeatureStore
 from tunelab.engine.writer import epoch_line, record_stage, write_epoch
 from tunelab.errors import ConfigError
@@ -220,7 +220,9 @@ class Trainer:
             sched.step()
             n, labelled = len(idx), int((y >= 0).sum())  # unlabelled examples (label -1) count no hit or miss
             terms = {f"penalty_{p.name}": float(v.detach()) for p, v in zip(self.penalties, penalties)}
-            terms["loss"] = data_loss.item()
+            terms["loss"], total = data_loss.item(), loss.item()
+            if not math.isfinite(total):  # nan from here on: stop with the last finished epoch's checkpoint
+                raise diverged(self.cfg, self.dir, si, epoch, start // bs, total, lrs[-1])
             if self.distill is not None and self.distill.active:
                 terms.update(self.distill.last)  # its cross-entropy is the training loss; its KL term a penalty
             for k, v in terms.items():
@@ -228,7 +230,7 @@ class Trainer:
             sums["hits"] += hits
             sums["seen"] += n
             sums["labelled"] += labelled
-            bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{sums['seen'] / (time.perf_counter() - t0):.0f}")
+            bar.set_postfix(loss=f"{total:.4f}", img_s=f"{sums['seen'] / (time.perf_counter() - t0):.0f}")
         secs = time.perf_counter() - t0
         totals = dict(zip(sums, dist.sum(list(sums.values()))))
         row = {"train_loss": totals["loss"] / totals["seen"], "train_accuracy": totals["hits"] / max(totals["labelled"], 1),

@@ -31,7 +31,7 @@ import socket
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +44,7 @@ from optuna.trial import TrialState
 from tunelab import checkpoint as ckpt
 from tunelab.config import Config, TuneConfig, build_config, dump_config, read_raw
 from tunelab.errors import ConfigError, TunelabError
+from tunelab.search._interrupts import Interrupts, is_interrupt
 from tunelab.search.space import (
     Param,
     Skeletons,
@@ -128,13 +129,31 @@ def tune(config: Config | str | Path | dict[str, Any] | None = None, *, override
                  _hide_password(url), len(study.trials), n_trials, f" or for {timeout:g} s" if timeout else "",
                  settings.sampler, settings.pruner, "\n".join(f"  {p.key}: {_describe(p)}" for p in params))
         objective = _Objective(raw, fixed, params, settings.metric, source, base, name)
+        result = _search(study, objective, n_trials, timeout, lambda: _finish(study, study_dir, url, settings.metric))
+    if result.best_trial is None:
+        raise TunelabError(f"no trial of study '{name}' has completed; the errors are in {result.report}")
+    return result
+
+
+def _search(study: optuna.Study, objective: _Objective, n_trials: int, timeout: float | None,
+            finish: Callable[[], TuneResult]) -> TuneResult:
+    """``study.optimize``, then the write-up (``finish``), after a Ctrl-C too; a Ctrl-C at any moment
+    leaves the study consistent (:mod:`tunelab.search._interrupts`) and ends in KeyboardInterrupt."""
+    interrupts = objective.interrupts
+    with interrupts.deferred(study):
         try:
             # gc after each trial: a pruned or failed trial's model lives on in reference cycles otherwise
             study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=TRIAL_ERRORS, gc_after_trial=True)
-        finally:  # after Ctrl-C too: what finished is written up
-            result = _finish(study, study_dir, url, settings.metric)
-    if result.best_trial is None:
-        raise TunelabError(f"no trial of study '{name}' has completed; the errors are in {result.report}")
+        except BaseException as e:
+            if not is_interrupt(e):
+                finish()
+                raise
+            interrupts.pending = True
+        if interrupts.pending:
+            interrupts.settle()
+        result = finish()
+    if interrupts.pending:
+        raise KeyboardInterrupt
     return result
 
 
@@ -165,8 +184,13 @@ class _Objective:
         self.raw, self.fixed, self.params, self.metric, self.source = raw, fixed, params, metric, source
         self.base, self.name = base, name
         self.repeats = base.tune.repeats if base.tune else 1
+        self.interrupts = Interrupts()
 
     def __call__(self, trial: optuna.Trial) -> float:
+        with self.interrupts.trial(trial):
+            return self._run(trial)
+
+    def _run(self, trial: optuna.Trial) -> float:
         from tunelab.pipeline import fit
 
         values = {p.key: p.suggest(trial) for p in self.params}
@@ -269,8 +293,8 @@ def _for_fit(trial_cfg: Config, base: Config, name: str) -> Config:
 def _open_study(url: str, name: str, settings: TuneConfig, seed: int, *, shared: bool) -> optuna.Study:
     direction: Literal["minimize", "maximize"] = "minimize" if settings.metric == "val_loss" else "maximize"
     try:
-        study = optuna.create_study(storage=_storage(url), study_name=name, direction=direction, load_if_exists=True,
-                                    pruner=_pruner(settings))
+        with _creation_lock(url):
+            study = _create_study(url, name, direction, settings)
     except Exception as e:  # a bad URL, a missing database driver, an unreachable server
         raise ConfigError(f"storage {_hide_password(url)}: {type(e).__name__}: {e}") from None
     if study.direction.name.lower() != direction:
@@ -288,6 +312,49 @@ def _open_study(url: str, name: str, settings: TuneConfig, seed: int, *, shared:
     study.sampler = optuna.samplers.RandomSampler(seed=sampler_seed) if settings.sampler == "random" \
         else optuna.samplers.TPESampler(seed=sampler_seed)
     return study
+
+
+def _create_study(url: str, name: str, direction: Literal["minimize", "maximize"], settings: TuneConfig) -> optuna.Study:
+    """The study, created or loaded. Workers started together on a new database each create its
+    tables; the loser of that race (`UNIQUE constraint failed: alembic_version.version_num`, `table
+    ... already exists`) finds them made when it tries again."""
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    for attempt in range(3):
+        try:
+            return optuna.create_study(storage=_storage(url), study_name=name, direction=direction, load_if_exists=True,
+                                       pruner=_pruner(settings))
+        except (IntegrityError, OperationalError):
+            if attempt == 2:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def _creation_lock(url: str) -> Iterator[None]:
+    """Local workers on one SQLite file create (or load) the study one at a time: an OS lock on
+    STUDY.db.lock beside it, released when the process ends however it ends. Other databases rely
+    on the retries of :func:`_create_study`."""
+    import fcntl
+
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # reported by the storage itself
+        parsed = None
+    db = Path(parsed.database) if parsed is not None and parsed.get_backend_name() == "sqlite" and \
+        parsed.database not in (None, "", ":memory:") else None
+    if db is None or not db.parent.is_dir():
+        yield
+        return
+    with open(db.with_name(db.name + ".lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 # A running trial's worker writes a heartbeat; a trial whose heartbeat stopped (its worker was killed)

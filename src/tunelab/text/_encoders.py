@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.errors import ModelError
-from tunelab.hub import hub_reachable
+from tunelab.hub import HF_HUB_PREFIX, hub_id_in_url, hub_reachable, is_hub_id
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,13 @@ def resolve_encoder(name: str, weights: str = "auto") -> tuple[str, str]:
         if not (folder / "config.json").is_file():
             raise ModelError(f"model.backbone: {folder} is a folder without config.json, not a transformers model")
         return str(folder), "folder"
+    if not is_hub_id(name):  # huggingface_hub would raise deep inside from_pretrained, or say "offline"
+        bare = name.removeprefix(HF_HUB_PREFIX)
+        meant = bare if bare != name and is_hub_id(bare) else hub_id_in_url(bare)
+        raise ModelError(f"text encoder {name!r} (model.backbone, data.text.tokenizer) is neither a local folder nor a "
+                         "hub model id; valid: a hub id ORG/NAME without hf-hub: and not a URL, e.g. sentence-"
+                         "transformers/all-MiniLM-L6-v2, a folder that save_pretrained() wrote, or minilm (packaged)"
+                         + (f"; did you mean {meant}?" if meant else ""))
     return name, "hub"
 
 
