@@ -41,6 +41,8 @@ class Task:
     baseline: Kind  # the raw-input baseline fit scores: logistic regression on pixels, or on TF-IDF
     load_data: Callable[[DataConfig], Splits[Any]]
     load_eval_set: Callable[[str, list[str], DataConfig], Any]
+    # real examples of a run's own data the run never trained on, given its data config and classes (export checks)
+    held_out: Callable[[DataConfig, list[str]], Any]
     classes: Callable[[DataConfig], list[str]]  # the training source's class names, nothing decoded
     build_model: Callable[[Config, int], FineTuneModel]  # from the whole config: images need data.image_size
     loop: Callable[[Any], TaskLoop]  # given the trainer: batch order, training inputs, the freeze-boundary cache
@@ -58,6 +60,12 @@ def _wrong_texts(run_dir: Path, val: Any, probs: np.ndarray | None, classes: lis
     return None
 
 
+def _text_held_out(cfg: DataConfig, classes: list[str]) -> Any:
+    """A text run's test file, else examples of its training file (read whole: a built-in text set's
+    training split is what the run split)."""
+    return text_data.load_text_eval_set(str(cfg.test if cfg.test not in (None, "auto") else cfg.train), classes, cfg)
+
+
 def _image_model(cfg: Config, num_classes: int) -> FineTuneModel:
     return build_image_model(cfg.model, num_classes, image_size=cfg.data.image_size)
 
@@ -66,10 +74,10 @@ def _text_model(cfg: Config, num_classes: int) -> FineTuneModel:
     return build_text_model(cfg.model, num_classes)
 
 
-IMAGES = Task("images", "pixels", image_data.load_data, image_data.load_eval_set, image_data.count_classes,
-              _image_model, ImageLoop, image_inputs, _image_gallery)
-TEXTS = Task("texts", "tfidf", text_data.load_text_data, text_data.load_text_eval_set, text_data.text_classes,
-             _text_model, TextLoop, text_inputs, _wrong_texts)
+IMAGES = Task("images", "pixels", image_data.load_data, image_data.load_eval_set, image_data.load_held_out,
+              image_data.count_classes, _image_model, ImageLoop, image_inputs, _image_gallery)
+TEXTS = Task("texts", "tfidf", text_data.load_text_data, text_data.load_text_eval_set, _text_held_out,
+             text_data.text_classes, _text_model, TextLoop, text_inputs, _wrong_texts)
 TASKS = {"images": IMAGES, "texts": TEXTS}
 
 
