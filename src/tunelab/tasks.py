@@ -24,6 +24,7 @@ from tunelab.data.predict import image_inputs
 from tunelab.engine.data import Splits
 from tunelab.engine.loop import TaskLoop
 from tunelab.engine.model import FineTuneModel
+from tunelab.errors import DataError
 from tunelab.image_loop import ImageLoop
 from tunelab.model import build_image_model
 from tunelab.text import data as text_data
@@ -61,9 +62,13 @@ def _wrong_texts(run_dir: Path, val: Any, probs: np.ndarray | None, classes: lis
 
 
 def _text_held_out(cfg: DataConfig, classes: list[str]) -> Any:
-    """A text run's test file, else examples of its training file (read whole: a built-in text set's
-    training split is what the run split)."""
-    return text_data.load_text_eval_set(str(cfg.test if cfg.test not in (None, "auto") else cfg.train), classes, cfg)
+    """A text run's own test set (else its validation, else its training set), split as the run split
+    it (tokenizing is cheap beside decoding images, so the whole data is read as by the run)."""
+    splits = text_data.load_text_data(cfg.model_copy(update={"evaluate_test": True}))
+    if splits.classes != classes:
+        raise DataError(f"data.train ({cfg.train}) has changed since the run: its classes are now "
+                        f"{', '.join(splits.classes)}, the run's {', '.join(classes)}; point data.train at the run's data")
+    return splits.test or splits.val or splits.train
 
 
 def _image_model(cfg: Config, num_classes: int) -> FineTuneModel:

@@ -177,6 +177,15 @@ def test_a_run_on_a_built_in_set_split_by_test_split_exports_checked_on_its_own_
     assert len(examples) == 20 and set(examples.items) <= test_items  # 2 of each class, all of the held-out split
 
 
+def test_a_text_run_is_checked_on_its_own_test_split(text_run):
+    from tunelab.text.data import load_text_data
+
+    run = load_run(text_run)
+    examples = real_examples(run, 100)
+    test = load_text_data(run.config.data.model_copy(update={"test_samples_per_class": None})).test
+    assert sorted(examples.items) == sorted(test.items) and len(test) == 8  # a fifth of 40 texts
+
+
 @pytest.mark.e2e
 def test_lite0_run_exports_to_onnx_and_to_a_timm_folder_plain_timm_loads(tmp_path):
     """The packaged Lite0 weights (tf_efficientnet_lite0, 'same' padding) through both formats."""
