@@ -1,9 +1,11 @@
+import os
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from conftest import write_images
+from conftest import deadline, write_images
 from tunelab.config import DataConfig
 from tunelab.data import load_data, load_eval_set
 from tunelab.errors import DataError
@@ -217,3 +219,39 @@ def test_the_training_images_native_side_is_measured_before_resizing(tmp_path):
     assert s.train.images.shape[-1] == 64 and s.train.native_side == 20
     assert s.train.concat(s.train).native_side == 20  # the refit's joined set keeps it
     assert load_data(cfg(train="digits", image_size=32, samples_per_class=5)).train.native_side == 8
+
+
+def _manifest_with_a_fifo_and_dev_zero(image_folder, tmp_path):
+    """A manifest of the images, a FIFO (opening it blocks) and /dev/zero (reading it never ends; its
+    size, 0, is the FIFO's, so the duplicate check would hash both)."""
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    files = sorted(image_folder.rglob("*.png"))
+    man = tmp_path / "train.csv"
+    man.write_text("path,label\n" + "".join(f"{f},{f.parent.name}\n" for f in files) + f"{fifo},cat\n/dev/zero,dog\n")
+    return man, fifo
+
+
+def test_manifest_rows_that_are_no_regular_files_are_refused_or_skipped_and_named_never_read(image_folder, tmp_path,
+                                                                                              caplog):
+    """Was: /dev/zero looped forever in the duplicate check, and a FIFO blocked in decoding."""
+    man, fifo = _manifest_with_a_fifo_and_dev_zero(image_folder, tmp_path)
+    with deadline(30):
+        with pytest.raises(DataError, match=rf"cannot decode image {fifo}: it is a FIFO \(named pipe\), not a regular "
+                           "file; only image files are read. Fix or remove the file, or set data.on_bad_image: skip"):
+            load_data(cfg(train=str(man)))
+        with pytest.raises(DataError, match=rf"cannot decode image {fifo}: it is a FIFO"):
+            load_eval_set(str(man), ["cat", "dog", "fox"], cfg(train=str(image_folder)))  # evaluate --data
+        s = load_data(cfg(train=str(man), on_bad_image="skip"))
+    assert len(s.train) == 18 and sorted(s.skipped) == sorted([str(fifo), "/dev/zero"])
+    assert "it is a FIFO (named pipe), not a regular file" in caplog.text and "skipped 2 unreadable image(s)" in caplog.text
+
+
+def test_a_fifo_and_a_link_to_dev_zero_in_a_class_folder_are_skipped_and_named(image_folder, caplog):
+    os.mkfifo(image_folder / "cat" / "pipe.png")
+    (image_folder / "dog" / "zero.png").symlink_to("/dev/zero")
+    with deadline(30):
+        s = load_data(cfg(train=str(image_folder)))
+    assert len(s.train) == 18
+    assert (f"2 non-regular file(s) (FIFO, device or socket) (e.g. {image_folder / 'cat' / 'pipe.png'})"
+            in caplog.text)

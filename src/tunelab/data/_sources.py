@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from tunelab.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file, resize_array
+from tunelab.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file, not_regular, resize_array
 from tunelab.errors import DataError
 
 log = logging.getLogger("tunelab")
@@ -42,6 +42,8 @@ def native_side(src: ArraySource | FileSource, indices: np.ndarray, sample: int 
 
     sides = []
     for i in indices[np.linspace(0, len(indices) - 1, min(sample, len(indices))).astype(int)]:
+        if not_regular(src.paths[i]):  # a FIFO would block here: load_many reports it
+            continue
         try:
             with Image.open(src.paths[i]) as im:
                 sides.append(min(im.size))
@@ -158,10 +160,14 @@ def folder_source(root: Path) -> FileSource:
     return FileSource(str(root), paths, np.asarray(labels), [d.name for d in class_dirs])
 
 
+NOT_REGULAR = "non-regular file(s) (FIFO, device or socket)"
+
+
 def image_files(folder: Path, passed: dict[str, list[Path]]) -> list[Path]:
     """The image files under ``folder``, sorted. macOS's AppleDouble files (``._name.jpg``: metadata a
-    copy to a non-Mac disk leaves beside each image) and symlinks to nothing are not images: they
-    are added to ``passed`` under those two keys, for the log."""
+    copy to a non-Mac disk leaves beside each image), symlinks to nothing and what is no regular
+    file (a FIFO would block the run, a device never end) are not images: they are added to
+    ``passed`` under those keys, for the log."""
     files = []
     for f in sorted(folder.rglob("*")):
         if f.suffix.lower() not in IMAGE_EXTENSIONS:
@@ -172,6 +178,8 @@ def image_files(folder: Path, passed: dict[str, list[Path]]) -> list[Path]:
             passed["symlink(s) pointing nowhere"].append(f)
         elif f.is_file():
             files.append(f)
+        elif not f.is_dir():  # a FIFO, device or socket (or a link to one) under an image's name
+            passed.setdefault(NOT_REGULAR, []).append(f)
     return files
 
 
