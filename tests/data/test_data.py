@@ -243,6 +243,9 @@ def test_manifest_rows_that_are_no_regular_files_are_refused_or_skipped_and_name
         with pytest.raises(DataError, match=rf"cannot decode image {fifo}: it is a FIFO"):
             load_eval_set(str(man), ["cat", "dog", "fox"], cfg(train=str(image_folder)))  # evaluate --data
         s = load_data(cfg(train=str(man), on_bad_image="skip"))
+        os.mkfifo(tmp_path / "pipe.csv")
+        with pytest.raises(DataError, match=r"pipe.csv is neither a folder nor a .csv manifest \(it is a FIFO"):
+            load_data(cfg(train=str(tmp_path / "pipe.csv")))
     assert len(s.train) == 18 and sorted(s.skipped) == sorted([str(fifo), "/dev/zero"])
     assert "it is a FIFO (named pipe), not a regular file" in caplog.text and "skipped 2 unreadable image(s)" in caplog.text
 

@@ -222,6 +222,7 @@ def open_source(spec: str, split: str, *, field: str) -> ArraySource | FileSourc
     if p.is_file() and p.suffix.lower() == ".csv":
         return manifest_source(p)
     if p.exists():
-        raise DataError(f"data.{field}: {p} is neither a folder nor a .csv manifest")
+        kind = f" (it is {not_regular(p)})" if not_regular(p) else ""
+        raise DataError(f"data.{field}: {p} is neither a folder nor a .csv manifest{kind}")
     raise DataError(f"data.{field}: '{spec}' does not exist; valid: a folder with one subfolder per class, "
                     f"a CSV manifest (path,label), or a built-in data set ({', '.join(BUILTIN)})")
