@@ -174,6 +174,33 @@ def test_decode_cache_ignores_a_half_written_file(tmp_path):
     assert torch.equal(again.train.images, ref.train.images) and torch.equal(again.test.images, ref.test.images)
 
 
+@pytest.mark.parametrize("damage", ["cut short", "no header", "another shape", "record not JSON"])
+def test_a_finished_decode_cache_file_that_is_damaged_is_decoded_again_with_a_warning(tmp_path, caplog, damage):
+    """Was: a ValueError traceback (mmap length is greater than file size) for a .npy cut short by a
+    full disk or a copy, with its .done marker in place."""
+    store = tmp_path / "decoded"
+    cfg = DataConfig(train="digits", val_split=0.0, test_split=0.2, image_size=8, decode_cache=str(store))
+    ref = load_data(cfg)
+    for npy in store.glob("*.npy"):  # a new file (ref keeps its mapping of the old one)
+        data = npy.read_bytes()
+        npy.unlink()
+        if damage == "cut short":
+            npy.write_bytes(data[:len(data) // 2])
+        elif damage == "no header":
+            npy.write_bytes(b"\0" * len(data))
+        elif damage == "another shape":
+            np.save(npy, np.zeros((3, 3, 8, 8), dtype=np.uint8))
+        else:
+            npy.write_bytes(data)
+            npy.with_suffix(".json").write_text("{not json")
+    again = load_data(cfg)
+    assert torch.equal(again.train.images, ref.train.images) and torch.equal(again.test.images, ref.test.images)
+    assert "is damaged" in caplog.text and "decoding the images again" in caplog.text
+    caplog.clear()
+    load_data(cfg)
+    assert "damaged" not in caplog.text  # the rewritten files are whole
+
+
 def test_decode_store_replaces_files_by_rename_never_in_place(tmp_path):
     """Processes decoding the same data at once (tuning workers sharing a decode store) each write
     a file of their own and rename it into place: a file another process maps is never truncated."""
