@@ -732,7 +732,7 @@ def read_raw(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config file {p} does not exist")
     try:
-        loaded = yaml.safe_load(p.read_text())
+        loaded = yaml.safe_load(p.read_bytes())  # bytes: YAML's own decoding (UTF-8/16), its error for others
     except yaml.YAMLError as e:
         raise ConfigError(f"{p} is not valid YAML: {e}") from None
     if loaded is not None and not isinstance(loaded, dict):

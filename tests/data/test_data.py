@@ -285,3 +285,47 @@ def test_a_fifo_and_a_link_to_dev_zero_in_a_class_folder_are_skipped_and_named(i
     assert len(s.train) == 18
     assert (f"2 non-regular file(s) (FIFO, device or socket) (e.g. {image_folder / 'cat' / 'pipe.png'})"
             in caplog.text)
+
+
+def test_an_image_claiming_ten_billion_pixels_is_skipped_not_a_traceback(image_folder, tmp_path):
+    """Was: DecompressionBombError from measuring the images' native size, after decoding had skipped it."""
+    import io
+    import struct
+    import zlib
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(buf, format="PNG")
+    png = buf.getvalue()
+    ihdr = png[12:16] + struct.pack(">II", 100_000, 100_000) + png[24:29]
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + png[33:])
+    files = sorted(image_folder.rglob("*.png"))
+    man = tmp_path / "train.csv"
+    man.write_text("path,label\n" + "".join(f"{f},{f.parent.name}\n" for f in files) + f"{bomb},cat\n")
+    s = load_data(cfg(train=str(man), on_bad_image="skip"))
+    assert len(s.train) == 18 and s.skipped == [str(bomb)]
+    with pytest.raises(DataError, match=rf"cannot decode image {bomb}: Image size \(10000000000 pixels\) exceeds limit"):
+        load_data(cfg(train=str(man)))
+
+
+@pytest.mark.parametrize("content,message", [
+    ("path,label\ncaf\u00e9.png,chat\n".encode("latin-1"), r"train.csv, line 2: not UTF-8 text \(byte 0xe9\); a manifest "
+     r"is a UTF-8 CSV: save it as \"CSV UTF-8\", or convert it, e.g. iconv -f latin1 -t utf-8"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", r"train.csv, line 1: not UTF-8 text \(byte 0x89\)"),
+    (b"path,label\na.png,cat\n\x00\x00,\x00\n", r"train.csv, line 3: a NUL byte; this is a binary file, not a CSV manifest"),
+    (b"path,label\n" + b"a" * 200_000 + b",cat\n", r"train.csv, line 2: not a CSV manifest \(path,label\): field larger "
+     r"than field limit"),
+])
+def test_a_manifest_that_is_not_utf8_text_or_not_a_csv_is_an_error_naming_the_line(tmp_path, content, message):
+    """Was: UnicodeDecodeError, 'embedded null byte' and _csv.Error tracebacks (found by tests/test_fuzz.py)."""
+    man = tmp_path / "train.csv"
+    man.write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        load_data(cfg(train=str(man)))
+
+
+def test_a_manifest_saved_as_utf16_unicode_text_is_read(image_folder, tmp_path):
+    files = sorted(image_folder.rglob("*.png"))
+    man = tmp_path / "unicode.csv"
+    man.write_bytes(("path,label\n" + "".join(f"{f},{f.parent.name}\n" for f in files)).encode("utf-16"))
+    assert len(load_data(cfg(train=str(man))).train) == 18

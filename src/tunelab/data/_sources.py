@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -47,7 +48,7 @@ def native_side(src: ArraySource | FileSource, indices: np.ndarray, sample: int 
         try:
             with Image.open(src.paths[i]) as im:
                 sides.append(min(im.size))
-        except (OSError, ValueError):  # an unreadable file: load_many reports it
+        except (OSError, ValueError, Image.DecompressionBombError):  # an unreadable file: load_many reports it
             continue
     return int(np.median(sides)) if sides else None
 
@@ -185,16 +186,9 @@ def image_files(folder: Path, passed: dict[str, list[Path]]) -> list[Path]:
 
 def manifest_source(csv_path: Path, classes: list[str] | None = None) -> FileSource:
     """A CSV with a header and columns ``path,label``; relative paths are relative to the CSV."""
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:  # -sig: Excel's byte-order mark is no column name
-        reader = csv.DictReader(f)
-        fields = reader.fieldnames or []
-        if "path" not in fields or "label" not in fields:
-            raise DataError(f"{csv_path}: the header must name columns 'path' and 'label' (found: {', '.join(fields) or 'none'})")
-        rows = list(reader)
-    if not rows:
-        raise DataError(f"{csv_path}: the manifest has no rows")
+    rows = _manifest_rows(csv_path)
     paths, names = [], []
-    for lineno, row in enumerate(rows, start=2):
+    for lineno, row in rows:
         label, path = (row.get("label") or "").strip(), (row.get("path") or "").strip()
         if not path:
             raise DataError(f"{csv_path}, line {lineno}: the path is empty")
@@ -210,6 +204,34 @@ def manifest_source(csv_path: Path, classes: list[str] | None = None) -> FileSou
         raise DataError(f"{csv_path}: labels {', '.join(unknown)} are not among the training classes "
                         f"({', '.join(class_list)})")
     return FileSource(str(csv_path), paths, np.asarray([index[n] for n in names]), class_list)
+
+
+def _manifest_rows(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) of a manifest, read as UTF-8 (Excel's byte-order mark is no column name;
+    its "Unicode text" is UTF-16 with a mark). Another encoding, a binary file or a field longer
+    than a path could be is an error naming the file."""
+    raw = csv_path.read_bytes()
+    try:
+        text = raw.decode("utf-16") if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"{csv_path}, line {line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); a manifest is a UTF-8 "
+                        f"CSV: save it as \"CSV UTF-8\", or convert it, e.g. iconv -f latin1 -t utf-8") from None
+    if "\0" in text:
+        raise DataError(f"{csv_path}, line {text[: text.index(chr(0))].count(chr(10)) + 1}: a NUL byte; this is a "
+                        "binary file, not a CSV manifest (path,label)")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        fields = reader.fieldnames or []
+        if "path" not in fields or "label" not in fields:
+            raise DataError(f"{csv_path}: the header must name columns 'path' and 'label' (found: "
+                            f"{', '.join(f[:40] for f in fields[:10]) or 'none'})")
+        rows = [(reader.line_num, row) for row in reader]
+    except csv.Error as e:  # e.g. a field over the csv module's limit (128 KiB): no path is that long
+        raise DataError(f"{csv_path}, line {reader.line_num + 1}: not a CSV manifest (path,label): {e}") from None
+    if not rows:
+        raise DataError(f"{csv_path}: the manifest has no rows")
+    return rows
 
 
 def open_source(spec: str, split: str, *, field: str) -> ArraySource | FileSource:
