@@ -193,3 +193,16 @@ def test_extract_refuses_to_replace_a_folder_that_holds_other_files(tmp_path, ca
                        r"folder \(features.npy, index.csv, meta.json\), so give a new folder"):
         _features(1.0).save(tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "mine" and not (tmp_path / "features.npy").exists()
+
+
+def test_save_through_a_link_or_to_the_current_folder(tmp_path, monkeypatch):
+    real = tmp_path / "real"
+    _features(1.0).save(real)
+    (tmp_path / "link").symlink_to(real)
+    _features(2.0).save(tmp_path / "link")
+    assert (tmp_path / "link").is_symlink() and np.load(real / "features.npy")[0, 0] == 2.0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    _features(3.0).save(".")
+    assert np.load(empty / "features.npy")[0, 0] == 3.0

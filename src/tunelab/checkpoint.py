@@ -72,7 +72,7 @@ def atomic_write_folder(path: Path, files: dict[str, bytes], what: str = "this f
     then takes the place of ``path`` in one step, so that a kill at any moment leaves the earlier
     folder or the new one, never files of both. An earlier folder there must hold only (some of)
     these names: anything else in it would be lost with it, so that is refused."""
-    path = path.resolve() if path.is_symlink() else path  # the link keeps pointing at the new folder
+    path = path.resolve()  # a link keeps pointing at the new folder; '.' gets a name
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_orphan_folders(path)
     _check_replaceable(path, files, what)
