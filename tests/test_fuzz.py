@@ -101,7 +101,6 @@ def _as_image_in_a_manifest(tmp: Path, data: bytes) -> None:
 
 
 def _as_manifest(tmp: Path, data: bytes) -> None:
-    write_images(tmp / "missing.png", {})  # nothing: rows name files that do not exist
     man = tmp / "train.csv"
     man.write_bytes(data)
     holds(lambda: load_data(DataConfig(train=str(man), image_size=16, val_split=0.0, test=None)))
@@ -200,7 +199,7 @@ CLI_PAYLOADS = ["random 300 bytes", "png cut short", "a whole png", "yaml list",
 
 
 @pytest.mark.parametrize("payload", CLI_PAYLOADS)
-def test_fit_evaluate_and_predict_given_hostile_files_exit_with_a_message(image_run, tmp_path, capsys, payload):
+def test_fit_evaluate_extract_and_predict_given_hostile_files_exit_with_a_message(image_run, tmp_path, capsys, payload):
     data = PAYLOADS[payload]
     write_images(tmp_path / "two", {"a": 3, "b": 3})
     (tmp_path / "hostile.yaml").write_bytes(data)
@@ -210,6 +209,7 @@ def test_fit_evaluate_and_predict_given_hostile_files_exit_with_a_message(image_
     (tmp_path / "hostile.csv").write_bytes(data)
     _cli(["fit", str(_tiny_config(tmp_path, train=str(tmp_path / "hostile.csv"))), "--set", "run.name=m"], capsys)
     _cli(["evaluate", str(image_run), "--data", str(tmp_path / "hostile.csv")], capsys)
+    _cli(["extract", str(image_run), str(tmp_path / "hostile.csv"), "--out", str(tmp_path / "features")], capsys)
     (tmp_path / "hostile.png").write_bytes(data)
     _cli(["predict", str(image_run), str(tmp_path / "hostile.png")], capsys)
     (tmp_path / "two" / "b" / "hostile.png").write_bytes(data)
