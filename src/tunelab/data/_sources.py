@@ -218,8 +218,8 @@ def _manifest_rows(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
         raise DataError(f"{csv_path}, line {line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); a manifest is a UTF-8 "
                         f"CSV: save it as \"CSV UTF-8\", or convert it, e.g. iconv -f latin1 -t utf-8") from None
     if "\0" in text:
-        raise DataError(f"{csv_path}, line {text[: text.index(chr(0))].count(chr(10)) + 1}: a NUL byte; this is a "
-                        "binary file, not a CSV manifest (path,label)")
+        line = text[: text.index("\0")].count("\n") + 1
+        raise DataError(f"{csv_path}, line {line}: a NUL byte; this is a binary file, not a CSV manifest (path,label)")
     reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
         fields = reader.fieldnames or []
