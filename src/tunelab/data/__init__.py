@@ -200,8 +200,8 @@ def load_data(cfg: DataConfig) -> Splits[ImageSet]:
 
 def load_held_out(cfg: DataConfig, classes: list[str]) -> ImageSet:
     """A run's own test set (its validation set where it holds none out, else its training set),
-    capped at ``cfg.test_samples_per_class`` a class, with only those images decoded: real inputs
-    the run never trained on, for checking an export. ``classes`` are the run's."""
+    capped at ``cfg.test_samples_per_class`` a class, with only those images decoded: the real
+    inputs an export is checked on. ``classes`` are the run's."""
     cfg = cfg.model_copy(update={"evaluate_test": True})  # a test set held out but never scored is used all the same
     plan = _plan(cfg)
     if plan.classes != classes:
