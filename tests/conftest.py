@@ -3,8 +3,11 @@ texts. None of the benchmark suite's data sets is used here, so that no default 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import shutil
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +166,19 @@ def tiny_text_cfg(tmp_path: Path, tiny_encoder: Path, text_csv: Path) -> dict[st
             {"name": "top", "train": ["head", {"last_layers": 1}], "epochs": 2, "lr": 1e-3, "layer_decay": 0.5},
         ],
     }
+
+
+@contextlib.contextmanager
+def deadline(seconds: int) -> Iterator[None]:
+    """Fail with TimeoutError, rather than hang the test run, when the block runs over ``seconds``
+    (SIGALRM also interrupts a blocking open of a FIFO)."""
+    def hung(signum: int, frame: Any) -> None:
+        raise TimeoutError(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

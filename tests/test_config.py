@@ -136,6 +136,16 @@ def test_not_a_mapping_and_not_yaml(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
+def test_a_binary_config_is_not_valid_yaml_and_a_utf16_one_is_read(tmp_path):
+    """Was: a UnicodeDecodeError traceback for a config that is no UTF-8 text (found by tests/test_fuzz.py)."""
+    p = tmp_path / "c.yaml"
+    p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    with pytest.raises(ConfigError, match=r"c.yaml is not valid YAML: unacceptable character #x0089"):
+        load_config(p)
+    p.write_bytes("data:\n  image_size: 96\n".encode("utf-16"))  # Windows Notepad's "Unicode"
+    assert load_config(p).data.image_size == 96
+
+
 def test_config_is_a_plain_dataclass_like_model():
     assert isinstance(Config(), Config)
 

@@ -8,7 +8,9 @@ the state from the safetensors file itself, so the two can never disagree.
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import glob
 import json
 import math
 import os
@@ -24,7 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from tunelab.errors import DiskFullError, ModelError
+from tunelab.errors import ConfigError, DiskFullError, ModelError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -63,6 +65,101 @@ def _size(n: int) -> str:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_folder(path: Path, files: dict[str, bytes], what: str = "this folder") -> None:
+    """Write ``files`` (name: bytes) as the whole folder ``path``: into a sibling folder first, which
+    then takes the place of ``path`` in one step, so that a kill at any moment leaves the earlier
+    folder or the new one, never files of both. An earlier folder there must hold only (some of)
+    these names: anything else in it would be lost with it, so that is refused."""
+    path = path.resolve()  # a link keeps pointing at the new folder; '.' gets a name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphan_folders(path)
+    _check_replaceable(path, files, what)
+    new = path.with_name(f".{path.name}.{socket.gethostname()}-{os.getpid()}.tmp")
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir()  # not mkdtemp: the folder's mode follows the umask, as a plain mkdir's would
+    try:
+        for name, data in files.items():
+            write_synced(new / name, data)
+        _fsync_dir(new)
+    except BaseException as e:
+        shutil.rmtree(new, ignore_errors=True)
+        if is_disk_full(e):
+            raise disk_full(path, sum(len(d) for d in files.values()), what) from None
+        raise
+    if not path.exists():
+        os.rename(new, path)
+    elif not _exchange(new, path):  # no atomic swap here: the old folder is set aside, and put back if need be
+        _swap_through_aside(new, path)
+    _fsync_dir(path.parent)
+    shutil.rmtree(new, ignore_errors=True)  # the earlier folder, after an exchange
+
+
+def write_synced(path: Path, data: bytes) -> None:
+    """``data`` into a new file ``path``, on the disk when this returns."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _check_replaceable(path: Path, files: dict[str, bytes], what: str) -> None:
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise ConfigError(f"{path} is a file; {what} is written as a folder of its own ({', '.join(files)}): "
+                          "give a new folder, or an earlier one of these")
+    # hidden *.tmp files: what a killed atomic_write_bytes of an earlier version left
+    other = sorted(p.name for p in path.iterdir() if p.name not in files and not (p.name[0] == "." and p.name.endswith(".tmp")))
+    if other:
+        raise ConfigError(f"{path} holds other files ({', '.join(other[:5])}{' ...' if len(other) > 5 else ''}); "
+                          f"{what} replaces the whole folder ({', '.join(files)}), so give a new folder, or an "
+                          "earlier one of these")
+
+
+def _remove_orphan_folders(path: Path) -> None:
+    """Delete the sibling folders that this machine's killed writers of ``path`` left; the earlier
+    folder set aside by one killed between its two renames is put back where it was."""
+    host = socket.gethostname()
+    for suffix in (".old", ".tmp"):
+        for p in path.parent.glob(f".{glob.escape(path.name)}.{glob.escape(host)}-*{suffix}"):
+            pid = p.name[len(f".{path.name}.{host}-"): -len(suffix)]
+            if not pid.isdigit() or _alive(int(pid)):
+                continue
+            if suffix == ".old" and not path.exists():
+                os.rename(p, path)
+            else:
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux's renameat2 with RENAME_EXCHANGE); False where the system or
+    its file system has no such call."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _swap_through_aside(new: Path, path: Path) -> None:
+    """``new`` in place of ``path`` by two renames; the old folder, set aside under a name
+    :func:`_remove_orphan_folders` knows, is then left in ``new``'s place to be removed."""
+    aside = new.with_name(new.name[: -len(".tmp")] + ".old")
+    os.rename(path, aside)
+    try:
+        os.rename(new, path)
+    except BaseException:
+        os.rename(aside, path)
+        raise
+    os.rename(aside, new)
 
 
 def partial_npy(path: Path, shape: tuple[int, ...], dtype: Any, *, shared: bool = False) -> np.memmap:

@@ -202,7 +202,8 @@ def _add_extract(sub: Subparsers) -> None:
     p.add_argument("source", help="a finished run folder, or a config (its pretrained backbone)")
     p.add_argument("data", help="an image folder (class subfolders give labels), a CSV manifest, a built-in set; for a "
                     "text model a CSV/TSV/JSON lines file or a file of one text per line")
-    p.add_argument("--out", required=True, metavar="FOLDER", help="writes features.npy, index.csv, meta.json")
+    p.add_argument("--out", required=True, metavar="FOLDER", help="a folder of its own: features.npy, index.csv, meta.json "
+                   "(an earlier output there is replaced whole)")
     p.add_argument("--batch-size", type=int, metavar="N", help="default: the config's data.eval_batch_size")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=_extract)

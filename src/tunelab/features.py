@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from tunelab.api import load_run
-from tunelab.checkpoint import atomic_write_bytes, atomic_write_text
+from tunelab.checkpoint import atomic_write_folder
 from tunelab.config import TEXT_DATASETS, Config, load_config
 from tunelab.data import BUILTIN
 from tunelab.engine.device import pick_device
@@ -54,20 +54,21 @@ class Features:
     info: dict[str, Any] = field(default_factory=dict)  # device, precision, seconds
 
     def save(self, folder: str | Path) -> Path:
-        """features.npy, index.csv (row, item, label, class) and meta.json into ``folder``."""
+        """features.npy, index.csv (row, item, label, class) and meta.json as the folder ``folder``,
+        written whole: a kill leaves the earlier folder or the new one, never a mix of the two."""
         out = Path(folder)
         buf = io.BytesIO()
         np.save(buf, self.features)
-        atomic_write_bytes(out / "features.npy", buf.getvalue())
         rows = io.StringIO()
         w = csv.writer(rows)
         w.writerow(["row", "item", "label", "class"])
         for i, (item, y) in enumerate(zip(self.items, self.labels.tolist())):
             w.writerow([i, item, y, self.classes[y] if y >= 0 else ""])
-        atomic_write_text(out / "index.csv", rows.getvalue())
         meta = {"model": self.model, "rows": len(self.items), "dim": int(self.features.shape[1]),
                 "classes": self.classes, **self.info}
-        atomic_write_text(out / "meta.json", json.dumps(meta, indent=1))
+        files = {"features.npy": buf.getvalue(), "index.csv": rows.getvalue().encode(),
+                 "meta.json": json.dumps(meta, indent=1).encode()}
+        atomic_write_folder(out, files, "extract's output")
         return out
 
 

@@ -24,6 +24,7 @@ from tunelab.data.predict import image_inputs
 from tunelab.engine.data import Splits
 from tunelab.engine.loop import TaskLoop
 from tunelab.engine.model import FineTuneModel
+from tunelab.errors import DataError
 from tunelab.image_loop import ImageLoop
 from tunelab.model import build_image_model
 from tunelab.text import data as text_data
@@ -41,6 +42,8 @@ class Task:
     baseline: Kind  # the raw-input baseline fit scores: logistic regression on pixels, or on TF-IDF
     load_data: Callable[[DataConfig], Splits[Any]]
     load_eval_set: Callable[[str, list[str], DataConfig], Any]
+    # real examples of a run's own data the run never trained on, given its data config and classes (export checks)
+    held_out: Callable[[DataConfig, list[str]], Any]
     classes: Callable[[DataConfig], list[str]]  # the training source's class names, nothing decoded
     build_model: Callable[[Config, int], FineTuneModel]  # from the whole config: images need data.image_size
     loop: Callable[[Any], TaskLoop]  # given the trainer: batch order, training inputs, the freeze-boundary cache
@@ -58,6 +61,16 @@ def _wrong_texts(run_dir: Path, val: Any, probs: np.ndarray | None, classes: lis
     return None
 
 
+def _text_held_out(cfg: DataConfig, classes: list[str]) -> Any:
+    """A text run's own test set (else its validation, else its training set), split as the run split
+    it (tokenizing is cheap beside decoding images, so the whole data is read as by the run)."""
+    splits = text_data.load_text_data(cfg.model_copy(update={"evaluate_test": True}))
+    if splits.classes != classes:
+        raise DataError(f"data.train ({cfg.train}) has changed since the run: its classes are now "
+                        f"{', '.join(splits.classes)}, the run's {', '.join(classes)}; point data.train at the run's data")
+    return splits.test or splits.val or splits.train
+
+
 def _image_model(cfg: Config, num_classes: int) -> FineTuneModel:
     return build_image_model(cfg.model, num_classes, image_size=cfg.data.image_size)
 
@@ -66,10 +79,10 @@ def _text_model(cfg: Config, num_classes: int) -> FineTuneModel:
     return build_text_model(cfg.model, num_classes)
 
 
-IMAGES = Task("images", "pixels", image_data.load_data, image_data.load_eval_set, image_data.count_classes,
-              _image_model, ImageLoop, image_inputs, _image_gallery)
-TEXTS = Task("texts", "tfidf", text_data.load_text_data, text_data.load_text_eval_set, text_data.text_classes,
-             _text_model, TextLoop, text_inputs, _wrong_texts)
+IMAGES = Task("images", "pixels", image_data.load_data, image_data.load_eval_set, image_data.load_held_out,
+              image_data.count_classes, _image_model, ImageLoop, image_inputs, _image_gallery)
+TEXTS = Task("texts", "tfidf", text_data.load_text_data, text_data.load_text_eval_set, _text_held_out,
+             text_data.text_classes, _text_model, TextLoop, text_inputs, _wrong_texts)
 TASKS = {"images": IMAGES, "texts": TEXTS}
 
 

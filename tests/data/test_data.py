@@ -1,9 +1,11 @@
+import os
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from conftest import write_images
+from conftest import deadline, write_images
 from tunelab.config import DataConfig
 from tunelab.data import load_data, load_eval_set
 from tunelab.errors import DataError
@@ -172,6 +174,33 @@ def test_decode_cache_ignores_a_half_written_file(tmp_path):
     assert torch.equal(again.train.images, ref.train.images) and torch.equal(again.test.images, ref.test.images)
 
 
+@pytest.mark.parametrize("damage", ["cut short", "no header", "another shape", "record not JSON"])
+def test_a_finished_decode_cache_file_that_is_damaged_is_decoded_again_with_a_warning(tmp_path, caplog, damage):
+    """Was: a ValueError traceback (mmap length is greater than file size) for a .npy cut short by a
+    full disk or a copy, with its .done marker in place."""
+    store = tmp_path / "decoded"
+    cfg = DataConfig(train="digits", val_split=0.0, test_split=0.2, image_size=8, decode_cache=str(store))
+    ref = load_data(cfg)
+    for npy in store.glob("*.npy"):  # a new file (ref keeps its mapping of the old one)
+        data = npy.read_bytes()
+        npy.unlink()
+        if damage == "cut short":
+            npy.write_bytes(data[:len(data) // 2])
+        elif damage == "no header":
+            npy.write_bytes(b"\0" * len(data))
+        elif damage == "another shape":
+            np.save(npy, np.zeros((3, 3, 8, 8), dtype=np.uint8))
+        else:
+            npy.write_bytes(data)
+            npy.with_suffix(".json").write_text("{not json")
+    again = load_data(cfg)
+    assert torch.equal(again.train.images, ref.train.images) and torch.equal(again.test.images, ref.test.images)
+    assert "is damaged" in caplog.text and "decoding the images again" in caplog.text
+    caplog.clear()
+    load_data(cfg)
+    assert "damaged" not in caplog.text  # the rewritten files are whole
+
+
 def test_decode_store_replaces_files_by_rename_never_in_place(tmp_path):
     """Processes decoding the same data at once (tuning workers sharing a decode store) each write
     a file of their own and rename it into place: a file another process maps is never truncated."""
@@ -217,3 +246,86 @@ def test_the_training_images_native_side_is_measured_before_resizing(tmp_path):
     assert s.train.images.shape[-1] == 64 and s.train.native_side == 20
     assert s.train.concat(s.train).native_side == 20  # the refit's joined set keeps it
     assert load_data(cfg(train="digits", image_size=32, samples_per_class=5)).train.native_side == 8
+
+
+def _manifest_with_a_fifo_and_dev_zero(image_folder, tmp_path):
+    """A manifest of the images, a FIFO (opening it blocks) and /dev/zero (reading it never ends; its
+    size, 0, is the FIFO's, so the duplicate check would hash both)."""
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    files = sorted(image_folder.rglob("*.png"))
+    man = tmp_path / "train.csv"
+    man.write_text("path,label\n" + "".join(f"{f},{f.parent.name}\n" for f in files) + f"{fifo},cat\n/dev/zero,dog\n")
+    return man, fifo
+
+
+def test_manifest_rows_that_are_no_regular_files_are_refused_or_skipped_and_named_never_read(image_folder, tmp_path,
+                                                                                              caplog):
+    """Was: /dev/zero looped forever in the duplicate check, and a FIFO blocked in decoding."""
+    man, fifo = _manifest_with_a_fifo_and_dev_zero(image_folder, tmp_path)
+    with deadline(30):
+        with pytest.raises(DataError, match=rf"cannot decode image {fifo}: it is a FIFO \(named pipe\), not a regular "
+                           "file; only image files are read. Fix or remove the file, or set data.on_bad_image: skip"):
+            load_data(cfg(train=str(man)))
+        with pytest.raises(DataError, match=rf"cannot decode image {fifo}: it is a FIFO"):
+            load_eval_set(str(man), ["cat", "dog", "fox"], cfg(train=str(image_folder)))  # evaluate --data
+        s = load_data(cfg(train=str(man), on_bad_image="skip"))
+        os.mkfifo(tmp_path / "pipe.csv")
+        with pytest.raises(DataError, match=r"pipe.csv is neither a folder nor a .csv manifest \(it is a FIFO"):
+            load_data(cfg(train=str(tmp_path / "pipe.csv")))
+    assert len(s.train) == 18 and sorted(s.skipped) == sorted([str(fifo), "/dev/zero"])
+    assert "it is a FIFO (named pipe), not a regular file" in caplog.text and "skipped 2 unreadable image(s)" in caplog.text
+
+
+def test_a_fifo_and_a_link_to_dev_zero_in_a_class_folder_are_skipped_and_named(image_folder, caplog):
+    os.mkfifo(image_folder / "cat" / "pipe.png")
+    (image_folder / "dog" / "zero.png").symlink_to("/dev/zero")
+    with deadline(30):
+        s = load_data(cfg(train=str(image_folder)))
+    assert len(s.train) == 18
+    assert (f"2 non-regular file(s) (FIFO, device or socket) (e.g. {image_folder / 'cat' / 'pipe.png'})"
+            in caplog.text)
+
+
+def test_an_image_claiming_ten_billion_pixels_is_skipped_not_a_traceback(image_folder, tmp_path):
+    """Was: DecompressionBombError from measuring the images' native size, after decoding had skipped it."""
+    import io
+    import struct
+    import zlib
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(buf, format="PNG")
+    png = buf.getvalue()
+    ihdr = png[12:16] + struct.pack(">II", 100_000, 100_000) + png[24:29]
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + png[33:])
+    files = sorted(image_folder.rglob("*.png"))
+    man = tmp_path / "train.csv"
+    man.write_text("path,label\n" + "".join(f"{f},{f.parent.name}\n" for f in files) + f"{bomb},cat\n")
+    s = load_data(cfg(train=str(man), on_bad_image="skip"))
+    assert len(s.train) == 18 and s.skipped == [str(bomb)]
+    with pytest.raises(DataError, match=rf"cannot decode image {bomb}: Image size \(10000000000 pixels\) exceeds limit"):
+        load_data(cfg(train=str(man)))
+
+
+@pytest.mark.parametrize("content,message", [
+    ("path,label\ncaf\u00e9.png,chat\n".encode("latin-1"), r"train.csv, line 2: not UTF-8 text \(byte 0xe9\); a manifest "
+     r"is a UTF-8 CSV: save it as \"CSV UTF-8\", or convert it, e.g. iconv -f latin1 -t utf-8"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", r"train.csv, line 1: not UTF-8 text \(byte 0x89\)"),
+    (b"path,label\na.png,cat\n\x00\x00,\x00\n", r"train.csv, line 3: a NUL byte; this is a binary file, not a CSV manifest"),
+    (b"path,label\n" + b"a" * 200_000 + b",cat\n", r"train.csv, line 2: not a CSV manifest \(path,label\): field larger "
+     r"than field limit"),
+])
+def test_a_manifest_that_is_not_utf8_text_or_not_a_csv_is_an_error_naming_the_line(tmp_path, content, message):
+    """Was: UnicodeDecodeError, 'embedded null byte' and _csv.Error tracebacks (found by tests/test_fuzz.py)."""
+    man = tmp_path / "train.csv"
+    man.write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        load_data(cfg(train=str(man)))
+
+
+def test_a_manifest_saved_as_utf16_unicode_text_is_read(image_folder, tmp_path):
+    files = sorted(image_folder.rglob("*.png"))
+    man = tmp_path / "unicode.csv"
+    man.write_bytes(("path,label\n" + "".join(f"{f},{f.parent.name}\n" for f in files)).encode("utf-16"))
+    assert len(load_data(cfg(train=str(man))).train) == 18

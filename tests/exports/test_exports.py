@@ -70,7 +70,8 @@ def _logits_and_inputs(run_dir: Path, tmp_path: Path, n: int = 20) -> tuple[np.n
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_graph_exports_match_pytorch_on_real_images_with_any_batch_size(image_run, tmp_path, fmt):
     result = tunelab.export(image_run, fmt, tmp_path / f"model.{fmt}")
-    assert result.checked == 100 and result.max_abs_diff < 1e-4  # images of the run's data
+    # images of the run's test split: all 48 of it (a fifth of 240), as it has fewer than the 100 asked for
+    assert result.checked == 48 and result.max_abs_diff < 1e-4
     ours, (images,) = _logits_and_inputs(image_run, tmp_path)
     load = ('import onnxruntime as ort\ns = ort.InferenceSession(PATH)\n'
             'f = lambda x: s.run(None, {"images": x})[0]\n'
@@ -157,6 +158,32 @@ def test_cli_exports_to_the_run_folder_by_default(image_run, capsys):
     assert main(["export", str(image_run), "--format", "torchscript", "--check", "10"]) == 0
     out = capsys.readouterr().out
     assert f"wrote {image_run / 'export' / 'model.torchscript.pt'}" in out and "on 10 real examples" in out
+
+
+def test_a_run_on_a_built_in_set_split_by_test_split_exports_checked_on_its_own_test_split(tmp_path, capsys):
+    """digits has no official test split: the run held one out (data.test_split), and the export's
+    check reads that split, as evaluate does, rather than asking for the official one."""
+    cfg = copy.deepcopy(TINY)
+    cfg["run"].update(dir=str(tmp_path / "runs"), baselines=False)
+    cfg["data"] = {"train": "digits", "image_size": 32, "samples_per_class": 10, "val_samples_per_class": 2,
+                   "test_split": 0.2, "test_samples_per_class": 3, "refit": "never"}
+    cfg["stages"] = [{"train": "head", "epochs": 1, "lr": 1e-2}]
+    run = tunelab.fit(cfg)
+    assert main(["export", str(run.dir), "--format", "torchscript", "--check", "20"]) == 0, capsys.readouterr().err
+    assert "on 20 real examples" in capsys.readouterr().out
+    examples = real_examples(load_run(run.dir), 20)
+    test_items = set(tunelab.data.load_data(load_run(run.dir).config.data.model_copy(
+        update={"test_samples_per_class": None})).test.items)
+    assert len(examples) == 20 and set(examples.items) <= test_items  # 2 of each class, all of the held-out split
+
+
+def test_a_text_run_is_checked_on_its_own_test_split(text_run):
+    from tunelab.text.data import load_text_data
+
+    run = load_run(text_run)
+    examples = real_examples(run, 100)
+    test = load_text_data(run.config.data.model_copy(update={"test_samples_per_class": None})).test
+    assert sorted(examples.items) == sorted(test.items) and len(test) == 8  # a fifth of 40 texts
 
 
 @pytest.mark.e2e

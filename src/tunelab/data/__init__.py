@@ -30,7 +30,7 @@ from tunelab.data._store import load_decoded
 from tunelab.engine.data import Splits
 from tunelab.errors import DataError
 
-__all__ = ["BUILTIN", "BadImage", "ImageSet", "Splits", "decode_file", "load_data", "load_unlabeled"]
+__all__ = ["BUILTIN", "BadImage", "ImageSet", "Splits", "decode_file", "load_data", "load_held_out", "load_unlabeled"]
 
 log = logging.getLogger("tunelab")
 
@@ -135,8 +135,22 @@ def _separate_test(cfg: DataConfig) -> str | None:
     return cfg.test
 
 
-def load_data(cfg: DataConfig) -> Splits[ImageSet]:
-    """Open the sources named in ``cfg``, split, sub-sample, and decode what is used."""
+@dataclass
+class _Plan:
+    """The sources of a run and which of their items go to which split, before anything is decoded."""
+
+    classes: list[str]
+    train_src: ArraySource | FileSource
+    test_src: ArraySource | FileSource | None  # the test set's own source, if it has one and it is scored
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    test_idx: np.ndarray | None  # the test part held out of the training source
+    rng: np.random.Generator  # what the per-class caps of the test set continue with
+
+
+def _plan(cfg: DataConfig) -> _Plan:
+    """Open the sources named in ``cfg`` and split them: the same splits in every process that reads
+    the same config (fit, evaluate, export), as the split seeds are in it."""
     train_src = open_source(cfg.train, "train", field="train")
     classes = list(train_src.classes)
     if len(classes) < 2:
@@ -144,7 +158,6 @@ def load_data(cfg: DataConfig) -> Splits[ImageSet]:
                         "at least two (one subfolder, or one label of the manifest, per class)")
     if isinstance(train_src, FileSource):
         train_src = drop_duplicates(train_src, "train")
-    labels = train_src.labels
 
     test_spec = _separate_test(cfg)
     # evaluate_test: false holds the test set out all the same (the same train and validation
@@ -153,25 +166,54 @@ def load_data(cfg: DataConfig) -> Splits[ImageSet]:
     if isinstance(test_src, FileSource) and isinstance(train_src, FileSource):
         test_src = drop_overlap(drop_duplicates(test_src, "test"), train_src)
 
-    train_idx, val_idx, test_idx, rng = split_indices(labels, classes, train_src.name, cfg, test_spec is not None)
+    train_idx, val_idx, test_idx, rng = split_indices(train_src.labels, classes, train_src.name, cfg, test_spec is not None)
+    return _Plan(classes, train_src, test_src, train_idx, val_idx, test_idx, rng)
 
+
+def _test_set(plan: _Plan, cfg: DataConfig, skipped: list[str]) -> ImageSet | None:
+    if plan.test_src is not None:
+        t_labels = _remap(plan.test_src, plan.classes, "test")
+        t_idx = per_class(np.arange(len(t_labels)), t_labels, cfg.test_samples_per_class, plan.rng)
+        return _materialise(plan.test_src, t_idx, t_labels, cfg, skipped)
+    if plan.test_idx is not None and cfg.evaluate_test:
+        labels = plan.train_src.labels
+        return _materialise(plan.train_src, per_class(plan.test_idx, labels, cfg.test_samples_per_class, plan.rng),
+                            labels, cfg, skipped)
+    return None
+
+
+def load_data(cfg: DataConfig) -> Splits[ImageSet]:
+    """Open the sources named in ``cfg``, split, sub-sample, and decode what is used."""
+    plan = _plan(cfg)
+    src, labels = plan.train_src, plan.train_src.labels
     skipped: list[str] = []
-    train = _materialise(train_src, train_idx, labels, cfg, skipped)
+    train = _materialise(src, plan.train_idx, labels, cfg, skipped)
     if len(train) == 0:
-        raise DataError(f"{train_src.name}: no usable training images")
-    train.native_side = native_side(train_src, train_idx)
-    val = _materialise(train_src, val_idx, labels, cfg, skipped) if len(val_idx) else None
-    test = None
-    if test_src is not None:
-        t_labels = _remap(test_src, classes, "test")
-        t_idx = per_class(np.arange(len(t_labels)), t_labels, cfg.test_samples_per_class, rng)
-        test = _materialise(test_src, t_idx, t_labels, cfg, skipped)
-    elif test_idx is not None and cfg.evaluate_test:
-        test_idx = per_class(test_idx, labels, cfg.test_samples_per_class, rng)
-        test = _materialise(train_src, test_idx, labels, cfg, skipped)
+        raise DataError(f"{src.name}: no usable training images")
+    train.native_side = native_side(src, plan.train_idx)
+    val = _materialise(src, plan.val_idx, labels, cfg, skipped) if len(plan.val_idx) else None
+    test = _test_set(plan, cfg, skipped)
     if skipped:
         log.warning("skipped %d unreadable image(s) (data.on_bad_image: skip)", len(skipped))
-    return Splits(classes, train, val, test, skipped)
+    return Splits(plan.classes, train, val, test, skipped)
+
+
+def load_held_out(cfg: DataConfig, classes: list[str]) -> ImageSet:
+    """A run's own test set (its validation set where it holds none out, else its training set),
+    capped at ``cfg.test_samples_per_class`` a class, with only those images decoded: the real
+    inputs an export is checked on. ``classes`` are the run's."""
+    cfg = cfg.model_copy(update={"evaluate_test": True})  # a test set held out but never scored is used all the same
+    plan = _plan(cfg)
+    if plan.classes != classes:
+        raise DataError(f"data.train ({plan.train_src.name}) has changed since the run: its classes are now "
+                        f"{', '.join(plan.classes)}, the run's {', '.join(classes)}; point data.train at the run's data")
+    skipped: list[str] = []
+    test = _test_set(plan, cfg, skipped)
+    if test is not None:
+        return test
+    idx = plan.val_idx if len(plan.val_idx) else plan.train_idx
+    labels = plan.train_src.labels
+    return _materialise(plan.train_src, per_class(idx, labels, cfg.test_samples_per_class, plan.rng), labels, cfg, skipped)
 
 
 def load_eval_set(spec: str, classes: list[str], cfg: DataConfig) -> ImageSet:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 from collections import Counter
 from pathlib import Path
 
@@ -23,9 +24,11 @@ def identities(paths: list[Path]) -> list[str]:
     sizes: dict[str, int] = {}
     for r in dict.fromkeys(real):
         try:
-            sizes[r] = os.path.getsize(r)
-        except OSError:  # missing or unreadable: decoding reports it
+            st = os.stat(r)
+        except (OSError, ValueError):  # missing or unreadable: decoding reports it
             continue
+        if stat.S_ISREG(st.st_mode):  # never read a FIFO (blocks) or a device (/dev/zero never ends): decoding reports them
+            sizes[r] = st.st_size
     shared = {n for n, c in Counter(sizes.values()).items() if c > 1}
     ident = {r: r for r in real}
     for r, n in sizes.items():

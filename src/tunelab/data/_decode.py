@@ -4,6 +4,8 @@ pixels on a white background."""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +22,31 @@ class BadImage(Exception):
     """An image file that cannot be decoded; the message names the file."""
 
 
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def not_regular(path: str | Path) -> str | None:
+    """What ``path`` (its symlinks followed) is when it exists but is no regular file: a FIFO blocks
+    whoever opens it and /dev/zero never ends, so neither is read. None for a regular or missing file."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # missing or unreadable: opening it reports that
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return next((what for test, what in _KINDS if test(mode)), "not a regular file")
+
+
 def decode_file(path: str | Path, size: int) -> torch.Tensor:
     """Open an image file, resize its shorter side to ``size``, centre-crop; uint8 [3, size, size].
 
     JPEGs are decoded in draft mode (DCT scaling) when much larger than ``size``: several times
     faster for camera photos, with no visible loss after the downscale.
     """
+    kind = not_regular(path)
+    if kind is not None:
+        raise BadImage(f"cannot decode image {path}: it is {kind}, not a regular file; only image files are read")
     try:
         with Image.open(path) as im:
             if im.format == "JPEG":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from tunelab.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file, resize_array
+from tunelab.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file, not_regular, resize_array
 from tunelab.errors import DataError
 
 log = logging.getLogger("tunelab")
@@ -42,10 +43,12 @@ def native_side(src: ArraySource | FileSource, indices: np.ndarray, sample: int 
 
     sides = []
     for i in indices[np.linspace(0, len(indices) - 1, min(sample, len(indices))).astype(int)]:
+        if not_regular(src.paths[i]):  # a FIFO would block here: load_many reports it
+            continue
         try:
             with Image.open(src.paths[i]) as im:
                 sides.append(min(im.size))
-        except (OSError, ValueError):  # an unreadable file: load_many reports it
+        except (OSError, ValueError, Image.DecompressionBombError):  # an unreadable file: load_many reports it
             continue
     return int(np.median(sides)) if sides else None
 
@@ -158,10 +161,14 @@ def folder_source(root: Path) -> FileSource:
     return FileSource(str(root), paths, np.asarray(labels), [d.name for d in class_dirs])
 
 
+NOT_REGULAR = "non-regular file(s) (FIFO, device or socket)"
+
+
 def image_files(folder: Path, passed: dict[str, list[Path]]) -> list[Path]:
     """The image files under ``folder``, sorted. macOS's AppleDouble files (``._name.jpg``: metadata a
-    copy to a non-Mac disk leaves beside each image) and symlinks to nothing are not images: they
-    are added to ``passed`` under those two keys, for the log."""
+    copy to a non-Mac disk leaves beside each image), symlinks to nothing and what is no regular
+    file (a FIFO would block the run, a device never end) are not images: they are added to
+    ``passed`` under those keys, for the log."""
     files = []
     for f in sorted(folder.rglob("*")):
         if f.suffix.lower() not in IMAGE_EXTENSIONS:
@@ -172,21 +179,16 @@ def image_files(folder: Path, passed: dict[str, list[Path]]) -> list[Path]:
             passed["symlink(s) pointing nowhere"].append(f)
         elif f.is_file():
             files.append(f)
+        elif not f.is_dir():  # a FIFO, device or socket (or a link to one) under an image's name
+            passed.setdefault(NOT_REGULAR, []).append(f)
     return files
 
 
 def manifest_source(csv_path: Path, classes: list[str] | None = None) -> FileSource:
     """A CSV with a header and columns ``path,label``; relative paths are relative to the CSV."""
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:  # -sig: Excel's byte-order mark is no column name
-        reader = csv.DictReader(f)
-        fields = reader.fieldnames or []
-        if "path" not in fields or "label" not in fields:
-            raise DataError(f"{csv_path}: the header must name columns 'path' and 'label' (found: {', '.join(fields) or 'none'})")
-        rows = list(reader)
-    if not rows:
-        raise DataError(f"{csv_path}: the manifest has no rows")
+    rows = _manifest_rows(csv_path)
     paths, names = [], []
-    for lineno, row in enumerate(rows, start=2):
+    for lineno, row in rows:
         label, path = (row.get("label") or "").strip(), (row.get("path") or "").strip()
         if not path:
             raise DataError(f"{csv_path}, line {lineno}: the path is empty")
@@ -204,6 +206,34 @@ def manifest_source(csv_path: Path, classes: list[str] | None = None) -> FileSou
     return FileSource(str(csv_path), paths, np.asarray([index[n] for n in names]), class_list)
 
 
+def _manifest_rows(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) of a manifest, read as UTF-8 (Excel's byte-order mark is no column name;
+    its "Unicode text" is UTF-16 with a mark). Another encoding, a binary file or a field longer
+    than a path could be is an error naming the file."""
+    raw = csv_path.read_bytes()
+    try:
+        text = raw.decode("utf-16") if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"{csv_path}, line {line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); a manifest is a UTF-8 "
+                        f"CSV: save it as \"CSV UTF-8\", or convert it, e.g. iconv -f latin1 -t utf-8") from None
+    if "\0" in text:
+        line = text[: text.index("\0")].count("\n") + 1
+        raise DataError(f"{csv_path}, line {line}: a NUL byte; this is a binary file, not a CSV manifest (path,label)")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        fields = reader.fieldnames or []
+        if "path" not in fields or "label" not in fields:
+            raise DataError(f"{csv_path}: the header must name columns 'path' and 'label' (found: "
+                            f"{', '.join(f[:40] for f in fields[:10]) or 'none'})")
+        rows = [(reader.line_num, row) for row in reader]
+    except csv.Error as e:  # e.g. a field over the csv module's limit (128 KiB): no path is that long
+        raise DataError(f"{csv_path}, line {reader.line_num + 1}: not a CSV manifest (path,label): {e}") from None
+    if not rows:
+        raise DataError(f"{csv_path}: the manifest has no rows")
+    return rows
+
+
 def open_source(spec: str, split: str, *, field: str) -> ArraySource | FileSource:
     """A built-in name, a class folder or a CSV manifest."""
     if spec in BUILTIN:
@@ -214,6 +244,7 @@ def open_source(spec: str, split: str, *, field: str) -> ArraySource | FileSourc
     if p.is_file() and p.suffix.lower() == ".csv":
         return manifest_source(p)
     if p.exists():
-        raise DataError(f"data.{field}: {p} is neither a folder nor a .csv manifest")
+        kind = f" (it is {not_regular(p)})" if not_regular(p) else ""
+        raise DataError(f"data.{field}: {p} is neither a folder nor a .csv manifest{kind}")
     raise DataError(f"data.{field}: '{spec}' does not exist; valid: a folder with one subfolder per class, "
                     f"a CSV manifest (path,label), or a built-in data set ({', '.join(BUILTIN)})")

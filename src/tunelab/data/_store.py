@@ -5,7 +5,8 @@ With ``data.decode_cache: FOLDER`` the uint8 arrays at the working resolution ar
 memory-mapped by later runs. The key covers the source, which items, each file's size and
 modification time (or the array bytes of a built-in set), the resolution, the bad-image policy and
 the decoder's version;
-a ``.done`` marker is written last, so a half-written file is never read.
+a ``.done`` marker is written last, so a half-written file is never read, and a finished file
+damaged later (cut short by a full disk or a copy) is decoded again with a warning.
 """
 
 from __future__ import annotations
@@ -43,17 +44,34 @@ def decode_key(src: ArraySource | FileSource, idx: np.ndarray, size: int, on_bad
 
 def load_decoded(src: ArraySource | FileSource, idx: np.ndarray, size: int, on_bad: str,
                  folder: Path) -> tuple[torch.Tensor, np.ndarray, list[str]]:
-    """Like ``src.load_many`` (images, kept indices, skipped files), through the file store."""
+    """Like ``src.load_many`` (images, kept indices, skipped files), through the file store. A stored
+    file that cannot be read as it was written (cut short by a full disk or a copy, edited) is
+    decoded again, with a warning."""
     key = decode_key(src, idx, size, on_bad)
     npy, meta_path, done = folder / f"{key}.npy", folder / f"{key}.json", folder / f"{key}.done"
     if done.is_file():
-        log.info("decoded images: memory-mapped from %s", npy)
-    else:
-        _decode_into(src, idx, size, on_bad, npy, meta_path)
-        done.write_text("ok")
+        try:
+            found = _read(npy, meta_path, (len(idx), 3, size, size))
+            log.info("decoded images: memory-mapped from %s", npy)
+            return found
+        except (OSError, ValueError, KeyError, TypeError) as e:  # json's errors are ValueErrors
+            log.warning("decoded images: %s is damaged (%s); decoding the images again", npy, e)
+            done.unlink(missing_ok=True)
+    _decode_into(src, idx, size, on_bad, npy, meta_path)
+    done.write_text("ok")
+    return _read(npy, meta_path, (len(idx), 3, size, size))
+
+
+def _read(npy: Path, meta_path: Path, shape: tuple[int, ...]) -> tuple[torch.Tensor, np.ndarray, list[str]]:
+    """A stored file and its record of kept items, checked against each other and the shape asked for."""
     meta = json.loads(meta_path.read_text())
-    arr = np.load(npy, mmap_mode="c")[: meta["n"]]  # copy-on-write: the file is never modified
-    return torch.from_numpy(arr), np.asarray(meta["kept"], dtype=np.int64), list(meta["skipped"])
+    arr = np.load(npy, mmap_mode="c")  # copy-on-write: the file is never modified; no pickles (allow_pickle=False)
+    if arr.dtype != np.uint8 or arr.shape != shape:
+        raise ValueError(f"it holds {arr.dtype} {arr.shape}, not uint8 {shape}")
+    n, kept = int(meta["n"]), np.asarray(meta["kept"], dtype=np.int64)
+    if len(kept) != n or n > shape[0]:
+        raise ValueError(f"{meta_path.name} lists {len(kept)} kept images of {n}")
+    return torch.from_numpy(arr[:n]), kept, [str(s) for s in meta["skipped"]]
 
 
 def _decode_into(src: ArraySource | FileSource, idx: np.ndarray, size: int, on_bad: str, npy: Path,

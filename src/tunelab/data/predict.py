@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 
 from tunelab.config import Config
-from tunelab.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file
-from tunelab.data._sources import image_files
+from tunelab.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file, not_regular
+from tunelab.data._sources import NOT_REGULAR, image_files
 from tunelab.errors import DataError
+
+log = logging.getLogger("tunelab")
 
 
 def image_inputs(cfg: Config, inputs: list[str], texts: list[str]) -> tuple[list[str], list[str | None], torch.Tensor]:
@@ -27,14 +30,19 @@ def image_inputs(cfg: Config, inputs: list[str], texts: list[str]) -> tuple[list
 
 def _expand_inputs(inputs: list[str]) -> list[Path]:
     files: list[Path] = []
+    passed: dict[str, list[Path]] = defaultdict(list)
     for s in inputs:
         p = Path(s)
         if p.is_dir():
-            files += image_files(p, defaultdict(list))
+            files += image_files(p, passed)
         elif p.is_file():
             files.append(p)
+        elif not_regular(p):
+            raise DataError(f"{p} is {not_regular(p)}, not a regular file; give image files or folders of images")
         else:
             raise DataError(f"{p} does not exist (expected an image file or a folder of images)")
+    if passed.get(NOT_REGULAR):
+        log.warning("skipped %d %s: %s", len(passed[NOT_REGULAR]), NOT_REGULAR, ", ".join(map(str, passed[NOT_REGULAR])))
     if not files:
         raise DataError(f"no image files in {', '.join(inputs)} ({', '.join(IMAGE_EXTENSIONS)})")
     return files

@@ -4,6 +4,7 @@ files that runs may share; digests of what a cached output depends on."""
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -13,10 +14,13 @@ from torch import nn
 
 from tunelab.checkpoint import partial_npy, partial_npy_path, publish_npy
 
+log = logging.getLogger("tunelab")
+
 __all__ = ["STORE_DTYPES", "FeatureStore", "bf16_supported", "module_digest", "tensor_digest"]
 
 
 STORE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}  # cache.dtype
+_NUMPY = {torch.float32: np.float32, torch.bfloat16: np.uint16, torch.float16: np.float16}  # how files hold them
 
 
 def tensor_digest(h: hashlib._Hash, tensors: Sequence[torch.Tensor]) -> None:
@@ -52,7 +56,14 @@ class FeatureStore:
             return self.memory[key]
         path, done = self._npy(key), self.folder / f"{key}.done"
         if path.is_file() and done.is_file():
-            return _from_numpy(np.load(path, mmap_mode="c"), dtype)  # copy-on-write: the file is never modified
+            try:
+                arr = np.load(path, mmap_mode="c")  # copy-on-write: the file is never modified
+                if arr.dtype != _NUMPY[dtype]:
+                    raise ValueError(f"it holds {arr.dtype}, not {np.dtype(_NUMPY[dtype])}")
+                return _from_numpy(arr, dtype)
+            except (OSError, ValueError) as e:  # cut short (a full disk, a copy) or edited: computed again
+                log.warning("cache: %s is damaged (%s); computing it again", path, e)
+                done.unlink(missing_ok=True)
         return None
 
     def create(self, key: str, shape: tuple[int, ...], dtype: torch.dtype, *, shared: bool = False) -> torch.Tensor:
@@ -63,8 +74,7 @@ class FeatureStore:
         if nbytes <= self.budget and not shared:
             self.memory[key] = torch.empty(shape, dtype=dtype)
             return self.memory[key]
-        np_dtype = np.float32 if dtype == torch.float32 else np.uint16 if dtype == torch.bfloat16 else np.float16
-        self._open[key] = partial_npy(self._npy(key), shape, np_dtype, shared=shared)
+        self._open[key] = partial_npy(self._npy(key), shape, _NUMPY[dtype], shared=shared)
         return _from_numpy(self._open[key], dtype)
 
     def open_partial(self, key: str, dtype: torch.dtype) -> torch.Tensor:

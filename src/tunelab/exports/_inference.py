@@ -54,13 +54,12 @@ def input_names(run: Run) -> list[str]:
 
 
 def real_examples(run: Run, n: int) -> Any:
-    """About ``n`` labelled examples of the run's test data (of its training source when it names
-    no test set), a few of each class: an image or text set."""
+    """About ``n`` labelled examples of the run's own test data (the split it held out, or its test
+    set), a few of each class: an image or text set."""
     cfg = run.config
-    spec = cfg.data.test if cfg.data.test not in (None, "auto") else cfg.data.train
     per_class = max(1, math.ceil(n / max(1, len(run.classes))))
     data_cfg = cfg.data.model_copy(update={"test_samples_per_class": per_class})
-    return task_for(cfg).load_eval_set(str(spec), run.classes, data_cfg)
+    return task_for(cfg).held_out(data_cfg, run.classes)
 
 
 def as_tensors(run: Run, examples: Any, n: int) -> tuple[torch.Tensor, ...]:
