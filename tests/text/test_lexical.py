@@ -127,3 +127,35 @@ def test_auto_picks_the_lowest_validation_log_loss(tiny_text_cfg):
     assert val["blend"]["log_loss"] <= min(val["network"]["log_loss"], val["words"]["log_loss"]) + 1e-9
     assert f"lexical: {record['share']}" in (run.dir / "config.yaml").read_text()
     assert (load_run(run.dir).model.lexical is not None) == (record["share"] > 0)
+
+
+def _outcome(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics.pop("seconds")
+    return (run_dir / "model.safetensors").read_bytes(), metrics
+
+
+def test_resuming_a_finished_or_refitting_run_keeps_the_blend_it_chose(tiny_text_cfg, tmp_path):
+    """Bug: a resume read the share config.yaml records (scales 0, 100 -> share 1.0) as a fixed
+    setting, blended at scales 0, 1 and replaced the model: test loss 0.0 -> 0.29."""
+    import shutil
+
+    cfg = json.loads(json.dumps(tiny_text_cfg))
+    cfg["data"]["refit"] = "always"
+    run = tunelab.fit(cfg)
+    record = run.metrics["lexical"]
+    assert record["chosen_by"] == "validation log-loss" and record["share"] > 0
+    assert json.loads((run.dir / "lexical.json").read_text())["scales"] == record["scales"]
+    expected = _outcome(run.dir)
+    finished = tmp_path / "finished"
+    shutil.copytree(run.dir, finished)
+    tunelab.fit(resume=finished)
+    assert _outcome(finished) == expected  # the model file bit for bit, every metric
+    # killed in the refit: its last epoch and everything after it not yet written
+    refitting = tmp_path / "refitting"
+    shutil.copytree(run.dir, refitting)
+    for name in ("model.safetensors", "metrics.json", "refit/checkpoints/last.safetensors"):
+        (refitting / name).unlink()
+    tunelab.fit(resume=refitting)
+    assert _outcome(refitting) == expected
+    assert tunelab.predict(finished, texts=["zzz qqq"])[0].top == tunelab.predict(run.dir, texts=["zzz qqq"])[0].top
