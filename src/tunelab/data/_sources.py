@@ -3,7 +3,6 @@ only the images that are used get decoded."""
 
 from __future__ import annotations
 
-import csv
 import gzip
 import logging
 from collections.abc import Callable
@@ -15,6 +14,7 @@ import torch
 
 from tunelab.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file, resize_array
 from tunelab.errors import DataError
+from tunelab.textfile import csv_rows, read_text
 
 log = logging.getLogger("tunelab")
 
@@ -177,12 +177,10 @@ def image_files(folder: Path, passed: dict[str, list[Path]]) -> list[Path]:
 
 def manifest_source(csv_path: Path, classes: list[str] | None = None) -> FileSource:
     """A CSV with a header and columns ``path,label``; relative paths are relative to the CSV."""
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:  # -sig: Excel's byte-order mark is no column name
-        reader = csv.DictReader(f)
-        fields = reader.fieldnames or []
-        if "path" not in fields or "label" not in fields:
-            raise DataError(f"{csv_path}: the header must name columns 'path' and 'label' (found: {', '.join(fields) or 'none'})")
-        rows = list(reader)
+    fields, reader = csv_rows(csv_path, read_text(csv_path))  # UTF-8 (Excel's byte-order mark removed) or UTF-16
+    if "path" not in fields or "label" not in fields:
+        raise DataError(f"{csv_path}: the header must name columns 'path' and 'label' (found: {', '.join(fields) or 'none'})")
+    rows = list(reader)
     if not rows:
         raise DataError(f"{csv_path}: the manifest has no rows")
     paths, names = [], []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import csv
 import importlib.util
+import io
 import json
 import logging
 from collections.abc import Callable, Iterable
@@ -16,6 +17,7 @@ import numpy as np
 
 from tunelab.config import TEXT_DATASETS, TextDataConfig
 from tunelab.errors import DataError
+from tunelab.textfile import csv_rows, read_text
 
 log = logging.getLogger("tunelab")
 
@@ -37,27 +39,25 @@ class TextSource:
 def _rows(path: Path, field: str) -> Iterable[tuple[int, dict[str, Any]]]:
     """(line number, row) of a CSV/TSV (header first) or JSON lines file."""
     suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}, line {lineno}: not valid JSON ({e.msg}); expected one JSON object "
-                                    "per line") from None
-                if not isinstance(row, dict):
-                    raise DataError(f"{path}, line {lineno}: expected a JSON object with the text and label keys, "
-                                    f"got {type(row).__name__}")
-                yield lineno, row
-        return
-    if suffix not in (".csv", ".tsv"):
+    if suffix not in (".jsonl", ".ndjson", ".json", ".csv", ".tsv"):
         raise DataError(f"data.{field}: {path} has suffix '{suffix}'; text data must be .csv, .tsv, .jsonl or .ndjson")
-    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark is not a column name
-        reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
-        for lineno, row in enumerate(reader, start=2):
+    text = read_text(path)  # UTF-8 (a spreadsheet's byte-order mark removed) or UTF-16 with its mark
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        for lineno, line in enumerate(io.StringIO(text, newline=None), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}, line {lineno}: not valid JSON ({e.msg}); expected one JSON object "
+                                "per line") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}, line {lineno}: expected a JSON object with the text and label keys, "
+                                f"got {type(row).__name__}")
             yield lineno, row
+        return
+    _, rows = csv_rows(path, text, delimiter="\t" if suffix == ".tsv" else ",")
+    yield from enumerate(rows, start=2)
 
 
 def _columns_present(path: Path, first: dict[str, Any], needed: dict[str, str]) -> None:
