@@ -223,3 +223,30 @@ def test_test_texts_that_are_also_training_texts_are_removed_from_the_test_set(t
         in caplog.text
     with pytest.raises(DataError, match=r"data.test \(.*\): every text is also in the training data"):
         load_text_data(cfg.model_copy(update={"test": str(train)}))
+
+
+def _jsonl(tmp_path, labels):
+    path = tmp_path / "labels.jsonl"
+    path.write_text("".join(f'{{"text": "text {i}", "label": {y}}}\n' for i, y in enumerate(labels)))
+    return path
+
+
+@pytest.mark.parametrize("labels, match", [
+    (["0", "0.0", "true"], r"labels.jsonl, line 3: the label true in column 'label' is a boolean; labels are class "
+                           r"names: strings, or whole numbers, of one kind in a file"),
+    (["0", "NaN"], r"line 2: the label NaN in column 'label' is not a whole number \(NaN, infinite or a fraction\)"),
+    (["1", "0.5"], r"line 2: the label 0.5 in column 'label' is not a whole number"),
+    (["0", "null"], r"line 2: no label in column 'label'; every row needs one"),
+    (['"pos"', "1"], r"line 2: the label 1 in column 'label' is a number, but the label on line 1 \(\"pos\"\) is a "
+                     r"string; .* \(quote every number, or none\)"),
+    (['"pos"', '["neg"]'], r"line 2: the label \[\"neg\"\] in column 'label' is a list"),
+])
+def test_json_labels_are_strings_or_whole_numbers_of_one_kind(tmp_path, labels, match):
+    """Was: labels 0, 0.0 and true became three classes, and NaN a class."""
+    with pytest.raises(DataError, match=match):
+        read_texts(_jsonl(tmp_path, labels), TextDataConfig(), field="train")
+
+
+def test_zero_and_zero_point_zero_are_one_class(tmp_path):
+    _, _, names, _ = read_texts(_jsonl(tmp_path, ["0", "0.0", "1", "1.0"]), TextDataConfig(), field="train")
+    assert names == ["0", "0", "1", "1"]

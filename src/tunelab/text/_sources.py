@@ -60,6 +60,36 @@ def _rows(path: Path, field: str) -> Iterable[tuple[int, dict[str, Any]]]:
     yield from enumerate(rows, start=2)
 
 
+class _LabelKinds:
+    """Labels as class names: strings, or integers (JSON lines: 0 and 0.0 are one class), one kind
+    in a file. A boolean, a fraction, NaN or null is refused: ``true``, ``0`` and ``0.0`` would
+    otherwise be three classes, and NaN a class of its own."""
+
+    def __init__(self, path: Path, column: str) -> None:
+        self.path, self.column = path, column
+        self.first: tuple[int, str, Any] | None = None  # (line, kind, value) of the first label
+
+    def label(self, value: Any, lineno: int) -> str:
+        where = f"{self.path}, line {lineno}: the label {json.dumps(value)} in column '{self.column}'"
+        valid = "labels are class names: strings, or whole numbers, of one kind in a file"
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise DataError(f"{self.path}, line {lineno}: no label in column '{self.column}'; every row needs one")
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise DataError(f"{where} is a {'boolean' if isinstance(value, bool) else type(value).__name__}; {valid}")
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise DataError(f"{where} is not a whole number (NaN, infinite or a fraction); {valid}")
+            value = int(value)
+        kind = "string" if isinstance(value, str) else "number"
+        if self.first is None:
+            self.first = (lineno, kind, value)
+        elif kind != self.first[1]:
+            line, first_kind, first = self.first
+            raise DataError(f"{where} is a {kind}, but the label on line {line} ({json.dumps(first)}) is a {first_kind}; "
+                            f"{valid} (quote every number, or none)")
+        return str(value).strip()
+
+
 def _columns_present(path: Path, first: dict[str, Any], needed: dict[str, str]) -> None:
     missing = [f"'{col}' (data.text.{key})" for key, col in needed.items() if col not in first]
     if missing:
@@ -83,6 +113,7 @@ def read_texts(path: Path, cfg: TextDataConfig, *, field: str, labels: bool = Tr
     names: list[str] = []
     items: list[str] = []
     checked = False
+    kinds = _LabelKinds(path, cfg.label_column)
     for lineno, row in _rows(path, field):
         if not checked:
             _columns_present(path, row, needed)
@@ -97,10 +128,7 @@ def read_texts(path: Path, cfg: TextDataConfig, *, field: str, labels: bool = Tr
             raise DataError(f"{path}, line {lineno}: the text in column '{col}' is empty; fill it, remove the row, "
                             "or set data.text.on_empty: skip")
         if labels:
-            label = str(row.get(cfg.label_column) if row.get(cfg.label_column) is not None else "").strip()
-            if not label:
-                raise DataError(f"{path}, line {lineno}: no label in column '{cfg.label_column}'; every row needs one")
-            names.append(label)
+            names.append(kinds.label(row.get(cfg.label_column), lineno))
         texts.append(text)
         if pairs is not None:
             pairs.append(str(pair))
