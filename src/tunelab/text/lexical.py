@@ -155,7 +155,7 @@ def fit_scales(net_logits: torch.Tensor, lex_log_probs: torch.Tensor, labels: to
     elif best["lex_scale"] > 0:
         factor, sureness = cap_sureness(net, lex, labels, best["net_scale"], best["lex_scale"])
         if factor < 1.0:
-            a, b = (float(f"{factor * best[k]:.6g}") for k in ("net_scale", "lex_scale"))
+            a, b = factor * best["net_scale"], factor * best["lex_scale"]
             seen = {**seen, "blend": _scores(net, lex, labels, a, b), "uncapped": best, "sureness": sureness}
     return seen["blend"]["net_scale"], seen["blend"]["lex_scale"], seen
 
