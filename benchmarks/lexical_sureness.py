@@ -52,28 +52,51 @@ def ece(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
 
 def scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     probs = logits.double().softmax(1)
-    return {"accuracy": float((probs.argmax(1) == labels).double().mean()),
-            "log_loss": float(torch.nn.functional.nll_loss(probs.log(), labels)),
-            "ece": ece(probs, labels), "mean_top": float(probs.max(1).values.mean())}
+    return {
+        "accuracy": float((probs.argmax(1) == labels).double().mean()),
+        "log_loss": float(torch.nn.functional.nll_loss(probs.log(), labels)),
+        "ece": ece(probs, labels),
+        "mean_top": float(probs.max(1).values.mean()),
+    }
 
 
 def overrides(task: str, seed: int, work: Path, suite_root: Path) -> list[str]:
     # recipe fast, no refit of the network: the cheapest training; the blend is chosen and refitted as by default
-    common = [f"run.dir={work}", f"run.name={task}-{seed}", "run.progress=false", "run.threads=1",
-              f"run.seed={seed}", f"data.seed={seed}", "run.baselines=false", "recipe=fast", "data.refit=never"]
+    common = [
+        f"run.dir={work}",
+        f"run.name={task}-{seed}",
+        "run.progress=false",
+        "run.threads=1",
+        f"run.seed={seed}",
+        f"data.seed={seed}",
+        "run.baselines=false",
+        "recipe=fast",
+        "data.refit=never",
+    ]
     if task.startswith("rotten-tomatoes"):  # rotten-tomatoes-100: 80 + 20 a class
         shots = int(task.rsplit("-", 1)[1]) if task != "rotten-tomatoes" else 20
-        return [*common, "data.train=rotten-tomatoes", "data.test_split=0.2", f"data.samples_per_class={shots * 4 // 5}",
-                f"data.val_samples_per_class={shots // 5}", "data.test_samples_per_class=500",
-                "data.text={token_cache: null}"]
+        return [
+            *common,
+            "data.train=rotten-tomatoes",
+            "data.test_split=0.2",
+            f"data.samples_per_class={shots * 4 // 5}",
+            f"data.val_samples_per_class={shots // 5}",
+            "data.test_samples_per_class=500",
+            "data.text={token_cache: null}",
+        ]
     folder = suite_root / task
-    return [*common, f"data.train={folder / 'train.csv'}", f"data.test={folder / 'test.csv'}",
-            "data.samples_per_class=26", "data.val_samples_per_class=6",
-            "data.text={column: text, label_column: label, token_cache: null}"]
+    return [
+        *common,
+        f"data.train={folder / 'train.csv'}",
+        f"data.test={folder / 'test.csv'}",
+        "data.samples_per_class=26",
+        "data.val_samples_per_class=6",
+        "data.text={column: text, label_column: label, token_cache: null}",
+    ]
 
 
 def _logits(fn: Any, tokens: Any, batch: int) -> torch.Tensor:
-    parts = [fn(tokens[i:i + batch]) for i in range(0, len(tokens), batch)]
+    parts = [fn(tokens[i : i + batch]) for i in range(0, len(tokens), batch)]
     return torch.cat(parts).double()
 
 
@@ -95,8 +118,12 @@ def measure_run(run_dir: Path) -> dict[str, Any]:
 
     test = task_for(cfg).load_data(cfg.data).test
     _, _, nonsense = text_inputs(cfg, [], NONSENSE)
-    out: dict[str, Any] = {"share": record["share"], "scales_before": before, "scales_after": after,
-                           "factor": val.get("sureness", {}).get("factor", 1.0)}
+    out: dict[str, Any] = {
+        "share": record["share"],
+        "scales_before": before,
+        "scales_after": after,
+        "factor": val.get("sureness", {}).get("factor", 1.0),
+    }
     model.lexical = None  # the network alone; the blend's two parts are mixed here at either scales
     for name, tokens, labels in (("test", test.inputs, test.labels), ("nonsense", nonsense, None)):
         net = _logits(model, tokens, 64).log_softmax(1)
@@ -150,15 +177,19 @@ with the capped scales rounded to 6 significant digits (since then not rounded; 
 
 
 def render(rows: list[dict[str, Any]]) -> str:
-    head = INTRO + ("| task | seed | share | factor | test accuracy before / after | ECE before / after | mean top prob. "
-            "before / after | log-loss before / after | nonsense top prob. before / after |\n"
-            "|---|---|---|---|---|---|---|---|---|\n")
+    head = INTRO + (
+        "| task | seed | share | factor | test accuracy before / after | ECE before / after | mean top prob. "
+        "before / after | log-loss before / after | nonsense top prob. before / after |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+    )
     lines = []
     for r in rows:
         b, a = r["test_before"], r["test_after"]
-        lines.append(f"| {r['task']} | {r['seed']} | {r['share']} | {r['factor']:.3g} | {b['accuracy']:.4f} / "
-                     f"{a['accuracy']:.4f} | {b['ece']:.3f} / {a['ece']:.3f} | {b['mean_top']:.3f} / {a['mean_top']:.3f} | "
-                     f"{b['log_loss']:.3f} / {a['log_loss']:.3f} | {r['nonsense_before']} / {r['nonsense_after']} |")
+        lines.append(
+            f"| {r['task']} | {r['seed']} | {r['share']} | {r['factor']:.3g} | {b['accuracy']:.4f} / "
+            f"{a['accuracy']:.4f} | {b['ece']:.3f} / {a['ece']:.3f} | {b['mean_top']:.3f} / {a['mean_top']:.3f} | "
+            f"{b['log_loss']:.3f} / {a['log_loss']:.3f} | {r['nonsense_before']} / {r['nonsense_after']} |"
+        )
     return head + "\n".join(lines) + "\n"
 
 

@@ -20,8 +20,16 @@ LATIN1 = "text,label\ngood fun,pos\nun film tr\u00e8s r\u00e9ussi,pos\ndull,neg\
 OFFSET = LATIN1.index(b"\xe8")  # the first byte that is not UTF-8
 
 
-@pytest.mark.parametrize("encoding, bom", [("utf-8", b""), ("utf-8", codecs.BOM_UTF8), ("utf-16-le", codecs.BOM_UTF16_LE),
-                                           ("utf-16-be", codecs.BOM_UTF16_BE), ("utf-32-le", codecs.BOM_UTF32_LE)])
+@pytest.mark.parametrize(
+    "encoding, bom",
+    [
+        ("utf-8", b""),
+        ("utf-8", codecs.BOM_UTF8),
+        ("utf-16-le", codecs.BOM_UTF16_LE),
+        ("utf-16-be", codecs.BOM_UTF16_BE),
+        ("utf-32-le", codecs.BOM_UTF32_LE),
+    ],
+)
 def test_utf8_with_or_without_a_mark_and_utf16_or_32_with_one_are_read(tmp_path, encoding, bom):
     path = tmp_path / "t.csv"
     path.write_bytes(bom + "text,label\r\ncaf\u00e9 \u2028 ok,pos\r\n".encode(encoding))
@@ -39,14 +47,18 @@ def test_latin1_is_refused_with_the_line_byte_and_how_to_convert(tmp_path):
         f"{path}, line 3 (byte offset {OFFSET}): the byte(s) b'\\xe8' after 'un film tr' are not UTF-8; tunelab reads "
         "UTF-8 text (with or without a byte-order mark) and UTF-16 with one, and does not guess other encodings. "
         f"Convert the file to UTF-8, e.g. from Latin-1: iconv -f latin1 -t utf-8 {path} > {tmp_path / 'latin-utf8.csv'} "
-        "(from Windows-1252, as Excel saves 'CSV' on Windows: -f cp1252)")
+        "(from Windows-1252, as Excel saves 'CSV' on Windows: -f cp1252)"
+    )
 
 
 def test_utf16_without_a_mark_is_named(tmp_path):
     path = tmp_path / "u16.csv"
     path.write_bytes("text,label\ngood,pos\n".encode("utf-16-le"))
-    with pytest.raises(DataError, match=r"u16.csv: holds NUL bytes, as UTF-16 text without a byte-order mark does.*"
-                                        r"iconv -f utf-16le -t utf-8"):
+    with pytest.raises(
+        DataError,
+        match=r"u16.csv: holds NUL bytes, as UTF-16 text without a byte-order mark does.*"
+        r"iconv -f utf-16le -t utf-8",
+    ):
         read_text(path)
 
 
@@ -61,8 +73,11 @@ def test_a_text_over_the_csv_modules_128k_field_limit_is_read(tmp_path):
     assert csv.field_size_limit() == 131072  # the process-wide limit is left as it was
     huge = tmp_path / "huge.tsv"
     huge.write_text("text\tlabel\n" + "x" * (MAX_FIELD + 1) + "\tpos\n")
-    with pytest.raises(DataError, match=r"huge.tsv, line 2: not readable as CSV \(field larger than field limit .*\); "
-                                        r"a text may be at most 16 MiB characters"):
+    with pytest.raises(
+        DataError,
+        match=r"huge.tsv, line 2: not readable as CSV \(field larger than field limit .*\); "
+        r"a text may be at most 16 MiB characters",
+    ):
         read_texts(huge, TextDataConfig(), field="train")
 
 
@@ -83,8 +98,9 @@ def _cli_error(args, capsys):
     return err
 
 
-def test_latin1_files_in_fit_evaluate_and_predict_are_refused_with_a_message(tiny_text_cfg, tiny_cfg, image_folder,
-                                                                              tmp_path, capsys):
+def test_latin1_files_in_fit_evaluate_and_predict_are_refused_with_a_message(
+    tiny_text_cfg, tiny_cfg, image_folder, tmp_path, capsys
+):
     """Was: a UnicodeDecodeError traceback in fit, evaluate --data and predict."""
     latin = tmp_path / "latin.csv"
     latin.write_bytes(LATIN1)

@@ -26,8 +26,7 @@ def _keys(src: TextSource) -> list[str]:
 
 def _subset(src: TextSource, keep: list[int]) -> TextSource:
     pairs = None if src.pairs is None else [src.pairs[i] for i in keep]
-    return TextSource(src.name, [src.texts[i] for i in keep], pairs, src.labels[keep], src.classes,
-                      [src.items[i] for i in keep])
+    return TextSource(src.name, [src.texts[i] for i in keep], pairs, src.labels[keep], src.classes, [src.items[i] for i in keep])
 
 
 def drop_duplicates(src: TextSource, field: str) -> TextSource:
@@ -51,11 +50,18 @@ def drop_duplicates(src: TextSource, field: str) -> TextSource:
     if not pairs:
         return src
     shown = pairs[:10] + (["..."] if len(pairs) > 10 else [])
-    conflict = (f"; {clashes} of them with another label than the kept row: check those labels, the first is kept"
-                if clashes else "")
-    log.warning("data.%s (%s): %d duplicate text(s) removed (the same text up to case, whitespace and Unicode form), "
-                "so that no copy of a training text is validated or tested on; the first row of each is kept%s:\n  %s",
-                field, src.name, len(pairs), conflict, "\n  ".join(shown))
+    conflict = (
+        f"; {clashes} of them with another label than the kept row: check those labels, the first is kept" if clashes else ""
+    )
+    log.warning(
+        "data.%s (%s): %d duplicate text(s) removed (the same text up to case, whitespace and Unicode form), "
+        "so that no copy of a training text is validated or tested on; the first row of each is kept%s:\n  %s",
+        field,
+        src.name,
+        len(pairs),
+        conflict,
+        "\n  ".join(shown),
+    )
     return _subset(src, keep)
 
 
@@ -67,9 +73,16 @@ def drop_overlap(test: TextSource, train: TextSource) -> TextSource:
     if len(keep) == len(keys):
         return test
     if not keep:
-        raise DataError(f"data.test ({test.name}): every text is also in the training data ({train.name}); a test set "
-                        "must hold texts the model never trained on")
+        raise DataError(
+            f"data.test ({test.name}): every text is also in the training data ({train.name}); a test set "
+            "must hold texts the model never trained on"
+        )
     dropped = [test.items[i] for i, k in enumerate(keys) if k in seen]
-    log.warning("data.test (%s): %d text(s) also in the training data (%s) removed from the test set: %s", test.name,
-                len(dropped), train.name, ", ".join(dropped[:10]) + (" ..." if len(dropped) > 10 else ""))
+    log.warning(
+        "data.test (%s): %d text(s) also in the training data (%s) removed from the test set: %s",
+        test.name,
+        len(dropped),
+        train.name,
+        ", ".join(dropped[:10]) + (" ..." if len(dropped) > 10 else ""),
+    )
     return _subset(test, keep)
