@@ -148,23 +148,8 @@ _CONFIG_LIKE = ["empty", "random 300 bytes", "a whole png", "csv text", "yaml li
 PLAN = {"image in a class folder": _IMAGE_LIKE, "image in a manifest": _IMAGE_LIKE, "csv manifest": _TEXT_LIKE,
         "text table": _TEXT_LIKE, "text file": _TEXT_LIKE, "yaml config": _CONFIG_LIKE}
 
-# (slot, payload): the cause, fixed on another branch
-_NOT_UTF8 = "a text file not in UTF-8 (the latin-1 CSV item: detect the encoding or say how to convert)"
-ELSEWHERE = {
-    **{(slot, name): _NOT_UTF8 for slot in ("text table", "text file")
-       for name in ("random 300 bytes", "a whole png", "utf-16 with a bom", "latin-1 text")},
-    ("text table", "a 200 KB field"): "a text over 128 KB in a CSV (the csv module's field limit)",
-}
-
-
 def _cases() -> list[object]:
-    cases = []
-    for slot, names in PLAN.items():
-        for name in names:
-            reason = ELSEWHERE.get((slot, name))
-            marks = [pytest.mark.xfail(reason=f"issue 27: {reason}, fixed on another branch", strict=False)] if reason else []
-            cases.append(pytest.param(slot, name, marks=marks, id=f"{slot}: {name}"))
-    return cases
+    return [pytest.param(slot, name, id=f"{slot}: {name}") for slot, names in PLAN.items() for name in names]
 
 
 @pytest.mark.parametrize("slot,payload", _cases())

@@ -3,12 +3,19 @@ training: the word-piece TF-IDF regression on the training split, its scale and 
 chosen on the validation split, its share written back into config.yaml; then the regression is
 fitted again on every labelled text (the validation split too), at the same scales.
 
+The choice itself goes into RUN_DIR/lexical.json before config.yaml records its share: the share
+is rounded and loses the overall scale (scales 0, 100 have the share 1.0 of scales 0, 1), so a
+resume rebuilds the blend from the choice this run made, never from the share read back as if it
+were a fixed setting.
+
 The network trains alone (the blend is attached after its last stage), so nothing of the training
 changes; the blend is part of the saved model, ``predict`` and the graph exports."""
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -21,9 +28,31 @@ if TYPE_CHECKING:  # the text side loads with the first text run, not with every
 
 log = logging.getLogger("tunelab")
 
+CHOICE_FILE = "lexical.json"  # the blend's scales as this run chose them, and what the choice saw
+
 
 def wanted(cfg: Config) -> bool:
     return cfg.is_text and cfg.model.lexical not in (None, 0.0)
+
+
+def saved_choice(run_dir: Path, cfg: Config) -> dict[str, Any] | None:
+    """The blend's choice this run made before (RUN_DIR/lexical.json): what a resume blends with,
+    as long as config.yaml still holds the setting the choice was made from ('auto') or the share it
+    wrote there. A user's later setting in config.yaml is not overridden."""
+    path = run_dir / CHOICE_FILE
+    if not cfg.is_text or not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        scales, share = [float(x) for x in record["scales"]], float(record["share"])
+        assert len(scales) == 2
+    except (ValueError, KeyError, TypeError, AssertionError, OSError):
+        log.warning("%s is unreadable; the lexical blend follows model.lexical in config.yaml (%s)", path,
+                    cfg.model.lexical)
+        return None
+    if cfg.model.lexical not in ("auto", share):
+        return None
+    return dict(record)
 
 
 def without_blend(cfg: Config) -> Config:

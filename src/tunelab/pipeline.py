@@ -48,7 +48,7 @@ from tunelab.engine.trainer import HOOKS, Hook, Trainer
 from tunelab.errors import ConfigError, DiskFullError
 from tunelab.few_shot import apply_few_shot
 from tunelab.freezing import select
-from tunelab.lexical_fit import attach, choose, fit_blend, test_scores, without_blend
+from tunelab.lexical_fit import CHOICE_FILE, attach, choose, fit_blend, saved_choice, test_scores, without_blend
 from tunelab.lexical_fit import wanted as lexical_wanted
 from tunelab.metrics import classification_metrics, format_metrics, per_class_table
 from tunelab.model import place
@@ -180,7 +180,7 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
 
     trainer.model.eval()
     val_logits = trainer.predict(splits.val.inputs) if splits.val is not None else None
-    cfg, blend = _lexical_blend(cfg, trainer, splits, val_logits, run_dir, dist) if lexical_wanted(cfg) else (cfg, None)
+    cfg, blend = _lexical_blend(cfg, trainer, splits, val_logits, run_dir, dist)
     model, trainer, final, val_probs = _final_model(cfg, task, run_dir, splits, hooks, dist, device, num_classes, trainer,
                                                     n_labelled=n_labelled, teacher=teacher, val_logits=val_logits,
                                                     blend=blend)
@@ -222,12 +222,22 @@ def _rates_by_probe(cfg: Config, splits: Splits[Any], model: FineTuneModel, run_
 
 
 def _lexical_blend(cfg: Config, trainer: Trainer, splits: Splits[Any], val_logits: torch.Tensor | None, run_dir: Path,
-                   dist: Dist) -> tuple[Config, tuple[LexicalBlend, dict[str, Any]]]:
-    """The text run's lexical blend (:mod:`tunelab.lexical_fit`): fitted on the labelled training
-    texts, its scales chosen on the validation split, its share written into config.yaml."""
+                   dist: Dist) -> tuple[Config, tuple[LexicalBlend, dict[str, Any]] | None]:
+    """The text run's lexical blend (:mod:`tunelab.lexical_fit`), if it has one: fitted on the
+    labelled training texts, its scales chosen on the validation split (on a resume: as this run
+    chose them before), the choice written into RUN_DIR/lexical.json, then its share into config.yaml."""
+    chosen = saved_choice(run_dir, cfg)
+    if chosen is None and not lexical_wanted(cfg):
+        return cfg, None
     blend = fit_blend(trainer.model, splits.train, len(splits.classes), cfg.run.seed)
-    scales, record = choose(cfg, blend, val_logits, splits.val)
-    record["share"] = blend.with_scales(*scales).share
+    if chosen is None:
+        scales, record = choose(cfg, blend, val_logits, splits.val)
+        record["share"] = blend.with_scales(*scales).share
+        if dist.main:  # first: wherever config.yaml holds the share, the choice it came from is on disk
+            ckpt.atomic_write_text(run_dir / CHOICE_FILE, json.dumps(record, indent=1))
+    else:
+        record = chosen
+        blend.with_scales(*record["scales"])
     cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"lexical": record["share"]})})
     log.info(lexical_summary(record))
     if dist.main:

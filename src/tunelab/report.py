@@ -116,6 +116,12 @@ def lexical_summary(record: dict[str, Any]) -> str:
         return head
     line = (f"{head}; validation accuracy {val['network']['accuracy']:.3f} network alone, "
             f"{val['blend']['accuracy']:.3f} blended, {val['words']['accuracy']:.3f} word counts alone")
+    sure = val.get("sureness")
+    if sure:
+        line += (f"; the lowest log-loss, at scales {val['uncapped']['net_scale']:g}, {val['uncapped']['lex_scale']:g}, "
+                 f"was {sure['mean_top_before']:.3f} sure on average: both scales x{sure['factor']:.3g}, "
+                 f"{sure['mean_top']:.3f} sure, as the validation accuracy supports ((right + 1) / (n + 2) = "
+                 f"{sure['bound']:.3f})")
     refused = val.get("refused")
     if refused:
         line += (f"; the lowest log-loss, at scales {refused['net_scale']:g}, {refused['lex_scale']:g}, scored "

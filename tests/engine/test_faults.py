@@ -3,6 +3,7 @@ boundaries, the final evaluation, the report), resume each, and check that every
 the uninterrupted run's metrics. TUNELAB_FAULT_KILLS sets how many kills (default 3),
 TUNELAB_FAULT_SEED which points (default: new ones each run; the seed is printed)."""
 
+import hashlib
 import json
 import os
 import random
@@ -78,3 +79,58 @@ def test_sigkill_at_random_log_markers_then_resume_ends_like_the_uninterrupted_r
     with capsys.disabled():
         print(f"\nfault injection: {len(points)} kill(s) at stdout lines {points} of {len(markers)} markers "
               f"(TUNELAB_FAULT_SEED={seed}); every resume ended with the uninterrupted run's metrics")
+
+
+TEXT_KILLS = int(os.environ.get("TUNELAB_FAULT_TEXT_KILLS", "3"))
+TEXT_MARKERS = re.compile(r"^(run folder|data:|train:|backbone|stage \d+/\d+ '|cache:|stage \d+ epoch|diagnosis|"
+                          r"lexical blend|refit:|per-class|val:|test:|report:|final test accuracy)")
+
+
+def _text_outcome(run_dir):
+    """What must not change with a kill, bit for bit: the model file and every final metric."""
+    final = json.loads((run_dir / "metrics.json").read_text())
+    final.pop("seconds")
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [(r["stage"], r["epoch"], r["train_loss"], r.get("val_loss")) for r in rows]
+    return hashlib.sha256((run_dir / "model.safetensors").read_bytes()).hexdigest(), final, losses
+
+
+def _text_points(lines, seed):
+    """Kill points (stdout line numbers): just after the lexical blend's line, one inside the
+    refit, and the rest at random markers."""
+    markers = [i + 1 for i, line in enumerate(lines) if TEXT_MARKERS.match(line)]
+    blend = next(i + 1 for i, line in enumerate(lines) if line.startswith("lexical blend"))
+    refit_at = next(i for i, line in enumerate(lines) if line.startswith("refit:"))
+    rng = random.Random(seed)
+    refit = rng.choice([m for m in markers if m > refit_at and lines[m - 1].startswith("stage")] or [refit_at + 1])
+    rest = [m for m in markers if m not in (blend, refit)]
+    return sorted({blend, refit, *rng.sample(rest, min(max(TEXT_KILLS - 2, 0), len(rest)))})
+
+
+def test_sigkill_of_a_text_run_in_training_the_lexical_blend_and_the_refit_then_resume_ends_bit_for_bit(
+        tiny_text_cfg, tmp_path, capsys):
+    """A text run with the lexical blend and a refit, killed at random points of its log: every
+    resume ends with the uninterrupted run's model file (sha256) and metrics, bit for bit."""
+    cfg = json.loads(json.dumps(tiny_text_cfg))
+    cfg["run"].update(baselines=False, threads=1)
+    cfg["data"]["refit"] = "always"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    clean = subprocess.run(_fit([str(_write(tmp_path, cfg, "clean"))], env), env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert clean.returncode == 0, clean.stderr
+    expected = _text_outcome(tmp_path / "runs" / "clean")
+    seed = int(os.environ.get("TUNELAB_FAULT_SEED", random.randrange(10**6)))
+    points = _text_points(clean.stdout.splitlines(), seed)
+    for n, line_no in enumerate(points):
+        name = f"kill{n}"
+        last = _killed_after(_fit([str(_write(tmp_path, cfg, name))], env), env, line_no)
+        resumed = subprocess.run(_fit(["--resume", str(tmp_path / "runs" / name)], env), env=env,
+                                 capture_output=True, text=True, timeout=300)
+        where = f"killed after stdout line {line_no} ({last[:60]!r}), seed {seed}"
+        assert resumed.returncode == 0, f"{where}: {resumed.stderr}"
+        got = _text_outcome(tmp_path / "runs" / name)
+        assert got[0] == expected[0], f"{where}: another model file"
+        assert got[1:] == expected[1:], where
+    with capsys.disabled():
+        print(f"\nfault injection (text): {len(points)} kill(s) at stdout lines {points} "
+              f"(TUNELAB_FAULT_SEED={seed}); every resume ended with the uninterrupted run's model file and metrics")

@@ -17,7 +17,7 @@ from tunelab.errors import ConfigError
 from tunelab.report import lexical_summary
 from tunelab.tasks import build_model
 from tunelab.text.data import Tokens
-from tunelab.text.lexical import LexicalBlend, count_matrix, fit_lexical, fit_scales
+from tunelab.text.lexical import LexicalBlend, cap_sureness, count_matrix, fit_lexical, fit_scales
 
 V = 40
 
@@ -87,6 +87,27 @@ def test_a_blend_less_accurate_than_the_network_on_validation_is_refused():
     assert "scored 0.500, below the network alone: refused, the network kept as trained" in line
 
 
+def test_separable_validation_texts_do_not_make_the_blend_100_percent_sure():
+    """Bug: on validation texts the word counts separate, the lowest log-loss is at the grid's
+    largest scales (10, 100), and every prediction was 100 % sure, nonsense included (0.996). A
+    common factor brings the mean top probability down to (right + 1) / (n + 2); no class changes."""
+    labels = torch.tensor([0, 1] * 5)
+    sure_words = torch.where(torch.nn.functional.one_hot(labels, 2).bool(), 0.3, -0.3).log_softmax(1)
+    net = torch.zeros(10, 2)  # the network says nothing
+    a, b, seen = fit_scales(net, sure_words, labels)
+    sure = seen["sureness"]
+    ua, ub = seen["uncapped"]["net_scale"], seen["uncapped"]["lex_scale"]
+    assert ub > 30 and sure["mean_top_before"] > 0.999 and sure["bound"] == pytest.approx(11 / 12)
+    assert sure["mean_top"] == pytest.approx(11 / 12, abs=1e-4) and seen["blend"]["accuracy"] == 1.0
+    assert (a, b) == (pytest.approx(ua * sure["factor"], rel=1e-5), pytest.approx(ub * sure["factor"], rel=1e-5))
+    prior = torch.tensor([[0.02, -0.02]]).log_softmax(1)  # a text with no known word: the regression's intercept
+    assert (100.0 * prior).softmax(1).max() > 0.98 and (b * prior).softmax(1).max() < 0.6
+    line = lexical_summary({"scales": [a, b], "share": 1.0, "chosen_by": "validation log-loss", "val": seen})
+    assert "was 1.000 sure on average: both scales x" in line and "0.917 sure, as the validation accuracy supports" in line
+    # a blend already as unsure as its accuracy allows keeps its scales
+    assert cap_sureness(net.log_softmax(1), sure_words, labels, 0.0, 1.0) == (1.0, {})
+
+
 def test_lexical_is_a_text_setting_between_zero_and_one(tiny_encoder, tmp_path):
     with pytest.raises(ConfigError, match=r"model.lexical: 1.5 is not a blend weight"):
         build_config(overrides=["data.text={}", "model.lexical=1.5"])
@@ -124,6 +145,42 @@ def test_auto_picks_the_lowest_validation_log_loss(tiny_text_cfg):
     record = run.metrics["lexical"]
     val = record["val"]
     assert record["chosen_by"] == "validation log-loss"
-    assert val["blend"]["log_loss"] <= min(val["network"]["log_loss"], val["words"]["log_loss"]) + 1e-9
+    lowest = val.get("uncapped", val["blend"])  # the grid's choice, before the cap on its sureness
+    assert lowest["log_loss"] <= min(val["network"]["log_loss"], val["words"]["log_loss"]) + 1e-9
     assert f"lexical: {record['share']}" in (run.dir / "config.yaml").read_text()
     assert (load_run(run.dir).model.lexical is not None) == (record["share"] > 0)
+    # was 0.996 for nonsense: the validation texts are separable, and the scales were the grid's largest
+    assert record["val"]["sureness"]["mean_top_before"] > 0.99 and record["val"]["sureness"]["bound"] == 11 / 12
+    assert tunelab.predict(run.dir, texts=["zzz qqq"])[0].top[0][1] < 0.75
+
+
+def _outcome(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics.pop("seconds")
+    return (run_dir / "model.safetensors").read_bytes(), metrics
+
+
+def test_resuming_a_finished_or_refitting_run_keeps_the_blend_it_chose(tiny_text_cfg, tmp_path):
+    """Bug: a resume read the share config.yaml records (scales 0, 100 -> share 1.0) as a fixed
+    setting, blended at scales 0, 1 and replaced the model: test loss 0.0 -> 0.29."""
+    import shutil
+
+    cfg = json.loads(json.dumps(tiny_text_cfg))
+    cfg["data"]["refit"] = "always"
+    run = tunelab.fit(cfg)
+    record = run.metrics["lexical"]
+    assert record["chosen_by"] == "validation log-loss" and record["share"] > 0
+    assert json.loads((run.dir / "lexical.json").read_text())["scales"] == record["scales"]
+    expected = _outcome(run.dir)
+    finished = tmp_path / "finished"
+    shutil.copytree(run.dir, finished)
+    tunelab.fit(resume=finished)
+    assert _outcome(finished) == expected  # the model file bit for bit, every metric
+    # killed in the refit: its last epoch and everything after it not yet written
+    refitting = tmp_path / "refitting"
+    shutil.copytree(run.dir, refitting)
+    for name in ("model.safetensors", "metrics.json", "refit/checkpoints/last.safetensors"):
+        (refitting / name).unlink()
+    tunelab.fit(resume=refitting)
+    assert _outcome(refitting) == expected
+    assert tunelab.predict(finished, texts=["zzz qqq"])[0].top == tunelab.predict(run.dir, texts=["zzz qqq"])[0].top

@@ -63,8 +63,8 @@ def test_tokenized_once_then_read_from_the_disk_cache(tiny_encoder, tmp_path, mo
 
 
 def test_truncation_is_counted_and_logged(tiny_encoder, tmp_path, caplog):
-    long = " ".join(["good"] * 40)
-    path = write_text_csv(tmp_path / "long.csv", [(long, "pos"), ("bad film", "neg")] * 4)
+    rows = [r for i in range(4) for r in ((" ".join(["good"] * (40 + i)), "pos"), ("bad film" + " film" * i, "neg"))]
+    path = write_text_csv(tmp_path / "long.csv", rows)
     cfg = DataConfig(train=str(path), val_split=0, text=TextDataConfig(tokenizer=str(tiny_encoder), max_length=10,
                                                                    max_windows=1, token_cache=None))
     with caplog.at_level("INFO", logger="tunelab"):
@@ -74,8 +74,9 @@ def test_truncation_is_counted_and_logged(tiny_encoder, tmp_path, caplog):
 
 
 def test_long_texts_are_read_as_windows_spread_over_the_whole_text(tiny_encoder, tmp_path, caplog):
-    long = " ".join(["good"] + ["film"] * 58 + ["bad"])
-    path = write_text_csv(tmp_path / "long.csv", [(long, "pos"), ("bad film", "neg")] * 4)
+    longs = [" ".join(["good"] + ["film"] * (58 + i) + ["bad"]) for i in range(4)]
+    path = write_text_csv(tmp_path / "long.csv", [r for i, t in enumerate(longs) for r in ((t, "pos"),
+                                                                                          ("bad film" + " film" * i, "neg"))])
     cfg = DataConfig(train=str(path), val_split=0, text=TextDataConfig(tokenizer=str(tiny_encoder), max_length=10,
                                                                    max_windows=4, token_cache=None))
     with caplog.at_level("INFO", logger="tunelab"):
@@ -182,3 +183,70 @@ def test_text_csv_saved_with_a_byte_order_mark_is_read(tmp_path):
     path.write_bytes("text,label\ngreat fun,pos\ndull,neg\n".encode("utf-8-sig"))
     texts, _, names, _ = read_texts(path, TextDataConfig(), field="train")
     assert texts == ["great fun", "dull"] and names == ["pos", "neg"]
+
+
+def test_a_csv_with_every_row_twice_leaks_nothing_into_validation_or_test(tmp_path, tiny_encoder, caplog):
+    """Was: split 38/10/12 with 7 of 10 validation and 5 of 12 test texts also in training, no warning."""
+    rows = text_rows(15)
+    # the same texts again, up to case, whitespace and Unicode form (a no-break space, full-width letters)
+    wide = "".join(chr(ord(c) + 0xFEE0) if c.isalpha() else c for c in rows[-1][0])
+    again = [(f"  {t.upper()} ".replace(" ", "\u00a0", 1), y) for t, y in rows[:-1]] + [(wide, rows[-1][1])]
+    path = write_text_csv(tmp_path / "twice.csv", rows + again)
+    s = load_text_data(_cfg(path, tiny_encoder, tmp_path))
+    assert len(s.train) + len(s.val) + len(s.test) == len(rows)
+    every = s.train.items + s.val.items + s.test.items
+    assert max(int(x.rsplit(":", 1)[1]) for x in every) <= len(rows) + 1  # the first rows are kept
+    assert not set(s.train.texts) & (set(s.val.texts) | set(s.test.texts))
+    assert f"data.train ({path}): {len(rows)} duplicate text(s) removed" in caplog.text
+    assert f"{path}:{len(rows) + 2} = {path}:2" in caplog.text
+
+
+def test_the_same_text_with_another_label_is_named(tmp_path, caplog):
+    from tunelab.text._checks import drop_duplicates
+    from tunelab.text._sources import open_text_source
+
+    path = write_text_csv(tmp_path / "clash.csv", [("good fun", "pos"), ("dull", "neg"), ("Good  fun", "neg")])
+    src = drop_duplicates(open_text_source(str(path), TextDataConfig(), "train", field="train"), "train")
+    assert src.texts == ["good fun", "dull"]
+    assert "1 of them with another label than the kept row: check those labels" in caplog.text
+    assert f"{path}:4 = {path}:2 (labelled pos there, neg here)" in caplog.text
+
+
+def test_test_texts_that_are_also_training_texts_are_removed_from_the_test_set(tmp_path, tiny_encoder, caplog):
+    train = write_text_csv(tmp_path / "train.csv", text_rows(10))
+    test_rows = text_rows(5, seed=3)
+    test = write_text_csv(tmp_path / "test.csv", test_rows + [(text_rows(10)[4][0].upper(), "neg")])
+    cfg = _cfg(train, tiny_encoder, tmp_path).model_copy(update={"test": str(test), "test_split": 0.0})
+    s = load_text_data(cfg)
+    assert s.test.texts == [t for t, _ in test_rows]
+    assert f"data.test ({test}): 1 text(s) also in the training data ({train}) removed from the test set: {test}:12" \
+        in caplog.text
+    with pytest.raises(DataError, match=r"data.test \(.*\): every text is also in the training data"):
+        load_text_data(cfg.model_copy(update={"test": str(train)}))
+
+
+def _jsonl(tmp_path, labels):
+    path = tmp_path / "labels.jsonl"
+    path.write_text("".join(f'{{"text": "text {i}", "label": {y}}}\n' for i, y in enumerate(labels)))
+    return path
+
+
+@pytest.mark.parametrize("labels, match", [
+    (["0", "0.0", "true"], r"labels.jsonl, line 3: the label true in column 'label' is a boolean; labels are class "
+                           r"names: strings, or whole numbers, of one kind in a file"),
+    (["0", "NaN"], r"line 2: the label NaN in column 'label' is not a whole number \(NaN, infinite or a fraction\)"),
+    (["1", "0.5"], r"line 2: the label 0.5 in column 'label' is not a whole number"),
+    (["0", "null"], r"line 2: no label in column 'label'; every row needs one"),
+    (['"pos"', "1"], r"line 2: the label 1 in column 'label' is a number, but the label on line 1 \(\"pos\"\) is a "
+                     r"string; .* \(quote every number, or none\)"),
+    (['"pos"', '["neg"]'], r"line 2: the label \[\"neg\"\] in column 'label' is a list"),
+])
+def test_json_labels_are_strings_or_whole_numbers_of_one_kind(tmp_path, labels, match):
+    """Was: labels 0, 0.0 and true became three classes, and NaN a class."""
+    with pytest.raises(DataError, match=match):
+        read_texts(_jsonl(tmp_path, labels), TextDataConfig(), field="train")
+
+
+def test_zero_and_zero_point_zero_are_one_class(tmp_path):
+    _, _, names, _ = read_texts(_jsonl(tmp_path, ["0", "0.0", "1", "1.0"]), TextDataConfig(), field="train")
+    assert names == ["0", "0", "1", "1"]

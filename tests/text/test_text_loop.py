@@ -230,8 +230,8 @@ def test_a_windowed_text_is_the_mean_of_its_windows_with_and_without_the_cache(t
 
 
 def test_long_texts_train_and_predict_as_windows(tiny_text_cfg, tmp_path):
-    long = " ".join(["good", "film"] * 20)
-    rows = text_rows(12) + [(long, "pos"), (long.replace("good", "bad"), "neg")] * 3
+    longs = [" ".join(["good", "film"] * (20 + i)) for i in range(3)]  # three different texts: copies are removed
+    rows = text_rows(12) + [r for t in longs for r in ((t, "pos"), (t.replace("good", "bad"), "neg"))]
     cfg = json.loads(json.dumps(tiny_text_cfg))
     cfg["data"]["train"] = str(write_text_csv(tmp_path / "long.csv", rows))
     cfg["data"]["text"]["max_windows"] = 3

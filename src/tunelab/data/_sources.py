@@ -3,9 +3,7 @@ only the images that are used get decoded."""
 
 from __future__ import annotations
 
-import csv
 import gzip
-import io
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +14,7 @@ import torch
 
 from tunelab.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file, not_regular, resize_array
 from tunelab.errors import DataError
+from tunelab.textfile import csv_rows, read_text
 
 log = logging.getLogger("tunelab")
 
@@ -209,26 +208,16 @@ def manifest_source(csv_path: Path, classes: list[str] | None = None) -> FileSou
 def _manifest_rows(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
     """(line number, row) of a manifest, read as UTF-8 (Excel's byte-order mark is no column name;
     its "Unicode text" is UTF-16 with a mark). Another encoding, a binary file or a field longer
-    than a path could be is an error naming the file."""
-    raw = csv_path.read_bytes()
-    try:
-        text = raw.decode("utf-16") if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DataError(f"{csv_path}, line {line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); a manifest is a UTF-8 "
-                        f"CSV: save it as \"CSV UTF-8\", or convert it, e.g. iconv -f latin1 -t utf-8") from None
+    than the csv module allows is an error naming the file and line."""
+    text = read_text(csv_path)
     if "\0" in text:
         line = text[: text.index("\0")].count("\n") + 1
         raise DataError(f"{csv_path}, line {line}: a NUL byte; this is a binary file, not a CSV manifest (path,label)")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    try:
-        fields = reader.fieldnames or []
-        if "path" not in fields or "label" not in fields:
-            raise DataError(f"{csv_path}: the header must name columns 'path' and 'label' (found: "
-                            f"{', '.join(f[:40] for f in fields[:10]) or 'none'})")
-        rows = [(reader.line_num, row) for row in reader]
-    except csv.Error as e:  # e.g. a field over the csv module's limit (128 KiB): no path is that long
-        raise DataError(f"{csv_path}, line {reader.line_num + 1}: not a CSV manifest (path,label): {e}") from None
+    fields, reader = csv_rows(csv_path, text)
+    if "path" not in fields or "label" not in fields:
+        raise DataError(f"{csv_path}: the header must name columns 'path' and 'label' (found: "
+                        f"{', '.join(f[:40] for f in fields[:10]) or 'none'})")
+    rows = list(enumerate(reader, start=2))
     if not rows:
         raise DataError(f"{csv_path}: the manifest has no rows")
     return rows

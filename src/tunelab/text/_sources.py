@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import csv
 import importlib.util
+import io
 import json
 import logging
 from collections.abc import Callable, Iterable
@@ -16,6 +17,7 @@ import numpy as np
 
 from tunelab.config import TEXT_DATASETS, TextDataConfig
 from tunelab.errors import DataError
+from tunelab.textfile import csv_rows, read_text
 
 log = logging.getLogger("tunelab")
 
@@ -37,27 +39,55 @@ class TextSource:
 def _rows(path: Path, field: str) -> Iterable[tuple[int, dict[str, Any]]]:
     """(line number, row) of a CSV/TSV (header first) or JSON lines file."""
     suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}, line {lineno}: not valid JSON ({e.msg}); expected one JSON object "
-                                    "per line") from None
-                if not isinstance(row, dict):
-                    raise DataError(f"{path}, line {lineno}: expected a JSON object with the text and label keys, "
-                                    f"got {type(row).__name__}")
-                yield lineno, row
-        return
-    if suffix not in (".csv", ".tsv"):
+    if suffix not in (".jsonl", ".ndjson", ".json", ".csv", ".tsv"):
         raise DataError(f"data.{field}: {path} has suffix '{suffix}'; text data must be .csv, .tsv, .jsonl or .ndjson")
-    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark is not a column name
-        reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
-        for lineno, row in enumerate(reader, start=2):
+    text = read_text(path)  # UTF-8 (a spreadsheet's byte-order mark removed) or UTF-16 with its mark
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        for lineno, line in enumerate(io.StringIO(text, newline=None), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}, line {lineno}: not valid JSON ({e.msg}); expected one JSON object "
+                                "per line") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}, line {lineno}: expected a JSON object with the text and label keys, "
+                                f"got {type(row).__name__}")
             yield lineno, row
+        return
+    _, rows = csv_rows(path, text, delimiter="\t" if suffix == ".tsv" else ",")
+    yield from enumerate(rows, start=2)
+
+
+class _LabelKinds:
+    """Labels as class names: strings, or integers (JSON lines: 0 and 0.0 are one class), one kind
+    in a file. A boolean, a fraction, NaN or null is refused: ``true``, ``0`` and ``0.0`` would
+    otherwise be three classes, and NaN a class of its own."""
+
+    def __init__(self, path: Path, column: str) -> None:
+        self.path, self.column = path, column
+        self.first: tuple[int, str, Any] | None = None  # (line, kind, value) of the first label
+
+    def label(self, value: Any, lineno: int) -> str:
+        where = f"{self.path}, line {lineno}: the label {json.dumps(value)} in column '{self.column}'"
+        valid = "labels are class names: strings, or whole numbers, of one kind in a file"
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise DataError(f"{self.path}, line {lineno}: no label in column '{self.column}'; every row needs one")
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise DataError(f"{where} is a {'boolean' if isinstance(value, bool) else type(value).__name__}; {valid}")
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise DataError(f"{where} is not a whole number (NaN, infinite or a fraction); {valid}")
+            value = int(value)
+        kind = "string" if isinstance(value, str) else "number"
+        if self.first is None:
+            self.first = (lineno, kind, value)
+        elif kind != self.first[1]:
+            line, first_kind, first = self.first
+            raise DataError(f"{where} is a {kind}, but the label on line {line} ({json.dumps(first)}) is a {first_kind}; "
+                            f"{valid} (quote every number, or none)")
+        return str(value).strip()
 
 
 def _columns_present(path: Path, first: dict[str, Any], needed: dict[str, str]) -> None:
@@ -83,6 +113,7 @@ def read_texts(path: Path, cfg: TextDataConfig, *, field: str, labels: bool = Tr
     names: list[str] = []
     items: list[str] = []
     checked = False
+    kinds = _LabelKinds(path, cfg.label_column)
     for lineno, row in _rows(path, field):
         if not checked:
             _columns_present(path, row, needed)
@@ -97,10 +128,7 @@ def read_texts(path: Path, cfg: TextDataConfig, *, field: str, labels: bool = Tr
             raise DataError(f"{path}, line {lineno}: the text in column '{col}' is empty; fill it, remove the row, "
                             "or set data.text.on_empty: skip")
         if labels:
-            label = str(row.get(cfg.label_column) if row.get(cfg.label_column) is not None else "").strip()
-            if not label:
-                raise DataError(f"{path}, line {lineno}: no label in column '{cfg.label_column}'; every row needs one")
-            names.append(label)
+            names.append(kinds.label(row.get(cfg.label_column), lineno))
         texts.append(text)
         if pairs is not None:
             pairs.append(str(pair))

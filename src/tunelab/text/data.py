@@ -25,8 +25,9 @@ from tunelab.config import DataConfig, TextDataConfig
 from tunelab.data import per_class, split_indices
 from tunelab.engine.data import Splits
 from tunelab.errors import DataError
+from tunelab.text._checks import drop_duplicates, drop_overlap
 from tunelab.text._encoders import load_tokenizer
-from tunelab.text._sources import TextSource, open_text_source, read_texts, rotten_tomatoes
+from tunelab.text._sources import BUILTIN_TEXT, TextSource, open_text_source, read_texts, rotten_tomatoes
 
 __all__ = [
     "TextSet",
@@ -348,6 +349,8 @@ def load_text_data(cfg: DataConfig, tokenizer: Any | None = None) -> Splits[Text
     tcfg = cfg.text
     tokenizer = tokenizer if tokenizer is not None else _tokenizer_for(cfg)
     src = open_text_source(cfg.train, tcfg, "train", field="train")
+    if cfg.train not in BUILTIN_TEXT:  # a user's file (the built-in set's splits stay as they were)
+        src = drop_duplicates(src, "train")
     classes, labels = list(src.classes), src.labels
     if len(classes) < 2:
         raise DataError(f"{src.name}: only one class ({', '.join(classes)}) in column '{tcfg.label_column}'; "
@@ -356,6 +359,8 @@ def load_text_data(cfg: DataConfig, tokenizer: Any | None = None) -> Splits[Text
     test_src = None
     if separate_test and cfg.evaluate_test:  # evaluate_test: false holds it out but never reads it
         test_src = open_text_source(str(cfg.test), tcfg, "test", field="test")
+        if str(cfg.test) not in BUILTIN_TEXT:
+            test_src = drop_overlap(drop_duplicates(test_src, "test"), src)
     train_idx, val_idx, test_idx, rng = split_indices(labels, classes, src.name, cfg, separate_test)
 
     train = _make_set(src, train_idx, labels, tokenizer, tcfg, "train")

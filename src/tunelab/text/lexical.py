@@ -12,8 +12,12 @@ The network is sure of itself after fine-tuning and the regression, strongly reg
 examples, is not, so a fixed mix of their log-probabilities is the network's answer whatever the
 mix. The blend therefore scales each: ``a log p_net + b log p_lex``, with (a, b) of the lowest
 log-loss on the validation split (a grid, :func:`fit_scales`), unless that blend is less accurate
-there than the network alone; b = 0 keeps the network alone. Its
-share ``b / (a + b)`` is what config.yaml records as ``model.lexical``::
+there than the network alone; b = 0 keeps the network alone. Where the validation texts are
+separable, the log-loss falls the further both scales grow, and the grid's largest would make
+every answer 100 % sure, nonsense included: a common factor on both (which changes no answer, only
+how sure it is) then brings the blend's mean top probability on validation down to what its
+validation accuracy supports (:func:`cap_sureness`). Its share ``b / (a + b)`` is what config.yaml
+records as ``model.lexical``::
 
     lex = fit_lexical(train_tokens, labels, vocab_size=30522, num_classes=2, ignore=[0, 101, 102], seed=0)
     a, b, seen = fit_scales(val_logits, lex.log_probs(val_tokens), val_labels)
@@ -36,6 +40,7 @@ from tunelab.text.data import Tokens
 NET_SCALES = (0.0, *np.round(np.logspace(-2, 1, 13), 4).tolist())
 LEX_SCALES = (0.0, *np.round(np.logspace(-1, 2, 13), 4).tolist())
 MAX_FIT = 5000  # examples the regression is fitted on, at most (a stratified sample above that)
+MIN_FACTOR = 1e-3  # the smallest common factor :func:`cap_sureness` takes: the blend stays a blend
 
 
 class LexicalBlend(nn.Module):
@@ -129,8 +134,9 @@ def _scores(net: torch.Tensor, lex: torch.Tensor, labels: torch.Tensor, a: float
 def fit_scales(net_logits: torch.Tensor, lex_log_probs: torch.Tensor, labels: torch.Tensor
                ) -> tuple[float, float, dict[str, dict[str, float]]]:
     """(a, b) of the lowest log-loss over :data:`NET_SCALES` x :data:`LEX_SCALES` (on a tie the
-    smaller b: the network alone wins ties), and the scores of the network alone, the blend and the
-    regression alone at their own best scale.
+    smaller b: the network alone wins ties), both brought down by :func:`cap_sureness` where that
+    blend is surer on validation than its accuracy there supports; and the scores of the network
+    alone, the blend (``uncapped``: before the cap) and the regression alone at their own best scale.
 
     A blend less accurate than the network alone on the same examples is refused (the network is
     kept as trained, a = 1, b = 0): on a handful of validation texts the lowest log-loss
@@ -146,7 +152,38 @@ def fit_scales(net_logits: torch.Tensor, lex_log_probs: torch.Tensor, labels: to
     seen = {"network": alone, "blend": best, "words": words}
     if best["accuracy"] < alone["accuracy"]:
         seen = {**seen, "blend": _scores(net, lex, labels, 1.0, 0.0), "refused": best}
+    elif best["lex_scale"] > 0:
+        factor, sureness = cap_sureness(net, lex, labels, best["net_scale"], best["lex_scale"])
+        if factor < 1.0:
+            a, b = factor * best["net_scale"], factor * best["lex_scale"]
+            seen = {**seen, "blend": _scores(net, lex, labels, a, b), "uncapped": best, "sureness": sureness}
     return seen["blend"]["net_scale"], seen["blend"]["lex_scale"], seen
+
+
+def _mean_top(net: torch.Tensor, lex: torch.Tensor, a: float, b: float) -> float:
+    return float((a * net + b * lex).softmax(1).amax(1).mean())
+
+
+def cap_sureness(net: torch.Tensor, lex: torch.Tensor, labels: torch.Tensor, a: float, b: float
+                 ) -> tuple[float, dict[str, float]]:
+    """The largest common factor t <= 1 of the scales (a, b) at which the blend's mean top
+    probability on the validation split is at most ``(right + 1) / (n + 2)`` (Laplace's rule of
+    succession for its accuracy there: 10 of 10 right allows 0.917 on average, never 1.0), and
+    what it saw. The top probability of every text grows with t, so a bisection finds it; a common
+    factor leaves every text's class as it was."""
+    net, lex = net.double(), lex.double()
+    right = int(((a * net + b * lex).argmax(1) == labels).sum())
+    bound = max((right + 1) / (len(labels) + 2), 1.0 / net.shape[1])
+    before = _mean_top(net, lex, a, b)
+    if before <= bound:
+        return 1.0, {}
+    lo, hi = 0.0, 1.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _mean_top(net, lex, mid * a, mid * b) <= bound else (lo, mid)
+    factor = max(lo, MIN_FACTOR)
+    return factor, {"factor": factor, "bound": bound, "mean_top_before": before,
+                    "mean_top": _mean_top(net, lex, factor * a, factor * b)}
 
 
 def scores_at(net_logits: torch.Tensor, lex_log_probs: torch.Tensor, labels: torch.Tensor, a: float, b: float

@@ -9,6 +9,7 @@ from tunelab.config import Config
 from tunelab.errors import DataError
 from tunelab.text._encoders import load_tokenizer
 from tunelab.text.data import read_texts, tokenize
+from tunelab.textfile import read_text
 
 _TABLES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json")
 
@@ -22,7 +23,7 @@ def texts_from_file(path: Path, cfg: Config) -> tuple[list[str], list[str] | Non
     if path.suffix.lower() in _TABLES:
         texts, pairs, _, items = read_texts(path, cfg.data.text, field="predict", labels=False)
         return texts, pairs, items
-    lines = [(i, line.strip()) for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)]
+    lines = [(i, line.strip()) for i, line in enumerate(read_text(path).splitlines(), start=1)]
     lines = [(i, t) for i, t in lines if t]
     if not lines:
         raise DataError(f"{path}: no text (expected one text per line)")
