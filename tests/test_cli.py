@@ -146,3 +146,48 @@ def test_summary_says_which_rate_a_probe_may_choose(tiny_cfg):
     assert "1.00e-04 if the pretrained features already fit the data" not in summary(build_config(tiny_cfg))
     tiny_cfg["model"] = {"backbone": "tf_efficientnet_lite0", "pretrained": True}
     assert "lr 3.00e-04 (1.00e-04 if the pretrained features already fit the data)" in summary(build_config(tiny_cfg))
+
+
+@pytest.mark.parametrize(("sig", "code", "word"), [("SIGTERM", 143, "SIGTERM"), ("SIGINT", 130, "interrupted")])
+def test_a_signal_during_fit_says_which_folder_to_resume_and_the_resume_finishes(tiny_cfg, tmp_path, sig, code, word):
+    """Was: SIGTERM ended the run with no message; Ctrl-C printed a literal RUN_DIR."""
+    import os
+    import signal
+
+    tiny_cfg["run"].update(baselines=False)
+    tiny_cfg["stages"] = [{"train": "head", "epochs": 40, "lr": 1e-3}]
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(tiny_cfg))
+    run_dir = tmp_path / "runs" / "tiny"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "tunelab", "fit", str(p)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("stage 1 epoch 2/"):  # a checkpoint is written: stop the run in the middle
+            proc.send_signal(getattr(signal, sig))
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert err.strip().endswith(f"{word}; the run continues from its last finished epoch with "
+                                f"`tunelab fit --resume {run_dir}`"), err
+    assert "Traceback" not in err and "RUN_DIR" not in err
+    done = len((run_dir / "metrics.jsonl").read_text().splitlines())
+    assert 2 <= done < 40 and not (run_dir / "metrics.json").exists()
+    resumed = subprocess.run([sys.executable, "-m", "tunelab", "fit", "--resume", str(run_dir)], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming stage 1 at epoch {done + 1}" in resumed.stdout
+    assert [json.loads(r)["epoch"] for r in (run_dir / "metrics.jsonl").read_text().splitlines()] == list(range(40))
+
+
+def test_ctrl_c_in_evaluate_says_run_it_again_not_resume(tiny_run, monkeypatch, capsys):
+    """Was: 'continue with `tunelab fit --resume RUN_DIR`' for a command with nothing to resume."""
+    import tunelab.api
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tunelab.api, "evaluate", interrupted)
+    assert main(["evaluate", str(tiny_run.dir)]) == 130
+    assert capsys.readouterr().err == "interrupted; nothing to continue from: run the same command again\n"

@@ -23,3 +23,13 @@ class RunError(TunelabError):
 
 class DiskFullError(TunelabError, OSError):
     """A file (checkpoint, cache) does not fit on its disk; the message says how much it needs."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or, under the CLI, SIGTERM: the message says how to carry on, e.g. which run
+    folder to resume (the CLI prints it and exits with 128 + ``signum``). Still a KeyboardInterrupt
+    for code that catches those."""
+
+    def __init__(self, how: str = "", signum: int = 2) -> None:
+        super().__init__(how)
+        self.how, self.signum = how, signum
