@@ -191,3 +191,16 @@ def test_ctrl_c_in_evaluate_says_run_it_again_not_resume(tiny_run, monkeypatch, 
     monkeypatch.setattr(tunelab.api, "evaluate", interrupted)
     assert main(["evaluate", str(tiny_run.dir)]) == 130
     assert capsys.readouterr().err == "interrupted; nothing to continue from: run the same command again\n"
+
+
+def test_ctrl_c_in_tune_says_what_tune_does_not_how_to_resume_its_trial(tmp_path, monkeypatch, capsys):
+    import tunelab.search
+    from tunelab.errors import Interrupted
+
+    def interrupted(*a, **k):  # a trial's fit names its own folder, which is never resumed
+        raise Interrupted(f"the run continues from its last finished epoch with `tunelab fit --resume {tmp_path}`")
+
+    monkeypatch.setattr(tunelab.search, "tune", interrupted)
+    assert main(["tune", str(tmp_path / "c.yaml")]) == 130
+    assert capsys.readouterr().err == ("interrupted; what finished is in the study: run the same command again to add "
+                                       "trials\n")

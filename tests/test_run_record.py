@@ -172,3 +172,15 @@ def test_the_model_digest_is_recorded_before_the_file_is_renamed(tmp_path):
     path.write_bytes(old[:-1] + b" ")
     with pytest.raises(RunError, match="is not the file this run wrote"):
         check_model(tmp_path, path)
+
+
+def test_a_key_added_to_tunelab_since_the_run_began_is_no_edit(tmp_path):
+    """A run written by an earlier tunelab lacks a newer key in its record; the default fills it in."""
+    cfg = build_config({"stages": [{"epochs": 2, "lr": 1e-3}]})
+    write_config(tmp_path, cfg)
+    record = read_record(tmp_path)
+    raw = yaml.safe_load(record["config"])
+    del raw["data"]["refit"]  # as if data.refit had come in a later version
+    record["config"] = yaml.safe_dump(raw, sort_keys=False)
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    check_config(tmp_path, cfg)

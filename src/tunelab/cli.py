@@ -128,7 +128,7 @@ def _add_fit(sub: Subparsers) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set stages.0.lr=3e-4 (repeatable)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run where it stopped")
-    p.set_defaults(func=_fit, interrupted="stopped before the run folder was made: run the same command again")
+    p.set_defaults(func=_fit, interrupted="stopped before training began: run the same command again")
 
 
 def _add_tune(sub: Subparsers) -> None:
@@ -253,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
-        how = getattr(e, "how", "") or getattr(args, "interrupted", RUN_AGAIN)
+        # fit's exception names the run folder; a tune trial's must not (trials are not resumed)
+        how = (getattr(e, "how", "") if args.func is _fit else "") or getattr(args, "interrupted", RUN_AGAIN)
         print(f"{'interrupted' if signum == signal.SIGINT else signal.Signals(signum).name}; {how}", file=sys.stderr)
         return 128 + signum
     finally:

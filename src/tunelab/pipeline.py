@@ -106,10 +106,10 @@ def _fit_in(cfg: Config, run_dir: Path, resuming: bool, hooks: dict[str, Hook], 
     opened, and a full disk turned into a message that says how to continue."""
     if resuming:
         check_config(run_dir, cfg)
+    pos = _read_position(run_dir, cfg) if resuming else Position()
     if dist.main and (not resuming or not read_record(run_dir)):  # a folder of an older tunelab gets its record now
         write_config(run_dir, cfg)
     dist.barrier()
-    pos = _read_position(run_dir, cfg) if resuming else Position()
     try:
         with run_logging(run_dir, main=dist.main):
             if resuming and dist.main:

@@ -22,8 +22,8 @@ from typing import Any
 import yaml
 
 from tunelab import checkpoint as ckpt
-from tunelab.config import Config, dump_config
-from tunelab.errors import RunError
+from tunelab.config import Config, build_config, dump_config
+from tunelab.errors import ConfigError, RunError
 
 RECORD = "run.json"
 
@@ -76,7 +76,7 @@ def check_config(run_dir: Path, cfg: Config) -> None:
     if not record.get("config"):
         return
     current = yaml.safe_load(dump_config(cfg))
-    written = [yaml.safe_load(t) for t in (record["config"], record.get("config_before")) if t]
+    written = [_normalized(t) for t in (record["config"], record.get("config_before")) if t]
     if current in written:
         return
     changes = _differences(written[0], current)
@@ -87,6 +87,16 @@ def check_config(run_dir: Path, cfg: Config) -> None:
                    + "\nA resume continues a run with the config it was trained with. To continue this run, put the "
                    f"old values back. To train with the new ones, start a new run from the edited file: "
                    f"`tunelab fit {run_dir}/config.yaml --set run.name={name}-new`")
+
+
+def _normalized(text: str) -> Any:
+    """A config the run wrote, as this tunelab writes it: a key added since (with its default) is no
+    edit of a run started before it."""
+    raw = yaml.safe_load(text)
+    try:
+        return yaml.safe_load(dump_config(build_config(raw)))
+    except ConfigError:  # a key this tunelab no longer has: compared as written
+        return raw
 
 
 def _flat(x: Any, prefix: str = "") -> dict[str, Any]:

@@ -3,7 +3,8 @@
 A run folder holds ``config.yaml`` (fully resolved), ``classes.json``, ``metrics.jsonl`` (one row
 per epoch), ``metrics.json`` (final metrics), ``model.safetensors`` (final weights),
 ``checkpoints/{last,best}.safetensors``, ``log.txt``, ``report.html``, ``README.md`` (the model
-card, :mod:`tunelab.card`) and ``.lock``.
+card, :mod:`tunelab.card`), ``run.json`` (:mod:`tunelab.run_record`) and ``.lock``. Files are
+written whole (:mod:`tunelab.checkpoint`) and never through a symbolic link.
 
 A run folder has one writer at a time: fit, resume and tune trials hold an OS lock on
 ``RUN_DIR/.lock`` (``flock``: released when the process ends, however it ends), with the holder's

@@ -44,7 +44,10 @@ def position_from_state(tensors: dict[str, torch.Tensor], state: dict[str, Any],
     problem = f"has no {', '.join(repr(k) for k in missing)}" if missing else _position_problem(state, epochs)
     if problem:
         raise ModelError(f"{source}: the saved training state {problem}; the checkpoint was edited or written by "
-                         "another program. Delete the checkpoints folder to train the run again from the start")
+                         "another program, or the run's config.yaml was edited (then put its values back, or start a "
+                         f"new run from it: `tunelab fit {Path(source).parents[1]}/config.yaml --set run.name=NEW`). "
+                         "Otherwise delete "
+                         "the checkpoints folder to train the run again from the start")
     return Position(state["stage"], state["epoch"], state["stopped"], tensors, state)
 
 
