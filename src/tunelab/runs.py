@@ -87,14 +87,22 @@ def read_classes(run_dir: Path) -> list[str]:
         raise RunError(f"{run_dir} has no classes.json (the class names): the run stopped before it read its data; "
                        f"continue it with `tunelab fit --resume {run_dir}`")
     classes = read_json(path, list)
-    bad = [c for c in classes if not isinstance(c, str)]
-    problem = (f"{bad[0]!r} is not a string" if bad else "it is empty" if not classes else
-               f"{next(c for c in classes if classes.count(c) > 1)!r} is in it twice" if len(set(classes)) < len(classes)
-               else None)
+    problem = _classes_problem(classes)
     if problem:
         raise RunError(f"{path} must be a JSON list of the class names (strings, each once, in the order of the model's "
                        f"outputs), but {problem}; restore it from a copy{_rewritten_by_resume(run_dir)}")
     return classes
+
+
+def _classes_problem(classes: list[Any]) -> str | None:
+    if not classes:
+        return "it is empty"
+    for c in classes:
+        if not isinstance(c, str):
+            return f"{c!r} is not a string"
+    if len(set(classes)) < len(classes):
+        return f"{next(c for c in classes if classes.count(c) > 1)!r} is in it twice"
+    return None
 
 
 def read_metrics(run_dir: Path, classes: list[str]) -> dict[str, Any]:
