@@ -103,3 +103,71 @@ def test_partial_cache_files_of_dead_processes_are_removed(tmp_path):
     del arr
     ckpt.partial_npy(path, (4,), np.float32)
     assert not orphan.exists() and live.exists()
+
+
+def _fill(path: Path) -> None:
+    """Fill the disk of ``path`` to the last byte."""
+    with open(path / "filler", "ab") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+
+
+def test_a_full_disk_while_the_log_is_written_stops_the_run_with_one_message_and_it_resumes(tiny_cfg, small_disk,
+                                                                                             capsys):
+    """Was: 160 '--- Logging error ---' tracebacks from logging, and the run went on without its log."""
+    import logging
+
+    small_disk.resize("64m")
+    tiny_cfg["run"].update(dir=str(small_disk.path), baselines=False)
+    tiny_cfg["stages"] = [{"train": "head", "epochs": 3, "lr": 1e-3}]
+    run_dir = small_disk.path / "tiny"
+
+    def report(trainer, stage, epoch, metrics):  # a hook's report, on a disk just filled
+        if epoch == 0:
+            _fill(small_disk.path)
+            # on a tmpfs an append within the file's last page still fits: a line longer than a page
+            logging.getLogger("tunelab").info("epoch report " + "x" * 8192)
+
+    with pytest.raises(DiskFullError, match=rf"^no space left on device for {run_dir}/log.txt: a line of the log needs "
+                                            rf".*Nothing is lost: once there is room, continue the run with `tunelab "
+                                            rf"fit --resume {run_dir}`$"):
+        tunelab.fit(tiny_cfg, hooks={"on_epoch_end": report})
+    err = capsys.readouterr().err
+    assert "Logging error" not in err and "Traceback" not in err
+    (small_disk.path / "filler").unlink()
+    run = tunelab.fit(resume=run_dir)
+    assert [r["epoch"] for r in run.history] == [0, 1, 2]
+
+
+def test_a_metrics_row_that_does_not_fit_is_a_disk_full_error_and_leaves_no_partial_row(small_disk):
+    from tunelab.engine.writer import append_metrics
+
+    _fill(small_disk.path)
+    path = small_disk.path / "metrics.jsonl"
+    with pytest.raises(DiskFullError, match=rf"no space left on device for {path}: the epoch's row needs \d+ bytes"):
+        append_metrics(path, {"stage": 0, "epoch": 0, "train_loss": 1.0})
+    assert read_history(small_disk.path) == []
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)], ids=["umask-022", "umask-077"])
+def test_every_file_a_run_writes_follows_the_umask(tiny_cfg, tmp_path, umask, mode):
+    """Was: models, reports, features 0600 (tempfile.mkstemp, safetensors' own temporary file)
+    beside logs 0644."""
+    tiny_cfg["run"]["baselines"] = False
+    tiny_cfg["stages"] = [{"train": "head", "epochs": 1, "lr": 1e-2}]
+    old = os.umask(umask)
+    try:
+        run = tunelab.fit(tiny_cfg)
+        tunelab.export(run.dir, "timm", check=4)
+        ckpt.atomic_write_bytes(tmp_path / "features.npy", b"\x93NUMPY")
+    finally:
+        os.umask(old)
+    files = [p for p in run.dir.rglob("*") if p.is_file()] + [tmp_path / "features.npy"]
+    names = {p.name for p in files}
+    assert {"model.safetensors", "last.safetensors", "metrics.json", "report.html", "log.txt", "config.yaml",
+            "run.json", "README.md"} <= names
+    assert {str(p): oct(p.stat().st_mode & 0o777) for p in files} == {str(p): oct(mode) for p in files}

@@ -177,3 +177,61 @@ def test_hostile_or_wrong_config_exits_2_with_a_message_not_a_traceback(tmp_path
     out = tunelab("fit", str(laughs), "--set", "run.seed=0", "--set", "run.name=a/b")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "run.name: Value error, 'a/b' is not a folder name" in out.stderr
+
+
+@pytest.mark.parametrize(("sig", "code", "word"), [("SIGTERM", 143, "SIGTERM"), ("SIGINT", 130, "interrupted")])
+def test_a_signal_during_fit_says_which_folder_to_resume_and_the_resume_finishes(tiny_cfg, tmp_path, sig, code, word):
+    """Was: SIGTERM ended the run with no message; Ctrl-C printed a literal RUN_DIR."""
+    import os
+    import signal
+
+    tiny_cfg["run"].update(baselines=False)
+    tiny_cfg["stages"] = [{"train": "head", "epochs": 40, "lr": 1e-3}]
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(tiny_cfg))
+    run_dir = tmp_path / "runs" / "tiny"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "tunelab", "fit", str(p)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("stage 1 epoch 2/"):  # a checkpoint is written: stop the run in the middle
+            proc.send_signal(getattr(signal, sig))
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert err.strip().endswith(f"{word}; the run continues from its last finished epoch with "
+                                f"`tunelab fit --resume {run_dir}`"), err
+    assert "Traceback" not in err and "RUN_DIR" not in err
+    done = len((run_dir / "metrics.jsonl").read_text().splitlines())
+    assert 2 <= done < 40 and not (run_dir / "metrics.json").exists()
+    resumed = subprocess.run([sys.executable, "-m", "tunelab", "fit", "--resume", str(run_dir)], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming stage 1 at epoch {done + 1}" in resumed.stdout
+    assert [json.loads(r)["epoch"] for r in (run_dir / "metrics.jsonl").read_text().splitlines()] == list(range(40))
+
+
+def test_ctrl_c_in_evaluate_says_run_it_again_not_resume(tiny_run, monkeypatch, capsys):
+    """Was: 'continue with `tunelab fit --resume RUN_DIR`' for a command with nothing to resume."""
+    import tunelab.api
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tunelab.api, "evaluate", interrupted)
+    assert main(["evaluate", str(tiny_run.dir)]) == 130
+    assert capsys.readouterr().err == "interrupted; nothing to continue from: run the same command again\n"
+
+
+def test_ctrl_c_in_tune_says_what_tune_does_not_how_to_resume_its_trial(tmp_path, monkeypatch, capsys):
+    import tunelab.search
+    from tunelab.errors import Interrupted
+
+    def interrupted(*a, **k):  # a trial's fit names its own folder, which is never resumed
+        raise Interrupted(f"the run continues from its last finished epoch with `tunelab fit --resume {tmp_path}`")
+
+    monkeypatch.setattr(tunelab.search, "tune", interrupted)
+    assert main(["tune", str(tmp_path / "c.yaml")]) == 130
+    assert capsys.readouterr().err == ("interrupted; what finished is in the study: run the same command again to add "
+                                       "trials\n")

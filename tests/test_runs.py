@@ -2,6 +2,7 @@
 
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -141,3 +142,74 @@ def test_resume_and_a_config_together_is_an_error(tiny_cfg, tmp_path, capsys):
     assert "so CONFIG would be ignored; give --resume RUN_DIR alone" in capsys.readouterr().err
     assert main(["fit", "--resume", str(tmp_path), "--set", "run.seed=1"]) == 2
     assert f"a resume continues {tmp_path} with the config saved in it" in capsys.readouterr().err
+
+
+def test_resume_removes_the_temporary_file_a_kill_inside_the_safetensors_save_left(image_run, tmp_path):
+    """Was: never removed. safetensors writes its own `.tmpXXXXXX` (Rust's tempfile) and renames it."""
+    d = shutil.copytree(image_run, tmp_path / "run")
+    orphan = d / "checkpoints" / ".tmpA1b2C3"
+    orphan.write_bytes(b"\0" * (d / "checkpoints" / "last.safetensors").stat().st_size)
+    notes = d / ".tmp-notes.txt"  # not a name tunelab writes: kept
+    notes.write_text("mine")
+    tunelab.fit(resume=d)
+    assert not orphan.exists() and notes.exists()
+    assert "removed 1 temporary file(s) an interrupted process left behind: checkpoints/.tmpA1b2C3" in \
+        (d / "log.txt").read_text()
+
+
+@pytest.mark.parametrize("name", ["log.txt", ".lock"])
+def test_a_run_file_that_is_a_symbolic_link_is_refused_and_its_target_left_alone(image_run, tmp_path, name, capsys):
+    """Was: a resume appended its log to the file log.txt pointed to."""
+    from tunelab.cli import main
+
+    d = shutil.copytree(image_run, tmp_path / "run")
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("not tunelab's\n")
+    (d / name).unlink()
+    (d / name).symlink_to(target)
+    assert main(["fit", "--resume", str(d)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {d / name} is a symbolic link (to {target}); tunelab writes only files of its own in a run " \
+           "folder: remove the link" in err and "Traceback" not in err
+    assert target.read_text() == "not tunelab's\n"
+
+
+def test_a_metrics_row_is_never_appended_through_a_symbolic_link(tmp_path):
+    from tunelab.engine.writer import append_metrics
+
+    target = tmp_path / "elsewhere.jsonl"
+    target.write_text("")
+    (tmp_path / "metrics.jsonl").symlink_to(target)
+    with pytest.raises(RunError, match=r"metrics.jsonl is a symbolic link \(to .*elsewhere.jsonl\)"):
+        append_metrics(tmp_path / "metrics.jsonl", {"stage": 0, "epoch": 0})
+    assert target.read_text() == ""
+
+
+@pytest.mark.parametrize(("name", "text", "problem"), [
+    ("classes.json", '["class0", "class1"', r"classes.json is not JSON \(Expecting"),
+    ("classes.json", '{"0": "class0"}', r"classes.json holds a JSON dict, where the run wrote a JSON list"),
+    ("classes.json", '["class0", 1]', r"classes.json must be a JSON list of the class names \(strings, each once, in "
+                                      r"the order of the model's outputs\), but 1 is not a string"),
+    ("metrics.json", "{oops", r"metrics.json is not JSON"),
+    ("metrics.json", "[1, 2]", r"metrics.json holds a JSON list, where the run wrote a JSON object"),
+    ("metrics.json", '{"test": {"accuracy": "high"}}', r"metrics.json: test has accuracy 'high', not a number"),
+], ids=["classes-cut", "classes-dict", "classes-number", "metrics-cut", "metrics-list", "metrics-wrong-type"])
+def test_an_edited_classes_or_metrics_file_is_an_error_naming_it(image_run, tmp_path, name, text, problem, capsys):
+    """Was: a JSONDecodeError, TypeError or KeyError traceback in predict, evaluate and report."""
+    import re
+
+    from tunelab.cli import main
+
+    d = shutil.copytree(image_run, tmp_path / "run")
+    (d / name).write_text(text)
+    image = next(Path(tunelab.load_config(d / "config.yaml").data.train).glob("*/*.png"))
+    commands = [["report", str(d)], ["evaluate", str(d)], ["predict", str(d), str(image)]]
+    for argv in commands:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert re.search(rf"error: {re.escape(str(d))}/{problem}", err), (argv, err)
+        assert "restore it from a copy; `tunelab fit --resume" in err or "restore the file from a copy; `tunelab fit " \
+            "--resume" in err, err
+        assert "Traceback" not in err
+    tunelab.fit(resume=d)  # as the message says: the resume writes the file again
+    assert tunelab.load_run(d).classes == [f"class{i}" for i in range(10)]

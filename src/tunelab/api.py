@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +13,12 @@ from tunelab import checkpoint as ckpt
 from tunelab.config import Config, load_config
 from tunelab.engine.device import predict_logits
 from tunelab.engine.model import FineTuneModel
-from tunelab.errors import ConfigError, DataError
+from tunelab.errors import ConfigError, DataError, RunError
 from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_table, select, set_train_mode, set_trainable
 from tunelab.metrics import classification_metrics
 from tunelab.model import place
-from tunelab.runs import Run
+from tunelab.run_record import check_model
+from tunelab.runs import Run, read_classes, read_metrics
 from tunelab.tasks import random_weights, task_for
 
 log = logging.getLogger("tunelab")
@@ -31,18 +31,22 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> Run:
     if not (d / "config.yaml").is_file():
         raise ConfigError(f"{d} is not a run folder (no config.yaml)")
     cfg = load_config(d / "config.yaml")
-    classes = json.loads((d / "classes.json").read_text())
     weights = d / "model.safetensors"
     if not weights.is_file():
         raise ConfigError(f"{d} has no model.safetensors: the run did not finish; continue it with "
                           f"`tunelab fit --resume {d}`")
+    classes = read_classes(d)
     num = len(classes) if cfg.model.num_classes == "data" else cfg.model.num_classes
+    if num != len(classes):  # a run of an earlier tunelab, which let model.num_classes exceed the data's classes
+        raise RunError(f"{d}/classes.json names {len(classes)} classes, but the model has {num} outputs "
+                       f"(model.num_classes: {num} in {d}/config.yaml): outputs without a class name cannot be "
+                       "reported; train the run again with model.num_classes: data")
+    check_model(d, weights)
     model = task_for(cfg).build_model(random_weights(cfg), int(num))
     tensors, _ = ckpt.load(weights)
     ckpt.load_model_state(model, tensors, str(weights))
     place(model, device).eval()
-    metrics = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").is_file() else {}
-    return Run(d, cfg, model, classes, metrics)
+    return Run(d, cfg, model, classes, read_metrics(d, classes))
 
 
 def evaluate(run_dir: str | Path, data: str | None = None) -> dict[str, Any]:

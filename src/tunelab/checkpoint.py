@@ -11,12 +11,14 @@ from __future__ import annotations
 import ctypes
 import errno
 import glob
+import hashlib
 import json
 import math
 import os
+import secrets
 import shutil
 import socket
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +28,73 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from tunelab.errors import ConfigError, DiskFullError, ModelError
+from tunelab.errors import ConfigError, DiskFullError, ModelError, RunError
+
+
+def temp_file(path: Path) -> tuple[int, str]:
+    """A new file beside ``path`` to write and rename over it: ``.NAME.XXXXXXXX.tmp``, the name
+    :func:`tunelab.runs.remove_stale_files` clears after a kill. Created with mode 0666 less the
+    umask, as ``open`` creates files (``tempfile.mkstemp`` gives 0600: a model or report no one
+    else could read, beside a log everyone could)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666), str(tmp)
+        except FileExistsError:
+            continue
+
+
+def open_run_file(path: Path, flags: int) -> int:
+    """``os.open`` of a file tunelab writes in a run folder (the log, metrics.jsonl, the lock), never
+    through a symbolic link: a link put there would have the run append to, or truncate, the file
+    it points to."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW, 0o666)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        raise RunError(f"{path} is a symbolic link (to {os.readlink(path)}); tunelab writes only files of its own in "
+                       "a run folder: remove the link, or put a copy of the file it points to in its place") from None
+
+
+def open_append(path: Path) -> int:
+    """A descriptor appending to ``path`` (created when missing), never through a symbolic link."""
+    return open_run_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+
+
+def file_mode() -> int:
+    """The mode ``open`` gives a new file: 0666 less the process's umask (read without changing it,
+    where Linux shows it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def follow_umask(path: Path) -> None:
+    """Give the file ``path``, or every file in the folder ``path``, the mode a new file gets: the
+    libraries that write safetensors (safetensors itself, transformers, timm) leave 0600."""
+    mode = file_mode()
+    for p in [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and not p.is_symlink()]:
+        os.chmod(p, mode)
+
+
+def file_sha256(path: Path | str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_file(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -233,16 +296,22 @@ def _fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
-def save(path: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any] | None = None) -> None:
-    """Write ``tensors`` (+ JSON ``state``) to ``path`` atomically."""
+def save(path: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any] | None = None, *,
+         before_rename: Callable[[Path], None] | None = None) -> None:
+    """Write ``tensors`` (+ JSON ``state``) to ``path`` atomically. ``before_rename`` is called with
+    the complete temporary file just before it takes ``path``'s place (to record its digest)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_file(path)
     os.close(fd)
     try:
         clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        # safetensors writes a temporary file of its own (.tmpXXXXXX, mode 0600) and renames it to tmp
         save_file(clean, tmp, metadata={"tunelab_state": json.dumps(state or {})})
+        os.chmod(tmp, file_mode())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        if before_rename is not None:
+            before_rename(Path(tmp))
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from typing import TYPE_CHECKING
 
-from tunelab.errors import TunelabError
+from tunelab.errors import Interrupted, TunelabError
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -127,7 +128,7 @@ def _add_fit(sub: Subparsers) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set stages.0.lr=3e-4 (repeatable)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run where it stopped")
-    p.set_defaults(func=_fit)
+    p.set_defaults(func=_fit, interrupted="stopped before training began: run the same command again")
 
 
 def _add_tune(sub: Subparsers) -> None:
@@ -141,8 +142,7 @@ def _add_tune(sub: Subparsers) -> None:
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="start no new trial after this long")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value for every trial (repeatable)")
-    p.set_defaults(func=_tune, interrupted="interrupted; what finished is in the study: run the same command "
-                   "again to add trials")
+    p.set_defaults(func=_tune, interrupted="what finished is in the study: run the same command again to add trials")
 
 
 def _add_evaluate(sub: Subparsers) -> None:
@@ -230,16 +230,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# what an interrupted command says: fit names the run folder to resume once it has one; the other
+# commands (evaluate, predict, report, ...) keep no state to continue from
+RUN_AGAIN = "nothing to continue from: run the same command again"
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (a scheduler's or ``kill``'s stop) ends a command as Ctrl-C does: cleanly, with the
+    message on how to carry on."""
+    raise Interrupted(signum=signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave SIGTERM as it is
+        previous = None
     try:
         args.func(args)
     except TunelabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(getattr(args, "interrupted", "interrupted; continue with `tunelab fit --resume RUN_DIR`"), file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        # fit's exception names the run folder; a tune trial's must not (trials are not resumed)
+        how = (getattr(e, "how", "") if args.func is _fit else "") or getattr(args, "interrupted", RUN_AGAIN)
+        print(f"{'interrupted' if signum == signal.SIGINT else signal.Signals(signum).name}; {how}", file=sys.stderr)
+        return 128 + signum
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

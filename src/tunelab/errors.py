@@ -27,3 +27,13 @@ class DiskFullError(TunelabError, OSError):
 
 class TrainingError(TunelabError):
     """Training cannot go on: the loss became inf or nan (the message says where, and what to lower)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or, under the CLI, SIGTERM: the message says how to carry on, e.g. which run
+    folder to resume (the CLI prints it and exits with 128 + ``signum``). Still a KeyboardInterrupt
+    for code that catches those."""
+
+    def __init__(self, how: str = "", signum: int = 2) -> None:
+        super().__init__(how)
+        self.how, self.signum = how, signum

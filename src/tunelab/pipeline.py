@@ -34,7 +34,7 @@ from tunelab.baselines import render as render_baselines
 from tunelab.baselines import run_baselines
 from tunelab.cache import backbone_sequence
 from tunelab.card import write_model_card
-from tunelab.config import Config, build_config, dump_config, load_config
+from tunelab.config import Config, build_config, load_config
 from tunelab.diagnosis import diagnose
 from tunelab.distill import add_unlabeled, distiller, load_teacher
 from tunelab.distributed import Dist
@@ -45,7 +45,7 @@ from tunelab.engine.model import FineTuneModel
 from tunelab.engine.resume import Position, position_from_state
 from tunelab.engine.rng import seed_everything
 from tunelab.engine.trainer import HOOKS, Hook, Trainer
-from tunelab.errors import ConfigError, DiskFullError
+from tunelab.errors import ConfigError, DiskFullError, Interrupted
 from tunelab.few_shot import apply_few_shot
 from tunelab.freezing import select
 from tunelab.lexical_fit import CHOICE_FILE, attach, choose, fit_blend, saved_choice, test_scores, without_blend
@@ -56,6 +56,7 @@ from tunelab.pretrained_fit import apply_fit, mirror_wanted, probe_fit, probe_wa
 from tunelab.refit import refit_stages, should_refit
 from tunelab.regularizers import Penalty, build_penalties, check_coverage, pretrained_reference
 from tunelab.report import lexical_summary, write_report
+from tunelab.run_record import check_checkpoint, check_config, read_record, record_model, run_id, write_config
 from tunelab.runs import Run, lock_run_dir, new_run_dir, read_history, remove_stale_files, run_logging
 from tunelab.tasks import Task, task_for
 
@@ -90,19 +91,33 @@ def fit(config: Config | str | Path | dict[str, Any] | None = None, *, overrides
     dist, dist_device = distributed.init(cfg.run.device)
     if resume is None:
         run_dir = Path(dist.broadcast(str(new_run_dir(cfg)) if dist.main else None))
-    # rank 0 writes the folder: it alone holds the lock, from before it reads the saved state
-    with lock_run_dir(run_dir) if dist.main else contextlib.nullcontext():
-        if resume is None and dist.main:
-            ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-        pos = _read_position(run_dir, cfg) if resume is not None else Position()
+    try:
+        # rank 0 writes the folder: it alone holds the lock, from before it reads the saved state
+        with lock_run_dir(run_dir) if dist.main else contextlib.nullcontext():
+            return _fit_in(cfg, run_dir, resume is not None, hooks, dist, dist_device)
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM under the CLI: the checkpoints keep every finished epoch
+        raise Interrupted(f"the run continues from its last finished epoch with `tunelab fit --resume {run_dir}`",
+                          getattr(e, "signum", 2)) from None
+
+
+def _fit_in(cfg: Config, run_dir: Path, resuming: bool, hooks: dict[str, Hook], dist: Dist,
+            dist_device: torch.device | None) -> Run:
+    """fit in its locked run folder: the saved config and checkpoint checked on a resume, the log
+    opened, and a full disk turned into a message that says how to continue."""
+    if resuming:
+        check_config(run_dir, cfg)
+    pos = _read_position(run_dir, cfg) if resuming else Position()
+    if dist.main and (not resuming or not read_record(run_dir)):  # a folder of an older tunelab gets its record now
+        write_config(run_dir, cfg)
+    dist.barrier()
+    try:
         with run_logging(run_dir, main=dist.main):
-            if resume is not None and dist.main:
+            if resuming and dist.main:
                 _remove_stale_files(run_dir)
-            try:
-                return _fit(cfg, run_dir, pos, hooks, dist, dist_device or pick_device(cfg.run.device))
-            except DiskFullError as e:  # checkpoints are atomic: everything up to the last epoch is kept
-                raise DiskFullError(f"{e}. Nothing is lost: once there is room, continue the run with "
-                                    f"`tunelab fit --resume {run_dir}`") from None
+            return _fit(cfg, run_dir, pos, hooks, dist, dist_device or pick_device(cfg.run.device))
+    except DiskFullError as e:  # checkpoints are atomic: everything up to the last epoch is kept
+        raise DiskFullError(f"{e}. Nothing is lost: once there is room, continue the run with "
+                            f"`tunelab fit --resume {run_dir}`") from None
 
 
 def _check_hooks(hooks: dict[str, Hook] | None) -> dict[str, Hook]:
@@ -128,6 +143,7 @@ def _read_position(run_dir: Path, cfg: Config) -> Position:
     if not last.is_file():  # killed before the first epoch ended: start over in the same folder
         return Position()
     tensors, state = ckpt.load(last)
+    check_checkpoint(run_dir, state, last)
     return position_from_state(tensors, state, [st.epochs for st in cfg.stages], str(last))
 
 
@@ -172,7 +188,7 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
     splits = add_unlabeled(cfg, splits)  # after the counts and baselines, which need labels
 
     trainer = Trainer(cfg=cfg, run_dir=run_dir, splits=splits, model=model, device=device, task_loop=task.loop,
-                      hooks=hooks, penalties=penalties, dist=dist, distill=teacher)
+                      hooks=hooks, penalties=penalties, dist=dist, distill=teacher, run_id=run_id(run_dir))
     for si in range(pos.stage, len(cfg.stages)):
         trainer.run_stage(si, pos)
         if cfg.stages[si].epochs and dist.main:
@@ -217,7 +233,7 @@ def _rates_by_probe(cfg: Config, splits: Splits[Any], model: FineTuneModel, run_
     if dist.main:
         if fit is not None:
             ckpt.atomic_write_text(run_dir / "pretrained_fit.json", json.dumps(fit, indent=1))
-        ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+        write_config(run_dir, cfg)
     return cfg
 
 
@@ -241,7 +257,7 @@ def _lexical_blend(cfg: Config, trainer: Trainer, splits: Splits[Any], val_logit
     cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"lexical": record["share"]})})
     log.info(lexical_summary(record))
     if dist.main:
-        ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+        write_config(run_dir, cfg)
     return cfg, (blend, record)
 
 
@@ -279,7 +295,8 @@ def _final_model(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], ho
         if blend[0].share > 0:
             attach(model, blend[0], device)
     if dist.main:
-        ckpt.save(run_dir / "model.safetensors", model.state_dict(), {"backbone": cfg.model.backbone})
+        ckpt.save(run_dir / "model.safetensors", model.state_dict(), {"backbone": cfg.model.backbone},
+                  before_rename=lambda tmp: record_model(run_dir, tmp))
     if splits.test is not None and logits is not None:
         if blend is not None:
             logits, final["lexical"]["test"] = test_scores(blend[0], logits, splits.test, cfg.data.eval_batch_size)
@@ -306,34 +323,43 @@ def _shared_folders(cfg: Config, run_dir: Path, dist: Dist, device: torch.device
 def _fitted_config(cfg: Config, splits: Splits[Any], run_dir: Path, dist: Dist) -> tuple[Config, int]:
     """The config as the data makes it (the few-shot text recipe, ``regularization: auto``, stages
     stretched to their min_steps), written back to the run folder, and the number of outputs."""
+    num_classes = _outputs(cfg, splits.classes)
     labelled = len(splits.train) + (len(splits.val) if splits.val is not None else 0)
     cfg, few = apply_few_shot(cfg, labelled / max(1, len(splits.classes)))
     if few:
         log.info("few labelled texts a class:\n%s", "\n".join(f"  {k}: {v}" for k, v in few.items()))
         if dist.main:
-            ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+            write_config(run_dir, cfg)
     if cfg.regularization.auto:
         cfg, chosen = apply_auto(cfg, len(splits.train) / len(splits.classes), len(splits.classes))
         if chosen:
             log.info("regularization: auto chose\n%s", "\n".join(f"  {k}: {v}" for k, v in chosen.items()))
             if dist.main:
-                ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+                write_config(run_dir, cfg)
     cfg, stretched = apply_min_steps(cfg, len(splits.train))
     if stretched:
         log.info("small training set: more epochs for the stages' min_steps\n%s",
                  "\n".join(f"  {k}: {v}" for k, v in stretched.items()))
         if dist.main:
-            ckpt.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-    if cfg.model.num_classes == "imagenet":
-        raise ConfigError("model.num_classes: imagenet keeps the pretrained classifier, which cannot be fine-tuned "
-                          "on this data; use 'data' (one output per class found) for fit")
-    num_classes = len(splits.classes) if cfg.model.num_classes == "data" else int(cfg.model.num_classes)
-    if num_classes < len(splits.classes):
-        raise ConfigError(f"model.num_classes: {num_classes} but the data has {len(splits.classes)} classes")
+            write_config(run_dir, cfg)
     if dist.main:
         ckpt.atomic_write_text(run_dir / "classes.json", json.dumps(splits.classes, indent=1))
         ckpt.atomic_write_text(run_dir / "data.json", json.dumps(splits.summary(), indent=1))
     return cfg, num_classes
+
+
+def _outputs(cfg: Config, classes: list[str]) -> int:
+    """The model's outputs: one per class of the data (checked before anything is trained: an output
+    without a class has no name for the report or a prediction)."""
+    if cfg.model.num_classes == "imagenet":
+        raise ConfigError("model.num_classes: imagenet keeps the pretrained classifier, which cannot be fine-tuned "
+                          "on this data; use 'data' (one output per class found) for fit")
+    if cfg.model.num_classes != "data" and int(cfg.model.num_classes) != len(classes):
+        shown = ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
+        raise ConfigError(f"model.num_classes: {cfg.model.num_classes}, but the data has {len(classes)} classes "
+                          f"({shown}); a model has one output per class: set model.num_classes: data (or "
+                          f"{len(classes)})")
+    return len(classes)
 
 
 def _report(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], final: dict[str, Any],
@@ -391,7 +417,7 @@ def _refit(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], hooks: d
     merged = replace(splits, train=splits.train.concat(splits.val), val=None)
     if dist.main:
         sub.mkdir(exist_ok=True)
-        ckpt.atomic_write_text(sub / "config.yaml", dump_config(rcfg))
+        write_config(sub, rcfg, run_id=run_id(run_dir))  # the refit's checkpoints are the run's
     dist.barrier()
     pos = _read_position(sub, rcfg)
     log.info("refit: the same recipe on all %d training and validation examples (epochs %s, as the first fit ran)",
@@ -401,7 +427,7 @@ def _refit(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], hooks: d
     if dist.main:
         _truncate_metrics(sub, pos)
     trainer = Trainer(cfg=rcfg, run_dir=sub, splits=merged, model=model, device=device, task_loop=task.loop,
-                      hooks=hooks, penalties=penalties, dist=dist, distill=teacher)
+                      hooks=hooks, penalties=penalties, dist=dist, distill=teacher, run_id=run_id(run_dir))
     for si in range(pos.stage, len(rcfg.stages)):
         trainer.run_stage(si, pos)
     model.eval()

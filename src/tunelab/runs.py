@@ -3,7 +3,8 @@
 A run folder holds ``config.yaml`` (fully resolved), ``classes.json``, ``metrics.jsonl`` (one row
 per epoch), ``metrics.json`` (final metrics), ``model.safetensors`` (final weights),
 ``checkpoints/{last,best}.safetensors``, ``log.txt``, ``report.html``, ``README.md`` (the model
-card, :mod:`tunelab.card`) and ``.lock``.
+card, :mod:`tunelab.card`), ``run.json`` (:mod:`tunelab.run_record`) and ``.lock``. Files are
+written whole (:mod:`tunelab.checkpoint`) and never through a symbolic link.
 
 A run folder has one writer at a time: fit, resume and tune trials hold an OS lock on
 ``RUN_DIR/.lock`` (``flock``: released when the process ends, however it ends), with the holder's
@@ -17,6 +18,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import socket
 import sys
 import time
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunelab import checkpoint as ckpt
 from tunelab.config import Config
 from tunelab.errors import ConfigError, RunError
 
@@ -49,14 +52,86 @@ def read_run_folder(run_dir: Path) -> dict[str, Any]:
     config_text, metrics, history, classes, data and stages (empty where a file is missing)."""
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
+    classes = read_classes(run_dir) if (run_dir / "classes.json").is_file() else []
+    return {"config_text": (run_dir / "config.yaml").read_text(), "metrics": read_metrics(run_dir, classes),
+            "history": read_history(run_dir), "classes": classes,
+            "data": read_json(run_dir / "data.json", dict, {}), "stages": read_json(run_dir / "stages.json", dict, {})}
 
-    def load_json(name: str, default: Any) -> Any:
-        p = run_dir / name
-        return json.loads(p.read_text()) if p.is_file() else default
 
-    return {"config_text": (run_dir / "config.yaml").read_text(), "metrics": load_json("metrics.json", {}),
-            "history": read_history(run_dir), "classes": load_json("classes.json", []),
-            "data": load_json("data.json", {}), "stages": load_json("stages.json", {})}
+def _rewritten_by_resume(run_dir: Path) -> str:
+    if (run_dir / "checkpoints" / "last.safetensors").is_file():
+        return f"; `tunelab fit --resume {run_dir}` writes it again"
+    return ""
+
+
+def read_json(path: Path, kind: type, default: Any = None) -> Any:
+    """The JSON value of the run file ``path`` (``default`` where it is missing), which must be a
+    ``kind`` (list or dict): an edited or damaged file is an error naming it."""
+    if not path.is_file():
+        return default
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunError(f"{path} is not JSON ({e}); the run wrote it, so it was edited or damaged: restore it from a "
+                       f"copy{_rewritten_by_resume(path.parent)}") from None
+    if not isinstance(value, kind):
+        raise RunError(f"{path} holds a JSON {type(value).__name__}, where the run wrote a JSON "
+                       f"{'list' if kind is list else 'object'}: restore it from a copy{_rewritten_by_resume(path.parent)}")
+    return value
+
+
+def read_classes(run_dir: Path) -> list[str]:
+    """The class names of RUN_DIR/classes.json, in the order of the model's outputs."""
+    path = run_dir / "classes.json"
+    if not path.is_file():
+        raise RunError(f"{run_dir} has no classes.json (the class names): the run stopped before it read its data; "
+                       f"continue it with `tunelab fit --resume {run_dir}`")
+    classes = read_json(path, list)
+    problem = _classes_problem(classes)
+    if problem:
+        raise RunError(f"{path} must be a JSON list of the class names (strings, each once, in the order of the model's "
+                       f"outputs), but {problem}; restore it from a copy{_rewritten_by_resume(run_dir)}")
+    return classes
+
+
+def _classes_problem(classes: list[Any]) -> str | None:
+    if not classes:
+        return "it is empty"
+    for c in classes:
+        if not isinstance(c, str):
+            return f"{c!r} is not a string"
+    if len(set(classes)) < len(classes):
+        return f"{next(c for c in classes if classes.count(c) > 1)!r} is in it twice"
+    return None
+
+
+def read_metrics(run_dir: Path, classes: list[str]) -> dict[str, Any]:
+    """RUN_DIR/metrics.json ({} before the run ends), its val and test scores checked against
+    ``classes`` (what the report and the model card read from it)."""
+    path = run_dir / "metrics.json"
+    metrics = read_json(path, dict, {})
+    for split in ("val", "test"):
+        problem = _split_problem(metrics[split], len(classes)) if split in metrics else None
+        if problem:
+            raise RunError(f"{path}: {split} {problem}, not what the run wrote; restore the file from a copy"
+                           f"{_rewritten_by_resume(run_dir)}")
+    return metrics
+
+
+def _split_problem(m: Any, n_classes: int) -> str | None:
+    if not isinstance(m, dict):
+        return f"is a {type(m).__name__}, not an object of scores"
+    for key in ("accuracy", "macro_f1", "loss"):
+        if not isinstance(m.get(key), (int, float)) or isinstance(m.get(key), bool):
+            return f"has {key} {m.get(key)!r}, not a number"
+    if "per_class" in m and (not isinstance(m["per_class"], dict) or
+                             not all(isinstance(v, dict) for v in m["per_class"].values())):
+        return "has a per_class entry that is not an object of class names to scores"
+    cm = m.get("confusion_matrix")
+    if cm is not None and n_classes and (not isinstance(cm, list) or len(cm) != n_classes or
+                                         not all(isinstance(r, list) and len(r) == n_classes for r in cm)):
+        return f"has a confusion_matrix that is not {n_classes} x {n_classes} (one row and column a class of classes.json)"
+    return None
 
 
 def read_history(run_dir: Path) -> list[dict[str, Any]]:
@@ -108,7 +183,7 @@ def _claim(d: Path) -> bool:
         d.mkdir(exist_ok=True)
         if any(d.iterdir()):
             return False
-        os.close(os.open(d / LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        os.close(os.open(d / LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     except (FileExistsError, NotADirectoryError):  # taken by another process, or a file of that name
         return False
     return True
@@ -118,7 +193,7 @@ def _claim(d: Path) -> bool:
 def lock_run_dir(run_dir: Path) -> Iterator[None]:
     """Hold RUN_DIR/.lock for the duration: the one writer of the folder. The OS releases it when
     the process ends (a crash or kill -9 included), so a stale lock never blocks a resume."""
-    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = ckpt.open_run_file(run_dir / LOCK, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -145,13 +220,56 @@ def _holder(fd: int) -> str:
     return "process id not written yet"
 
 
+# safetensors' own temporary file (Rust's tempfile: ".tmp" and 6 letters or digits), which it writes
+# and renames to checkpoint.save's ``.NAME.*.tmp``: a kill inside the save leaves it behind
+SAFETENSORS_TMP = re.compile(r"\.tmp[A-Za-z0-9]{6}")
+
+
 def remove_stale_files(run_dir: Path) -> list[Path]:
     """Delete the temporary files a killed writer left in the run folder (``.NAME.*.tmp`` of the
-    atomic writes, ``*.partial.npy`` of an unfinished cache file); only the lock holder calls this."""
-    stale = [p for pattern in (".*.tmp", "*.partial.npy") for p in run_dir.rglob(pattern) if p.is_file()]
+    atomic writes, safetensors' ``.tmpXXXXXX``, ``*.partial.npy`` of an unfinished cache file); only
+    the lock holder calls this."""
+    stale = [p for p in run_dir.rglob("*") if p.is_file() and _is_temporary(p.name)]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+def _is_temporary(name: str) -> bool:
+    return (name.startswith(".") and name.endswith(".tmp")) or name.endswith(".partial.npy") \
+        or SAFETENSORS_TMP.fullmatch(name) is not None
+
+
+class _RunLog(logging.Handler):
+    """Appends to RUN_DIR/log.txt, never through a symbolic link. A write that fails (a full disk)
+    stops the run with one error naming the file, where logging's own FileHandler prints a
+    traceback for every line and carries on; the handler writes nothing after it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path, self.fd, self.failed = path, ckpt.open_append(path), False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.failed:
+            return
+        try:
+            data = memoryview((self.format(record) + "\n").encode())
+        except Exception:
+            self.handleError(record)  # a bad format string in a log call: logging's usual report
+            return
+        try:
+            while data:
+                data = data[os.write(self.fd, data):]
+        except OSError as e:
+            self.failed = True
+            if ckpt.is_disk_full(e):
+                raise ckpt.disk_full(self.path, len(data), "a line of the log") from None
+            raise RunError(f"cannot write {self.path}: {e.strerror}") from None
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        super().close()
 
 
 @contextlib.contextmanager
@@ -167,7 +285,7 @@ def run_logging(run_dir: Path, *, main: bool = True) -> Iterator[None]:
             log.setLevel(level)
         return
     log.setLevel(logging.INFO)
-    fh = logging.FileHandler(run_dir / "log.txt")
+    fh = _RunLog(run_dir / "log.txt")
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(fh)
     added_console = False

@@ -16,7 +16,7 @@ from tunelab import checkpoint as ckpt
 from tunelab.distributed import Dist
 from tunelab.engine.rng import rng_state, set_rng_state
 from tunelab.engine.stopping import Stopper
-from tunelab.errors import ModelError
+from tunelab.errors import ModelError, RunError
 
 log = logging.getLogger("tunelab")
 
@@ -44,7 +44,10 @@ def position_from_state(tensors: dict[str, torch.Tensor], state: dict[str, Any],
     problem = f"has no {', '.join(repr(k) for k in missing)}" if missing else _position_problem(state, epochs)
     if problem:
         raise ModelError(f"{source}: the saved training state {problem}; the checkpoint was edited or written by "
-                         "another program. Delete the checkpoints folder to train the run again from the start")
+                         "another program, or the run's config.yaml was edited (then put its values back, or start a "
+                         f"new run from it: `tunelab fit {Path(source).parents[1]}/config.yaml --set run.name=NEW`). "
+                         "Otherwise delete "
+                         "the checkpoints folder to train the run again from the start")
     return Position(state["stage"], state["epoch"], state["stopped"], tensors, state)
 
 
@@ -103,16 +106,24 @@ def resume_stage(pos: Position, si: int, opt: torch.optim.Optimizer, sched: Any,
     return pos.epoch + 1, pos.stopped
 
 
-def save_best(ckpt_dir: Path, model: nn.Module, dist: Dist, si: int, epoch: int, stopper: Stopper) -> None:
+def save_best(ckpt_dir: Path, model: nn.Module, dist: Dist, si: int, epoch: int, stopper: Stopper,
+              run_id: str | None = None) -> None:
     if dist.main:
         ckpt.save(ckpt_dir / "best.safetensors", model.state_dict(),
-                  {"stage": si, "epoch": epoch, "metric": stopper.metric, "value": stopper.best})
+                  {"stage": si, "epoch": epoch, "metric": stopper.metric, "value": stopper.best, "run_id": run_id})
 
 
-def restore_best(ckpt_dir: Path, model: nn.Module, dist: Dist, si: int, stopper: Stopper) -> None:
-    """The stage's best weights back into ``model`` (early stopping's ``restore_best``)."""
+def restore_best(ckpt_dir: Path, model: nn.Module, dist: Dist, si: int, stopper: Stopper,
+                 run_id: str | None = None) -> None:
+    """The stage's best weights back into ``model`` (early stopping's ``restore_best``); a file another
+    run wrote (its run id in the state) is refused."""
     dist.barrier()  # rank 0 has written the file
-    tensors, _ = ckpt.load(ckpt_dir / "best.safetensors")
+    path = ckpt_dir / "best.safetensors"
+    tensors, state = ckpt.load(path)
+    if run_id and state.get("run_id") and state["run_id"] != run_id:
+        raise RunError(f"{path} belongs to another run (run id {state['run_id']}; this run's is {run_id}): it was "
+                       f"copied from another run folder. Put this run's own file back, or delete {ckpt_dir} to train "
+                       "the run again from the start")
     model.load_state_dict(tensors)
     log.info("restored the best weights of stage %d (epoch %d, %s %.4f)", si + 1, stopper.best_epoch + 1,
              stopper.metric, stopper.best)

@@ -55,8 +55,9 @@ class Trainer:
     def __init__(self, *, cfg: Config, run_dir: Path, splits: Splits[Any], model: FineTuneModel,
                  device: torch.device, task_loop: Callable[[Trainer], TaskLoop], hooks: dict[str, Hook] | None = None,
                  penalties: list[Penalty] | None = None, dist: Dist | None = None,
-                 distill: Callable[[Trainer], Distiller] | None = None) -> None:
+                 distill: Callable[[Trainer], Distiller] | None = None, run_id: str | None = None) -> None:
         self.cfg, self.dir, self.splits, self.model, self.device = cfg, run_dir, splits, model, device
+        self.run_id = run_id  # written into the checkpoints' state, so that a resume knows them for the run's own
         self.hooks, self.penalties = hooks or {}, penalties or []
         self.dist = dist if dist is not None else Dist()
         self.bf16 = autocast_bf16(cfg.run.precision, device)  # forward passes under bf16 autocast
@@ -108,18 +109,18 @@ class Trainer:
                 row.update({"val_loss": vm["loss"], "val_accuracy": vm["accuracy"], "val_macro_f1": vm["macro_f1"],
                             "val_count": len(self.splits.val)})
                 if stopper.update(row[stopper.metric], epoch):
-                    save_best(self.ckpt_dir, self.model, self.dist, si, epoch, stopper)
+                    save_best(self.ckpt_dir, self.model, self.dist, si, epoch, stopper, self.run_id)
                 stopped = stopper.should_stop
             write_epoch(self.dir if self.dist.main else None, self.tb, self.cfg.stages, row)
-            save_last(self.ckpt_dir, self.model, self.dist, {"stage": si, "epoch": epoch, "stopped": stopped},
-                      opt, sched, stopper)
+            save_last(self.ckpt_dir, self.model, self.dist,
+                      {"stage": si, "epoch": epoch, "stopped": stopped, "run_id": self.run_id}, opt, sched, stopper)
             log.info(epoch_line(row, stage.epochs))
             self.call("on_epoch_end", trainer=self, stage=si, epoch=epoch, metrics=row)
         if stopped:
             log.info("early stopping in stage %d: %s did not improve for %d epochs (best %.4f at epoch %d)",
                      si + 1, stopper.metric, stopper.patience, stopper.best, stopper.best_epoch + 1)
         if stage.early_stopping is not None and stage.early_stopping.restore_best and stopper.best_epoch >= 0:
-            restore_best(self.ckpt_dir, self.model, self.dist, si, stopper)
+            restore_best(self.ckpt_dir, self.model, self.dist, si, stopper, self.run_id)
         # everything the stage cost: tables, audit, cache, epochs, validation, checkpoints
         self.record_stage(si, seconds=round(time.perf_counter() - t_stage, 3))
 

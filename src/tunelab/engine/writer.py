@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,20 @@ def record_stage(run_dir: Path, stages: Sequence[StageConfig], si: int, **values
 
 
 def append_metrics(path: Path, row: dict[str, Any]) -> None:
-    """One epoch's row at the end of metrics.jsonl (a resume first cuts the file to its position)."""
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    """One epoch's row at the end of metrics.jsonl (a resume first cuts the file to its position),
+    in one write: a row cut by a kill or a full disk has no newline, and a resume drops it."""
+    data = (json.dumps(row) + "\n").encode()
+    fd = ckpt.open_append(path)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError as e:
+        if ckpt.is_disk_full(e):
+            raise ckpt.disk_full(path, len(data), "the epoch's row") from None
+        raise
+    finally:
+        os.close(fd)
 
 
 def write_epoch(run_dir: Path | None, tb: Any, stages: Sequence[StageConfig], row: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from tunelab.api import load_run
 from tunelab.card import model_card
+from tunelab.checkpoint import follow_umask
 from tunelab.errors import ConfigError
 from tunelab.exports._graph import graph_metadata, write_onnx, write_torchscript
 from tunelab.exports._inference import as_tensors, inference_module, input_names, real_examples
@@ -89,6 +90,7 @@ def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = N
         card = model_card(run_dir, library_name="transformers", usage=transformers_usage(run, str(path)))
         write_transformers(run, path, card)
         diff = _transformers_difference(run, path, examples, check)
+    follow_umask(path)  # the libraries writing the weights leave them 0600
     result = Export(path, format, diff, len(inputs[0]), time.perf_counter() - t0)
     log.info(result.describe())
     return result
