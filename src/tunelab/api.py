@@ -54,6 +54,10 @@ def evaluate(run_dir: str | Path, data: str | None = None) -> dict[str, Any]:
     run's own test set (validation set when it has none)."""
     run = load_run(run_dir)
     cfg, task = run.config, task_for(run.config)
+    if data is not None and data == cfg.data.train:
+        # the data it trained on: scoring all of it would count the training examples
+        log.info("%s is the run's own training data: scoring the part the run held out", data)
+        data = None
     if data is not None:
         eval_set = task.load_eval_set(data, run.classes, cfg.data)
     else:

@@ -218,8 +218,9 @@ def load_held_out(cfg: DataConfig, classes: list[str]) -> ImageSet:
 
 def load_eval_set(spec: str, classes: list[str], cfg: DataConfig) -> ImageSet:
     """A labelled set (built-in name, folder or manifest) to evaluate a trained model on, with its
-    labels mapped onto the model's classes."""
-    src = open_source(spec, "test", field="test")
+    labels mapped onto the model's classes: a built-in set's official test split, or all of a
+    built-in set that has none."""
+    src = open_source(spec, "test" if spec not in BUILTIN or spec in BUILTIN_TEST_SPLIT else "train", field="test")
     labels = _remap(src, classes, "test")
     idx = per_class(np.arange(len(labels)), labels, cfg.test_samples_per_class, np.random.default_rng(cfg.seed))
     skipped: list[str] = []
