@@ -240,8 +240,9 @@ def _is_temporary(name: str) -> bool:
         or SAFETENSORS_TMP.fullmatch(name) is not None
 
 
-class _RunLog(logging.Handler):
-    """Appends to RUN_DIR/log.txt, never through a symbolic link. A write that fails (a full disk)
+class LogFile(logging.Handler):
+    """Appends to a log in a run or study folder (RUN_DIR/log.txt, STUDY_DIR/tune.log), never
+    through a symbolic link. A write that fails (a full disk)
     stops the run with one error naming the file, where logging's own FileHandler prints a
     traceback for every line and carries on; the handler writes nothing after it."""
 
@@ -285,7 +286,7 @@ def run_logging(run_dir: Path, *, main: bool = True) -> Iterator[None]:
             log.setLevel(level)
         return
     log.setLevel(logging.INFO)
-    fh = _RunLog(run_dir / "log.txt")
+    fh = LogFile(run_dir / "log.txt")
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(fh)
     added_console = False

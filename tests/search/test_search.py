@@ -494,3 +494,18 @@ def test_workers_started_together_on_a_new_sqlite_store_all_open_it(tmp_path):
             w.join(timeout=60)
         assert outcome == ["ok"] * 4
         assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["together"]
+
+
+def test_a_study_log_that_is_a_symbolic_link_is_refused_and_its_target_left_alone(tmp_path):
+    """tune.log is written like a run's log.txt: never through a link put in the study folder."""
+    from tunelab.errors import RunError
+    from tunelab.search import _study_logging
+
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("keep\n")
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "tune.log").symlink_to(target)
+    with pytest.raises(RunError, match=r"tune.log is a symbolic link \(to .*elsewhere.txt\)"), \
+            _study_logging(tmp_path / "study"):
+        pass
+    assert target.read_text() == "keep\n"

@@ -44,6 +44,7 @@ from optuna.trial import TrialState
 from tunelab import checkpoint as ckpt
 from tunelab.config import Config, TuneConfig, build_config, dump_config, read_raw
 from tunelab.errors import ConfigError, TunelabError
+from tunelab.runs import LogFile
 from tunelab.search._interrupts import Interrupts, is_interrupt
 from tunelab.search.space import (
     Param,
@@ -449,7 +450,7 @@ def _study_logging(study_dir: Path) -> Iterator[None]:
     console = logging.StreamHandler(sys.stdout)
     console.setFormatter(logging.Formatter("%(message)s"))
     console._tunelab_console = True  # type: ignore[attr-defined]  # fit() adds no console of its own
-    file = logging.FileHandler(study_dir / "tune.log")
+    file = LogFile(study_dir / "tune.log")
     file.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     for h in (console, file):
         h.addFilter(ours)
