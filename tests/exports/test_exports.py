@@ -208,3 +208,17 @@ def test_lite0_run_exports_to_onnx_and_to_a_timm_folder_plain_timm_loads(tmp_pat
             print(json.dumps(m.eval()(x).tolist()))
     """)
     assert np.abs(np.array(json.loads(out.splitlines()[-1])) - ours).max() < 1e-3
+
+
+def test_a_torchscript_export_writes_through_a_temporary_file_of_its_own(image_run, tmp_path, capsys):
+    """Was: a fixed `.model.torchscript.pt.tmp`, shared by exports to one folder and followed when a
+    link of that name was there."""
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("keep\n")
+    out = tmp_path / "ts"
+    out.mkdir()
+    (out / ".model.torchscript.pt.tmp").symlink_to(target)
+    assert main(["export", str(image_run), "--format", "torchscript", "--out", str(out / "model.torchscript.pt"),
+                 "--check", "4"]) == 0, capsys.readouterr().err
+    assert target.read_text() == "keep\n"
+    assert sorted(p.name for p in out.iterdir()) == [".model.torchscript.pt.tmp", "model.torchscript.pt"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tunelab import checkpoint as ckpt
 from tunelab.checkpoint import atomic_write_bytes
 from tunelab.errors import ModelError
 
@@ -70,9 +72,13 @@ def write_torchscript(module: nn.Module, inputs: tuple[torch.Tensor, ...], path:
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(module, example, check_trace=False)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.jit.save(traced, str(tmp), _extra_files=metadata)  # deprecated in favour of torch.export, still served
-        tmp.replace(path)
+        fd, tmp = ckpt.temp_file(path)  # a name of its own: two exports to one folder never share one
+        os.close(fd)
+        try:
+            torch.jit.save(traced, tmp, _extra_files=metadata)  # deprecated in favour of torch.export, still served
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
         loaded = torch.jit.load(str(path))
     return float(np.abs(_reference(loaded, inputs, batch=7) - _reference(module, inputs)).max())
 
