@@ -66,8 +66,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("tunelab")
 
 
-def fit(config: Config | str | Path | dict[str, Any] | None = None, *, overrides: list[str] | None = None,
-        resume: str | Path | None = None, hooks: dict[str, Hook] | None = None) -> Run:
+def fit(
+    config: Config | str | Path | dict[str, Any] | None = None,
+    *,
+    overrides: list[str] | None = None,
+    resume: str | Path | None = None,
+    hooks: dict[str, Hook] | None = None,
+) -> Run:
     """Train per the config's stages and evaluate; returns the :class:`Run` (metrics, model, folder).
 
     ``config`` is a :class:`Config`, a YAML path, a dict, or None for the defaults. ``resume`` is a
@@ -77,8 +82,10 @@ def fit(config: Config | str | Path | dict[str, Any] | None = None, *, overrides
     hooks = _check_hooks(hooks)
     if resume is not None:
         if config is not None or overrides:
-            raise ConfigError(f"a resume continues {resume} with the config saved in it (config.yaml); give a config "
-                              "to start a new run, or resume=RUN_DIR alone to continue one, not both")
+            raise ConfigError(
+                f"a resume continues {resume} with the config saved in it (config.yaml); give a config "
+                "to start a new run, or resume=RUN_DIR alone to continue one, not both"
+            )
         run_dir = Path(resume)
         cfg = _resume_config(run_dir)
     elif isinstance(config, Config):
@@ -96,12 +103,14 @@ def fit(config: Config | str | Path | dict[str, Any] | None = None, *, overrides
         with lock_run_dir(run_dir) if dist.main else contextlib.nullcontext():
             return _fit_in(cfg, run_dir, resume is not None, hooks, dist, dist_device)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM under the CLI: the checkpoints keep every finished epoch
-        raise Interrupted(f"the run continues from its last finished epoch with `tunelab fit --resume {run_dir}`",
-                          getattr(e, "signum", 2)) from None
+        raise Interrupted(
+            f"the run continues from its last finished epoch with `tunelab fit --resume {run_dir}`", getattr(e, "signum", 2)
+        ) from None
 
 
-def _fit_in(cfg: Config, run_dir: Path, resuming: bool, hooks: dict[str, Hook], dist: Dist,
-            dist_device: torch.device | None) -> Run:
+def _fit_in(
+    cfg: Config, run_dir: Path, resuming: bool, hooks: dict[str, Hook], dist: Dist, dist_device: torch.device | None
+) -> Run:
     """fit in its locked run folder: the saved config and checkpoint checked on a resume, the log
     opened, and a full disk turned into a message that says how to continue."""
     if resuming:
@@ -116,8 +125,9 @@ def _fit_in(cfg: Config, run_dir: Path, resuming: bool, hooks: dict[str, Hook], 
                 _remove_stale_files(run_dir)
             return _fit(cfg, run_dir, pos, hooks, dist, dist_device or pick_device(cfg.run.device))
     except DiskFullError as e:  # checkpoints are atomic: everything up to the last epoch is kept
-        raise DiskFullError(f"{e}. Nothing is lost: once there is room, continue the run with "
-                            f"`tunelab fit --resume {run_dir}`") from None
+        raise DiskFullError(
+            f"{e}. Nothing is lost: once there is room, continue the run with `tunelab fit --resume {run_dir}`"
+        ) from None
 
 
 def _check_hooks(hooks: dict[str, Hook] | None) -> dict[str, Hook]:
@@ -150,8 +160,11 @@ def _read_position(run_dir: Path, cfg: Config) -> Position:
 def _remove_stale_files(run_dir: Path) -> None:
     stale = remove_stale_files(run_dir)
     if stale:
-        log.info("removed %d temporary file(s) an interrupted process left behind: %s", len(stale),
-                 ", ".join(str(p.relative_to(run_dir)) for p in stale[:5]) + (" ..." if len(stale) > 5 else ""))
+        log.info(
+            "removed %d temporary file(s) an interrupted process left behind: %s",
+            len(stale),
+            ", ".join(str(p.relative_to(run_dir)) for p in stale[:5]) + (" ..." if len(stale) > 5 else ""),
+        )
 
 
 def _truncate_metrics(run_dir: Path, pos: Position) -> None:
@@ -180,15 +193,27 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
     if dist.main:
         _truncate_metrics(run_dir, pos)
         if cfg.run.baselines and not pos.tensors:  # before training: the probe needs the pretrained features
-            scores = run_baselines(splits, model, kind=task.baseline, batch_size=cfg.data.eval_batch_size,
-                                   device=device, seed=cfg.run.seed)
+            scores = run_baselines(
+                splits, model, kind=task.baseline, batch_size=cfg.data.eval_batch_size, device=device, seed=cfg.run.seed
+            )
             ckpt.atomic_write_text(run_dir / "baselines.json", json.dumps(scores, indent=1))
     n_labelled = len(splits.train)
     teacher = distiller(cfg, load_teacher(cfg, splits.classes, num_classes, device)) if cfg.distill else None
     splits = add_unlabeled(cfg, splits)  # after the counts and baselines, which need labels
 
-    trainer = Trainer(cfg=cfg, run_dir=run_dir, splits=splits, model=model, device=device, task_loop=task.loop,
-                      hooks=hooks, penalties=penalties, dist=dist, distill=teacher, run_id=run_id(run_dir))
+    trainer = Trainer(
+        cfg=cfg,
+        run_dir=run_dir,
+        splits=splits,
+        model=model,
+        device=device,
+        task_loop=task.loop,
+        hooks=hooks,
+        penalties=penalties,
+        dist=dist,
+        distill=teacher,
+        run_id=run_id(run_dir),
+    )
     for si in range(pos.stage, len(cfg.stages)):
         trainer.run_stage(si, pos)
         if cfg.stages[si].epochs and dist.main:
@@ -197,9 +222,21 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
     trainer.model.eval()
     val_logits = trainer.predict(splits.val.inputs) if splits.val is not None else None
     cfg, blend = _lexical_blend(cfg, trainer, splits, val_logits, run_dir, dist)
-    model, trainer, final, val_probs = _final_model(cfg, task, run_dir, splits, hooks, dist, device, num_classes, trainer,
-                                                    n_labelled=n_labelled, teacher=teacher, val_logits=val_logits,
-                                                    blend=blend)
+    model, trainer, final, val_probs = _final_model(
+        cfg,
+        task,
+        run_dir,
+        splits,
+        hooks,
+        dist,
+        device,
+        num_classes,
+        trainer,
+        n_labelled=n_labelled,
+        teacher=teacher,
+        val_logits=val_logits,
+        blend=blend,
+    )
     final["seconds"] = time.perf_counter() - t_start
     dist.barrier()  # metrics.jsonl and model.safetensors are complete; no rank reads the caches any more
     history = read_history(run_dir)
@@ -219,17 +256,33 @@ def _probe_record(run_dir: Path) -> dict[str, Any] | None:
     return {"pretrained_fit": json.loads(p.read_text())} if p.is_file() else None
 
 
-def _rates_by_probe(cfg: Config, splits: Splits[Any], model: FineTuneModel, run_dir: Path, dist: Dist,
-                    device: torch.device) -> Config:
+def _rates_by_probe(
+    cfg: Config, splits: Splits[Any], model: FineTuneModel, run_dir: Path, dist: Dist, device: torch.device
+) -> Config:
     """The stages' ``lr_if_features_fit`` resolved by the linear probe on the pretrained features
     (:mod:`tunelab.pretrained_fit`), on rank 0 for every rank; written into config.yaml."""
-    fit = dist.broadcast(probe_fit(model, splits.train.inputs, splits.train.labels.numpy(), cfg.data.eval_batch_size,
-                                   device, cfg.run.seed, mirror=mirror_wanted(cfg))
-                         if dist.main and probe_wanted(cfg) else None)
+    fit = dist.broadcast(
+        probe_fit(
+            model,
+            splits.train.inputs,
+            splits.train.labels.numpy(),
+            cfg.data.eval_batch_size,
+            device,
+            cfg.run.seed,
+            mirror=mirror_wanted(cfg),
+        )
+        if dist.main and probe_wanted(cfg)
+        else None
+    )
     cfg, chosen = apply_fit(cfg, fit, getattr(splits.train, "native_side", None))
-    log.info("pretrained features: %s\n%s", "not probed (random weights, or too few examples)" if fit is None else
-             f"linear probe {fit['cv_accuracy']:.3f} cross-validated, majority class {fit['majority']:.3f}, "
-             f"kappa {fit['kappa']:.2f}", "\n".join(f"  {k}: {v}" for k, v in chosen.items()))
+    log.info(
+        "pretrained features: %s\n%s",
+        "not probed (random weights, or too few examples)"
+        if fit is None
+        else f"linear probe {fit['cv_accuracy']:.3f} cross-validated, majority class {fit['majority']:.3f}, "
+        f"kappa {fit['kappa']:.2f}",
+        "\n".join(f"  {k}: {v}" for k, v in chosen.items()),
+    )
     if dist.main:
         if fit is not None:
             ckpt.atomic_write_text(run_dir / "pretrained_fit.json", json.dumps(fit, indent=1))
@@ -237,8 +290,9 @@ def _rates_by_probe(cfg: Config, splits: Splits[Any], model: FineTuneModel, run_
     return cfg
 
 
-def _lexical_blend(cfg: Config, trainer: Trainer, splits: Splits[Any], val_logits: torch.Tensor | None, run_dir: Path,
-                   dist: Dist) -> tuple[Config, tuple[LexicalBlend, dict[str, Any]] | None]:
+def _lexical_blend(
+    cfg: Config, trainer: Trainer, splits: Splits[Any], val_logits: torch.Tensor | None, run_dir: Path, dist: Dist
+) -> tuple[Config, tuple[LexicalBlend, dict[str, Any]] | None]:
     """The text run's lexical blend (:mod:`tunelab.lexical_fit`), if it has one: fitted on the
     labelled training texts, its scales chosen on the validation split (on a resume: as this run
     chose them before), the choice written into RUN_DIR/lexical.json, then its share into config.yaml."""
@@ -261,10 +315,22 @@ def _lexical_blend(cfg: Config, trainer: Trainer, splits: Splits[Any], val_logit
     return cfg, (blend, record)
 
 
-def _final_model(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], hooks: dict[str, Hook], dist: Dist,
-                 device: torch.device, num_classes: int, trainer: Trainer, *, n_labelled: int, teacher: Any,
-                 val_logits: torch.Tensor | None, blend: tuple[LexicalBlend, dict[str, Any]] | None
-                 ) -> tuple[FineTuneModel, Trainer, dict[str, Any], np.ndarray | None]:
+def _final_model(
+    cfg: Config,
+    task: Task,
+    run_dir: Path,
+    splits: Splits[Any],
+    hooks: dict[str, Hook],
+    dist: Dist,
+    device: torch.device,
+    num_classes: int,
+    trainer: Trainer,
+    *,
+    n_labelled: int,
+    teacher: Any,
+    val_logits: torch.Tensor | None,
+    blend: tuple[LexicalBlend, dict[str, Any]] | None,
+) -> tuple[FineTuneModel, Trainer, dict[str, Any], np.ndarray | None]:
     """Validation metrics of the trained model, the refit when there is one (distilling from
     ``teacher`` too), the lexical blend attached, the saved weights and the test metrics: (final
     model, its trainer, metrics, validation probabilities). The training split's first
@@ -295,8 +361,12 @@ def _final_model(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], ho
         if blend[0].share > 0:
             attach(model, blend[0], device)
     if dist.main:
-        ckpt.save(run_dir / "model.safetensors", model.state_dict(), {"backbone": cfg.model.backbone},
-                  before_rename=lambda tmp: record_model(run_dir, tmp))
+        ckpt.save(
+            run_dir / "model.safetensors",
+            model.state_dict(),
+            {"backbone": cfg.model.backbone},
+            before_rename=lambda tmp: record_model(run_dir, tmp),
+        )
     if splits.test is not None and logits is not None:
         if blend is not None:
             logits, final["lexical"]["test"] = test_scores(blend[0], logits, splits.test, cfg.data.eval_batch_size)
@@ -310,8 +380,13 @@ def _shared_folders(cfg: Config, run_dir: Path, dist: Dist, device: torch.device
     scratch: list[Path] = []
     if not dist.enabled:
         return cfg, scratch
-    log.info("distributed: %d processes (%s backend), global batch %d, %s per process",
-             dist.world, torch.distributed.get_backend(), cfg.data.batch_size, device)
+    log.info(
+        "distributed: %d processes (%s backend), global batch %d, %s per process",
+        dist.world,
+        torch.distributed.get_backend(),
+        cfg.data.batch_size,
+        device,
+    )
     if cfg.data.decode_cache is None:  # decode once, on rank 0; the others map the files
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"decode_cache": str(run_dir / "decoded")})})
         scratch.append(run_dir / "decoded")
@@ -338,8 +413,10 @@ def _fitted_config(cfg: Config, splits: Splits[Any], run_dir: Path, dist: Dist) 
                 write_config(run_dir, cfg)
     cfg, stretched = apply_min_steps(cfg, len(splits.train))
     if stretched:
-        log.info("small training set: more epochs for the stages' min_steps\n%s",
-                 "\n".join(f"  {k}: {v}" for k, v in stretched.items()))
+        log.info(
+            "small training set: more epochs for the stages' min_steps\n%s",
+            "\n".join(f"  {k}: {v}" for k, v in stretched.items()),
+        )
         if dist.main:
             write_config(run_dir, cfg)
     if dist.main:
@@ -352,18 +429,30 @@ def _outputs(cfg: Config, classes: list[str]) -> int:
     """The model's outputs: one per class of the data (checked before anything is trained: an output
     without a class has no name for the report or a prediction)."""
     if cfg.model.num_classes == "imagenet":
-        raise ConfigError("model.num_classes: imagenet keeps the pretrained classifier, which cannot be fine-tuned "
-                          "on this data; use 'data' (one output per class found) for fit")
+        raise ConfigError(
+            "model.num_classes: imagenet keeps the pretrained classifier, which cannot be fine-tuned "
+            "on this data; use 'data' (one output per class found) for fit"
+        )
     if cfg.model.num_classes != "data" and int(cfg.model.num_classes) != len(classes):
         shown = ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
-        raise ConfigError(f"model.num_classes: {cfg.model.num_classes}, but the data has {len(classes)} classes "
-                          f"({shown}); a model has one output per class: set model.num_classes: data (or "
-                          f"{len(classes)})")
+        raise ConfigError(
+            f"model.num_classes: {cfg.model.num_classes}, but the data has {len(classes)} classes "
+            f"({shown}); a model has one output per class: set model.num_classes: data (or "
+            f"{len(classes)})"
+        )
     return len(classes)
 
 
-def _report(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], final: dict[str, Any],
-            history: list[dict[str, Any]], val_probs: Any, trainer: Trainer) -> None:
+def _report(
+    cfg: Config,
+    task: Task,
+    run_dir: Path,
+    splits: Splits[Any],
+    final: dict[str, Any],
+    history: list[dict[str, Any]],
+    val_probs: Any,
+    trainer: Trainer,
+) -> None:
     """metrics.json, the printed summary, the diagnosis, the HTML report and TensorBoard's summary."""
     for name in ("baselines", "pretrained_fit"):
         if (run_dir / f"{name}.json").is_file():
@@ -388,27 +477,36 @@ def _report(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], final: 
     trainer.call("on_fit_end", trainer=trainer, metrics=final)
 
 
-def _model_for_training(cfg: Config, task: Task, num_classes: int, device: torch.device, dist: Dist, pos: Position,
-                        run_dir: Path) -> tuple[FineTuneModel, list[Penalty]]:
+def _model_for_training(
+    cfg: Config, task: Task, num_classes: int, device: torch.device, dist: Dist, pos: Position, run_dir: Path
+) -> tuple[FineTuneModel, list[Penalty]]:
     """The model with its pretrained weights (placed, compiled if asked) and its penalties; then
     each rank's own seed, and the weights of the checkpoint in ``run_dir`` a resume starts from."""
     model = place(task.build_model(without_blend(cfg), num_classes), device)
     if cfg.run.compile:
         compile_blocks(model)
-    penalties = build_penalties(cfg.regularization.penalties, model,
-                                pretrained_reference(model, cfg.regularization.penalties))
+    penalties = build_penalties(cfg.regularization.penalties, model, pretrained_reference(model, cfg.regularization.penalties))
     if dist.enabled:  # same initial weights everywhere (above); from here on each rank draws its own
         # augmentations and dropout masks, not copies of rank 0's
         seed_everything(cfg.run.seed + 7919 * dist.rank)
     if pos.tensors:
-        ckpt.load_model_state(model, {k[6:]: v for k, v in pos.tensors.items() if k.startswith("model.")},
-                              f"{run_dir}/checkpoints/last.safetensors")
+        ckpt.load_model_state(
+            model, {k[6:]: v for k, v in pos.tensors.items() if k.startswith("model.")}, f"{run_dir}/checkpoints/last.safetensors"
+        )
     return model, penalties
 
 
-def _refit(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], hooks: dict[str, Hook], dist: Dist,
-           device: torch.device, num_classes: int, teacher: Callable[[Trainer], Distiller] | None
-           ) -> tuple[FineTuneModel, Trainer, dict[str, Any]]:
+def _refit(
+    cfg: Config,
+    task: Task,
+    run_dir: Path,
+    splits: Splits[Any],
+    hooks: dict[str, Hook],
+    dist: Dist,
+    device: torch.device,
+    num_classes: int,
+    teacher: Callable[[Trainer], Distiller] | None,
+) -> tuple[FineTuneModel, Trainer, dict[str, Any]]:
     """Train the recipe again from the pretrained weights on the training and validation examples
     together, each stage for the epochs it ran, in RUN_DIR/refit (resumable like the run itself)."""
     assert splits.val is not None
@@ -420,14 +518,28 @@ def _refit(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], hooks: d
         write_config(sub, rcfg, run_id=run_id(run_dir))  # the refit's checkpoints are the run's
     dist.barrier()
     pos = _read_position(sub, rcfg)
-    log.info("refit: the same recipe on all %d training and validation examples (epochs %s, as the first fit ran)",
-             len(merged.train), ", ".join(str(st.epochs) for st in rcfg.stages))
+    log.info(
+        "refit: the same recipe on all %d training and validation examples (epochs %s, as the first fit ran)",
+        len(merged.train),
+        ", ".join(str(st.epochs) for st in rcfg.stages),
+    )
     seed_everything(cfg.run.seed)
     model, penalties = _model_for_training(cfg, task, num_classes, device, dist, pos, sub)
     if dist.main:
         _truncate_metrics(sub, pos)
-    trainer = Trainer(cfg=rcfg, run_dir=sub, splits=merged, model=model, device=device, task_loop=task.loop,
-                      hooks=hooks, penalties=penalties, dist=dist, distill=teacher, run_id=run_id(run_dir))
+    trainer = Trainer(
+        cfg=rcfg,
+        run_dir=sub,
+        splits=merged,
+        model=model,
+        device=device,
+        task_loop=task.loop,
+        hooks=hooks,
+        penalties=penalties,
+        dist=dist,
+        distill=teacher,
+        run_id=run_id(run_dir),
+    )
     for si in range(pos.stage, len(rcfg.stages)):
         trainer.run_stage(si, pos)
     model.eval()
@@ -444,8 +556,7 @@ def compile_blocks(model: FineTuneModel) -> None:
     for m in [m for _, m in seq] if seq is not None else [model.backbone]:
         m.compile()
     model.head.compile()
-    log.info("torch.compile: %d backbone modules and the head (compiled on first use)",
-             len(seq) if seq is not None else 1)
+    log.info("torch.compile: %d backbone modules and the head (compiled on first use)", len(seq) if seq is not None else 1)
 
 
 def _final_tensorboard(tb: Any, cfg: Config, final: dict[str, Any], confusion_png: Path) -> None:
@@ -453,12 +564,21 @@ def _final_tensorboard(tb: Any, cfg: Config, final: dict[str, Any], confusion_pn
     import matplotlib.image as mpimg
 
     split = "test" if "test" in final else "val" if "val" in final else None
-    hparams = {"backbone": cfg.model.backbone, "image_size": cfg.data.image_size, "stages": len(cfg.stages),
-               "lr": cfg.stage_lrs()[0] if cfg.stages else 0.0, "samples_per_class": cfg.data.samples_per_class or 0,
-               "augment": str(cfg.regularization.augment), "penalties": len(cfg.regularization.penalties)}
+    hparams = {
+        "backbone": cfg.model.backbone,
+        "image_size": cfg.data.image_size,
+        "stages": len(cfg.stages),
+        "lr": cfg.stage_lrs()[0] if cfg.stages else 0.0,
+        "samples_per_class": cfg.data.samples_per_class or 0,
+        "augment": str(cfg.regularization.augment),
+        "penalties": len(cfg.regularization.penalties),
+    }
     if split is not None:
-        tb.add_hparams(hparams, {f"hparam/{split}_accuracy": final[split]["accuracy"],
-                                 f"hparam/{split}_macro_f1": final[split]["macro_f1"]}, run_name=".")
+        tb.add_hparams(
+            hparams,
+            {f"hparam/{split}_accuracy": final[split]["accuracy"], f"hparam/{split}_macro_f1": final[split]["macro_f1"]},
+            run_name=".",
+        )
         if confusion_png.is_file():
             tb.add_image(f"{split}/confusion_matrix", mpimg.imread(confusion_png)[..., :3], dataformats="HWC")
     tb.close()

@@ -52,10 +52,21 @@ __all__ = ["HOOKS", "Hook", "Position", "Trainer"]
 
 
 class Trainer:
-    def __init__(self, *, cfg: Config, run_dir: Path, splits: Splits[Any], model: FineTuneModel,
-                 device: torch.device, task_loop: Callable[[Trainer], TaskLoop], hooks: dict[str, Hook] | None = None,
-                 penalties: list[Penalty] | None = None, dist: Dist | None = None,
-                 distill: Callable[[Trainer], Distiller] | None = None, run_id: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        cfg: Config,
+        run_dir: Path,
+        splits: Splits[Any],
+        model: FineTuneModel,
+        device: torch.device,
+        task_loop: Callable[[Trainer], TaskLoop],
+        hooks: dict[str, Hook] | None = None,
+        penalties: list[Penalty] | None = None,
+        dist: Dist | None = None,
+        distill: Callable[[Trainer], Distiller] | None = None,
+        run_id: str | None = None,
+    ) -> None:
         self.cfg, self.dir, self.splits, self.model, self.device = cfg, run_dir, splits, model, device
         self.run_id = run_id  # written into the checkpoints' state, so that a resume knows them for the run's own
         self.hooks, self.penalties = hooks or {}, penalties or []
@@ -63,14 +74,15 @@ class Trainer:
         self.bf16 = autocast_bf16(cfg.run.precision, device)  # forward passes under bf16 autocast
         self.lrs = cfg.stage_lrs()
         self.ckpt_dir = run_dir / "checkpoints"
-        self.class_weights = class_weights(cfg.regularization.class_weight, splits.train.labels, len(splits.classes),
-                                           device)
+        self.class_weights = class_weights(cfg.regularization.class_weight, splits.train.labels, len(splits.classes), device)
         self.ctx: dict[str, torch.Tensor] = {}  # per-step values penalties read (pooled features)
         if any(p.needs_features for p in self.penalties):
             model.head.pool.register_forward_hook(lambda mod, inp, out: self.ctx.__setitem__("pooled", out))
         # ranks share one copy of the cache through the page cache of its memory-mapped files
-        self.store = FeatureStore(Path(cfg.cache.folder) if cfg.cache.folder else run_dir / "cache",
-                                  0.0 if self.dist.enabled else cfg.cache.max_memory_gb)
+        self.store = FeatureStore(
+            Path(cfg.cache.folder) if cfg.cache.folder else run_dir / "cache",
+            0.0 if self.dist.enabled else cfg.cache.max_memory_gb,
+        )
         self.plan: StagePlan | None = None
         self.partners: list[torch.Tensor] | None = None  # a contrastive stage's partner of each example, per epoch
         self.net: nn.Module = model  # what a training step calls: the model, or the cached tail, maybe in DDP
@@ -106,19 +118,38 @@ class Trainer:
                 row["cache_seconds"] = self.plan_seconds
             if self.splits.val is not None:
                 vm = self.validate()
-                row.update({"val_loss": vm["loss"], "val_accuracy": vm["accuracy"], "val_macro_f1": vm["macro_f1"],
-                            "val_count": len(self.splits.val)})
+                row.update(
+                    {
+                        "val_loss": vm["loss"],
+                        "val_accuracy": vm["accuracy"],
+                        "val_macro_f1": vm["macro_f1"],
+                        "val_count": len(self.splits.val),
+                    }
+                )
                 if stopper.update(row[stopper.metric], epoch):
                     save_best(self.ckpt_dir, self.model, self.dist, si, epoch, stopper, self.run_id)
                 stopped = stopper.should_stop
             write_epoch(self.dir if self.dist.main else None, self.tb, self.cfg.stages, row)
-            save_last(self.ckpt_dir, self.model, self.dist,
-                      {"stage": si, "epoch": epoch, "stopped": stopped, "run_id": self.run_id}, opt, sched, stopper)
+            save_last(
+                self.ckpt_dir,
+                self.model,
+                self.dist,
+                {"stage": si, "epoch": epoch, "stopped": stopped, "run_id": self.run_id},
+                opt,
+                sched,
+                stopper,
+            )
             log.info(epoch_line(row, stage.epochs))
             self.call("on_epoch_end", trainer=self, stage=si, epoch=epoch, metrics=row)
         if stopped:
-            log.info("early stopping in stage %d: %s did not improve for %d epochs (best %.4f at epoch %d)",
-                     si + 1, stopper.metric, stopper.patience, stopper.best, stopper.best_epoch + 1)
+            log.info(
+                "early stopping in stage %d: %s did not improve for %d epochs (best %.4f at epoch %d)",
+                si + 1,
+                stopper.metric,
+                stopper.patience,
+                stopper.best,
+                stopper.best_epoch + 1,
+            )
         if stage.early_stopping is not None and stage.early_stopping.restore_best and stopper.best_epoch >= 0:
             restore_best(self.ckpt_dir, self.model, self.dist, si, stopper, self.run_id)
         # everything the stage cost: tables, audit, cache, epochs, validation, checkpoints
@@ -143,11 +174,16 @@ class Trainer:
         t0 = time.perf_counter()
         contrastive = stage.objective == "contrastive"
         self.plan = self.task.plan(si) if stage.objective == "classify" else None
-        self.partners = contrastive_partners(self.splits.train.labels, stage.epochs, self.cfg.run.seed * 7919 + si) \
-            if contrastive else None
+        self.partners = (
+            contrastive_partners(self.splits.train.labels, stage.epochs, self.cfg.run.seed * 7919 + si) if contrastive else None
+        )
         if self.distill is not None:  # the teacher's logits on the stage's fixed inputs, computed once
-            self.record_stage(si, distill=self.distill.prepare(stage.objective, lambda: self.task.teacher_inputs(
-                si, self.plan), self.model.head.fc.out_features))
+            self.record_stage(
+                si,
+                distill=self.distill.prepare(
+                    stage.objective, lambda: self.task.teacher_inputs(si, self.plan), self.model.head.fc.out_features
+                ),
+            )
         self.plan_seconds = time.perf_counter() - t0  # reported with the stage's first epoch
         step: nn.Module = self.model
         if contrastive or self.plan is not None:  # a step that is not the model's own forward
@@ -159,10 +195,13 @@ class Trainer:
     def announce_stage(self, si: int, lr: float) -> None:
         """Print (and keep in stages.json) the stage's layer table and regularization audit."""
         stage = self.cfg.stages[si]
-        title = f"stage {si + 1}/{len(self.cfg.stages)} '{stage.name or si}': {stage.epochs} epochs, " \
-                f"{stage.optimizer} lr {lr:.2e}, {stage.schedule} schedule, BN {'trains' if stage.train_bn else 'frozen'}"
-        table = render_layer_table(layer_rows(self.model, lr, lr_scales(self.model, stage.layer_decay)),
-                                   param_totals(self.model), title)
+        title = (
+            f"stage {si + 1}/{len(self.cfg.stages)} '{stage.name or si}': {stage.epochs} epochs, "
+            f"{stage.optimizer} lr {lr:.2e}, {stage.schedule} schedule, BN {'trains' if stage.train_bn else 'frozen'}"
+        )
+        table = render_layer_table(
+            layer_rows(self.model, lr, lr_scales(self.model, stage.layer_decay)), param_totals(self.model), title
+        )
         rows = audit_stage(self.model, self.penalties, self.ctx, self.cfg.regularization, stage, si, self.probe_forward)
         if self.distill is not None:
             rows.append(self.distill.audit_row(self.model, self.probe_inputs(), stage.objective))
@@ -198,11 +237,16 @@ class Trainer:
         sums = dict.fromkeys(["loss", "hits", "seen", "labelled"] + [f"penalty_{p.name}" for p in self.penalties], 0.0)
         lrs: list[float] = []
         t0 = time.perf_counter()
-        bar = tqdm(range(0, len(order), bs), desc=f"stage {si + 1}/{len(self.cfg.stages)} epoch {epoch + 1}/{stage.epochs}",
-                   disable=None if self.cfg.run.progress and dist.main else True, leave=False, file=sys.stderr,
-                   unit="batch")
+        bar = tqdm(
+            range(0, len(order), bs),
+            desc=f"stage {si + 1}/{len(self.cfg.stages)} epoch {epoch + 1}/{stage.epochs}",
+            disable=None if self.cfg.run.progress and dist.main else True,
+            leave=False,
+            file=sys.stderr,
+            unit="batch",
+        )
         for start in bar:
-            batch = order[start: start + bs]
+            batch = order[start : start + bs]
             if len(batch) < dist.world:  # a last batch too small to give every rank a share
                 continue
             idx = dist.split_batch(batch)
@@ -234,9 +278,14 @@ class Trainer:
             bar.set_postfix(loss=f"{total:.4f}", img_s=f"{sums['seen'] / (time.perf_counter() - t0):.0f}")
         secs = time.perf_counter() - t0
         totals = dict(zip(sums, dist.sum(list(sums.values()))))
-        row = {"train_loss": totals["loss"] / totals["seen"], "train_accuracy": totals["hits"] / max(totals["labelled"], 1),
-               "seconds": secs, "img_per_s": totals["seen"] / secs, "lr": opt.param_groups[0]["lr"],
-               "train_count": int(totals["seen"])}
+        row = {
+            "train_loss": totals["loss"] / totals["seen"],
+            "train_accuracy": totals["hits"] / max(totals["labelled"], 1),
+            "seconds": secs,
+            "img_per_s": totals["seen"] / secs,
+            "lr": opt.param_groups[0]["lr"],
+            "train_count": int(totals["seen"]),
+        }
         row.update({k: v / totals["seen"] for k, v in totals.items() if k.startswith("penalty_")})
         row["lr_steps"] = lrs[:: max(1, len(lrs) // 50)]  # for the learning-rate plot
         return row
@@ -254,13 +303,13 @@ class Trainer:
             x, target = self.task.mix(self.task.train_inputs(idx), y)
             logits = self.net(x).float()
         if self.distill is not None and self.distill.active:  # KL to the teacher + alpha * cross-entropy
-            loss = self.distill.loss(logits, self.distill.targets(epoch, idx, x), target, self.class_weights,
-                                     self.cfg.regularization.label_smoothing)
+            loss = self.distill.loss(
+                logits, self.distill.targets(epoch, idx, x), target, self.class_weights, self.cfg.regularization.label_smoothing
+            )
         elif target.is_floating_point():  # soft targets of a mixed batch, label smoothing folded in
             loss = soft_cross_entropy(logits, target)
         else:
-            loss = F.cross_entropy(logits, y, weight=self.class_weights,
-                                   label_smoothing=self.cfg.regularization.label_smoothing)
+            loss = F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=self.cfg.regularization.label_smoothing)
         return loss, int((logits.argmax(1) == y).sum())
 
     def fit_probe(self) -> dict[str, Any]:
@@ -286,8 +335,10 @@ class Trainer:
 
     def predict(self, inputs: Any) -> torch.Tensor:
         """Logits of the whole model for all of ``inputs``, each rank computing its share."""
-        return self.gather(len(inputs), lambda rows: predict_logits(
-            self.model, inputs[rows], self.cfg.data.eval_batch_size, self.device, self.bf16))
+        return self.gather(
+            len(inputs),
+            lambda rows: predict_logits(self.model, inputs[rows], self.cfg.data.eval_batch_size, self.device, self.bf16),
+        )
 
     def gather(self, n: int, logits_of: Callable[[slice], torch.Tensor]) -> torch.Tensor:
         return gather_logits(self.dist, n, self.cfg.data.eval_batch_size, self.model.head.fc.out_features, logits_of)
@@ -295,6 +346,6 @@ class Trainer:
     def _cached_logits(self, rows: slice) -> torch.Tensor:
         """Logits of the stage's tail on the cached validation features of ``rows``."""
         assert self.plan is not None and self.plan.val is not None
-        return tail_logits(self.model, self.forward_cached, self.plan.val, rows, self.cfg.data.eval_batch_size,
-                           self.device, self.bf16)
-
+        return tail_logits(
+            self.model, self.forward_cached, self.plan.val, rows, self.cfg.data.eval_batch_size, self.device, self.bf16
+        )

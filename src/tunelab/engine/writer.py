@@ -42,7 +42,7 @@ def append_metrics(path: Path, row: dict[str, Any]) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
     except OSError as e:
         if ckpt.is_disk_full(e):
             raise ckpt.disk_full(path, len(data), "the epoch's row") from None
@@ -62,8 +62,10 @@ def write_epoch(run_dir: Path | None, tb: Any, stages: Sequence[StageConfig], ro
 
 def epoch_line(row: dict[str, Any], epochs: int) -> str:
     """The line the log gets after every epoch."""
-    s = f"stage {row['stage'] + 1} epoch {row['epoch'] + 1}/{epochs}: train loss {row['train_loss']:.4f} " \
+    s = (
+        f"stage {row['stage'] + 1} epoch {row['epoch'] + 1}/{epochs}: train loss {row['train_loss']:.4f} "
         f"acc {row['train_accuracy']:.4f}"
+    )
     pens = {k[8:]: v for k, v in row.items() if k.startswith("penalty_")}
     if pens:
         s += " | " + ", ".join(f"{k} {v:.4g}" for k, v in pens.items())
