@@ -19,7 +19,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -174,46 +174,45 @@ def _truncate_metrics(run_dir: Path, pos: Position) -> None:
         ckpt.atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in keep))
 
 
+@dataclass(frozen=True)
+class _FitContext:
+    """What the steps of one fit share and never change: its task, run folder, hooks, processes,
+    device and the model's number of outputs."""
+
+    task: Task
+    run_dir: Path
+    hooks: dict[str, Hook]
+    dist: Dist
+    device: torch.device
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class _FirstFit:
+    """What the first fit hands to the final model: how many training examples have labels (the
+    first ``n_labelled``), the teacher to distil from, its validation logits and the lexical blend."""
+
+    n_labelled: int
+    teacher: Callable[[Trainer], Distiller] | None
+    val_logits: torch.Tensor | None
+    blend: tuple[LexicalBlend, dict[str, Any]] | None
+
+
 def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist: Dist, device: torch.device) -> Run:
     t_start, task = time.perf_counter(), task_for(cfg)
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     seed_everything(cfg.run.seed)
     log.info("run folder: %s", run_dir)
-    cfg, scratch = _shared_folders(cfg, run_dir, dist, device)
-    with dist.main_first() if cfg.data.decode_cache else contextlib.nullcontext():
-        splits = task.load_data(cfg.data)
-    log.info("data: %d classes\n%s", len(splits.classes), splits.count_table())
+    cfg, splits, scratch = _load_data(cfg, task, run_dir, dist, device)
     cfg, num_classes = _fitted_config(cfg, splits, run_dir, dist)
-    model, penalties = _model_for_training(cfg, task, num_classes, device, dist, pos, run_dir)
-    log.info("backbone %s (weights: %s)", cfg.model.backbone, model.backbone.source)
-    check_coverage(penalties, [select(model, st.train, where=f"stages.{i}.train") for i, st in enumerate(cfg.stages)])
-    if wanted(cfg) and not pos.tensors:  # the pretrained features, before any training
-        cfg = _rates_by_probe(cfg, splits, model, run_dir, dist, device)
-    if dist.main:
-        _truncate_metrics(run_dir, pos)
-        if cfg.run.baselines and not pos.tensors:  # before training: the probe needs the pretrained features
-            scores = run_baselines(
-                splits, model, kind=task.baseline, batch_size=cfg.data.eval_batch_size, device=device, seed=cfg.run.seed
-            )
-            ckpt.atomic_write_text(run_dir / "baselines.json", json.dumps(scores, indent=1))
+    ctx = _FitContext(task, run_dir, hooks, dist, device, num_classes)
+    model, penalties = _model_for_training(cfg, ctx, pos, run_dir)
+    cfg = _before_training(cfg, ctx, splits, model, penalties, pos)
     n_labelled = len(splits.train)
     teacher = distiller(cfg, load_teacher(cfg, splits.classes, num_classes, device)) if cfg.distill else None
     splits = add_unlabeled(cfg, splits)  # after the counts and baselines, which need labels
-
-    trainer = Trainer(
-        cfg=cfg,
-        run_dir=run_dir,
-        splits=splits,
-        model=model,
-        device=device,
-        task_loop=task.loop,
-        hooks=hooks,
-        penalties=penalties,
-        dist=dist,
-        distill=teacher,
-        run_id=run_id(run_dir),
-    )
+    trainer = _trainer(cfg, ctx, run_dir, splits, model, penalties, teacher)
     for si in range(pos.stage, len(cfg.stages)):
         trainer.run_stage(si, pos)
         if cfg.stages[si].epochs and dist.main:
@@ -222,21 +221,8 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
     trainer.model.eval()
     val_logits = trainer.predict(splits.val.inputs) if splits.val is not None else None
     cfg, blend = _lexical_blend(cfg, trainer, splits, val_logits, run_dir, dist)
-    model, trainer, final, val_probs = _final_model(
-        cfg,
-        task,
-        run_dir,
-        splits,
-        hooks,
-        dist,
-        device,
-        num_classes,
-        trainer,
-        n_labelled=n_labelled,
-        teacher=teacher,
-        val_logits=val_logits,
-        blend=blend,
-    )
+    first = _FirstFit(n_labelled, teacher, val_logits, blend)
+    model, trainer, final, val_probs = _final_model(cfg, ctx, splits, trainer, first)
     final["seconds"] = time.perf_counter() - t_start
     dist.barrier()  # metrics.jsonl and model.safetensors are complete; no rank reads the caches any more
     history = read_history(run_dir)
@@ -247,6 +233,64 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
         return Run(run_dir, cfg, model, splits.classes, final, history, rank=dist.rank)
     _report(cfg, task, run_dir, splits, final, history, val_probs, trainer)
     return Run(run_dir, cfg, model, splits.classes, final, history)
+
+
+def _load_data(
+    cfg: Config, task: Task, run_dir: Path, dist: Dist, device: torch.device
+) -> tuple[Config, Splits[Any], list[Path]]:
+    """The run's data splits (decoded on rank 0 first where the ranks share a decode cache), with the
+    config as the shared folders make it and the folders only this run uses."""
+    cfg, scratch = _shared_folders(cfg, run_dir, dist, device)
+    with dist.main_first() if cfg.data.decode_cache else contextlib.nullcontext():
+        splits = task.load_data(cfg.data)
+    log.info("data: %d classes\n%s", len(splits.classes), splits.count_table())
+    return cfg, splits, scratch
+
+
+def _before_training(
+    cfg: Config, ctx: _FitContext, splits: Splits[Any], model: FineTuneModel, penalties: list[Penalty], pos: Position
+) -> Config:
+    """What is done with the pretrained model before any training: the penalties' coverage checked,
+    the stages' rates chosen by the probe, and (rank 0) the metrics after a resume's checkpoint
+    dropped and the baselines scored. Returns the config as the probe makes it."""
+    log.info("backbone %s (weights: %s)", cfg.model.backbone, model.backbone.source)
+    check_coverage(penalties, [select(model, st.train, where=f"stages.{i}.train") for i, st in enumerate(cfg.stages)])
+    if wanted(cfg) and not pos.tensors:  # the pretrained features, before any training
+        cfg = _rates_by_probe(cfg, splits, model, ctx.run_dir, ctx.dist, ctx.device)
+    if ctx.dist.main:
+        _truncate_metrics(ctx.run_dir, pos)
+        if cfg.run.baselines and not pos.tensors:  # before training: the probe needs the pretrained features
+            scores = run_baselines(
+                splits, model, kind=ctx.task.baseline, batch_size=cfg.data.eval_batch_size, device=ctx.device, seed=cfg.run.seed
+            )
+            ckpt.atomic_write_text(ctx.run_dir / "baselines.json", json.dumps(scores, indent=1))
+    return cfg
+
+
+def _trainer(
+    cfg: Config,
+    ctx: _FitContext,
+    folder: Path,
+    splits: Splits[Any],
+    model: FineTuneModel,
+    penalties: list[Penalty],
+    teacher: Callable[[Trainer], Distiller] | None,
+) -> Trainer:
+    """The loop that trains ``model`` per ``cfg``'s stages, writing into ``folder`` (the run folder,
+    or its refit's) under the run's id."""
+    return Trainer(
+        cfg=cfg,
+        run_dir=folder,
+        splits=splits,
+        model=model,
+        device=ctx.device,
+        task_loop=ctx.task.loop,
+        hooks=ctx.hooks,
+        penalties=penalties,
+        dist=ctx.dist,
+        distill=teacher,
+        run_id=run_id(ctx.run_dir),
+    )
 
 
 def _probe_record(run_dir: Path) -> dict[str, Any] | None:
@@ -316,62 +360,70 @@ def _lexical_blend(
 
 
 def _final_model(
-    cfg: Config,
-    task: Task,
-    run_dir: Path,
-    splits: Splits[Any],
-    hooks: dict[str, Hook],
-    dist: Dist,
-    device: torch.device,
-    num_classes: int,
-    trainer: Trainer,
-    *,
-    n_labelled: int,
-    teacher: Any,
-    val_logits: torch.Tensor | None,
-    blend: tuple[LexicalBlend, dict[str, Any]] | None,
+    cfg: Config, ctx: _FitContext, splits: Splits[Any], trainer: Trainer, first: _FirstFit
 ) -> tuple[FineTuneModel, Trainer, dict[str, Any], np.ndarray | None]:
-    """Validation metrics of the trained model, the refit when there is one (distilling from
-    ``teacher`` too), the lexical blend attached, the saved weights and the test metrics: (final
-    model, its trainer, metrics, validation probabilities). The training split's first
-    ``n_labelled`` examples have labels."""
+    """Validation metrics of the trained model, the refit when there is one (distilling from the
+    first fit's teacher too), the lexical blend attached, the saved weights and the test metrics:
+    (final model, its trainer, metrics, validation probabilities)."""
     model = trainer.model
-    final: dict[str, Any] = {"skipped_images": splits.skipped, "n_train": n_labelled}
-    if len(splits.train) > n_labelled:
-        final["n_unlabeled"] = len(splits.train) - n_labelled
-    if dist.enabled:
-        final["processes"] = dist.world
+    final = _fit_facts(splits, first.n_labelled, ctx.dist)
     val_probs = None
-    if splits.val is not None and val_logits is not None:
-        final["val"] = classification_metrics(val_logits, splits.val.labels, splits.classes, detailed=True)
-        val_probs = val_logits.softmax(1).numpy()
-    if splits.val is not None and should_refit(cfg, n_labelled, len(splits.val), len(splits.classes)):
-        first_test = trainer.predict(splits.test.inputs) if splits.test is not None else None
-        model, trainer, final["refit"] = _refit(cfg, task, run_dir, splits, hooks, dist, device, num_classes, teacher)
-        if first_test is not None and splits.test is not None:
-            final["refit"]["first_fit_test"] = classification_metrics(first_test, splits.test.labels, splits.classes)
-    if blend is not None and blend[0].share > 0 and splits.val is not None:
-        # its scales chosen, the regression (seconds to fit) learns from every labelled text, as a refit
-        # network does: the validation split too
-        refit = fit_blend(model, splits.train.concat(splits.val), len(splits.classes), cfg.run.seed)
-        blend = (refit.with_scales(*blend[0].scales.tolist()), blend[1])
+    if splits.val is not None and first.val_logits is not None:
+        final["val"] = classification_metrics(first.val_logits, splits.val.labels, splits.classes, detailed=True)
+        val_probs = first.val_logits.softmax(1).numpy()
+    if splits.val is not None and should_refit(cfg, first.n_labelled, len(splits.val), len(splits.classes)):
+        model, trainer, final["refit"] = _refit_scored(cfg, ctx, splits, trainer, first.teacher)
+    blend = _blend_on_all_labels(cfg, model, splits, first.blend)
     logits = trainer.predict(splits.test.inputs) if splits.test is not None else None  # the network alone
     if blend is not None:
         final["lexical"] = blend[1]
         if blend[0].share > 0:
-            attach(model, blend[0], device)
-    if dist.main:
+            attach(model, blend[0], ctx.device)
+    if ctx.dist.main:
         ckpt.save(
-            run_dir / "model.safetensors",
+            ctx.run_dir / "model.safetensors",
             model.state_dict(),
             {"backbone": cfg.model.backbone},
-            before_rename=lambda tmp: record_model(run_dir, tmp),
+            before_rename=lambda tmp: record_model(ctx.run_dir, tmp),
         )
     if splits.test is not None and logits is not None:
         if blend is not None:
             logits, final["lexical"]["test"] = test_scores(blend[0], logits, splits.test, cfg.data.eval_batch_size)
         final["test"] = classification_metrics(logits, splits.test.labels, splits.classes, detailed=True)
     return model, trainer, final, val_probs
+
+
+def _fit_facts(splits: Splits[Any], n_labelled: int, dist: Dist) -> dict[str, Any]:
+    """The metrics' first entries: unreadable examples, how many examples trained (labelled and
+    not) and under how many processes."""
+    final: dict[str, Any] = {"skipped_images": splits.skipped, "n_train": n_labelled}
+    if len(splits.train) > n_labelled:
+        final["n_unlabeled"] = len(splits.train) - n_labelled
+    if dist.enabled:
+        final["processes"] = dist.world
+    return final
+
+
+def _refit_scored(
+    cfg: Config, ctx: _FitContext, splits: Splits[Any], trainer: Trainer, teacher: Callable[[Trainer], Distiller] | None
+) -> tuple[FineTuneModel, Trainer, dict[str, Any]]:
+    """The refit (:func:`_refit`), its record holding the first fit's test metrics for comparison."""
+    first_test = trainer.predict(splits.test.inputs) if splits.test is not None else None
+    model, trainer, record = _refit(cfg, ctx, splits, teacher)
+    if first_test is not None and splits.test is not None:
+        record["first_fit_test"] = classification_metrics(first_test, splits.test.labels, splits.classes)
+    return model, trainer, record
+
+
+def _blend_on_all_labels(
+    cfg: Config, model: FineTuneModel, splits: Splits[Any], blend: tuple[LexicalBlend, dict[str, Any]] | None
+) -> tuple[LexicalBlend, dict[str, Any]] | None:
+    """The lexical blend the final model keeps: once its scales are chosen, the regression (seconds to
+    fit) learns from every labelled text, as a refit network does: the validation split too."""
+    if blend is not None and blend[0].share > 0 and splits.val is not None:
+        refit = fit_blend(model, splits.train.concat(splits.val), len(splits.classes), cfg.run.seed)
+        return refit.with_scales(*blend[0].scales.tolist()), blend[1]
+    return blend
 
 
 def _shared_folders(cfg: Config, run_dir: Path, dist: Dist, device: torch.device) -> tuple[Config, list[Path]]:
@@ -477,12 +529,11 @@ def _report(
     trainer.call("on_fit_end", trainer=trainer, metrics=final)
 
 
-def _model_for_training(
-    cfg: Config, task: Task, num_classes: int, device: torch.device, dist: Dist, pos: Position, run_dir: Path
-) -> tuple[FineTuneModel, list[Penalty]]:
+def _model_for_training(cfg: Config, ctx: _FitContext, pos: Position, folder: Path) -> tuple[FineTuneModel, list[Penalty]]:
     """The model with its pretrained weights (placed, compiled if asked) and its penalties; then
-    each rank's own seed, and the weights of the checkpoint in ``run_dir`` a resume starts from."""
-    model = place(task.build_model(without_blend(cfg), num_classes), device)
+    each rank's own seed, and the weights of the checkpoint in ``folder`` a resume starts from."""
+    dist = ctx.dist
+    model = place(ctx.task.build_model(without_blend(cfg), ctx.num_classes), ctx.device)
     if cfg.run.compile:
         compile_blocks(model)
     penalties = build_penalties(cfg.regularization.penalties, model, pretrained_reference(model, cfg.regularization.penalties))
@@ -491,25 +542,18 @@ def _model_for_training(
         seed_everything(cfg.run.seed + 7919 * dist.rank)
     if pos.tensors:
         ckpt.load_model_state(
-            model, {k[6:]: v for k, v in pos.tensors.items() if k.startswith("model.")}, f"{run_dir}/checkpoints/last.safetensors"
+            model, {k[6:]: v for k, v in pos.tensors.items() if k.startswith("model.")}, f"{folder}/checkpoints/last.safetensors"
         )
     return model, penalties
 
 
 def _refit(
-    cfg: Config,
-    task: Task,
-    run_dir: Path,
-    splits: Splits[Any],
-    hooks: dict[str, Hook],
-    dist: Dist,
-    device: torch.device,
-    num_classes: int,
-    teacher: Callable[[Trainer], Distiller] | None,
+    cfg: Config, ctx: _FitContext, splits: Splits[Any], teacher: Callable[[Trainer], Distiller] | None
 ) -> tuple[FineTuneModel, Trainer, dict[str, Any]]:
     """Train the recipe again from the pretrained weights on the training and validation examples
     together, each stage for the epochs it ran, in RUN_DIR/refit (resumable like the run itself)."""
     assert splits.val is not None
+    run_dir, dist = ctx.run_dir, ctx.dist
     sub = run_dir / "refit"
     rcfg = cfg.model_copy(update={"stages": refit_stages(cfg, read_history(run_dir))})
     merged = replace(splits, train=splits.train.concat(splits.val), val=None)
@@ -524,22 +568,10 @@ def _refit(
         ", ".join(str(st.epochs) for st in rcfg.stages),
     )
     seed_everything(cfg.run.seed)
-    model, penalties = _model_for_training(cfg, task, num_classes, device, dist, pos, sub)
+    model, penalties = _model_for_training(cfg, ctx, pos, sub)
     if dist.main:
         _truncate_metrics(sub, pos)
-    trainer = Trainer(
-        cfg=rcfg,
-        run_dir=sub,
-        splits=merged,
-        model=model,
-        device=device,
-        task_loop=task.loop,
-        hooks=hooks,
-        penalties=penalties,
-        dist=dist,
-        distill=teacher,
-        run_id=run_id(run_dir),
-    )
+    trainer = _trainer(rcfg, ctx, sub, merged, model, penalties, teacher)
     for si in range(pos.stage, len(rcfg.stages)):
         trainer.run_stage(si, pos)
     model.eval()
