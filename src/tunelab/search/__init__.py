@@ -109,6 +109,38 @@ def tune(
         result = tunelab.tune("examples/tune_fashion_mnist.yaml", overrides=["tune.trials=5"])
         tunelab.fit(result.best_config)
     """
+    _check_one_process()
+    plan = _plan(config, overrides, study_name)
+    plan.dir.mkdir(parents=True, exist_ok=True)
+    url = storage or f"sqlite:///{(plan.dir / 'study.db').resolve()}"
+    n_trials = plan.settings.trials if trials is None else trials  # 0: only write up the study as it is
+    with _study_logging(plan.dir):
+        study = _open_study(url, plan.name, plan.settings, plan.base.run.seed, shared=storage is not None)
+        check_compatible(study, plan.params)
+        _log_start(study, plan, url, n_trials, timeout)
+        objective = _Objective(plan.raw, plan.fixed, plan.params, plan.settings.metric, plan.source, plan.base, plan.name)
+        result = _search(study, objective, n_trials, timeout, lambda: _finish(study, plan.dir, url, plan.settings.metric))
+    if result.best_trial is None:
+        raise TunelabError(f"no trial of study '{plan.name}' has completed; the errors are in {result.report}")
+    return result
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A search as the config and the call define it, checked before anything runs."""
+
+    raw: dict[str, Any]  # the config as given, without its tune section
+    source: str  # where the config came from, for messages
+    base: Config  # the config with the call's overrides
+    settings: TuneConfig
+    name: str  # the study's name, also its folder under run.dir
+    dir: Path
+    fixed: list[str]  # the overrides every trial gets
+    params: list[Param]
+
+
+def _check_one_process() -> None:
+    """Refuse a launch under torchrun / accelerate: trials are spread over workers, not processes of one run."""
     from tunelab.distributed import launched_world_size
 
     if launched_world_size() > 1:
@@ -117,6 +149,10 @@ def tune(
             "command with the same --storage URL, on as many machines or GPUs as you like), not "
             "torchrun / accelerate launch"
         )
+
+
+def _plan(config: Config | str | Path | dict[str, Any] | None, overrides: list[str] | None, study_name: str | None) -> _Plan:
+    """The search the call asks for: its config checked, its study's name and folder, its space."""
     raw, source = _raw(config)
     overrides = list(overrides or [])
     base = build_config(raw, overrides, source)  # every section checked before anything runs
@@ -127,29 +163,22 @@ def tune(
     study_dir = Path(base.run.dir) / name
     raw = {k: v for k, v in raw.items() if k != "tune"}
     fixed, params = _space(raw, base, settings, overrides + _plumbing(base, study_dir), source)
+    return _Plan(raw, source, base, settings, name, study_dir, fixed, params)
 
-    study_dir.mkdir(parents=True, exist_ok=True)
-    url = storage or f"sqlite:///{(study_dir / 'study.db').resolve()}"
-    n_trials = settings.trials if trials is None else trials  # 0: only write up the study as it is
-    with _study_logging(study_dir):
-        study = _open_study(url, name, settings, base.run.seed, shared=storage is not None)
-        check_compatible(study, params)
-        log.info(
-            "study '%s' in %s: %d trials so far, %d more now%s (%s sampler, %s pruner), searching\n%s",
-            name,
-            _hide_password(url),
-            len(study.trials),
-            n_trials,
-            f" or for {timeout:g} s" if timeout else "",
-            settings.sampler,
-            settings.pruner,
-            "\n".join(f"  {p.key}: {_describe(p)}" for p in params),
-        )
-        objective = _Objective(raw, fixed, params, settings.metric, source, base, name)
-        result = _search(study, objective, n_trials, timeout, lambda: _finish(study, study_dir, url, settings.metric))
-    if result.best_trial is None:
-        raise TunelabError(f"no trial of study '{name}' has completed; the errors are in {result.report}")
-    return result
+
+def _log_start(study: optuna.Study, plan: _Plan, url: str, n_trials: int, timeout: float | None) -> None:
+    """The study's first log line: where it lives, how far it is, what this call adds and searches."""
+    log.info(
+        "study '%s' in %s: %d trials so far, %d more now%s (%s sampler, %s pruner), searching\n%s",
+        plan.name,
+        _hide_password(url),
+        len(study.trials),
+        n_trials,
+        f" or for {timeout:g} s" if timeout else "",
+        plan.settings.sampler,
+        plan.settings.pruner,
+        "\n".join(f"  {p.key}: {_describe(p)}" for p in plan.params),
+    )
 
 
 def _search(
