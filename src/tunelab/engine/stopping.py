@@ -37,6 +37,13 @@ class Stopper:
     def should_stop(self) -> bool:
         return self.patience is not None and self.bad_epochs >= self.patience
 
+    def stopped_line(self, si: int) -> str:
+        """The log line of stage ``si`` stopped early."""
+        return (
+            f"early stopping in stage {si + 1}: {self.metric} did not improve for {self.patience} epochs "
+            f"(best {self.best:.4f} at epoch {self.best_epoch + 1})"
+        )
+
     def state(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
 

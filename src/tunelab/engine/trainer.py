@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +21,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from tunelab.config import Config
 from tunelab.distributed import Dist
@@ -35,9 +33,11 @@ from tunelab.engine.objectives import check_probe_stage, class_weights, contrast
 from tunelab.engine.optim import make_optimizer, make_scheduler
 from tunelab.engine.probe import fit_probe
 from tunelab.engine.resume import Position, restore_best, resume_stage, save_best, save_last
+from tunelab.engine.step import descend
 from tunelab.engine.stopping import Stopper, diverged, make_stopper
 from tunelab.engine.store import FeatureStore
-from tunelab.engine.writer import epoch_line, record_stage, write_epoch
+from tunelab.engine.tally import EpochTally
+from tunelab.engine.writer import epoch_line, record_stage, stage_title, val_columns, write_epoch
 from tunelab.errors import ConfigError
 from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_table, select, set_train_mode, set_trainable
 from tunelab.metrics import classification_metrics
@@ -117,39 +117,17 @@ class Trainer:
             if epoch == first_epoch:
                 row["cache_seconds"] = self.plan_seconds
             if self.splits.val is not None:
-                vm = self.validate()
-                row.update(
-                    {
-                        "val_loss": vm["loss"],
-                        "val_accuracy": vm["accuracy"],
-                        "val_macro_f1": vm["macro_f1"],
-                        "val_count": len(self.splits.val),
-                    }
-                )
+                row.update(val_columns(self.validate(), len(self.splits.val)))
                 if stopper.update(row[stopper.metric], epoch):
                     save_best(self.ckpt_dir, self.model, self.dist, si, epoch, stopper, self.run_id)
                 stopped = stopper.should_stop
             write_epoch(self.dir if self.dist.main else None, self.tb, self.cfg.stages, row)
-            save_last(
-                self.ckpt_dir,
-                self.model,
-                self.dist,
-                {"stage": si, "epoch": epoch, "stopped": stopped, "run_id": self.run_id},
-                opt,
-                sched,
-                stopper,
-            )
+            position = {"stage": si, "epoch": epoch, "stopped": stopped, "run_id": self.run_id}
+            save_last(self.ckpt_dir, self.model, self.dist, position, opt, sched, stopper)
             log.info(epoch_line(row, stage.epochs))
             self.call("on_epoch_end", trainer=self, stage=si, epoch=epoch, metrics=row)
         if stopped:
-            log.info(
-                "early stopping in stage %d: %s did not improve for %d epochs (best %.4f at epoch %d)",
-                si + 1,
-                stopper.metric,
-                stopper.patience,
-                stopper.best,
-                stopper.best_epoch + 1,
-            )
+            log.info(stopper.stopped_line(si))
         if stage.early_stopping is not None and stage.early_stopping.restore_best and stopper.best_epoch >= 0:
             restore_best(self.ckpt_dir, self.model, self.dist, si, stopper, self.run_id)
         # everything the stage cost: tables, audit, cache, epochs, validation, checkpoints
@@ -195,13 +173,8 @@ class Trainer:
     def announce_stage(self, si: int, lr: float) -> None:
         """Print (and keep in stages.json) the stage's layer table and regularization audit."""
         stage = self.cfg.stages[si]
-        title = (
-            f"stage {si + 1}/{len(self.cfg.stages)} '{stage.name or si}': {stage.epochs} epochs, "
-            f"{stage.optimizer} lr {lr:.2e}, {stage.schedule} schedule, BN {'trains' if stage.train_bn else 'frozen'}"
-        )
-        table = render_layer_table(
-            layer_rows(self.model, lr, lr_scales(self.model, stage.layer_decay)), param_totals(self.model), title
-        )
+        layers = layer_rows(self.model, lr, lr_scales(self.model, stage.layer_decay))
+        table = render_layer_table(layers, param_totals(self.model), stage_title(self.cfg.stages, si, lr))
         rows = audit_stage(self.model, self.penalties, self.ctx, self.cfg.regularization, stage, si, self.probe_forward)
         if self.distill is not None:
             rows.append(self.distill.audit_row(self.model, self.probe_inputs(), stage.objective))
@@ -234,18 +207,13 @@ class Trainer:
         stage, bs, dist = self.cfg.stages[si], self.cfg.data.batch_size, self.dist
         set_train_mode(self.model, train_bn=stage.train_bn)
         order = self.epoch_order(si, epoch)
-        sums = dict.fromkeys(["loss", "hits", "seen", "labelled"] + [f"penalty_{p.name}" for p in self.penalties], 0.0)
-        lrs: list[float] = []
-        t0 = time.perf_counter()
-        bar = tqdm(
+        tally = EpochTally(
+            [p.name for p in self.penalties],
             range(0, len(order), bs),
-            desc=f"stage {si + 1}/{len(self.cfg.stages)} epoch {epoch + 1}/{stage.epochs}",
-            disable=None if self.cfg.run.progress and dist.main else True,
-            leave=False,
-            file=sys.stderr,
-            unit="batch",
+            f"stage {si + 1}/{len(self.cfg.stages)} epoch {epoch + 1}/{stage.epochs}",
+            show=self.cfg.run.progress and dist.main,
         )
-        for start in bar:
+        for start in tally:
             batch = order[start : start + bs]
             if len(batch) < dist.world:  # a last batch too small to give every rank a share
                 continue
@@ -256,39 +224,16 @@ class Trainer:
             y = self.splits.train.labels[idx].to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 data_loss, hits = self.step_loss(epoch, idx, y)
-            penalties = [p(self.model, self.ctx) for p in self.penalties]
-            loss = data_loss * share + sum(penalties) if penalties else data_loss * share
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            lrs.append(opt.param_groups[0]["lr"])
-            sched.step()
-            n, labelled = len(idx), int((y >= 0).sum())  # unlabelled examples (label -1) count no hit or miss
-            terms = {f"penalty_{p.name}": float(v.detach()) for p, v in zip(self.penalties, penalties)}
-            terms["loss"], total = data_loss.item(), loss.item()
+            penalties = [(p.name, p(self.model, self.ctx)) for p in self.penalties]
+            terms, total, lr = descend(opt, sched, data_loss, share, penalties)
+            tally.lrs.append(lr)
             if not math.isfinite(total):  # nan from here on: stop with the last finished epoch's checkpoint
-                raise diverged(self.cfg, self.dir, si, epoch, start // bs, total, lrs[-1])
+                raise diverged(self.cfg, self.dir, si, epoch, start // bs, total, lr)
             if self.distill is not None and self.distill.active:
                 terms.update(self.distill.last)  # its cross-entropy is the training loss; its KL term a penalty
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v * n
-            sums["hits"] += hits
-            sums["seen"] += n
-            sums["labelled"] += labelled
-            bar.set_postfix(loss=f"{total:.4f}", img_s=f"{sums['seen'] / (time.perf_counter() - t0):.0f}")
-        secs = time.perf_counter() - t0
-        totals = dict(zip(sums, dist.sum(list(sums.values()))))
-        row = {
-            "train_loss": totals["loss"] / totals["seen"],
-            "train_accuracy": totals["hits"] / max(totals["labelled"], 1),
-            "seconds": secs,
-            "img_per_s": totals["seen"] / secs,
-            "lr": opt.param_groups[0]["lr"],
-            "train_count": int(totals["seen"]),
-        }
-        row.update({k: v / totals["seen"] for k, v in totals.items() if k.startswith("penalty_")})
-        row["lr_steps"] = lrs[:: max(1, len(lrs) // 50)]  # for the learning-rate plot
-        return row
+            # unlabelled examples (label -1) count no hit or miss
+            tally.add(terms, len(idx), hits, int((y >= 0).sum()), total)
+        return tally.row(dist, opt.param_groups[0]["lr"])
 
     def step_loss(self, epoch: int, idx: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
         """The data loss of one batch and how many of its examples (pairs) came out right."""

@@ -60,6 +60,25 @@ def write_epoch(run_dir: Path | None, tb: Any, stages: Sequence[StageConfig], ro
         write_tensorboard(tb, stages, row)
 
 
+def val_columns(metrics: dict[str, Any], count: int) -> dict[str, Any]:
+    """An epoch's validation columns: the validation metrics of its ``count`` examples."""
+    return {
+        "val_loss": metrics["loss"],
+        "val_accuracy": metrics["accuracy"],
+        "val_macro_f1": metrics["macro_f1"],
+        "val_count": count,
+    }
+
+
+def stage_title(stages: Sequence[StageConfig], si: int, lr: float) -> str:
+    """The title of a stage's layer table: its epochs, optimizer, rate, schedule and BN mode."""
+    stage = stages[si]
+    return (
+        f"stage {si + 1}/{len(stages)} '{stage.name or si}': {stage.epochs} epochs, "
+        f"{stage.optimizer} lr {lr:.2e}, {stage.schedule} schedule, BN {'trains' if stage.train_bn else 'frozen'}"
+    )
+
+
 def epoch_line(row: dict[str, Any], epochs: int) -> str:
     """The line the log gets after every epoch."""
     s = (
