@@ -70,6 +70,14 @@ def audit_penalty(pen: Penalty, model: nn.Module, ctx: Ctx) -> AuditRow:
 
 def other_regularizers(model: nn.Module, reg: Any, stage: Any) -> list[AuditRow]:
     """Dropout, drop-path, augmentation, label smoothing, mixup and weight decay as configured and active."""
+    rows = _layer_rows(model) + _recipe_rows(reg)
+    if stage.weight_decay and stage.optimizer in ("adamw", "sgd", "adam"):
+        rows.append(_weight_decay_row(model, stage))
+    return rows
+
+
+def _layer_rows(model: nn.Module) -> list[AuditRow]:
+    """The model's own stochastic layers: dropout and drop-path, and how many of them are active."""
     rows = []
     drops = [m for m in model.modules() if isinstance(m, (nn.Dropout, nn.Dropout2d)) and m.p > 0]
     if drops:
@@ -98,6 +106,13 @@ def other_regularizers(model: nn.Module, reg: Any, stage: Any) -> list[AuditRow]
                 "yes" if active else "inactive: blocks frozen",
             )
         )
+    return rows
+
+
+def _recipe_rows(reg: Any) -> list[AuditRow]:
+    """What the regularization section adds to the data and the loss: augmentation, class weights,
+    label smoothing, mixup."""
+    rows = []
     aug = reg.augment if isinstance(reg.augment, str) else "+".join(s["name"] for s in reg.augment)
     if aug != "none":
         rows.append(AuditRow("augment", "training images", aug, None, "yes"))
@@ -110,19 +125,20 @@ def other_regularizers(model: nn.Module, reg: Any, stage: Any) -> list[AuditRow]
         rows.append(
             AuditRow("mixup", "batches", f"mixup {m.mixup_alpha:g}, cutmix {m.cutmix_alpha:g}, p {m.prob:g}", None, "yes")
         )
-    if stage.weight_decay and stage.optimizer in ("adamw", "sgd", "adam"):
-        n = sum(p.numel() for p in model.parameters() if p.requires_grad and p.ndim >= 2)
-        kind = "decoupled" if stage.optimizer == "adamw" else "L2 in gradient"
-        rows.append(
-            AuditRow(
-                "weight_decay",
-                f"{n:,} trainable kernel params",
-                f"{stage.weight_decay:g} ({kind})",
-                None,
-                "yes" if n else "inactive",
-            )
-        )
     return rows
+
+
+def _weight_decay_row(model: nn.Module, stage: Any) -> AuditRow:
+    """The stage's weight decay on the trainable kernels (inactive when none trains)."""
+    n = sum(p.numel() for p in model.parameters() if p.requires_grad and p.ndim >= 2)
+    kind = "decoupled" if stage.optimizer == "adamw" else "L2 in gradient"
+    return AuditRow(
+        "weight_decay",
+        f"{n:,} trainable kernel params",
+        f"{stage.weight_decay:g} ({kind})",
+        None,
+        "yes" if n else "inactive",
+    )
 
 
 def render_audit(rows: list[AuditRow]) -> str:
