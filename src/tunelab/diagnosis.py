@@ -217,7 +217,6 @@ def _verdict(rows: list[dict[str, Any]]) -> Diagnosis:
     # read only when has_val: then no entry is None
     vl = cast(list[float], [r.get("val_loss") for r in rows])
     va = cast(list[float], [r.get("val_accuracy") for r in rows])
-    n = len(rows)
 
     if any(not math.isfinite(x) for x in tl + ([v for v in vl if v is not None])):
         return Diagnosis("unstable", ["the loss became NaN or infinite"])
@@ -241,6 +240,13 @@ def _verdict(rows: list[dict[str, Any]]) -> Diagnosis:
             return Diagnosis("underfitting", [f"final training accuracy {ta[-1]:.3f} < {UNDERFIT_TRAIN_ACC}"])
         return Diagnosis("good fit", ["no validation set: only the training curve was checked"])
 
+    return _fit_verdict(tl, ta, vl, va)
+
+
+def _fit_verdict(tl: list[float], ta: list[float], vl: list[float], va: list[float]) -> Diagnosis:
+    """Underfitting, too short or a good fit: the verdict of validated curves (training and
+    validation loss and accuracy per epoch) that neither overfit nor spike."""
+    n = len(tl)
     gap = ta[-1] - va[-1]
     best = min(range(n), key=lambda i: vl[i])
     evidence_gap = f"train accuracy {ta[-1]:.3f} vs validation {va[-1]:.3f} (gap {gap:.3f})"
