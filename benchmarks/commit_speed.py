@@ -27,8 +27,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _one(src: Path, size: int, epochs: tuple[int, int]) -> dict:
     env = {**os.environ, "PYTHONPATH": str(src)}
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "speed.py"), "--one", "tunelab", "--sizes", str(size),
-           "--epochs", *map(str, epochs)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "speed.py"),
+        "--one",
+        "tunelab",
+        "--sizes",
+        str(size),
+        "--epochs",
+        *map(str, epochs),
+    ]
     load = os.getloadavg()[0]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
@@ -38,18 +46,25 @@ def _one(src: Path, size: int, epochs: tuple[int, int]) -> dict:
 
 
 def _table(args: argparse.Namespace, runs: dict[str, list[dict]]) -> str:
-    lines = [f"`benchmarks/commit_speed.py --baseline {args.baseline} --rounds {args.rounds} --size {args.size}`: "
-             f"{args.size:,} Fashion-MNIST images, EfficientNet-Lite0, the default recipe (epochs "
-             f"{args.epochs[0]} + {args.epochs[1]}), seed 0, each run a fresh process, the commits alternating; "
-             "medians over the rounds; 2-core CPU machine, 1-min load average at each run's start / end.", "",
-             "| commit | training s (both stages) | fit s (end to end) | peak RSS MB | test accuracy | load |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"`benchmarks/commit_speed.py --baseline {args.baseline} --rounds {args.rounds} --size {args.size}`: "
+        f"{args.size:,} Fashion-MNIST images, EfficientNet-Lite0, the default recipe (epochs "
+        f"{args.epochs[0]} + {args.epochs[1]}), seed 0, each run a fresh process, the commits alternating; "
+        "medians over the rounds; 2-core CPU machine, 1-min load average at each run's start / end.",
+        "",
+        "| commit | training s (both stages) | fit s (end to end) | peak RSS MB | test accuracy | load |",
+        "|---|---|---|---|---|---|",
+    ]
     for who, rs in runs.items():
+
         def med(key: str, rs: list[dict] = rs) -> float:
             return statistics.median(r[key] for r in rs)
+
         loads = ", ".join(f"{r['load_start']:.1f} / {r['load_end']:.1f}" for r in rs)
-        lines.append(f"| {who} | {med('train_seconds'):.1f} | {med('fit_seconds'):.1f} | {med('peak_rss_mb'):.0f} | "
-                     f"{med('test_accuracy'):.4f} | {loads} |")
+        lines.append(
+            f"| {who} | {med('train_seconds'):.1f} | {med('fit_seconds'):.1f} | {med('peak_rss_mb'):.0f} | "
+            f"{med('test_accuracy'):.4f} | {loads} |"
+        )
     base, now = (statistics.median(r["train_seconds"] for r in rs) for rs in runs.values())
     lines += ["", f"Training time, this checkout / baseline: {now / base:.2f}."]
     return "\n".join(lines) + "\n"
@@ -62,8 +77,9 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1000)
     ap.add_argument("--epochs", type=int, nargs=2, default=(4, 16))
     a = ap.parse_args()
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     runs: dict[str, list[dict]] = {f"{a.baseline} (baseline)": [], f"{head} (this checkout)": []}
     with tempfile.TemporaryDirectory() as tmp:
         trees = [Path(tmp) / "baseline", Path(tmp) / "head"]

@@ -21,8 +21,11 @@ CHANGES = ("augment: auto adds crops", "diagnosis: loss jumps read over blocks",
 
 
 def old_and_new() -> tuple[dict[tuple[str, int], float], dict[tuple[str, int], float]]:
-    new = {(r["instance"], r["seed"]): r["test_accuracy"]
-           for r in suite.read_done(suite.RESULTS / "suite.jsonl") if r["method"] == "default"}
+    new = {
+        (r["instance"], r["seed"]): r["test_accuracy"]
+        for r in suite.read_done(suite.RESULTS / "suite.jsonl")
+        if r["method"] == "default"
+    }
     old: dict[tuple[str, int], float] = {}
     for r in (json.loads(x) for x in (suite.RESULTS / "suite.jsonl").read_text().splitlines() if x.strip()):
         if r["method"] == "default" and r.get("superseded", "").startswith(CHANGES):

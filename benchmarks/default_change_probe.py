@@ -22,8 +22,11 @@ CHANGES = ("re-measured with lr_if_features_fit", "re-measured with augment: aut
 
 def old_and_new() -> tuple[dict[tuple[str, int], float], dict[tuple[str, int], float]]:
     rows = [json.loads(x) for x in (suite.RESULTS / "suite.jsonl").read_text().splitlines() if x.strip()]
-    new = {(r["instance"], r["seed"]): r["test_accuracy"]
-           for r in suite.read_done(suite.RESULTS / "suite.jsonl") if r["method"] == "default"}
+    new = {
+        (r["instance"], r["seed"]): r["test_accuracy"]
+        for r in suite.read_done(suite.RESULTS / "suite.jsonl")
+        if r["method"] == "default"
+    }
     old: dict[tuple[str, int], float] = {}
     for r in rows:
         note = r.get("superseded", "")
@@ -48,8 +51,10 @@ def paired_table(old: dict[tuple[str, int], float], new: dict[tuple[str, int], f
             continue
         d = [new[k] - old[k] for k in ks]
         sd = f" +- {st.stdev(d):.3f}" if len(d) > 1 else ""
-        lines.append(f"| {inst} | {len(ks)} | {st.mean(old[k] for k in ks):.3f} | {st.mean(new[k] for k in ks):.3f} "
-                     f"| {st.mean(d):+.3f}{sd} |")
+        lines.append(
+            f"| {inst} | {len(ks)} | {st.mean(old[k] for k in ks):.3f} | {st.mean(new[k] for k in ks):.3f} "
+            f"| {st.mean(d):+.3f}{sd} |"
+        )
         means.append(st.mean(d))
     lines.append(f"| **mean over {len(means)} tasks** | | | | {st.mean(means):+.3f} (worst {min(means):+.3f}) |")
     return "\n".join(lines)

@@ -17,13 +17,14 @@ from pathlib import Path
 import tunelab
 
 HERE = Path(__file__).resolve().parent
-BASE = ["run.progress=false", "data.samples_per_class=10", "data.val_samples_per_class=10",
-        "regularization.augment=none"]
+BASE = ["run.progress=false", "data.samples_per_class=10", "data.val_samples_per_class=10", "regularization.augment=none"]
 SCENARIOS = {
     "whole backbone unfrozen, no regularization, 30 epochs": [
-        "stages=[{train: all, epochs: 30, lr: 3.0e-4, schedule: constant, weight_decay: 0}]"],
+        "stages=[{train: all, epochs: 30, lr: 3.0e-4, schedule: constant, weight_decay: 0}]"
+    ],
     "absurdly strong L2-SP (strength 1000)": [
-        "regularization.penalties=[{type: l2sp, strength: 1000.0, layers: all, params: all}]"],
+        "regularization.penalties=[{type: l2sp, strength: 1000.0, layers: all, params: all}]"
+    ],
     "too small a learning rate (1e-6)": ["stages.0.lr=1.0e-6", "stages.1.lr_scale=1.0"],
 }
 
@@ -35,8 +36,9 @@ def as_override(rec: str) -> str:
 
 def fit(tmp: str, name: str, overrides: list[str]) -> tunelab.Run:
     with contextlib.redirect_stdout(io.StringIO()):
-        return tunelab.fit(HERE.parent / "examples" / "default.yaml",
-                           overrides=[f"run.dir={tmp}", f"run.name={name}", *BASE, *overrides])
+        return tunelab.fit(
+            HERE.parent / "examples" / "default.yaml", overrides=[f"run.dir={tmp}", f"run.name={name}", *BASE, *overrides]
+        )
 
 
 SEEDS = (0, 1, 2)
@@ -46,8 +48,10 @@ def main() -> None:
     import statistics
 
     results = HERE / "results" / "diagnosis.md"
-    lines = ["| scenario | seed | verdict | evidence | first recommendation printed | test accuracy before | after |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| scenario | seed | verdict | evidence | first recommendation printed | test accuracy before | after |",
+        "|---|---|---|---|---|---|---|",
+    ]
     summary = ["| scenario | verdicts | before, mean | after, mean | improved on |", "|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         for i, (title, overrides) in enumerate(SCENARIOS.items()):
@@ -61,14 +65,18 @@ def main() -> None:
                 before.append(run.metrics["test"]["accuracy"])
                 after.append(fixed.metrics["test"]["accuracy"] if fixed else float("nan"))
                 verdicts.append(d["verdict"])
-                row = (f"| {title} | {seed} | {d['verdict']} | {'; '.join(d['evidence'])} | `{rec.split('  #')[0]}` | "
-                       f"{before[-1]:.4f} | {after[-1]:.4f} |")
+                row = (
+                    f"| {title} | {seed} | {d['verdict']} | {'; '.join(d['evidence'])} | `{rec.split('  #')[0]}` | "
+                    f"{before[-1]:.4f} | {after[-1]:.4f} |"
+                )
                 print(row, flush=True)
                 lines.append(row)
             better = sum(a > b for a, b in zip(after, before))
-            summary.append(f"| {title} | {', '.join(verdicts)} | {statistics.mean(before):.4f} | "
-                           f"{statistics.mean(after):.4f} | {better} of {len(SEEDS)} seeds |")
-    text = (__doc__.split("\n\n")[0] + "\n\n" + "\n".join(summary) + "\n\nPer seed:\n\n" + "\n".join(lines) + "\n")
+            summary.append(
+                f"| {title} | {', '.join(verdicts)} | {statistics.mean(before):.4f} | "
+                f"{statistics.mean(after):.4f} | {better} of {len(SEEDS)} seeds |"
+            )
+    text = __doc__.split("\n\n")[0] + "\n\n" + "\n".join(summary) + "\n\nPer seed:\n\n" + "\n".join(lines) + "\n"
     results.write_text(text)
     print(text)
 

@@ -75,23 +75,31 @@ def main() -> None:
     ap.add_argument("--teacher-run", type=Path, help="a finished teacher run of an earlier call (same data) to reuse")
     args = ap.parse_args()
 
-    common = [f"run.dir={args.work / 'runs'}", "run.progress=false", f"data.samples_per_class={args.per_class}",
-              "data.val_samples_per_class=20", f"data.test_samples_per_class={args.test_per_class}",
-              f"data.decode_cache={args.work / 'decoded'}", *args.extra]
+    common = [
+        f"run.dir={args.work / 'runs'}",
+        "run.progress=false",
+        f"data.samples_per_class={args.per_class}",
+        "data.val_samples_per_class=20",
+        f"data.test_samples_per_class={args.test_per_class}",
+        f"data.decode_cache={args.work / 'decoded'}",
+        *args.extra,
+    ]
     if args.threads:
         common.append(f"run.threads={args.threads}")
-    folder = unlabeled_folder(args.work / "unlabeled", load_config(ROOT / "examples" / "default.yaml", common),
-                              args.unlabeled)
-    teacher = reuse(args.teacher_run) if args.teacher_run else fit(
-        common + ["run.name=teacher", "model.backbone=tf_efficientnet_lite2", f"data.image_size={args.teacher_size}"])
+    folder = unlabeled_folder(args.work / "unlabeled", load_config(ROOT / "examples" / "default.yaml", common), args.unlabeled)
+    teacher = (
+        reuse(args.teacher_run)
+        if args.teacher_run
+        else fit(common + ["run.name=teacher", "model.backbone=tf_efficientnet_lite2", f"data.image_size={args.teacher_size}"])
+    )
     print(f"teacher: test accuracy {teacher['test_accuracy']:.4f} in {teacher['seconds']:.0f} s", flush=True)
     rows = []
     for seed in args.seeds:
-        student = common + [f"run.seed={seed}", f"data.image_size={args.student_size}",
-                            "model.backbone=tf_efficientnet_lite0"]
+        student = common + [f"run.seed={seed}", f"data.image_size={args.student_size}", "model.backbone=tf_efficientnet_lite0"]
         plain = fit(student + [f"run.name=plain-{seed}"])
-        distilled = fit(student + [f"run.name=distilled-{seed}", f"distill.teacher={teacher['dir']}",
-                                   f"distill.unlabeled={folder}"])
+        distilled = fit(
+            student + [f"run.name=distilled-{seed}", f"distill.teacher={teacher['dir']}", f"distill.unlabeled={folder}"]
+        )
         rows.append({"seed": seed, "plain": plain, "distilled": distilled})
         print(json.dumps(rows[-1]), flush=True)
     args.out.write_text(report(args, teacher, rows))
@@ -103,23 +111,33 @@ def report(args: argparse.Namespace, teacher: dict[str, Any], rows: list[dict[st
         xs = [r[key][what] for r in rows]
         return statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
 
-    lines = ["# Knowledge distillation: Lite2 teacher, Lite0 student (benchmarks/distill.py)", "",
-             f"Fashion-MNIST, {args.per_class} labelled images per class (+20 per class for validation), "
-             f"{args.unlabeled} unlabelled training images, {args.test_per_class} official test images per class. "
-             f"Teacher: EfficientNet-Lite2 (packaged ImageNet weights) at {args.teacher_size} px, default recipe: test "
-             f"accuracy {teacher['test_accuracy']:.4f}, {teacher['seconds']:.0f} s. Student: EfficientNet-Lite0 at "
-             f"{args.student_size} px, default recipe, alone or distilled (T 2, alpha 0.5, the unlabelled images "
-             f"added). Threads: {args.threads or 'torch default'}; extra overrides: {args.extra or 'none'}.", "",
-             "| seed | student alone | distilled | seconds alone | seconds distilled |", "|---|---|---|---|---|"]
+    lines = [
+        "# Knowledge distillation: Lite2 teacher, Lite0 student (benchmarks/distill.py)",
+        "",
+        f"Fashion-MNIST, {args.per_class} labelled images per class (+20 per class for validation), "
+        f"{args.unlabeled} unlabelled training images, {args.test_per_class} official test images per class. "
+        f"Teacher: EfficientNet-Lite2 (packaged ImageNet weights) at {args.teacher_size} px, default recipe: test "
+        f"accuracy {teacher['test_accuracy']:.4f}, {teacher['seconds']:.0f} s. Student: EfficientNet-Lite0 at "
+        f"{args.student_size} px, default recipe, alone or distilled (T 2, alpha 0.5, the unlabelled images "
+        f"added). Threads: {args.threads or 'torch default'}; extra overrides: {args.extra or 'none'}.",
+        "",
+        "| seed | student alone | distilled | seconds alone | seconds distilled |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['seed']} | {r['plain']['test_accuracy']:.4f} | {r['distilled']['test_accuracy']:.4f} | "
-                     f"{r['plain']['seconds']:.0f} | {r['distilled']['seconds']:.0f} |")
+        lines.append(
+            f"| {r['seed']} | {r['plain']['test_accuracy']:.4f} | {r['distilled']['test_accuracy']:.4f} | "
+            f"{r['plain']['seconds']:.0f} | {r['distilled']['seconds']:.0f} |"
+        )
     (pm, ps), (dm, ds) = stats("plain", "test_accuracy"), stats("distilled", "test_accuracy")
     (pt, _), (dt, _) = stats("plain", "seconds"), stats("distilled", "seconds")
-    lines += ["", f"Mean test accuracy: alone {pm:.4f} +- {ps:.4f}, distilled {dm:.4f} +- {ds:.4f} (standard "
-              f"deviation over {len(rows)} seed(s)); gain {dm - pm:+.4f}. Cost: the distilled run took {dt / pt:.2f}x "
-              "the student's plain run (it trains on the unlabelled images too, and runs the teacher on the batches "
-              "of the stage that trains the whole network)."]
+    lines += [
+        "",
+        f"Mean test accuracy: alone {pm:.4f} +- {ps:.4f}, distilled {dm:.4f} +- {ds:.4f} (standard "
+        f"deviation over {len(rows)} seed(s)); gain {dm - pm:+.4f}. Cost: the distilled run took {dt / pt:.2f}x "
+        "the student's plain run (it trains on the unlabelled images too, and runs the teacher on the batches "
+        "of the stage that trains the whole network).",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -41,10 +41,20 @@ def main() -> None:
     import onnxruntime as ort
 
     tmp = Path(tempfile.mkdtemp(prefix="tunelab-export-speed-"))
-    run = tunelab.fit(ROOT / "examples" / "default.yaml", overrides=[
-        "recipe=probe", f"run.dir={tmp}", "run.name=lite0", "run.progress=false", "run.baselines=false",
-        "run.threads=1", "data.samples_per_class=20", "data.val_samples_per_class=10",
-        f"data.test_samples_per_class={args.images // 10}"])
+    run = tunelab.fit(
+        ROOT / "examples" / "default.yaml",
+        overrides=[
+            "recipe=probe",
+            f"run.dir={tmp}",
+            "run.name=lite0",
+            "run.progress=false",
+            "run.baselines=false",
+            "run.threads=1",
+            "data.samples_per_class=20",
+            "data.val_samples_per_class=10",
+            f"data.test_samples_per_class={args.images // 10}",
+        ],
+    )
     result = tunelab.export(run.dir, "onnx")
     model = load_run(run.dir).model
     images = task_for(run.config).load_eval_set("fashion-mnist", run.classes, run.config.data).inputs[: args.images]
@@ -52,9 +62,12 @@ def main() -> None:
     opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
     session = ort.InferenceSession(str(result.path), opts, providers=["CPUExecutionProvider"])
     cpu, bf16 = torch.device("cpu"), bf16_supported(torch.device("cpu"))
-    contenders = {"PyTorch fp32": lambda: predict_logits(model, images, 64, cpu),
-                  "onnxruntime fp32": lambda: [session.run(None, {"images": images[i: i + 64].numpy()})
-                                               for i in range(0, len(images), 64)]}
+    contenders = {
+        "PyTorch fp32": lambda: predict_logits(model, images, 64, cpu),
+        "onnxruntime fp32": lambda: [
+            session.run(None, {"images": images[i : i + 64].numpy()}) for i in range(0, len(images), 64)
+        ],
+    }
     if bf16:
         contenders["PyTorch bf16 autocast"] = lambda: predict_logits(model, images, 64, cpu, bf16=True)
     times: dict[str, list[float]] = {k: [] for k in contenders}
@@ -64,15 +77,19 @@ def main() -> None:
             f()
             times[name].append(time.perf_counter() - t0)
     rate = {k: len(images) / statistics.median(v) for k, v in times.items()}
-    ort_logits = np.concatenate([session.run(None, {"images": images[i: i + 64].numpy()})[0]
-                                 for i in range(0, len(images), 64)])
+    ort_logits = np.concatenate([session.run(None, {"images": images[i : i + 64].numpy()})[0] for i in range(0, len(images), 64)])
     diff_all = float(np.abs(ort_logits - predict_logits(model, images, 64, cpu).numpy()).max())
-    lines = [f"`benchmarks/export_speed.py --images {args.images} --rounds {args.rounds}`: EfficientNet-Lite0 "
-             f"(packaged weights, linear-probe head, test accuracy {run.metrics['test']['accuracy']:.3f}), 64 px, "
-             f"Fashion-MNIST test images, CPU, 1 thread, batch 64; load average {os.getloadavg()[0]:.1f}.", "",
-             f"Parity: max |PyTorch - onnxruntime| logit = {result.max_abs_diff:.2e} on the {result.checked} test "
-             f"images `tunelab export` checks, {diff_all:.2e} on all {len(images)}.", "",
-             "| runtime | images/s | against PyTorch fp32 |", "|---|---|---|"]
+    lines = [
+        f"`benchmarks/export_speed.py --images {args.images} --rounds {args.rounds}`: EfficientNet-Lite0 "
+        f"(packaged weights, linear-probe head, test accuracy {run.metrics['test']['accuracy']:.3f}), 64 px, "
+        f"Fashion-MNIST test images, CPU, 1 thread, batch 64; load average {os.getloadavg()[0]:.1f}.",
+        "",
+        f"Parity: max |PyTorch - onnxruntime| logit = {result.max_abs_diff:.2e} on the {result.checked} test "
+        f"images `tunelab export` checks, {diff_all:.2e} on all {len(images)}.",
+        "",
+        "| runtime | images/s | against PyTorch fp32 |",
+        "|---|---|---|",
+    ]
     for k, r in rate.items():
         lines.append(f"| {k} | {r:.0f} | {r / rate['PyTorch fp32']:.2f}x |")
     text = "\n".join(lines) + "\n"

@@ -82,22 +82,28 @@ def main() -> None:
         times["plain inference"].append(time.perf_counter() - t0)
     load = os.getloadavg()[0]
     rate = {k: args.images / statistics.median(v) for k, v in times.items()}
-    lines = [f"`benchmarks/extract_speed.py --images {args.images} --rounds {args.rounds} --batch-size "
-             f"{args.batch_size}`: EfficientNet-Lite0 (packaged weights), {tcfg.data.image_size} px, "
-             f"{args.images} Fashion-MNIST test images as PNG files, CPU, 1 thread, "
-             f"{'bf16 autocast' if bf16 else 'fp32 (no bf16 on this CPU)'}; median of {args.rounds} alternating rounds; "
-             f"load average {load:.1f} at the end (a shared machine: the rounds alternate so that load hits both).",
-             "", "| contender | images/s | plain inference / contender |", "|---|---|---|"]
+    lines = [
+        f"`benchmarks/extract_speed.py --images {args.images} --rounds {args.rounds} --batch-size "
+        f"{args.batch_size}`: EfficientNet-Lite0 (packaged weights), {tcfg.data.image_size} px, "
+        f"{args.images} Fashion-MNIST test images as PNG files, CPU, 1 thread, "
+        f"{'bf16 autocast' if bf16 else 'fp32 (no bf16 on this CPU)'}; median of {args.rounds} alternating rounds; "
+        f"load average {load:.1f} at the end (a shared machine: the rounds alternate so that load hits both).",
+        "",
+        "| contender | images/s | plain inference / contender |",
+        "|---|---|---|",
+    ]
     for k, r in rate.items():
         lines.append(f"| {k} | {r:.0f} | {rate['plain inference'] / r:.2f}x |")
-    lines += ["", "The whole call also builds the model (loading its weights) and decodes the PNG files; plain "
-              "inference starts from decoded tensors and a built model. The model part is the same forward code "
-              "(pooled features instead of logits); its spread between rounds on this shared machine is wider "
-              "than the difference between the two."]
+    lines += [
+        "",
+        "The whole call also builds the model (loading its weights) and decodes the PNG files; plain "
+        "inference starts from decoded tensors and a built model. The model part is the same forward code "
+        "(pooled features instead of logits); its spread between rounds on this shared machine is wider "
+        "than the difference between the two.",
+    ]
     text = "\n".join(lines) + "\n"
     print(text)
-    (ROOT / "benchmarks" / "results" / "extract_speed.md").write_text(
-        "# Feature extraction against plain inference\n\n" + text)
+    (ROOT / "benchmarks" / "results" / "extract_speed.md").write_text("# Feature extraction against plain inference\n\n" + text)
 
 
 if __name__ == "__main__":

@@ -47,9 +47,13 @@ def main() -> None:
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], check=True)
     load = os.getloadavg()[0]
-    lines = [f"Median of {a.rounds} interleaved runs, fresh process each; baseline commit {a.baseline}; "
-             f"1-min load average at the end {load:.1f} (2-core machine).", "",
-             "| command | baseline (s) | this checkout (s) | speed-up |", "|---|---|---|---|"]
+    lines = [
+        f"Median of {a.rounds} interleaved runs, fresh process each; baseline commit {a.baseline}; "
+        f"1-min load average at the end {load:.1f} (2-core machine).",
+        "",
+        "| command | baseline (s) | this checkout (s) | speed-up |",
+        "|---|---|---|---|",
+    ]
     for name in COMMANDS:
         b, n = statistics.median(times[(name, "baseline")]), statistics.median(times[(name, "this checkout")])
         lines.append(f"| `{name}` | {b:.2f} | {n:.2f} | {b / n:.0f}x |")

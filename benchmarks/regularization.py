@@ -37,18 +37,30 @@ VARIANTS: dict[str, list[str]] = {
 
 
 def run_one(variant: str, size: int, seed: int, workdir: Path) -> dict:
-    overrides = [f"run.dir={workdir}", f"run.name={variant}-{size}-{seed}", "run.progress=false", f"run.seed={seed}",
-                 f"data.seed={seed}", f"data.samples_per_class={size}", "data.val_samples_per_class=10",
-                 *VARIANTS[variant]]
+    overrides = [
+        f"run.dir={workdir}",
+        f"run.name={variant}-{size}-{seed}",
+        "run.progress=false",
+        f"run.seed={seed}",
+        f"data.seed={seed}",
+        f"data.samples_per_class={size}",
+        "data.val_samples_per_class=10",
+        *VARIANTS[variant],
+    ]
     t0 = time.perf_counter()
     run = tunelab.fit(HERE.parent / "examples" / "default.yaml", overrides=overrides)
-    return {"variant": variant, "per_class": size, "seed": seed, "test_accuracy": run.metrics["test"]["accuracy"],
-            "test_n": run.metrics["test"]["n"], "seconds": time.perf_counter() - t0}
+    return {
+        "variant": variant,
+        "per_class": size,
+        "seed": seed,
+        "test_accuracy": run.metrics["test"]["accuracy"],
+        "test_n": run.metrics["test"]["n"],
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def table(rows: list[dict], variants: list[str], sizes: list[int]) -> str:
-    lines = ["| variant | " + " | ".join(f"{s} per class" for s in sizes) + " |",
-             "|---|" + "---|" * len(sizes)]
+    lines = ["| variant | " + " | ".join(f"{s} per class" for s in sizes) + " |", "|---|" + "---|" * len(sizes)]
     for v in variants:
         cells = []
         for s in sizes:
@@ -82,13 +94,16 @@ def main() -> None:
                     done.append(r)
                     with open(a.out, "a") as f:
                         f.write(json.dumps(r) + "\n")
-                    print(f"{v:>14} {size:>3}/class seed {seed}: test accuracy {r['test_accuracy']:.4f} "
-                          f"({r['seconds']:.0f} s)", flush=True)
+                    print(
+                        f"{v:>14} {size:>3}/class seed {seed}: test accuracy {r['test_accuracy']:.4f} ({r['seconds']:.0f} s)",
+                        flush=True,
+                    )
     md = table(done, list(VARIANTS), sorted({r["per_class"] for r in done}))
     (a.out.with_suffix(".md")).write_text(
         "Fashion-MNIST, EfficientNet-Lite0 (offline ImageNet weights), default two-stage recipe, 64 px; "
         "test accuracy on the official 10,000 test images, mean +- std over seeds "
-        "(each seed draws other training images).\n\n" + md + "\n")
+        "(each seed draws other training images).\n\n" + md + "\n"
+    )
     print(md)
 
 

@@ -79,10 +79,18 @@ def baseline(size: int, epochs: tuple[int, int], seed: int) -> dict:
     torch.manual_seed(seed)
     train_src, test_src = fashion_mnist("train"), fashion_mnist("test")
     idx = _train_indices(size, seed)
-    tf_train = transforms.Compose([transforms.Resize(64), transforms.Grayscale(3), transforms.RandomHorizontalFlip(),
-                                   transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3)])
-    tf_test = transforms.Compose([transforms.Resize(64), transforms.Grayscale(3), transforms.ToTensor(),
-                                  transforms.Normalize([0.5] * 3, [0.5] * 3)])
+    tf_train = transforms.Compose(
+        [
+            transforms.Resize(64),
+            transforms.Grayscale(3),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize([0.5] * 3, [0.5] * 3),
+        ]
+    )
+    tf_test = transforms.Compose(
+        [transforms.Resize(64), transforms.Grayscale(3), transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3)]
+    )
 
     class Images(Dataset):
         def __init__(self, arrays, labels, tf):
@@ -101,8 +109,10 @@ def baseline(size: int, epochs: tuple[int, int], seed: int) -> dict:
     model.reset_classifier(10)
     from transformers import get_cosine_schedule_with_warmup
 
-    phases = [(f"stage{i + 1}", [model.classifier] if st["train"] == ["head"] else [model], st["lr"], n, st["warmup"])
-              for i, (st, n) in enumerate(zip(STAGES, epochs))]
+    phases = [
+        (f"stage{i + 1}", [model.classifier] if st["train"] == ["head"] else [model], st["lr"], n, st["warmup"])
+        for i, (st, n) in enumerate(zip(STAGES, epochs))
+    ]
     out: dict = {"phases": {}}
     t_all = time.perf_counter()
     for name, trainable, lr, n_epochs, warmup in phases:
@@ -148,8 +158,7 @@ def _train_indices(size: int, seed: int):
     from tunelab.config import DataConfig
     from tunelab.data import load_data
 
-    cfg = DataConfig(train="fashion-mnist", samples_per_class=size // 10, val_split=0.0, seed=seed, image_size=8,
-                     test=None)
+    cfg = DataConfig(train="fashion-mnist", samples_per_class=size // 10, val_split=0.0, seed=seed, image_size=8, test=None)
     splits = load_data(cfg)
     return [int(s.split("[")[1].rstrip("]")) for s in splits.train.items]
 
@@ -162,10 +171,21 @@ def tunelab_run(size: int, epochs: tuple[int, int], seed: int) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        run = tunelab.fit(HERE.parent / "examples" / "default.yaml", overrides=[
-            f"run.dir={tmp}", "run.name=speed", "run.progress=false", f"run.seed={seed}", f"data.seed={seed}",
-            f"data.samples_per_class={size // 10}", "data.val_split=0", "data.test=auto",
-            f"stages.0.epochs={epochs[0]}", f"stages.1.epochs={epochs[1]}"])
+        run = tunelab.fit(
+            HERE.parent / "examples" / "default.yaml",
+            overrides=[
+                f"run.dir={tmp}",
+                "run.name=speed",
+                "run.progress=false",
+                f"run.seed={seed}",
+                f"data.seed={seed}",
+                f"data.samples_per_class={size // 10}",
+                "data.val_split=0",
+                "data.test=auto",
+                f"stages.0.epochs={epochs[0]}",
+                f"stages.1.epochs={epochs[1]}",
+            ],
+        )
         total = time.perf_counter() - t0
         cache_mb = _cache_mb(run)
         # the stages' wall-clock: tables, audits, cache extraction, epochs and checkpoints
@@ -175,10 +195,15 @@ def tunelab_run(size: int, epochs: tuple[int, int], seed: int) -> dict:
     for row in run.history:
         phases[f"stage{row['stage'] + 1}"].append(row["seconds"] + row.get("cache_seconds", 0.0))
     # the probe on the pretrained features decides the recipe's rate and flips: part of the recipe
-    return {"phases": phases, "train_seconds": stage_seconds + probe_seconds, "probe_seconds": probe_seconds,
-            "fit_seconds": total,
-            "test_accuracy": run.metrics["test"]["accuracy"], "cache_mb": cache_mb,
-            "decoded_mb": (size + 10000) * 3 * 64 * 64 / 2**20}  # train + test images held as uint8
+    return {
+        "phases": phases,
+        "train_seconds": stage_seconds + probe_seconds,
+        "probe_seconds": probe_seconds,
+        "fit_seconds": total,
+        "test_accuracy": run.metrics["test"]["accuracy"],
+        "cache_mb": cache_mb,
+        "decoded_mb": (size + 10000) * 3 * 64 * 64 / 2**20,
+    }  # train + test images held as uint8
 
 
 def _cache_mb(run) -> float:
@@ -195,13 +220,26 @@ def tunelab_blocks_vs_full(size: int, seed: int) -> dict:
     import tunelab
 
     with tempfile.TemporaryDirectory() as tmp:
-        run = tunelab.fit(HERE.parent / "examples" / "default.yaml", overrides=[
-            f"run.dir={tmp}", "run.name=blocks", "run.progress=false", f"run.seed={seed}", f"data.seed={seed}",
-            f"data.samples_per_class={size // 10}", "data.val_split=0", "data.test=null",
-            "stages=[{train: [head, {last_blocks: 2}], epochs: 3, lr: 3.0e-4}, {train: all, epochs: 3, lr: 3.0e-4}]"])
+        run = tunelab.fit(
+            HERE.parent / "examples" / "default.yaml",
+            overrides=[
+                f"run.dir={tmp}",
+                "run.name=blocks",
+                "run.progress=false",
+                f"run.seed={seed}",
+                f"data.seed={seed}",
+                f"data.samples_per_class={size // 10}",
+                "data.val_split=0",
+                "data.test=null",
+                "stages=[{train: [head, {last_blocks: 2}], epochs: 3, lr: 3.0e-4}, {train: all, epochs: 3, lr: 3.0e-4}]",
+            ],
+        )
     per = {s: [r["seconds"] for r in run.history if r["stage"] == s] for s in (0, 1)}
-    return {"last2_epoch_s": statistics.mean(per[0][1:]), "full_epoch_s": statistics.mean(per[1][1:]),
-            "last2_first_epoch_s": run.history[0]["seconds"] + run.history[0].get("cache_seconds", 0.0)}
+    return {
+        "last2_epoch_s": statistics.mean(per[0][1:]),
+        "full_epoch_s": statistics.mean(per[1][1:]),
+        "last2_first_epoch_s": run.history[0]["seconds"] + run.history[0].get("cache_seconds", 0.0),
+    }
 
 
 def _probe_seconds(log: str) -> float:
@@ -226,16 +264,17 @@ def one(kind: str, size: int, epochs: tuple[int, int], seed: int) -> None:
         r = tunelab_blocks_vs_full(size, seed)
     else:
         r = (baseline if kind == "baseline" else tunelab_run)(size, epochs, seed)
-    r.update({"kind": kind, "size": size, "epochs": list(epochs), "seed": seed, "peak_rss_mb": _peak_rss_mb(),
-              "recipe": RECIPE})
+    r.update({"kind": kind, "size": size, "epochs": list(epochs), "seed": seed, "peak_rss_mb": _peak_rss_mb(), "recipe": RECIPE})
     print("RESULT " + json.dumps(r), flush=True)
 
 
 def summarise(rows: list[dict]) -> str:
-    lines = ["| images | contender | head epoch 1 s | head epoch 2+ s (img/s) | all-layers epoch 1 s | "
-             "epoch 2+ s (img/s) | whole recipe s | tunelab.fit end to end s | peak RSS MB | feature cache MB | "
-             "decoded images MB | test acc |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| images | contender | head epoch 1 s | head epoch 2+ s (img/s) | all-layers epoch 1 s | "
+        "epoch 2+ s (img/s) | whole recipe s | tunelab.fit end to end s | peak RSS MB | feature cache MB | "
+        "decoded images MB | test acc |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     ratios = []
     blocks = [r for r in rows if r["kind"] == "blocks"]
     rows = [r for r in rows if r["kind"] != "blocks" and r.get("recipe") == RECIPE]  # this recipe only
@@ -252,31 +291,59 @@ def summarise(rows: list[dict]) -> str:
             b1 = med(lambda r: r["phases"]["stage2"][0])
             b2 = med(lambda r: statistics.mean(r["phases"]["stage2"][1:]))
             full = list(rs[0]["epochs"]) == list(EPOCHS)
-            whole = med(lambda r: r["train_seconds"]) if full else \
-                h1 + (EPOCHS[0] - 1) * h2 + b1 + (EPOCHS[1] - 1) * b2 + med(lambda r: r.get("probe_seconds", 0.0))
-            by[kind] = dict(h1=h1, h2=h2, b1=b1, b2=b2, whole=whole, full=full, acc=med(lambda r: r["test_accuracy"]),
-                            rss=med(lambda r: r["peak_rss_mb"]), cache=med(lambda r: r["cache_mb"]),
-                            decoded=med(lambda r: r.get("decoded_mb", 0.0)), n=len(rs),
-                            fit=f"{med(lambda r: r['fit_seconds']):.0f}" if full and "fit_seconds" in rs[0] else "-")
+            whole = (
+                med(lambda r: r["train_seconds"])
+                if full
+                else h1 + (EPOCHS[0] - 1) * h2 + b1 + (EPOCHS[1] - 1) * b2 + med(lambda r: r.get("probe_seconds", 0.0))
+            )
+            by[kind] = dict(
+                h1=h1,
+                h2=h2,
+                b1=b1,
+                b2=b2,
+                whole=whole,
+                full=full,
+                acc=med(lambda r: r["test_accuracy"]),
+                rss=med(lambda r: r["peak_rss_mb"]),
+                cache=med(lambda r: r["cache_mb"]),
+                decoded=med(lambda r: r.get("decoded_mb", 0.0)),
+                n=len(rs),
+                fit=f"{med(lambda r: r['fit_seconds']):.0f}" if full and "fit_seconds" in rs[0] else "-",
+            )
             v = by[kind]
-            lines.append(f"| {size:,} | {kind} ({v['n']} run{'s' if v['n'] > 1 else ''}) | {h1:.2f} | "
-                         f"{h2:.3f} ({size / h2:,.0f}) | {b1:.2f} | {b2:.2f} ({size / b2:,.0f}) | "
-                         f"{whole:.0f}{'' if full else ' (est.)'} | {v['fit']} | {v['rss']:.0f} | "
-                         f"{v['cache']:.1f} | {v['decoded']:.0f} | {v['acc']:.4f} |")
+            lines.append(
+                f"| {size:,} | {kind} ({v['n']} run{'s' if v['n'] > 1 else ''}) | {h1:.2f} | "
+                f"{h2:.3f} ({size / h2:,.0f}) | {b1:.2f} | {b2:.2f} ({size / b2:,.0f}) | "
+                f"{whole:.0f}{'' if full else ' (est.)'} | {v['fit']} | {v['rss']:.0f} | "
+                f"{v['cache']:.1f} | {v['decoded']:.0f} | {v['acc']:.4f} |"
+            )
         if len(by) == 2:
             b, t = by["baseline"], by["tunelab"]
-            ratios.append(f"| {size:,} | {b['h2'] / t['h2']:.0f}x | {b['whole'] / t['whole']:.1f}x | "
-                          f"{b['b2'] / t['b2']:.1f}x | {t['acc'] - b['acc']:+.4f} |")
+            ratios.append(
+                f"| {size:,} | {b['h2'] / t['h2']:.0f}x | {b['whole'] / t['whole']:.1f}x | "
+                f"{b['b2'] / t['b2']:.1f}x | {t['acc'] - b['acc']:+.4f} |"
+            )
     if ratios:
-        lines += ["", "| images | head epochs 2+ speed-up | whole recipe speed-up | all-layers epoch speed-up | "
-                  "accuracy tunelab - baseline |", "|---|---|---|---|---|"] + ratios
+        lines += [
+            "",
+            "| images | head epochs 2+ speed-up | whole recipe speed-up | all-layers epoch speed-up | "
+            "accuracy tunelab - baseline |",
+            "|---|---|---|---|---|",
+        ] + ratios
     if blocks:
-        lines += ["", "tunelab, a stage training the last 2 blocks (cached prefix) against a full fine-tune stage, "
-                  "seconds per epoch (epochs 2+):", "",
-                  "| images | last 2 blocks | full fine-tune | ratio |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "tunelab, a stage training the last 2 blocks (cached prefix) against a full fine-tune stage, "
+            "seconds per epoch (epochs 2+):",
+            "",
+            "| images | last 2 blocks | full fine-tune | ratio |",
+            "|---|---|---|---|",
+        ]
         for r in blocks:
-            lines.append(f"| {r['size']:,} | {r['last2_epoch_s']:.2f} | {r['full_epoch_s']:.2f} | "
-                         f"{r['full_epoch_s'] / r['last2_epoch_s']:.1f}x |")
+            lines.append(
+                f"| {r['size']:,} | {r['last2_epoch_s']:.2f} | {r['full_epoch_s']:.2f} | "
+                f"{r['full_epoch_s'] / r['last2_epoch_s']:.1f}x |"
+            )
     return "\n".join(lines)
 
 
@@ -301,8 +368,18 @@ def main() -> None:
         for rep in range(a.repeats):  # the two contenders alternate
             jobs += [(k, epochs) for k in (("baseline", "tunelab") if rep % 2 == 0 else ("tunelab", "baseline"))]
         for kind, ep in jobs:
-            cmd = [sys.executable, __file__, "--one", kind, "--sizes", str(size), "--epochs", *map(str, ep),
-                   "--seed", str(a.seed)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                kind,
+                "--sizes",
+                str(size),
+                "--epochs",
+                *map(str, ep),
+                "--seed",
+                str(a.seed),
+            ]
             out = subprocess.run(cmd, capture_output=True, text=True)
             line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
             if line is None:

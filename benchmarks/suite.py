@@ -63,19 +63,70 @@ class Instance:
 # class; where a class of the pool has fewer, it keeps what it has (fashion-tops-imbalanced 200/60/20,
 # convention-speeches-party 74/39: the imbalance a user would bring).
 INSTANCES: list[Instance] = [
-    Instance("fashion-mnist", 20), Instance("fashion-mnist", 5), Instance("fashion-tops-imbalanced", 200),
-    Instance("digits-8x8", 20), Instance("lfw-face-vs-nonface", 20), Instance("glyphs-a-j", 20),
-    Instance("emoji-category", 20), Instance("textures-grey", 5),
-    Instance("photo-crops", 20), Instance("old-photo-crops", 20),
-    Instance("rt-fresh-rotten", 20), Instance("sotu-era", 8), Instance("spam-assassin", 32),
-    Instance("convention-speeches-party", 100), Instance("debates-2016-party", 32),
+    Instance("fashion-mnist", 20),
+    Instance("fashion-mnist", 5),
+    Instance("fashion-tops-imbalanced", 200),
+    Instance("digits-8x8", 20),
+    Instance("lfw-face-vs-nonface", 20),
+    Instance("glyphs-a-j", 20),
+    Instance("emoji-category", 20),
+    Instance("textures-grey", 5),
+    Instance("photo-crops", 20),
+    Instance("old-photo-crops", 20),
+    Instance("rt-fresh-rotten", 20),
+    Instance("sotu-era", 8),
+    Instance("spam-assassin", 32),
+    Instance("convention-speeches-party", 100),
+    Instance("debates-2016-party", 32),
 ]
 
-IMAGE_METHODS = ["default", "fast", "full", "probe", "auto", "scratch", "sklearn", "advice", "refit", "balanced",
-                 "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3", "lr5e5", "lr3e4", "lpft20", "hs1e20", "px64", "full_px64",
-                 "hs1", "nohead", "dropout", "l2sp01", "auglight", "augmedium", "augstrong", "full_light"]
-TEXT_METHODS = ["default", "fast", "full", "probe", "scratch", "sklearn", "advice", "refit", "balanced", "dropout",
-                "t_lr2e5", "t_lr1e4", "t_ms120"]
+IMAGE_METHODS = [
+    "default",
+    "fast",
+    "full",
+    "probe",
+    "auto",
+    "scratch",
+    "sklearn",
+    "advice",
+    "refit",
+    "balanced",
+    "noaug",
+    "lpconv",
+    "s2e20",
+    "ld90",
+    "lr1e4",
+    "lr1e3",
+    "lr5e5",
+    "lr3e4",
+    "lpft20",
+    "hs1e20",
+    "px64",
+    "full_px64",
+    "hs1",
+    "nohead",
+    "dropout",
+    "l2sp01",
+    "auglight",
+    "augmedium",
+    "augstrong",
+    "full_light",
+]
+TEXT_METHODS = [
+    "default",
+    "fast",
+    "full",
+    "probe",
+    "scratch",
+    "sklearn",
+    "advice",
+    "refit",
+    "balanced",
+    "dropout",
+    "t_lr2e5",
+    "t_lr1e4",
+    "t_ms120",
+]
 
 # config overrides of each method (the recipe names are the config's `recipe:`)
 METHODS: dict[str, list[str]] = {
@@ -122,9 +173,11 @@ METHODS: dict[str, list[str]] = {
 
 # SetFit's recipe as tunelab stages (benchmarks/results/text_variants.md): a contrastive stage on
 # the encoder, then the head on its cached features; t_chr refits that on all examples
-_CONTRASTIVE_HEAD = ("stages=[{objective: contrastive, train: [all], epochs: 1, lr: 2.0e-5, schedule: cosine, "
-                     "warmup_epochs: 0.1, min_steps: 50}, {train: [head], epochs: 10, lr: 3.0e-3, schedule: cosine, "
-                     "min_steps: 50}]")
+_CONTRASTIVE_HEAD = (
+    "stages=[{objective: contrastive, train: [all], epochs: 1, lr: 2.0e-5, schedule: cosine, "
+    "warmup_epochs: 0.1, min_steps: 50}, {train: [head], epochs: 10, lr: 3.0e-3, schedule: cosine, "
+    "min_steps: 50}]"
+)
 METHODS["t_chr"] = [_CONTRASTIVE_HEAD, "data.refit=always"]
 TEXT_METHODS.append("t_chr")
 
@@ -132,10 +185,36 @@ TEXT_METHODS.append("t_chr")
 FIRST_FIT_OF = {"refit": "default", "t_chr": "t_ch"}
 
 # not candidates for "best": measured to decide defaults
-VARIANTS = {"advice", "refit", "balanced", "noaug", "lpconv", "s2e20", "ld90", "lr1e4", "lr1e3", "lr5e5", "lr3e4", "px64",
-            "lpft20", "hs1e20", "full_px64", "hs1", "nohead", "dropout", "l2sp01", "auglight", "augmedium", "augstrong",
-            "full_light", "t_lr2e5", "t_lr1e4", "t_ms120",
-            "t_ch", "t_chr"}
+VARIANTS = {
+    "advice",
+    "refit",
+    "balanced",
+    "noaug",
+    "lpconv",
+    "s2e20",
+    "ld90",
+    "lr1e4",
+    "lr1e3",
+    "lr5e5",
+    "lr3e4",
+    "px64",
+    "lpft20",
+    "hs1e20",
+    "full_px64",
+    "hs1",
+    "nohead",
+    "dropout",
+    "l2sp01",
+    "auglight",
+    "augmedium",
+    "augstrong",
+    "full_light",
+    "t_lr2e5",
+    "t_lr1e4",
+    "t_ms120",
+    "t_ch",
+    "t_chr",
+}
 
 
 def task_info(task: str) -> dict[str, Any]:
@@ -198,8 +277,16 @@ def _test_csv(info: dict[str, Any]) -> str:
 
 def base_overrides(inst: Instance, seed: int, train_csv: Path, work: Path, name: str) -> list[str]:
     info = task_info(inst.task)
-    ov = [f"data.train={train_csv}", f"data.test={_test_csv(info)}", f"run.dir={work / 'runs'}", f"run.name={name}",
-          "run.progress=false", "run.threads=1", f"run.seed={seed}", f"data.seed={seed}"]
+    ov = [
+        f"data.train={train_csv}",
+        f"data.test={_test_csv(info)}",
+        f"run.dir={work / 'runs'}",
+        f"run.name={name}",
+        "run.progress=false",
+        "run.threads=1",
+        f"run.seed={seed}",
+        f"data.seed={seed}",
+    ]
     if info["modality"] == "text":
         ov += ["data.text={column: text, label_column: label, token_cache: null}"]
         if info.get("max_length"):
@@ -228,10 +315,16 @@ def run_fit(inst: Instance, method: str, seed: int, work: Path, extra: list[str]
     run = tunelab.fit(None, overrides=ov)
     m = run.metrics
     diag = m.get("diagnosis", {})
-    row = {"test_accuracy": m["test"]["accuracy"], "test_macro_f1": m["test"]["macro_f1"],
-           "val_accuracy": m.get("val", {}).get("accuracy"), "n_train": m["n_train"],
-           "seconds": time.perf_counter() - t0, "verdict": diag.get("verdict"),
-           "recommendations": diag.get("recommendations", []), "overrides": extra or []}
+    row = {
+        "test_accuracy": m["test"]["accuracy"],
+        "test_macro_f1": m["test"]["macro_f1"],
+        "val_accuracy": m.get("val", {}).get("accuracy"),
+        "n_train": m["n_train"],
+        "seconds": time.perf_counter() - t0,
+        "verdict": diag.get("verdict"),
+        "recommendations": diag.get("recommendations", []),
+        "overrides": extra or [],
+    }
     if m.get("lexical"):  # the text run's lexical blend: its weight, and the scores at every weight
         row["lexical"] = m["lexical"]
     if m.get("pretrained_fit"):  # the linear probe that chose the all-layers learning rate
@@ -241,11 +334,16 @@ def run_fit(inst: Instance, method: str, seed: int, work: Path, extra: list[str]
     first = m.get("refit", {}).get("first_fit_test")
     if first is not None:  # a refit run also scored its first fit (the same run without the refit)
         refit_stages = run.dir / "refit" / "stages.json"
-        refit_s = sum(v.get("seconds", 0.0) for v in json.loads(refit_stages.read_text()).values()) \
-            if refit_stages.is_file() else 0.0
-        row["first_fit"] = {"test_accuracy": first["accuracy"], "test_macro_f1": first["macro_f1"],
-                            "seconds": row["seconds"] - refit_s, "verdict": row["verdict"],
-                            "recommendations": row["recommendations"]}
+        refit_s = (
+            sum(v.get("seconds", 0.0) for v in json.loads(refit_stages.read_text()).values()) if refit_stages.is_file() else 0.0
+        )
+        row["first_fit"] = {
+            "test_accuracy": first["accuracy"],
+            "test_macro_f1": first["macro_f1"],
+            "seconds": row["seconds"] - refit_s,
+            "verdict": row["verdict"],
+            "recommendations": row["recommendations"],
+        }
     shutil.rmtree(run.dir, ignore_errors=True)  # keep the disk small; the row has what the table needs
     return row
 
@@ -259,9 +357,14 @@ def run_sklearn(inst: Instance, seed: int, work: Path) -> dict[str, Any]:
     train_csv = draw_train(inst, seed, work)
     t0 = time.perf_counter()
     text = info["modality"] == "text"
-    cfg = DataConfig(train=str(train_csv), test=_test_csv(info), val_split=0.0, seed=seed,
-                     image_size=inst.image_size or info.get("image_size") or 64,
-                     text=TextDataConfig(token_cache=None, max_length=8, tokenizer="minilm") if text else None)
+    cfg = DataConfig(
+        train=str(train_csv),
+        test=_test_csv(info),
+        val_split=0.0,
+        seed=seed,
+        image_size=inst.image_size or info.get("image_size") or 64,
+        text=TextDataConfig(token_cache=None, max_length=8, tokenizer="minilm") if text else None,
+    )
     from tunelab.data import load_data
     from tunelab.text.data import load_text_data
 
@@ -271,12 +374,23 @@ def run_sklearn(inst: Instance, seed: int, work: Path) -> dict[str, Any]:
         tx, ex = s.train.texts, s.test.texts  # type: ignore[attr-defined]
     else:
         tx, ex = baselines.pixel_features(s.train.images), baselines.pixel_features(s.test.images)
-    scores = baselines.score_baselines(tx, s.train.labels.numpy(), {"test": (ex, s.test.labels.numpy())},
-                                       kind="tfidf" if text else "pixels", num_classes=len(s.classes), seed=seed,
-                                       solver={})  # the full L-BFGS budget its rows were measured at
+    scores = baselines.score_baselines(
+        tx,
+        s.train.labels.numpy(),
+        {"test": (ex, s.test.labels.numpy())},
+        kind="tfidf" if text else "pixels",
+        num_classes=len(s.classes),
+        seed=seed,
+        solver={},
+    )  # the full L-BFGS budget its rows were measured at
     best = scores["test"][baselines.NAMES["tfidf" if text else "pixels"]]
-    return {"test_accuracy": best["accuracy"], "test_macro_f1": best["macro_f1"], "n_train": len(s.train),
-            "seconds": time.perf_counter() - t0, "majority_accuracy": scores["test"]["majority"]["accuracy"]}
+    return {
+        "test_accuracy": best["accuracy"],
+        "test_macro_f1": best["macro_f1"],
+        "n_train": len(s.train),
+        "seconds": time.perf_counter() - t0,
+        "majority_accuracy": scores["test"]["majority"]["accuracy"],
+    }
 
 
 def run_job(job: tuple[Instance, str, int, str, list[str]]) -> dict[str, Any]:
@@ -302,15 +416,22 @@ def rows_of(row: dict[str, Any]) -> list[dict[str, Any]]:
     first = row.pop("first_fit", None)
     if first is None or row["method"] not in FIRST_FIT_OF:
         return [row]
-    return [row, {**{k: v for k, v in row.items() if k not in ("baselines_val", "baselines_test")}, **first,
-                  "method": FIRST_FIT_OF[row["method"]], "overrides": [], "note": "the first fit of the refit run"}]
+    return [
+        row,
+        {
+            **{k: v for k, v in row.items() if k not in ("baselines_val", "baselines_test")},
+            **first,
+            "method": FIRST_FIT_OF[row["method"]],
+            "overrides": [],
+            "note": "the first fit of the refit run",
+        },
+    ]
 
 
 def advice_overrides(done: list[dict[str, Any]], inst: Instance, seed: int) -> list[str] | None:
     """The first recommendation of the default run's final diagnosis, as overrides; None when the
     default has not run yet, [] when it recommended nothing."""
-    base = [r for r in done if r["instance"] == inst.name and r["method"] == "default" and r["seed"] == seed
-            and "error" not in r]
+    base = [r for r in done if r["instance"] == inst.name and r["method"] == "default" and r["seed"] == seed and "error" not in r]
     if not base:
         return None
     recs = base[-1].get("recommendations") or []
@@ -318,6 +439,7 @@ def advice_overrides(done: list[dict[str, Any]], inst: Instance, seed: int) -> l
 
 
 # --- the table -------------------------------------------------------------------------------------
+
 
 def _ms(xs: list[float]) -> str:
     if not xs:
@@ -330,11 +452,13 @@ def _ms(xs: list[float]) -> str:
 def table(done: list[dict[str, Any]]) -> str:
     ok = [r for r in done if "error" not in r]
     insts = list(dict.fromkeys(r["instance"] for r in ok))
-    methods = [m for m in ["default", "fast", "full", "probe", "auto", "scratch", "sklearn", "setfit", *METHODS,
-                           "balanced", "noaug"] if any(r["method"] == m for r in ok)]
+    methods = [
+        m
+        for m in ["default", "fast", "full", "probe", "auto", "scratch", "sklearn", "setfit", *METHODS, "balanced", "noaug"]
+        if any(r["method"] == m for r in ok)
+    ]
     methods = list(dict.fromkeys(methods))
-    acc = {(i, m): [r["test_accuracy"] for r in ok if r["instance"] == i and r["method"] == m] for i in insts
-           for m in methods}
+    acc = {(i, m): [r["test_accuracy"] for r in ok if r["instance"] == i and r["method"] == m] for i in insts for m in methods}
     secs = {(i, m): [r["seconds"] for r in ok if r["instance"] == i and r["method"] == m] for i in insts for m in methods}
     lines = ["| task | " + " | ".join(methods) + " | default - best |", "|---|" + "---|" * (len(methods) + 1)]
     gaps = []
@@ -356,8 +480,11 @@ def table(done: list[dict[str, Any]]) -> str:
     lines.append("| **mean over tasks** | " + " | ".join(mean_row) + " | |")
     diff_row = []
     for m in methods:
-        d = [statistics.mean(acc[(i, m)]) - statistics.mean(acc[(i, "default")]) for i in insts
-             if acc[(i, m)] and acc.get((i, "default"))]
+        d = [
+            statistics.mean(acc[(i, m)]) - statistics.mean(acc[(i, "default")])
+            for i in insts
+            if acc[(i, m)] and acc.get((i, "default"))
+        ]
         diff_row.append(f"{statistics.mean(d):+.3f} (at most {max(d):+.3f})" if d and m != "default" else "-")
     lines.append("| **minus default, same tasks: mean (at most)** | " + " | ".join(diff_row) + " | |")
     time_row = []
@@ -375,8 +502,7 @@ def table(done: list[dict[str, Any]]) -> str:
 def advice_table(done: list[dict[str, Any]], method: str = "advice") -> str:
     """Per task: the default's verdicts, its first recommendation, accuracy before and after."""
     ok = [r for r in done if "error" not in r]
-    lines = ["| task | verdicts (seeds) | first recommendation | default | after it | change |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| task | verdicts (seeds) | first recommendation | default | after it | change |", "|---|---|---|---|---|---|"]
     changes: list[float] = []
     for i in dict.fromkeys(r["instance"] for r in ok if r["method"] == method):
         before = {r["seed"]: r for r in ok if r["instance"] == i and r["method"] == "default"}
@@ -422,33 +548,42 @@ def paired_table(done: list[dict[str, Any]]) -> str:
             d = [a - base[s] for s, a in acc.get((i, m), {}).items() if s in base]
             if d:
                 per[m].append(statistics.mean(d))
-            cells.append("-" if not d else f"{statistics.mean(d):+.3f}" + (f" +- {statistics.stdev(d):.3f}"
-                                                                            if len(d) > 1 else ""))
+            cells.append(
+                "-" if not d else f"{statistics.mean(d):+.3f}" + (f" +- {statistics.stdev(d):.3f}" if len(d) > 1 else "")
+            )
         lines.append(f"| {i} | " + " | ".join(cells) + " |")
-    lines.append("| **mean (worst task)** | " + " | ".join(
-        f"{statistics.mean(v):+.3f} ({min(v):+.3f})" if v else "-" for v in per.values()) + " |")
+    lines.append(
+        "| **mean (worst task)** | "
+        + " | ".join(f"{statistics.mean(v):+.3f} ({min(v):+.3f})" if v else "-" for v in per.values())
+        + " |"
+    )
     return "\n".join(lines)
 
 
-def summary_table(done: list[dict[str, Any]], contenders: tuple[str, ...] = ("default", "full", "fast", "probe",
-                                                                            "sklearn", "setfit")) -> str:
+def summary_table(
+    done: list[dict[str, Any]], contenders: tuple[str, ...] = ("default", "full", "fast", "probe", "sklearn", "setfit")
+) -> str:
     """Per method, over the tasks where it ran: mean test accuracy, mean and worst gap to the best
     contender on each task, and on how many tasks it is within 1 point of that best."""
     ok = [r for r in done if "error" not in r and r["method"] in contenders]
     means = {key: statistics.mean(by.values()) for key, by in _by_seed(ok).items()}
     insts = list(dict.fromkeys(r["instance"] for r in ok))
     best = {i: max(v for (j, _), v in means.items() if j == i) for i in insts}
-    lines = ["| method | tasks | mean | mean gap to the best | worst gap | within 1 point of the best |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| method | tasks | mean | mean gap to the best | worst gap | within 1 point of the best |",
+        "|---|---|---|---|---|---|",
+    ]
     for m in contenders:
         own = [(i, means[(i, m)]) for i in insts if (i, m) in means]
         if not own:
             continue
         gaps = [(v - best[i], i) for i, v in own]
         worst = min(gaps)
-        lines.append(f"| `{m}` | {len(own)} | {statistics.mean(v for _, v in own):.3f} | "
-                     f"{statistics.mean(g for g, _ in gaps):+.3f} | {worst[0]:+.3f} ({worst[1]}) | "
-                     f"{sum(g >= -0.01 for g, _ in gaps)} of {len(own)} |")
+        lines.append(
+            f"| `{m}` | {len(own)} | {statistics.mean(v for _, v in own):.3f} | "
+            f"{statistics.mean(g for g, _ in gaps):+.3f} | {worst[0]:+.3f} ({worst[1]}) | "
+            f"{sum(g >= -0.01 for g, _ in gaps)} of {len(own)} |"
+        )
     return "\n".join(lines)
 
 
@@ -459,8 +594,9 @@ def probe_table(done: list[dict[str, Any]]) -> str:
 
     lines = ["| task | probe kappa (min - max over seeds) | seeds at the lower rate |", "|---|---|---|"]
     for inst in dict.fromkeys(r["instance"] for r in done):
-        fits = [r["pretrained_fit"] for r in done if r["instance"] == inst and r["method"] == "default"
-                and r.get("pretrained_fit")]
+        fits = [
+            r["pretrained_fit"] for r in done if r["instance"] == inst and r["method"] == "default" and r.get("pretrained_fit")
+        ]
         if fits:
             k = [f["kappa"] for f in fits]
             low = sum(features_fit(f) for f in fits)
@@ -471,8 +607,10 @@ def probe_table(done: list[dict[str, Any]]) -> str:
 def lexical_table(done: list[dict[str, Any]]) -> str:
     """Per text task and method: test accuracy of the network alone, of the blend at the scales the
     validation split chose, and of the word counts alone; the word counts' shares (``model.lexical``)."""
-    lines = ["| task | method | network alone | blended | word counts alone | blend - network | shares chosen |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| task | method | network alone | blended | word counts alone | blend - network | shares chosen |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for inst, method in dict.fromkeys((r["instance"], r["method"]) for r in done if r.get("lexical") and r["method"] != "advice"):
         recs = [r["lexical"] for r in done if r["instance"] == inst and r["method"] == method and r.get("lexical")]
         recs = [x for x in recs if isinstance(x.get("test"), dict) and "blend" in x["test"]]
@@ -480,35 +618,49 @@ def lexical_table(done: list[dict[str, Any]]) -> str:
             continue
         net, mixed, words = ([x["test"][k]["accuracy"] for x in recs] for k in ("network", "blend", "words"))
         gain = [m - n for m, n in zip(mixed, net)]
-        lines.append(f"| {inst} | {method} | {_ms(net)} | {_ms(mixed)} | {_ms(words)} | {_ms(gain)} | "
-                     f"{', '.join(str(x['share']) for x in recs)} |")
+        lines.append(
+            f"| {inst} | {method} | {_ms(net)} | {_ms(mixed)} | {_ms(words)} | {_ms(gain)} | "
+            f"{', '.join(str(x['share']) for x in recs)} |"
+        )
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def write_table(done: list[dict[str, Any]], out: Path) -> str:
     md = table(done)
-    text = ("Test accuracy, mean +- std over seeds (each seed draws other training examples and initialises "
-            "and orders training differently); bold: the best mean of the row. Produced by "
-            "`benchmarks/suite.py` on the 2-core CPU machine, one thread per run.\n\n" + md + "\n\n"
-            "The first recommendation of the default's final diagnosis, applied as printed (the rules as they "
-            "are now):\n\n" + advice_table(done) + "\n")
-    text += ("\nPer method, against the best of default, full, fast, probe, sklearn and setfit on each task (means "
-             "over seeds):\n\n" + summary_table(done) + "\n")
-    text += ("\nEach method minus the default on the same task and seed (paired: the same training draw), "
-             "mean +- std over seeds:\n\n" + paired_table(done) + "\n")
+    text = (
+        "Test accuracy, mean +- std over seeds (each seed draws other training examples and initialises "
+        "and orders training differently); bold: the best mean of the row. Produced by "
+        "`benchmarks/suite.py` on the 2-core CPU machine, one thread per run.\n\n" + md + "\n\n"
+        "The first recommendation of the default's final diagnosis, applied as printed (the rules as they "
+        "are now):\n\n" + advice_table(done) + "\n"
+    )
+    text += (
+        "\nPer method, against the best of default, full, fast, probe, sklearn and setfit on each task (means "
+        "over seeds):\n\n" + summary_table(done) + "\n"
+    )
+    text += (
+        "\nEach method minus the default on the same task and seed (paired: the same training draw), "
+        "mean +- std over seeds:\n\n" + paired_table(done) + "\n"
+    )
     probes = probe_table(done)
     if probes:
-        text += ("\nThe default's linear probe on the pretrained features, which chooses its all-layers learning "
-                 "rate (1e-4 at kappa 0.9 or more, else 3e-4; `lr_if_features_fit`):\n\n" + probes + "\n")
+        text += (
+            "\nThe default's linear probe on the pretrained features, which chooses its all-layers learning "
+            "rate (1e-4 at kappa 0.9 or more, else 3e-4; `lr_if_features_fit`):\n\n" + probes + "\n"
+        )
     lexical = lexical_table(done)
     if lexical:
-        text += ("\nText runs' lexical blend (`model.lexical: auto`): test accuracy of the network alone, of the "
-                 "blend at the scales the validation split chose (lowest log-loss) and of the word-piece TF-IDF "
-                 "regression alone (fitted on every labelled text), from the same runs; the word counts' share "
-                 "b / (a + b) of each seed (0: the network alone):\n\n" + lexical + "\n")
+        text += (
+            "\nText runs' lexical blend (`model.lexical: auto`): test accuracy of the network alone, of the "
+            "blend at the scales the validation split chose (lowest log-loss) and of the word-piece TF-IDF "
+            "regression alone (fitted on every labelled text), from the same runs; the word counts' share "
+            "b / (a + b) of each seed (0: the network alone):\n\n" + lexical + "\n"
+        )
     if any(r["method"] == "advice_dropout" for r in done):
-        text += ("\nThe same check under the earlier overfitting rule (head dropout 0.5 first; all seeds where it "
-                 "was measured), which led to the change:\n\n" + advice_table(done, "advice_dropout") + "\n")
+        text += (
+            "\nThe same check under the earlier overfitting rule (head dropout 0.5 first; all seeds where it "
+            "was measured), which led to the change:\n\n" + advice_table(done, "advice_dropout") + "\n"
+        )
     out.with_suffix(".md").write_text(text)
     return md
 
@@ -565,8 +717,11 @@ def run_all(a: argparse.Namespace, done: list[dict[str, Any]]) -> None:
         if extra is None:
             continue
         if not extra:  # nothing recommended: the default's result stands, no need to train again
-            base = next(r for r in reversed(done) if r["instance"] == inst.name and r["method"] == "default"
-                        and r["seed"] == seed and "error" not in r)
+            base = next(
+                r
+                for r in reversed(done)
+                if r["instance"] == inst.name and r["method"] == "default" and r["seed"] == seed and "error" not in r
+            )
             row = {**base, "method": "advice", "overrides": [], "note": "no recommendation"}
             done.append(row)
             with open(a.out, "a") as f:

@@ -67,8 +67,7 @@ def run_one(job: tuple[str, int, str]) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     tr, splits = held["trainer"], held["trainer"].splits
     ft = {k: v.detach().clone() for k, v in tr.model.state_dict().items()}
-    row: dict[str, Any] = {"instance": name, "seed": seed, "seconds": seconds,
-                           "default_test": run.metrics["test"]["accuracy"]}
+    row: dict[str, Any] = {"instance": name, "seed": seed, "seconds": seconds, "default_test": run.metrics["test"]["accuracy"]}
     probs: dict[float, dict[str, torch.Tensor]] = {}
     for a in ALPHAS:
         tr.model.load_state_dict(_mix(held["lp"], ft, a))
@@ -130,8 +129,10 @@ def main() -> None:
                 done.append(row)
                 with open(a.out, "a") as f:
                     f.write(json.dumps(row) + "\n")
-                print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()
-                                  if "loss" not in k}), flush=True)
+                print(
+                    json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items() if "loss" not in k}),
+                    flush=True,
+                )
     md = table(done)
     a.out.with_suffix(".md").write_text(__doc__.split("\n\n")[0] + "\n\n" + md + "\n")
     print(md)

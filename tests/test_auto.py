@@ -47,9 +47,15 @@ def test_auto_choices_are_printed_and_saved(tiny_cfg, capsys):
 def test_min_steps_stretch_epochs_on_a_small_training_set():
     from tunelab.auto import apply_min_steps
 
-    cfg = build_config({"data": {"batch_size": 32},
-                        "stages": [{"train": "head", "epochs": 4, "lr": 3e-3, "min_steps": 20},
-                                   {"train": "all", "epochs": 16, "lr": 3e-4, "min_steps": 60}]})
+    cfg = build_config(
+        {
+            "data": {"batch_size": 32},
+            "stages": [
+                {"train": "head", "epochs": 4, "lr": 3e-3, "min_steps": 20},
+                {"train": "all", "epochs": 16, "lr": 3e-4, "min_steps": 60},
+            ],
+        }
+    )
     out, chosen = apply_min_steps(cfg, 40)  # 2 steps an epoch
     assert [s.epochs for s in out.stages] == [10, 30]
     assert "min_steps 20 at 2 steps an epoch" in chosen["stages.0.epochs"]

@@ -14,7 +14,7 @@ def blobs(n_per_class: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
     x = rng.integers(0, 60, size=(3 * n_per_class, 1, 16, 16)).astype(np.uint8)
     y = np.repeat(np.arange(3), n_per_class)
     for i, c in enumerate(y):
-        x[i, 0, 5 * c: 5 * c + 5, 4:12] = 250
+        x[i, 0, 5 * c : 5 * c + 5, 4:12] = 250
     return torch.from_numpy(np.repeat(x, 3, axis=1)), y
 
 
@@ -28,8 +28,9 @@ def test_pixel_features_keep_one_channel_of_grey_images_and_shrink_large_ones():
 
 def test_logistic_regression_on_pixels_beats_the_majority_class():
     (tx, ty), (vx, vy) = blobs(10, 0), blobs(10, 1)
-    scores = baselines.score_baselines(baselines.pixel_features(tx), ty,
-                                       {"val": (baselines.pixel_features(vx), vy)}, kind="pixels", num_classes=3)
+    scores = baselines.score_baselines(
+        baselines.pixel_features(tx), ty, {"val": (baselines.pixel_features(vx), vy)}, kind="pixels", num_classes=3
+    )
     assert scores["val"]["majority"]["accuracy"] == pytest.approx(1 / 3)
     assert scores["val"]["logreg_pixels"]["accuracy"] == 1.0
 
@@ -38,8 +39,14 @@ def test_tfidf_baseline_and_linear_probe_features():
     texts = ["good great fine", "great good", "bad awful", "awful terrible bad", "good fine", "terrible awful"] * 2
     y = np.array([0, 0, 1, 1, 0, 1] * 2)
     feats = np.eye(2)[y] + 0.01 * np.random.default_rng(0).normal(size=(12, 2))
-    scores = baselines.score_baselines(texts, y, {"val": (["fine good", "bad terrible"], np.array([0, 1]))},
-                                       kind="tfidf", num_classes=2, features=(feats, {"val": np.eye(2)}))
+    scores = baselines.score_baselines(
+        texts,
+        y,
+        {"val": (["fine good", "bad terrible"], np.array([0, 1]))},
+        kind="tfidf",
+        num_classes=2,
+        features=(feats, {"val": np.eye(2)}),
+    )
     assert scores["val"]["logreg_tfidf"]["accuracy"] == 1.0
     assert scores["val"]["linear_probe"]["accuracy"] == 1.0
 
@@ -54,8 +61,9 @@ def test_one_example_of_a_class_falls_back_to_a_plain_regression():
 
 def test_a_single_class_scores_only_the_majority():
     x = np.zeros((4, 3))
-    scores = baselines.score_baselines(x, np.zeros(4, dtype=int), {"val": (x, np.zeros(4, dtype=int))},
-                                       kind="features", num_classes=2)
+    scores = baselines.score_baselines(
+        x, np.zeros(4, dtype=int), {"val": (x, np.zeros(4, dtype=int))}, kind="features", num_classes=2
+    )
     assert list(scores["val"]) == ["majority"]
 
 
@@ -87,8 +95,7 @@ def test_the_baselines_looser_solver_budget_scores_as_the_probes_does():
 
     from tunelab.engine.probe import fit_standardised
 
-    x, y = make_classification(n_samples=1200, n_features=200, n_informative=10, n_classes=5, class_sep=2.0,
-                               random_state=0)
+    x, y = make_classification(n_samples=1200, n_features=200, n_informative=10, n_classes=5, class_sep=2.0, random_state=0)
     train, test = slice(0, 600), slice(600, None)
     accuracy = {}
     for name, solver in (("baseline", baselines.BASELINE_SOLVER), ("probe", {})):

@@ -116,8 +116,10 @@ def test_a_stage_that_cannot_cache_says_why(tiny_cfg):
     tiny_cfg["regularization"] = {"augment": "none"}
     tiny_cfg["stages"][1]["train"] = "all"
     run = tunelab.fit(tiny_cfg)
-    assert "cache: off in this stage (its first backbone module (conv_stem) trains: nothing frozen before it)" in \
-        (run.dir / "log.txt").read_text()
+    assert (
+        "cache: off in this stage (its first backbone module (conv_stem) trains: nothing frozen before it)"
+        in (run.dir / "log.txt").read_text()
+    )
 
 
 @pytest.mark.parametrize("arch", ["test_vit", "test_convnext"])

@@ -40,8 +40,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-def test_checkpoint_that_does_not_fit_says_how_much_it_needs_and_resumes_later(tiny_cfg, small_disk, tmp_path,
-                                                                             capsys):
+def test_checkpoint_that_does_not_fit_says_how_much_it_needs_and_resumes_later(tiny_cfg, small_disk, tmp_path, capsys):
     """Was: a raw SafetensorError traceback. The first epoch's checkpoints (best and last, about 430
     KiB each) fit, the second epoch's do not (an atomic write holds the old and the new file)."""
     tiny_cfg["run"].update(dir=str(small_disk.path), baselines=False)
@@ -49,8 +48,11 @@ def test_checkpoint_that_does_not_fit_says_how_much_it_needs_and_resumes_later(t
     assert main(["fit", str(_write(tmp_path / "c.yaml", tiny_cfg))]) == 2
     err = capsys.readouterr().err
     run_dir = small_disk.path / "tiny"
-    assert re.search(rf"error: no space left on device for {run_dir}/checkpoints/(last|best).safetensors: the "
-                     r"checkpoint needs 4\d\d\.\d KiB, \d+\.\d KiB free on the disk of ", err), err
+    assert re.search(
+        rf"error: no space left on device for {run_dir}/checkpoints/(last|best).safetensors: the "
+        r"checkpoint needs 4\d\d\.\d KiB, \d+\.\d KiB free on the disk of ",
+        err,
+    ), err
     assert f"continue the run with `tunelab fit --resume {run_dir}`" in err
     assert "Traceback" not in err and not list(run_dir.rglob("*.tmp"))
     assert read_history(run_dir)[0]["epoch"] == 0  # the first epoch is kept
@@ -116,8 +118,7 @@ def _fill(path: Path) -> None:
             pass
 
 
-def test_a_full_disk_while_the_log_is_written_stops_the_run_with_one_message_and_it_resumes(tiny_cfg, small_disk,
-                                                                                             capsys):
+def test_a_full_disk_while_the_log_is_written_stops_the_run_with_one_message_and_it_resumes(tiny_cfg, small_disk, capsys):
     """Was: 160 '--- Logging error ---' tracebacks from logging, and the run went on without its log."""
     import logging
 
@@ -132,9 +133,12 @@ def test_a_full_disk_while_the_log_is_written_stops_the_run_with_one_message_and
             # on a tmpfs an append within the file's last page still fits: a line longer than a page
             logging.getLogger("tunelab").info("epoch report " + "x" * 8192)
 
-    with pytest.raises(DiskFullError, match=rf"^no space left on device for {run_dir}/log.txt: a line of the log needs "
-                                            rf".*Nothing is lost: once there is room, continue the run with `tunelab "
-                                            rf"fit --resume {run_dir}`$"):
+    with pytest.raises(
+        DiskFullError,
+        match=rf"^no space left on device for {run_dir}/log.txt: a line of the log needs "
+        rf".*Nothing is lost: once there is room, continue the run with `tunelab "
+        rf"fit --resume {run_dir}`$",
+    ):
         tunelab.fit(tiny_cfg, hooks={"on_epoch_end": report})
     err = capsys.readouterr().err
     assert "Logging error" not in err and "Traceback" not in err
@@ -168,6 +172,14 @@ def test_every_file_a_run_writes_follows_the_umask(tiny_cfg, tmp_path, umask, mo
         os.umask(old)
     files = [p for p in run.dir.rglob("*") if p.is_file()] + [tmp_path / "features.npy"]
     names = {p.name for p in files}
-    assert {"model.safetensors", "last.safetensors", "metrics.json", "report.html", "log.txt", "config.yaml",
-            "run.json", "README.md"} <= names
+    assert {
+        "model.safetensors",
+        "last.safetensors",
+        "metrics.json",
+        "report.html",
+        "log.txt",
+        "config.yaml",
+        "run.json",
+        "README.md",
+    } <= names
     assert {str(p): oct(p.stat().st_mode & 0o777) for p in files} == {str(p): oct(mode) for p in files}

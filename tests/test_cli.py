@@ -37,15 +37,31 @@ def test_bad_config_key_exits_2_with_message(tmp_path, capsys):
     assert "model.backbon: unknown key 'backbon' (did you mean 'backbone'?)" in err
 
 
-HEAVY = ("torch", "timm", "transformers", "optuna", "matplotlib", "sklearn", "jinja2", "onnx", "onnxruntime",
-         "onnxscript", "tunelab.engine.trainer", "tunelab.pipeline")
+HEAVY = (
+    "torch",
+    "timm",
+    "transformers",
+    "optuna",
+    "matplotlib",
+    "sklearn",
+    "jinja2",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "tunelab.engine.trainer",
+    "tunelab.pipeline",
+)
 
 
-@pytest.mark.parametrize("code", [
-    "import tunelab, tunelab.config, tunelab.errors; tunelab.__all__",
-    "from tunelab.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
-    "from tunelab.cli import main\nassert main(['fit', 'BAD']) == 2",
-], ids=["import", "help", "config-error"])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import tunelab, tunelab.config, tunelab.errors; tunelab.__all__",
+        "from tunelab.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
+        "from tunelab.cli import main\nassert main(['fit', 'BAD']) == 2",
+    ],
+    ids=["import", "help", "config-error"],
+)
 def test_heavy_libraries_load_only_when_needed(code, tmp_path):
     """`import tunelab`, `tunelab --help` and a config error take a fraction of a second: no torch."""
     bad = tmp_path / "bad.yaml"
@@ -119,8 +135,12 @@ def test_predict_chelsea_with_imagenet_head_says_cat(tmp_path):
 
     img = tmp_path / "chelsea.png"
     Image.fromarray(data.chelsea()).save(img)
-    out = subprocess.run([sys.executable, "-m", "tunelab", "predict", str(ROOT / "examples" / "imagenet.yaml"), str(img)],
-                         capture_output=True, text=True, check=True).stdout.splitlines()
+    out = subprocess.run(
+        [sys.executable, "-m", "tunelab", "predict", str(ROOT / "examples" / "imagenet.yaml"), str(img)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     prob, name = out[1].split(maxsplit=1)
     assert name in ("Egyptian cat", "tabby, tabby cat", "tiger cat") or "cat" in name.lower(), out
     assert float(prob) > 0.3
@@ -162,8 +182,9 @@ def test_hostile_or_wrong_config_exits_2_with_a_message_not_a_traceback(tmp_path
         resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
 
     def tunelab(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "tunelab", *args], capture_output=True, text=True, timeout=120,
-                              preexec_fn=limited)
+        return subprocess.run(
+            [sys.executable, "-m", "tunelab", *args], capture_output=True, text=True, timeout=120, preexec_fn=limited
+        )
 
     out = tunelab("fit", str(laughs))
     assert out.returncode == 2 and "Traceback" not in out.stderr
@@ -191,8 +212,9 @@ def test_a_signal_during_fit_says_which_folder_to_resume_and_the_resume_finishes
     p.write_text(yaml.safe_dump(tiny_cfg))
     run_dir = tmp_path / "runs" / "tiny"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "tunelab", "fit", str(p)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunelab", "fit", str(p)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith("stage 1 epoch 2/"):  # a checkpoint is written: stop the run in the middle
@@ -200,13 +222,15 @@ def test_a_signal_during_fit_says_which_folder_to_resume_and_the_resume_finishes
             break
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
-    assert err.strip().endswith(f"{word}; the run continues from its last finished epoch with "
-                                f"`tunelab fit --resume {run_dir}`"), err
+    assert err.strip().endswith(
+        f"{word}; the run continues from its last finished epoch with `tunelab fit --resume {run_dir}`"
+    ), err
     assert "Traceback" not in err and "RUN_DIR" not in err
     done = len((run_dir / "metrics.jsonl").read_text().splitlines())
     assert 2 <= done < 40 and not (run_dir / "metrics.json").exists()
-    resumed = subprocess.run([sys.executable, "-m", "tunelab", "fit", "--resume", str(run_dir)], env=env,
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "tunelab", "fit", "--resume", str(run_dir)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming stage 1 at epoch {done + 1}" in resumed.stdout
     assert [json.loads(r)["epoch"] for r in (run_dir / "metrics.jsonl").read_text().splitlines()] == list(range(40))
@@ -233,8 +257,7 @@ def test_ctrl_c_in_tune_says_what_tune_does_not_how_to_resume_its_trial(tmp_path
 
     monkeypatch.setattr(tunelab.search, "tune", interrupted)
     assert main(["tune", str(tmp_path / "c.yaml")]) == 130
-    assert capsys.readouterr().err == ("interrupted; what finished is in the study: run the same command again to add "
-                                       "trials\n")
+    assert capsys.readouterr().err == ("interrupted; what finished is in the study: run the same command again to add trials\n")
 
 
 def test_evaluate_and_extract_on_a_built_in_set_without_a_test_split(tiny_cfg, tmp_path, capsys):
@@ -242,8 +265,15 @@ def test_evaluate_and_extract_on_a_built_in_set_without_a_test_split(tiny_cfg, t
     it. evaluate --data on the run's own training set scores what the run held out; extract takes
     all of a built-in set that has no test split."""
     tiny_cfg["run"]["baselines"] = False
-    tiny_cfg["data"] = {"train": "digits", "image_size": 32, "samples_per_class": 10, "val_samples_per_class": 2,
-                        "test_split": 0.2, "test_samples_per_class": 3, "refit": "never"}
+    tiny_cfg["data"] = {
+        "train": "digits",
+        "image_size": 32,
+        "samples_per_class": 10,
+        "val_samples_per_class": 2,
+        "test_split": 0.2,
+        "test_samples_per_class": 3,
+        "refit": "never",
+    }
     tiny_cfg["stages"] = [{"train": "head", "epochs": 1, "lr": 1e-2}]
     run = tunelab.fit(tiny_cfg)
     capsys.readouterr()

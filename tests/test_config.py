@@ -14,8 +14,9 @@ def test_defaults_are_the_default_recipe_head_then_all():
     assert "stages" not in cfg.model_fields_set  # still unset: regularization: auto may choose them
 
 
-@pytest.mark.parametrize("recipe,trains", [("fast", [["head"], ["head", {"last_blocks": 3}]]), ("full", [["all"]]),
-                                          ("probe", [["head"]])])
+@pytest.mark.parametrize(
+    "recipe,trains", [("fast", [["head"], ["head", {"last_blocks": 3}]]), ("full", [["all"]]), ("probe", [["head"]])]
+)
 def test_a_named_recipe_gives_its_stages(recipe, trains):
     cfg = build_config({"recipe": recipe})
     assert [s.train for s in cfg.stages] == trains
@@ -69,8 +70,16 @@ def test_bad_selector_is_explained():
 
 
 def test_overrides_parse_yaml_values_and_index_lists():
-    cfg = build_config({}, ["stages.1.lr=3e-4", "data.samples_per_class=20", "run.progress=false",
-                            "stages.0.train=[head, {last_blocks: 2}]", "model.num_classes=imagenet"])
+    cfg = build_config(
+        {},
+        [
+            "stages.1.lr=3e-4",
+            "data.samples_per_class=20",
+            "run.progress=false",
+            "stages.0.train=[head, {last_blocks: 2}]",
+            "model.num_classes=imagenet",
+        ],
+    )
     assert cfg.stages[1].lr == 3e-4 and cfg.stages[1].lr_scale is None
     assert cfg.data.samples_per_class == 20 and cfg.run.progress is False
     assert cfg.stages[0].train == ["head", {"last_blocks": 2}]
@@ -83,8 +92,16 @@ def test_quoted_override_stays_a_string():
 
 
 def test_tune_section_is_checked_and_left_out_of_plain_dumps(tmp_path):
-    cfg = build_config({"tune": {"space": {"stages.0.lr": {"low": 1e-4, "high": 1e-2, "log": True},
-                                           "regularization.augment": {"choices": ["none", "flip"]}}}})
+    cfg = build_config(
+        {
+            "tune": {
+                "space": {
+                    "stages.0.lr": {"low": 1e-4, "high": 1e-2, "log": True},
+                    "regularization.augment": {"choices": ["none", "flip"]},
+                }
+            }
+        }
+    )
     assert cfg.tune.metric == "val_accuracy" and cfg.tune.space["stages.0.lr"].log
     p = tmp_path / "c.yaml"
     p.write_text(dump_config(cfg))
@@ -158,7 +175,8 @@ def test_a_stage_override_after_a_recipe_override_edits_that_recipe():
 # --- hostile and mistaken YAML: a clear error naming the file, never a traceback or 9 GB -----------
 
 LAUGHS = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + "".join(
-    f"{x}: &{x} [{', '.join([f'*{prev}'] * 9)}]\n" for prev, x in zip("abcdefgh", "bcdefghi"))  # 9^9 lols
+    f"{x}: &{x} [{', '.join([f'*{prev}'] * 9)}]\n" for prev, x in zip("abcdefgh", "bcdefghi")
+)  # 9^9 lols
 
 
 def test_billion_laughs_config_is_refused_at_once_in_bounded_memory(tmp_path):
@@ -173,12 +191,16 @@ def test_billion_laughs_config_is_refused_at_once_in_bounded_memory(tmp_path):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert str(e.value).startswith(f"{p}: its aliases (*name) expand to more than 100000 values; a config may hold "
-                                   "at most 100000 once aliases are expanded")
+    assert str(e.value).startswith(
+        f"{p}: its aliases (*name) expand to more than 100000 values; a config may hold at most 100000 once aliases are expanded"
+    )
     assert peak < 20 * 2**20
     # the same in one --set value: a flow sequence of the same nested aliases
-    flow = "[&a [1, 1, 1, 1, 1, 1, 1, 1, 1], " + ", ".join(f"&{x} [{', '.join([f'*{prev}'] * 9)}]"
-                                                          for prev, x in zip("abcdefgh", "bcdefghi")) + "]"
+    flow = (
+        "[&a [1, 1, 1, 1, 1, 1, 1, 1, 1], "
+        + ", ".join(f"&{x} [{', '.join([f'*{prev}'] * 9)}]" for prev, x in zip("abcdefgh", "bcdefghi"))
+        + "]"
+    )
     with pytest.raises(ConfigError, match=r"^--set model.timm_kwargs.x: its aliases \(\*name\) expand to more than"):
         build_config({}, [f"model.timm_kwargs.x={flow}"])
 
@@ -197,8 +219,11 @@ def test_a_config_file_too_large_or_not_a_file_is_refused(tmp_path):
 def test_duplicate_keys_name_the_file_key_and_lines(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("run:\n  seed: 1\ndata:\n  batch_size: 8\n  val_split: 0.1\n  batch_size: 16\n")
-    with pytest.raises(ConfigError, match=rf"^{p}, line 6: key 'batch_size' is given twice in one mapping \(first on "
-                                          r"line 4\); YAML would silently keep the last one: remove one of them$"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"^{p}, line 6: key 'batch_size' is given twice in one mapping \(first on "
+        r"line 4\); YAML would silently keep the last one: remove one of them$",
+    ):
         load_config(p)
     with pytest.raises(ConfigError, match=r"^--set model.timm_kwargs, line 1: key 'a' is given twice"):
         build_config({}, ["model.timm_kwargs={a: 1, a: 2}"])
@@ -234,8 +259,16 @@ def test_run_name_must_be_one_folder_name(tmp_path, name):
     assert message in str(e.value) and str(p) in str(e.value)
 
 
-@pytest.mark.parametrize("key,value", [("stages.0.lr", ".inf"), ("stages.0.lr", ".nan"), ("stages.0.lr", "-.inf"),
-                                      ("regularization.label_smoothing", ".nan"), ("cache.max_memory_gb", ".inf")])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("stages.0.lr", ".inf"),
+        ("stages.0.lr", ".nan"),
+        ("stages.0.lr", "-.inf"),
+        ("regularization.label_smoothing", ".nan"),
+        ("cache.max_memory_gb", ".inf"),
+    ],
+)
 def test_non_finite_numbers_are_refused_naming_the_key(tmp_path, key, value):
     with pytest.raises(ConfigError, match=rf"{key}: Input should be a finite number"):
         build_config({}, [f"{key}={value}"])

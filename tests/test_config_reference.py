@@ -9,8 +9,9 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "config-reference.md"
 
 
 def test_the_committed_reference_is_current():
-    assert DOC.read_text() == reference(), \
+    assert DOC.read_text() == reference(), (
         "docs/config-reference.md is stale: python -m tunelab.config_reference > docs/config-reference.md"
+    )
 
 
 def test_every_key_has_a_description_and_is_in_the_reference():
@@ -20,8 +21,9 @@ def test_every_key_has_a_description_and_is_in_the_reference():
             key = f"{prefix}{name}"
             assert key in rows, f"{key} is not in the reference"
             description = rows[key].rsplit(" | ", 1)[1].removesuffix("|").strip()
-            assert description and not description.startswith("("), \
+            assert description and not description.startswith("("), (
                 f"{key} has no description, only bounds (a section links to its table)"
+            )
 
 
 def test_types_defaults_and_bounds_as_a_user_writes_them():

@@ -7,16 +7,22 @@ from tunelab.diagnosis import diagnose
 
 
 def rows(train_loss, train_acc, val_loss, val_acc, stage=0):
-    return [{"stage": stage, "epoch": i, "train_loss": a, "train_accuracy": b, "val_loss": c, "val_accuracy": d}
-            for i, (a, b, c, d) in enumerate(zip(train_loss, train_acc, val_loss, val_acc))]
+    return [
+        {"stage": stage, "epoch": i, "train_loss": a, "train_accuracy": b, "val_loss": c, "val_accuracy": d}
+        for i, (a, b, c, d) in enumerate(zip(train_loss, train_acc, val_loss, val_acc))
+    ]
 
 
 CFG = build_config({"recipe": "full"})
 
 
 def test_overfitting_from_rising_validation_loss():
-    r = rows([1.0, 0.5, 0.3, 0.1, 0.05, 0.02], [0.6, 0.8, 0.9, 0.97, 0.99, 1.0],
-             [0.9, 0.7, 0.75, 0.85, 0.95, 1.05], [0.65, 0.72, 0.72, 0.70, 0.68, 0.66])
+    r = rows(
+        [1.0, 0.5, 0.3, 0.1, 0.05, 0.02],
+        [0.6, 0.8, 0.9, 0.97, 0.99, 1.0],
+        [0.9, 0.7, 0.75, 0.85, 0.95, 1.05],
+        [0.65, 0.72, 0.72, 0.70, 0.68, 0.66],
+    )
     d = diagnose(r, CFG)
     assert d.verdict == "overfitting"
     assert "validation loss rose" in d.evidence[1] and "epoch 2" in d.evidence[1]
@@ -30,8 +36,12 @@ def test_overfitting_from_rising_validation_loss():
 def test_rising_loss_with_steady_accuracy_does_not_recommend_stopping_first():
     """Overconfidence, not degradation: stopping at the loss minimum cost test accuracy (bug seen in
     benchmarks/diagnosis.py), so early stopping goes last."""
-    r = rows([1.0, 0.5, 0.3, 0.1, 0.05, 0.02], [0.6, 0.8, 0.9, 0.97, 0.99, 1.0],
-             [0.9, 0.7, 0.75, 0.85, 0.95, 1.05], [0.65, 0.72, 0.72, 0.72, 0.73, 0.72])
+    r = rows(
+        [1.0, 0.5, 0.3, 0.1, 0.05, 0.02],
+        [0.6, 0.8, 0.9, 0.97, 0.99, 1.0],
+        [0.9, 0.7, 0.75, 0.85, 0.95, 1.05],
+        [0.65, 0.72, 0.72, 0.72, 0.73, 0.72],
+    )
     d = diagnose(r, CFG)
     assert d.verdict == "overfitting"
     assert "early_stopping" not in d.recommendations[0]
@@ -81,15 +91,23 @@ def test_jumps_of_epochs_of_few_examples_are_read_over_blocks_that_see_enough():
 def test_noise_near_zero_loss_is_not_instability():
     """A bug found on a real run: 0.001 -> 0.003 is a 200% jump but no instability."""
     tl = [2.0, 0.5, 0.1, 0.01, 0.001, 0.003, 0.0005, 0.002, 0.0004]
-    r = rows(tl, [0.5, 0.8, 0.97, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0], [1.2, 1.0, 0.9, 1.0, 1.1, 1.2, 1.25, 1.3, 1.35],
-             [0.6, 0.66, 0.68, 0.68, 0.68, 0.67, 0.67, 0.67, 0.67])
+    r = rows(
+        tl,
+        [0.5, 0.8, 0.97, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+        [1.2, 1.0, 0.9, 1.0, 1.1, 1.2, 1.25, 1.3, 1.35],
+        [0.6, 0.66, 0.68, 0.68, 0.68, 0.67, 0.67, 0.67, 0.67],
+    )
     assert diagnose(r, CFG).verdict == "overfitting"
 
 
 def test_overfitting_comes_first_and_spikes_become_a_warning():
     tl = [2.0, 0.8, 0.3, 0.6, 0.05, 0.4, 0.02, 0.01]
-    r = rows(tl, [0.5, 0.8, 0.95, 0.9, 1.0, 0.95, 1.0, 1.0], [1.2, 0.9, 0.95, 1.1, 1.2, 1.3, 1.4, 1.5],
-             [0.6, 0.7, 0.7, 0.69, 0.69, 0.68, 0.68, 0.68])
+    r = rows(
+        tl,
+        [0.5, 0.8, 0.95, 0.9, 1.0, 0.95, 1.0, 1.0],
+        [1.2, 0.9, 0.95, 1.1, 1.2, 1.3, 1.4, 1.5],
+        [0.6, 0.7, 0.7, 0.69, 0.69, 0.68, 0.68, 0.68],
+    )
     d = diagnose(r, CFG)
     assert d.verdict == "overfitting" and "jumped up" in d.warnings[0]
 
@@ -101,18 +119,23 @@ def test_too_short_when_still_improving():
 
 
 def test_good_fit():
-    r = rows([1.0, 0.5, 0.35, 0.3, 0.29], [0.6, 0.85, 0.9, 0.92, 0.92], [0.9, 0.5, 0.4, 0.39, 0.39],
-             [0.65, 0.85, 0.88, 0.9, 0.9])
+    r = rows([1.0, 0.5, 0.35, 0.3, 0.29], [0.6, 0.85, 0.9, 0.92, 0.92], [0.9, 0.5, 0.4, 0.39, 0.39], [0.65, 0.85, 0.88, 0.9, 0.9])
     d = diagnose(r, CFG)
     assert d.verdict == "good fit" and d.recommendations == []
     assert "good fit" in d.render()
 
 
 def test_per_stage_and_class_collapse():
-    r = rows([1.0, 0.5], [0.6, 0.8], [0.9, 0.7], [0.6, 0.7], stage=0) + \
-        rows([2.3, 2.3, 2.3], [0.1, 0.1, 0.1], [2.3, 2.3, 2.3], [0.1, 0.1, 0.1], stage=1)
-    final = {"val": {"accuracy": 0.6, "macro_f1": 0.3, "per_class": {
-        "a": {"recall": 0.9, "support": 5}, "b": {"recall": 0.0, "support": 5}}}}
+    r = rows([1.0, 0.5], [0.6, 0.8], [0.9, 0.7], [0.6, 0.7], stage=0) + rows(
+        [2.3, 2.3, 2.3], [0.1, 0.1, 0.1], [2.3, 2.3, 2.3], [0.1, 0.1, 0.1], stage=1
+    )
+    final = {
+        "val": {
+            "accuracy": 0.6,
+            "macro_f1": 0.3,
+            "per_class": {"a": {"recall": 0.9, "support": 5}, "b": {"recall": 0.0, "support": 5}},
+        }
+    }
     d = diagnose(r, CFG, final=final)
     assert d.stage == 1 and d.verdict == "underfitting"
     assert any("never predicted correctly: b" in w for w in d.warnings)
@@ -123,8 +146,12 @@ def test_per_stage_and_class_collapse():
 def test_accuracy_fall_within_validation_noise_does_not_recommend_stopping_first():
     """100 validation images: a 6-point fall is within two standard errors, so no early stopping
     first; without augmentation the first change is flips (what helped on the benchmark)."""
-    r = rows([1.0, 0.5, 0.3, 0.1, 0.05, 0.02], [0.6, 0.8, 0.9, 0.97, 0.99, 1.0],
-             [0.9, 0.7, 0.75, 0.85, 0.95, 1.05], [0.65, 0.78, 0.76, 0.74, 0.73, 0.72])
+    r = rows(
+        [1.0, 0.5, 0.3, 0.1, 0.05, 0.02],
+        [0.6, 0.8, 0.9, 0.97, 0.99, 1.0],
+        [0.9, 0.7, 0.75, 0.85, 0.95, 1.05],
+        [0.65, 0.78, 0.76, 0.74, 0.73, 0.72],
+    )
     cfg = build_config({"recipe": "full", "regularization": {"augment": "none"}})
     assert "early_stopping" in diagnose(r, cfg).recommendations[0]  # no count known: 2 points suffice
     for row in r:
@@ -140,8 +167,12 @@ def test_accuracy_fall_within_validation_noise_does_not_recommend_stopping_first
 def test_low_training_accuracy_is_underfitting_even_with_a_gap():
     """Strong L2-SP: train 0.78, validation 0.65, best validation loss mid-run. Fixing the fit of the
     training data comes first (it was called overfitting and got flips, which barely helped)."""
-    r = rows([2.0, 1.98, 1.97, 1.96, 1.96, 1.95], [0.70, 0.74, 0.76, 0.77, 0.78, 0.78],
-             [2.05, 2.04, 2.03, 2.03, 2.04, 2.05], [0.60, 0.63, 0.65, 0.66, 0.65, 0.65])
+    r = rows(
+        [2.0, 1.98, 1.97, 1.96, 1.96, 1.95],
+        [0.70, 0.74, 0.76, 0.77, 0.78, 0.78],
+        [2.05, 2.04, 2.03, 2.03, 2.04, 2.05],
+        [0.60, 0.63, 0.65, 0.66, 0.65, 0.65],
+    )
     cfg = build_config({"recipe": "full", "regularization": {"penalties": [{"type": "l2sp", "strength": 1000.0}]}})
     d = diagnose(r, cfg)
     assert d.verdict == "underfitting"
@@ -149,20 +180,36 @@ def test_low_training_accuracy_is_underfitting_even_with_a_gap():
 
 
 def two_stage(**head):
-    return build_config({"stages": [{"train": "head", "epochs": 4, "lr": 3e-3, **head},
-                                    {"train": ["head", {"last_blocks": 3}], "epochs": 4, "lr_scale": 0.1}]})
+    return build_config(
+        {
+            "stages": [
+                {"train": "head", "epochs": 4, "lr": 3e-3, **head},
+                {"train": ["head", {"last_blocks": 3}], "epochs": 4, "lr_scale": 0.1},
+            ]
+        }
+    )
 
 
-UNDERFIT = dict(train_loss=[2.3, 2.2, 2.15, 2.1], train_acc=[0.15, 0.2, 0.22, 0.25], val_loss=[2.3, 2.2, 2.16, 2.12],
-                val_acc=[0.15, 0.19, 0.21, 0.24])
+UNDERFIT = dict(
+    train_loss=[2.3, 2.2, 2.15, 2.1],
+    train_acc=[0.15, 0.2, 0.22, 0.25],
+    val_loss=[2.3, 2.2, 2.16, 2.12],
+    val_acc=[0.15, 0.19, 0.21, 0.24],
+)
 
 
 def test_a_higher_learning_rate_pins_the_later_stages_that_follow_it():
     """Raising stage 1's lr also raised stage 2's through lr_scale, stage 2 diverged (digits 0.825 ->
     0.197): a stage's new lr now comes with the current lr of every stage that follows it."""
-    cfg = build_config({"stages": [{"train": "head", "epochs": 4, "lr": 3e-4},
-                                   {"train": ["head", {"last_blocks": 3}], "epochs": 4, "lr_scale": 0.1},
-                                   {"train": "all", "epochs": 4, "lr_scale": 0.5}]})
+    cfg = build_config(
+        {
+            "stages": [
+                {"train": "head", "epochs": 4, "lr": 3e-4},
+                {"train": ["head", {"last_blocks": 3}], "epochs": 4, "lr_scale": 0.1},
+                {"train": "all", "epochs": 4, "lr_scale": 0.5},
+            ]
+        }
+    )
     from tunelab.diagnosis import recommend
 
     rec = next(r for r in recommend("underfitting", cfg, 0, rows(**UNDERFIT)) if "lr=" in r)
@@ -246,9 +293,12 @@ def test_overfitting_advice_starts_with_the_refit_unless_the_run_refit():
 
 def test_a_model_that_does_not_beat_a_baseline_is_told_so():
     r = rows([1.0, 0.6, 0.4, 0.3], [0.6, 0.85, 0.9, 0.92], [1.0, 0.8, 0.7, 0.69], [0.6, 0.8, 0.8, 0.8])
-    final = {"val": {"accuracy": 0.80, "macro_f1": 0.8, "n": 400, "per_class": {}},
-             "baselines": {"val": {"majority": {"accuracy": 0.5, "macro_f1": 0.3},
-                                   "logreg_pixels": {"accuracy": 0.82, "macro_f1": 0.8}}}}
+    final = {
+        "val": {"accuracy": 0.80, "macro_f1": 0.8, "n": 400, "per_class": {}},
+        "baselines": {
+            "val": {"majority": {"accuracy": 0.5, "macro_f1": 0.3}, "logreg_pixels": {"accuracy": 0.82, "macro_f1": 0.8}}
+        },
+    }
     d = diagnose(r, CFG, final=final)
     assert any("did not beat the logreg_pixels baseline" in w for w in d.warnings)
     final["val"]["accuracy"] = 0.95

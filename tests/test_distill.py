@@ -57,8 +57,7 @@ class TeacherCalls:
 def test_a_distilled_run_with_unlabelled_images(tiny_cfg, teacher_dir, image_folder):
     plain = tunelab.fit(copy.deepcopy(tiny_cfg) | {"run": {**tiny_cfg["run"], "name": "plain"}})
     watch = TeacherCalls()
-    run = tunelab.fit(_student(tiny_cfg, teacher_dir, unlabeled=str(image_folder)),
-                      hooks=watch.hooks())
+    run = tunelab.fit(_student(tiny_cfg, teacher_dir, unlabeled=str(image_folder)), hooks=watch.hooks())
     log = (run.dir / "log.txt").read_text()
     # cached stages read the teacher's logits computed once; the stage that trains everything runs it per batch
     assert "distill: teacher logits of 2 view(s) of 98 training examples (computed" in log
@@ -82,15 +81,27 @@ def test_a_distilled_run_with_unlabelled_images(tiny_cfg, teacher_dir, image_fol
 def test_a_teacher_of_other_classes_is_a_clear_error(tiny_cfg, image_folder, tmp_path):
     other = copy.deepcopy(tiny_cfg)
     other["run"].update(name="other", baselines=False)
-    other["data"].update(train=str(image_folder), samples_per_class=None, val_samples_per_class=None,
-                         test_samples_per_class=None, val_split=0.0, test_split=0.0)
+    other["data"].update(
+        train=str(image_folder),
+        samples_per_class=None,
+        val_samples_per_class=None,
+        test_samples_per_class=None,
+        val_split=0.0,
+        test_split=0.0,
+    )
     other["stages"] = [{"train": "head", "epochs": 1, "lr": 1e-3}]
     teacher = tunelab.fit(other).dir
-    with pytest.raises(ConfigError, match=r"distill.teacher: .* was trained on the classes cat, dog, fox, the student's "
-                                          r"data has class0.*same classes in the same order"):
+    with pytest.raises(
+        ConfigError,
+        match=r"distill.teacher: .* was trained on the classes cat, dog, fox, the student's "
+        r"data has class0.*same classes in the same order",
+    ):
         tunelab.fit(_student(tiny_cfg, teacher))
-    with pytest.raises(ConfigError, match=r"distill.teacher: .*nope is not a run folder .*valid: the folder of a "
-                                          r"finished `tunelab fit` run"):
+    with pytest.raises(
+        ConfigError,
+        match=r"distill.teacher: .*nope is not a run folder .*valid: the folder of a "
+        r"finished `tunelab fit` run",
+    ):
         tunelab.fit(_student(tiny_cfg, tmp_path / "nope"))
 
 

@@ -26,8 +26,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def _torchrun(*args: str) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            "-m", "tunelab", "fit", *args]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "tunelab", "fit", *args]
 
 
 def _deterministic(cfg: dict[str, Any], tmp_path: Path, name: str) -> Path:
@@ -113,8 +112,13 @@ def test_two_processes_resume_after_kill(tiny_cfg, tmp_path):
     clean = json.loads((tmp_path / "runs" / "clean" / "metrics.json").read_text())
 
     run_dir = tmp_path / "runs" / "killed"
-    proc = subprocess.Popen(_torchrun(str(path), "--set", "run.name=killed"), env=ENV, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _torchrun(str(path), "--set", "run.name=killed"),
+        env=ENV,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     killed = False
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:

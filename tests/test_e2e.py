@@ -14,10 +14,21 @@ pytestmark = pytest.mark.e2e
 
 def _short_run(tmp_path, name, *extra):
     """The two-stage cached recipe (recipe: fast), shortened: these tests check the machinery."""
-    return tunelab.fit(DEFAULT, overrides=[
-        "recipe=fast", f"run.dir={tmp_path}", f"run.name={name}", "run.progress=false", "data.samples_per_class=10",
-        "data.val_samples_per_class=5", "data.test_samples_per_class=50", "stages.0.epochs=4", "stages.1.epochs=3",
-        *extra])
+    return tunelab.fit(
+        DEFAULT,
+        overrides=[
+            "recipe=fast",
+            f"run.dir={tmp_path}",
+            f"run.name={name}",
+            "run.progress=false",
+            "data.samples_per_class=10",
+            "data.val_samples_per_class=5",
+            "data.test_samples_per_class=50",
+            "stages.0.epochs=4",
+            "stages.1.epochs=3",
+            *extra,
+        ],
+    )
 
 
 def test_pretrained_lite0_fine_tunes_and_beats_random_init(tmp_path):
@@ -66,10 +77,20 @@ def test_tune_example_on_lite0(tmp_path):
     """The tune example on the real backbone and data, cut to 3 trials of a few epochs: trials share
     one decode and the cache, best.yaml fits with the test set scored."""
     example = DEFAULT.parent / "tune_fashion_mnist.yaml"
-    result = tunelab.tune(example, trials=3, overrides=[
-        f"run.dir={tmp_path}", "data.samples_per_class=10", "data.val_samples_per_class=10",
-        "data.test_samples_per_class=50", "stages.0.epochs=3", "tune.repeats=1", "tune.pruner=none",
-        "tune.space={stages.0.lr: {low: 1.0e-3, high: 1.0e-2, log: true}, stages.1.epochs: {low: 1, high: 2}}"])
+    result = tunelab.tune(
+        example,
+        trials=3,
+        overrides=[
+            f"run.dir={tmp_path}",
+            "data.samples_per_class=10",
+            "data.val_samples_per_class=10",
+            "data.test_samples_per_class=50",
+            "stages.0.epochs=3",
+            "tune.repeats=1",
+            "tune.pruner=none",
+            "tune.space={stages.0.lr: {low: 1.0e-3, high: 1.0e-2, log: true}, stages.1.epochs: {low: 1, high: 2}}",
+        ],
+    )
     assert result.counts() == {"complete": 3} and result.best_value > 0.5
     logs = [(result.dir / "trials" / str(i) / "log.txt").read_text() for i in range(3)]
     assert "computed" in logs[0] and all("reused" in lg and "computed" not in lg for lg in logs[1:])
@@ -88,12 +109,31 @@ def test_two_processes_match_one_on_lite0(tmp_path):
 
     from tunelab.checkpoint import load
 
-    common = ["recipe=fast", f"run.dir={tmp_path}", "run.progress=false", "data.samples_per_class=10",
-              "data.val_samples_per_class=5",
-              "data.test_samples_per_class=50", "stages.0.epochs=2", "stages.1.epochs=2", "model.head.dropout=0.0"]
+    common = [
+        "recipe=fast",
+        f"run.dir={tmp_path}",
+        "run.progress=false",
+        "data.samples_per_class=10",
+        "data.val_samples_per_class=5",
+        "data.test_samples_per_class=50",
+        "stages.0.epochs=2",
+        "stages.1.epochs=2",
+        "model.head.dropout=0.0",
+    ]
     one = tunelab.fit(DEFAULT, overrides=common + ["run.name=one"])
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "tunelab",
-           "fit", str(DEFAULT), *[a for kv in common + ["run.name=two"] for a in ("--set", kv)]]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "tunelab",
+        "fit",
+        str(DEFAULT),
+        *[a for kv in common + ["run.name=two"] for a in ("--set", kv)],
+    ]
     out = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
@@ -125,10 +165,21 @@ def test_augment_auto_on_real_images_crops_photos_but_not_28_px_garments(tmp_pat
     """The packaged Lite0's probe keeps flips on both; the source size (28 px against 151-512 px
     before resizing to 64) decides the crops, and the log says why."""
     train = str(_photo_folder(tmp_path / "photos")) if source == "photos" else source
-    run = tunelab.fit(DEFAULT, overrides=[
-        f"data.train={train}", "data.test=null", "data.test_split=0", "data.samples_per_class=6",
-        "data.val_samples_per_class=1", f"run.dir={tmp_path}", "run.name=aug", "run.progress=false",
-        "run.baselines=false", "stages=[{train: [head], epochs: 1, lr: 0.003}]"])
+    run = tunelab.fit(
+        DEFAULT,
+        overrides=[
+            f"data.train={train}",
+            "data.test=null",
+            "data.test_split=0",
+            "data.samples_per_class=6",
+            "data.val_samples_per_class=1",
+            f"run.dir={tmp_path}",
+            "run.name=aug",
+            "run.progress=false",
+            "run.baselines=false",
+            "stages=[{train: [head], epochs: 1, lr: 0.003}]",
+        ],
+    )
     assert tunelab.load_config(run.dir / "config.yaml").regularization.augment == preset
     side = re.search(r"source images' shorter side (\d+) px", (run.dir / "log.txt").read_text())
     assert side is not None and (int(side.group(1)) == 28 if source == "fashion-mnist" else int(side.group(1)) >= 151)

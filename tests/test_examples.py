@@ -25,15 +25,31 @@ def test_example_config_is_valid_and_summarises(path):
 def test_example_recipe_runs(path, tmp_path, request):
     if tunelab.load_config(path).is_text:  # a tiny local encoder on a tiny CSV
         encoder, csv = request.getfixturevalue("tiny_encoder"), request.getfixturevalue("text_csv")
-        overrides = [f"run.dir={tmp_path}", "run.progress=false", f"model.backbone={encoder}", f"data.train={csv}",
-                     "data.test=null", "data.test_split=0", "data.samples_per_class=3", "data.val_samples_per_class=2",
-                     "data.refit=never", f"data.text.token_cache={tmp_path / 'tokens'}",
-                     "stages.1.train=[head, {last_layers: 1}]"]  # 3 layers
+        overrides = [
+            f"run.dir={tmp_path}",
+            "run.progress=false",
+            f"model.backbone={encoder}",
+            f"data.train={csv}",
+            "data.test=null",
+            "data.test_split=0",
+            "data.samples_per_class=3",
+            "data.val_samples_per_class=2",
+            "data.refit=never",
+            f"data.text.token_cache={tmp_path / 'tokens'}",
+            "stages.1.train=[head, {last_layers: 1}]",
+        ]  # 3 layers
     else:
-        overrides = [f"run.dir={tmp_path}", "run.progress=false", "model.pretrained=false",
-                     f"data.train={synthetic_images()}",
-                     "data.test=null", "data.image_size=32", "data.samples_per_class=3", "data.val_samples_per_class=2",
-                     "data.refit=never"]  # refit has tests of its own
+        overrides = [
+            f"run.dir={tmp_path}",
+            "run.progress=false",
+            "model.pretrained=false",
+            f"data.train={synthetic_images()}",
+            "data.test=null",
+            "data.image_size=32",
+            "data.samples_per_class=3",
+            "data.val_samples_per_class=2",
+            "data.refit=never",
+        ]  # refit has tests of its own
     if tunelab.load_config(path).distill is not None:  # its teacher is a run of its own (tests/test_distill.py)
         overrides.append("distill=null")
     cfg = tunelab.load_config(path, overrides)

@@ -94,9 +94,15 @@ def test_cli_extract_writes_the_folder(image_run, image_folder, tmp_path, capsys
 
 # --- the output folder is written whole -------------------------------------------------------
 
+
 def _features(scale: float) -> Features:
-    return Features(np.full((3, 4), scale, dtype=np.float32), ["a.png", "b.png", "c.png"],
-                                     np.array([0, 1, -1]), ["cat", "dog"], f"model-{scale}")
+    return Features(
+        np.full((3, 4), scale, dtype=np.float32),
+        ["a.png", "b.png", "c.png"],
+        np.array([0, 1, -1]),
+        ["cat", "dog"],
+        f"model-{scale}",
+    )
 
 
 def _contents(folder: Path) -> dict[str, bytes]:
@@ -189,8 +195,11 @@ def test_extract_refuses_to_replace_a_folder_that_holds_other_files(tmp_path, ca
     from tunelab.errors import ConfigError
 
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match=r"holds other files \(notes.txt\); extract's output replaces the whole "
-                       r"folder \(features.npy, index.csv, meta.json\), so give a new folder"):
+    with pytest.raises(
+        ConfigError,
+        match=r"holds other files \(notes.txt\); extract's output replaces the whole "
+        r"folder \(features.npy, index.csv, meta.json\), so give a new folder",
+    ):
         _features(1.0).save(tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "mine" and not (tmp_path / "features.npy").exists()
 

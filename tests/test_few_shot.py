@@ -36,4 +36,3 @@ def test_a_few_shot_text_run_trains_pairs_then_the_head_and_refits(tiny_text_cfg
     saved = (run.dir / "config.yaml").read_text()
     assert "objective: contrastive" in saved and "refit: always" in saved
     assert "few labelled texts a class" in (run.dir / "log.txt").read_text()
-

@@ -39,8 +39,9 @@ def test_last_blocks_too_many_says_how_many(model):
 
 
 def test_regex_selector_and_errors(model):
-    assert select(model, [{"regex": r"blocks\.3\..*conv"}]) == {n for n, _ in model.named_parameters()
-                                                                 if n.startswith("backbone.model.blocks.3.") and "conv" in n}
+    assert select(model, [{"regex": r"blocks\.3\..*conv"}]) == {
+        n for n, _ in model.named_parameters() if n.startswith("backbone.model.blocks.3.") and "conv" in n
+    }
     with pytest.raises(ConfigError, match=r"regex 'nomatch\\\\d' matches no parameter; names look like backbone.model"):
         select(model, [{"regex": r"nomatch\d"}])
     with pytest.raises(ConfigError, match="is not a valid regular expression"):
@@ -77,15 +78,20 @@ def test_layer_table_rows_and_totals(model):
 
 
 def _bn_buffers(sd, prefixes):
-    return {k: v.clone() for k, v in sd.items()
-            if k.endswith(("running_mean", "running_var", "num_batches_tracked")) and k.startswith(prefixes)}
+    return {
+        k: v.clone()
+        for k, v in sd.items()
+        if k.endswith(("running_mean", "running_var", "num_batches_tracked")) and k.startswith(prefixes)
+    }
 
 
 def test_frozen_bn_statistics_stay_bit_identical(tiny_cfg):
     """BN in frozen blocks keeps its running statistics exactly, even while the blocks above train
     their BN statistics (train_bn: true)."""
-    tiny_cfg["stages"] = [{"train": "head", "epochs": 2, "lr": 1e-2},
-                          {"train": ["head", {"last_blocks": 2}], "epochs": 2, "lr": 1e-2, "train_bn": True}]
+    tiny_cfg["stages"] = [
+        {"train": "head", "epochs": 2, "lr": 1e-2},
+        {"train": ["head", {"last_blocks": 2}], "epochs": 2, "lr": 1e-2, "train_bn": True},
+    ]
     start = {}
 
     def snapshot(trainer, stage):
@@ -95,8 +101,13 @@ def test_frozen_bn_statistics_stay_bit_identical(tiny_cfg):
     run = tunelab.fit(tiny_cfg, hooks={"on_stage_start": snapshot})
     end = run.model.state_dict()
     labels = [label for label, _ in run.model.groups() if label.startswith("backbone.")]
-    frozen_prefixes = ("backbone.model.conv_stem", "backbone.model.bn1", "backbone.model.blocks.0",
-                       "backbone.model.blocks.1", "backbone.model.blocks.2")
+    frozen_prefixes = (
+        "backbone.model.conv_stem",
+        "backbone.model.bn1",
+        "backbone.model.blocks.0",
+        "backbone.model.blocks.1",
+        "backbone.model.blocks.2",
+    )
     assert labels[-2] == "backbone.blocks.3.0"  # the two trained groups are blocks.3.0 and blocks.4.0+head conv
     frozen = _bn_buffers(start, frozen_prefixes)
     assert frozen and all(torch.equal(end[k], v) for k, v in frozen.items())
@@ -107,8 +118,12 @@ def test_frozen_bn_statistics_stay_bit_identical(tiny_cfg):
 def test_train_bn_false_freezes_all_bn_statistics(tiny_cfg):
     tiny_cfg["stages"] = [{"train": "all", "epochs": 2, "lr": 1e-2, "train_bn": False}]
     start = {}
-    run = tunelab.fit(tiny_cfg, hooks={"on_stage_start": lambda trainer, stage: start.update(
-        {k: v.clone() for k, v in trainer.model.state_dict().items()})})
+    run = tunelab.fit(
+        tiny_cfg,
+        hooks={
+            "on_stage_start": lambda trainer, stage: start.update({k: v.clone() for k, v in trainer.model.state_dict().items()})
+        },
+    )
     end = run.model.state_dict()
     bn = _bn_buffers(start, ("backbone",))
     assert bn and all(torch.equal(end[k], v) for k, v in bn.items())

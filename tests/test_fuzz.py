@@ -85,6 +85,7 @@ def holds(call: Callable[[], object]) -> None:
 
 # --- where a hostile file is read ----------------------------------------------------------------
 
+
 def _as_image_in_a_class_folder(tmp: Path, data: bytes) -> None:
     write_images(tmp / "images", {"cat": 3, "dog": 3})
     (tmp / "images" / "dog" / "hostile.jpg").write_bytes(data)
@@ -139,14 +140,50 @@ SLOTS: dict[str, Callable[[Path, bytes], None]] = {
 }
 
 # which payloads each slot gets: images get what could pass for an image, tables and configs get all
-_IMAGE_LIKE = ["empty", "random 1 byte", "random 300 bytes", "random 5000 bytes", "png cut short", "png signature only",
-               "png claiming 100000x100000", "jpeg cut short", "gif cut short", "csv text", "yaml list"]
-_TEXT_LIKE = ["empty", "random 300 bytes", "a whole png", "csv text", "yaml list", "nul bytes", "utf-16 with a bom",
-              "latin-1 text", "a 200 KB field"]
-_CONFIG_LIKE = ["empty", "random 300 bytes", "a whole png", "csv text", "yaml list", "yaml scalar", "yaml not closed",
-                "nul bytes", "utf-16 with a bom"]
-PLAN = {"image in a class folder": _IMAGE_LIKE, "image in a manifest": _IMAGE_LIKE, "csv manifest": _TEXT_LIKE,
-        "text table": _TEXT_LIKE, "text file": _TEXT_LIKE, "yaml config": _CONFIG_LIKE}
+_IMAGE_LIKE = [
+    "empty",
+    "random 1 byte",
+    "random 300 bytes",
+    "random 5000 bytes",
+    "png cut short",
+    "png signature only",
+    "png claiming 100000x100000",
+    "jpeg cut short",
+    "gif cut short",
+    "csv text",
+    "yaml list",
+]
+_TEXT_LIKE = [
+    "empty",
+    "random 300 bytes",
+    "a whole png",
+    "csv text",
+    "yaml list",
+    "nul bytes",
+    "utf-16 with a bom",
+    "latin-1 text",
+    "a 200 KB field",
+]
+_CONFIG_LIKE = [
+    "empty",
+    "random 300 bytes",
+    "a whole png",
+    "csv text",
+    "yaml list",
+    "yaml scalar",
+    "yaml not closed",
+    "nul bytes",
+    "utf-16 with a bom",
+]
+PLAN = {
+    "image in a class folder": _IMAGE_LIKE,
+    "image in a manifest": _IMAGE_LIKE,
+    "csv manifest": _TEXT_LIKE,
+    "text table": _TEXT_LIKE,
+    "text file": _TEXT_LIKE,
+    "yaml config": _CONFIG_LIKE,
+}
+
 
 def _cases() -> list[object]:
     return [pytest.param(slot, name, id=f"{slot}: {name}") for slot, names in PLAN.items() for name in names]
@@ -158,6 +195,7 @@ def test_a_hostile_file_is_a_clear_error_or_is_read_never_a_traceback_or_a_hang(
 
 
 # --- the same through the command line ---------------------------------------------------------
+
 
 def _tiny_config(tmp: Path, **data: object) -> Path:
     cfg = copy.deepcopy(TINY)
@@ -176,7 +214,7 @@ def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert rc in (0, 2) and "Traceback" not in err, err
     if rc == 2:
-        message = err[err.index("error: "):].strip()
+        message = err[err.index("error: ") :].strip()
         assert "\n\n" not in message, message
 
 
@@ -188,8 +226,15 @@ def test_fit_evaluate_extract_and_predict_given_hostile_files_exit_with_a_messag
     data = PAYLOADS[payload]
     write_images(tmp_path / "two", {"a": 3, "b": 3})
     (tmp_path / "hostile.yaml").write_bytes(data)
-    tiny = [f"run.dir={tmp_path / 'runs'}", "run.baselines=false", f"data.train={tmp_path / 'two'}", "data.image_size=16",
-            "model.backbone=test_efficientnet", "model.pretrained=false", "recipe=probe"]  # should it parse after all
+    tiny = [
+        f"run.dir={tmp_path / 'runs'}",
+        "run.baselines=false",
+        f"data.train={tmp_path / 'two'}",
+        "data.image_size=16",
+        "model.backbone=test_efficientnet",
+        "model.pretrained=false",
+        "recipe=probe",
+    ]  # should it parse after all
     _cli(["fit", str(tmp_path / "hostile.yaml"), *itertools.chain(*(("--set", t) for t in tiny))], capsys)
     (tmp_path / "hostile.csv").write_bytes(data)
     _cli(["fit", str(_tiny_config(tmp_path, train=str(tmp_path / "hostile.csv"))), "--set", "run.name=m"], capsys)
@@ -198,8 +243,17 @@ def test_fit_evaluate_extract_and_predict_given_hostile_files_exit_with_a_messag
     (tmp_path / "hostile.png").write_bytes(data)
     _cli(["predict", str(image_run), str(tmp_path / "hostile.png")], capsys)
     (tmp_path / "two" / "b" / "hostile.png").write_bytes(data)
-    _cli(["fit", str(_tiny_config(tmp_path, train=str(tmp_path / "two"), test_split=0.0, val_samples_per_class=1,
-                                  samples_per_class=2)), "--set", "run.name=f"], capsys)
+    _cli(
+        [
+            "fit",
+            str(
+                _tiny_config(tmp_path, train=str(tmp_path / "two"), test_split=0.0, val_samples_per_class=1, samples_per_class=2)
+            ),
+            "--set",
+            "run.name=f",
+        ],
+        capsys,
+    )
 
 
 def test_every_payload_is_used():

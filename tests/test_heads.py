@@ -10,8 +10,7 @@ def kinds(head):
 
 
 def test_gap_dense1024_dropout_head():
-    h = Head(HeadConfig(pooling="avg", hidden=[{"units": 1024, "activation": "relu", "dropout": 0.5}]), 32, 7,
-             feature_map=True)
+    h = Head(HeadConfig(pooling="avg", hidden=[{"units": 1024, "activation": "relu", "dropout": 0.5}]), 32, 7, feature_map=True)
     assert kinds(h) == ["SelectAdaptivePool2d", "Identity", "Linear", "ReLU", "Dropout", "Linear"]
     assert h.hidden[0].out_features == 1024 and h.fc.out_features == 7
     assert h(torch.randn(2, 32, 5, 5)).shape == (2, 7)

@@ -90,9 +90,11 @@ def test_hf_hub_with_a_url_says_it_takes_a_repo_id(pretrained, offline):
     url = "https://huggingface.co/timm/resnet18.a1_in1k"
     with pytest.raises(ModelError) as e:
         create_backbone(f"hf-hub:{url}", pretrained=pretrained)
-    assert str(e.value) == (f"model.backbone: 'hf-hub:{url}' is not a hub model name: hf-hub: takes a hub repo id "
-                            "ORG/NAME (optionally @REVISION), not a URL or a path, e.g. hf-hub:timm/resnet18.a1_in1k; "
-                            "did you mean hf-hub:timm/resnet18.a1_in1k?")
+    assert str(e.value) == (
+        f"model.backbone: 'hf-hub:{url}' is not a hub model name: hf-hub: takes a hub repo id "
+        "ORG/NAME (optionally @REVISION), not a URL or a path, e.g. hf-hub:timm/resnet18.a1_in1k; "
+        "did you mean hf-hub:timm/resnet18.a1_in1k?"
+    )
     for name in ("hf-hub:", "hf-hub:a/b/c", "hf-hub:../models/x"):
         with pytest.raises(ModelError, match=r"hf-hub: takes a hub repo id ORG/NAME \(optionally @REVISION\)"):
             create_backbone(name, pretrained=pretrained)

@@ -14,9 +14,12 @@ from tunelab.errors import ConfigError
 def test_more_outputs_than_the_data_has_classes_is_refused_before_training(tiny_cfg, tmp_path, capsys):
     """Was: an IndexError in the report after training (an output without a class name)."""
     tiny_cfg["model"]["num_classes"] = 12
-    with pytest.raises(ConfigError, match=r"^model.num_classes: 12, but the data has 10 classes \(class0, class1, "
-                                          r"class2, class3, class4, \.\.\.\); a model has one output per class: set "
-                                          r"model.num_classes: data \(or 10\)$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^model.num_classes: 12, but the data has 10 classes \(class0, class1, "
+        r"class2, class3, class4, \.\.\.\); a model has one output per class: set "
+        r"model.num_classes: data \(or 10\)$",
+    ):
         tunelab.fit(tiny_cfg)
     run_dir = tmp_path / "runs" / "tiny"
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "metrics.jsonl").exists()
@@ -39,8 +42,11 @@ def test_a_run_folder_with_more_outputs_than_class_names_is_a_clear_error(tiny_c
     for argv in (["predict", str(d), str(image)], ["evaluate", str(d)]):
         assert main(argv) == 2
         err = capsys.readouterr().err
-        assert f"error: {d}/classes.json names 10 classes, but the model has 12 outputs (model.num_classes: 12 in " \
-               f"{d}/config.yaml)" in err and "train the run again with model.num_classes: data" in err, err
+        assert (
+            f"error: {d}/classes.json names 10 classes, but the model has 12 outputs (model.num_classes: 12 in {d}/config.yaml)"
+            in err
+            and "train the run again with model.num_classes: data" in err
+        ), err
     assert main(["report", str(d)]) == 0
     assert main(["fit", "--resume", str(d)]) == 2
     err = capsys.readouterr().err

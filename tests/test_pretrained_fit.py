@@ -13,8 +13,7 @@ from tunelab.engine.probe import cv_accuracy, fit_logistic
 from tunelab.errors import ConfigError
 from tunelab.pretrained_fit import FIT_KAPPA, apply_fit, probe_fit, wanted
 
-STAGES = [{"train": "head", "epochs": 2, "lr": 3e-3},
-          {"train": "all", "epochs": 3, "lr_scale": 0.1, "lr_if_features_fit": 1e-4}]
+STAGES = [{"train": "head", "epochs": 2, "lr": 3e-3}, {"train": "all", "epochs": 3, "lr_scale": 0.1, "lr_if_features_fit": 1e-4}]
 
 
 def _fit(kappa: float) -> dict:
@@ -125,10 +124,19 @@ def test_augment_auto_adds_crops_for_source_images_of_48_px_or_more_unless_mirro
     cfg = build_config({})
     keep = {"loss": 0.0, "t": 0.0, "accuracy": 0.9, "accuracy_mirrored": 0.9, "keeps_labels": True}
     lose = {**keep, "keeps_labels": False}
-    picks = {(side, labels): apply_fit(cfg, {**_fit(0.5), "mirror": m}, side)[0].regularization.augment
-             for side in (None, 28, 47, 48, 500) for labels, m in (("keep", keep), ("lose", lose))}
-    assert picks == {(None, "keep"): "flip", (28, "keep"): "flip", (47, "keep"): "flip", (48, "keep"): "light",
-                     (500, "keep"): "light", **{(s, "lose"): "none" for s in (None, 28, 47, 48, 500)}}
+    picks = {
+        (side, labels): apply_fit(cfg, {**_fit(0.5), "mirror": m}, side)[0].regularization.augment
+        for side in (None, 28, 47, 48, 500)
+        for labels, m in (("keep", keep), ("lose", lose))
+    }
+    assert picks == {
+        (None, "keep"): "flip",
+        (28, "keep"): "flip",
+        (47, "keep"): "flip",
+        (48, "keep"): "light",
+        (500, "keep"): "light",
+        **{(s, "lose"): "none" for s in (None, 28, 47, 48, 500)},
+    }
     # random weights (no probe): crops by size alone, and the reason is logged
     light, chosen = apply_fit(cfg, None, 64)
     assert light.regularization.augment == "light" and "64 px" in chosen["regularization.augment"]
@@ -137,8 +145,10 @@ def test_augment_auto_adds_crops_for_source_images_of_48_px_or_more_unless_mirro
 def test_no_flip_advice_for_a_run_whose_mirror_images_lose_their_labels():
     from tunelab.diagnosis import diagnose
 
-    rows = [{"stage": 0, "epoch": e, "train_loss": 0.5 / (e + 1), "train_accuracy": 1.0, "val_loss": 1.0 + e / 5,
-             "val_accuracy": 0.5} for e in range(6)]
+    rows = [
+        {"stage": 0, "epoch": e, "train_loss": 0.5 / (e + 1), "train_accuracy": 1.0, "val_loss": 1.0 + e / 5, "val_accuracy": 0.5}
+        for e in range(6)
+    ]
     cfg = build_config({"recipe": "full", "regularization": {"augment": "none"}})
     mirror = {"loss": 0.2, "t": 5.0, "accuracy": 0.9, "accuracy_mirrored": 0.5, "keeps_labels": False}
     assert any("augment=flip" in r for r in diagnose(rows, cfg).recommendations)
@@ -191,8 +201,13 @@ def test_the_probe_sees_a_stratified_sample_of_at_most_probe_max(monkeypatch):
 
     seen = []
     monkeypatch.setattr(pf, "PROBE_MAX", 30)
-    monkeypatch.setattr(pf, "pooled_features", lambda model, x, bs, dev: seen.append(len(x)) or
-                        np.random.default_rng(len(seen)).normal(0, 1, (len(x), 8)) + x[:, :1, 0, 0].numpy())
+    monkeypatch.setattr(
+        pf,
+        "pooled_features",
+        lambda model, x, bs, dev: (
+            seen.append(len(x)) or np.random.default_rng(len(seen)).normal(0, 1, (len(x), 8)) + x[:, :1, 0, 0].numpy()
+        ),
+    )
     x = torch.cat([torch.zeros(60, 3, 4, 4), torch.ones(40, 3, 4, 4)]) * 5
     y = np.repeat([0, 1], [60, 40])
     fit = probe_fit(None, x, y, 16, torch.device("cpu"), 0, mirror=True)  # type: ignore[arg-type]

@@ -11,11 +11,23 @@ from tunelab.refit import refit_stages, should_refit
 
 
 def test_refit_stages_keep_the_epochs_run_and_drop_early_stopping():
-    cfg = build_config({"stages": [{"train": "head", "epochs": 5, "lr": 1e-3},
-                                   {"train": "all", "epochs": 9, "lr_scale": 0.1, "min_steps": 50,
-                                    "early_stopping": {"metric": "val_loss", "patience": 2}}]})
-    history = [{"stage": 0, "epoch": e} for e in range(5)] + \
-        [{"stage": 1, "epoch": e, "val_loss": v} for e, v in enumerate([0.9, 0.5, 0.6, 0.7])]
+    cfg = build_config(
+        {
+            "stages": [
+                {"train": "head", "epochs": 5, "lr": 1e-3},
+                {
+                    "train": "all",
+                    "epochs": 9,
+                    "lr_scale": 0.1,
+                    "min_steps": 50,
+                    "early_stopping": {"metric": "val_loss", "patience": 2},
+                },
+            ]
+        }
+    )
+    history = [{"stage": 0, "epoch": e} for e in range(5)] + [
+        {"stage": 1, "epoch": e, "val_loss": v} for e, v in enumerate([0.9, 0.5, 0.6, 0.7])
+    ]
     st = refit_stages(cfg, history)
     assert [s.epochs for s in st] == [5, 2]  # stage 2 stopped after 4 epochs and restored its 2nd
     assert st[1].early_stopping is None and st[1].min_steps is None and st[1].lr_scale == 0.1
@@ -32,8 +44,9 @@ def test_auto_the_default_refits_few_shot_training_sets_only():
 def test_concat_of_text_sets_pads_to_the_longer():
     from tunelab.text.data import TextSet, Tokens
 
-    a = TextSet(Tokens(torch.ones(2, 3, dtype=torch.long), torch.tensor([3, 2])), torch.tensor([0, 1]), ["a", "b"],
-                None, ["f:1", "f:2"])
+    a = TextSet(
+        Tokens(torch.ones(2, 3, dtype=torch.long), torch.tensor([3, 2])), torch.tensor([0, 1]), ["a", "b"], None, ["f:1", "f:2"]
+    )
     b = TextSet(Tokens(torch.ones(1, 5, dtype=torch.long), torch.tensor([5])), torch.tensor([1]), ["c"], None, ["f:3"])
     m = a.concat(b)
     assert m.tokens.ids.shape == (3, 5) and m.tokens.ids[0, 3:].tolist() == [0, 0]
@@ -61,13 +74,25 @@ def test_the_default_refits_a_few_shot_fashion_mnist_run_with_lite0(tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    common = [f"run.dir={tmp_path}", "run.progress=false", "run.baselines=false", "data.image_size=32",
-              "data.test_samples_per_class=10", "stages.0.epochs=1", "stages.0.min_steps=null",
-              "stages.1.epochs=1", "stages.1.min_steps=null"]
-    few = tunelab.fit(root / "examples" / "default.yaml", overrides=common + [
-        "run.name=few", "data.samples_per_class=4", "data.val_samples_per_class=1"])
+    common = [
+        f"run.dir={tmp_path}",
+        "run.progress=false",
+        "run.baselines=false",
+        "data.image_size=32",
+        "data.test_samples_per_class=10",
+        "stages.0.epochs=1",
+        "stages.0.min_steps=null",
+        "stages.1.epochs=1",
+        "stages.1.min_steps=null",
+    ]
+    few = tunelab.fit(
+        root / "examples" / "default.yaml",
+        overrides=common + ["run.name=few", "data.samples_per_class=4", "data.val_samples_per_class=1"],
+    )
     assert few.metrics["refit"]["examples"] == 50 and few.metrics["n_train"] == 40
     assert (few.dir / "refit" / "metrics.jsonl").is_file() and "first_fit_test" in few.metrics["refit"]
-    more = tunelab.fit(root / "examples" / "default.yaml", overrides=common + [
-        "run.name=more", "data.samples_per_class=20", "data.val_samples_per_class=20"])
+    more = tunelab.fit(
+        root / "examples" / "default.yaml",
+        overrides=common + ["run.name=more", "data.samples_per_class=20", "data.val_samples_per_class=20"],
+    )
     assert "refit" not in more.metrics

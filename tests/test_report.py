@@ -111,9 +111,19 @@ def test_report_escapes_class_names_and_texts(run, tmp_path):
     data = json.loads((d / "data.json").read_text())
     data["classes"] = classes
     (d / "data.json").write_text(json.dumps(data))
-    (d / "wrong_texts.json").write_text(json.dumps(
-        [{"text": "<img src=x onerror=alert(1)> " + "y" * 400, "item": 0, "true": "<b>", "predicted": "a & b",
-          "probability": 0.9}]))
+    (d / "wrong_texts.json").write_text(
+        json.dumps(
+            [
+                {
+                    "text": "<img src=x onerror=alert(1)> " + "y" * 400,
+                    "item": 0,
+                    "true": "<b>",
+                    "predicted": "a & b",
+                    "probability": 0.9,
+                }
+            ]
+        )
+    )
     html = write_report(d).read_text()
     assert "<script" not in html and "<td><b>" not in html and "<img src=x" not in html
     assert "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td>" in html  # the data section's row of that class
@@ -124,8 +134,14 @@ def test_report_escapes_class_names_and_texts(run, tmp_path):
 def test_the_summary_says_when_augment_auto_added_crops():
     from tunelab.report import _pretrained_fit
 
-    fit = {"cv_accuracy": 0.9, "majority": 0.5, "kappa": 0.8, "examples": 40, "threshold": 0.9,
-           "mirror": {"loss": 0.0, "t": 0.0, "accuracy": 0.9, "accuracy_mirrored": 0.9, "keeps_labels": True}}
+    fit = {
+        "cv_accuracy": 0.9,
+        "majority": 0.5,
+        "kappa": 0.8,
+        "examples": 40,
+        "threshold": 0.9,
+        "mirror": {"loss": 0.0, "t": 0.0, "accuracy": 0.9, "accuracy_mirrored": 0.9, "keeps_labels": True},
+    }
     light = _pretrained_fit({"pretrained_fit": fit}, "light")
     flip = _pretrained_fit({"pretrained_fit": fit}, "flip")
     assert light is not None and flip is not None

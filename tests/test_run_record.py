@@ -54,11 +54,20 @@ def _edit(raw, key, value):
     return old
 
 
-@pytest.mark.parametrize(("key", "value"), [
-    ("data.train", "IMAGES"), ("stages.0.lr", 0.05), ("data.image_size", 24), ("run.seed", 7), ("stages.1.epochs", 1),
-], ids=["data", "lr", "image-size", "seed", "fewer-epochs"])
-def test_resume_refuses_an_edited_config_naming_the_keys_and_how_to_start_a_new_run(finished, tmp_path, image_folder,
-                                                                                    key, value, capsys):
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("data.train", "IMAGES"),
+        ("stages.0.lr", 0.05),
+        ("data.image_size", 24),
+        ("run.seed", 7),
+        ("stages.1.epochs", 1),
+    ],
+    ids=["data", "lr", "image-size", "seed", "fewer-epochs"],
+)
+def test_resume_refuses_an_edited_config_naming_the_keys_and_how_to_start_a_new_run(
+    finished, tmp_path, image_folder, key, value, capsys
+):
     """Was: used silently (other data, new splits), or for fewer epochs: 'delete the checkpoints folder'."""
     d = _copy(finished, tmp_path)
     value = str(image_folder) if value == "IMAGES" else value
@@ -68,8 +77,10 @@ def test_resume_refuses_an_edited_config_naming_the_keys_and_how_to_start_a_new_
     kept = {p: (d / p).read_bytes() for p in ("metrics.jsonl", "metrics.json", "model.safetensors")}
     assert main(["fit", "--resume", str(d)]) == 2
     err = capsys.readouterr().err
-    assert f"error: {d}/config.yaml was changed after the run wrote it:\n  {key}: {json.dumps(old)} -> " \
-           f"{json.dumps(value)}\nA resume continues a run with the config it was trained with." in err, err
+    assert (
+        f"error: {d}/config.yaml was changed after the run wrote it:\n  {key}: {json.dumps(old)} -> "
+        f"{json.dumps(value)}\nA resume continues a run with the config it was trained with." in err
+    ), err
     assert f"start a new run from the edited file: `tunelab fit {d}/config.yaml --set run.name=tiny-new`" in err
     assert "Traceback" not in err and "delete" not in err
     assert all((d / p).read_bytes() == b for p, b in kept.items())  # nothing of the run touched
@@ -113,6 +124,7 @@ def test_a_kill_between_the_record_and_the_config_write_still_resumes(tmp_path):
 def test_interrupted_and_finished_text_runs_resume_past_their_own_rewrites(tiny_text_cfg):
     """A text run writes config.yaml again for its lexical blend's share; a resume takes that for the
     run's own rewrite, interrupted or finished."""
+
     def stop(trainer, stage, epoch, metrics):
         if (stage, epoch) == (1, 0):
             raise KeyboardInterrupt
@@ -132,8 +144,11 @@ def test_a_model_copied_from_another_run_is_refused_where_it_is_loaded(finished,
     d = _copy(finished, tmp_path)
     tunelab.load_run(d)  # the run's own file, copied with its folder, loads
     shutil.copy(other / "model.safetensors", d / "model.safetensors")
-    with pytest.raises(RunError, match=rf"{d}/model.safetensors is not the file this run wrote: its SHA-256 is "
-                                       r"[0-9a-f]{16}\.\.\., the run recorded [0-9a-f]{16}\.\.\. in .*run.json"):
+    with pytest.raises(
+        RunError,
+        match=rf"{d}/model.safetensors is not the file this run wrote: its SHA-256 is "
+        r"[0-9a-f]{16}\.\.\., the run recorded [0-9a-f]{16}\.\.\. in .*run.json",
+    ):
         tunelab.load_run(d)
     image = next(synthetic_images().glob("*/*.png"))
     for argv in (["predict", str(d), str(image)], ["evaluate", str(d)], ["export", str(d), "--format", "timm"]):

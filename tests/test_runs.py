@@ -51,8 +51,7 @@ def test_run_dir_that_is_a_file_is_a_config_error(tmp_path):
         new_run_dir(build_config({"run": {"dir": str(tmp_path / "runs" / "sub")}}))
 
 
-def _hold_lock(run_dir: str, locked: "multiprocessing.synchronize.Event", release: "multiprocessing.synchronize.Event"
-               ) -> None:
+def _hold_lock(run_dir: str, locked: "multiprocessing.synchronize.Event", release: "multiprocessing.synchronize.Event") -> None:
     with lock_run_dir(Path(run_dir)):
         locked.set()
         release.wait(60)
@@ -65,8 +64,7 @@ def test_a_second_writer_is_refused_with_the_holders_pid_and_a_dead_holder_block
     holder.start()
     try:
         assert locked.wait(60)
-        with pytest.raises(RunError, match=rf"in use by another tunelab process \(pid {holder.pid} on "), \
-                lock_run_dir(tmp_path):
+        with pytest.raises(RunError, match=rf"in use by another tunelab process \(pid {holder.pid} on "), lock_run_dir(tmp_path):
             pass
     finally:
         holder.kill()  # like kill -9: the OS releases the lock
@@ -87,8 +85,12 @@ def test_two_resumes_of_one_folder_at_once_one_runs_the_other_is_refused(tiny_cf
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(tiny_cfg))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen(_cli("fit", "--resume", str(run_dir)), env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            _cli("fit", "--resume", str(run_dir)), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outs = [(p.wait(timeout=300), *p.communicate()) for p in procs]
     codes = sorted(rc for rc, _, _ in outs)
     assert codes == [0, 2], outs
@@ -120,8 +122,11 @@ def test_a_damaged_row_inside_metrics_names_the_line(tmp_path):
 def test_resume_removes_temporary_files_a_killed_writer_left(tiny_cfg):
     tiny_cfg["run"]["baselines"] = False
     run = tunelab.fit({**tiny_cfg, "stages": [{"train": "head", "epochs": 1, "lr": 1e-2}]})
-    orphans = [run.dir / ".stages.json.k2j3h.tmp", run.dir / "checkpoints" / ".last.safetensors.x8d.tmp",
-               run.dir / "cache" / "abc.host-123.partial.npy"]
+    orphans = [
+        run.dir / ".stages.json.k2j3h.tmp",
+        run.dir / "checkpoints" / ".last.safetensors.x8d.tmp",
+        run.dir / "cache" / "abc.host-123.partial.npy",
+    ]
     for p in orphans:
         p.parent.mkdir(exist_ok=True)
         p.write_bytes(b"half")
@@ -153,8 +158,7 @@ def test_resume_removes_the_temporary_file_a_kill_inside_the_safetensors_save_le
     notes.write_text("mine")
     tunelab.fit(resume=d)
     assert not orphan.exists() and notes.exists()
-    assert "removed 1 temporary file(s) an interrupted process left behind: checkpoints/.tmpA1b2C3" in \
-        (d / "log.txt").read_text()
+    assert "removed 1 temporary file(s) an interrupted process left behind: checkpoints/.tmpA1b2C3" in (d / "log.txt").read_text()
 
 
 @pytest.mark.parametrize("name", ["log.txt", ".lock"])
@@ -169,8 +173,12 @@ def test_a_run_file_that_is_a_symbolic_link_is_refused_and_its_target_left_alone
     (d / name).symlink_to(target)
     assert main(["fit", "--resume", str(d)]) == 2
     err = capsys.readouterr().err
-    assert f"error: {d / name} is a symbolic link (to {target}); tunelab writes only files of its own in a run " \
-           "folder: remove the link" in err and "Traceback" not in err
+    assert (
+        f"error: {d / name} is a symbolic link (to {target}); tunelab writes only files of its own in a run "
+        "folder: remove the link"
+        in err
+        and "Traceback" not in err
+    )
     assert target.read_text() == "not tunelab's\n"
 
 
@@ -185,15 +193,23 @@ def test_a_metrics_row_is_never_appended_through_a_symbolic_link(tmp_path):
     assert target.read_text() == ""
 
 
-@pytest.mark.parametrize(("name", "text", "problem"), [
-    ("classes.json", '["class0", "class1"', r"classes.json is not JSON \(Expecting"),
-    ("classes.json", '{"0": "class0"}', r"classes.json holds a JSON dict, where the run wrote a JSON list"),
-    ("classes.json", '["class0", 1]', r"classes.json must be a JSON list of the class names \(strings, each once, in "
-                                      r"the order of the model's outputs\), but 1 is not a string"),
-    ("metrics.json", "{oops", r"metrics.json is not JSON"),
-    ("metrics.json", "[1, 2]", r"metrics.json holds a JSON list, where the run wrote a JSON object"),
-    ("metrics.json", '{"test": {"accuracy": "high"}}', r"metrics.json: test has accuracy 'high', not a number"),
-], ids=["classes-cut", "classes-dict", "classes-number", "metrics-cut", "metrics-list", "metrics-wrong-type"])
+@pytest.mark.parametrize(
+    ("name", "text", "problem"),
+    [
+        ("classes.json", '["class0", "class1"', r"classes.json is not JSON \(Expecting"),
+        ("classes.json", '{"0": "class0"}', r"classes.json holds a JSON dict, where the run wrote a JSON list"),
+        (
+            "classes.json",
+            '["class0", 1]',
+            r"classes.json must be a JSON list of the class names \(strings, each once, in "
+            r"the order of the model's outputs\), but 1 is not a string",
+        ),
+        ("metrics.json", "{oops", r"metrics.json is not JSON"),
+        ("metrics.json", "[1, 2]", r"metrics.json holds a JSON list, where the run wrote a JSON object"),
+        ("metrics.json", '{"test": {"accuracy": "high"}}', r"metrics.json: test has accuracy 'high', not a number"),
+    ],
+    ids=["classes-cut", "classes-dict", "classes-number", "metrics-cut", "metrics-list", "metrics-wrong-type"],
+)
 def test_an_edited_classes_or_metrics_file_is_an_error_naming_it(image_run, tmp_path, name, text, problem, capsys):
     """Was: a JSONDecodeError, TypeError or KeyError traceback in predict, evaluate and report."""
     import re
@@ -208,8 +224,9 @@ def test_an_edited_classes_or_metrics_file_is_an_error_naming_it(image_run, tmp_
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert re.search(rf"error: {re.escape(str(d))}/{problem}", err), (argv, err)
-        assert "restore it from a copy; `tunelab fit --resume" in err or "restore the file from a copy; `tunelab fit " \
-            "--resume" in err, err
+        assert (
+            "restore it from a copy; `tunelab fit --resume" in err or "restore the file from a copy; `tunelab fit --resume" in err
+        ), err
         assert "Traceback" not in err
     tunelab.fit(resume=d)  # as the message says: the resume writes the file again
     assert tunelab.load_run(d).classes == [f"class{i}" for i in range(10)]

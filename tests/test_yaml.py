@@ -11,8 +11,10 @@ from tunelab.errors import ConfigError
 
 def test_plain_yaml_anchors_and_merge_keys_still_load():
     text = "base: &b {lr: 0.01, epochs: 2}\nstages: [*b, {<<: *b, lr: 0.001}]\n"
-    assert load_yaml(text, "c.yaml") == {"base": {"lr": 0.01, "epochs": 2},
-                                          "stages": [{"lr": 0.01, "epochs": 2}, {"lr": 0.001, "epochs": 2}]}
+    assert load_yaml(text, "c.yaml") == {
+        "base": {"lr": 0.01, "epochs": 2},
+        "stages": [{"lr": 0.01, "epochs": 2}, {"lr": 0.001, "epochs": 2}],
+    }
     assert load_yaml(b"a: 1\n", "c.yaml") == {"a": 1} and load_yaml("", "c.yaml") is None
 
 

@@ -33,8 +33,9 @@ class Watch:
         self.trainable[stage] = {n for n, p in model.named_parameters() if p.requires_grad}
         self.graded[stage] = set()
         self.reached[stage] = set()
-        self._handles = [p.register_post_accumulate_grad_hook(self._graded(stage, n))
-                         for n, p in model.named_parameters() if p.requires_grad]
+        self._handles = [
+            p.register_post_accumulate_grad_hook(self._graded(stage, n)) for n, p in model.named_parameters() if p.requires_grad
+        ]
         self._frozen = {k: v.detach().clone() for k, v in _frozen_state(model).items()}
 
     def _graded(self, stage: int, name: str) -> Any:
@@ -42,6 +43,7 @@ class Watch:
             self.reached[stage].add(name)
             if p.grad is not None and bool(p.grad.ne(0).any()):
                 self.graded[stage].add(name)
+
         return hook
 
     def on_epoch_end(self, trainer: Any, stage: int, epoch: int, metrics: dict[str, Any]) -> None:

@@ -29,14 +29,21 @@ if TYPE_CHECKING:
     from tunelab.search import TuneResult, tune
 
 _LAZY = {
-    "evaluate": "tunelab.api", "predict": "tunelab.api", "summary": "tunelab.api",
-    "Config": "tunelab.config", "load_config": "tunelab.config",
+    "evaluate": "tunelab.api",
+    "predict": "tunelab.api",
+    "summary": "tunelab.api",
+    "Config": "tunelab.config",
+    "load_config": "tunelab.config",
     "diagnose": "tunelab.diagnosis",
     "export": "tunelab.exports",
-    "extract": "tunelab.features", "Features": "tunelab.features",
-    "compare": "tunelab.report", "write_report": "tunelab.report",
-    "Run": "tunelab.runs", "load_run": "tunelab.api",
-    "TuneResult": "tunelab.search", "tune": "tunelab.search",
+    "extract": "tunelab.features",
+    "Features": "tunelab.features",
+    "compare": "tunelab.report",
+    "write_report": "tunelab.report",
+    "Run": "tunelab.runs",
+    "load_run": "tunelab.api",
+    "TuneResult": "tunelab.search",
+    "tune": "tunelab.search",
     "fit": "tunelab.pipeline",
 }
 

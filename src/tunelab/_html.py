@@ -43,8 +43,13 @@ def environment() -> jinja2.Environment:
     import jinja2
 
     escape = jinja2.select_autoescape(disabled_extensions=("md.j2",), default_for_string=True, default=True)
-    return jinja2.Environment(loader=jinja2.PackageLoader("tunelab", "templates"), autoescape=escape,
-                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("tunelab", "templates"),
+        autoescape=escape,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 def render(template: str, **context: Any) -> str:

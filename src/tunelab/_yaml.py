@@ -40,9 +40,11 @@ class _Loader(yaml.SafeLoader):
                 continue
             line = key.start_mark.line + 1
             if (key.tag, key.value) in first_line:
-                raise ConfigError(f"{self.source}, line {line}: key '{key.value}' is given twice in one mapping (first "
-                                  f"on line {first_line[key.tag, key.value]}); YAML would silently keep the last one: "
-                                  "remove one of them")
+                raise ConfigError(
+                    f"{self.source}, line {line}: key '{key.value}' is given twice in one mapping (first "
+                    f"on line {first_line[key.tag, key.value]}); YAML would silently keep the last one: "
+                    "remove one of them"
+                )
             first_line[key.tag, key.value] = line
         return node
 
@@ -63,8 +65,10 @@ def _check_expanded_size(root: Node, source: str) -> None:
         if id(node) in sizes:
             return sizes[id(node)]
         if id(node) in open_nodes:
-            raise ConfigError(f"{source}, line {node.start_mark.line + 1}: an alias refers to a node that contains "
-                              "it (a structure without end); a config is a tree of values: write it out")
+            raise ConfigError(
+                f"{source}, line {node.start_mark.line + 1}: an alias refers to a node that contains "
+                "it (a structure without end); a config is a tree of values: write it out"
+            )
         open_nodes.add(id(node))
         if isinstance(node, MappingNode):
             children = [n for pair in node.value for n in pair]
@@ -72,9 +76,11 @@ def _check_expanded_size(root: Node, source: str) -> None:
             children = list(node.value) if isinstance(node, SequenceNode) else []
         total = 1 + sum(size(child) for child in children)
         if total > MAX_NODES:
-            raise ConfigError(f"{source}: its aliases (*name) expand to more than {MAX_NODES} values; a config may "
-                              f"hold at most {MAX_NODES} once aliases are expanded (a file whose nested aliases "
-                              "multiply, a 'billion laughs', is refused): write the values out or use fewer aliases")
+            raise ConfigError(
+                f"{source}: its aliases (*name) expand to more than {MAX_NODES} values; a config may "
+                f"hold at most {MAX_NODES} once aliases are expanded (a file whose nested aliases "
+                "multiply, a 'billion laughs', is refused): write the values out or use fewer aliases"
+            )
         open_nodes.discard(id(node))
         sizes[id(node)] = total
         return total

@@ -33,14 +33,15 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> Run:
     cfg = load_config(d / "config.yaml")
     weights = d / "model.safetensors"
     if not weights.is_file():
-        raise ConfigError(f"{d} has no model.safetensors: the run did not finish; continue it with "
-                          f"`tunelab fit --resume {d}`")
+        raise ConfigError(f"{d} has no model.safetensors: the run did not finish; continue it with `tunelab fit --resume {d}`")
     classes = read_classes(d)
     num = len(classes) if cfg.model.num_classes == "data" else cfg.model.num_classes
     if num != len(classes):  # a run of an earlier tunelab, which let model.num_classes exceed the data's classes
-        raise RunError(f"{d}/classes.json names {len(classes)} classes, but the model has {num} outputs "
-                       f"(model.num_classes: {num} in {d}/config.yaml): outputs without a class name cannot be "
-                       "reported; train the run again with model.num_classes: data")
+        raise RunError(
+            f"{d}/classes.json names {len(classes)} classes, but the model has {num} outputs "
+            f"(model.num_classes: {num} in {d}/config.yaml): outputs without a class name cannot be "
+            "reported; train the run again with model.num_classes: data"
+        )
     check_model(d, weights)
     model = task_for(cfg).build_model(random_weights(cfg), int(num))
     tensors, _ = ckpt.load(weights)
@@ -91,14 +92,17 @@ def _model_for(target: str | Path) -> tuple[FineTuneModel, list[str], Config]:
         return run.model, run.classes, run.config
     cfg = load_config(p)
     if cfg.model.num_classes != "imagenet":
-        raise ConfigError(f"{p}: predicting from a config needs model.num_classes: imagenet (the pretrained "
-                          "classifier); for a fine-tuned model pass its run folder")
+        raise ConfigError(
+            f"{p}: predicting from a config needs model.num_classes: imagenet (the pretrained "
+            "classifier); for a fine-tuned model pass its run folder"
+        )
     model = place(task_for(cfg).build_model(cfg, 1000), "cpu").eval()
     return model, _imagenet_classes(), cfg
 
 
-def predict(target: str | Path, inputs: list[str] | None = None, top_k: int = 5, *,
-            texts: list[str] | None = None) -> list[Prediction]:
+def predict(
+    target: str | Path, inputs: list[str] | None = None, top_k: int = 5, *, texts: list[str] | None = None
+) -> list[Prediction]:
     """Top-k classes with probabilities for each image file (folders are searched for images). For a
     text run: for each of ``texts`` and each line of the ``inputs`` files (the text column of a
     CSV/TSV/JSON lines file, or one text per line of any other file)::
@@ -114,8 +118,10 @@ def predict(target: str | Path, inputs: list[str] | None = None, top_k: int = 5,
         raise DataError(f"{target}: {e}") from None
     probs = predict_logits(model, inputs_, cfg.data.eval_batch_size, torch.device("cpu")).softmax(1)
     val, idx = probs.topk(min(top_k, len(classes)), dim=1)
-    return [Prediction(item, [(classes[i], float(v)) for v, i in zip(vs, ix)], text)
-            for item, text, vs, ix in zip(items, shown, val.tolist(), idx.tolist())]
+    return [
+        Prediction(item, [(classes[i], float(v)) for v, i in zip(vs, ix)], text)
+        for item, text, vs, ix in zip(items, shown, val.tolist(), idx.tolist())
+    ]
 
 
 def summary(config: Config | str | Path, overrides: list[str] | None = None) -> str:

@@ -54,8 +54,10 @@ def build_augment(spec: str | list[dict[str, Any]], size: int) -> Callable[[torc
             kwargs = {k: v for k, v in step.items() if k != "name"}
             cls = getattr(v2, str(step["name"]), None)
             if not isinstance(cls, type):
-                raise ConfigError(f"regularization.augment.{i}: '{step['name']}' is not a torchvision.transforms.v2 "
-                                  "transform (e.g. RandomRotation, ColorJitter, RandomErasing)")
+                raise ConfigError(
+                    f"regularization.augment.{i}: '{step['name']}' is not a torchvision.transforms.v2 "
+                    "transform (e.g. RandomRotation, ColorJitter, RandomErasing)"
+                )
             try:
                 steps.append(cls(**kwargs))
             except TypeError as e:
@@ -81,9 +83,15 @@ class MixTargets:
         from timm.data import Mixup
 
         self.num_classes, self.smoothing = num_classes, label_smoothing
-        self.mixup = Mixup(mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.cutmix_alpha, prob=cfg.prob,
-                           switch_prob=cfg.switch_prob, mode="batch", label_smoothing=label_smoothing,
-                           num_classes=num_classes)
+        self.mixup = Mixup(
+            mixup_alpha=cfg.mixup_alpha,
+            cutmix_alpha=cfg.cutmix_alpha,
+            prob=cfg.prob,
+            switch_prob=cfg.switch_prob,
+            mode="batch",
+            label_smoothing=label_smoothing,
+            num_classes=num_classes,
+        )
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         from timm.data.mixup import mixup_target

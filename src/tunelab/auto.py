@@ -52,8 +52,14 @@ TABLE = [
 def choose(per_class: float, num_classes: int) -> AutoRow:
     row = next(r for r in TABLE if per_class <= r.max_per_class)
     if num_classes > 100:
-        row = AutoRow(row.max_per_class, row.l2sp, row.dropout, row.augment, row.last_blocks,
-                      (max(2, row.epochs[0] * 2 // 3), max(2, row.epochs[1] * 2 // 3)))
+        row = AutoRow(
+            row.max_per_class,
+            row.l2sp,
+            row.dropout,
+            row.augment,
+            row.last_blocks,
+            (max(2, row.epochs[0] * 2 // 3), max(2, row.epochs[1] * 2 // 3)),
+        )
     return row
 
 
@@ -77,8 +83,7 @@ def apply_auto(cfg: Config, per_class: float, num_classes: int) -> tuple[Config,
         first = out.stages[0]
         out.stages = [
             first.model_copy(update={"epochs": row.epochs[0]}),
-            StageConfig(name="finetune", train=train, epochs=row.epochs[1], lr_scale=0.1, schedule="cosine",
-                        warmup_epochs=1),
+            StageConfig(name="finetune", train=train, epochs=row.epochs[1], lr_scale=0.1, schedule="cosine", warmup_epochs=1),
         ]
         chosen["stages"] = f"head {row.epochs[0]} epochs, then {train} {row.epochs[1]} epochs at lr x0.1"
     return out, chosen
@@ -96,7 +101,8 @@ def apply_min_steps(cfg: Config, n_train: int) -> tuple[Config, dict[str, Any]]:
             continue
         need = math.ceil(st.min_steps / steps_per_epoch)
         if need > st.epochs:
-            chosen[f"stages.{i}.epochs"] = (f"{need} (min_steps {st.min_steps} at {steps_per_epoch} steps an epoch; "
-                                            f"the recipe says {st.epochs})")
+            chosen[f"stages.{i}.epochs"] = (
+                f"{need} (min_steps {st.min_steps} at {steps_per_epoch} steps an epoch; the recipe says {st.epochs})"
+            )
             out.stages[i].epochs = need
     return out, chosen

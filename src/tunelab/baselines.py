@@ -47,9 +47,10 @@ NAMES = {"pixels": "logreg_pixels", "tfidf": "logreg_tfidf", "features": "linear
 def _scores(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, float]:
     from sklearn.metrics import f1_score
 
-    return {"accuracy": float((y_true == y_pred).mean()) if len(y_true) else float("nan"),
-            "macro_f1": float(f1_score(y_true, y_pred, labels=list(range(num_classes)), average="macro",
-                                       zero_division=0))}
+    return {
+        "accuracy": float((y_true == y_pred).mean()) if len(y_true) else float("nan"),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=list(range(num_classes)), average="macro", zero_division=0)),
+    }
 
 
 def pixel_features(images: torch.Tensor) -> np.ndarray:
@@ -72,8 +73,9 @@ def stratified_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(idx)
 
 
-def fit_predict(kind: Kind, x: Any, y: np.ndarray, evals: dict[str, Any], seed: int = 0,
-                solver: dict[str, Any] = BASELINE_SOLVER) -> dict[str, np.ndarray]:
+def fit_predict(
+    kind: Kind, x: Any, y: np.ndarray, evals: dict[str, Any], seed: int = 0, solver: dict[str, Any] = BASELINE_SOLVER
+) -> dict[str, np.ndarray]:
     """Fit the features (TF-IDF for text, standardisation otherwise) and a balanced logistic
     regression on ``x``, with C chosen by stratified cross-validation when every class has at least
     two examples (plain C = 1 otherwise); the predicted classes of each eval input. ``solver``: the
@@ -91,10 +93,18 @@ def _fit(kind: Kind, x: Any, y: np.ndarray, seed: int, solver: dict[str, Any]) -
     return features, fit_logistic(features.fit_transform(x), y, seed, **solver)
 
 
-def score_baselines(train_x: Any, train_y: np.ndarray, evals: dict[str, tuple[Any, np.ndarray]], *, kind: Kind,
-                    num_classes: int, features: tuple[np.ndarray, dict[str, np.ndarray]] | None = None,
-                    seed: int = 0, majority: int | None = None, solver: dict[str, Any] = BASELINE_SOLVER
-                    ) -> dict[str, dict[str, dict[str, float]]]:
+def score_baselines(
+    train_x: Any,
+    train_y: np.ndarray,
+    evals: dict[str, tuple[Any, np.ndarray]],
+    *,
+    kind: Kind,
+    num_classes: int,
+    features: tuple[np.ndarray, dict[str, np.ndarray]] | None = None,
+    seed: int = 0,
+    majority: int | None = None,
+    solver: dict[str, Any] = BASELINE_SOLVER,
+) -> dict[str, dict[str, dict[str, float]]]:
     """``{split: {baseline: {accuracy, macro_f1}}}`` for every split in ``evals`` (inputs, labels).
 
     ``train_x`` and the eval inputs are pixel arrays (``kind="pixels"``) or lists of texts
@@ -134,8 +144,9 @@ def _raw(kind: Kind, split: Any, rows: np.ndarray | None = None) -> Any:
     return pixel_features(split.images if rows is None else split.images[torch.from_numpy(rows)])
 
 
-def run_baselines(splits: Any, model: FineTuneModel, *, kind: Kind, batch_size: int, device: torch.device,
-                  seed: int) -> dict[str, dict[str, dict[str, float]]]:
+def run_baselines(
+    splits: Any, model: FineTuneModel, *, kind: Kind, batch_size: int, device: torch.device, seed: int
+) -> dict[str, dict[str, dict[str, float]]]:
     """Every baseline fitted on ``splits.train`` and scored on its validation and test splits.
     Call it before training: the linear probe needs the pretrained backbone's features."""
     evals = {n: s for n, s in (("val", splits.val), ("test", splits.test)) if s is not None}
@@ -145,11 +156,19 @@ def run_baselines(splits: Any, model: FineTuneModel, *, kind: Kind, batch_size: 
     y = splits.train.labels.numpy()
     # the regressions see at most MAX_TRAIN training examples: only those go through the network
     sub = stratified_sample(y, MAX_TRAIN, seed)
-    feats = (pooled_features(model, splits.train.inputs[torch.from_numpy(sub)], batch_size, device),
-             {n: pooled_features(model, s.inputs, batch_size, device) for n, s in evals.items()})
-    out = score_baselines(_raw(kind, splits.train, sub), y[sub],
-                          {n: (_raw(kind, s), s.labels.numpy()) for n, s in evals.items()},
-                          kind=kind, num_classes=len(splits.classes), features=feats, seed=seed,
-                          majority=int(np.bincount(y, minlength=len(splits.classes)).argmax()))
+    feats = (
+        pooled_features(model, splits.train.inputs[torch.from_numpy(sub)], batch_size, device),
+        {n: pooled_features(model, s.inputs, batch_size, device) for n, s in evals.items()},
+    )
+    out = score_baselines(
+        _raw(kind, splits.train, sub),
+        y[sub],
+        {n: (_raw(kind, s), s.labels.numpy()) for n, s in evals.items()},
+        kind=kind,
+        num_classes=len(splits.classes),
+        features=feats,
+        seed=seed,
+        majority=int(np.bincount(y, minlength=len(splits.classes)).argmax()),
+    )
     log.info("baselines scored in %.1f s (fitted on the training split)", time.perf_counter() - t0)
     return out

@@ -31,8 +31,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tunelab")
 
-__all__ = ["Boundary", "backbone_sequence", "cache_key", "cache_keys", "find_boundary", "run_prefix", "run_prefixes",
-           "run_tail", "split_backbone", "why_no_boundary"]
+__all__ = [
+    "Boundary",
+    "backbone_sequence",
+    "cache_key",
+    "cache_keys",
+    "find_boundary",
+    "run_prefix",
+    "run_prefixes",
+    "run_tail",
+    "split_backbone",
+    "why_no_boundary",
+]
+
 
 @dataclass
 class Boundary:
@@ -50,8 +61,9 @@ class Boundary:
         return f"the input of {seq[self.start][0]} ({self.start} of {len(seq)} backbone modules frozen)"
 
 
-def find_boundary(model: TuneModel, seq: list[tuple[str, nn.Module]] | None,
-                  trainable: set[str] | None = None) -> Boundary | None:
+def find_boundary(
+    model: TuneModel, seq: list[tuple[str, nn.Module]] | None, trainable: set[str] | None = None
+) -> Boundary | None:
     """The freeze boundary of the parameters named in ``trainable`` (default: those with
     ``requires_grad``), or None when nothing before the trainable part can be cached."""
     return _boundary(model, seq, trainable)[0]
@@ -63,8 +75,9 @@ def why_no_boundary(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, s
     return _boundary(model, seq, None, split_note)[1]
 
 
-def _boundary(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, trainable: set[str] | None,
-              split_note: str = "") -> tuple[Boundary | None, str]:
+def _boundary(
+    model: TuneModel, seq: list[tuple[str, nn.Module]] | None, trainable: set[str] | None, split_note: str = ""
+) -> tuple[Boundary | None, str]:
     names = trainable if trainable is not None else {n for n, p in model.named_parameters() if p.requires_grad}
     trains = {id(p) for n, p in model.named_parameters() if n in names}
 
@@ -87,14 +100,14 @@ def _boundary(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, trainab
     return Boundary(start, pooled=False), ""
 
 
-def run_prefix(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, boundary: Boundary,
-               x: torch.Tensor) -> torch.Tensor:
+def run_prefix(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, boundary: Boundary, x: torch.Tensor) -> torch.Tensor:
     """The frozen prefix of ``model`` on (normalised later) images ``x``."""
     return run_prefixes(model, seq, [boundary], x)[0]
 
 
-def run_prefixes(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, boundaries: Sequence[Boundary],
-                 x: torch.Tensor) -> list[torch.Tensor]:
+def run_prefixes(
+    model: TuneModel, seq: list[tuple[str, nn.Module]] | None, boundaries: Sequence[Boundary], x: torch.Tensor
+) -> list[torch.Tensor]:
     """The outputs at several boundaries from one pass through the network: a stage's own boundary
     and a later stage's deeper or shallower one cost one extraction instead of two."""
     if len(boundaries) == 1 and boundaries[0].pooled:
@@ -112,27 +125,43 @@ def run_prefixes(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, boun
     return [model.head.pool(model.backbone.top(at[len(seq)])) if b.pooled else at[b.start] for b in boundaries]
 
 
-def run_tail(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, boundary: Boundary,
-             h: torch.Tensor) -> torch.Tensor:
+def run_tail(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, boundary: Boundary, h: torch.Tensor) -> torch.Tensor:
     """The trainable rest of ``model`` on cached prefix outputs ``h``: logits."""
     if boundary.pooled:
         head = model.head
         return head.fc(head.hidden(head.drop(h)))
     assert seq is not None
-    for _, m in seq[boundary.start:]:
+    for _, m in seq[boundary.start :]:
         h = m(h)
     return model.head(model.backbone.top(h))
 
 
-def cache_key(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, boundary: Boundary, images: torch.Tensor,
-              augment: str, views: int, dtype: torch.dtype, seed: int, autocast: bool = False) -> str:
+def cache_key(
+    model: TuneModel,
+    seq: list[tuple[str, nn.Module]] | None,
+    boundary: Boundary,
+    images: torch.Tensor,
+    augment: str,
+    views: int,
+    dtype: torch.dtype,
+    seed: int,
+    autocast: bool = False,
+) -> str:
     """A digest of everything the cached features depend on."""
     return cache_keys(model, seq, [boundary], images, augment, views, dtype, seed, autocast)[0]
 
 
-def cache_keys(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, boundaries: Sequence[Boundary],
-               images: torch.Tensor, augment: str, views: int, dtype: torch.dtype, seed: int,
-               autocast: bool = False) -> list[str]:
+def cache_keys(
+    model: TuneModel,
+    seq: list[tuple[str, nn.Module]] | None,
+    boundaries: Sequence[Boundary],
+    images: torch.Tensor,
+    augment: str,
+    views: int,
+    dtype: torch.dtype,
+    seed: int,
+    autocast: bool = False,
+) -> list[str]:
     """:func:`cache_key` of each boundary; the images (possibly gigabytes) are digested once."""
     pixels = hashlib.sha256()
     tensor_digest(pixels, [images])
@@ -145,8 +174,21 @@ def cache_keys(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, bounda
             assert seq is not None
             prefix = [m for _, m in seq[: boundary.start]]
         module_digest(h, prefix)
-        h.update(repr((boundary.start, boundary.pooled, augment, views, str(dtype), seed, autocast,
-                       tuple(model.mean.flatten().tolist()), tuple(model.std.flatten().tolist()))).encode())
+        h.update(
+            repr(
+                (
+                    boundary.start,
+                    boundary.pooled,
+                    augment,
+                    views,
+                    str(dtype),
+                    seed,
+                    autocast,
+                    tuple(model.mean.flatten().tolist()),
+                    tuple(model.std.flatten().tolist()),
+                )
+            ).encode()
+        )
         h.update(pixels.digest())
         keys.append(h.hexdigest()[:24])
     return keys

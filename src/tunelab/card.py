@@ -27,8 +27,11 @@ CARD = "README.md"
 def _front_matter(cfg: Config, name: str, metrics: dict[str, Any], library_name: str) -> str:
     """The card's metadata: what the Hub indexes (library, task, tags, base model, scores)."""
     task = "text-classification" if cfg.is_text else "image-classification"
-    meta: dict[str, Any] = {"library_name": library_name, "pipeline_tag": task,
-                            "tags": ["tunelab", "fine-tuned", "transformers" if cfg.is_text else "timm", task]}
+    meta: dict[str, Any] = {
+        "library_name": library_name,
+        "pipeline_tag": task,
+        "tags": ["tunelab", "fine-tuned", "transformers" if cfg.is_text else "timm", task],
+    }
     if cfg.model.pretrained:
         meta["base_model"] = cfg.model.backbone
     meta["metrics"] = ["accuracy", "f1"]
@@ -37,12 +40,12 @@ def _front_matter(cfg: Config, name: str, metrics: dict[str, Any], library_name:
         if split in metrics:
             m = metrics[split]
             results.append({"type": "accuracy", "value": round(float(m["accuracy"]), 4), "name": f"{split} accuracy"})
-            results.append({"type": "f1", "value": round(float(m["macro_f1"]), 4), "name": f"{split} macro-F1",
-                            "args": {"average": "macro"}})
+            results.append(
+                {"type": "f1", "value": round(float(m["macro_f1"]), 4), "name": f"{split} macro-F1", "args": {"average": "macro"}}
+            )
     if results:
         dataset = {"name": cfg.data.train, "type": Path(cfg.data.train).name or cfg.data.train}
-        meta["model-index"] = [{"name": name, "results": [{"task": {"type": task}, "dataset": dataset,
-                                                           "metrics": results}]}]
+        meta["model-index"] = [{"name": name, "results": [{"task": {"type": task}, "dataset": dataset, "metrics": results}]}]
     return yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).strip()
 
 
@@ -52,9 +55,19 @@ def _stage_rows(cfg: Config, history: list[dict[str, Any]], stages: dict[str, An
     for i, (st, lr) in enumerate(zip(cfg.stages, cfg.stage_lrs())):
         ran = sum(1 for r in history if r.get("stage") == i)
         seconds = stages.get(str(i), {}).get("seconds")
-        rows.append([str(i + 1), st.name or str(i), st.objective, json.dumps(st.model_dump(mode="json")["train"]),
-                     f"{ran} of {st.epochs}", st.optimizer, f"{lr:.2e}", st.schedule,
-                     "-" if seconds is None else f"{seconds:.0f}"])
+        rows.append(
+            [
+                str(i + 1),
+                st.name or str(i),
+                st.objective,
+                json.dumps(st.model_dump(mode="json")["train"]),
+                f"{ran} of {st.epochs}",
+                st.optimizer,
+                f"{lr:.2e}",
+                st.schedule,
+                "-" if seconds is None else f"{seconds:.0f}",
+            ]
+        )
     return rows
 
 
@@ -95,19 +108,34 @@ def card_context(run_dir: Path, library_name: str = "tunelab", usage: str | None
     name = run_dir.resolve().name
     reg = cfg.regularization
     return {
-        "front_matter": _front_matter(cfg, name, metrics, library_name), "name": name, "cfg": cfg,
-        "unit": "texts" if cfg.is_text else "images", "classes": classes, "n_train": metrics.get("n_train"),
-        "input": (f"token ids of up to {cfg.data.text.max_length} tokens per window" if cfg.data.text else
-                  f"RGB images of {cfg.data.image_size} x {cfg.data.image_size} pixels, uint8 0-255"),
-        "data_head": data_head, "data_rows": data_rows,
+        "front_matter": _front_matter(cfg, name, metrics, library_name),
+        "name": name,
+        "cfg": cfg,
+        "unit": "texts" if cfg.is_text else "images",
+        "classes": classes,
+        "n_train": metrics.get("n_train"),
+        "input": (
+            f"token ids of up to {cfg.data.text.max_length} tokens per window"
+            if cfg.data.text
+            else f"RGB images of {cfg.data.image_size} x {cfg.data.image_size} pixels, uint8 0-255"
+        ),
+        "data_head": data_head,
+        "data_rows": data_rows,
         "stage_rows": _stage_rows(cfg, r["history"], r["stages"]),
-        "regularization": {"augment": json.dumps(reg.model_dump(mode="json")["augment"]),
-                           "penalties": ", ".join(f"{p.type} {p.strength:g}" for p in reg.penalties) or "none",
-                           "label_smoothing": reg.label_smoothing, "mixup": reg.mixup is not None},
-        "distill": cfg.distill, "n_unlabeled": metrics.get("n_unlabeled"),
-        "metric_rows": _metric_rows(metrics), "refit": metrics.get("refit"),
-        "diagnosis": metrics.get("diagnosis"), "weak": _weak_classes(metrics),
-        "skipped": len(metrics.get("skipped_images") or []), "usage": usage,
+        "regularization": {
+            "augment": json.dumps(reg.model_dump(mode="json")["augment"]),
+            "penalties": ", ".join(f"{p.type} {p.strength:g}" for p in reg.penalties) or "none",
+            "label_smoothing": reg.label_smoothing,
+            "mixup": reg.mixup is not None,
+        },
+        "distill": cfg.distill,
+        "n_unlabeled": metrics.get("n_unlabeled"),
+        "metric_rows": _metric_rows(metrics),
+        "refit": metrics.get("refit"),
+        "diagnosis": metrics.get("diagnosis"),
+        "weak": _weak_classes(metrics),
+        "skipped": len(metrics.get("skipped_images") or []),
+        "usage": usage,
         "config_text": r["config_text"].rstrip(),
     }
 

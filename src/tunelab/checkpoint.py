@@ -53,8 +53,10 @@ def open_run_file(path: Path, flags: int) -> int:
     except OSError as e:
         if e.errno != errno.ELOOP:
             raise
-        raise RunError(f"{path} is a symbolic link (to {os.readlink(path)}); tunelab writes only files of its own in "
-                       "a run folder: remove the link, or put a copy of the file it points to in its place") from None
+        raise RunError(
+            f"{path} is a symbolic link (to {os.readlink(path)}); tunelab writes only files of its own in "
+            "a run folder: remove the link, or put a copy of the file it points to in its place"
+        ) from None
 
 
 def open_append(path: Path) -> int:
@@ -117,8 +119,10 @@ def is_disk_full(e: BaseException) -> bool:
 def disk_full(path: Path, needed: int, what: str) -> DiskFullError:
     """The error for ``path`` not fitting on its disk: how much it needs and how much is free."""
     free = shutil.disk_usage(path.parent).free
-    return DiskFullError(f"no space left on device for {path}: {what} needs {_size(needed)}, {_size(free)} free on "
-                         f"the disk of {path.parent}; free some space or use a folder on a larger disk")
+    return DiskFullError(
+        f"no space left on device for {path}: {what} needs {_size(needed)}, {_size(free)} free on "
+        f"the disk of {path.parent}; free some space or use a folder on a larger disk"
+    )
 
 
 def _size(n: int) -> str:
@@ -171,14 +175,18 @@ def _check_replaceable(path: Path, files: dict[str, bytes], what: str) -> None:
     if not path.exists():
         return
     if not path.is_dir():
-        raise ConfigError(f"{path} is a file; {what} is written as a folder of its own ({', '.join(files)}): "
-                          "give a new folder, or an earlier one of these")
+        raise ConfigError(
+            f"{path} is a file; {what} is written as a folder of its own ({', '.join(files)}): "
+            "give a new folder, or an earlier one of these"
+        )
     # hidden *.tmp files: what a killed atomic_write_bytes of an earlier version left
     other = sorted(p.name for p in path.iterdir() if p.name not in files and not (p.name[0] == "." and p.name.endswith(".tmp")))
     if other:
-        raise ConfigError(f"{path} holds other files ({', '.join(other[:5])}{' ...' if len(other) > 5 else ''}); "
-                          f"{what} replaces the whole folder ({', '.join(files)}), so give a new folder, or an "
-                          "earlier one of these")
+        raise ConfigError(
+            f"{path} holds other files ({', '.join(other[:5])}{' ...' if len(other) > 5 else ''}); "
+            f"{what} replaces the whole folder ({', '.join(files)}), so give a new folder, or an "
+            "earlier one of these"
+        )
 
 
 def _remove_orphan_folders(path: Path) -> None:
@@ -187,7 +195,7 @@ def _remove_orphan_folders(path: Path) -> None:
     host = socket.gethostname()
     for suffix in (".old", ".tmp"):
         for p in path.parent.glob(f".{glob.escape(path.name)}.{glob.escape(host)}-*{suffix}"):
-            pid = p.name[len(f".{path.name}.{host}-"): -len(suffix)]
+            pid = p.name[len(f".{path.name}.{host}-") : -len(suffix)]
             if not pid.isdigit() or _alive(int(pid)):
                 continue
             if suffix == ".old" and not path.exists():
@@ -257,7 +265,7 @@ def _remove_orphans(path: Path) -> None:
     """Delete this machine's partial copies of ``path`` whose writer process is gone (killed)."""
     host = socket.gethostname()
     for p in path.parent.glob(f"{path.stem}.{host}-*.partial.npy"):
-        pid = p.name[len(f"{path.stem}.{host}-"): -len(".partial.npy")]
+        pid = p.name[len(f"{path.stem}.{host}-") : -len(".partial.npy")]
         if pid.isdigit() and not _alive(int(pid)):
             p.unlink(missing_ok=True)
 
@@ -296,8 +304,13 @@ def _fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
-def save(path: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any] | None = None, *,
-         before_rename: Callable[[Path], None] | None = None) -> None:
+def save(
+    path: Path,
+    tensors: dict[str, torch.Tensor],
+    state: dict[str, Any] | None = None,
+    *,
+    before_rename: Callable[[Path], None] | None = None,
+) -> None:
     """Write ``tensors`` (+ JSON ``state``) to ``path`` atomically. ``before_rename`` is called with
     the complete temporary file just before it takes ``path``'s place (to record its digest)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -335,8 +348,9 @@ def load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     try:
         state = json.loads(meta.get("tunelab_state", "{}"))
     except json.JSONDecodeError as e:
-        raise ModelError(f"checkpoint {path}: its tunelab_state metadata is not JSON ({e}); the file was edited "
-                         "or written by another program") from None
+        raise ModelError(
+            f"checkpoint {path}: its tunelab_state metadata is not JSON ({e}); the file was edited or written by another program"
+        ) from None
     if not isinstance(state, dict):
         raise ModelError(f"checkpoint {path}: its tunelab_state metadata is {type(state).__name__}, not a JSON object")
     return tensors, state
@@ -347,8 +361,11 @@ def load_model_state(model: nn.Module, sd: dict[str, torch.Tensor], source: str)
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
-    shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items()
-              if k in sd and sd[k].shape != v.shape]
+    shapes = [
+        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in sd and sd[k].shape != v.shape
+    ]
     if missing or unexpected or shapes:
         lines = [f"{source} does not match the model built from the config:"]
         for what, xs in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):

@@ -23,9 +23,11 @@ def _fit(a: argparse.Namespace) -> None:
         raise TunelabError("tunelab fit: give a CONFIG file, or --resume RUN_DIR")
     if a.resume is not None and (a.config is not None or a.set):
         given = " and ".join(x for x, v in (("CONFIG", a.config), ("--set", a.set)) if v)
-        raise TunelabError(f"tunelab fit: a resume continues {a.resume} with the config saved in it "
-                           f"({a.resume}/config.yaml), so {given} would be ignored; give --resume RUN_DIR alone, "
-                           "or CONFIG without --resume for a new run")
+        raise TunelabError(
+            f"tunelab fit: a resume continues {a.resume} with the config saved in it "
+            f"({a.resume}/config.yaml), so {given} would be ignored; give --resume RUN_DIR alone, "
+            "or CONFIG without --resume for a new run"
+        )
     # the config is checked before torch is imported: a typo is reported in a fraction of a second
     cfg = load_config(a.config, a.set) if a.resume is None else None
     from tunelab.pipeline import fit
@@ -106,8 +108,10 @@ def _extract(a: argparse.Namespace) -> None:
 
     f = extract(a.source, a.data, out=a.out, batch_size=a.batch_size, device=a.device)
     labelled = int((f.labels >= 0).sum())
-    print(f"{len(f.items)} x {f.features.shape[1]} features ({labelled} labelled, {len(f.classes)} classes) in "
-          f"{f.info['model_seconds']:.1f} s on {f.info['device']}; written to {a.out}")
+    print(
+        f"{len(f.items)} x {f.features.shape[1]} features ({labelled} labelled, {len(f.classes)} classes) in "
+        f"{f.info['model_seconds']:.1f} s on {f.info['device']}; written to {a.out}"
+    )
 
 
 def _models(a: argparse.Namespace) -> None:
@@ -118,15 +122,22 @@ def _models(a: argparse.Namespace) -> None:
     rows = offline if a.offline else infos
     for i in rows:
         print(f"{i.name:<50} {('offline: ' + i.offline) if i.offline else 'hub'}")
-    print(f"\n{len(infos)} models match '{a.pattern}'; usable offline now: {len(offline)}"
-          + (f" ({', '.join(i.name for i in offline)})" if offline and len(offline) <= 10 else ""))
+    print(
+        f"\n{len(infos)} models match '{a.pattern}'; usable offline now: {len(offline)}"
+        + (f" ({', '.join(i.name for i in offline)})" if offline and len(offline) <= 10 else "")
+    )
 
 
 def _add_fit(sub: Subparsers) -> None:
     p = sub.add_parser("fit", help="train per a YAML config; writes a run folder")
     p.add_argument("config", nargs="?", help="YAML config file")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set stages.0.lr=3e-4 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set stages.0.lr=3e-4 (repeatable)",
+    )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run where it stopped")
     p.set_defaults(func=_fit, interrupted="stopped before training began: run the same command again")
 
@@ -134,22 +145,33 @@ def _add_fit(sub: Subparsers) -> None:
 def _add_tune(sub: Subparsers) -> None:
     p = sub.add_parser("tune", help="hyperparameter search (Optuna); writes the best config for fit")
     p.add_argument("config", help="YAML config file; its tune: section says what is searched")
-    p.add_argument("--trials", type=int, metavar="N", help="trials to run now (default: tune.trials, 20); 0: only "
-                   "rewrite best.yaml and tune.html from the study")
-    p.add_argument("--storage", metavar="URL", help="Optuna database shared by workers, e.g. "
-                   "postgresql://user:pass@host/db (default: sqlite:///STUDY_DIR/study.db)")
+    p.add_argument(
+        "--trials",
+        type=int,
+        metavar="N",
+        help="trials to run now (default: tune.trials, 20); 0: only rewrite best.yaml and tune.html from the study",
+    )
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="Optuna database shared by workers, e.g. postgresql://user:pass@host/db (default: sqlite:///STUDY_DIR/study.db)",
+    )
     p.add_argument("--study", metavar="NAME", help="study name and folder under run.dir (default: <run.name>-tune)")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="start no new trial after this long")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value for every trial (repeatable)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value for every trial (repeatable)"
+    )
     p.set_defaults(func=_tune, interrupted="what finished is in the study: run the same command again to add trials")
 
 
 def _add_evaluate(sub: Subparsers) -> None:
     p = sub.add_parser("evaluate", help="metrics of a finished run")
     p.add_argument("run_dir")
-    p.add_argument("--data", help="folder, CSV manifest or built-in name; for a text run a CSV/TSV/JSON lines "
-                   "file with the text and label columns (default: the run's test set)")
+    p.add_argument(
+        "--data",
+        help="folder, CSV manifest or built-in name; for a text run a CSV/TSV/JSON lines "
+        "file with the text and label columns (default: the run's test set)",
+    )
     p.add_argument("--json", action="store_true", help="print all metrics as JSON")
     p.set_defaults(func=_evaluate)
 
@@ -157,9 +179,12 @@ def _add_evaluate(sub: Subparsers) -> None:
 def _add_predict(sub: Subparsers) -> None:
     p = sub.add_parser("predict", help="top-k classes for images or texts")
     p.add_argument("target", help="a run folder, or a config with model.num_classes: imagenet")
-    p.add_argument("inputs", nargs="*", metavar="IMAGE_OR_FOLDER_OR_TEXT_FILE",
-                    help="images or folders; for a text run, files: a CSV/TSV/JSON lines file (the text column) "
-                    "or one text per line")
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="IMAGE_OR_FOLDER_OR_TEXT_FILE",
+        help="images or folders; for a text run, files: a CSV/TSV/JSON lines file (the text column) or one text per line",
+    )
     p.add_argument("--text", action="append", default=[], metavar="TEXT", help="a text to classify (repeatable)")
     p.add_argument("--top-k", type=int, default=5)
     p.set_defaults(func=_predict)
@@ -188,22 +213,38 @@ def _add_summary(sub: Subparsers) -> None:
 def _add_export(sub: Subparsers) -> None:
     p = sub.add_parser("export", help="a finished run as ONNX, TorchScript, a timm or a transformers folder")
     p.add_argument("run_dir")
-    p.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "timm", "transformers"],
-                   help="onnx, torchscript (raw uint8 images or token ids in, logits out, any batch size), timm "
-                   "(image runs) or transformers (text runs)")
+    p.add_argument(
+        "--format",
+        default="onnx",
+        choices=["onnx", "torchscript", "timm", "transformers"],
+        help="onnx, torchscript (raw uint8 images or token ids in, logits out, any batch size), timm "
+        "(image runs) or transformers (text runs)",
+    )
     p.add_argument("--out", metavar="PATH", help="file (onnx, torchscript) or folder (default: RUN_DIR/export/...)")
-    p.add_argument("--check", type=int, default=100, metavar="N", help="compare with PyTorch on N examples of the run's "
-                   "test data (default: 100)")
+    p.add_argument(
+        "--check",
+        type=int,
+        default=100,
+        metavar="N",
+        help="compare with PyTorch on N examples of the run's test data (default: 100)",
+    )
     p.set_defaults(func=_export)
 
 
 def _add_extract(sub: Subparsers) -> None:
     p = sub.add_parser("extract", help="pooled features of images or texts from a pretrained backbone or a run")
     p.add_argument("source", help="a finished run folder, or a config (its pretrained backbone)")
-    p.add_argument("data", help="an image folder (class subfolders give labels), a CSV manifest, a built-in set; for a "
-                    "text model a CSV/TSV/JSON lines file or a file of one text per line")
-    p.add_argument("--out", required=True, metavar="FOLDER", help="a folder of its own: features.npy, index.csv, meta.json "
-                   "(an earlier output there is replaced whole)")
+    p.add_argument(
+        "data",
+        help="an image folder (class subfolders give labels), a CSV manifest, a built-in set; for a "
+        "text model a CSV/TSV/JSON lines file or a file of one text per line",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="FOLDER",
+        help="a folder of its own: features.npy, index.csv, meta.json (an earlier output there is replaced whole)",
+    )
     p.add_argument("--batch-size", type=int, metavar="N", help="default: the config's data.eval_batch_size")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=_extract)
@@ -218,8 +259,18 @@ def _add_models(sub: Subparsers) -> None:
 
 
 # one function a subcommand, each adding its own parser (as accelerate's commands do)
-COMMANDS = (_add_fit, _add_tune, _add_evaluate, _add_predict, _add_report, _add_compare, _add_summary, _add_export,
-            _add_extract, _add_models)
+COMMANDS = (
+    _add_fit,
+    _add_tune,
+    _add_evaluate,
+    _add_predict,
+    _add_report,
+    _add_compare,
+    _add_summary,
+    _add_export,
+    _add_extract,
+    _add_models,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

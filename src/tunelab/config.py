@@ -57,19 +57,31 @@ class TextDataConfig(_Section):
     tokenized. Setting this section (or a built-in text data set) makes the run a text run."""
 
     column: str = Field("text", description="CSV column / JSON key holding the text")
-    pair_column: str | None = Field(None, description="a second text column for pair tasks, encoded as one "
-                                    "sequence [CLS] text [SEP] pair [SEP]")
+    pair_column: str | None = Field(
+        None, description="a second text column for pair tasks, encoded as one sequence [CLS] text [SEP] pair [SEP]"
+    )
     label_column: str = Field("label", description="CSV column / JSON key holding the class name")
     max_length: int = Field(128, ge=4, le=8192, description="tokens per window; see max_windows")
-    max_windows: int = Field(8, ge=1, le=256, description="a text longer than max_length is read as up to this many "
-                             "half-overlapping windows spread over it, their features averaged; 1: truncate "
-                             "(text pairs are always truncated)")
-    train_windows: int | None = Field(2, ge=1, description="windows of a long text in one training step, drawn at "
-                                      "random each time (evaluation averages all of them); null: all")
+    max_windows: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="a text longer than max_length is read as up to this many "
+        "half-overlapping windows spread over it, their features averaged; 1: truncate "
+        "(text pairs are always truncated)",
+    )
+    train_windows: int | None = Field(
+        2,
+        ge=1,
+        description="windows of a long text in one training step, drawn at "
+        "random each time (evaluation averages all of them); null: all",
+    )
     on_empty: Literal["error", "skip"] = Field("error", description="what to do with an empty text")
     tokenizer: str | None = Field(None, description="default: model.backbone's tokenizer")
-    token_cache: str | None = Field("~/.cache/tunelab/tokens", description="folder for tokenized data, keyed by "
-                                    "tokenizer, max_length and the texts; null: tokenize in memory only")
+    token_cache: str | None = Field(
+        "~/.cache/tunelab/tokens",
+        description="folder for tokenized data, keyed by tokenizer, max_length and the texts; null: tokenize in memory only",
+    )
 
 
 class DataConfig(_Section):
@@ -92,32 +104,52 @@ class DataConfig(_Section):
     val_samples_per_class: int | None = Field(None, ge=1, description="cap the validation split per class")
     test_samples_per_class: int | None = Field(None, ge=1, description="cap the test set per class")
     batch_size: int = Field(32, ge=1, description="training batch size")
-    eval_batch_size: int = Field(64, ge=1, description="batch size of evaluation and cache extraction "
-                                 "(64 was 2-3x faster than 256 on 2 CPU cores; raise it on a GPU)")
-    on_bad_image: Literal["error", "skip"] = Field("error", description="an unreadable image stops the run (error) "
-                                                   "or is left out, logged and counted (skip)")
-    decode_cache: str | None = Field(None, description="folder for decoded images as memory-mapped files, "
-                                     "reused by later runs (default: decode into memory each run)")
-    evaluate_test: bool = Field(True, description="evaluate the test set at the end of the run; false still holds "
-                                "it out (train and validation splits stay the same) but never decodes or scores it: "
-                                "what `tunelab tune` trials do, so that no choice is made on the test set")
-    seed: Seed = Field(0, description="which examples go to the validation and test splits and which "
-                      "samples_per_class draws (run.seed decides the training randomness)")
+    eval_batch_size: int = Field(
+        64,
+        ge=1,
+        description="batch size of evaluation and cache extraction "
+        "(64 was 2-3x faster than 256 on 2 CPU cores; raise it on a GPU)",
+    )
+    on_bad_image: Literal["error", "skip"] = Field(
+        "error", description="an unreadable image stops the run (error) or is left out, logged and counted (skip)"
+    )
+    decode_cache: str | None = Field(
+        None,
+        description="folder for decoded images as memory-mapped files, "
+        "reused by later runs (default: decode into memory each run)",
+    )
+    evaluate_test: bool = Field(
+        True,
+        description="evaluate the test set at the end of the run; false still holds "
+        "it out (train and validation splits stay the same) but never decodes or scores it: "
+        "what `tunelab tune` trials do, so that no choice is made on the test set",
+    )
+    seed: Seed = Field(
+        0,
+        description="which examples go to the validation and test splits and which "
+        "samples_per_class draws (run.seed decides the training randomness)",
+    )
     refit: Literal["auto", "always", "never"] = Field(
-        "auto", description="after the run, train the same recipe again on the training and validation examples "
+        "auto",
+        description="after the run, train the same recipe again on the training and validation examples "
         "together (the epochs each stage ran) and keep that model; validation metrics and the diagnosis stay the "
         "first fit's. auto: when training + validation hold at most 10 examples a class, where the held-out fifth "
-        "costs most (docs/config.md)")
+        "costs most (docs/config.md)",
+    )
     text: TextDataConfig | None = Field(None, description="set for text classification (see TextDataConfig)")
 
 
 class ModelConfig(_Section):
     """The pretrained backbone and the new task head."""
 
-    backbone: str = Field("tf_efficientnet_lite0", description="a timm model name; for text a transformers "
-                          "encoder: minilm (packaged offline), a local folder, or a hub name")
+    backbone: str = Field(
+        "tf_efficientnet_lite0",
+        description="a timm model name; for text a transformers "
+        "encoder: minilm (packaged offline), a local folder, or a hub name",
+    )
     family: Literal["auto", "timm", "transformers"] = Field(
-        "auto", description="timm (images) or transformers (text); auto: transformers when data.text is set")
+        "auto", description="timm (images) or transformers (text); auto: transformers when data.text is set"
+    )
     pretrained: bool = Field(True, description="load pretrained weights (see weights); false: random initialisation")
     weights: str = Field(
         "auto",
@@ -126,20 +158,25 @@ class ModelConfig(_Section):
         "kaggle:OWNER/MODEL/FRAMEWORK/VARIATION[/VERSION] (through kagglehub; its cache is read offline)",
     )
     num_classes: int | Literal["data", "imagenet"] = Field(
-        "data", description="'data' (one output per class found in the data), "
-                            "'imagenet' (keep the pretrained classifier), or a number"
+        "data",
+        description="'data' (one output per class found in the data), 'imagenet' (keep the pretrained classifier), or a number",
     )
-    drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0, description="stochastic depth inside the backbone (timm "
-                                  "models that have it)")
+    drop_path_rate: float = Field(
+        0.0, ge=0.0, lt=1.0, description="stochastic depth inside the backbone (timm models that have it)"
+    )
     timm_kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="more keyword arguments for timm.create_model, e.g. {dynamic_img_size: "
-        "true} or {drop_rate: 0.2}; what tunelab sets itself (pretrained, num_classes, drop_path_rate) is refused")
+        default_factory=dict,
+        description="more keyword arguments for timm.create_model, e.g. {dynamic_img_size: "
+        "true} or {drop_rate: 0.2}; what tunelab sets itself (pretrained, num_classes, drop_path_rate) is refused",
+    )
     head: HeadConfig = Field(default_factory=lambda: HeadConfig(), description="the new task head")
     lexical: float | Literal["auto"] | None = Field(
-        None, description="text: blend a logistic regression on word-piece TF-IDF into the model's class "
+        None,
+        description="text: blend a logistic regression on word-piece TF-IDF into the model's class "
         "log-probabilities (docs/text.md): auto (the text default) scales the two by the lowest validation "
         "log-loss and writes the regression's share back here; a number w from 0 to 1 fixes the mix (1 - w, w); "
-        "null: the network alone")
+        "null: the network alone",
+    )
 
     @field_validator("lexical")
     @classmethod
@@ -152,9 +189,14 @@ class ModelConfig(_Section):
     @classmethod
     def _own_keys_elsewhere(cls, v: dict[str, Any]) -> dict[str, Any]:
         """Keys tunelab sets itself have their own config keys; two ways to say one thing would disagree."""
-        own = {"pretrained": "model.pretrained", "num_classes": "model.num_classes",
-               "drop_path_rate": "model.drop_path_rate", "pretrained_cfg_overlay": "model.weights",
-               "checkpoint_path": "model.weights", "features_only": "nothing (tunelab needs the whole model)"}
+        own = {
+            "pretrained": "model.pretrained",
+            "num_classes": "model.num_classes",
+            "drop_path_rate": "model.drop_path_rate",
+            "pretrained_cfg_overlay": "model.weights",
+            "checkpoint_path": "model.weights",
+            "features_only": "nothing (tunelab needs the whole model)",
+        }
         for key in v:
             if key in own:
                 raise ValueError(f"model.timm_kwargs.{key} is set by tunelab; use {own[key]}")
@@ -164,7 +206,8 @@ class ModelConfig(_Section):
 class HiddenLayer(_Section):
     units: int = Field(..., ge=1, description="width of the dense layer")
     activation: Literal["relu", "gelu", "silu", "tanh", "none"] = Field(
-        "relu", description="after the dense layer (and its BatchNorm)")
+        "relu", description="after the dense layer (and its BatchNorm)"
+    )
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout applied after this layer")
     batch_norm: bool = Field(False, description="BatchNorm1d between the dense layer and its activation")
 
@@ -173,16 +216,24 @@ class HeadConfig(_Section):
     """pooling -> dropout -> [dense -> (bn) -> activation -> dropout]* -> classifier."""
 
     pooling: Literal["auto", "avg", "max", "avgmax", "catavgmax", "mean", "cls", "pooler", "last"] = Field(
-        "auto", description="auto: images, the model's own pre-logits features (timm's forward_head: its pooling, "
+        "auto",
+        description="auto: images, the model's own pre-logits features (timm's forward_head: its pooling, "
         "final norm, conv_head or class token, as the model defines them); text, mean. Images: avg, max, avgmax, "
         "catavgmax pool the last feature map instead (the model's own top is then left out). Text: avg (= mean "
         "over tokens), mean, max, cls (the first token), pooler (cls through the encoder's pretrained pooler), last "
-        "(the last token: for decoders such as GPT-2, Qwen2, Llama)")
-    spatial_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout2d on the feature map before pooling "
-                                   "(image models whose own top is only pooling, or with a pooling set)")
+        "(the last token: for decoders such as GPT-2, Qwen2, Llama)",
+    )
+    spatial_dropout: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Dropout2d on the feature map before pooling "
+        "(image models whose own top is only pooling, or with a pooling set)",
+    )
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the pooled features")
-    hidden: list[HiddenLayer] = Field(default_factory=list, description="dense layers between the pooled "
-                                      "features and the classifier")
+    hidden: list[HiddenLayer] = Field(
+        default_factory=list, description="dense layers between the pooled features and the classifier"
+    )
 
 
 ModelConfig.model_rebuild()
@@ -209,13 +260,15 @@ def validate_selectors(v: list[Any]) -> list[Any]:
 
 
 # A list of selectors; a single selector is accepted as a list of one.
-Selectors = Annotated[list[Selector], BeforeValidator(lambda v: [v] if isinstance(v, (str, dict)) else v),
-                      AfterValidator(validate_selectors)]
+Selectors = Annotated[
+    list[Selector], BeforeValidator(lambda v: [v] if isinstance(v, (str, dict)) else v), AfterValidator(validate_selectors)
+]
 
 
 class EarlyStopping(_Section):
-    metric: Literal["val_loss", "val_accuracy", "val_macro_f1"] = Field("val_loss", description="the validation "
-                                                                        "metric watched (loss falls, the others rise)")
+    metric: Literal["val_loss", "val_accuracy", "val_macro_f1"] = Field(
+        "val_loss", description="the validation metric watched (loss falls, the others rise)"
+    )
     patience: int = Field(3, ge=1, description="epochs without improvement before the stage stops")
     min_delta: float = Field(0.0, ge=0.0, description="the least change that counts as an improvement")
     restore_best: bool = Field(True, description="at the end of the stage, load the weights of its best epoch")
@@ -226,33 +279,46 @@ class StageConfig(_Section):
 
     name: str | None = Field(None, description="label in the log, tables and plots; default: the stage's index")
     objective: Literal["classify", "contrastive", "probe"] = Field(
-        "classify", description="classify: cross-entropy on the labels; contrastive: pull the pooled features of two "
+        "classify",
+        description="classify: cross-entropy on the labels; contrastive: pull the pooled features of two "
         "examples of a class together and push other classes' apart (cosine similarity, as SetFit), to shape the "
         "features before a head stage; train accuracy is then the share of pairs told apart; probe: the head's "
         "linear layer fitted in one go as scikit-learn's balanced logistic regression (C by cross-validation) on the "
-        "frozen backbone's pooled features (train: head, a head without hidden layers; one epoch, no optimizer)")
-    train: Selectors = Field(default_factory=lambda: ["head"],  # type: ignore[arg-type]
-                             description="what is trainable in this stage")
+        "frozen backbone's pooled features (train: head, a head without hidden layers; one epoch, no optimizer)",
+    )
+    train: Selectors = Field(
+        default_factory=lambda: ["head"],  # type: ignore[arg-type]
+        description="what is trainable in this stage",
+    )
     epochs: int = Field(5, ge=0, description="passes over the training split (see min_steps)")
     optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description="a fresh optimizer each stage")
     lr: float | None = Field(None, gt=0, description="absolute learning rate")
     lr_scale: float | None = Field(None, gt=0, description="learning rate as a multiple of the previous stage's")
     lr_if_features_fit: float | None = Field(
-        None, gt=0, description="the learning rate instead of lr / lr_scale when the pretrained features already "
+        None,
+        gt=0,
+        description="the learning rate instead of lr / lr_scale when the pretrained features already "
         "fit the data: a linear probe on them, cross-validated on the training split before training, reaches a "
         "chance-corrected accuracy (kappa against the majority class) of 0.9 or more. Decided once per run and "
-        "written into its config.yaml (docs/suite.md)")
+        "written into its config.yaml (docs/suite.md)",
+    )
     weight_decay: float = Field(0.01, ge=0.0, description="decoupled; never applied to biases or normalisation weights")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
     schedule: Literal["constant", "cosine", "onecycle"] = Field("cosine", description="learning rate over the stage's steps")
     warmup_epochs: float = Field(0.0, ge=0.0, description="linear warmup (cosine schedule)")
     train_bn: bool = Field(False, description="BatchNorm in trainable parts updates its running statistics")
-    layer_decay: float | None = Field(None, gt=0.0, le=1.0, description="layer-wise lr decay: a group d groups "
-                                      "below the head trains at lr * layer_decay^d")
-    early_stopping: EarlyStopping | None = Field(None, description="stop the stage when the validation metric "
-                                                 "stops improving (needs data.val_split > 0)")
-    min_steps: int | None = Field(None, ge=1, description="at least this many optimizer steps: on a small training "
-                                  "set the stage runs more epochs than `epochs` (the log says how many)")
+    layer_decay: float | None = Field(
+        None, gt=0.0, le=1.0, description="layer-wise lr decay: a group d groups below the head trains at lr * layer_decay^d"
+    )
+    early_stopping: EarlyStopping | None = Field(
+        None, description="stop the stage when the validation metric stops improving (needs data.val_split > 0)"
+    )
+    min_steps: int | None = Field(
+        None,
+        ge=1,
+        description="at least this many optimizer steps: on a small training "
+        "set the stage runs more epochs than `epochs` (the log says how many)",
+    )
 
     @model_validator(mode="after")
     def _lr_xor_scale(self) -> StageConfig:
@@ -267,8 +333,10 @@ class StageConfig(_Section):
             if self.early_stopping is not None:
                 raise ValueError("a probe stage is fitted in one go: drop its early_stopping")
         if self.objective == "contrastive" and self.early_stopping is not None:
-            raise ValueError("a contrastive stage has no validation accuracy of its own to stop on; drop its "
-                             "early_stopping (the head stage after it can have one)")
+            raise ValueError(
+                "a contrastive stage has no validation accuracy of its own to stop on; drop its "
+                "early_stopping (the head stage after it can have one)"
+            )
         return self
 
 
@@ -280,19 +348,30 @@ def _fast_stages(text: bool) -> list[StageConfig]:
     """Head on the frozen backbone, then the top blocks (layers) at a lower learning rate: both
     stages run on the freeze-boundary cache, so this is the cheapest recipe that adapts features."""
     if text:
-        return [StageConfig(name="head", train=["head"], epochs=10, lr=3e-3, schedule="cosine"),
-                StageConfig(name="finetune", train=["head", {"last_layers": 4}], epochs=3, lr=1e-4, schedule="cosine",
-                            warmup_epochs=0.5, layer_decay=0.8)]
-    return [StageConfig(name="head", train=["head"], epochs=8, lr=3e-3, schedule="cosine"),
-            StageConfig(name="finetune", train=["head", {"last_blocks": 3}], epochs=12, lr_scale=0.1,
-                        schedule="cosine", warmup_epochs=1)]
+        return [
+            StageConfig(name="head", train=["head"], epochs=10, lr=3e-3, schedule="cosine"),
+            StageConfig(
+                name="finetune",
+                train=["head", {"last_layers": 4}],
+                epochs=3,
+                lr=1e-4,
+                schedule="cosine",
+                warmup_epochs=0.5,
+                layer_decay=0.8,
+            ),
+        ]
+    return [
+        StageConfig(name="head", train=["head"], epochs=8, lr=3e-3, schedule="cosine"),
+        StageConfig(
+            name="finetune", train=["head", {"last_blocks": 3}], epochs=12, lr_scale=0.1, schedule="cosine", warmup_epochs=1
+        ),
+    ]
 
 
 def _full_stages(text: bool) -> list[StageConfig]:
     """One stage, everything trainable: the plain full fine-tune."""
     if text:
-        return [StageConfig(name="all", train=["all"], epochs=4, lr=5e-5, schedule="cosine", warmup_epochs=0.5,
-                            min_steps=60)]
+        return [StageConfig(name="all", train=["all"], epochs=4, lr=5e-5, schedule="cosine", warmup_epochs=0.5, min_steps=60)]
     return [StageConfig(name="all", train=["all"], epochs=20, lr=3e-4, schedule="cosine", warmup_epochs=1)]
 
 
@@ -307,12 +386,23 @@ def _default_stages(text: bool) -> list[StageConfig]:
     a low learning rate. Chosen on the benchmark suite (benchmarks/results/suite.md) by its mean and
     worst case over the suite's tasks, against the other recipes, a full fine-tune and scikit-learn."""
     if text:
-        return [StageConfig(name="head", train=["head"], epochs=10, lr=3e-3, schedule="cosine", min_steps=50),
-                StageConfig(name="all", train=["all"], epochs=4, lr=5e-5, schedule="cosine", warmup_epochs=0.5,
-                            min_steps=60)]
-    return [StageConfig(name="head", train=["head"], epochs=4, lr=3e-3, schedule="cosine", min_steps=20),
-            StageConfig(name="all", train=["all"], epochs=20, lr=3e-4, lr_if_features_fit=1e-4, schedule="cosine",
-                        warmup_epochs=1, min_steps=60)]
+        return [
+            StageConfig(name="head", train=["head"], epochs=10, lr=3e-3, schedule="cosine", min_steps=50),
+            StageConfig(name="all", train=["all"], epochs=4, lr=5e-5, schedule="cosine", warmup_epochs=0.5, min_steps=60),
+        ]
+    return [
+        StageConfig(name="head", train=["head"], epochs=4, lr=3e-3, schedule="cosine", min_steps=20),
+        StageConfig(
+            name="all",
+            train=["all"],
+            epochs=20,
+            lr=3e-4,
+            lr_if_features_fit=1e-4,
+            schedule="cosine",
+            warmup_epochs=1,
+            min_steps=60,
+        ),
+    ]
 
 
 def recipe_stages(recipe: str, text: bool = False) -> list[StageConfig]:
@@ -339,10 +429,13 @@ class PenaltyConfig(_Section):
     strength: float = Field(..., ge=0.0, description="multiplies the penalty (a sum over the covered weights)")
     head_strength: float | None = Field(None, ge=0.0, description="l2sp: plain L2 on the head (default: strength / 10)")
     l1_ratio: float = Field(0.5, ge=0.0, le=1.0, description="elastic: share of L1 in the mix")
-    layers: Selectors = Field(default_factory=lambda: ["all"],  # type: ignore[arg-type]
-                              description="which layers (the selectors of stages.train)")
+    layers: Selectors = Field(
+        default_factory=lambda: ["all"],  # type: ignore[arg-type]
+        description="which layers (the selectors of stages.train)",
+    )
     params: Literal["kernels", "biases", "both", "all"] = Field(
-        "kernels", description="kernels: weights with 2+ dims; biases: *.bias; both; all (norm weights too)")
+        "kernels", description="kernels: weights with 2+ dims; biases: *.bias; both; all (norm weights too)"
+    )
     norm: Literal["l1", "l2"] = Field("l2", description="activity: norm of the pooled features")
     name: str | None = Field(None, description="label in the audit and metrics; default: the type")
 
@@ -365,17 +458,22 @@ class RegularizationConfig(_Section):
     auto: bool = Field(False, description="choose strengths from the data size (see docs/regularization.md)")
     penalties: list[PenaltyConfig] = Field(default_factory=list, description="penalties added to the training loss")
     augment: Literal["auto", "none", "flip", "light", "medium", "strong"] | list[AugmentStep] = Field(
-        "auto", description="a preset, or a list of torchvision.transforms.v2 steps: [{name: RandomRotation, degrees: "
+        "auto",
+        description="a preset, or a list of torchvision.transforms.v2 steps: [{name: RandomRotation, degrees: "
         "10}]. auto (images): flip, unless mirror images lose their class's evidence under a linear probe on the "
         "pretrained features (digits, letters); then none. With flips, light (crops too) when the training images' "
-        "shorter side is 48 px or more before resizing. Decided once per run and written into its config.yaml")
+        "shorter side is 48 px or more before resizing. Decided once per run and written into its config.yaml",
+    )
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="share of each target spread over the other classes")
     class_weight: Literal["none", "balanced", "auto"] = Field(
-        "none", description="weight the training loss of each class by the inverse of its frequency (balanced), so "
+        "none",
+        description="weight the training loss of each class by the inverse of its frequency (balanced), so "
         "that a rare class counts as much as a common one; auto: balanced when the largest training class has more "
-        "than 1.5 times the examples of the smallest")
-    mixup: MixupConfig | None = Field(None, description="Mixup / CutMix of training batches (images only; turns the "
-                                      "cache off in the stages it mixes)")
+        "than 1.5 times the examples of the smallest",
+    )
+    mixup: MixupConfig | None = Field(
+        None, description="Mixup / CutMix of training batches (images only; turns the cache off in the stages it mixes)"
+    )
 
     @field_validator("augment")
     @classmethod
@@ -392,11 +490,13 @@ class CacheConfig(_Section):
 
     enabled: bool = Field(True, description="cache what the frozen part of the network computes")
     augment: Literal["views", "full_network"] = Field(
-        "views", description="views: cache `views` augmented passes; full_network: no cache in stages that augment")
+        "views", description="views: cache `views` augmented passes; full_network: no cache in stages that augment"
+    )
     views: int = Field(2, ge=1, le=64, description="augmented views cached per image, cycled over epochs")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="storage type of cached features")
     autocast: Literal["auto", "off"] = Field(
-        "auto", description="auto: bf16 autocast for extraction where the hardware has it (CPU avx512_bf16/AMX, CUDA bf16)")
+        "auto", description="auto: bf16 autocast for extraction where the hardware has it (CPU avx512_bf16/AMX, CUDA bf16)"
+    )
     max_memory_gb: float = Field(4.0, ge=0.0, description="larger caches go to memory-mapped files")
     folder: str | None = Field(None, description="where file caches live; default: RUN_DIR/cache (set one to share)")
 
@@ -406,28 +506,40 @@ class RunConfig(_Section):
 
     dir: str = Field("runs", description="folder that holds the run folders")
     name: str | None = Field(None, description="run folder name; default: a timestamp")
-    seed: Seed = Field(0, description="training randomness: head initialisation, batch order, augmentation, dropout "
-                      "(data.seed decides the splits)")
+    seed: Seed = Field(
+        0,
+        description="training randomness: head initialisation, batch order, augmentation, dropout (data.seed decides the splits)",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: a CUDA GPU when there is one, else the CPU")
     threads: int | None = Field(None, ge=1, description="CPU threads of torch; default: torch's own choice")
-    compile: bool = Field(False, description="torch.compile each block and the head: pays off on long GPU runs; "
-                          "on CPU compiling costs about a minute for no reliable gain (docs/speed.md)")
+    compile: bool = Field(
+        False,
+        description="torch.compile each block and the head: pays off on long GPU runs; "
+        "on CPU compiling costs about a minute for no reliable gain (docs/speed.md)",
+    )
     progress: bool = Field(True, description="progress bars on a terminal")
-    baselines: bool = Field(True, description="score the cheap baselines (majority class, logistic regression on "
-                            "raw pixels or TF-IDF, linear probe on the pretrained features) on the validation and "
-                            "test splits, beside the fine-tuned model (seconds on small data)")
+    baselines: bool = Field(
+        True,
+        description="score the cheap baselines (majority class, logistic regression on "
+        "raw pixels or TF-IDF, linear probe on the pretrained features) on the validation and "
+        "test splits, beside the fine-tuned model (seconds on small data)",
+    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="forward passes in training and evaluation: auto = bf16 autocast on CUDA GPUs that "
+        "auto",
+        description="forward passes in training and evaluation: auto = bf16 autocast on CUDA GPUs that "
         "have bf16, fp32 on CPUs (bf16 training measured 2x slower than fp32 on an avx512_bf16 CPU; extraction "
-        "has cache.autocast); bf16 = autocast wherever you run")
+        "has cache.autocast); bf16 = autocast wherever you run",
+    )
 
     @field_validator("name")
     @classmethod
     def _one_folder(cls, v: str | None) -> str | None:
         """The run folder is run.dir/run.name: a name with a separator would write elsewhere."""
         if v is not None and (v.strip() in ("", ".", "..") or any(c in v for c in "/\\\0") or len(v.encode()) > 200):
-            raise ValueError(f"{v!r} is not a folder name; valid: one folder name (not empty, not '.' or '..', no '/' "
-                             "or '\\', at most 200 bytes), e.g. resnet-lr3e-4; the folder goes under run.dir")
+            raise ValueError(
+                f"{v!r} is not a folder name; valid: one folder name (not empty, not '.' or '..', no '/' "
+                "or '\\', at most 200 bytes), e.g. resnet-lr3e-4; the folder goes under run.dir"
+            )
         return v
 
 
@@ -461,8 +573,11 @@ class ParamSpec(_Section):
     @property
     def is_int(self) -> bool:
         """A range of integers: low, high (and step) written as integers."""
-        return self.choices is None and all(isinstance(v, int) for v in (self.low, self.high)) and \
-            (self.step is None or isinstance(self.step, int))
+        return (
+            self.choices is None
+            and all(isinstance(v, int) for v in (self.low, self.high))
+            and (self.step is None or isinstance(self.step, int))
+        )
 
 
 class TuneConfig(_Section):
@@ -470,22 +585,36 @@ class TuneConfig(_Section):
     ``tunelab fit`` ignores this section."""
 
     metric: Literal["val_accuracy", "val_loss", "val_macro_f1"] = Field(
-        "val_accuracy", description="the validation metric a trial is judged by (loss is minimized, the others "
-        "maximized); the final value of the run, after early stopping restored its best weights")
+        "val_accuracy",
+        description="the validation metric a trial is judged by (loss is minimized, the others "
+        "maximized); the final value of the run, after early stopping restored its best weights",
+    )
     trials: int = Field(20, ge=1, description="trials per `tunelab tune` call (--trials overrides)")
     sampler: Literal["tpe", "random"] = Field("tpe", description="Optuna's TPE (seeded from run.seed) or random search")
     pruner: Literal["median", "hyperband", "none"] = Field(
-        "median", description="stop a trial whose validation metric is worse than the median of finished trials at "
-        "the same epoch (median), Hyperband's successive halving, or never (none)")
-    repeats: int = Field(1, ge=1, le=10, description="training runs per trial, with run.seed, run.seed + 1, ...: the "
-                         "trial's value is their mean, so that a winner is less often one lucky seed (the data "
-                         "splits stay the same; pruning watches the first run)")
+        "median",
+        description="stop a trial whose validation metric is worse than the median of finished trials at "
+        "the same epoch (median), Hyperband's successive halving, or never (none)",
+    )
+    repeats: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description="training runs per trial, with run.seed, run.seed + 1, ...: the "
+        "trial's value is their mean, so that a winner is less often one lucky seed (the data "
+        "splits stay the same; pruning watches the first run)",
+    )
     startup_trials: int = Field(5, ge=0, description="median: finished trials before any trial is pruned")
-    warmup_epochs: int = Field(4, ge=0, description="epochs (counted across stages) a trial always runs before it "
-                               "can be pruned; hyperband: its smallest budget")
+    warmup_epochs: int = Field(
+        4,
+        ge=0,
+        description="epochs (counted across stages) a trial always runs before it can be pruned; hyperband: its smallest budget",
+    )
     space: dict[str, ParamSpec] | None = Field(
-        None, description="searched values by dotted key, the keys of --set (stages.0.lr, model.head.dropout, "
-        "stages.1.train.1.last_blocks, ...); default: the space built around the two-stage recipe (README)")
+        None,
+        description="searched values by dotted key, the keys of --set (stages.0.lr, model.head.dropout, "
+        "stages.1.train.1.last_blocks, ...); default: the space built around the two-stage recipe (README)",
+    )
 
 
 class DistillConfig(_Section):
@@ -493,23 +622,37 @@ class DistillConfig(_Section):
     outputs as well as the labels: loss = T^2 * KL(teacher || student at temperature T) + alpha *
     cross-entropy on the labelled examples (docs/patterns.md)."""
 
-    teacher: str = Field(..., description="the folder of a finished run trained on the same classes, in the same "
-                         "order (its model, input size and tokenizer are used as they were trained)")
-    temperature: float = Field(2.0, gt=0.0, description="softens both distributions: the teacher's ranking of the "
-                               "wrong classes carries more of the signal as T grows")
-    alpha: float = Field(0.5, ge=0.0, description="weight of the cross-entropy on the labels beside the distillation "
-                         "term; 0: the teacher alone")
-    unlabeled: str | None = Field(None, description="a folder of images without labels (flat or with subfolders, "
-                                  "whose names are ignored) added to the training examples: they get the distillation "
-                                  "term only, never enter validation, test, class counts, class weights or baselines "
-                                  "(images only)")
+    teacher: str = Field(
+        ...,
+        description="the folder of a finished run trained on the same classes, in the same "
+        "order (its model, input size and tokenizer are used as they were trained)",
+    )
+    temperature: float = Field(
+        2.0,
+        gt=0.0,
+        description="softens both distributions: the teacher's ranking of the "
+        "wrong classes carries more of the signal as T grows",
+    )
+    alpha: float = Field(
+        0.5, ge=0.0, description="weight of the cross-entropy on the labels beside the distillation term; 0: the teacher alone"
+    )
+    unlabeled: str | None = Field(
+        None,
+        description="a folder of images without labels (flat or with subfolders, "
+        "whose names are ignored) added to the training examples: they get the distillation "
+        "term only, never enter validation, test, class counts, class weights or baselines "
+        "(images only)",
+    )
 
 
 class Config(_Section):
-    recipe: Recipe = Field("default", description="the stages used when the config has no `stages` list: default "
-                           "(head, then the whole network; chosen on the benchmark suite), fast (head, then the top "
-                           "blocks, both on the freeze-boundary cache), full (one stage, everything trainable), "
-                           "probe (the head alone on frozen features)")
+    recipe: Recipe = Field(
+        "default",
+        description="the stages used when the config has no `stages` list: default "
+        "(head, then the whole network; chosen on the benchmark suite), fast (head, then the top "
+        "blocks, both on the freeze-boundary cache), full (one stage, everything trainable), "
+        "probe (the head alone on frozen features)",
+    )
     run: RunConfig = Field(default_factory=RunConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -517,8 +660,9 @@ class Config(_Section):
     regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     tune: TuneConfig | None = Field(None, description="the hyperparameter search of `tunelab tune`; ignored by fit")
-    distill: DistillConfig | None = Field(None, description="knowledge distillation from a trained teacher run "
-                                          "(see DistillConfig); null: plain fine-tuning")
+    distill: DistillConfig | None = Field(
+        None, description="knowledge distillation from a trained teacher run (see DistillConfig); null: plain fine-tuning"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -542,8 +686,10 @@ class Config(_Section):
         if d.get("text") is None and m.get("family") != "transformers" and d.get("train") not in TEXT_DATASETS:
             return data
         if m.get("family") == "timm":
-            raise ValueError("model.family: timm is an image backbone, but the data is text (data.text or a text "
-                             "data set); use model.family: transformers")
+            raise ValueError(
+                "model.family: timm is an image backbone, but the data is text (data.text or a text "
+                "data set); use model.family: transformers"
+            )
         d = {**d, "text": dict(d.get("text") or {})}
         m = {**m, "family": "transformers"}
         m.setdefault("backbone", "minilm")
@@ -568,8 +714,10 @@ class Config(_Section):
         head, reg = self.model.head, self.regularization
         if self.model.family == "transformers":
             if head.pooling in ("avgmax", "catavgmax"):
-                raise ValueError(f"model.head.pooling: {head.pooling} is for image feature maps; text: avg (mean), "
-                                 "mean, max, cls, pooler, last")
+                raise ValueError(
+                    f"model.head.pooling: {head.pooling} is for image feature maps; text: avg (mean), "
+                    "mean, max, cls, pooler, last"
+                )
             if head.spatial_dropout:
                 raise ValueError("model.head.spatial_dropout applies to image feature maps; for text use model.head.dropout")
             if self.model.timm_kwargs:
@@ -581,8 +729,9 @@ class Config(_Section):
         elif head.pooling in ("mean", "cls", "pooler", "last"):
             raise ValueError(f"model.head.pooling: {head.pooling} is for text encoders; images: avg, max, avgmax, catavgmax")
         elif self.model.lexical not in (None, 0.0):
-            raise ValueError(f"model.lexical: {self.model.lexical} blends word counts into a text model; image runs "
-                             "take none (remove it)")
+            raise ValueError(
+                f"model.lexical: {self.model.lexical} blends word counts into a text model; image runs take none (remove it)"
+            )
         return self
 
     @model_validator(mode="after")
@@ -591,12 +740,16 @@ class Config(_Section):
         if self.distill is None or self.distill.unlabeled is None:
             return self
         if self.is_text:
-            raise ValueError("distill.unlabeled is a folder of images; a text run distils on its labelled texts only "
-                             "(set distill.unlabeled: null)")
+            raise ValueError(
+                "distill.unlabeled is a folder of images; a text run distils on its labelled texts only "
+                "(set distill.unlabeled: null)"
+            )
         for i, st in enumerate(self.stages):
             if st.objective != "classify":
-                raise ValueError(f"distill.unlabeled: stage {i} is a {st.objective} stage, which needs a label for "
-                                 "every example; use objective: classify stages (or no unlabeled folder)")
+                raise ValueError(
+                    f"distill.unlabeled: stage {i} is a {st.objective} stage, which needs a label for "
+                    "every example; use objective: classify stages (or no unlabeled folder)"
+                )
         return self
 
     @property
@@ -753,8 +906,10 @@ def read_raw(path: str | Path) -> dict[str, Any]:
     """The mapping in a YAML config file, before validation (what overrides apply to)."""
     p = Path(path)
     if p.is_dir():
-        raise ConfigError(f"config file {p} is a folder; give a YAML file" +
-                          (f", e.g. {p / 'config.yaml'} (a run folder's saved config)" if (p / "config.yaml").is_file() else ""))
+        raise ConfigError(
+            f"config file {p} is a folder; give a YAML file"
+            + (f", e.g. {p / 'config.yaml'} (a run folder's saved config)" if (p / "config.yaml").is_file() else "")
+        )
     if not p.exists():
         raise ConfigError(f"config file {p} does not exist")
     if not p.is_file():  # a FIFO or a device would block or never end
@@ -765,8 +920,7 @@ def read_raw(path: str | Path) -> dict[str, Any]:
     except OSError as e:
         raise ConfigError(f"config file {p} cannot be read: {e.strerror}") from None
     if len(data) > MAX_YAML_BYTES:
-        raise ConfigError(f"config file {p} is {p.stat().st_size} bytes; a config may be at most {MAX_YAML_BYTES} "
-                          "bytes (1 MiB)")
+        raise ConfigError(f"config file {p} is {p.stat().st_size} bytes; a config may be at most {MAX_YAML_BYTES} bytes (1 MiB)")
     try:
         loaded = load_yaml(data, str(p))
     except yaml.YAMLError as e:

@@ -109,8 +109,11 @@ def _anchor(key: str) -> str:
 
 def _table(prefix: str, model: type[BaseModel]) -> str:
     doc = " ".join((model.__doc__ or "").split()) if model is not Config else ""
-    lines = [f"## `{prefix.rstrip('.')}`" if prefix else "## Top level", ""] + ([doc, ""] if doc else []) + \
-        ["| key | type | default | description |", "|---|---|---|---|"]
+    lines = (
+        [f"## `{prefix.rstrip('.')}`" if prefix else "## Top level", ""]
+        + ([doc, ""] if doc else [])
+        + ["| key | type | default | description |", "|---|---|---|---|"]
+    )
     for name, field in model.model_fields.items():
         desc = field.description or ""
         if not desc and _models_in(field.annotation):

@@ -100,12 +100,18 @@ class Diagnosis:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "evidence": self.evidence, "recommendations": self.recommendations,
-                "warnings": self.warnings, "stage": self.stage}
+        return {
+            "verdict": self.verdict,
+            "evidence": self.evidence,
+            "recommendations": self.recommendations,
+            "warnings": self.warnings,
+            "stage": self.stage,
+        }
 
 
-def diagnose(rows: list[dict[str, Any]], config: Any | None = None, stage: int | None = None,
-             final: dict[str, Any] | None = None) -> Diagnosis:
+def diagnose(
+    rows: list[dict[str, Any]], config: Any | None = None, stage: int | None = None, final: dict[str, Any] | None = None
+) -> Diagnosis:
     """Diagnose one stage (``stage``) or the last stage of a run from its per-epoch ``rows``.
 
     ``config`` (a :class:`tunelab.Config`) makes the recommendations concrete ``--set`` overrides;
@@ -144,8 +150,10 @@ def _more_data_first(d: Diagnosis, final: dict[str, Any]) -> list[str]:
     augmentation 0.9 and 0.6 on average (benchmarks/results/suite_screen.md)."""
     if d.verdict != "overfitting" or not final.get("val") or "refit" in final:
         return []
-    return ["--set data.refit=always  # train again on training + validation together: more data, the remedy "
-            "that lost no accuracy on the benchmark suite's overfitting tasks"]
+    return [
+        "--set data.refit=always  # train again on training + validation together: more data, the remedy "
+        "that lost no accuracy on the benchmark suite's overfitting tasks"
+    ]
 
 
 def _below_baselines(final: dict[str, Any]) -> list[str]:
@@ -154,16 +162,21 @@ def _below_baselines(final: dict[str, Any]) -> list[str]:
     val, scores = final.get("val"), (final.get("baselines") or {}).get("val")
     if not val or not scores or not val.get("n"):
         return []
-    name, best = max(((n, m) for n, m in scores.items() if n != "majority"), key=lambda t: t[1]["accuracy"],
-                     default=("majority", scores["majority"]))
+    name, best = max(
+        ((n, m) for n, m in scores.items() if n != "majority"),
+        key=lambda t: t[1]["accuracy"],
+        default=("majority", scores["majority"]),
+    )
     p = min(max(best["accuracy"], 0.01), 0.99)
     margin = BASELINE_SE * math.sqrt(p * (1 - p) / val["n"])
     if val["accuracy"] > best["accuracy"] + margin:
         return []
     what = "did not beat" if val["accuracy"] <= best["accuracy"] else "was within the validation noise of"
-    return [f"the fine-tuned model {what} the {name} baseline on the validation split ({val['accuracy']:.3f} vs "
-            f"{best['accuracy']:.3f}, n={val['n']}): the pretrained model may not suit this data, or the recipe "
-            "needs changing (see the baselines in metrics.json)"]
+    return [
+        f"the fine-tuned model {what} the {name} baseline on the validation split ({val['accuracy']:.3f} vs "
+        f"{best['accuracy']:.3f}, n={val['n']}): the pretrained model may not suit this data, or the recipe "
+        "needs changing (see the baselines in metrics.json)"
+    ]
 
 
 def _training_curve_verdict(rows: list[dict[str, Any]], n_val: int) -> Diagnosis:
@@ -175,13 +188,20 @@ def _training_curve_verdict(rows: list[dict[str, Any]], n_val: int) -> Diagnosis
     p = min(max(va if va is not None else 0.5, 0.05), 0.95)
     se = math.sqrt(p * (1 - p) / n_val)
     if va is not None and ta - va > OVERFIT_GAP_ALONE + GAP_SE * se:
-        d = Diagnosis("overfitting", [f"train accuracy {ta:.3f} vs validation {va:.3f} (gap {ta - va:.3f} > "
-                                      f"{OVERFIT_GAP_ALONE} + {GAP_SE:g} standard errors of {n_val} examples)"])
+        d = Diagnosis(
+            "overfitting",
+            [
+                f"train accuracy {ta:.3f} vs validation {va:.3f} (gap {ta - va:.3f} > "
+                f"{OVERFIT_GAP_ALONE} + {GAP_SE:g} standard errors of {n_val} examples)"
+            ],
+        )
     else:
         d = _verdict([{k: v for k, v in r.items() if not k.startswith("val_")} for r in rows])
-    d.warnings.append(f"the validation split has {n_val} examples: its accuracy is +- {se:.2f} "
-                      "(one standard error), too noisy to judge the curves by; the verdict reads the training "
-                      "curve and the final gap only (more data, or data.val_split, gives a larger one)")
+    d.warnings.append(
+        f"the validation split has {n_val} examples: its accuracy is +- {se:.2f} "
+        "(one standard error), too noisy to judge the curves by; the verdict reads the training "
+        "curve and the final gap only (more data, or data.val_split, gives a larger one)"
+    )
     return d
 
 
@@ -197,15 +217,18 @@ def _verdict(rows: list[dict[str, Any]]) -> Diagnosis:
     # read only when has_val: then no entry is None
     vl = cast(list[float], [r.get("val_loss") for r in rows])
     va = cast(list[float], [r.get("val_accuracy") for r in rows])
-    n = len(rows)
 
     if any(not math.isfinite(x) for x in tl + ([v for v in vl if v is not None])):
         return Diagnosis("unstable", ["the loss became NaN or infinite"])
     spikes = _spikes(rows)
     if has_val and ta[-1] < UNDERFIT_TRAIN_ACC and not spikes:  # bias before variance: fit the training data first
-        return Diagnosis("underfitting", [
-            f"final training accuracy {ta[-1]:.3f} < {UNDERFIT_TRAIN_ACC}",
-            f"training loss {tl[0]:.4f} -> {tl[-1]:.4f}, validation loss {vl[0]:.4f} -> {vl[-1]:.4f}"])
+        return Diagnosis(
+            "underfitting",
+            [
+                f"final training accuracy {ta[-1]:.3f} < {UNDERFIT_TRAIN_ACC}",
+                f"training loss {tl[0]:.4f} -> {tl[-1]:.4f}, validation loss {vl[0]:.4f} -> {vl[-1]:.4f}",
+            ],
+        )
     over = _overfitting(tl, ta, vl, va) if has_val else None
     if over is not None:
         over.warnings += [spikes + ": consider a lower learning rate too"] if spikes else []
@@ -217,17 +240,28 @@ def _verdict(rows: list[dict[str, Any]]) -> Diagnosis:
             return Diagnosis("underfitting", [f"final training accuracy {ta[-1]:.3f} < {UNDERFIT_TRAIN_ACC}"])
         return Diagnosis("good fit", ["no validation set: only the training curve was checked"])
 
+    return _fit_verdict(tl, ta, vl, va)
+
+
+def _fit_verdict(tl: list[float], ta: list[float], vl: list[float], va: list[float]) -> Diagnosis:
+    """Underfitting, too short or a good fit: the verdict of validated curves (training and
+    validation loss and accuracy per epoch) that neither overfit nor spike."""
+    n = len(tl)
     gap = ta[-1] - va[-1]
     best = min(range(n), key=lambda i: vl[i])
     evidence_gap = f"train accuracy {ta[-1]:.3f} vs validation {va[-1]:.3f} (gap {gap:.3f})"
     plateau_high = n >= 3 and tl[-1] > UNDERFIT_LOSS * tl[0] and abs(gap) < OVERFIT_GAP / 2
     if ta[-1] < UNDERFIT_TRAIN_ACC or plateau_high:
-        ev = [f"final training accuracy {ta[-1]:.3f}" + (f" < {UNDERFIT_TRAIN_ACC}" if ta[-1] < UNDERFIT_TRAIN_ACC else ""),
-              f"training loss {tl[0]:.4f} -> {tl[-1]:.4f}, validation loss {vl[0]:.4f} -> {vl[-1]:.4f}"]
+        ev = [
+            f"final training accuracy {ta[-1]:.3f}" + (f" < {UNDERFIT_TRAIN_ACC}" if ta[-1] < UNDERFIT_TRAIN_ACC else ""),
+            f"training loss {tl[0]:.4f} -> {tl[-1]:.4f}, validation loss {vl[0]:.4f} -> {vl[-1]:.4f}",
+        ]
         return Diagnosis("underfitting", ev)
     if n < 3 or (best == n - 1 and vl[-3 if n >= 3 else 0] > vl[-1] * (1 + STILL_IMPROVING)):
-        return Diagnosis("too short", [f"validation loss still falling at the last epoch ({vl[max(0, n - 3)]:.4f} -> "
-                                       f"{vl[-1]:.4f} over the last epochs)"])
+        return Diagnosis(
+            "too short",
+            [f"validation loss still falling at the last epoch ({vl[max(0, n - 3)]:.4f} -> {vl[-1]:.4f} over the last epochs)"],
+        )
     return Diagnosis("good fit", [evidence_gap, f"best validation loss {vl[best]:.4f} at epoch {best + 1} of {n}"])
 
 
@@ -239,14 +273,16 @@ def _spikes(rows: list[dict[str, Any]]) -> str | None:
     seen = min(int(r.get("train_count") or JUMP_EXAMPLES) for r in rows)
     k = max(1, math.ceil(JUMP_EXAMPLES / max(seen, 1)))
     ends = list(range(k - 1, len(tl), k))  # the last epoch of each whole block
-    curve = [sum(tl[e - k + 1: e + 1]) / k for e in ends]
-    jumps = [ends[i] for i in range(2 if k == 1 else 1, len(curve))
-             if curve[i] > curve[i - 1] * (1 + UNSTABLE_JUMP) and curve[i] - curve[i - 1] > UNSTABLE_ABS * curve[0]]
+    curve = [sum(tl[e - k + 1 : e + 1]) / k for e in ends]
+    jumps = [
+        ends[i]
+        for i in range(2 if k == 1 else 1, len(curve))
+        if curve[i] > curve[i - 1] * (1 + UNSTABLE_JUMP) and curve[i] - curve[i - 1] > UNSTABLE_ABS * curve[0]
+    ]
     if len(jumps) < UNSTABLE_COUNT:
         return None
     per = f" (means over {k} epochs of {seen} examples)" if k > 1 else ""
-    return (f"training loss jumped up by more than {UNSTABLE_JUMP:.0%}{per} at epochs "
-            f"{', '.join(str(i + 1) for i in jumps)}")
+    return f"training loss jumped up by more than {UNSTABLE_JUMP:.0%}{per} at epochs {', '.join(str(i + 1) for i in jumps)}"
 
 
 def _overfitting(tl: list[float], ta: list[float], vl: list[float], va: list[float]) -> Diagnosis | None:
@@ -257,11 +293,15 @@ def _overfitting(tl: list[float], ta: list[float], vl: list[float], va: list[flo
     curves = (rise > VAL_RISE and tl[-1] < tl[best]) or (n >= 4 and best < n - 1 - LATE_BEST * n)
     if gap <= OVERFIT_GAP or not (curves or gap > OVERFIT_GAP_ALONE):
         return None
-    ev = [f"train accuracy {ta[-1]:.3f} vs validation {va[-1]:.3f} (gap {gap:.3f}"
-          + (f" > {OVERFIT_GAP_ALONE})" if not curves else ")")]
+    ev = [
+        f"train accuracy {ta[-1]:.3f} vs validation {va[-1]:.3f} (gap {gap:.3f}"
+        + (f" > {OVERFIT_GAP_ALONE})" if not curves else ")")
+    ]
     if curves and rise > VAL_RISE:
-        ev.append(f"validation loss rose {rise:.0%} from its minimum {vl[best]:.4f} at epoch {best + 1} to "
-                  f"{vl[-1]:.4f} at epoch {n} while training loss fell to {tl[-1]:.4f}")
+        ev.append(
+            f"validation loss rose {rise:.0%} from its minimum {vl[best]:.4f} at epoch {best + 1} to "
+            f"{vl[-1]:.4f} at epoch {n} while training loss fell to {tl[-1]:.4f}"
+        )
     elif curves:
         ev.append(f"best validation loss at epoch {best + 1} of {n}")
     return Diagnosis("overfitting", ev)
@@ -277,8 +317,10 @@ def _collapse(final: dict[str, Any]) -> list[str]:
         if dead:
             out.append(f"{split}: classes never predicted correctly: {', '.join(dead)}")
         if m["accuracy"] - m["macro_f1"] > COLLAPSE_F1_GAP:
-            out.append(f"{split}: macro-F1 {m['macro_f1']:.3f} far below accuracy {m['accuracy']:.3f}: "
-                       "the model favours a few classes (class imbalance?)")
+            out.append(
+                f"{split}: macro-F1 {m['macro_f1']:.3f} far below accuracy {m['accuracy']:.3f}: "
+                "the model favours a few classes (class imbalance?)"
+            )
     return out
 
 
@@ -310,8 +352,12 @@ def _fall_threshold(va: list[float], rows: list[dict[str, Any]]) -> float:
 
 def recommend(verdict: str, config: Any, stage: int, rows: list[dict[str, Any]] | None = None) -> list[str]:
     """Concrete changes, most promising first, as ``--set`` overrides where possible."""
-    advice = {"overfitting": _against_overfitting, "underfitting": _against_underfitting,
-              "unstable": _against_instability, "too short": _against_too_short}.get(verdict)
+    advice = {
+        "overfitting": _against_overfitting,
+        "underfitting": _against_underfitting,
+        "unstable": _against_instability,
+        "too short": _against_too_short,
+    }.get(verdict)
     return advice(config, stage, rows or []) if advice is not None else []
 
 
@@ -327,8 +373,10 @@ def _early_stop_at_best(config: Any, stage: int, rows: list[dict[str, Any]]) -> 
     if config.stages[stage].early_stopping is None and vl and len(losses) == len(vl) and acc_fell:
         best = min(range(len(losses)), key=lambda k: losses[k])
         if best < len(vl) - 1 - LATE_BEST * len(vl):  # the curve itself says where to stop
-            return [f"--set \"stages.{stage}.early_stopping={{patience: 3}}\"  # validation loss was best at "
-                    f"epoch {best + 1} of {len(vl)}: stop there and keep those weights"]
+            return [
+                f'--set "stages.{stage}.early_stopping={{patience: 3}}"  # validation loss was best at '
+                f"epoch {best + 1} of {len(vl)}: stop there and keep those weights"
+            ]
     return []
 
 
@@ -348,8 +396,10 @@ def _against_overfitting(config: Any, stage: int, rows: list[dict[str, Any]]) ->
     if config.model.head.dropout < 0.5:
         out.append("--set model.head.dropout=0.5  # dropout on the pooled features, the mildest remedy")
     if i is None:
-        out.append('--set "regularization.penalties=[{type: l2sp, strength: 0.1, layers: all, params: all}]"'
-                   "  # pull toward the pretrained weights")
+        out.append(
+            '--set "regularization.penalties=[{type: l2sp, strength: 0.1, layers: all, params: all}]"'
+            "  # pull toward the pretrained weights"
+        )
     else:
         out.append(f"--set regularization.penalties.{i}.strength={reg.penalties[i].strength * 3:g}")
     if isinstance(aug, str) and aug in _AUGMENT_UP and aug != "none" and not text:
@@ -359,7 +409,7 @@ def _against_overfitting(config: Any, stage: int, rows: list[dict[str, Any]]) ->
     elif "all" in st.train or "backbone" in st.train:
         out.append(f'--set "stages.{stage}.train=[head, {{last_blocks: 4}}]"  # unfreeze fewer blocks')
     if st.early_stopping is None and not any("early_stopping" in x for x in out):
-        out.append(f"--set \"stages.{stage}.early_stopping={{patience: 3}}\"  # stop at the best epoch")
+        out.append(f'--set "stages.{stage}.early_stopping={{patience: 3}}"  # stop at the best epoch')
     return out
 
 
@@ -368,8 +418,10 @@ def _against_underfitting(config: Any, stage: int, rows: list[dict[str, Any]]) -
     lb, i = _last_blocks(st.train), _l2sp_index(config)
     out: list[str] = []
     if i is not None and reg.penalties[i].strength > 0:
-        out.append(f"--set regularization.penalties.{i}.strength={reg.penalties[i].strength / 10:g}"
-                   "  # less pull toward the pretrained weights")
+        out.append(
+            f"--set regularization.penalties.{i}.strength={reg.penalties[i].strength / 10:g}"
+            "  # less pull toward the pretrained weights"
+        )
     lr = config.stage_lrs()[stage]
     cap = LR_CAP_HEAD if st.train == ["head"] else LR_CAP_BACKBONE
     if lr * 3 <= cap * 1.0001 and not _loss_jumped(rows):

@@ -55,23 +55,29 @@ def load_teacher(cfg: Config, classes: list[str], num_classes: int, device: torc
     spec = cfg.distill.teacher
     folder = Path(spec).expanduser()
     if not (folder / "config.yaml").is_file():
-        raise ConfigError(f"distill.teacher: {spec} is not a run folder (no config.yaml); valid: the folder of a "
-                          f"finished `tunelab fit` run trained on the same {num_classes} classes "
-                          f"({_names(classes)}), e.g. runs/teacher")
+        raise ConfigError(
+            f"distill.teacher: {spec} is not a run folder (no config.yaml); valid: the folder of a "
+            f"finished `tunelab fit` run trained on the same {num_classes} classes "
+            f"({_names(classes)}), e.g. runs/teacher"
+        )
     try:
         run = load_run(folder, device=str(device))
     except ConfigError as e:
         raise ConfigError(f"distill.teacher: {e}") from None
     if run.classes != classes:
-        raise ConfigError(f"distill.teacher: {spec} was trained on the classes {_names(run.classes)}, the student's "
-                          f"data has {_names(classes)}; a teacher needs the same classes in the same order")
+        raise ConfigError(
+            f"distill.teacher: {spec} was trained on the classes {_names(run.classes)}, the student's "
+            f"data has {_names(classes)}; a teacher needs the same classes in the same order"
+        )
     tcfg, model = run.config, run.model
     if task_for(tcfg) is not task_for(cfg):
-        raise ConfigError(f"distill.teacher: {spec} is a {task_for(tcfg).name} model; the student's data are "
-                          f"{task_for(cfg).name}")
+        raise ConfigError(
+            f"distill.teacher: {spec} is a {task_for(tcfg).name} model; the student's data are {task_for(cfg).name}"
+        )
     if model.head.fc.out_features != num_classes:
-        raise ConfigError(f"distill.teacher: {spec} has {model.head.fc.out_features} outputs, the student "
-                          f"{num_classes} (model.num_classes)")
+        raise ConfigError(
+            f"distill.teacher: {spec} has {model.head.fc.out_features} outputs, the student {num_classes} (model.num_classes)"
+        )
     if cfg.is_text:
         _check_tokens(cfg, tcfg, spec)
         return model
@@ -85,9 +91,11 @@ def _check_tokens(cfg: Config, tcfg: Config, spec: str) -> None:
     mine, theirs = cfg.data.text, tcfg.data.text
     for key in ("tokenizer", "max_length", "max_windows"):
         if getattr(mine, key) != getattr(theirs, key):
-            raise ConfigError(f"distill.teacher: {spec} was trained with data.text.{key}: {getattr(theirs, key)}, "
-                              f"the student has {getattr(mine, key)}; a text teacher reads the student's token ids, "
-                              "so both need the same tokenizer, max_length and max_windows")
+            raise ConfigError(
+                f"distill.teacher: {spec} was trained with data.text.{key}: {getattr(theirs, key)}, "
+                f"the student has {getattr(mine, key)}; a text teacher reads the student's token ids, "
+                "so both need the same tokenizer, max_length and max_windows"
+            )
 
 
 def _names(classes: list[str]) -> str:
@@ -101,8 +109,12 @@ def add_unlabeled(cfg: Config, splits: Splits[Any]) -> Splits[Any]:
     if cfg.distill is None or cfg.distill.unlabeled is None:
         return splits
     extra = load_unlabeled(cfg.distill.unlabeled, cfg.data)
-    log.info("distill.unlabeled: %d images from %s join the %d labelled training images (the teacher's targets "
-             "only)", len(extra), cfg.distill.unlabeled, len(splits.train))
+    log.info(
+        "distill.unlabeled: %d images from %s join the %d labelled training images (the teacher's targets only)",
+        len(extra),
+        cfg.distill.unlabeled,
+        len(splits.train),
+    )
     return replace(splits, train=splits.train.concat(extra))
 
 
@@ -110,5 +122,13 @@ def distiller(cfg: Config, teacher: nn.Module) -> Callable[[Any], Distiller]:
     """What the trainer builds its :class:`Distiller` with (its store, device, precision, ranks)."""
     d = cfg.distill
     assert d is not None
-    return lambda trainer: Distiller(teacher, temperature=d.temperature, alpha=d.alpha, source=d.teacher,
-                                     store=trainer.store, device=trainer.device, bf16=trainer.bf16, dist=trainer.dist)
+    return lambda trainer: Distiller(
+        teacher,
+        temperature=d.temperature,
+        alpha=d.alpha,
+        source=d.teacher,
+        store=trainer.store,
+        device=trainer.device,
+        bf16=trainer.bf16,
+        dist=trainer.dist,
+    )

@@ -112,8 +112,7 @@ class Dist:
                 self.barrier()
 
     def _comm_device(self) -> torch.device:
-        return torch.device("cuda", torch.cuda.current_device()) \
-            if torch_dist.get_backend() == "nccl" else torch.device("cpu")
+        return torch.device("cuda", torch.cuda.current_device()) if torch_dist.get_backend() == "nccl" else torch.device("cpu")
 
 
 def launched_world_size() -> int:

@@ -64,10 +64,18 @@ class Features:
         w.writerow(["row", "item", "label", "class"])
         for i, (item, y) in enumerate(zip(self.items, self.labels.tolist())):
             w.writerow([i, item, y, self.classes[y] if y >= 0 else ""])
-        meta = {"model": self.model, "rows": len(self.items), "dim": int(self.features.shape[1]),
-                "classes": self.classes, **self.info}
-        files = {"features.npy": buf.getvalue(), "index.csv": rows.getvalue().encode(),
-                 "meta.json": json.dumps(meta, indent=1).encode()}
+        meta = {
+            "model": self.model,
+            "rows": len(self.items),
+            "dim": int(self.features.shape[1]),
+            "classes": self.classes,
+            **self.info,
+        }
+        files = {
+            "features.npy": buf.getvalue(),
+            "index.csv": rows.getvalue().encode(),
+            "meta.json": json.dumps(meta, indent=1).encode(),
+        }
         atomic_write_folder(out, files, "extract's output")
         return out
 
@@ -109,8 +117,9 @@ def _inputs(cfg: Config, spec: str) -> tuple[Any, list[str], np.ndarray, list[st
     return inputs, items, np.full(len(items), -1, dtype=np.int64), []
 
 
-def extract(source: str | Path, data: str | Path, *, out: str | Path | None = None, batch_size: int | None = None,
-            device: str = "auto") -> Features:
+def extract(
+    source: str | Path, data: str | Path, *, out: str | Path | None = None, batch_size: int | None = None, device: str = "auto"
+) -> Features:
     """Pooled features of every example in ``data`` (an image folder, class folder, CSV manifest,
     built-in set; for a text model a CSV/TSV/JSON lines file or a file of one text per line) from
     ``source`` (a finished run folder, or a config whose pretrained backbone is used). With ``out``

@@ -20,23 +20,41 @@ FEW_SHOT_PER_CLASS = 20
 
 
 def few_shot_stages() -> list[StageConfig]:
-    return [StageConfig(name="pairs", objective="contrastive", train=["all"], epochs=1, lr=2e-5, schedule="cosine",
-                        warmup_epochs=0.1, min_steps=50),
-            StageConfig(name="head", train=["head"], epochs=10, lr=3e-3, schedule="cosine", min_steps=50)]
+    return [
+        StageConfig(
+            name="pairs",
+            objective="contrastive",
+            train=["all"],
+            epochs=1,
+            lr=2e-5,
+            schedule="cosine",
+            warmup_epochs=0.1,
+            min_steps=50,
+        ),
+        StageConfig(name="head", train=["head"], epochs=10, lr=3e-3, schedule="cosine", min_steps=50),
+    ]
 
 
 def wanted(cfg: Config, per_class: float) -> bool:
     """A text run on the default recipe's own stages with at most FEW_SHOT_PER_CLASS texts a class."""
-    return (cfg.is_text and cfg.recipe == "default" and "stages" not in cfg.model_fields_set
-            and cfg.distill is None and not cfg.regularization.auto and per_class <= FEW_SHOT_PER_CLASS)
+    return (
+        cfg.is_text
+        and cfg.recipe == "default"
+        and "stages" not in cfg.model_fields_set
+        and cfg.distill is None
+        and not cfg.regularization.auto
+        and per_class <= FEW_SHOT_PER_CLASS
+    )
 
 
 def apply_few_shot(cfg: Config, per_class: float) -> tuple[Config, dict[str, Any]]:
     """``cfg`` with the few-shot text stages (and refit) when :func:`wanted`; what changed."""
     if not wanted(cfg, per_class):
         return cfg, {}
-    chosen: dict[str, Any] = {"stages": f"contrastive pairs, then the head ({per_class:.0f} texts a class, at most "
-                                        f"{FEW_SHOT_PER_CLASS}: the few-shot text recipe)"}
+    chosen: dict[str, Any] = {
+        "stages": f"contrastive pairs, then the head ({per_class:.0f} texts a class, at most "
+        f"{FEW_SHOT_PER_CLASS}: the few-shot text recipe)"
+    }
     data = cfg.data
     if data.refit == "auto":
         data = data.model_copy(update={"refit": "always"})

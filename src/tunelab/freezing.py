@@ -47,11 +47,14 @@ def select(model: nn.Module, selectors: Sequence[Any], *, where: str = "train") 
                 raise ConfigError(f"{where}: regex {sel['regex']!r} is not a valid regular expression: {e}") from None
             names = {n for n in all_names if pat.search(n)}
             if not names:
-                raise ConfigError(f"{where}: regex {sel['regex']!r} matches no parameter; names look like "
-                                  f"{all_names[0]}, {all_names[len(all_names) // 2]}, {all_names[-1]}")
+                raise ConfigError(
+                    f"{where}: regex {sel['regex']!r} matches no parameter; names look like "
+                    f"{all_names[0]}, {all_names[len(all_names) // 2]}, {all_names[-1]}"
+                )
         else:
-            raise ConfigError(f"{where}: unknown selector {sel!r}; valid: head, backbone, all, none, "
-                              "{last_blocks: N}, {regex: PATTERN}")
+            raise ConfigError(
+                f"{where}: unknown selector {sel!r}; valid: head, backbone, all, none, {{last_blocks: N}}, {{regex: PATTERN}}"
+            )
         chosen |= names
     return chosen
 
@@ -76,17 +79,20 @@ def block_count(model: nn.Module) -> int:
     return len(_units(groups, _counts_layers(model))[0])
 
 
-def _top_groups(backbone_groups: list[tuple[str, list[str]]], sel: dict[str, Any], where: str,
-                counts_layers: bool) -> list[tuple[str, list[str]]]:
+def _top_groups(
+    backbone_groups: list[tuple[str, list[str]]], sel: dict[str, Any], where: str, counts_layers: bool
+) -> list[tuple[str, list[str]]]:
     """The backbone groups from the k-th last unit on (see :func:`_units`)."""
     key, k = next(iter(sel.items()))
     k = int(k)
     units, layers = _units(backbone_groups, counts_layers)
     if k > len(units):
         what = "layers" if layers else "blocks"
-        raise ConfigError(f"{where}: {key}: {k} but the backbone has {len(units)} {what} "
-                          f"({backbone_groups[units[0]][0]} ... {backbone_groups[units[-1]][0]}); use at most {len(units)}")
-    return backbone_groups[units[len(units) - k]:] if k else []
+        raise ConfigError(
+            f"{where}: {key}: {k} but the backbone has {len(units)} {what} "
+            f"({backbone_groups[units[0]][0]} ... {backbone_groups[units[-1]][0]}); use at most {len(units)}"
+        )
+    return backbone_groups[units[len(units) - k] :] if k else []
 
 
 def lr_scales(model: nn.Module, layer_decay: float | None) -> dict[str, float]:
@@ -99,7 +105,7 @@ def lr_scales(model: nn.Module, layer_decay: float | None) -> dict[str, float]:
     backbone = [label for label in groups if label.startswith("backbone.")]
     scales = {label: 1.0 for label in groups}
     for depth, label in enumerate(reversed(backbone), start=1):
-        scales[label] = layer_decay ** depth
+        scales[label] = layer_decay**depth
     return scales
 
 

@@ -61,8 +61,7 @@ def hub_id_in_url(text: str) -> str | None:
 
     url = urlparse(text.strip())
     parts = [p for p in url.path.split("/") if p]
-    if url.scheme in ("http", "https") and url.hostname in HUB_HOSTS and len(parts) >= 2 and \
-            is_hub_id("/".join(parts[:2])):
+    if url.scheme in ("http", "https") and url.hostname in HUB_HOSTS and len(parts) >= 2 and is_hub_id("/".join(parts[:2])):
         return "/".join(parts[:2])
     return None
 
@@ -71,13 +70,15 @@ def timm_hub_repo(name: str) -> str:
     """The repo id of timm backbone name ``hf-hub:ORG/NAME[@REVISION]``; a ModelError when what follows
     the prefix is not a repo id (a URL of the model's page, say: timm and huggingface_hub would fail
     deep inside with a traceback)."""
-    repo = name[len(HF_HUB_PREFIX):].split("@")[0]
+    repo = name[len(HF_HUB_PREFIX) :].split("@")[0]
     if is_hub_id(repo):
         return repo
-    from_url = hub_id_in_url(name[len(HF_HUB_PREFIX):])
-    raise ModelError(f"model.backbone: {name!r} is not a hub model name: hf-hub: takes a hub repo id ORG/NAME "
-                     "(optionally @REVISION), not a URL or a path, e.g. hf-hub:timm/resnet18.a1_in1k"
-                     + (f"; did you mean hf-hub:{from_url}?" if from_url else ""))
+    from_url = hub_id_in_url(name[len(HF_HUB_PREFIX) :])
+    raise ModelError(
+        f"model.backbone: {name!r} is not a hub model name: hf-hub: takes a hub repo id ORG/NAME "
+        "(optionally @REVISION), not a URL or a path, e.g. hf-hub:timm/resnet18.a1_in1k"
+        + (f"; did you mean hf-hub:{from_url}?" if from_url else "")
+    )
 
 
 def cached_hub_file(repo: str, filenames: tuple[str, ...]) -> str | None:
@@ -103,7 +104,7 @@ def kaggle_weights(spec: str) -> Path:
     from kagglehub's cache when it holds the handle (the highest cached version of an unversioned
     one), else downloaded by ``kagglehub.model_download``. The model folder must hold one weights
     file (.safetensors preferred, then .pth/.pt/.bin)."""
-    handle = spec[len(KAGGLE_PREFIX):].strip("/")
+    handle = spec[len(KAGGLE_PREFIX) :].strip("/")
     try:
         import kagglehub  # noqa: F401  (the cache layout and the download are kagglehub's)
         from kagglehub.handle import parse_model_handle
@@ -112,8 +113,10 @@ def kaggle_weights(spec: str) -> Path:
     try:
         h = parse_model_handle(handle)
     except ValueError as e:
-        raise ModelError(f"model.weights: {spec} is not a Kaggle Models handle ({e}); valid: "
-                         "kaggle:OWNER/MODEL/FRAMEWORK/VARIATION or .../VERSION, e.g. kaggle:keras/resnet/pyTorch/18/1") from None
+        raise ModelError(
+            f"model.weights: {spec} is not a Kaggle Models handle ({e}); valid: "
+            "kaggle:OWNER/MODEL/FRAMEWORK/VARIATION or .../VERSION, e.g. kaggle:keras/resnet/pyTorch/18/1"
+        ) from None
     folder = _kaggle_cached(h) or _kaggle_download(spec, handle)
     return _one_weights_file(folder, spec)
 
@@ -138,10 +141,12 @@ def _kaggle_download(spec: str, handle: str) -> Path:
     import kagglehub
 
     if not _kaggle_reachable():
-        raise ModelError(f"model.weights: {spec} is not in kagglehub's cache and Kaggle is out of reach (no "
-                         "network?). Download it where there is a network (kagglehub.model_download), copy the "
-                         "cache folder (KAGGLEHUB_CACHE, default ~/.cache/kagglehub), or point model.weights at "
-                         "the weights file itself")
+        raise ModelError(
+            f"model.weights: {spec} is not in kagglehub's cache and Kaggle is out of reach (no "
+            "network?). Download it where there is a network (kagglehub.model_download), copy the "
+            "cache folder (KAGGLEHUB_CACHE, default ~/.cache/kagglehub), or point model.weights at "
+            "the weights file itself"
+        )
     try:
         return Path(kagglehub.model_download(handle))
     except Exception as e:  # unknown handle, no credentials for a private model, ...
@@ -167,7 +172,9 @@ def _one_weights_file(folder: Path, spec: str) -> Path:
         if len(of_kind) == 1:
             return of_kind[0]
         if len(of_kind) > 1:
-            raise ModelError(f"model.weights: {spec} holds {len(of_kind)} {suffix} files "
-                             f"({', '.join(p.name for p in of_kind[:5])}); point model.weights at one of them "
-                             f"under {folder}")
+            raise ModelError(
+                f"model.weights: {spec} holds {len(of_kind)} {suffix} files "
+                f"({', '.join(p.name for p in of_kind[:5])}); point model.weights at one of them "
+                f"under {folder}"
+            )
     raise ModelError(f"model.weights: {spec} ({folder}) holds no weights file ({', '.join(WEIGHT_SUFFIXES)})")

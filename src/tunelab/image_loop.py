@@ -78,11 +78,15 @@ class ImageLoop:
         vals = self.extract(bounds, t.splits.val.images, 1, None)[0] if t.splits.val is not None else None
         train = trains[0]
         dtype, mb = str(train.dtype).replace("torch.", ""), train.numel() * train.element_size() / 2**20
-        msg = (f"cache: {boundary.describe(self.seq or [])}; {views} view(s) of {len(t.splits.train)} training images, "
-               f"{dtype}, {mb:.1f} MB ({'reused' if hit else 'computed'} in {time.perf_counter() - t0:.1f} s)")
+        msg = (
+            f"cache: {boundary.describe(self.seq or [])}; {views} view(s) of {len(t.splits.train)} training images, "
+            f"{dtype}, {mb:.1f} MB ({'reused' if hit else 'computed'} in {time.perf_counter() - t0:.1f} s)"
+        )
         if ahead is not None and not hit:
-            msg += (f"; the same pass cached stage {si + 2}'s boundary ({ahead.describe(self.seq or [])}), "
-                    f"+{trains[1].numel() * trains[1].element_size() / 2**20:.1f} MB")
+            msg += (
+                f"; the same pass cached stage {si + 2}'s boundary ({ahead.describe(self.seq or [])}), "
+                f"+{trains[1].numel() * trains[1].element_size() / 2**20:.1f} MB"
+            )
         log.info(msg)
         t.record_stage(si, cache=msg)
         return StagePlan(boundary, train, vals[0][0] if vals is not None else None)
@@ -100,8 +104,9 @@ class ImageLoop:
         deepest = len(self.seq) if nxt.pooled else nxt.start
         return nxt if deepest <= limit else None
 
-    def extract(self, boundaries: list[Boundary], images: torch.Tensor, views: int,
-                augment: Callable[[torch.Tensor], torch.Tensor] | None) -> tuple[list[torch.Tensor], bool]:
+    def extract(
+        self, boundaries: list[Boundary], images: torch.Tensor, views: int, augment: Callable[[torch.Tensor], torch.Tensor] | None
+    ) -> tuple[list[torch.Tensor], bool]:
         """[views, N, ...] prefix outputs of ``images`` at each boundary (one pass for all), and
         whether the first was already cached. With several views, view 0 is the image as it is (what
         the model sees at test time) and view v > 0 an augmented pass with its own fixed seed."""
@@ -115,23 +120,33 @@ class ImageLoop:
         missing = [i for i, f in enumerate(found) if f is None]
         if t.dist.enabled:  # rank 0 decides: a job sharing cache.folder may commit an entry meanwhile
             missing = t.dist.broadcast(missing)
-            found = [t.store.lookup(k, dtype) if f is None and i not in missing else f
-                     for i, (k, f) in enumerate(zip(keys, found))]
+            found = [
+                t.store.lookup(k, dtype) if f is None and i not in missing else f for i, (k, f) in enumerate(zip(keys, found))
+            ]
         if not missing:
             return [f for f in found if f is not None], True
         was = self.model.training
         self.model.eval()
         try:
-            for i, out in zip(missing, self._fill([boundaries[i] for i in missing], [keys[i] for i in missing],
-                                                  images, views, augment, dtype, use_bf16)):
+            for i, out in zip(
+                missing,
+                self._fill([boundaries[i] for i in missing], [keys[i] for i in missing], images, views, augment, dtype, use_bf16),
+            ):
                 found[i] = out
         finally:
             self.model.train(was)
         return [f for f in found if f is not None], 0 not in missing
 
-    def _fill(self, todo: list[Boundary], keys: list[str], images: torch.Tensor, views: int,
-              augment: Callable[[torch.Tensor], torch.Tensor] | None, dtype: torch.dtype,
-              use_bf16: bool) -> list[torch.Tensor]:
+    def _fill(
+        self,
+        todo: list[Boundary],
+        keys: list[str],
+        images: torch.Tensor,
+        views: int,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None,
+        dtype: torch.dtype,
+        use_bf16: bool,
+    ) -> list[torch.Tensor]:
         """Compute the entries ``keys`` (boundaries ``todo``) into the store: every rank its share of
         whole batches into the file rank 0 created, then rank 0 commits and every rank maps it."""
         t, dist, bs = self.t, self.t.dist, self.t.cfg.data.eval_batch_size
@@ -148,7 +163,7 @@ class ImageLoop:
             for v, i, x in self.views(images, views, augment, rows.start, rows.stop):
                 hs = run_prefixes(self.model, self.seq, todo, x)
                 for out, h in zip(outs, hs):
-                    out[v, i: i + len(x)] = h.to(dtype).cpu()
+                    out[v, i : i + len(x)] = h.to(dtype).cpu()
         if not dist.main:
             for k in keys:
                 t.store.flush(k)
@@ -161,8 +176,9 @@ class ImageLoop:
             outs = [self._mapped(k, dtype) for k in keys]
         return outs
 
-    def views(self, images: torch.Tensor, views: int, augment: Callable[[torch.Tensor], torch.Tensor] | None,
-              start: int, stop: int) -> Iterator[tuple[int, int, torch.Tensor]]:
+    def views(
+        self, images: torch.Tensor, views: int, augment: Callable[[torch.Tensor], torch.Tensor] | None, start: int, stop: int
+    ) -> Iterator[tuple[int, int, torch.Tensor]]:
         """(view, first row, images on the device) in batches over rows start:stop of every view.
         A seed per view and batch: the same views whoever asks (the cache, a teacher) and however
         the rows are shared out between ranks."""
@@ -171,7 +187,7 @@ class ImageLoop:
             for v in range(views):
                 for i in range(start, stop, bs):
                     torch.manual_seed(self.t.cfg.run.seed * 7919 + v * 1_000_003 + i)
-                    x = images[i: min(i + bs, stop)]
+                    x = images[i : min(i + bs, stop)]
                     if augment is not None and (v > 0 or views == 1):  # view 0 is the clean image
                         x = augment(x)
                     yield v, i, to_memory_format(x.to(self.t.device))
@@ -188,8 +204,7 @@ class ImageLoop:
         tensor_digest(h, [images])
         aug_name = repr(self.t.cfg.regularization.augment) if augment is not None else "none"
         h.update(repr((aug_name, views, self.t.cfg.run.seed, self.t.cfg.data.eval_batch_size)).encode())
-        return ViewBatches(h.hexdigest()[:24], views, len(images),
-                           lambda: self.views(images, views, augment, 0, len(images)))
+        return ViewBatches(h.hexdigest()[:24], views, len(images), lambda: self.views(images, views, augment, 0, len(images)))
 
     def _mapped(self, key: str, dtype: torch.dtype) -> torch.Tensor:
         out = self.t.store.lookup(key, dtype)

@@ -47,8 +47,7 @@ def saved_choice(run_dir: Path, cfg: Config) -> dict[str, Any] | None:
         scales, share = [float(x) for x in record["scales"]], float(record["share"])
         assert len(scales) == 2
     except (ValueError, KeyError, TypeError, AssertionError, OSError):
-        log.warning("%s is unreadable; the lexical blend follows model.lexical in config.yaml (%s)", path,
-                    cfg.model.lexical)
+        log.warning("%s is unreadable; the lexical blend follows model.lexical in config.yaml (%s)", path, cfg.model.lexical)
         return None
     if cfg.model.lexical not in ("auto", share):
         return None
@@ -69,8 +68,14 @@ def fit_blend(model: FineTuneModel, texts: Any, num_classes: int, seed: int) -> 
 
     assert isinstance(model, TextModel)
     labelled = torch.nonzero(texts.labels >= 0).flatten()
-    return fit_lexical(texts.inputs[labelled], texts.labels[labelled].numpy(), vocab_size=model.vocab_size(),
-                       num_classes=num_classes, ignore=special_ids(model), seed=seed)
+    return fit_lexical(
+        texts.inputs[labelled],
+        texts.labels[labelled].numpy(),
+        vocab_size=model.vocab_size(),
+        num_classes=num_classes,
+        ignore=special_ids(model),
+        seed=seed,
+    )
 
 
 def attach(model: FineTuneModel, blend: LexicalBlend, device: torch.device) -> None:
@@ -84,8 +89,7 @@ def attach(model: FineTuneModel, blend: LexicalBlend, device: torch.device) -> N
 def special_ids(model: Any) -> list[int]:
     """The encoder's special tokens ([CLS], [SEP], padding...): structure, not words."""
     conf = model.backbone.model.config
-    names = ("pad_token_id", "bos_token_id", "eos_token_id", "cls_token_id", "sep_token_id", "unk_token_id",
-             "mask_token_id")
+    names = ("pad_token_id", "bos_token_id", "eos_token_id", "cls_token_id", "sep_token_id", "unk_token_id", "mask_token_id")
     return sorted({int(getattr(conf, n)) for n in names if isinstance(getattr(conf, n, None), int)})
 
 
@@ -94,12 +98,13 @@ def blend_log_probs(blend: LexicalBlend, inputs: Any, batch_size: int) -> torch.
     """The regression's class log-probabilities of all of ``inputs``, on the CPU (computed where the
     blend is: an attached blend stays on the model's device)."""
     at = blend.idf.device
-    parts = [blend.log_probs(inputs[i:i + batch_size].to(at)).cpu() for i in range(0, len(inputs), batch_size)]
+    parts = [blend.log_probs(inputs[i : i + batch_size].to(at)).cpu() for i in range(0, len(inputs), batch_size)]
     return torch.cat(parts) if parts else torch.zeros(0, blend.coef.shape[0])
 
 
-def choose(cfg: Config, blend: LexicalBlend, val_logits: torch.Tensor | None, val: Any
-           ) -> tuple[tuple[float, float], dict[str, Any]]:
+def choose(
+    cfg: Config, blend: LexicalBlend, val_logits: torch.Tensor | None, val: Any
+) -> tuple[tuple[float, float], dict[str, Any]]:
     """The scales (a, b) of the network's and the regression's log-probabilities: ``1 - w, w`` for a
     number ``w`` in ``model.lexical``, else those of the lowest validation log-loss (the network
     alone without a validation split); and what the choice saw."""
@@ -118,8 +123,9 @@ def choose(cfg: Config, blend: LexicalBlend, val_logits: torch.Tensor | None, va
     return scales, {"scales": list(scales), **record}
 
 
-def test_scores(blend: LexicalBlend, net_logits: torch.Tensor, test: Any, batch_size: int
-                ) -> tuple[torch.Tensor, dict[str, dict[str, float]]]:
+def test_scores(
+    blend: LexicalBlend, net_logits: torch.Tensor, test: Any, batch_size: int
+) -> tuple[torch.Tensor, dict[str, dict[str, float]]]:
     """The blended test logits, and the test scores of the network alone, the blend and the
     regression alone (what the benchmark suite reads; nothing is chosen on them)."""
     from tunelab.text.lexical import scores_at

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
 
-def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, classes: list[str], *,
-                           detailed: bool = False) -> dict[str, Any]:
+def classification_metrics(
+    logits: torch.Tensor, labels: torch.Tensor, classes: list[str], *, detailed: bool = False
+) -> dict[str, Any]:
     """loss, accuracy and macro-F1; with ``detailed``, per-class precision/recall/F1 and the confusion matrix."""
     y = labels.numpy()
     pred = logits.argmax(1).numpy()
@@ -23,8 +24,10 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, classes: 
     }
     if detailed:
         p, r, f, s = precision_recall_fscore_support(y, pred, labels=ks, zero_division=0)
-        out["per_class"] = {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-                            for i, c in enumerate(classes)}
+        out["per_class"] = {
+            c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, c in enumerate(classes)
+        }
         out["confusion_matrix"] = confusion_matrix(y, pred, labels=ks).tolist()
         out["n"] = len(y)
     return out

@@ -45,9 +45,16 @@ def build_image_model(cfg: ModelConfig, num_classes: int, *, image_size: int | N
     asks for tunelab's pooling or spatial dropout, which work on the last feature map."""
     keep = cfg.num_classes == "imagenet"
     own_top = keep or (cfg.head.pooling == "auto" and not cfg.head.spatial_dropout)
-    backbone = create_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights,
-                               keep_classifier=keep, drop_path_rate=cfg.drop_path_rate, feature_map=not own_top,
-                               image_size=image_size, timm_kwargs=cfg.timm_kwargs)
+    backbone = create_backbone(
+        cfg.backbone,
+        pretrained=cfg.pretrained,
+        weights=cfg.weights,
+        keep_classifier=keep,
+        drop_path_rate=cfg.drop_path_rate,
+        feature_map=not own_top,
+        image_size=image_size,
+        timm_kwargs=cfg.timm_kwargs,
+    )
     if backbone.left_out:
         _explain_left_out(cfg, backbone)
     if keep:
@@ -65,12 +72,15 @@ def _explain_left_out(cfg: ModelConfig, backbone: Backbone) -> None:
     if backbone.pools:
         log.info("%s: left out what never runs: %s", cfg.backbone, parts)
     elif cfg.head.pooling == "auto":
-        raise ModelError(f"model.head.spatial_dropout drops channels of the feature map before tunelab's pooling, "
-                         f"which would leave out {cfg.backbone}'s own top: {parts}. Set model.head.pooling (avg, "
-                         "max, ...) to pool the feature map that way, or set spatial_dropout: 0")
+        raise ModelError(
+            f"model.head.spatial_dropout drops channels of the feature map before tunelab's pooling, "
+            f"which would leave out {cfg.backbone}'s own top: {parts}. Set model.head.pooling (avg, "
+            "max, ...) to pool the feature map that way, or set spatial_dropout: 0"
+        )
     else:
-        log.info("model.head.pooling: %s pools %s's feature map; its own top is left out: %s",
-                 cfg.head.pooling, cfg.backbone, parts)
+        log.info(
+            "model.head.pooling: %s pools %s's feature map; its own top is left out: %s", cfg.head.pooling, cfg.backbone, parts
+        )
 
 
 def place(model: FineTuneModel, device: torch.device | str) -> FineTuneModel:

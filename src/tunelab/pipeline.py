@@ -19,7 +19,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,8 +66,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("tunelab")
 
 
-def fit(config: Config | str | Path | dict[str, Any] | None = None, *, overrides: list[str] | None = None,
-        resume: str | Path | None = None, hooks: dict[str, Hook] | None = None) -> Run:
+def fit(
+    config: Config | str | Path | dict[str, Any] | None = None,
+    *,
+    overrides: list[str] | None = None,
+    resume: str | Path | None = None,
+    hooks: dict[str, Hook] | None = None,
+) -> Run:
     """Train per the config's stages and evaluate; returns the :class:`Run` (metrics, model, folder).
 
     ``config`` is a :class:`Config`, a YAML path, a dict, or None for the defaults. ``resume`` is a
@@ -77,8 +82,10 @@ def fit(config: Config | str | Path | dict[str, Any] | None = None, *, overrides
     hooks = _check_hooks(hooks)
     if resume is not None:
         if config is not None or overrides:
-            raise ConfigError(f"a resume continues {resume} with the config saved in it (config.yaml); give a config "
-                              "to start a new run, or resume=RUN_DIR alone to continue one, not both")
+            raise ConfigError(
+                f"a resume continues {resume} with the config saved in it (config.yaml); give a config "
+                "to start a new run, or resume=RUN_DIR alone to continue one, not both"
+            )
         run_dir = Path(resume)
         cfg = _resume_config(run_dir)
     elif isinstance(config, Config):
@@ -96,12 +103,14 @@ def fit(config: Config | str | Path | dict[str, Any] | None = None, *, overrides
         with lock_run_dir(run_dir) if dist.main else contextlib.nullcontext():
             return _fit_in(cfg, run_dir, resume is not None, hooks, dist, dist_device)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM under the CLI: the checkpoints keep every finished epoch
-        raise Interrupted(f"the run continues from its last finished epoch with `tunelab fit --resume {run_dir}`",
-                          getattr(e, "signum", 2)) from None
+        raise Interrupted(
+            f"the run continues from its last finished epoch with `tunelab fit --resume {run_dir}`", getattr(e, "signum", 2)
+        ) from None
 
 
-def _fit_in(cfg: Config, run_dir: Path, resuming: bool, hooks: dict[str, Hook], dist: Dist,
-            dist_device: torch.device | None) -> Run:
+def _fit_in(
+    cfg: Config, run_dir: Path, resuming: bool, hooks: dict[str, Hook], dist: Dist, dist_device: torch.device | None
+) -> Run:
     """fit in its locked run folder: the saved config and checkpoint checked on a resume, the log
     opened, and a full disk turned into a message that says how to continue."""
     if resuming:
@@ -116,8 +125,9 @@ def _fit_in(cfg: Config, run_dir: Path, resuming: bool, hooks: dict[str, Hook], 
                 _remove_stale_files(run_dir)
             return _fit(cfg, run_dir, pos, hooks, dist, dist_device or pick_device(cfg.run.device))
     except DiskFullError as e:  # checkpoints are atomic: everything up to the last epoch is kept
-        raise DiskFullError(f"{e}. Nothing is lost: once there is room, continue the run with "
-                            f"`tunelab fit --resume {run_dir}`") from None
+        raise DiskFullError(
+            f"{e}. Nothing is lost: once there is room, continue the run with `tunelab fit --resume {run_dir}`"
+        ) from None
 
 
 def _check_hooks(hooks: dict[str, Hook] | None) -> dict[str, Hook]:
@@ -150,8 +160,11 @@ def _read_position(run_dir: Path, cfg: Config) -> Position:
 def _remove_stale_files(run_dir: Path) -> None:
     stale = remove_stale_files(run_dir)
     if stale:
-        log.info("removed %d temporary file(s) an interrupted process left behind: %s", len(stale),
-                 ", ".join(str(p.relative_to(run_dir)) for p in stale[:5]) + (" ..." if len(stale) > 5 else ""))
+        log.info(
+            "removed %d temporary file(s) an interrupted process left behind: %s",
+            len(stale),
+            ", ".join(str(p.relative_to(run_dir)) for p in stale[:5]) + (" ..." if len(stale) > 5 else ""),
+        )
 
 
 def _truncate_metrics(run_dir: Path, pos: Position) -> None:
@@ -161,34 +174,45 @@ def _truncate_metrics(run_dir: Path, pos: Position) -> None:
         ckpt.atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in keep))
 
 
+@dataclass(frozen=True)
+class _FitContext:
+    """What the steps of one fit share and never change: its task, run folder, hooks, processes,
+    device and the model's number of outputs."""
+
+    task: Task
+    run_dir: Path
+    hooks: dict[str, Hook]
+    dist: Dist
+    device: torch.device
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class _FirstFit:
+    """What the first fit hands to the final model: how many training examples have labels (the
+    first ``n_labelled``), the teacher to distil from, its validation logits and the lexical blend."""
+
+    n_labelled: int
+    teacher: Callable[[Trainer], Distiller] | None
+    val_logits: torch.Tensor | None
+    blend: tuple[LexicalBlend, dict[str, Any]] | None
+
+
 def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist: Dist, device: torch.device) -> Run:
     t_start, task = time.perf_counter(), task_for(cfg)
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     seed_everything(cfg.run.seed)
     log.info("run folder: %s", run_dir)
-    cfg, scratch = _shared_folders(cfg, run_dir, dist, device)
-    with dist.main_first() if cfg.data.decode_cache else contextlib.nullcontext():
-        splits = task.load_data(cfg.data)
-    log.info("data: %d classes\n%s", len(splits.classes), splits.count_table())
+    cfg, splits, scratch = _load_data(cfg, task, run_dir, dist, device)
     cfg, num_classes = _fitted_config(cfg, splits, run_dir, dist)
-    model, penalties = _model_for_training(cfg, task, num_classes, device, dist, pos, run_dir)
-    log.info("backbone %s (weights: %s)", cfg.model.backbone, model.backbone.source)
-    check_coverage(penalties, [select(model, st.train, where=f"stages.{i}.train") for i, st in enumerate(cfg.stages)])
-    if wanted(cfg) and not pos.tensors:  # the pretrained features, before any training
-        cfg = _rates_by_probe(cfg, splits, model, run_dir, dist, device)
-    if dist.main:
-        _truncate_metrics(run_dir, pos)
-        if cfg.run.baselines and not pos.tensors:  # before training: the probe needs the pretrained features
-            scores = run_baselines(splits, model, kind=task.baseline, batch_size=cfg.data.eval_batch_size,
-                                   device=device, seed=cfg.run.seed)
-            ckpt.atomic_write_text(run_dir / "baselines.json", json.dumps(scores, indent=1))
+    ctx = _FitContext(task, run_dir, hooks, dist, device, num_classes)
+    model, penalties = _model_for_training(cfg, ctx, pos, run_dir)
+    cfg = _before_training(cfg, ctx, splits, model, penalties, pos)
     n_labelled = len(splits.train)
     teacher = distiller(cfg, load_teacher(cfg, splits.classes, num_classes, device)) if cfg.distill else None
     splits = add_unlabeled(cfg, splits)  # after the counts and baselines, which need labels
-
-    trainer = Trainer(cfg=cfg, run_dir=run_dir, splits=splits, model=model, device=device, task_loop=task.loop,
-                      hooks=hooks, penalties=penalties, dist=dist, distill=teacher, run_id=run_id(run_dir))
+    trainer = _trainer(cfg, ctx, run_dir, splits, model, penalties, teacher)
     for si in range(pos.stage, len(cfg.stages)):
         trainer.run_stage(si, pos)
         if cfg.stages[si].epochs and dist.main:
@@ -197,9 +221,8 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
     trainer.model.eval()
     val_logits = trainer.predict(splits.val.inputs) if splits.val is not None else None
     cfg, blend = _lexical_blend(cfg, trainer, splits, val_logits, run_dir, dist)
-    model, trainer, final, val_probs = _final_model(cfg, task, run_dir, splits, hooks, dist, device, num_classes, trainer,
-                                                    n_labelled=n_labelled, teacher=teacher, val_logits=val_logits,
-                                                    blend=blend)
+    first = _FirstFit(n_labelled, teacher, val_logits, blend)
+    model, trainer, final, val_probs = _final_model(cfg, ctx, splits, trainer, first)
     final["seconds"] = time.perf_counter() - t_start
     dist.barrier()  # metrics.jsonl and model.safetensors are complete; no rank reads the caches any more
     history = read_history(run_dir)
@@ -212,6 +235,64 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
     return Run(run_dir, cfg, model, splits.classes, final, history)
 
 
+def _load_data(
+    cfg: Config, task: Task, run_dir: Path, dist: Dist, device: torch.device
+) -> tuple[Config, Splits[Any], list[Path]]:
+    """The run's data splits (decoded on rank 0 first where the ranks share a decode cache), with the
+    config as the shared folders make it and the folders only this run uses."""
+    cfg, scratch = _shared_folders(cfg, run_dir, dist, device)
+    with dist.main_first() if cfg.data.decode_cache else contextlib.nullcontext():
+        splits = task.load_data(cfg.data)
+    log.info("data: %d classes\n%s", len(splits.classes), splits.count_table())
+    return cfg, splits, scratch
+
+
+def _before_training(
+    cfg: Config, ctx: _FitContext, splits: Splits[Any], model: FineTuneModel, penalties: list[Penalty], pos: Position
+) -> Config:
+    """What is done with the pretrained model before any training: the penalties' coverage checked,
+    the stages' rates chosen by the probe, and (rank 0) the metrics after a resume's checkpoint
+    dropped and the baselines scored. Returns the config as the probe makes it."""
+    log.info("backbone %s (weights: %s)", cfg.model.backbone, model.backbone.source)
+    check_coverage(penalties, [select(model, st.train, where=f"stages.{i}.train") for i, st in enumerate(cfg.stages)])
+    if wanted(cfg) and not pos.tensors:  # the pretrained features, before any training
+        cfg = _rates_by_probe(cfg, splits, model, ctx.run_dir, ctx.dist, ctx.device)
+    if ctx.dist.main:
+        _truncate_metrics(ctx.run_dir, pos)
+        if cfg.run.baselines and not pos.tensors:  # before training: the probe needs the pretrained features
+            scores = run_baselines(
+                splits, model, kind=ctx.task.baseline, batch_size=cfg.data.eval_batch_size, device=ctx.device, seed=cfg.run.seed
+            )
+            ckpt.atomic_write_text(ctx.run_dir / "baselines.json", json.dumps(scores, indent=1))
+    return cfg
+
+
+def _trainer(
+    cfg: Config,
+    ctx: _FitContext,
+    folder: Path,
+    splits: Splits[Any],
+    model: FineTuneModel,
+    penalties: list[Penalty],
+    teacher: Callable[[Trainer], Distiller] | None,
+) -> Trainer:
+    """The loop that trains ``model`` per ``cfg``'s stages, writing into ``folder`` (the run folder,
+    or its refit's) under the run's id."""
+    return Trainer(
+        cfg=cfg,
+        run_dir=folder,
+        splits=splits,
+        model=model,
+        device=ctx.device,
+        task_loop=ctx.task.loop,
+        hooks=ctx.hooks,
+        penalties=penalties,
+        dist=ctx.dist,
+        distill=teacher,
+        run_id=run_id(ctx.run_dir),
+    )
+
+
 def _probe_record(run_dir: Path) -> dict[str, Any] | None:
     """What the probe on the pretrained features found, for the stage diagnoses (no flip advice
     where it turned flips off)."""
@@ -219,17 +300,33 @@ def _probe_record(run_dir: Path) -> dict[str, Any] | None:
     return {"pretrained_fit": json.loads(p.read_text())} if p.is_file() else None
 
 
-def _rates_by_probe(cfg: Config, splits: Splits[Any], model: FineTuneModel, run_dir: Path, dist: Dist,
-                    device: torch.device) -> Config:
+def _rates_by_probe(
+    cfg: Config, splits: Splits[Any], model: FineTuneModel, run_dir: Path, dist: Dist, device: torch.device
+) -> Config:
     """The stages' ``lr_if_features_fit`` resolved by the linear probe on the pretrained features
     (:mod:`tunelab.pretrained_fit`), on rank 0 for every rank; written into config.yaml."""
-    fit = dist.broadcast(probe_fit(model, splits.train.inputs, splits.train.labels.numpy(), cfg.data.eval_batch_size,
-                                   device, cfg.run.seed, mirror=mirror_wanted(cfg))
-                         if dist.main and probe_wanted(cfg) else None)
+    fit = dist.broadcast(
+        probe_fit(
+            model,
+            splits.train.inputs,
+            splits.train.labels.numpy(),
+            cfg.data.eval_batch_size,
+            device,
+            cfg.run.seed,
+            mirror=mirror_wanted(cfg),
+        )
+        if dist.main and probe_wanted(cfg)
+        else None
+    )
     cfg, chosen = apply_fit(cfg, fit, getattr(splits.train, "native_side", None))
-    log.info("pretrained features: %s\n%s", "not probed (random weights, or too few examples)" if fit is None else
-             f"linear probe {fit['cv_accuracy']:.3f} cross-validated, majority class {fit['majority']:.3f}, "
-             f"kappa {fit['kappa']:.2f}", "\n".join(f"  {k}: {v}" for k, v in chosen.items()))
+    log.info(
+        "pretrained features: %s\n%s",
+        "not probed (random weights, or too few examples)"
+        if fit is None
+        else f"linear probe {fit['cv_accuracy']:.3f} cross-validated, majority class {fit['majority']:.3f}, "
+        f"kappa {fit['kappa']:.2f}",
+        "\n".join(f"  {k}: {v}" for k, v in chosen.items()),
+    )
     if dist.main:
         if fit is not None:
             ckpt.atomic_write_text(run_dir / "pretrained_fit.json", json.dumps(fit, indent=1))
@@ -237,8 +334,9 @@ def _rates_by_probe(cfg: Config, splits: Splits[Any], model: FineTuneModel, run_
     return cfg
 
 
-def _lexical_blend(cfg: Config, trainer: Trainer, splits: Splits[Any], val_logits: torch.Tensor | None, run_dir: Path,
-                   dist: Dist) -> tuple[Config, tuple[LexicalBlend, dict[str, Any]] | None]:
+def _lexical_blend(
+    cfg: Config, trainer: Trainer, splits: Splits[Any], val_logits: torch.Tensor | None, run_dir: Path, dist: Dist
+) -> tuple[Config, tuple[LexicalBlend, dict[str, Any]] | None]:
     """The text run's lexical blend (:mod:`tunelab.lexical_fit`), if it has one: fitted on the
     labelled training texts, its scales chosen on the validation split (on a resume: as this run
     chose them before), the choice written into RUN_DIR/lexical.json, then its share into config.yaml."""
@@ -261,47 +359,71 @@ def _lexical_blend(cfg: Config, trainer: Trainer, splits: Splits[Any], val_logit
     return cfg, (blend, record)
 
 
-def _final_model(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], hooks: dict[str, Hook], dist: Dist,
-                 device: torch.device, num_classes: int, trainer: Trainer, *, n_labelled: int, teacher: Any,
-                 val_logits: torch.Tensor | None, blend: tuple[LexicalBlend, dict[str, Any]] | None
-                 ) -> tuple[FineTuneModel, Trainer, dict[str, Any], np.ndarray | None]:
-    """Validation metrics of the trained model, the refit when there is one (distilling from
-    ``teacher`` too), the lexical blend attached, the saved weights and the test metrics: (final
-    model, its trainer, metrics, validation probabilities). The training split's first
-    ``n_labelled`` examples have labels."""
+def _final_model(
+    cfg: Config, ctx: _FitContext, splits: Splits[Any], trainer: Trainer, first: _FirstFit
+) -> tuple[FineTuneModel, Trainer, dict[str, Any], np.ndarray | None]:
+    """Validation metrics of the trained model, the refit when there is one (distilling from the
+    first fit's teacher too), the lexical blend attached, the saved weights and the test metrics:
+    (final model, its trainer, metrics, validation probabilities)."""
     model = trainer.model
-    final: dict[str, Any] = {"skipped_images": splits.skipped, "n_train": n_labelled}
-    if len(splits.train) > n_labelled:
-        final["n_unlabeled"] = len(splits.train) - n_labelled
-    if dist.enabled:
-        final["processes"] = dist.world
+    final = _fit_facts(splits, first.n_labelled, ctx.dist)
     val_probs = None
-    if splits.val is not None and val_logits is not None:
-        final["val"] = classification_metrics(val_logits, splits.val.labels, splits.classes, detailed=True)
-        val_probs = val_logits.softmax(1).numpy()
-    if splits.val is not None and should_refit(cfg, n_labelled, len(splits.val), len(splits.classes)):
-        first_test = trainer.predict(splits.test.inputs) if splits.test is not None else None
-        model, trainer, final["refit"] = _refit(cfg, task, run_dir, splits, hooks, dist, device, num_classes, teacher)
-        if first_test is not None and splits.test is not None:
-            final["refit"]["first_fit_test"] = classification_metrics(first_test, splits.test.labels, splits.classes)
-    if blend is not None and blend[0].share > 0 and splits.val is not None:
-        # its scales chosen, the regression (seconds to fit) learns from every labelled text, as a refit
-        # network does: the validation split too
-        refit = fit_blend(model, splits.train.concat(splits.val), len(splits.classes), cfg.run.seed)
-        blend = (refit.with_scales(*blend[0].scales.tolist()), blend[1])
+    if splits.val is not None and first.val_logits is not None:
+        final["val"] = classification_metrics(first.val_logits, splits.val.labels, splits.classes, detailed=True)
+        val_probs = first.val_logits.softmax(1).numpy()
+    if splits.val is not None and should_refit(cfg, first.n_labelled, len(splits.val), len(splits.classes)):
+        model, trainer, final["refit"] = _refit_scored(cfg, ctx, splits, trainer, first.teacher)
+    blend = _blend_on_all_labels(cfg, model, splits, first.blend)
     logits = trainer.predict(splits.test.inputs) if splits.test is not None else None  # the network alone
     if blend is not None:
         final["lexical"] = blend[1]
         if blend[0].share > 0:
-            attach(model, blend[0], device)
-    if dist.main:
-        ckpt.save(run_dir / "model.safetensors", model.state_dict(), {"backbone": cfg.model.backbone},
-                  before_rename=lambda tmp: record_model(run_dir, tmp))
+            attach(model, blend[0], ctx.device)
+    if ctx.dist.main:
+        ckpt.save(
+            ctx.run_dir / "model.safetensors",
+            model.state_dict(),
+            {"backbone": cfg.model.backbone},
+            before_rename=lambda tmp: record_model(ctx.run_dir, tmp),
+        )
     if splits.test is not None and logits is not None:
         if blend is not None:
             logits, final["lexical"]["test"] = test_scores(blend[0], logits, splits.test, cfg.data.eval_batch_size)
         final["test"] = classification_metrics(logits, splits.test.labels, splits.classes, detailed=True)
     return model, trainer, final, val_probs
+
+
+def _fit_facts(splits: Splits[Any], n_labelled: int, dist: Dist) -> dict[str, Any]:
+    """The metrics' first entries: unreadable examples, how many examples trained (labelled and
+    not) and under how many processes."""
+    final: dict[str, Any] = {"skipped_images": splits.skipped, "n_train": n_labelled}
+    if len(splits.train) > n_labelled:
+        final["n_unlabeled"] = len(splits.train) - n_labelled
+    if dist.enabled:
+        final["processes"] = dist.world
+    return final
+
+
+def _refit_scored(
+    cfg: Config, ctx: _FitContext, splits: Splits[Any], trainer: Trainer, teacher: Callable[[Trainer], Distiller] | None
+) -> tuple[FineTuneModel, Trainer, dict[str, Any]]:
+    """The refit (:func:`_refit`), its record holding the first fit's test metrics for comparison."""
+    first_test = trainer.predict(splits.test.inputs) if splits.test is not None else None
+    model, trainer, record = _refit(cfg, ctx, splits, teacher)
+    if first_test is not None and splits.test is not None:
+        record["first_fit_test"] = classification_metrics(first_test, splits.test.labels, splits.classes)
+    return model, trainer, record
+
+
+def _blend_on_all_labels(
+    cfg: Config, model: FineTuneModel, splits: Splits[Any], blend: tuple[LexicalBlend, dict[str, Any]] | None
+) -> tuple[LexicalBlend, dict[str, Any]] | None:
+    """The lexical blend the final model keeps: once its scales are chosen, the regression (seconds to
+    fit) learns from every labelled text, as a refit network does: the validation split too."""
+    if blend is not None and blend[0].share > 0 and splits.val is not None:
+        refit = fit_blend(model, splits.train.concat(splits.val), len(splits.classes), cfg.run.seed)
+        return refit.with_scales(*blend[0].scales.tolist()), blend[1]
+    return blend
 
 
 def _shared_folders(cfg: Config, run_dir: Path, dist: Dist, device: torch.device) -> tuple[Config, list[Path]]:
@@ -310,8 +432,13 @@ def _shared_folders(cfg: Config, run_dir: Path, dist: Dist, device: torch.device
     scratch: list[Path] = []
     if not dist.enabled:
         return cfg, scratch
-    log.info("distributed: %d processes (%s backend), global batch %d, %s per process",
-             dist.world, torch.distributed.get_backend(), cfg.data.batch_size, device)
+    log.info(
+        "distributed: %d processes (%s backend), global batch %d, %s per process",
+        dist.world,
+        torch.distributed.get_backend(),
+        cfg.data.batch_size,
+        device,
+    )
     if cfg.data.decode_cache is None:  # decode once, on rank 0; the others map the files
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"decode_cache": str(run_dir / "decoded")})})
         scratch.append(run_dir / "decoded")
@@ -338,8 +465,10 @@ def _fitted_config(cfg: Config, splits: Splits[Any], run_dir: Path, dist: Dist) 
                 write_config(run_dir, cfg)
     cfg, stretched = apply_min_steps(cfg, len(splits.train))
     if stretched:
-        log.info("small training set: more epochs for the stages' min_steps\n%s",
-                 "\n".join(f"  {k}: {v}" for k, v in stretched.items()))
+        log.info(
+            "small training set: more epochs for the stages' min_steps\n%s",
+            "\n".join(f"  {k}: {v}" for k, v in stretched.items()),
+        )
         if dist.main:
             write_config(run_dir, cfg)
     if dist.main:
@@ -352,18 +481,30 @@ def _outputs(cfg: Config, classes: list[str]) -> int:
     """The model's outputs: one per class of the data (checked before anything is trained: an output
     without a class has no name for the report or a prediction)."""
     if cfg.model.num_classes == "imagenet":
-        raise ConfigError("model.num_classes: imagenet keeps the pretrained classifier, which cannot be fine-tuned "
-                          "on this data; use 'data' (one output per class found) for fit")
+        raise ConfigError(
+            "model.num_classes: imagenet keeps the pretrained classifier, which cannot be fine-tuned "
+            "on this data; use 'data' (one output per class found) for fit"
+        )
     if cfg.model.num_classes != "data" and int(cfg.model.num_classes) != len(classes):
         shown = ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
-        raise ConfigError(f"model.num_classes: {cfg.model.num_classes}, but the data has {len(classes)} classes "
-                          f"({shown}); a model has one output per class: set model.num_classes: data (or "
-                          f"{len(classes)})")
+        raise ConfigError(
+            f"model.num_classes: {cfg.model.num_classes}, but the data has {len(classes)} classes "
+            f"({shown}); a model has one output per class: set model.num_classes: data (or "
+            f"{len(classes)})"
+        )
     return len(classes)
 
 
-def _report(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], final: dict[str, Any],
-            history: list[dict[str, Any]], val_probs: Any, trainer: Trainer) -> None:
+def _report(
+    cfg: Config,
+    task: Task,
+    run_dir: Path,
+    splits: Splits[Any],
+    final: dict[str, Any],
+    history: list[dict[str, Any]],
+    val_probs: Any,
+    trainer: Trainer,
+) -> None:
     """metrics.json, the printed summary, the diagnosis, the HTML report and TensorBoard's summary."""
     for name in ("baselines", "pretrained_fit"):
         if (run_dir / f"{name}.json").is_file():
@@ -388,30 +529,31 @@ def _report(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], final: 
     trainer.call("on_fit_end", trainer=trainer, metrics=final)
 
 
-def _model_for_training(cfg: Config, task: Task, num_classes: int, device: torch.device, dist: Dist, pos: Position,
-                        run_dir: Path) -> tuple[FineTuneModel, list[Penalty]]:
+def _model_for_training(cfg: Config, ctx: _FitContext, pos: Position, folder: Path) -> tuple[FineTuneModel, list[Penalty]]:
     """The model with its pretrained weights (placed, compiled if asked) and its penalties; then
-    each rank's own seed, and the weights of the checkpoint in ``run_dir`` a resume starts from."""
-    model = place(task.build_model(without_blend(cfg), num_classes), device)
+    each rank's own seed, and the weights of the checkpoint in ``folder`` a resume starts from."""
+    dist = ctx.dist
+    model = place(ctx.task.build_model(without_blend(cfg), ctx.num_classes), ctx.device)
     if cfg.run.compile:
         compile_blocks(model)
-    penalties = build_penalties(cfg.regularization.penalties, model,
-                                pretrained_reference(model, cfg.regularization.penalties))
+    penalties = build_penalties(cfg.regularization.penalties, model, pretrained_reference(model, cfg.regularization.penalties))
     if dist.enabled:  # same initial weights everywhere (above); from here on each rank draws its own
         # augmentations and dropout masks, not copies of rank 0's
         seed_everything(cfg.run.seed + 7919 * dist.rank)
     if pos.tensors:
-        ckpt.load_model_state(model, {k[6:]: v for k, v in pos.tensors.items() if k.startswith("model.")},
-                              f"{run_dir}/checkpoints/last.safetensors")
+        ckpt.load_model_state(
+            model, {k[6:]: v for k, v in pos.tensors.items() if k.startswith("model.")}, f"{folder}/checkpoints/last.safetensors"
+        )
     return model, penalties
 
 
-def _refit(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], hooks: dict[str, Hook], dist: Dist,
-           device: torch.device, num_classes: int, teacher: Callable[[Trainer], Distiller] | None
-           ) -> tuple[FineTuneModel, Trainer, dict[str, Any]]:
+def _refit(
+    cfg: Config, ctx: _FitContext, splits: Splits[Any], teacher: Callable[[Trainer], Distiller] | None
+) -> tuple[FineTuneModel, Trainer, dict[str, Any]]:
     """Train the recipe again from the pretrained weights on the training and validation examples
     together, each stage for the epochs it ran, in RUN_DIR/refit (resumable like the run itself)."""
     assert splits.val is not None
+    run_dir, dist = ctx.run_dir, ctx.dist
     sub = run_dir / "refit"
     rcfg = cfg.model_copy(update={"stages": refit_stages(cfg, read_history(run_dir))})
     merged = replace(splits, train=splits.train.concat(splits.val), val=None)
@@ -420,14 +562,16 @@ def _refit(cfg: Config, task: Task, run_dir: Path, splits: Splits[Any], hooks: d
         write_config(sub, rcfg, run_id=run_id(run_dir))  # the refit's checkpoints are the run's
     dist.barrier()
     pos = _read_position(sub, rcfg)
-    log.info("refit: the same recipe on all %d training and validation examples (epochs %s, as the first fit ran)",
-             len(merged.train), ", ".join(str(st.epochs) for st in rcfg.stages))
+    log.info(
+        "refit: the same recipe on all %d training and validation examples (epochs %s, as the first fit ran)",
+        len(merged.train),
+        ", ".join(str(st.epochs) for st in rcfg.stages),
+    )
     seed_everything(cfg.run.seed)
-    model, penalties = _model_for_training(cfg, task, num_classes, device, dist, pos, sub)
+    model, penalties = _model_for_training(cfg, ctx, pos, sub)
     if dist.main:
         _truncate_metrics(sub, pos)
-    trainer = Trainer(cfg=rcfg, run_dir=sub, splits=merged, model=model, device=device, task_loop=task.loop,
-                      hooks=hooks, penalties=penalties, dist=dist, distill=teacher, run_id=run_id(run_dir))
+    trainer = _trainer(rcfg, ctx, sub, merged, model, penalties, teacher)
     for si in range(pos.stage, len(rcfg.stages)):
         trainer.run_stage(si, pos)
     model.eval()
@@ -444,8 +588,7 @@ def compile_blocks(model: FineTuneModel) -> None:
     for m in [m for _, m in seq] if seq is not None else [model.backbone]:
         m.compile()
     model.head.compile()
-    log.info("torch.compile: %d backbone modules and the head (compiled on first use)",
-             len(seq) if seq is not None else 1)
+    log.info("torch.compile: %d backbone modules and the head (compiled on first use)", len(seq) if seq is not None else 1)
 
 
 def _final_tensorboard(tb: Any, cfg: Config, final: dict[str, Any], confusion_png: Path) -> None:
@@ -453,12 +596,21 @@ def _final_tensorboard(tb: Any, cfg: Config, final: dict[str, Any], confusion_pn
     import matplotlib.image as mpimg
 
     split = "test" if "test" in final else "val" if "val" in final else None
-    hparams = {"backbone": cfg.model.backbone, "image_size": cfg.data.image_size, "stages": len(cfg.stages),
-               "lr": cfg.stage_lrs()[0] if cfg.stages else 0.0, "samples_per_class": cfg.data.samples_per_class or 0,
-               "augment": str(cfg.regularization.augment), "penalties": len(cfg.regularization.penalties)}
+    hparams = {
+        "backbone": cfg.model.backbone,
+        "image_size": cfg.data.image_size,
+        "stages": len(cfg.stages),
+        "lr": cfg.stage_lrs()[0] if cfg.stages else 0.0,
+        "samples_per_class": cfg.data.samples_per_class or 0,
+        "augment": str(cfg.regularization.augment),
+        "penalties": len(cfg.regularization.penalties),
+    }
     if split is not None:
-        tb.add_hparams(hparams, {f"hparam/{split}_accuracy": final[split]["accuracy"],
-                                 f"hparam/{split}_macro_f1": final[split]["macro_f1"]}, run_name=".")
+        tb.add_hparams(
+            hparams,
+            {f"hparam/{split}_accuracy": final[split]["accuracy"], f"hparam/{split}_macro_f1": final[split]["macro_f1"]},
+            run_name=".",
+        )
         if confusion_png.is_file():
             tb.add_image(f"{split}/confusion_matrix", mpimg.imread(confusion_png)[..., :3], dataformats="HWC")
     tb.close()

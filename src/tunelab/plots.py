@@ -95,8 +95,15 @@ def confusion(metrics: dict[str, Any], classes: list[str], path: Path, title: st
     if k <= 20:
         for i in range(k):
             for j in range(k):
-                ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{norm[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     fig.colorbar(im, ax=ax, fraction=0.046)
     return _save(fig, path)
 
@@ -116,8 +123,9 @@ def per_class(metrics: dict[str, Any], path: Path, title: str) -> Path:
     return _save(fig, path)
 
 
-def wrong_gallery(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, classes: list[str], path: Path,
-                  n: int = 16) -> Path | None:
+def wrong_gallery(
+    images: np.ndarray, labels: np.ndarray, probs: np.ndarray, classes: list[str], path: Path, n: int = 16
+) -> Path | None:
     """The ``n`` validation images the model got wrong with the highest confidence."""
     pred = probs.argmax(1)
     wrong = most_confidently_wrong(probs, labels, n)

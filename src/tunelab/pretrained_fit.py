@@ -94,13 +94,25 @@ def mirror_check(x: np.ndarray, mirrored: np.ndarray, y: np.ndarray, c: float, s
         right[0, te], right[1, te] = p.argmax(1) == col, pm.argmax(1) == col
     sd = float(lost.std(ddof=1)) if len(lost) > 1 else 0.0
     t = float(lost.mean() / (sd / np.sqrt(len(lost)))) if sd > 0 else 0.0
-    return {"loss": float(lost.mean()), "t": t, "accuracy": float(right[0].mean()),
-            "accuracy_mirrored": float(right[1].mean()),
-            "keeps_labels": not (lost.mean() >= MIRROR_LOSS and t >= MIRROR_T)}
+    return {
+        "loss": float(lost.mean()),
+        "t": t,
+        "accuracy": float(right[0].mean()),
+        "accuracy_mirrored": float(right[1].mean()),
+        "keeps_labels": not (lost.mean() >= MIRROR_LOSS and t >= MIRROR_T),
+    }
 
 
-def probe_fit(model: FineTuneModel, inputs: Any, labels: np.ndarray, batch_size: int, device: torch.device,
-              seed: int, *, mirror: bool = False) -> dict[str, Any] | None:
+def probe_fit(
+    model: FineTuneModel,
+    inputs: Any,
+    labels: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    seed: int,
+    *,
+    mirror: bool = False,
+) -> dict[str, Any] | None:
     """The linear probe's cross-validated accuracy on ``inputs`` (at most PROBE_MAX of them, a
     stratified sample), the majority class's share and their kappa, and with ``mirror`` (image
     batches) :func:`mirror_check`; None when cross-validation is impossible (a class with fewer
@@ -116,8 +128,13 @@ def probe_fit(model: FineTuneModel, inputs: Any, labels: np.ndarray, batch_size:
     if acc is None:
         return None
     majority = float(counts.max() / counts.sum())
-    out: dict[str, Any] = {"cv_accuracy": acc, "majority": majority, "kappa": (acc - majority) / (1.0 - majority),
-                           "examples": len(sub), "threshold": FIT_KAPPA}
+    out: dict[str, Any] = {
+        "cv_accuracy": acc,
+        "majority": majority,
+        "kappa": (acc - majority) / (1.0 - majority),
+        "examples": len(sub),
+        "threshold": FIT_KAPPA,
+    }
     if mirror:
         flipped = pooled_features(model, inputs[torch.from_numpy(sub)].flip(-1), batch_size, device)
         out["mirror"] = mirror_check(x, flipped, y[sub], float(np.atleast_1d(clf.C_)[0]), seed)
@@ -131,8 +148,7 @@ def features_fit(fit: dict[str, Any] | None) -> bool:
     return fit is not None and fit["kappa"] >= fit.get("threshold", FIT_KAPPA) - 1e-9
 
 
-def apply_fit(cfg: Config, fit: dict[str, Any] | None, native_side: int | None = None
-              ) -> tuple[Config, dict[str, str]]:
+def apply_fit(cfg: Config, fit: dict[str, Any] | None, native_side: int | None = None) -> tuple[Config, dict[str, str]]:
     """The config with every ``lr_if_features_fit`` resolved: the stage's ``lr`` becomes it when the
     probe's kappa reaches FIT_KAPPA, and stays otherwise (also when ``fit`` is None); the field is
     dropped either way. ``augment: auto`` becomes a preset (:func:`_resolve_augment`; ``native_side``:
@@ -148,10 +164,14 @@ def apply_fit(cfg: Config, fit: dict[str, Any] | None, native_side: int | None =
         if fits:
             update.update(lr=st.lr_if_features_fit, lr_scale=None)
         stages.append(st.model_copy(update=update))
-        rate = f"lr {st.lr_if_features_fit:g}" if fits else \
-            (f"lr {st.lr:g}" if st.lr is not None else f"lr_scale {st.lr_scale:g}")
-        why = "no probe: random weights, or a class with fewer than 2 training examples" if fit is None else \
-            f"probe kappa {fit['kappa']:.2f} {'>=' if fits else '<'} {FIT_KAPPA}"
+        rate = (
+            f"lr {st.lr_if_features_fit:g}" if fits else (f"lr {st.lr:g}" if st.lr is not None else f"lr_scale {st.lr_scale:g}")
+        )
+        why = (
+            "no probe: random weights, or a class with fewer than 2 training examples"
+            if fit is None
+            else f"probe kappa {fit['kappa']:.2f} {'>=' if fits else '<'} {FIT_KAPPA}"
+        )
         chosen[f"stages.{i}"] = f"{rate} ({why})"
     cfg = cfg.model_copy(update={"stages": stages})
     if cfg.regularization.augment == "auto":
@@ -167,11 +187,17 @@ def _resolve_augment(cfg: Config, fit: dict[str, Any] | None, native_side: int |
     crops = flips and native_side is not None and native_side >= CROP_MIN_SIDE
     preset = "light" if crops else "flip" if flips else "none"
     reg = cfg.regularization.model_copy(update={"augment": preset})
-    why = "no probe" if check is None else \
-        f"mirror images lose {check['loss']:.3f} of their class's probability, t {check['t']:.1f}"
+    why = (
+        "no probe"
+        if check is None
+        else f"mirror images lose {check['loss']:.3f} of their class's probability, t {check['t']:.1f}"
+    )
     if flips:
         side = "unknown" if native_side is None else f"{native_side} px"
         why += f"; source images' shorter side {side}, crops from {CROP_MIN_SIDE} px"
-    verdict = {"light": "light: random resized crops and flips", "flip": "flip",
-               "none": "none: flips change what the classes look like"}[preset]
+    verdict = {
+        "light": "light: random resized crops and flips",
+        "flip": "flip",
+        "none": "none: flips change what the classes look like",
+    }[preset]
     return cfg.model_copy(update={"regularization": reg}), f"{verdict} ({why})"

@@ -24,12 +24,19 @@ WRONG_TEXTS = "wrong_texts.json"  # the most confidently wrong validation texts 
 SECTIONS = ["summary", "diagnosis", "curves", "metrics", "data", "model", "regularization", "config"]
 
 # the figures of make_plots and the alt text each has in the page
-FIGURES = {"curves": "loss and accuracy curves", "lr": "learning rate", "penalties": "penalties",
-           "confusion": "confusion matrix", "per_class": "per-class", "wrong": "most confidently wrong"}
+FIGURES = {
+    "curves": "loss and accuracy curves",
+    "lr": "learning rate",
+    "penalties": "penalties",
+    "confusion": "confusion matrix",
+    "per_class": "per-class",
+    "wrong": "most confidently wrong",
+}
 
 
-def make_plots(run_dir: Path, r: dict[str, Any],
-               gallery: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> dict[str, Path | None]:
+def make_plots(
+    run_dir: Path, r: dict[str, Any], gallery: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+) -> dict[str, Path | None]:
     """All figures into RUN_DIR/plots; the gallery needs (images, labels, probabilities) of the
     validation set, else an existing gallery is kept."""
     out = run_dir / "plots"
@@ -41,8 +48,9 @@ def make_plots(run_dir: Path, r: dict[str, Any],
     split = "test" if "test" in r["metrics"] else "val" if "val" in r["metrics"] else None
     if split is not None:
         m = r["metrics"][split]
-        figs["confusion"] = plots.confusion(m, r["classes"], out / "confusion.png",
-                                            f"{split}: confusion matrix (rows normalised)")
+        figs["confusion"] = plots.confusion(
+            m, r["classes"], out / "confusion.png", f"{split}: confusion matrix (rows normalised)"
+        )
         figs["per_class"] = plots.per_class(m, out / "per_class.png", f"{split}: precision and recall per class")
     if gallery is not None:
         figs["wrong"] = plots.wrong_gallery(*gallery, r["classes"], out / "wrong.png")
@@ -56,8 +64,11 @@ def _main_split(metrics: dict[str, Any]) -> str | None:
 
 
 def _metric_rows(metrics: dict[str, Any]) -> list[list[Any]]:
-    return [[split, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", f"{m['loss']:.4f}", m.get("n", "")]
-            for split in ("val", "test") if (m := metrics.get(split))]
+    return [
+        [split, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", f"{m['loss']:.4f}", m.get("n", "")]
+        for split in ("val", "test")
+        if (m := metrics.get(split))
+    ]
 
 
 def _baselines(metrics: dict[str, Any]) -> dict[str, Any] | None:
@@ -80,8 +91,7 @@ def _baselines(metrics: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _per_class_rows(m: dict[str, Any]) -> list[list[Any]]:
-    return [[c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]]
-            for c, v in m["per_class"].items()]
+    return [[c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]] for c, v in m["per_class"].items()]
 
 
 def _data(d: dict[str, Any]) -> dict[str, Any] | None:
@@ -91,9 +101,12 @@ def _data(d: dict[str, Any]) -> dict[str, Any] | None:
     splits = list(d["counts"])
     train = d["counts"].get("train", [])
     ratio = max(train) / min(train) if train and min(train) > 0 else 0
-    return {"head": ["class", *splits], "imbalance": f"{ratio:.1f}" if ratio > 1.5 else None,
-            "rows": [[c, *(d["counts"][s][i] for s in splits)] for i, c in enumerate(d["classes"])],
-            "skipped": d.get("skipped") or []}
+    return {
+        "head": ["class", *splits],
+        "imbalance": f"{ratio:.1f}" if ratio > 1.5 else None,
+        "rows": [[c, *(d["counts"][s][i] for s in splits)] for i, c in enumerate(d["classes"])],
+        "skipped": d.get("skipped") or [],
+    }
 
 
 def _headline(r: dict[str, Any], cfg: Any) -> dict[str, Any] | None:
@@ -102,9 +115,16 @@ def _headline(r: dict[str, Any], cfg: Any) -> dict[str, Any] | None:
     split = _main_split(m)
     if split is None:
         return None
-    return {"split": split, "accuracy": f"{m[split]['accuracy']:.4f}", "macro_f1": f"{m[split]['macro_f1']:.4f}",
-            "n_train": m.get("n_train", "?"), "unit": "texts" if cfg.is_text else "images",
-            "n_classes": len(r["classes"]), "backbone": cfg.model.backbone, "seconds": f"{m.get('seconds', 0):.0f}"}
+    return {
+        "split": split,
+        "accuracy": f"{m[split]['accuracy']:.4f}",
+        "macro_f1": f"{m[split]['macro_f1']:.4f}",
+        "n_train": m.get("n_train", "?"),
+        "unit": "texts" if cfg.is_text else "images",
+        "n_classes": len(r["classes"]),
+        "backbone": cfg.model.backbone,
+        "seconds": f"{m.get('seconds', 0):.0f}",
+    }
 
 
 def lexical_summary(record: dict[str, Any]) -> str:
@@ -114,18 +134,24 @@ def lexical_summary(record: dict[str, Any]) -> str:
     val = record.get("val")
     if not val:
         return head
-    line = (f"{head}; validation accuracy {val['network']['accuracy']:.3f} network alone, "
-            f"{val['blend']['accuracy']:.3f} blended, {val['words']['accuracy']:.3f} word counts alone")
+    line = (
+        f"{head}; validation accuracy {val['network']['accuracy']:.3f} network alone, "
+        f"{val['blend']['accuracy']:.3f} blended, {val['words']['accuracy']:.3f} word counts alone"
+    )
     sure = val.get("sureness")
     if sure:
-        line += (f"; the lowest log-loss, at scales {val['uncapped']['net_scale']:g}, {val['uncapped']['lex_scale']:g}, "
-                 f"was {sure['mean_top_before']:.3f} sure on average: both scales x{sure['factor']:.3g}, "
-                 f"{sure['mean_top']:.3f} sure, as the validation accuracy supports ((right + 1) / (n + 2) = "
-                 f"{sure['bound']:.3f})")
+        line += (
+            f"; the lowest log-loss, at scales {val['uncapped']['net_scale']:g}, {val['uncapped']['lex_scale']:g}, "
+            f"was {sure['mean_top_before']:.3f} sure on average: both scales x{sure['factor']:.3g}, "
+            f"{sure['mean_top']:.3f} sure, as the validation accuracy supports ((right + 1) / (n + 2) = "
+            f"{sure['bound']:.3f})"
+        )
     refused = val.get("refused")
     if refused:
-        line += (f"; the lowest log-loss, at scales {refused['net_scale']:g}, {refused['lex_scale']:g}, scored "
-                 f"{refused['accuracy']:.3f}, below the network alone: refused, the network kept as trained")
+        line += (
+            f"; the lowest log-loss, at scales {refused['net_scale']:g}, {refused['lex_scale']:g}, scored "
+            f"{refused['accuracy']:.3f}, below the network alone: refused, the network kept as trained"
+        )
     return line
 
 
@@ -136,41 +162,66 @@ def _pretrained_fit(m: dict[str, Any], augment: Any = None) -> dict[str, str] | 
     if not fit:
         return None
     fits = features_fit(fit)
-    outcome = (f"they already fit the data (kappa {fit['threshold']} or more) and stages with lr_if_features_fit "
-               "trained at that rate") if fits else \
-        f"they do not fit it yet (kappa under {fit['threshold']}) and every stage kept its lr"
+    outcome = (
+        (f"they already fit the data (kappa {fit['threshold']} or more) and stages with lr_if_features_fit trained at that rate")
+        if fits
+        else f"they do not fit it yet (kappa under {fit['threshold']}) and every stage kept its lr"
+    )
     mirror = fit.get("mirror")
     if mirror is not None:
-        outcome += (f"; mirror images kept {mirror['accuracy_mirrored']:.3f} of its {mirror['accuracy']:.3f} accuracy, "
-                    + ("so training flipped images" if mirror["keeps_labels"] else
-                       "losing their class's evidence, so training did not flip images"))
+        outcome += f"; mirror images kept {mirror['accuracy_mirrored']:.3f} of its {mirror['accuracy']:.3f} accuracy, " + (
+            "so training flipped images"
+            if mirror["keeps_labels"]
+            else "losing their class's evidence, so training did not flip images"
+        )
         if augment == "light":
             outcome += f" and cropped them (source images of {CROP_MIN_SIDE} px or more)"
-    return {"cv_accuracy": f"{fit['cv_accuracy']:.3f}", "majority": f"{fit['majority']:.3f}",
-            "kappa": f"{fit['kappa']:.2f}", "examples": str(fit["examples"]), "outcome": outcome}
+    return {
+        "cv_accuracy": f"{fit['cv_accuracy']:.3f}",
+        "majority": f"{fit['majority']:.3f}",
+        "kappa": f"{fit['kappa']:.2f}",
+        "examples": str(fit["examples"]),
+        "outcome": outcome,
+    }
 
 
 def _stages(r: dict[str, Any]) -> list[dict[str, Any]]:
     """Per stage (from stages.json): its name, trainable layers, cache and regularization audit."""
-    return [{"n": int(k) + 1, "name": str(v.get("name")), "layers": v.get("layers", ""), "cache": v.get("cache"),
-             "audit": v.get("audit", "")} for k, v in sorted(r["stages"].items())]
+    return [
+        {
+            "n": int(k) + 1,
+            "name": str(v.get("name")),
+            "layers": v.get("layers", ""),
+            "cache": v.get("cache"),
+            "audit": v.get("audit", ""),
+        }
+        for k, v in sorted(r["stages"].items())
+    ]
 
 
 def _report_context(d: Path, r: dict[str, Any], cfg: Any, figs: dict[str, Path | None]) -> dict[str, Any]:
     """Everything report.html.j2 shows, as plain data: texts, rows of formatted cells, embedded images."""
     m = r["metrics"]
     split = _main_split(m)
-    return {"title": f"tunelab report: {d.name}", "sections": SECTIONS, "main": _headline(r, cfg),
-            "metric_rows": _metric_rows(m), "baselines": _baselines(m),
-            "pretrained_fit": _pretrained_fit(m, cfg.regularization.augment),
-            "lexical": lexical_summary(m["lexical"]) if m.get("lexical") else None,
-            "per_class": _per_class_rows(m[split]) if split else [],
-            "diagnosis": m.get("diagnosis"),
-            "stage_diagnoses": [(s + 1, diagnose(r["history"], cfg, stage=s).render())
-                                for s in sorted({row["stage"] for row in r["history"]})],
-            "figs": {name: image(figs.get(name), alt) for name, alt in FIGURES.items()},
-            "wrong_texts": _wrong_texts(d), "data": _data(r["data"]), "stages": _stages(r),
-            "config_text": r["config_text"]}
+    return {
+        "title": f"tunelab report: {d.name}",
+        "sections": SECTIONS,
+        "main": _headline(r, cfg),
+        "metric_rows": _metric_rows(m),
+        "baselines": _baselines(m),
+        "pretrained_fit": _pretrained_fit(m, cfg.regularization.augment),
+        "lexical": lexical_summary(m["lexical"]) if m.get("lexical") else None,
+        "per_class": _per_class_rows(m[split]) if split else [],
+        "diagnosis": m.get("diagnosis"),
+        "stage_diagnoses": [
+            (s + 1, diagnose(r["history"], cfg, stage=s).render()) for s in sorted({row["stage"] for row in r["history"]})
+        ],
+        "figs": {name: image(figs.get(name), alt) for name, alt in FIGURES.items()},
+        "wrong_texts": _wrong_texts(d),
+        "data": _data(r["data"]),
+        "stages": _stages(r),
+        "config_text": r["config_text"],
+    }
 
 
 def write_report(run_dir: str | Path, *, gallery: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Path:
@@ -214,7 +265,7 @@ def _compare_curves(runs: list[tuple[Path, dict[str, Any]]], png: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for (p, r) in runs:
+    for p, r in runs:
         x = np.arange(1, len(r["history"]) + 1)
         for ax, key in zip(axes, ("val_loss", "val_accuracy")):
             ax.plot(x, [h.get(key) for h in r["history"]], "o-", ms=3, label=p.name)
@@ -235,9 +286,14 @@ def compare(run_dirs: list[str | Path], out: str | Path = "compare.html") -> Pat
     keys = sorted(k for k in set().union(*flat) if not k.startswith("run.") and len({repr(f.get(k)) for f in flat}) > 1)
     out = Path(out)
     png = _compare_curves(runs, out.with_suffix(".png"))
-    page = render("compare.html.j2", title="tunelab comparison", names=[p.name for p, _ in runs],
-                  config_rows=[[k] + [str(f.get(k, "")) for f in flat] for k in keys] or [["none"]],
-                  metric_rows=_compare_metrics(runs), curves=image(png, "validation curves"))
+    page = render(
+        "compare.html.j2",
+        title="tunelab comparison",
+        names=[p.name for p, _ in runs],
+        config_rows=[[k] + [str(f.get(k, "")) for f in flat] for k in keys] or [["none"]],
+        metric_rows=_compare_metrics(runs),
+        curves=image(png, "validation curves"),
+    )
     atomic_write_text(out, page)
     return out
 
@@ -247,8 +303,15 @@ def _wrong_texts(run_dir: Path, max_chars: int = 300) -> list[dict[str, str]] | 
     path = run_dir / WRONG_TEXTS
     if not path.is_file():
         return None
-    return [{"text": r["text"][:max_chars] + ("..." if len(r["text"]) > max_chars else ""), "label": r["true"],
-             "predicted": r["predicted"], "probability": f"{r['probability']:.3f}"} for r in json.loads(path.read_text())]
+    return [
+        {
+            "text": r["text"][:max_chars] + ("..." if len(r["text"]) > max_chars else ""),
+            "label": r["true"],
+            "predicted": r["predicted"],
+            "probability": f"{r['probability']:.3f}",
+        }
+        for r in json.loads(path.read_text())
+    ]
 
 
 def wrong_texts_html(run_dir: Path, max_chars: int = 300) -> str:

@@ -36,11 +36,15 @@ def read_record(run_dir: Path) -> dict[str, Any]:
     try:
         record = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunError(f"{path} is not JSON ({e}); tunelab writes it to check the run's files: delete it to use the "
-                       "folder without these checks") from None
+        raise RunError(
+            f"{path} is not JSON ({e}); tunelab writes it to check the run's files: delete it to use the "
+            "folder without these checks"
+        ) from None
     if not isinstance(record, dict):
-        raise RunError(f"{path} holds a {type(record).__name__}, not the JSON object tunelab writes; delete it to use "
-                       "the folder without its checks")
+        raise RunError(
+            f"{path} holds a {type(record).__name__}, not the JSON object tunelab writes; delete it to use "
+            "the folder without its checks"
+        )
     return record
 
 
@@ -81,12 +85,14 @@ def check_config(run_dir: Path, cfg: Config) -> None:
         return
     changes = _differences(written[0], current)
     name = cfg.run.name or run_dir.name
-    raise RunError(f"{run_dir}/config.yaml was changed after the run wrote it:\n"
-                   + "\n".join(f"  {key}: {old} -> {new}" for key, old, new in changes[:20])
-                   + (f"\n  ... and {len(changes) - 20} more" if len(changes) > 20 else "")
-                   + "\nA resume continues a run with the config it was trained with. To continue this run, put the "
-                   f"old values back. To train with the new ones, start a new run from the edited file: "
-                   f"`tunelab fit {run_dir}/config.yaml --set run.name={name}-new`")
+    raise RunError(
+        f"{run_dir}/config.yaml was changed after the run wrote it:\n"
+        + "\n".join(f"  {key}: {old} -> {new}" for key, old, new in changes[:20])
+        + (f"\n  ... and {len(changes) - 20} more" if len(changes) > 20 else "")
+        + "\nA resume continues a run with the config it was trained with. To continue this run, put the "
+        f"old values back. To train with the new ones, start a new run from the edited file: "
+        f"`tunelab fit {run_dir}/config.yaml --set run.name={name}-new`"
+    )
 
 
 def _normalized(text: str) -> Any:
@@ -117,8 +123,11 @@ def _flat(x: Any, prefix: str = "") -> dict[str, Any]:
 def _differences(old: Any, new: Any) -> list[tuple[str, str, str]]:
     a, b = _flat(old), _flat(new)
     missing = "(none)"
-    return [(k, json.dumps(a[k]) if k in a else missing, json.dumps(b[k]) if k in b else missing)
-            for k in list(a) + [k for k in b if k not in a] if a.get(k, missing) != b.get(k, missing)]
+    return [
+        (k, json.dumps(a[k]) if k in a else missing, json.dumps(b[k]) if k in b else missing)
+        for k in list(a) + [k for k in b if k not in a]
+        if a.get(k, missing) != b.get(k, missing)
+    ]
 
 
 def record_model(run_dir: Path, weights: Path) -> None:
@@ -136,17 +145,24 @@ def check_model(run_dir: Path, weights: Path) -> None:
     digest = ckpt.file_sha256(weights)
     if digest in known:
         return
-    again = (f", or write it again from the run's checkpoints with `tunelab fit --resume {run_dir}`"
-             if (run_dir / "checkpoints" / "last.safetensors").is_file() else "")
-    raise RunError(f"{weights} is not the file this run wrote: its SHA-256 is {digest[:16]}..., the run recorded "
-                   f"{known[0][:16]}... in {run_dir / RECORD} when it saved its model (was it copied from another "
-                   f"run?). Put this run's own model.safetensors back{again}")
+    again = (
+        f", or write it again from the run's checkpoints with `tunelab fit --resume {run_dir}`"
+        if (run_dir / "checkpoints" / "last.safetensors").is_file()
+        else ""
+    )
+    raise RunError(
+        f"{weights} is not the file this run wrote: its SHA-256 is {digest[:16]}..., the run recorded "
+        f"{known[0][:16]}... in {run_dir / RECORD} when it saved its model (was it copied from another "
+        f"run?). Put this run's own model.safetensors back{again}"
+    )
 
 
 def check_checkpoint(run_dir: Path, state: dict[str, Any], source: Path) -> None:
     """Refuse a checkpoint whose state names another run than the one in ``run_dir``."""
     mine, theirs = run_id(run_dir), state.get("run_id")
     if mine and theirs and mine != theirs:
-        raise RunError(f"{source} belongs to another run (run id {theirs}; this run's, in {run_dir / RECORD}, is "
-                       f"{mine}): it was copied from another run folder. Put this run's own checkpoint back, or delete "
-                       f"{source.parent} to train the run again from the start")
+        raise RunError(
+            f"{source} belongs to another run (run id {theirs}; this run's, in {run_dir / RECORD}, is "
+            f"{mine}): it was copied from another run folder. Put this run's own checkpoint back, or delete "
+            f"{source.parent} to train the run again from the start"
+        )

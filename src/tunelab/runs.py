@@ -53,9 +53,14 @@ def read_run_folder(run_dir: Path) -> dict[str, Any]:
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
     classes = read_classes(run_dir) if (run_dir / "classes.json").is_file() else []
-    return {"config_text": (run_dir / "config.yaml").read_text(), "metrics": read_metrics(run_dir, classes),
-            "history": read_history(run_dir), "classes": classes,
-            "data": read_json(run_dir / "data.json", dict, {}), "stages": read_json(run_dir / "stages.json", dict, {})}
+    return {
+        "config_text": (run_dir / "config.yaml").read_text(),
+        "metrics": read_metrics(run_dir, classes),
+        "history": read_history(run_dir),
+        "classes": classes,
+        "data": read_json(run_dir / "data.json", dict, {}),
+        "stages": read_json(run_dir / "stages.json", dict, {}),
+    }
 
 
 def _rewritten_by_resume(run_dir: Path) -> str:
@@ -72,11 +77,15 @@ def read_json(path: Path, kind: type, default: Any = None) -> Any:
     try:
         value = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunError(f"{path} is not JSON ({e}); the run wrote it, so it was edited or damaged: restore it from a "
-                       f"copy{_rewritten_by_resume(path.parent)}") from None
+        raise RunError(
+            f"{path} is not JSON ({e}); the run wrote it, so it was edited or damaged: restore it from a "
+            f"copy{_rewritten_by_resume(path.parent)}"
+        ) from None
     if not isinstance(value, kind):
-        raise RunError(f"{path} holds a JSON {type(value).__name__}, where the run wrote a JSON "
-                       f"{'list' if kind is list else 'object'}: restore it from a copy{_rewritten_by_resume(path.parent)}")
+        raise RunError(
+            f"{path} holds a JSON {type(value).__name__}, where the run wrote a JSON "
+            f"{'list' if kind is list else 'object'}: restore it from a copy{_rewritten_by_resume(path.parent)}"
+        )
     return value
 
 
@@ -84,13 +93,17 @@ def read_classes(run_dir: Path) -> list[str]:
     """The class names of RUN_DIR/classes.json, in the order of the model's outputs."""
     path = run_dir / "classes.json"
     if not path.is_file():
-        raise RunError(f"{run_dir} has no classes.json (the class names): the run stopped before it read its data; "
-                       f"continue it with `tunelab fit --resume {run_dir}`")
+        raise RunError(
+            f"{run_dir} has no classes.json (the class names): the run stopped before it read its data; "
+            f"continue it with `tunelab fit --resume {run_dir}`"
+        )
     classes = read_json(path, list)
     problem = _classes_problem(classes)
     if problem:
-        raise RunError(f"{path} must be a JSON list of the class names (strings, each once, in the order of the model's "
-                       f"outputs), but {problem}; restore it from a copy{_rewritten_by_resume(run_dir)}")
+        raise RunError(
+            f"{path} must be a JSON list of the class names (strings, each once, in the order of the model's "
+            f"outputs), but {problem}; restore it from a copy{_rewritten_by_resume(run_dir)}"
+        )
     return classes
 
 
@@ -113,8 +126,9 @@ def read_metrics(run_dir: Path, classes: list[str]) -> dict[str, Any]:
     for split in ("val", "test"):
         problem = _split_problem(metrics[split], len(classes)) if split in metrics else None
         if problem:
-            raise RunError(f"{path}: {split} {problem}, not what the run wrote; restore the file from a copy"
-                           f"{_rewritten_by_resume(run_dir)}")
+            raise RunError(
+                f"{path}: {split} {problem}, not what the run wrote; restore the file from a copy{_rewritten_by_resume(run_dir)}"
+            )
     return metrics
 
 
@@ -124,12 +138,16 @@ def _split_problem(m: Any, n_classes: int) -> str | None:
     for key in ("accuracy", "macro_f1", "loss"):
         if not isinstance(m.get(key), (int, float)) or isinstance(m.get(key), bool):
             return f"has {key} {m.get(key)!r}, not a number"
-    if "per_class" in m and (not isinstance(m["per_class"], dict) or
-                             not all(isinstance(v, dict) for v in m["per_class"].values())):
+    if "per_class" in m and (
+        not isinstance(m["per_class"], dict) or not all(isinstance(v, dict) for v in m["per_class"].values())
+    ):
         return "has a per_class entry that is not an object of class names to scores"
     cm = m.get("confusion_matrix")
-    if cm is not None and n_classes and (not isinstance(cm, list) or len(cm) != n_classes or
-                                         not all(isinstance(r, list) and len(r) == n_classes for r in cm)):
+    if (
+        cm is not None
+        and n_classes
+        and (not isinstance(cm, list) or len(cm) != n_classes or not all(isinstance(r, list) and len(r) == n_classes for r in cm))
+    ):
         return f"has a confusion_matrix that is not {n_classes} x {n_classes} (one row and column a class of classes.json)"
     return None
 
@@ -149,8 +167,10 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError as e:
-            raise RunError(f"{path}, line {lineno}: not a JSON row ({e.msg}); the file was changed by hand or "
-                           "damaged: remove the line (a resume repeats the epochs after the last checkpoint)") from None
+            raise RunError(
+                f"{path}, line {lineno}: not a JSON row ({e.msg}); the file was changed by hand or "
+                "damaged: remove the line (a resume repeats the epochs after the last checkpoint)"
+            ) from None
     return rows
 
 
@@ -163,8 +183,10 @@ def new_run_dir(cfg: Config) -> Path:
     moment with the same name get folders of their own."""
     base = Path(cfg.run.dir)
     if base.exists() and not base.is_dir():
-        raise ConfigError(f"run.dir: {base} is a file, not a folder; set run.dir to a folder (it is created if "
-                          "missing), e.g. --set run.dir=runs")
+        raise ConfigError(
+            f"run.dir: {base} is a file, not a folder; set run.dir to a folder (it is created if "
+            "missing), e.g. --set run.dir=runs"
+        )
     try:
         base.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
@@ -199,8 +221,10 @@ def lock_run_dir(run_dir: Path) -> Iterator[None]:
     except BlockingIOError:
         holder = _holder(fd)
         os.close(fd)
-        raise RunError(f"{run_dir} is in use by another tunelab process ({holder}); a run folder has one writer at "
-                       "a time: wait for that process to end (or stop it), then run the command again") from None
+        raise RunError(
+            f"{run_dir} is in use by another tunelab process ({holder}); a run folder has one writer at "
+            "a time: wait for that process to end (or stop it), then run the command again"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
     try:
@@ -236,8 +260,11 @@ def remove_stale_files(run_dir: Path) -> list[Path]:
 
 
 def _is_temporary(name: str) -> bool:
-    return (name.startswith(".") and name.endswith(".tmp")) or name.endswith(".partial.npy") \
+    return (
+        (name.startswith(".") and name.endswith(".tmp"))
+        or name.endswith(".partial.npy")
         or SAFETENSORS_TMP.fullmatch(name) is not None
+    )
 
 
 class LogFile(logging.Handler):
@@ -260,7 +287,7 @@ class LogFile(logging.Handler):
             return
         try:
             while data:
-                data = data[os.write(self.fd, data):]
+                data = data[os.write(self.fd, data) :]
         except OSError as e:
             self.failed = True
             if ckpt.is_disk_full(e):

@@ -66,8 +66,10 @@ def _text_held_out(cfg: DataConfig, classes: list[str]) -> Any:
     it (tokenizing is cheap beside decoding images, so the whole data is read as by the run)."""
     splits = text_data.load_text_data(cfg.model_copy(update={"evaluate_test": True}))
     if splits.classes != classes:
-        raise DataError(f"data.train ({cfg.train}) has changed since the run: its classes are now "
-                        f"{', '.join(splits.classes)}, the run's {', '.join(classes)}; point data.train at the run's data")
+        raise DataError(
+            f"data.train ({cfg.train}) has changed since the run: its classes are now "
+            f"{', '.join(splits.classes)}, the run's {', '.join(classes)}; point data.train at the run's data"
+        )
     return splits.test or splits.val or splits.train
 
 
@@ -79,10 +81,30 @@ def _text_model(cfg: Config, num_classes: int) -> FineTuneModel:
     return build_text_model(cfg.model, num_classes)
 
 
-IMAGES = Task("images", "pixels", image_data.load_data, image_data.load_eval_set, image_data.load_held_out,
-              image_data.count_classes, _image_model, ImageLoop, image_inputs, _image_gallery)
-TEXTS = Task("texts", "tfidf", text_data.load_text_data, text_data.load_text_eval_set, _text_held_out,
-             text_data.text_classes, _text_model, TextLoop, text_inputs, _wrong_texts)
+IMAGES = Task(
+    "images",
+    "pixels",
+    image_data.load_data,
+    image_data.load_eval_set,
+    image_data.load_held_out,
+    image_data.count_classes,
+    _image_model,
+    ImageLoop,
+    image_inputs,
+    _image_gallery,
+)
+TEXTS = Task(
+    "texts",
+    "tfidf",
+    text_data.load_text_data,
+    text_data.load_text_eval_set,
+    _text_held_out,
+    text_data.text_classes,
+    _text_model,
+    TextLoop,
+    text_inputs,
+    _wrong_texts,
+)
 TASKS = {"images": IMAGES, "texts": TEXTS}
 
 

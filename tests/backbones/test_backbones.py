@@ -8,8 +8,9 @@ from tunelab.errors import ModelError
 
 
 def test_unknown_backbone_suggests_close_names():
-    with pytest.raises(ModelError,
-                       match=r"backbone 'tf_efficientnet_lite' is not a timm model; did you mean .*tf_efficientnet_lite0"):
+    with pytest.raises(
+        ModelError, match=r"backbone 'tf_efficientnet_lite' is not a timm model; did you mean .*tf_efficientnet_lite0"
+    ):
         create_backbone("tf_efficientnet_lite", pretrained=False)
 
 
@@ -103,8 +104,11 @@ def test_feature_map_pooling_leaves_out_the_top_that_never_runs():
 
 
 def test_feature_map_of_a_token_model_is_refused():
-    with pytest.raises(ModelError, match=r"backbone 'test_vit' gives \(1, \d+, \d+\) where tunelab needs a \[B, C, H, W\] "
-                                         r"feature map to pool; leave model.head.pooling at auto"):
+    with pytest.raises(
+        ModelError,
+        match=r"backbone 'test_vit' gives \(1, \d+, \d+\) where tunelab needs a \[B, C, H, W\] "
+        r"feature map to pool; leave model.head.pooling at auto",
+    ):
         create_backbone("test_vit", pretrained=False, feature_map=True)
 
 
@@ -136,6 +140,9 @@ def test_timm_kwargs_that_tunelab_sets_itself_are_refused():
 
 
 def test_an_image_size_the_model_cannot_take_fails_before_training():
-    with pytest.raises(ModelError, match=r"backbone 'vgg11' cannot run on 8x8 images \(RuntimeError: .*\); "
-                                         r"use a larger data.image_size"):
+    with pytest.raises(
+        ModelError,
+        match=r"backbone 'vgg11' cannot run on 8x8 images \(RuntimeError: .*\); "
+        r"use a larger data.image_size",
+    ):
         create_backbone("vgg11", pretrained=False, image_size=8)

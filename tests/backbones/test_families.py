@@ -26,11 +26,22 @@ from watch import Watch, assert_trains_the_same, fit_uncached
 # (timm name, image size). ViT/DeiT/EVA/Swin are resized by timm, LeViT is built for the size; Swin
 # at 64 px, as at 32 its last stage is one token (softmax over one key: a zero gradient to its biases)
 FAMILIES = [
-    ("resnet18", 32), ("regnety_002", 32), ("efficientnet_b0", 32), ("mobilenetv2_050", 32),
-    ("mobilenetv3_small_050", 32), ("ghostnet_050", 32), ("efficientvit_b0", 32), ("mobilevit_xxs", 32),
-    ("fastvit_t8", 32), ("convnext_atto", 32), ("vit_tiny_patch16_224", 32), ("deit_tiny_patch16_224", 32),
-    ("eva02_tiny_patch14_224", 28), ("levit_128s", 32),
-    ("densenet121", 32), ("swin_tiny_patch4_window7_224", 64),
+    ("resnet18", 32),
+    ("regnety_002", 32),
+    ("efficientnet_b0", 32),
+    ("mobilenetv2_050", 32),
+    ("mobilenetv3_small_050", 32),
+    ("ghostnet_050", 32),
+    ("efficientvit_b0", 32),
+    ("mobilevit_xxs", 32),
+    ("fastvit_t8", 32),
+    ("convnext_atto", 32),
+    ("vit_tiny_patch16_224", 32),
+    ("deit_tiny_patch16_224", 32),
+    ("eva02_tiny_patch14_224", 28),
+    ("levit_128s", 32),
+    ("densenet121", 32),
+    ("swin_tiny_patch4_window7_224", 64),
     pytest.param("vgg11", 32, marks=pytest.mark.slow),  # 133 M parameters, 120 M of them in its top: a minute
 ]
 
@@ -38,14 +49,22 @@ FAMILIES = [
 def _cfg(arch: str, size: int, tmp_path: Any) -> dict[str, Any]:
     cfg = copy.deepcopy(TINY)
     cfg["run"].update(dir=str(tmp_path / "runs"), baselines=False)
-    cfg["data"].update(image_size=size, samples_per_class=2, val_samples_per_class=2, test_samples_per_class=2,
-                       refit="never", evaluate_test=False)
+    cfg["data"].update(
+        image_size=size,
+        samples_per_class=2,
+        val_samples_per_class=2,
+        test_samples_per_class=2,
+        refit="never",
+        evaluate_test=False,
+    )
     cfg["model"]["backbone"] = arch
     cfg["regularization"] = {"augment": "none"}  # augmented views would differ between the two runs
     # SGD: its step is linear in the gradient, so float rounding stays rounding (Adam's first step is
     # lr * sign(gradient), which turns rounding noise on a near-zero gradient into a whole step)
-    cfg["stages"] = [{"name": "head", "train": "head", "epochs": 1, "lr": 0.05, "optimizer": "sgd"},
-                     {"name": "top", "train": ["head", {"last_blocks": 2}], "epochs": 1, "lr": 0.01, "optimizer": "sgd"}]
+    cfg["stages"] = [
+        {"name": "head", "train": "head", "epochs": 1, "lr": 0.05, "optimizer": "sgd"},
+        {"name": "top", "train": ["head", {"last_blocks": 2}], "epochs": 1, "lr": 0.01, "optimizer": "sgd"},
+    ]
     cfg["cache"] = {"enabled": True, "autocast": "off"}  # fp32 both ways: equal to 1e-4
     return cfg
 

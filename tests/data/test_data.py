@@ -130,8 +130,16 @@ def test_unscored_test_set_is_held_out_all_the_same(image_folder, tmp_path, test
 
 @pytest.mark.e2e
 def test_fashion_mnist_official_splits():
-    s = load_data(cfg(train="fashion-mnist", samples_per_class=2, val_split=0.1, val_samples_per_class=1,
-                      test_samples_per_class=3, image_size=28))
+    s = load_data(
+        cfg(
+            train="fashion-mnist",
+            samples_per_class=2,
+            val_split=0.1,
+            val_samples_per_class=1,
+            test_samples_per_class=3,
+            image_size=28,
+        )
+    )
     assert s.classes[0] == "T-shirt/top" and len(s.train) == 20 and len(s.val) == 10 and len(s.test) == 30
     full = load_data(cfg(train="fashion-mnist", samples_per_class=1, image_size=8))
     assert len(full.test) == 10000
@@ -140,8 +148,9 @@ def test_fashion_mnist_official_splits():
 def test_decode_cache_reuses_files_and_notices_changes(image_folder, tmp_path, monkeypatch):
     store = tmp_path / "decoded"
     (image_folder / "dog" / "img0.png").write_bytes(b"not an image")
-    cfg = DataConfig(train=str(image_folder), val_split=0.0, test=None, image_size=16, decode_cache=str(store),
-                     on_bad_image="skip")
+    cfg = DataConfig(
+        train=str(image_folder), val_split=0.0, test=None, image_size=16, decode_cache=str(store), on_bad_image="skip"
+    )
     first = load_data(cfg)
     assert len(list(store.glob("*.done"))) == 1 and len(first.skipped) == 1
     import tunelab.data._sources as sources
@@ -185,7 +194,7 @@ def test_a_finished_decode_cache_file_that_is_damaged_is_decoded_again_with_a_wa
         data = npy.read_bytes()
         npy.unlink()
         if damage == "cut short":
-            npy.write_bytes(data[:len(data) // 2])
+            npy.write_bytes(data[: len(data) // 2])
         elif damage == "no header":
             npy.write_bytes(b"\0" * len(data))
         elif damage == "another shape":
@@ -233,8 +242,10 @@ def test_appledouble_files_and_dangling_symlinks_are_skipped_and_counted(image_f
     (image_folder / "fox" / "gone.png").symlink_to(image_folder / "fox" / "deleted.png")
     s = load_data(cfg(train=str(image_folder)))
     assert len(s.train) == 18
-    assert (f"{image_folder}: skipped 2 macOS metadata file(s) (._*) (e.g. {image_folder / 'cat' / '._img0.png'}), "
-            f"1 symlink(s) pointing nowhere (e.g. {image_folder / 'fox' / 'gone.png'})") in caplog.text
+    assert (
+        f"{image_folder}: skipped 2 macOS metadata file(s) (._*) (e.g. {image_folder / 'cat' / '._img0.png'}), "
+        f"1 symlink(s) pointing nowhere (e.g. {image_folder / 'fox' / 'gone.png'})"
+    ) in caplog.text
 
 
 def test_the_training_images_native_side_is_measured_before_resizing(tmp_path):
@@ -259,13 +270,15 @@ def _manifest_with_a_fifo_and_dev_zero(image_folder, tmp_path):
     return man, fifo
 
 
-def test_manifest_rows_that_are_no_regular_files_are_refused_or_skipped_and_named_never_read(image_folder, tmp_path,
-                                                                                              caplog):
+def test_manifest_rows_that_are_no_regular_files_are_refused_or_skipped_and_named_never_read(image_folder, tmp_path, caplog):
     """Was: /dev/zero looped forever in the duplicate check, and a FIFO blocked in decoding."""
     man, fifo = _manifest_with_a_fifo_and_dev_zero(image_folder, tmp_path)
     with deadline(30):
-        with pytest.raises(DataError, match=rf"cannot decode image {fifo}: it is a FIFO \(named pipe\), not a regular "
-                           "file; only image files are read. Fix or remove the file, or set data.on_bad_image: skip"):
+        with pytest.raises(
+            DataError,
+            match=rf"cannot decode image {fifo}: it is a FIFO \(named pipe\), not a regular "
+            "file; only image files are read. Fix or remove the file, or set data.on_bad_image: skip",
+        ):
             load_data(cfg(train=str(man)))
         with pytest.raises(DataError, match=rf"cannot decode image {fifo}: it is a FIFO"):
             load_eval_set(str(man), ["cat", "dog", "fox"], cfg(train=str(image_folder)))  # evaluate --data
@@ -283,8 +296,7 @@ def test_a_fifo_and_a_link_to_dev_zero_in_a_class_folder_are_skipped_and_named(i
     with deadline(30):
         s = load_data(cfg(train=str(image_folder)))
     assert len(s.train) == 18
-    assert (f"2 non-regular file(s) (FIFO, device or socket) (e.g. {image_folder / 'cat' / 'pipe.png'})"
-            in caplog.text)
+    assert f"2 non-regular file(s) (FIFO, device or socket) (e.g. {image_folder / 'cat' / 'pipe.png'})" in caplog.text
 
 
 def test_an_image_claiming_ten_billion_pixels_is_skipped_not_a_traceback(image_folder, tmp_path):
@@ -308,13 +320,19 @@ def test_an_image_claiming_ten_billion_pixels_is_skipped_not_a_traceback(image_f
         load_data(cfg(train=str(man)))
 
 
-@pytest.mark.parametrize("content,message", [
-    ("path,label\ncaf\u00e9.png,chat\n".encode("latin-1"), r"train.csv, line 2 \(byte offset 14\): the byte\(s\) b'\\xe9' "
-     r"after 'caf' are not UTF-8; .* iconv -f latin1 -t utf-8"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00", r"train.csv, line 1 \(byte offset 0\): the byte\(s\) b'\\x89'"),
-    (b"path,label\na.png,cat\n\x00\x00,\x00\n", r"train.csv: holds NUL bytes"),
-    (b"path,label\na.png,cat\n" + b"x" * 4096 + b"\x00,\x00\n", r"train.csv, line 3: a NUL byte; this is a binary file"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (
+            "path,label\ncaf\u00e9.png,chat\n".encode("latin-1"),
+            r"train.csv, line 2 \(byte offset 14\): the byte\(s\) b'\\xe9' "
+            r"after 'caf' are not UTF-8; .* iconv -f latin1 -t utf-8",
+        ),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", r"train.csv, line 1 \(byte offset 0\): the byte\(s\) b'\\x89'"),
+        (b"path,label\na.png,cat\n\x00\x00,\x00\n", r"train.csv: holds NUL bytes"),
+        (b"path,label\na.png,cat\n" + b"x" * 4096 + b"\x00,\x00\n", r"train.csv, line 3: a NUL byte; this is a binary file"),
+    ],
+)
 def test_a_manifest_that_is_not_utf8_text_or_not_a_csv_is_an_error_naming_the_line(tmp_path, content, message):
     """Was: UnicodeDecodeError, 'embedded null byte' and _csv.Error tracebacks (found by tests/test_fuzz.py)."""
     man = tmp_path / "train.csv"

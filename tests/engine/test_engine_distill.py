@@ -56,8 +56,16 @@ def _tiny(seed: int) -> torch.nn.Module:
 
 
 def _distiller(teacher: torch.nn.Module, tmp_path: Path, memory_gb: float = 1.0) -> Distiller:
-    return Distiller(teacher, temperature=2.0, alpha=0.5, source="teacher", store=FeatureStore(tmp_path, memory_gb),
-                     device=torch.device("cpu"), bf16=False, dist=Dist())
+    return Distiller(
+        teacher,
+        temperature=2.0,
+        alpha=0.5,
+        source="teacher",
+        store=FeatureStore(tmp_path, memory_gb),
+        device=torch.device("cpu"),
+        bf16=False,
+        dist=Dist(),
+    )
 
 
 def test_kl_reaches_the_trainable_student_and_nothing_frozen(tmp_path):
@@ -92,7 +100,7 @@ def test_teacher_logits_are_computed_once_per_key(tmp_path):
     def batches():
         for v in range(2):
             for i in range(0, 10, 4):
-                yield v, i, images[i: i + 4] + v  # view 1: another fixed variant
+                yield v, i, images[i : i + 4] + v  # view 1: another fixed variant
 
     inputs = ViewBatches("images-v2", 2, 10, batches)
     d = _distiller(teacher, tmp_path, memory_gb=0.0)  # a file another run can find

@@ -16,8 +16,10 @@ import yaml
 
 KILLS = int(os.environ.get("TUNELAB_FAULT_KILLS", "3"))
 # the first line of each thing the log reports; a kill lands just after one of them
-MARKERS = re.compile(r"^(run folder|data:|backbone|stage \d+/\d+ '|cache:|stage \d+ epoch|diagnosis|per-class|val:|"
-                     r"test:|report:|final test accuracy)")
+MARKERS = re.compile(
+    r"^(run folder|data:|backbone|stage \d+/\d+ '|cache:|stage \d+ epoch|diagnosis|per-class|val:|"
+    r"test:|report:|final test accuracy)"
+)
 
 
 def _fit(args, env):
@@ -59,8 +61,9 @@ def test_sigkill_at_random_log_markers_then_resume_ends_like_the_uninterrupted_r
     tiny_cfg["model"]["head"] = {"dropout": 0.3}  # dropout draws from the RNG: a resume must restore it
     tiny_cfg["stages"][0]["epochs"], tiny_cfg["stages"][1]["epochs"] = 2, 2
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}  # lines arrive as they are logged
-    clean = subprocess.run(_fit([str(_write(tmp_path, tiny_cfg, "clean"))], env), env=env, capture_output=True,
-                           text=True, timeout=300)
+    clean = subprocess.run(
+        _fit([str(_write(tmp_path, tiny_cfg, "clean"))], env), env=env, capture_output=True, text=True, timeout=300
+    )
     assert clean.returncode == 0, clean.stderr
     expected = _outcome(tmp_path / "runs" / "clean")
     markers = [i + 1 for i, line in enumerate(clean.stdout.splitlines()) if MARKERS.match(line)]
@@ -69,21 +72,26 @@ def test_sigkill_at_random_log_markers_then_resume_ends_like_the_uninterrupted_r
     for n, line_no in enumerate(points):
         name = f"kill{n}"
         last = _killed_after(_fit([str(_write(tmp_path, tiny_cfg, name))], env), env, line_no)
-        resumed = subprocess.run(_fit(["--resume", str(tmp_path / "runs" / name)], env), env=env,
-                                 capture_output=True, text=True, timeout=300)
+        resumed = subprocess.run(
+            _fit(["--resume", str(tmp_path / "runs" / name)], env), env=env, capture_output=True, text=True, timeout=300
+        )
         where = f"killed after stdout line {line_no} ({last[:60]!r}), seed {seed}"
         assert resumed.returncode == 0, f"{where}: {resumed.stderr}"
         got = _outcome(tmp_path / "runs" / name)
         assert got[0] == expected[0], where
         assert got[1] == pytest.approx(expected[1], abs=1e-5), where
     with capsys.disabled():
-        print(f"\nfault injection: {len(points)} kill(s) at stdout lines {points} of {len(markers)} markers "
-              f"(TUNELAB_FAULT_SEED={seed}); every resume ended with the uninterrupted run's metrics")
+        print(
+            f"\nfault injection: {len(points)} kill(s) at stdout lines {points} of {len(markers)} markers "
+            f"(TUNELAB_FAULT_SEED={seed}); every resume ended with the uninterrupted run's metrics"
+        )
 
 
 TEXT_KILLS = int(os.environ.get("TUNELAB_FAULT_TEXT_KILLS", "3"))
-TEXT_MARKERS = re.compile(r"^(run folder|data:|train:|backbone|stage \d+/\d+ '|cache:|stage \d+ epoch|diagnosis|"
-                          r"lexical blend|refit:|per-class|val:|test:|report:|final test accuracy)")
+TEXT_MARKERS = re.compile(
+    r"^(run folder|data:|train:|backbone|stage \d+/\d+ '|cache:|stage \d+ epoch|diagnosis|"
+    r"lexical blend|refit:|per-class|val:|test:|report:|final test accuracy)"
+)
 
 
 def _text_outcome(run_dir):
@@ -108,15 +116,15 @@ def _text_points(lines, seed):
 
 
 def test_sigkill_of_a_text_run_in_training_the_lexical_blend_and_the_refit_then_resume_ends_bit_for_bit(
-        tiny_text_cfg, tmp_path, capsys):
+    tiny_text_cfg, tmp_path, capsys
+):
     """A text run with the lexical blend and a refit, killed at random points of its log: every
     resume ends with the uninterrupted run's model file (sha256) and metrics, bit for bit."""
     cfg = json.loads(json.dumps(tiny_text_cfg))
     cfg["run"].update(baselines=False, threads=1)
     cfg["data"]["refit"] = "always"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    clean = subprocess.run(_fit([str(_write(tmp_path, cfg, "clean"))], env), env=env, capture_output=True,
-                           text=True, timeout=300)
+    clean = subprocess.run(_fit([str(_write(tmp_path, cfg, "clean"))], env), env=env, capture_output=True, text=True, timeout=300)
     assert clean.returncode == 0, clean.stderr
     expected = _text_outcome(tmp_path / "runs" / "clean")
     seed = int(os.environ.get("TUNELAB_FAULT_SEED", random.randrange(10**6)))
@@ -124,13 +132,16 @@ def test_sigkill_of_a_text_run_in_training_the_lexical_blend_and_the_refit_then_
     for n, line_no in enumerate(points):
         name = f"kill{n}"
         last = _killed_after(_fit([str(_write(tmp_path, cfg, name))], env), env, line_no)
-        resumed = subprocess.run(_fit(["--resume", str(tmp_path / "runs" / name)], env), env=env,
-                                 capture_output=True, text=True, timeout=300)
+        resumed = subprocess.run(
+            _fit(["--resume", str(tmp_path / "runs" / name)], env), env=env, capture_output=True, text=True, timeout=300
+        )
         where = f"killed after stdout line {line_no} ({last[:60]!r}), seed {seed}"
         assert resumed.returncode == 0, f"{where}: {resumed.stderr}"
         got = _text_outcome(tmp_path / "runs" / name)
         assert got[0] == expected[0], f"{where}: another model file"
         assert got[1:] == expected[1:], where
     with capsys.disabled():
-        print(f"\nfault injection (text): {len(points)} kill(s) at stdout lines {points} "
-              f"(TUNELAB_FAULT_SEED={seed}); every resume ended with the uninterrupted run's model file and metrics")
+        print(
+            f"\nfault injection (text): {len(points)} kill(s) at stdout lines {points} "
+            f"(TUNELAB_FAULT_SEED={seed}); every resume ended with the uninterrupted run's model file and metrics"
+        )

@@ -27,6 +27,7 @@ def _image_cfg(backbone: str) -> Any:
         cfg["regularization"] = {"augment": "none"}  # augmented views would differ between the two runs
         cfg["run"]["dir"] = str(tmp_path / "runs")
         return cfg
+
     return make
 
 

@@ -33,18 +33,23 @@ def _edit(**changes):
     def text(state):
         state.update(changes)
         return json.dumps({k: v for k, v in state.items() if v is not None})
+
     return text
 
 
-@pytest.mark.parametrize(("state_text", "message"), [
-    (lambda s: "{not json", r"its tunelab_state metadata is not JSON"),
-    (lambda s: "[1, 2]", r"its tunelab_state metadata is list, not a JSON object"),
-    (_edit(stage=None), r"the saved training state has no 'stage'; the checkpoint was edited"),
-    (_edit(stage=99), r"the saved training state has stage 99; the config has stages 0 to 1"),
-    (_edit(epoch=-7), r"the saved training state has epoch -7; stage 1 of the config has epochs 0 to 1"),
-    (_edit(epoch=5), r"has epoch 5; stage 1 of the config has epochs 0 to 1"),
-    (_edit(stage="1"), r"has stage '1'"),
-], ids=["not-json", "not-object", "no-stage", "stage-99", "epoch-negative", "epoch-past-stage", "stage-string"])
+@pytest.mark.parametrize(
+    ("state_text", "message"),
+    [
+        (lambda s: "{not json", r"its tunelab_state metadata is not JSON"),
+        (lambda s: "[1, 2]", r"its tunelab_state metadata is list, not a JSON object"),
+        (_edit(stage=None), r"the saved training state has no 'stage'; the checkpoint was edited"),
+        (_edit(stage=99), r"the saved training state has stage 99; the config has stages 0 to 1"),
+        (_edit(epoch=-7), r"the saved training state has epoch -7; stage 1 of the config has epochs 0 to 1"),
+        (_edit(epoch=5), r"has epoch 5; stage 1 of the config has epochs 0 to 1"),
+        (_edit(stage="1"), r"has stage '1'"),
+    ],
+    ids=["not-json", "not-object", "no-stage", "stage-99", "epoch-negative", "epoch-past-stage", "stage-string"],
+)
 def test_damaged_checkpoint_state_is_refused_with_a_message(interrupted, state_text, message, capsys):
     _rewrite_state(interrupted, state_text)
     with pytest.raises(ModelError, match=message):

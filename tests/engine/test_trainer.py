@@ -20,8 +20,17 @@ from tunelab.errors import ConfigError, ModelError
 def test_fit_writes_a_complete_run_folder(tiny_cfg):
     run = tunelab.fit(tiny_cfg)
     d = run.dir
-    for name in ("config.yaml", "classes.json", "metrics.jsonl", "metrics.json", "model.safetensors", "log.txt",
-                 "checkpoints/last.safetensors", "checkpoints/last.json", "checkpoints/best.safetensors"):
+    for name in (
+        "config.yaml",
+        "classes.json",
+        "metrics.jsonl",
+        "metrics.json",
+        "model.safetensors",
+        "log.txt",
+        "checkpoints/last.safetensors",
+        "checkpoints/last.json",
+        "checkpoints/best.safetensors",
+    ):
         assert (d / name).is_file(), name
     rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
     assert [(r["stage"], r["epoch"]) for r in rows] == [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2)]
@@ -57,8 +66,9 @@ def test_unknown_hook_name_is_an_error(tiny_cfg):
 
 
 def test_early_stopping_stops_and_restores_best(tiny_cfg):
-    tiny_cfg["stages"] = [{"train": "all", "epochs": 30, "lr": 0.5, "optimizer": "sgd",
-                           "early_stopping": {"metric": "val_loss", "patience": 2}}]
+    tiny_cfg["stages"] = [
+        {"train": "all", "epochs": 30, "lr": 0.5, "optimizer": "sgd", "early_stopping": {"metric": "val_loss", "patience": 2}}
+    ]
     run = tunelab.fit(tiny_cfg)
     rows = run.history
     assert len(rows) < 30
@@ -134,8 +144,9 @@ def test_sigkill_mid_stage_two_then_resume_matches_uninterrupted_run(tiny_cfg, t
     assert killed_at is not None, "the run finished before it could be killed"
     assert not (run_dir / "metrics.json").exists()
 
-    out = subprocess.run([sys.executable, "-m", "tunelab", "fit", "--resume", str(run_dir)], env=env,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "tunelab", "fit", "--resume", str(run_dir)], env=env, capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
     assert "resuming stage 2" in out.stdout
     resumed = json.loads((run_dir / "metrics.json").read_text())
@@ -212,8 +223,10 @@ def test_a_non_finite_loss_stops_the_run_keeping_the_last_good_checkpoint(tiny_c
     from tunelab.errors import TrainingError
 
     tiny_cfg["run"]["baselines"] = False
-    tiny_cfg["stages"] = [{"name": "head", "train": "head", "epochs": 2, "lr": 1e-2},
-                          {"name": "all", "train": "all", "epochs": 3, "lr": 1e30}]
+    tiny_cfg["stages"] = [
+        {"name": "head", "train": "head", "epochs": 2, "lr": 1e-2},
+        {"name": "all", "train": "all", "epochs": 3, "lr": 1e30},
+    ]
     run_dir = tmp_path / "runs" / "tiny"
     with pytest.raises(TrainingError) as e:
         tunelab.fit(tiny_cfg)

@@ -27,11 +27,17 @@ def text_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder: Path) -> Pa
     from conftest import text_rows, write_text_csv
 
     root = tmp_path_factory.mktemp("text")
-    cfg = {"run": {"name": "text", "progress": False, "dir": str(root / "runs"), "baselines": False},
-           "data": {"train": str(write_text_csv(root / "reviews.csv", text_rows(20))), "test_split": 0.2,
-                    "refit": "never", "text": {"max_length": 16, "token_cache": str(root / "tokens")}},
-           "model": {"backbone": str(tiny_encoder), "lexical": None},
-           "stages": [{"train": "head", "epochs": 1, "lr": 1e-2}]}
+    cfg = {
+        "run": {"name": "text", "progress": False, "dir": str(root / "runs"), "baselines": False},
+        "data": {
+            "train": str(write_text_csv(root / "reviews.csv", text_rows(20))),
+            "test_split": 0.2,
+            "refit": "never",
+            "text": {"max_length": 16, "token_cache": str(root / "tokens")},
+        },
+        "model": {"backbone": str(tiny_encoder), "lexical": None},
+        "stages": [{"train": "head", "epochs": 1, "lr": 1e-2}],
+    }
     return tunelab.fit(cfg).dir
 
 
@@ -49,8 +55,13 @@ def test_a_lexical_blend_is_inside_the_graph_exports(text_run, tmp_path):
 def _run_outside(code: str) -> str:
     """Run ``code`` in a fresh interpreter and check that it never imported tunelab."""
     code = textwrap.dedent(code) + "\nimport sys\nassert not any(m.startswith('tunelab') for m in sys.modules)\n"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 
@@ -73,17 +84,19 @@ def test_graph_exports_match_pytorch_on_real_images_with_any_batch_size(image_ru
     # images of the run's test split: all 48 of it (a fifth of 240), as it has fewer than the 100 asked for
     assert result.checked == 48 and result.max_abs_diff < 1e-4
     ours, (images,) = _logits_and_inputs(image_run, tmp_path)
-    load = ('import onnxruntime as ort\ns = ort.InferenceSession(PATH)\n'
-            'f = lambda x: s.run(None, {"images": x})[0]\n'
-            'meta = s.get_modelmeta().custom_metadata_map\ncard, classes = meta["README.md"], meta["classes.json"]'
-            if fmt == "onnx" else
-            'import torch\nextra = {"README.md": "", "classes.json": ""}\nm = torch.jit.load(PATH, _extra_files=extra)\n'
-            'f = lambda x: m(torch.from_numpy(x)).detach().numpy()\n'
-            'card, classes = extra["README.md"].decode(), extra["classes.json"]')
+    load = (
+        "import onnxruntime as ort\ns = ort.InferenceSession(PATH)\n"
+        'f = lambda x: s.run(None, {"images": x})[0]\n'
+        'meta = s.get_modelmeta().custom_metadata_map\ncard, classes = meta["README.md"], meta["classes.json"]'
+        if fmt == "onnx"
+        else 'import torch\nextra = {"README.md": "", "classes.json": ""}\nm = torch.jit.load(PATH, _extra_files=extra)\n'
+        "f = lambda x: m(torch.from_numpy(x)).detach().numpy()\n"
+        'card, classes = extra["README.md"].decode(), extra["classes.json"]'
+    )
     out = _run_outside(f"""
         import json, numpy as np
         PATH = {str(result.path)!r}
-        {textwrap.indent(load, '        ').strip()}
+        {textwrap.indent(load, "        ").strip()}
         x = np.load({str(images)!r})
         assert x.dtype == np.uint8
         print(json.dumps({{"logits": np.concatenate([f(x[:1]), f(x[1:8]), f(x[8:])]).tolist(), "card": card,
@@ -165,15 +178,23 @@ def test_a_run_on_a_built_in_set_split_by_test_split_exports_checked_on_its_own_
     check reads that split, as evaluate does, rather than asking for the official one."""
     cfg = copy.deepcopy(TINY)
     cfg["run"].update(dir=str(tmp_path / "runs"), baselines=False)
-    cfg["data"] = {"train": "digits", "image_size": 32, "samples_per_class": 10, "val_samples_per_class": 2,
-                   "test_split": 0.2, "test_samples_per_class": 3, "refit": "never"}
+    cfg["data"] = {
+        "train": "digits",
+        "image_size": 32,
+        "samples_per_class": 10,
+        "val_samples_per_class": 2,
+        "test_split": 0.2,
+        "test_samples_per_class": 3,
+        "refit": "never",
+    }
     cfg["stages"] = [{"train": "head", "epochs": 1, "lr": 1e-2}]
     run = tunelab.fit(cfg)
     assert main(["export", str(run.dir), "--format", "torchscript", "--check", "20"]) == 0, capsys.readouterr().err
     assert "on 20 real examples" in capsys.readouterr().out
     examples = real_examples(load_run(run.dir), 20)
-    test_items = set(tunelab.data.load_data(load_run(run.dir).config.data.model_copy(
-        update={"test_samples_per_class": None})).test.items)
+    test_items = set(
+        tunelab.data.load_data(load_run(run.dir).config.data.model_copy(update={"test_samples_per_class": None})).test.items
+    )
     assert len(examples) == 20 and set(examples.items) <= test_items  # 2 of each class, all of the held-out split
 
 
@@ -190,10 +211,20 @@ def test_a_text_run_is_checked_on_its_own_test_split(text_run):
 def test_lite0_run_exports_to_onnx_and_to_a_timm_folder_plain_timm_loads(tmp_path):
     """The packaged Lite0 weights (tf_efficientnet_lite0, 'same' padding) through both formats."""
     root = Path(__file__).resolve().parents[2]
-    run = tunelab.fit(root / "examples" / "default.yaml", overrides=[
-        "recipe=probe", f"run.dir={tmp_path}", "run.name=lite0", "run.progress=false", "run.baselines=false",
-        "data.samples_per_class=5", "data.val_samples_per_class=2", "data.test_samples_per_class=10",
-        "data.refit=never"])
+    run = tunelab.fit(
+        root / "examples" / "default.yaml",
+        overrides=[
+            "recipe=probe",
+            f"run.dir={tmp_path}",
+            "run.name=lite0",
+            "run.progress=false",
+            "run.baselines=false",
+            "data.samples_per_class=5",
+            "data.val_samples_per_class=2",
+            "data.test_samples_per_class=10",
+            "data.refit=never",
+        ],
+    )
     onnx = tunelab.export(run.dir, "onnx", check=100)
     assert onnx.checked == 100 and onnx.max_abs_diff < 1e-3
     folder = tunelab.export(run.dir, "timm", tmp_path / "timm", check=20)
@@ -218,7 +249,9 @@ def test_a_torchscript_export_writes_through_a_temporary_file_of_its_own(image_r
     out = tmp_path / "ts"
     out.mkdir()
     (out / ".model.torchscript.pt.tmp").symlink_to(target)
-    assert main(["export", str(image_run), "--format", "torchscript", "--out", str(out / "model.torchscript.pt"),
-                 "--check", "4"]) == 0, capsys.readouterr().err
+    assert (
+        main(["export", str(image_run), "--format", "torchscript", "--out", str(out / "model.torchscript.pt"), "--check", "4"])
+        == 0
+    ), capsys.readouterr().err
     assert target.read_text() == "keep\n"
     assert sorted(p.name for p in out.iterdir()) == [".model.torchscript.pt.tmp", "model.torchscript.pt"]

@@ -65,8 +65,9 @@ def test_params_kinds_and_layers(model):
     biases = pen(model, type="l2", strength=1.0, params="biases", layers="head")
     assert [n for n, _ in biases.params] == ["head.fc.bias"]
     last = pen(model, type="l1", strength=1.0, layers=[{"last_blocks": 1}], params="both")
-    assert last.params and all(n.startswith(("backbone.model.blocks.4", "backbone.model.conv_head", "backbone.model.bn2"))
-                               for n, _ in last.params)
+    assert last.params and all(
+        n.startswith(("backbone.model.blocks.4", "backbone.model.conv_head", "backbone.model.bn2")) for n, _ in last.params
+    )
 
 
 def test_selector_matching_nothing_raises(model):
@@ -90,8 +91,11 @@ def test_duplicate_penalty_name_is_an_error():
 
 def test_penalty_on_layers_frozen_in_every_stage_is_an_error(tiny_cfg):
     tiny_cfg["regularization"] = {"penalties": [{"type": "l2", "strength": 1e-3, "layers": [{"regex": "blocks\\.0\\."}]}]}
-    with pytest.raises(ConfigError, match=r"penalties.0 \(l2\): layers: \[\{'regex': 'blocks\\\\.0\\\\.'\}\] covers only "
-                                          r"parameters that are frozen in every stage"):
+    with pytest.raises(
+        ConfigError,
+        match=r"penalties.0 \(l2\): layers: \[\{'regex': 'blocks\\\\.0\\\\.'\}\] covers only "
+        r"parameters that are frozen in every stage",
+    ):
         tunelab.fit(tiny_cfg)
 
 
@@ -127,8 +131,14 @@ def test_penalties_are_in_the_training_loss_and_logged(tiny_cfg):
 
     def distance(cfg):
         start = {}
-        run = tunelab.fit(cfg, hooks={"on_stage_start": lambda trainer, stage: start.update(
-            {n: p.detach().clone() for n, p in trainer.model.named_parameters()})})
+        run = tunelab.fit(
+            cfg,
+            hooks={
+                "on_stage_start": lambda trainer, stage: start.update(
+                    {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+                )
+            },
+        )
         d = sum((p.detach() - start[n]).pow(2).sum() for n, p in run.model.named_parameters() if n.startswith("backbone"))
         return float(d), run
 
@@ -148,8 +158,7 @@ def test_audit_lists_dropout_drop_path_and_weight_decay_with_activity():
     from tunelab.freezing import set_train_mode
     from tunelab.regularizers.audit import other_regularizers
 
-    m = build_model(ModelConfig(backbone="test_efficientnet", pretrained=False, drop_path_rate=0.2,
-                                head={"dropout": 0.5}), 4)
+    m = build_model(ModelConfig(backbone="test_efficientnet", pretrained=False, drop_path_rate=0.2, head={"dropout": 0.5}), 4)
     set_trainable(m, select(m, ["head", {"last_blocks": 1}]))
     set_train_mode(m, train_bn=False)
     reg = RegularizationConfig(augment="light", label_smoothing=0.1, mixup={"mixup_alpha": 0.2})

@@ -43,9 +43,15 @@ def test_study_writes_db_best_config_and_report(tiny_cfg, tmp_path):
     done = result.study.best_trial
     assert result.best_trial == done.number and result.best_value == done.value
     # the default space: the recipe's learning rates, blocks, epochs, dropout, augmentation, L2-SP
-    assert set(result.best_params) == {"stages.0.lr", "stages.1.lr", "stages.1.train.1.last_blocks", "stages.1.epochs",
-                                       "model.head.dropout", "regularization.augment",
-                                       "regularization.penalties.0.strength"}
+    assert set(result.best_params) == {
+        "stages.0.lr",
+        "stages.1.lr",
+        "stages.1.train.1.last_blocks",
+        "stages.1.epochs",
+        "model.head.dropout",
+        "regularization.augment",
+        "regularization.penalties.0.strength",
+    }
 
     for t in result.study.trials:  # each trial: an ordinary run folder, validation only, no resume state
         run_dir = Path(t.user_attrs["dir"])
@@ -94,8 +100,14 @@ def test_second_call_adds_trials_to_the_same_study(tiny_cfg, tmp_path):
 
 
 def test_hopeless_trial_is_pruned_after_its_early_epochs(tiny_cfg, tmp_path):
-    cfg = _cfg(tiny_cfg, metric="val_loss", pruner="median", startup_trials=1, warmup_epochs=1,
-               space={"stages.0.lr": {"low": 1e-3, "high": 1e4, "log": True}})
+    cfg = _cfg(
+        tiny_cfg,
+        metric="val_loss",
+        pruner="median",
+        startup_trials=1,
+        warmup_epochs=1,
+        space={"stages.0.lr": {"low": 1e-3, "high": 1e4, "log": True}},
+    )
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     study = optuna.create_study(storage=storage, study_name="prune", direction="minimize")
     study.enqueue_trial({"stages.0.lr": 3e-3})
@@ -118,8 +130,9 @@ def test_epoch_hook_reports_across_stages_and_prunes():
     study = optuna.create_study(direction="maximize", pruner=Always())
     trial = study.ask()
     closed = []
-    trainer = SimpleNamespace(cfg=build_config({"recipe": "fast"}), dir=Path("run"),
-                              tb=SimpleNamespace(close=lambda: closed.append(1)))
+    trainer = SimpleNamespace(
+        cfg=build_config({"recipe": "fast"}), dir=Path("run"), tb=SimpleNamespace(close=lambda: closed.append(1))
+    )
     hooks = _trial_hooks(trial, "val_accuracy")
     hooks["on_stage_start"](trainer=trainer, stage=0)
     hooks["on_epoch_end"](trainer=trainer, stage=0, epoch=3, metrics={"val_accuracy": 0.5})
@@ -131,25 +144,42 @@ def test_epoch_hook_reports_across_stages_and_prunes():
     assert study.trials[0].user_attrs["dir"] == str(Path("run").resolve())
 
 
-@pytest.mark.parametrize("space, message", [
-    ({"model.head.dropoutt": {"low": 0.0, "high": 0.5}},
-     r"tune.space: model.head.dropoutt: 0.0 does not give a valid config:[\s\S]*unknown key 'dropoutt' "
-     r"\(did you mean 'dropout'\?\)"),
-    ({"model.head.dropout": {"low": 0.0, "high": 1.5}},
-     r"tune.space: model.head.dropout: 1.5 does not give a valid config:[\s\S]*less than 1"),
-    ({"stages.3.lr": {"low": 1e-4, "high": 1e-2, "log": True}},
-     r"tune.space: stages.3.lr: [\s\S]*'3' is not an index of a list with 2 items"),
-    ({"stages.1.train.1.last_blocks": {"low": 1, "high": 50}},
-     r"tune.space: stages.1.train.1.last_blocks: 50 .*[\s\S]*use at most"),
-    ({"regularization.augment": {"choices": ["flip", "sideways"]}},
-     r"tune.space: regularization.augment: sideways does not give a valid config"),
-    ({"model.head.dropout": {"low": 0.5, "high": 0.1}},
-     r"tune.space.model.head.dropout: Value error, low \(0.5\) is above high \(0.1\)"),
-    ({"stages.0.lr": {"low": 0.0, "high": 0.1, "log": True}},
-     r"tune.space.stages.0.lr: Value error, a log range needs low > 0"),
-    ({"stages.0.lr": {"low": 0.001}}, r"tune.space.stages.0.lr: Value error, a range needs low and high"),
-    ({"tune.trials": {"choices": [1, 2]}}, r"tune.space: tune.trials: the search cannot change its own settings"),
-])
+@pytest.mark.parametrize(
+    "space, message",
+    [
+        (
+            {"model.head.dropoutt": {"low": 0.0, "high": 0.5}},
+            r"tune.space: model.head.dropoutt: 0.0 does not give a valid config:[\s\S]*unknown key 'dropoutt' "
+            r"\(did you mean 'dropout'\?\)",
+        ),
+        (
+            {"model.head.dropout": {"low": 0.0, "high": 1.5}},
+            r"tune.space: model.head.dropout: 1.5 does not give a valid config:[\s\S]*less than 1",
+        ),
+        (
+            {"stages.3.lr": {"low": 1e-4, "high": 1e-2, "log": True}},
+            r"tune.space: stages.3.lr: [\s\S]*'3' is not an index of a list with 2 items",
+        ),
+        (
+            {"stages.1.train.1.last_blocks": {"low": 1, "high": 50}},
+            r"tune.space: stages.1.train.1.last_blocks: 50 .*[\s\S]*use at most",
+        ),
+        (
+            {"regularization.augment": {"choices": ["flip", "sideways"]}},
+            r"tune.space: regularization.augment: sideways does not give a valid config",
+        ),
+        (
+            {"model.head.dropout": {"low": 0.5, "high": 0.1}},
+            r"tune.space.model.head.dropout: Value error, low \(0.5\) is above high \(0.1\)",
+        ),
+        (
+            {"stages.0.lr": {"low": 0.0, "high": 0.1, "log": True}},
+            r"tune.space.stages.0.lr: Value error, a log range needs low > 0",
+        ),
+        ({"stages.0.lr": {"low": 0.001}}, r"tune.space.stages.0.lr: Value error, a range needs low and high"),
+        ({"tune.trials": {"choices": [1, 2]}}, r"tune.space: tune.trials: the search cannot change its own settings"),
+    ],
+)
 def test_bad_space_stops_before_any_trial_naming_the_key(tiny_cfg, tmp_path, space, message):
     with pytest.raises(ConfigError, match=message):
         tunelab.tune(_cfg(tiny_cfg, space=space), trials=1)
@@ -212,14 +242,19 @@ def test_default_space_follows_the_recipe_and_adds_l2sp():
     assert space["stages.1.train.1.last_blocks"] == ParamSpec(low=1, high=6)
     assert space["stages.1.epochs"] == ParamSpec(low=4, high=20)
     assert space["regularization.augment"].choices == ["none", "flip", "light"]
-    assert fixed == [assignment("regularization.penalties",
-                                [{"type": "l2sp", "strength": 1e-3, "layers": "all", "params": "all"}])]
+    assert fixed == [
+        assignment("regularization.penalties", [{"type": "l2sp", "strength": 1e-3, "layers": "all", "params": "all"}])
+    ]
     with_fixed = build_config({}, fixed + ["regularization.penalties.0.strength=0.3"])
     assert with_fixed.regularization.penalties[0].type == "l2sp"
     assert with_fixed.regularization.penalties[0].strength == 0.3
     # an l2sp penalty already there is searched in place; a one-stage recipe gets the head's keys
-    own = build_config({"stages": [{"lr": 1e-2}], "regularization": {"penalties": [
-        {"type": "l1", "strength": 1e-6}, {"type": "l2sp", "strength": 0.1}]}})
+    own = build_config(
+        {
+            "stages": [{"lr": 1e-2}],
+            "regularization": {"penalties": [{"type": "l1", "strength": 1e-6}, {"type": "l2sp", "strength": 0.1}]},
+        }
+    )
     fixed, space = default_space(own, blocks=16)
     assert fixed == [] and "regularization.penalties.1.strength" in space
     assert not any(k.startswith("stages.1") for k in space) and space["stages.0.lr"].high == 0.1
@@ -242,8 +277,10 @@ def test_choices_of_any_yaml_value_round_trip():
 
 def test_report_shows_importances_once_enough_trials_completed(tmp_path):
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
-    params = [Param("stages.0.lr", ParamSpec(low=1e-4, high=1e-1, log=True)),
-              Param("regularization.augment", ParamSpec(choices=["none", "flip"]))]
+    params = [
+        Param("stages.0.lr", ParamSpec(low=1e-4, high=1e-1, log=True)),
+        Param("regularization.augment", ParamSpec(choices=["none", "flip"])),
+    ]
     for i in range(8):
         trial = study.ask()
         values = {p.key: p.suggest(trial) for p in params}
@@ -341,13 +378,16 @@ def test_killed_worker_trial_is_failed_and_run_again(tiny_cfg, tmp_path, monkeyp
     cfg["stages"][1]["epochs"] = 40  # a trial long enough to be killed in
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    proc = subprocess.Popen([sys.executable, "-m", "tunelab", "tune", str(path), "--trials", "2"],
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunelab", "tune", str(path), "--trials", "2"],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     trial1 = tmp_path / "runs" / "tiny-tune" / "trials" / "1" / "metrics.jsonl"
     deadline = time.time() + 120
     # a few epochs into trial 1: its worker has written a heartbeat by then
-    while time.time() < deadline and proc.poll() is None and \
-            not (trial1.is_file() and len(trial1.read_text().splitlines()) >= 4):
+    while time.time() < deadline and proc.poll() is None and not (trial1.is_file() and len(trial1.read_text().splitlines()) >= 4):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -407,8 +447,9 @@ def test_ctrl_c_just_after_a_trial_ends_waits_until_it_is_recorded(tiny_cfg, tmp
     study_dir = tmp_path / "runs" / "tiny-tune"
     study = optuna.load_study(study_name="tiny-tune", storage=f"sqlite:///{study_dir / 'study.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]  # recorded, and no trial after it
-    assert (study_dir / "best.yaml").is_file() and "interrupted after trial 0 was recorded (complete): nothing lost" in \
-        (study_dir / "tune.log").read_text()
+    assert (study_dir / "best.yaml").is_file() and "interrupted after trial 0 was recorded (complete): nothing lost" in (
+        study_dir / "tune.log"
+    ).read_text()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the search's handler is gone
     result = tunelab.tune(cfg, trials=1)  # the same command continues the study
     assert [t.state for t in result.study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
@@ -432,8 +473,7 @@ def test_a_second_ctrl_c_while_optuna_records_fails_the_trial_and_queues_its_val
     assert "interrupted (Ctrl-C); its values run again first" in page and "the values of trial 0 again" in page
 
 
-def test_cli_ctrl_c_during_a_trial_exits_130_and_the_next_call_runs_its_values_first(tiny_cfg, tmp_path, monkeypatch,
-                                                                                     capsys):
+def test_cli_ctrl_c_during_a_trial_exits_130_and_the_next_call_runs_its_values_first(tiny_cfg, tmp_path, monkeypatch, capsys):
     import os
     import signal
 
@@ -505,7 +545,6 @@ def test_a_study_log_that_is_a_symbolic_link_is_refused_and_its_target_left_alon
     target.write_text("keep\n")
     (tmp_path / "study").mkdir()
     (tmp_path / "study" / "tune.log").symlink_to(target)
-    with pytest.raises(RunError, match=r"tune.log is a symbolic link \(to .*elsewhere.txt\)"), \
-            _study_logging(tmp_path / "study"):
+    with pytest.raises(RunError, match=r"tune.log is a symbolic link \(to .*elsewhere.txt\)"), _study_logging(tmp_path / "study"):
         pass
     assert target.read_text() == "keep\n"

@@ -21,8 +21,15 @@ from tunelab.freezing import layer_rows
 from watch import Watch, assert_trains_the_same, fit_uncached
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + FILLER + TEXT_WORDS["pos"] + TEXT_WORDS["neg"]
-SIZES = {"hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 2, "intermediate_size": 64,
-         "max_position_embeddings": 64, "vocab_size": len(VOCAB), "pad_token_id": 0}
+SIZES = {
+    "hidden_size": 32,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 64,
+    "vocab_size": len(VOCAB),
+    "pad_token_id": 0,
+}
 
 
 def _config(arch: str) -> Any:
@@ -33,17 +40,25 @@ def _config(arch: str) -> Any:
         "bert": lambda: tr.BertConfig(**c),
         "roberta": lambda: tr.RobertaConfig(**c),
         "xlm-roberta": lambda: tr.XLMRobertaConfig(**c),
-        "distilbert": lambda: tr.DistilBertConfig(vocab_size=len(VOCAB), dim=32, n_layers=3, n_heads=2, hidden_dim=64,
-                                                  max_position_embeddings=64, pad_token_id=0),
+        "distilbert": lambda: tr.DistilBertConfig(
+            vocab_size=len(VOCAB), dim=32, n_layers=3, n_heads=2, hidden_dim=64, max_position_embeddings=64, pad_token_id=0
+        ),
         "electra": lambda: tr.ElectraConfig(embedding_size=16, **c),  # embeddings_project maps 16 -> 32
         # DeBERTa-v3's layout: relative positions only, a shared rel_embeddings table with its LayerNorm
-        "deberta-v2": lambda: tr.DebertaV2Config(relative_attention=True, pos_att_type=["p2c", "c2p"], position_buckets=16,
-                                                 norm_rel_ebd="layer_norm", position_biased_input=False, **c),
+        "deberta-v2": lambda: tr.DebertaV2Config(
+            relative_attention=True,
+            pos_att_type=["p2c", "c2p"],
+            position_buckets=16,
+            norm_rel_ebd="layer_norm",
+            position_biased_input=False,
+            **c,
+        ),
         "mpnet": lambda: tr.MPNetConfig(**c),  # a shared relative_attention_bias
         "modernbert": lambda: tr.ModernBertConfig(**c, cls_token_id=2, sep_token_id=3, bos_token_id=2, eos_token_id=3),
         "albert": lambda: tr.AlbertConfig(embedding_size=16, **c),  # one layer's weights at every depth
-        "gpt2": lambda: tr.GPT2Config(n_embd=32, n_layer=3, n_head=2, n_positions=64, vocab_size=300,
-                                      bos_token_id=None, eos_token_id=None),
+        "gpt2": lambda: tr.GPT2Config(
+            n_embd=32, n_layer=3, n_head=2, n_positions=64, vocab_size=300, bos_token_id=None, eos_token_id=None
+        ),
         "qwen2": lambda: tr.Qwen2Config(num_key_value_heads=1, **c),
         "llama": lambda: tr.LlamaConfig(num_key_value_heads=1, **c),
     }[arch]()
@@ -84,8 +99,11 @@ ROWS = {
     "deberta-v2": Row("mean", SPLIT, ["encoder.rel_embeddings.weight", "encoder.LayerNorm.weight"]),
     "mpnet": Row("mean", SPLIT, ["encoder.relative_attention_bias.weight"]),
     "modernbert": Row("mean", SPLIT),
-    "albert": Row("cls", "cache: off in this stage (AlbertModel runs the weights of 1 layer group(s) at all 3 depths",
-                  ["encoder.embedding_hidden_mapping_in.weight"]),
+    "albert": Row(
+        "cls",
+        "cache: off in this stage (AlbertModel runs the weights of 1 layer group(s) at all 3 depths",
+        ["encoder.embedding_hidden_mapping_in.weight"],
+    ),
     "gpt2": Row("last", SPLIT, ["wte.weight", "wpe.weight"], _byte_bpe_without_pad),
     "qwen2": Row("last", SPLIT, ["embed_tokens.weight"]),
     "llama": Row("mean", SPLIT, ["embed_tokens.weight"]),
@@ -105,15 +123,22 @@ def encoder_folders(tmp_path_factory: pytest.TempPathFactory) -> Any:
             torch.manual_seed(0)
             AutoModel.from_config(_config(arch)).save_pretrained(made[arch])
         return made[arch]
+
     return folder
 
 
 def _cfg(folder: Path, tmp_path: Path, pooling: str) -> dict[str, Any]:
     return {
         "run": {"name": "cached", "progress": False, "seed": 0, "dir": str(tmp_path / "runs")},
-        "data": {"train": str(write_text_csv(tmp_path / "reviews.csv", text_rows(12))), "test_split": 0.2,
-                 "val_split": 0.2, "batch_size": 8, "refit": "never", "evaluate_test": False,
-                 "text": {"max_length": 16, "token_cache": str(tmp_path / "tokens")}},
+        "data": {
+            "train": str(write_text_csv(tmp_path / "reviews.csv", text_rows(12))),
+            "test_split": 0.2,
+            "val_split": 0.2,
+            "batch_size": 8,
+            "refit": "never",
+            "evaluate_test": False,
+            "text": {"max_length": 16, "token_cache": str(tmp_path / "tokens")},
+        },
         "model": {"backbone": str(folder), "head": {"pooling": pooling}},
         "cache": {"enabled": True, "autocast": "off"},  # fp32 both ways: equal to 1e-4
         "stages": [
@@ -133,8 +158,9 @@ def test_every_encoder_fits_and_caches_what_it_promises(arch, encoder_folders, t
 
     # the layer table: input side, the layers, what follows them; every parameter in one group
     groups = dict(model.groups())
-    assert list(groups)[:4] == ["backbone.embeddings", "backbone.layers.0", "backbone.layers.1", "backbone.layers.2"] \
-        or (arch == "albert" and list(groups)[:2] == ["backbone.embeddings", "backbone.layers.0"])
+    assert list(groups)[:4] == ["backbone.embeddings", "backbone.layers.0", "backbone.layers.1", "backbone.layers.2"] or (
+        arch == "albert" and list(groups)[:2] == ["backbone.embeddings", "backbone.layers.0"]
+    )
     assert sorted(n for names in groups.values() for n in names) == sorted(n for n, _ in model.named_parameters())
     for name in row.embeddings_hold:  # shared tables and projections freeze with the layers below the boundary
         assert f"backbone.model.{name}" in groups["backbone.embeddings"]
@@ -162,9 +188,14 @@ def _model(folder: Path, pooling: str = "mean") -> Any:
     return build_model(ModelConfig(backbone=str(folder), family="transformers", head={"pooling": pooling}), 2)
 
 
-@pytest.mark.parametrize("arch, shared", [("deberta-v2", "encoder.rel_embeddings.weight"),
-                                          ("mpnet", "encoder.relative_attention_bias.weight"),
-                                          ("electra", "embeddings_project.weight")])
+@pytest.mark.parametrize(
+    "arch, shared",
+    [
+        ("deberta-v2", "encoder.rel_embeddings.weight"),
+        ("mpnet", "encoder.relative_attention_bias.weight"),
+        ("electra", "embeddings_project.weight"),
+    ],
+)
 def test_what_the_layers_share_freezes_with_the_prefix_and_keys_the_cache(arch, shared, encoder_folders):
     from tunelab.freezing import select, set_trainable
     from tunelab.text.cache import cache_key, find_text_boundary
@@ -253,8 +284,11 @@ def test_an_unreachable_hub_is_not_retried_and_the_error_says_how_to_point_at_lo
 
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
     _Loader.calls = []
-    with pytest.raises(ModelError, match=r"'org/model': the hub is out of reach \(no network\?\) and its local cache "
-                                         r"does not hold it; point model.backbone \(or model.weights\) at a local folder"):
+    with pytest.raises(
+        ModelError,
+        match=r"'org/model': the hub is out of reach \(no network\?\) and its local cache "
+        r"does not hold it; point model.backbone \(or model.weights\) at a local folder",
+    ):
         hub.from_pretrained(_Loader, "org/model", "hub", "encoder")
     assert _Loader.calls == [{"local_files_only": True}]  # one look into the local cache, no download retried
     assert hub.from_pretrained(_Loader, "org/cached", "hub", "encoder") == "from the cache"
@@ -276,15 +310,22 @@ def test_a_reachable_hub_loads_as_usual(hub, monkeypatch):
     assert _Loader.calls == [{}]
 
 
-@pytest.mark.parametrize("name,meant", [("https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2/tree/main",
-                                         "sentence-transformers/all-MiniLM-L6-v2"),
-                                        ("hf-hub:org/model", "org/model"), ("./no/such/folder", None)])
+@pytest.mark.parametrize(
+    "name,meant",
+    [
+        ("https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2/tree/main", "sentence-transformers/all-MiniLM-L6-v2"),
+        ("hf-hub:org/model", "org/model"),
+        ("./no/such/folder", None),
+    ],
+)
 def test_a_url_or_hf_hub_name_for_a_text_encoder_says_what_is_valid(name, meant):
     from tunelab.errors import ModelError
     from tunelab.text._encoders import load_tokenizer
 
     with pytest.raises(ModelError) as e:
         load_tokenizer(name)
-    assert str(e.value).startswith(f"text encoder {name!r} (model.backbone, data.text.tokenizer) is neither a local "
-                                   "folder nor a hub model id; valid: a hub id ORG/NAME without hf-hub: and not a URL")
+    assert str(e.value).startswith(
+        f"text encoder {name!r} (model.backbone, data.text.tokenizer) is neither a local "
+        "folder nor a hub model id; valid: a hub id ORG/NAME without hf-hub: and not a URL"
+    )
     assert str(e.value).endswith(f"; did you mean {meant}?" if meant else "or minilm (packaged)")

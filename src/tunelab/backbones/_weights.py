@@ -24,8 +24,10 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             sd = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt file, or a pickle holding more than tensors
-        raise ModelError(f"cannot read weights file {p}: {e}. Valid: a .safetensors file or a "
-                         "torch state dict saved with torch.save(model.state_dict())") from None
+        raise ModelError(
+            f"cannot read weights file {p}: {e}. Valid: a .safetensors file or a "
+            "torch state dict saved with torch.save(model.state_dict())"
+        ) from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
@@ -40,13 +42,18 @@ def load_into(model: Any, sd: dict[str, torch.Tensor], source: str) -> None:
     own = model.state_dict()
     clf = model.pretrained_cfg.get("classifier", "classifier") if hasattr(model, "pretrained_cfg") else "classifier"
     clf_prefixes = tuple(f"{c}." for c in ([clf] if isinstance(clf, str) else clf))
-    mismatched = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in sd.items()
-                  if k in own and own[k].shape != v.shape and not k.startswith(clf_prefixes)]
+    mismatched = [
+        f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}"
+        for k, v in sd.items()
+        if k in own and own[k].shape != v.shape and not k.startswith(clf_prefixes)
+    ]
     missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked") and not k.startswith(clf_prefixes)]
     unexpected = [k for k in sd if k not in own]
     if mismatched or missing or unexpected:
+
         def head(xs: list[str]) -> str:
             return ", ".join(xs[:5]) + (f" and {len(xs) - 5} more" if len(xs) > 5 else "")
+
         msg = [f"weights from {source} do not fit {type(model).__name__}:"]
         if missing:
             msg.append(f"  missing {len(missing)} keys: {head(missing)}")

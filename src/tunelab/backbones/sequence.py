@@ -32,8 +32,13 @@ class Step(nn.Module):
     parameters and modules it uses registered here too, so that the freeze boundary and the cache
     key see them. A step lives only in the chain, never in the model."""
 
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], *, params: Sequence[nn.Parameter] = (),
-                 modules: Sequence[nn.Module] = ()) -> None:
+    def __init__(
+        self,
+        fn: Callable[[torch.Tensor], torch.Tensor],
+        *,
+        params: Sequence[nn.Parameter] = (),
+        modules: Sequence[nn.Module] = (),
+    ) -> None:
         super().__init__()
         self.fn = fn
         self.params = nn.ParameterList(list(params))
@@ -163,23 +168,29 @@ def _uncovered(model: Any, seq: Chain, x: torch.Tensor) -> list[str]:
 
 # --- models whose forward_features has code between its modules --------------------------------
 
+
 def _own_params(model: nn.Module) -> list[nn.Parameter]:
     """The model's parameters that belong to no submodule (class and register tokens, position embeddings)."""
     return list(model.parameters(recurse=False))
 
 
 def _vit(model: Any) -> Chain:
-    return [("patch_embed", model.patch_embed),
-            ("pos_embed", Step(model._pos_embed, params=_own_params(model), modules=[model.pos_drop])),
-            ("patch_drop", model.patch_drop), ("norm_pre", model.norm_pre), ("blocks", model.blocks),
-            ("norm", model.norm)]
+    return [
+        ("patch_embed", model.patch_embed),
+        ("pos_embed", Step(model._pos_embed, params=_own_params(model), modules=[model.pos_drop])),
+        ("patch_drop", model.patch_drop),
+        ("norm_pre", model.norm_pre),
+        ("blocks", model.blocks),
+        ("norm", model.norm),
+    ]
 
 
 def _eva_rope(model: Any) -> Any:
     if model.rope is None:
         return None
-    return model.rope.get_embed() if hasattr(model.rope, "feat_shape") else model.rope.get_embed(
-        shape=model.patch_embed.grid_size)
+    return (
+        model.rope.get_embed() if hasattr(model.rope, "feat_shape") else model.rope.get_embed(shape=model.patch_embed.grid_size)
+    )
 
 
 def _eva_block(model: Any, blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -189,10 +200,18 @@ def _eva_block(model: Any, blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def _eva(model: Any) -> Chain | None:
     if getattr(model, "dynamic_img_size", False) or getattr(model, "rope_mixed", False):
         return None  # rotary embeddings per input size or per depth: not a plain chain
-    seq: Chain = [("patch_embed", model.patch_embed),
-                  ("pos_embed", Step(lambda x: model._pos_embed(x)[0], params=_own_params(model),
-                                     modules=[m for m in (model.pos_drop, model.patch_drop) if m is not None])),
-                  ("norm_pre", model.norm_pre)]
+    seq: Chain = [
+        ("patch_embed", model.patch_embed),
+        (
+            "pos_embed",
+            Step(
+                lambda x: model._pos_embed(x)[0],
+                params=_own_params(model),
+                modules=[m for m in (model.pos_drop, model.patch_drop) if m is not None],
+            ),
+        ),
+        ("norm_pre", model.norm_pre),
+    ]
     seq += [(f"blocks.{i}", Step(partial(_eva_block, model, blk), modules=[blk])) for i, blk in enumerate(model.blocks)]
     return seq + [("norm", model.norm)]
 
@@ -209,6 +228,9 @@ def _levit(model: Any) -> Chain:
 
 
 _RECIPES: dict[str, Callable[[Any], Chain | None]] = {
-    "VisionTransformer": _vit, "VisionTransformerDistilled": _vit, "Eva": _eva, "Levit": _levit,
+    "VisionTransformer": _vit,
+    "VisionTransformerDistilled": _vit,
+    "Eva": _eva,
+    "Levit": _levit,
     "LevitDistilled": _levit,
 }

@@ -1,7 +1,7 @@
 """Labelled image data: sources, stratified splits, few-shot sub-sampling, decode-once tensors.
 
-    splits = load_data(DataConfig(train="fashion-mnist", samples_per_class=20))
-    splits.train.images   # uint8 [N, 3, S, S], decoded once at the working resolution
+splits = load_data(DataConfig(train="fashion-mnist", samples_per_class=20))
+splits.train.images   # uint8 [N, 3, S, S], decoded once at the working resolution
 """
 
 from __future__ import annotations
@@ -51,12 +51,23 @@ class ImageSet:
         return self.images
 
     def concat(self, other: ImageSet) -> ImageSet:
-        return ImageSet(torch.cat([self.images, other.images]), torch.cat([self.labels, other.labels]),
-                        self.items + other.items, self.native_side)
+        return ImageSet(
+            torch.cat([self.images, other.images]),
+            torch.cat([self.labels, other.labels]),
+            self.items + other.items,
+            self.native_side,
+        )
 
 
-def per_class(indices: np.ndarray, labels: np.ndarray, n: int | None, rng: np.random.Generator, *,
-              key: str | None = None, classes: list[str] | None = None) -> np.ndarray:
+def per_class(
+    indices: np.ndarray,
+    labels: np.ndarray,
+    n: int | None,
+    rng: np.random.Generator,
+    *,
+    key: str | None = None,
+    classes: list[str] | None = None,
+) -> np.ndarray:
     """At most ``n`` randomly chosen indices of each class (all when ``n`` is None), sorted. With
     ``key`` (the config key that asked for ``n``), classes that have fewer are named in a warning."""
     if n is None:
@@ -68,21 +79,23 @@ def per_class(indices: np.ndarray, labels: np.ndarray, n: int | None, rng: np.ra
         if len(idx) < n:
             short.append(f"{classes[c] if classes else c} ({len(idx)})")
     if key and short:
-        log.warning("data.%s: %d, but %d class(es) have fewer, and use all they have: %s", key, n, len(short),
-                    ", ".join(short))
+        log.warning("data.%s: %d, but %d class(es) have fewer, and use all they have: %s", key, n, len(short), ", ".join(short))
     return np.sort(np.concatenate(keep)) if keep else indices[:0]
 
 
-def _stratified(indices: np.ndarray, labels: np.ndarray, frac: float, seed: int, what: str,
-                source: str, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _stratified(
+    indices: np.ndarray, labels: np.ndarray, frac: float, seed: int, what: str, source: str, classes: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """Split ``indices`` into (rest, held_out) with ``frac`` of every class held out."""
     if frac <= 0:
         return indices, indices[:0]
     counts = np.bincount(labels[indices], minlength=len(classes))
     too_few = [f"{classes[c]} ({counts[c]})" for c in range(len(classes)) if 0 < counts[c] < 2]
     if too_few:
-        raise DataError(f"{source}: cannot hold out a stratified {what} split; classes with fewer than 2 images: "
-                        f"{', '.join(too_few)}. Add images or set data.{what}_split: 0")
+        raise DataError(
+            f"{source}: cannot hold out a stratified {what} split; classes with fewer than 2 images: "
+            f"{', '.join(too_few)}. Add images or set data.{what}_split: 0"
+        )
     try:
         rest, held = train_test_split(indices, test_size=frac, stratify=labels[indices], random_state=seed)
     except ValueError as e:
@@ -95,14 +108,17 @@ def _remap(src: ArraySource | FileSource, classes: list[str], field_name: str) -
     index = {c: i for i, c in enumerate(classes)}
     unknown = [c for c in src.classes if c not in index]
     if unknown:
-        raise DataError(f"data.{field_name} ({src.name}) has classes not in the training data: {', '.join(unknown)}; "
-                        f"training classes: {', '.join(classes)}")
+        raise DataError(
+            f"data.{field_name} ({src.name}) has classes not in the training data: {', '.join(unknown)}; "
+            f"training classes: {', '.join(classes)}"
+        )
     table = np.asarray([index[c] for c in src.classes], dtype=np.int64)
     return table[src.labels]
 
 
-def _materialise(src: ArraySource | FileSource, idx: np.ndarray, labels: np.ndarray, cfg: DataConfig,
-                 skipped: list[str]) -> ImageSet:
+def _materialise(
+    src: ArraySource | FileSource, idx: np.ndarray, labels: np.ndarray, cfg: DataConfig, skipped: list[str]
+) -> ImageSet:
     if cfg.decode_cache is not None:
         images, kept, bad = load_decoded(src, idx, cfg.image_size, cfg.on_bad_image, Path(cfg.decode_cache))
     else:
@@ -111,8 +127,9 @@ def _materialise(src: ArraySource | FileSource, idx: np.ndarray, labels: np.ndar
     return ImageSet(images, torch.from_numpy(labels[kept]), [src.describe(int(i)) for i in kept])
 
 
-def split_indices(labels: np.ndarray, classes: list[str], name: str, cfg: DataConfig, separate_test: bool
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.random.Generator]:
+def split_indices(
+    labels: np.ndarray, classes: list[str], name: str, cfg: DataConfig, separate_test: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.random.Generator]:
     """Stratified, seeded splits of one labelled source: a test part (unless a separate test set
     is given), a validation part, and the training part sub-sampled per class. Returns the train,
     val and test indices and the generator that later per-class caps continue with."""
@@ -154,8 +171,10 @@ def _plan(cfg: DataConfig) -> _Plan:
     train_src = open_source(cfg.train, "train", field="train")
     classes = list(train_src.classes)
     if len(classes) < 2:
-        raise DataError(f"data.train ({train_src.name}): only one class ({', '.join(classes)}); classification needs "
-                        "at least two (one subfolder, or one label of the manifest, per class)")
+        raise DataError(
+            f"data.train ({train_src.name}): only one class ({', '.join(classes)}); classification needs "
+            "at least two (one subfolder, or one label of the manifest, per class)"
+        )
     if isinstance(train_src, FileSource):
         train_src = drop_duplicates(train_src, "train")
 
@@ -177,8 +196,9 @@ def _test_set(plan: _Plan, cfg: DataConfig, skipped: list[str]) -> ImageSet | No
         return _materialise(plan.test_src, t_idx, t_labels, cfg, skipped)
     if plan.test_idx is not None and cfg.evaluate_test:
         labels = plan.train_src.labels
-        return _materialise(plan.train_src, per_class(plan.test_idx, labels, cfg.test_samples_per_class, plan.rng),
-                            labels, cfg, skipped)
+        return _materialise(
+            plan.train_src, per_class(plan.test_idx, labels, cfg.test_samples_per_class, plan.rng), labels, cfg, skipped
+        )
     return None
 
 
@@ -205,8 +225,10 @@ def load_held_out(cfg: DataConfig, classes: list[str]) -> ImageSet:
     cfg = cfg.model_copy(update={"evaluate_test": True})  # a test set held out but never scored is used all the same
     plan = _plan(cfg)
     if plan.classes != classes:
-        raise DataError(f"data.train ({plan.train_src.name}) has changed since the run: its classes are now "
-                        f"{', '.join(plan.classes)}, the run's {', '.join(classes)}; point data.train at the run's data")
+        raise DataError(
+            f"data.train ({plan.train_src.name}) has changed since the run: its classes are now "
+            f"{', '.join(plan.classes)}, the run's {', '.join(classes)}; point data.train at the run's data"
+        )
     skipped: list[str] = []
     test = _test_set(plan, cfg, skipped)
     if test is not None:

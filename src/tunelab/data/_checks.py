@@ -62,9 +62,15 @@ def drop_duplicates(src: FileSource, field: str) -> FileSource:
     if not pairs:
         return src
     shown = pairs[:10] + (["..."] if len(pairs) > 10 else [])
-    log.warning("data.%s (%s): %d duplicate image(s) removed (the same file listed twice, or the same bytes under "
-                "another name), so that no copy of a training image is validated or tested on; the first row of "
-                "each is kept:\n  %s", field, src.name, len(pairs), "\n  ".join(shown))
+    log.warning(
+        "data.%s (%s): %d duplicate image(s) removed (the same file listed twice, or the same bytes under "
+        "another name), so that no copy of a training image is validated or tested on; the first row of "
+        "each is kept:\n  %s",
+        field,
+        src.name,
+        len(pairs),
+        "\n  ".join(shown),
+    )
     return FileSource(src.name, [src.paths[i] for i in keep], src.labels[keep], src.classes)
 
 
@@ -72,12 +78,18 @@ def drop_overlap(test: FileSource, train: FileSource) -> FileSource:
     """``test`` without the images the training source also has (reported in the log)."""
     ids = identities(train.paths + test.paths)
     seen = set(ids[: len(train.paths)])
-    keep = [i for i, k in enumerate(ids[len(train.paths):]) if k not in seen]
+    keep = [i for i, k in enumerate(ids[len(train.paths) :]) if k not in seen]
     if len(keep) == len(test.paths):
         return test
     if not keep:
-        raise DataError(f"data.test ({test.name}): every image is also in the training data ({train.name}); a test set "
-                        "must hold images the model never trained on")
-    log.warning("data.test (%s): %d image(s) also in the training data (%s) removed from the test set",
-                test.name, len(test.paths) - len(keep), train.name)
+        raise DataError(
+            f"data.test ({test.name}): every image is also in the training data ({train.name}); a test set "
+            "must hold images the model never trained on"
+        )
+    log.warning(
+        "data.test (%s): %d image(s) also in the training data (%s) removed from the test set",
+        test.name,
+        len(test.paths) - len(keep),
+        train.name,
+    )
     return FileSource(test.name, [test.paths[i] for i in keep], test.labels[keep], test.classes)

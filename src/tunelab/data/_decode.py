@@ -22,8 +22,13 @@ class BadImage(Exception):
     """An image file that cannot be decoded; the message names the file."""
 
 
-_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def not_regular(path: str | Path) -> str | None:
@@ -94,9 +99,9 @@ def resize_array(images: np.ndarray, size: int) -> torch.Tensor:
     Chunk by chunk into one preallocated tensor: peak memory is the result plus one chunk."""
     out = torch.empty(len(images), 3, size, size, dtype=torch.uint8)
     for start in range(0, len(images), 2048):
-        x = torch.from_numpy(np.ascontiguousarray(images[start: start + 2048])).float()
+        x = torch.from_numpy(np.ascontiguousarray(images[start : start + 2048])).float()
         x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
         if x.shape[-1] != size or x.shape[-2] != size:
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        out[start: start + len(x)] = x.round().clamp(0, 255).to(torch.uint8)  # grey broadcasts to 3 channels
+        out[start : start + len(x)] = x.round().clamp(0, 255).to(torch.uint8)  # grey broadcasts to 3 channels
     return out

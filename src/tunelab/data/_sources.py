@@ -92,8 +92,7 @@ class FileSource:
 # ---------------------------------------------------------------------------------------------
 # built-in data sets
 
-FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                         "Sneaker", "Bag", "Ankle boot"]
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 FASHION_MNIST_DIRS = [Path("/usr/share/datasets/fashion-mnist")]
 
 
@@ -118,7 +117,8 @@ def fashion_mnist(split: str) -> ArraySource:
     except Exception as e:
         raise DataError(
             "fashion-mnist: the files are not in /usr/share/datasets/fashion-mnist and the download failed "
-            f"({e}). Install them with: sudo apt-get install dataset-fashion-mnist") from None
+            f"({e}). Install them with: sudo apt-get install dataset-fashion-mnist"
+        ) from None
     return ArraySource(f"fashion-mnist:{split}", ds.data.numpy(), ds.targets.numpy(), FASHION_MNIST_CLASSES)
 
 
@@ -151,8 +151,9 @@ def folder_source(root: Path) -> FileSource:
     for ci, d in enumerate(class_dirs):
         files = image_files(d, passed)
         if not files:
-            raise DataError(f"class folder {d} has no image files ({', '.join(IMAGE_EXTENSIONS)}); "
-                            "add images or remove the folder")
+            raise DataError(
+                f"class folder {d} has no image files ({', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder"
+            )
         paths += files
         labels += [ci] * len(files)
     if any(passed.values()):
@@ -200,8 +201,7 @@ def manifest_source(csv_path: Path, classes: list[str] | None = None) -> FileSou
     index = {c: i for i, c in enumerate(class_list)}
     unknown = sorted(set(names) - set(index))
     if unknown:
-        raise DataError(f"{csv_path}: labels {', '.join(unknown)} are not among the training classes "
-                        f"({', '.join(class_list)})")
+        raise DataError(f"{csv_path}: labels {', '.join(unknown)} are not among the training classes ({', '.join(class_list)})")
     return FileSource(str(csv_path), paths, np.asarray([index[n] for n in names]), class_list)
 
 
@@ -215,8 +215,10 @@ def _manifest_rows(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
         raise DataError(f"{csv_path}, line {line}: a NUL byte; this is a binary file, not a CSV manifest (path,label)")
     fields, reader = csv_rows(csv_path, text)
     if "path" not in fields or "label" not in fields:
-        raise DataError(f"{csv_path}: the header must name columns 'path' and 'label' (found: "
-                        f"{', '.join(f[:40] for f in fields[:10]) or 'none'})")
+        raise DataError(
+            f"{csv_path}: the header must name columns 'path' and 'label' (found: "
+            f"{', '.join(f[:40] for f in fields[:10]) or 'none'})"
+        )
     rows = list(enumerate(reader, start=2))
     if not rows:
         raise DataError(f"{csv_path}: the manifest has no rows")
@@ -235,5 +237,7 @@ def open_source(spec: str, split: str, *, field: str) -> ArraySource | FileSourc
     if p.exists():
         kind = f" (it is {not_regular(p)})" if not_regular(p) else ""
         raise DataError(f"data.{field}: {p} is neither a folder nor a .csv manifest{kind}")
-    raise DataError(f"data.{field}: '{spec}' does not exist; valid: a folder with one subfolder per class, "
-                    f"a CSV manifest (path,label), or a built-in data set ({', '.join(BUILTIN)})")
+    raise DataError(
+        f"data.{field}: '{spec}' does not exist; valid: a folder with one subfolder per class, "
+        f"a CSV manifest (path,label), or a built-in data set ({', '.join(BUILTIN)})"
+    )

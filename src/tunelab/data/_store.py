@@ -42,8 +42,9 @@ def decode_key(src: ArraySource | FileSource, idx: np.ndarray, size: int, on_bad
     return h.hexdigest()[:24]
 
 
-def load_decoded(src: ArraySource | FileSource, idx: np.ndarray, size: int, on_bad: str,
-                 folder: Path) -> tuple[torch.Tensor, np.ndarray, list[str]]:
+def load_decoded(
+    src: ArraySource | FileSource, idx: np.ndarray, size: int, on_bad: str, folder: Path
+) -> tuple[torch.Tensor, np.ndarray, list[str]]:
     """Like ``src.load_many`` (images, kept indices, skipped files), through the file store. A stored
     file that cannot be read as it was written (cut short by a full disk or a copy, edited) is
     decoded again, with a warning."""
@@ -74,8 +75,7 @@ def _read(npy: Path, meta_path: Path, shape: tuple[int, ...]) -> tuple[torch.Ten
     return torch.from_numpy(arr[:n]), kept, [str(s) for s in meta["skipped"]]
 
 
-def _decode_into(src: ArraySource | FileSource, idx: np.ndarray, size: int, on_bad: str, npy: Path,
-                 meta_path: Path) -> None:
+def _decode_into(src: ArraySource | FileSource, idx: np.ndarray, size: int, on_bad: str, npy: Path, meta_path: Path) -> None:
     """Decode chunk by chunk into a memory-mapped ``npy`` (under a temporary name until complete:
     processes decoding the same data at once never truncate each other's file); which items were
     kept goes to ``meta_path``."""
@@ -85,8 +85,8 @@ def _decode_into(src: ArraySource | FileSource, idx: np.ndarray, size: int, on_b
     skipped: list[str] = []
     n = 0
     for start in range(0, len(idx), CHUNK):
-        images, k, bad = src.load_many(idx[start: start + CHUNK], size, on_bad)
-        arr[n: n + len(k)] = images.numpy()
+        images, k, bad = src.load_many(idx[start : start + CHUNK], size, on_bad)
+        arr[n : n + len(k)] = images.numpy()
         n += len(k)
         kept.append(k)
         skipped += bad

@@ -50,6 +50,9 @@ class Splits(Generic[S]):
 
     def summary(self) -> dict[str, Any]:
         """Classes and per-class counts of each split, as RUN_DIR/data.json holds them."""
-        counts = {name: np.bincount(s.labels.numpy(), minlength=len(self.classes)).tolist()
-                  for name, s in (("train", self.train), ("val", self.val), ("test", self.test)) if s is not None}
+        counts = {
+            name: np.bincount(s.labels.numpy(), minlength=len(self.classes)).tolist()
+            for name, s in (("train", self.train), ("val", self.val), ("test", self.test))
+            if s is not None
+        }
         return {"classes": self.classes, "counts": counts, "skipped": self.skipped}

@@ -28,8 +28,9 @@ def autocast_bf16(precision: str, device: torch.device) -> bool:
 
 
 @torch.inference_mode()
-def predict_logits(model: FineTuneModel, images: torch.Tensor, batch_size: int, device: torch.device,
-                   bf16: bool = False) -> torch.Tensor:
+def predict_logits(
+    model: FineTuneModel, images: torch.Tensor, batch_size: int, device: torch.device, bf16: bool = False
+) -> torch.Tensor:
     """Logits for uint8 images, in eval mode, batch by batch; returned on the CPU."""
     was_training = model.training
     model.eval()
@@ -37,7 +38,7 @@ def predict_logits(model: FineTuneModel, images: torch.Tensor, batch_size: int, 
     # an input set may say how to batch it (texts: by length, so that a batch pads little)
     order = images.eval_order() if hasattr(images, "eval_order") else None
     for i in range(0, len(images), batch_size):
-        x = (images[i: i + batch_size] if order is None else images[order[i: i + batch_size]]).to(device, non_blocking=True)
+        x = (images[i : i + batch_size] if order is None else images[order[i : i + batch_size]]).to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             out.append(model(to_memory_format(x)).float().cpu())
     model.train(was_training)
@@ -49,8 +50,7 @@ def to_memory_format(x: Any) -> Any:
     return x.contiguous(memory_format=torch.channels_last) if isinstance(x, torch.Tensor) and x.ndim == 4 else x
 
 
-def gather_logits(dist: Dist, n: int, batch_size: int, width: int,
-                  logits_of: Callable[[slice], torch.Tensor]) -> torch.Tensor:
+def gather_logits(dist: Dist, n: int, batch_size: int, width: int, logits_of: Callable[[slice], torch.Tensor]) -> torch.Tensor:
     """Logits of rows 0..n-1 on every rank: each rank computes its share (whole batches) with
     ``logits_of``, then all shares are gathered in order."""
     rows = dist.shard(n, batch_size)
@@ -58,14 +58,22 @@ def gather_logits(dist: Dist, n: int, batch_size: int, width: int,
     return dist.gather_rows(mine)
 
 
-def tail_logits(model: FineTuneModel, forward: Callable[[Any], torch.Tensor], feats: Any, rows: slice, batch_size: int,
-                device: torch.device, bf16: bool) -> torch.Tensor:
+def tail_logits(
+    model: FineTuneModel,
+    forward: Callable[[Any], torch.Tensor],
+    feats: Any,
+    rows: slice,
+    batch_size: int,
+    device: torch.device,
+    bf16: bool,
+) -> torch.Tensor:
     """Logits of ``forward`` (a stage's trainable tail) on cached prefix outputs ``feats[rows]``,
     batch by batch, in eval mode (the model's mode is restored after)."""
     was = model.training
     model.eval()
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        logits = torch.cat([forward(feats[i: min(i + batch_size, rows.stop)]).float().cpu()
-                            for i in range(rows.start, rows.stop, batch_size)])
+        logits = torch.cat(
+            [forward(feats[i : min(i + batch_size, rows.stop)]).float().cpu() for i in range(rows.start, rows.stop, batch_size)]
+        )
     model.train(was)
     return logits

@@ -34,8 +34,18 @@ NAME = "distill"  # the term's name in metrics.jsonl (penalty_distill), the epoc
 class Distiller:
     """One run's teacher: ``teacher(inputs) -> logits`` over the student's classes, frozen here."""
 
-    def __init__(self, teacher: nn.Module, *, temperature: float, alpha: float, source: str, store: FeatureStore,
-                 device: torch.device, bf16: bool, dist: Dist) -> None:
+    def __init__(
+        self,
+        teacher: nn.Module,
+        *,
+        temperature: float,
+        alpha: float,
+        source: str,
+        store: FeatureStore,
+        device: torch.device,
+        bf16: bool,
+        dist: Dist,
+    ) -> None:
         self.teacher = teacher.eval().requires_grad_(False)
         self.temperature, self.alpha, self.source = temperature, alpha, source
         self.store, self.device, self.bf16, self.dist = store, device, bf16, dist
@@ -64,18 +74,21 @@ class Distiller:
                 self.cached, hit = self.held[1], True
             else:
                 with self.dist.main_first():  # rank 0 computes them; the other ranks then find them
-                    self.cached, hit = self.store.get(key, (inputs.views, inputs.n, classes), torch.float32,
-                                                      lambda out: self._fill(out, inputs))
+                    self.cached, hit = self.store.get(
+                        key, (inputs.views, inputs.n, classes), torch.float32, lambda out: self._fill(out, inputs)
+                    )
                 self.held = key, self.cached
-            msg = (f"distill: teacher logits of {inputs.views} view(s) of {inputs.n} training examples "
-                   f"({'reused' if hit else 'computed'} in {time.perf_counter() - t0:.1f} s)")
+            msg = (
+                f"distill: teacher logits of {inputs.views} view(s) of {inputs.n} training examples "
+                f"({'reused' if hit else 'computed'} in {time.perf_counter() - t0:.1f} s)"
+            )
         log.info(msg)
         return msg
 
     def _fill(self, out: torch.Tensor, inputs: ViewBatches) -> None:
         for view, start, x in inputs.batches():
             logits = self.logits(x)
-            out[view, start: start + len(logits)] = logits.cpu()
+            out[view, start : start + len(logits)] = logits.cpu()
 
     def logits(self, x: Any) -> torch.Tensor:
         """The teacher's logits on a batch, in fp32 (no gradients: the teacher never trains)."""
@@ -89,8 +102,9 @@ class Distiller:
             return self.cached[epoch % len(self.cached)][idx].to(self.device, non_blocking=True)
         return self.logits(x)
 
-    def loss(self, student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None,
-             label_smoothing: float) -> torch.Tensor:
+    def loss(
+        self, student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None, label_smoothing: float
+    ) -> torch.Tensor:
         """:func:`~tunelab.engine.objectives.distill_loss` (with the run's class weights and label
         smoothing on its cross-entropy); its two terms are kept in :attr:`last` for the metrics."""
         kl, ce = distill_terms(student, teacher, y, self.temperature, weight, label_smoothing)

@@ -20,8 +20,10 @@ def check_probe_stage(model: FineTuneModel, trainable: Iterable[str], si: int) -
     """A probe stage fits the head's last linear layer on frozen features: nothing else may train."""
     head = model.head
     if getattr(head, "hidden", None) is None or len(head.hidden) or not isinstance(getattr(head, "fc", None), nn.Linear):
-        raise ConfigError(f"stages.{si}: a probe stage fits a linear head; this head has hidden layers "
-                          "(model.head.hidden) or is the pretrained classifier; use objective: classify")
+        raise ConfigError(
+            f"stages.{si}: a probe stage fits a linear head; this head has hidden layers "
+            "(model.head.hidden) or is the pretrained classifier; use objective: classify"
+        )
     outside = sorted(n for n in trainable if not n.startswith("head."))
     if outside:
         raise ConfigError(f"stages.{si}: a probe stage trains the head only (train: head); it also selects {outside[0]}")
@@ -62,8 +64,7 @@ def class_weights(mode: str, labels: torch.Tensor, num_classes: int, device: tor
     if mode == "none" or (mode == "auto" and present.max() <= 1.5 * present.min()):
         return None
     w = torch.where(counts > 0, len(labels) / (len(present) * counts.clamp(min=1)), torch.zeros_like(counts))
-    log.info("class weights (regularization.class_weight: %s): %s", mode,
-             ", ".join(f"{v:.2f}" for v in w.tolist()))
+    log.info("class weights (regularization.class_weight: %s): %s", mode, ", ".join(f"{v:.2f}" for v in w.tolist()))
     return w.float().to(device)
 
 
@@ -81,9 +82,14 @@ def contrastive_loss(emb: torch.Tensor, same: torch.Tensor) -> tuple[torch.Tenso
     return F.mse_loss(cos, same), int(((cos > 0.5).float() == same).sum())
 
 
-
-def distill_terms(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, temperature: float,
-                  weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def distill_terms(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    y: torch.Tensor,
+    temperature: float,
+    weight: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The two parts of the distillation loss: T^2 * KL(softmax(t/T) || softmax(s/T)) averaged over
     every row, and the cross-entropy on the labelled rows (``y == -1`` marks an unlabelled one; 0
     when the batch has none). ``y`` may be soft targets [B, classes] (a mixed batch) instead.
@@ -100,8 +106,7 @@ def distill_terms(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor,
     return kl, ce
 
 
-def distill_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, temperature: float,
-                 alpha: float) -> torch.Tensor:
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, temperature: float, alpha: float) -> torch.Tensor:
     """T^2 * KL(softmax(teacher/T) || softmax(student/T)) + alpha * CE(student, y), the
     cross-entropy over the labelled rows only."""
     kl, ce = distill_terms(student, teacher, y, temperature)

@@ -24,8 +24,10 @@ def make_optimizer(model: FineTuneModel, stage: StageConfig, lr: float) -> torch
     for n, p in model.named_parameters():
         if p.requires_grad:
             buckets.setdefault((by_group.get(n, 1.0), p.ndim >= 2), []).append(p)
-    groups: list[dict[str, Any]] = [{"params": ps, "weight_decay": stage.weight_decay if decays else 0.0, "lr": lr * scale}
-              for (scale, decays), ps in sorted(buckets.items(), key=lambda kv: (-kv[0][0], not kv[0][1]))]
+    groups: list[dict[str, Any]] = [
+        {"params": ps, "weight_decay": stage.weight_decay if decays else 0.0, "lr": lr * scale}
+        for (scale, decays), ps in sorted(buckets.items(), key=lambda kv: (-kv[0][0], not kv[0][1]))
+    ]
     # the fused kernel is one pass per step instead of several per tensor: a clear win on GPUs and
     # 5-8% of a cached-tail epoch on this CPU (benchmarks/results/speed.md)
     devices = {p.device.type for g in groups for p in g["params"]}
@@ -37,8 +39,9 @@ def make_optimizer(model: FineTuneModel, stage: StageConfig, lr: float) -> torch
     return torch.optim.SGD(groups, lr=lr, momentum=stage.momentum, nesterov=True)
 
 
-def make_scheduler(opt: torch.optim.Optimizer, stage: StageConfig, lr: float,
-                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+def make_scheduler(
+    opt: torch.optim.Optimizer, stage: StageConfig, lr: float, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
     total = max(1, stage.epochs * steps_per_epoch)
     if stage.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total)

@@ -32,9 +32,18 @@ def fit_logistic(z: Any, y: np.ndarray, seed: int, max_iter: int = 300, tol: flo
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", FutureWarning)  # LogisticRegressionCV's changing defaults
-        model = LogisticRegressionCV(Cs=CS, cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
-                                     class_weight="balanced", max_iter=max_iter, tol=tol, scoring="accuracy") \
-            if folds >= 2 else LogisticRegression(C=1.0, class_weight="balanced", max_iter=max_iter, tol=tol)
+        model = (
+            LogisticRegressionCV(
+                Cs=CS,
+                cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+                class_weight="balanced",
+                max_iter=max_iter,
+                tol=tol,
+                scoring="accuracy",
+            )
+            if folds >= 2
+            else LogisticRegression(C=1.0, class_weight="balanced", max_iter=max_iter, tol=tol)
+        )
         model.fit(z, y)
     return model
 
@@ -71,8 +80,7 @@ def linear_probe(x: np.ndarray, y: np.ndarray, num_classes: int, seed: int = 0) 
     scaler, pca = features.steps[0][1], features.steps[1][1]
     coef, icpt = logit_rows(model)
     a = coef @ pca.components_  # [K', D]: the regression in the standardised space
-    return all_classes(model.classes_, a / scaler.scale_,
-                       icpt - a @ (scaler.mean_ / scaler.scale_) - a @ pca.mean_, num_classes)
+    return all_classes(model.classes_, a / scaler.scale_, icpt - a @ (scaler.mean_ / scaler.scale_) - a @ pca.mean_, num_classes)
 
 
 def logit_rows(model: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +108,7 @@ def pooled_features(model: FineTuneModel, inputs: Any, batch_size: int, device: 
     out = []
     try:
         for i in range(0, len(inputs), batch_size):
-            x = to_memory_format(inputs[i: i + batch_size].to(device))
+            x = to_memory_format(inputs[i : i + batch_size].to(device))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_supported(device)):
                 out.append(model.head.pool(model.forward_features(x)).float().cpu())
     finally:
@@ -122,5 +130,11 @@ def fit_probe(model: FineTuneModel, data: Any, batch_size: int, device: torch.de
         logits = torch.from_numpy(x).to(device) @ fc.weight.T + fc.bias
     y = data.labels.to(device)
     secs = time.perf_counter() - t0
-    return {"train_loss": float(F.cross_entropy(logits, y)), "train_accuracy": float((logits.argmax(1) == y).float().mean()),
-            "seconds": secs, "img_per_s": len(y) / secs, "lr": 0.0, "lr_steps": []}
+    return {
+        "train_loss": float(F.cross_entropy(logits, y)),
+        "train_accuracy": float((logits.argmax(1) == y).float().mean()),
+        "seconds": secs,
+        "img_per_s": len(y) / secs,
+        "lr": 0.0,
+        "lr_steps": [],
+    }

@@ -24,8 +24,9 @@ class Stopper:
 
     def update(self, value: float, epoch: int) -> bool:
         """Record ``value``; True when it is a new best."""
-        better = self.best is None or (value < self.best - self.min_delta if self.mode == "min"
-                                       else value > self.best + self.min_delta)
+        better = self.best is None or (
+            value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
+        )
         if better:
             self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
         else:
@@ -35,6 +36,13 @@ class Stopper:
     @property
     def should_stop(self) -> bool:
         return self.patience is not None and self.bad_epochs >= self.patience
+
+    def stopped_line(self, si: int) -> str:
+        """The log line of stage ``si`` stopped early."""
+        return (
+            f"early stopping in stage {si + 1}: {self.metric} did not improve for {self.patience} epochs "
+            f"(best {self.best:.4f} at epoch {self.best_epoch + 1})"
+        )
 
     def state(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
@@ -46,8 +54,7 @@ class Stopper:
 def make_stopper(stage: StageConfig) -> Stopper:
     es = stage.early_stopping
     metric = es.metric if es else "val_loss"
-    return Stopper(metric, "min" if metric == "val_loss" else "max", es.patience if es else None,
-                   es.min_delta if es else 0.0)
+    return Stopper(metric, "min" if metric == "val_loss" else "max", es.patience if es else None, es.min_delta if es else 0.0)
 
 
 def diverged(cfg: Config, run_dir: Path, si: int, epoch: int, step: int, loss: float, lr: float) -> TrainingError:
@@ -60,5 +67,9 @@ def diverged(cfg: Config, run_dir: Path, si: int, epoch: int, step: int, loss: f
         f"stage {si + 1}/{len(cfg.stages)} '{stage.name or si}', epoch {epoch + 1}, step {step + 1}: the training loss is "
         f"{loss} at learning rate {lr:.3g} (stage rate {base:.3g}): training diverged, and every later step would be nan "
         f"too. Lower that stage's learning rate (e.g. 10x: --set stages.{si}.lr={base / 10:.3g}) and start a new run. "
-        + (f"{run_dir}/checkpoints keeps the run as it was at the end of its last finished epoch" if saved
-           else "It diverged before its first epoch ended; nothing was saved"))
+        + (
+            f"{run_dir}/checkpoints keeps the run as it was at the end of its last finished epoch"
+            if saved
+            else "It diverged before its first epoch ended; nothing was saved"
+        )
+    )

@@ -95,8 +95,9 @@ class FeatureStore:
     def _npy(self, key: str) -> Path:
         return self.folder / f"{key}.npy"
 
-    def get(self, key: str, shape: tuple[int, ...], dtype: torch.dtype,
-            fill: Callable[[torch.Tensor], None]) -> tuple[torch.Tensor, bool]:
+    def get(
+        self, key: str, shape: tuple[int, ...], dtype: torch.dtype, fill: Callable[[torch.Tensor], None]
+    ) -> tuple[torch.Tensor, bool]:
         """The cached tensor for ``key``; on a miss, ``fill`` writes it. Returns (tensor, was_hit)."""
         found = self.lookup(key, dtype)
         if found is not None:

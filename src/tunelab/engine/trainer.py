@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +21,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from tunelab.config import Config
 from tunelab.distributed import Dist
@@ -35,9 +33,11 @@ from tunelab.engine.objectives import check_probe_stage, class_weights, contrast
 from tunelab.engine.optim import make_optimizer, make_scheduler
 from tunelab.engine.probe import fit_probe
 from tunelab.engine.resume import Position, restore_best, resume_stage, save_best, save_last
+from tunelab.engine.step import descend
 from tunelab.engine.stopping import Stopper, diverged, make_stopper
 from tunelab.engine.store import FeatureStore
-from tunelab.engine.writer import epoch_line, record_stage, write_epoch
+from tunelab.engine.tally import EpochTally
+from tunelab.engine.writer import epoch_line, record_stage, stage_title, val_columns, write_epoch
 from tunelab.errors import ConfigError
 from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_table, select, set_train_mode, set_trainable
 from tunelab.metrics import classification_metrics
@@ -52,10 +52,21 @@ __all__ = ["HOOKS", "Hook", "Position", "Trainer"]
 
 
 class Trainer:
-    def __init__(self, *, cfg: Config, run_dir: Path, splits: Splits[Any], model: FineTuneModel,
-                 device: torch.device, task_loop: Callable[[Trainer], TaskLoop], hooks: dict[str, Hook] | None = None,
-                 penalties: list[Penalty] | None = None, dist: Dist | None = None,
-                 distill: Callable[[Trainer], Distiller] | None = None, run_id: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        cfg: Config,
+        run_dir: Path,
+        splits: Splits[Any],
+        model: FineTuneModel,
+        device: torch.device,
+        task_loop: Callable[[Trainer], TaskLoop],
+        hooks: dict[str, Hook] | None = None,
+        penalties: list[Penalty] | None = None,
+        dist: Dist | None = None,
+        distill: Callable[[Trainer], Distiller] | None = None,
+        run_id: str | None = None,
+    ) -> None:
         self.cfg, self.dir, self.splits, self.model, self.device = cfg, run_dir, splits, model, device
         self.run_id = run_id  # written into the checkpoints' state, so that a resume knows them for the run's own
         self.hooks, self.penalties = hooks or {}, penalties or []
@@ -63,14 +74,15 @@ class Trainer:
         self.bf16 = autocast_bf16(cfg.run.precision, device)  # forward passes under bf16 autocast
         self.lrs = cfg.stage_lrs()
         self.ckpt_dir = run_dir / "checkpoints"
-        self.class_weights = class_weights(cfg.regularization.class_weight, splits.train.labels, len(splits.classes),
-                                           device)
+        self.class_weights = class_weights(cfg.regularization.class_weight, splits.train.labels, len(splits.classes), device)
         self.ctx: dict[str, torch.Tensor] = {}  # per-step values penalties read (pooled features)
         if any(p.needs_features for p in self.penalties):
             model.head.pool.register_forward_hook(lambda mod, inp, out: self.ctx.__setitem__("pooled", out))
         # ranks share one copy of the cache through the page cache of its memory-mapped files
-        self.store = FeatureStore(Path(cfg.cache.folder) if cfg.cache.folder else run_dir / "cache",
-                                  0.0 if self.dist.enabled else cfg.cache.max_memory_gb)
+        self.store = FeatureStore(
+            Path(cfg.cache.folder) if cfg.cache.folder else run_dir / "cache",
+            0.0 if self.dist.enabled else cfg.cache.max_memory_gb,
+        )
         self.plan: StagePlan | None = None
         self.partners: list[torch.Tensor] | None = None  # a contrastive stage's partner of each example, per epoch
         self.net: nn.Module = model  # what a training step calls: the model, or the cached tail, maybe in DDP
@@ -105,20 +117,17 @@ class Trainer:
             if epoch == first_epoch:
                 row["cache_seconds"] = self.plan_seconds
             if self.splits.val is not None:
-                vm = self.validate()
-                row.update({"val_loss": vm["loss"], "val_accuracy": vm["accuracy"], "val_macro_f1": vm["macro_f1"],
-                            "val_count": len(self.splits.val)})
+                row.update(val_columns(self.validate(), len(self.splits.val)))
                 if stopper.update(row[stopper.metric], epoch):
                     save_best(self.ckpt_dir, self.model, self.dist, si, epoch, stopper, self.run_id)
                 stopped = stopper.should_stop
             write_epoch(self.dir if self.dist.main else None, self.tb, self.cfg.stages, row)
-            save_last(self.ckpt_dir, self.model, self.dist,
-                      {"stage": si, "epoch": epoch, "stopped": stopped, "run_id": self.run_id}, opt, sched, stopper)
+            position = {"stage": si, "epoch": epoch, "stopped": stopped, "run_id": self.run_id}
+            save_last(self.ckpt_dir, self.model, self.dist, position, opt, sched, stopper)
             log.info(epoch_line(row, stage.epochs))
             self.call("on_epoch_end", trainer=self, stage=si, epoch=epoch, metrics=row)
         if stopped:
-            log.info("early stopping in stage %d: %s did not improve for %d epochs (best %.4f at epoch %d)",
-                     si + 1, stopper.metric, stopper.patience, stopper.best, stopper.best_epoch + 1)
+            log.info(stopper.stopped_line(si))
         if stage.early_stopping is not None and stage.early_stopping.restore_best and stopper.best_epoch >= 0:
             restore_best(self.ckpt_dir, self.model, self.dist, si, stopper, self.run_id)
         # everything the stage cost: tables, audit, cache, epochs, validation, checkpoints
@@ -143,11 +152,16 @@ class Trainer:
         t0 = time.perf_counter()
         contrastive = stage.objective == "contrastive"
         self.plan = self.task.plan(si) if stage.objective == "classify" else None
-        self.partners = contrastive_partners(self.splits.train.labels, stage.epochs, self.cfg.run.seed * 7919 + si) \
-            if contrastive else None
+        self.partners = (
+            contrastive_partners(self.splits.train.labels, stage.epochs, self.cfg.run.seed * 7919 + si) if contrastive else None
+        )
         if self.distill is not None:  # the teacher's logits on the stage's fixed inputs, computed once
-            self.record_stage(si, distill=self.distill.prepare(stage.objective, lambda: self.task.teacher_inputs(
-                si, self.plan), self.model.head.fc.out_features))
+            self.record_stage(
+                si,
+                distill=self.distill.prepare(
+                    stage.objective, lambda: self.task.teacher_inputs(si, self.plan), self.model.head.fc.out_features
+                ),
+            )
         self.plan_seconds = time.perf_counter() - t0  # reported with the stage's first epoch
         step: nn.Module = self.model
         if contrastive or self.plan is not None:  # a step that is not the model's own forward
@@ -159,10 +173,8 @@ class Trainer:
     def announce_stage(self, si: int, lr: float) -> None:
         """Print (and keep in stages.json) the stage's layer table and regularization audit."""
         stage = self.cfg.stages[si]
-        title = f"stage {si + 1}/{len(self.cfg.stages)} '{stage.name or si}': {stage.epochs} epochs, " \
-                f"{stage.optimizer} lr {lr:.2e}, {stage.schedule} schedule, BN {'trains' if stage.train_bn else 'frozen'}"
-        table = render_layer_table(layer_rows(self.model, lr, lr_scales(self.model, stage.layer_decay)),
-                                   param_totals(self.model), title)
+        layers = layer_rows(self.model, lr, lr_scales(self.model, stage.layer_decay))
+        table = render_layer_table(layers, param_totals(self.model), stage_title(self.cfg.stages, si, lr))
         rows = audit_stage(self.model, self.penalties, self.ctx, self.cfg.regularization, stage, si, self.probe_forward)
         if self.distill is not None:
             rows.append(self.distill.audit_row(self.model, self.probe_inputs(), stage.objective))
@@ -195,14 +207,14 @@ class Trainer:
         stage, bs, dist = self.cfg.stages[si], self.cfg.data.batch_size, self.dist
         set_train_mode(self.model, train_bn=stage.train_bn)
         order = self.epoch_order(si, epoch)
-        sums = dict.fromkeys(["loss", "hits", "seen", "labelled"] + [f"penalty_{p.name}" for p in self.penalties], 0.0)
-        lrs: list[float] = []
-        t0 = time.perf_counter()
-        bar = tqdm(range(0, len(order), bs), desc=f"stage {si + 1}/{len(self.cfg.stages)} epoch {epoch + 1}/{stage.epochs}",
-                   disable=None if self.cfg.run.progress and dist.main else True, leave=False, file=sys.stderr,
-                   unit="batch")
-        for start in bar:
-            batch = order[start: start + bs]
+        tally = EpochTally(
+            [p.name for p in self.penalties],
+            range(0, len(order), bs),
+            f"stage {si + 1}/{len(self.cfg.stages)} epoch {epoch + 1}/{stage.epochs}",
+            show=self.cfg.run.progress and dist.main,
+        )
+        for start in tally:
+            batch = order[start : start + bs]
             if len(batch) < dist.world:  # a last batch too small to give every rank a share
                 continue
             idx = dist.split_batch(batch)
@@ -212,34 +224,16 @@ class Trainer:
             y = self.splits.train.labels[idx].to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 data_loss, hits = self.step_loss(epoch, idx, y)
-            penalties = [p(self.model, self.ctx) for p in self.penalties]
-            loss = data_loss * share + sum(penalties) if penalties else data_loss * share
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            lrs.append(opt.param_groups[0]["lr"])
-            sched.step()
-            n, labelled = len(idx), int((y >= 0).sum())  # unlabelled examples (label -1) count no hit or miss
-            terms = {f"penalty_{p.name}": float(v.detach()) for p, v in zip(self.penalties, penalties)}
-            terms["loss"], total = data_loss.item(), loss.item()
+            penalties = [(p.name, p(self.model, self.ctx)) for p in self.penalties]
+            terms, total, lr = descend(opt, sched, data_loss, share, penalties)
+            tally.lrs.append(lr)
             if not math.isfinite(total):  # nan from here on: stop with the last finished epoch's checkpoint
-                raise diverged(self.cfg, self.dir, si, epoch, start // bs, total, lrs[-1])
+                raise diverged(self.cfg, self.dir, si, epoch, start // bs, total, lr)
             if self.distill is not None and self.distill.active:
                 terms.update(self.distill.last)  # its cross-entropy is the training loss; its KL term a penalty
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v * n
-            sums["hits"] += hits
-            sums["seen"] += n
-            sums["labelled"] += labelled
-            bar.set_postfix(loss=f"{total:.4f}", img_s=f"{sums['seen'] / (time.perf_counter() - t0):.0f}")
-        secs = time.perf_counter() - t0
-        totals = dict(zip(sums, dist.sum(list(sums.values()))))
-        row = {"train_loss": totals["loss"] / totals["seen"], "train_accuracy": totals["hits"] / max(totals["labelled"], 1),
-               "seconds": secs, "img_per_s": totals["seen"] / secs, "lr": opt.param_groups[0]["lr"],
-               "train_count": int(totals["seen"])}
-        row.update({k: v / totals["seen"] for k, v in totals.items() if k.startswith("penalty_")})
-        row["lr_steps"] = lrs[:: max(1, len(lrs) // 50)]  # for the learning-rate plot
-        return row
+            # unlabelled examples (label -1) count no hit or miss
+            tally.add(terms, len(idx), hits, int((y >= 0).sum()), total)
+        return tally.row(dist, opt.param_groups[0]["lr"])
 
     def step_loss(self, epoch: int, idx: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
         """The data loss of one batch and how many of its examples (pairs) came out right."""
@@ -254,13 +248,13 @@ class Trainer:
             x, target = self.task.mix(self.task.train_inputs(idx), y)
             logits = self.net(x).float()
         if self.distill is not None and self.distill.active:  # KL to the teacher + alpha * cross-entropy
-            loss = self.distill.loss(logits, self.distill.targets(epoch, idx, x), target, self.class_weights,
-                                     self.cfg.regularization.label_smoothing)
+            loss = self.distill.loss(
+                logits, self.distill.targets(epoch, idx, x), target, self.class_weights, self.cfg.regularization.label_smoothing
+            )
         elif target.is_floating_point():  # soft targets of a mixed batch, label smoothing folded in
             loss = soft_cross_entropy(logits, target)
         else:
-            loss = F.cross_entropy(logits, y, weight=self.class_weights,
-                                   label_smoothing=self.cfg.regularization.label_smoothing)
+            loss = F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=self.cfg.regularization.label_smoothing)
         return loss, int((logits.argmax(1) == y).sum())
 
     def fit_probe(self) -> dict[str, Any]:
@@ -286,8 +280,10 @@ class Trainer:
 
     def predict(self, inputs: Any) -> torch.Tensor:
         """Logits of the whole model for all of ``inputs``, each rank computing its share."""
-        return self.gather(len(inputs), lambda rows: predict_logits(
-            self.model, inputs[rows], self.cfg.data.eval_batch_size, self.device, self.bf16))
+        return self.gather(
+            len(inputs),
+            lambda rows: predict_logits(self.model, inputs[rows], self.cfg.data.eval_batch_size, self.device, self.bf16),
+        )
 
     def gather(self, n: int, logits_of: Callable[[slice], torch.Tensor]) -> torch.Tensor:
         return gather_logits(self.dist, n, self.cfg.data.eval_batch_size, self.model.head.fc.out_features, logits_of)
@@ -295,6 +291,6 @@ class Trainer:
     def _cached_logits(self, rows: slice) -> torch.Tensor:
         """Logits of the stage's tail on the cached validation features of ``rows``."""
         assert self.plan is not None and self.plan.val is not None
-        return tail_logits(self.model, self.forward_cached, self.plan.val, rows, self.cfg.data.eval_batch_size,
-                           self.device, self.bf16)
-
+        return tail_logits(
+            self.model, self.forward_cached, self.plan.val, rows, self.cfg.data.eval_batch_size, self.device, self.bf16
+        )

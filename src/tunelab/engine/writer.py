@@ -42,7 +42,7 @@ def append_metrics(path: Path, row: dict[str, Any]) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
     except OSError as e:
         if ckpt.is_disk_full(e):
             raise ckpt.disk_full(path, len(data), "the epoch's row") from None
@@ -60,10 +60,31 @@ def write_epoch(run_dir: Path | None, tb: Any, stages: Sequence[StageConfig], ro
         write_tensorboard(tb, stages, row)
 
 
+def val_columns(metrics: dict[str, Any], count: int) -> dict[str, Any]:
+    """An epoch's validation columns: the validation metrics of its ``count`` examples."""
+    return {
+        "val_loss": metrics["loss"],
+        "val_accuracy": metrics["accuracy"],
+        "val_macro_f1": metrics["macro_f1"],
+        "val_count": count,
+    }
+
+
+def stage_title(stages: Sequence[StageConfig], si: int, lr: float) -> str:
+    """The title of a stage's layer table: its epochs, optimizer, rate, schedule and BN mode."""
+    stage = stages[si]
+    return (
+        f"stage {si + 1}/{len(stages)} '{stage.name or si}': {stage.epochs} epochs, "
+        f"{stage.optimizer} lr {lr:.2e}, {stage.schedule} schedule, BN {'trains' if stage.train_bn else 'frozen'}"
+    )
+
+
 def epoch_line(row: dict[str, Any], epochs: int) -> str:
     """The line the log gets after every epoch."""
-    s = f"stage {row['stage'] + 1} epoch {row['epoch'] + 1}/{epochs}: train loss {row['train_loss']:.4f} " \
+    s = (
+        f"stage {row['stage'] + 1} epoch {row['epoch'] + 1}/{epochs}: train loss {row['train_loss']:.4f} "
         f"acc {row['train_accuracy']:.4f}"
+    )
     pens = {k[8:]: v for k, v in row.items() if k.startswith("penalty_")}
     if pens:
         s += " | " + ", ".join(f"{k} {v:.4g}" for k, v in pens.items())

@@ -35,8 +35,12 @@ __all__ = ["FORMATS", "Export", "export"]
 log = logging.getLogger("tunelab")
 
 FORMATS = ("onnx", "torchscript", "timm", "transformers")
-_DEFAULT_OUT = {"onnx": "export/model.onnx", "torchscript": "export/model.torchscript.pt", "timm": "export/timm",
-                "transformers": "export/transformers"}
+_DEFAULT_OUT = {
+    "onnx": "export/model.onnx",
+    "torchscript": "export/model.torchscript.pt",
+    "timm": "export/timm",
+    "transformers": "export/transformers",
+}
 _CHECKED_BY = {"onnx": "onnxruntime", "torchscript": "TorchScript", "timm": "timm", "transformers": "AutoModel"}
 
 
@@ -51,8 +55,10 @@ class Export:
     seconds: float
 
     def describe(self) -> str:
-        return (f"wrote {self.path} ({self.format}); on {self.checked} real examples, max |PyTorch - "
-                f"{_CHECKED_BY[self.format]}| logit = {self.max_abs_diff:.2e}")
+        return (
+            f"wrote {self.path} ({self.format}); on {self.checked} real examples, max |PyTorch - "
+            f"{_CHECKED_BY[self.format]}| logit = {self.max_abs_diff:.2e}"
+        )
 
 
 def _check_format(run: Run, fmt: str) -> None:
@@ -75,8 +81,7 @@ def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = N
     inputs = as_tensors(run, examples, check)
     if format in ("onnx", "torchscript"):
         names = input_names(run)
-        card = model_card(run_dir, library_name="onnx" if format == "onnx" else "pytorch",
-                          usage=_graph_usage(run, names, format))
+        card = model_card(run_dir, library_name="onnx" if format == "onnx" else "pytorch", usage=_graph_usage(run, names, format))
         meta = graph_metadata(card, run.classes, names, None if run.config.is_text else run.config.data.image_size)
         module = inference_module(run)
         if format == "onnx":
@@ -84,8 +89,7 @@ def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = N
         else:
             diff = write_torchscript(module, inputs, path, meta)
     elif format == "timm":
-        diff = write_timm(run, path, model_card(run_dir, library_name="timm", usage=timm_usage(run, str(path))),
-                          inputs[0])
+        diff = write_timm(run, path, model_card(run_dir, library_name="timm", usage=timm_usage(run, str(path))), inputs[0])
     else:
         card = model_card(run_dir, library_name="transformers", usage=transformers_usage(run, str(path)))
         write_transformers(run, path, card)
@@ -105,16 +109,21 @@ def _transformers_difference(run: Run, path: Path, examples: object, n: int) -> 
 
 def _graph_usage(run: Run, names: list[str], fmt: str) -> str:
     if run.config.is_text:
-        feed = ("token ids and attention mask [B, L] (int64, right-padded) from the model's tokenizer"
-                + (" and token_type_ids" if "token_type_ids" in names else ""))
+        feed = "token ids and attention mask [B, L] (int64, right-padded) from the model's tokenizer" + (
+            " and token_type_ids" if "token_type_ids" in names else ""
+        )
     else:
         size = run.config.data.image_size
         feed = f"raw RGB images, uint8 [B, 3, {size}, {size}] (0-255; resize the shorter side to {size}, crop the centre)"
     if fmt == "onnx":
-        code = ("import onnxruntime as ort\n\nsession = ort.InferenceSession(\"model.onnx\")\n"
-                f"logits = session.run(None, {{{', '.join(f'{n!r}: {n}' for n in names)}}})[0]\n"
-                "classes = json.loads(session.get_modelmeta().custom_metadata_map[\"classes.json\"])")
+        code = (
+            'import onnxruntime as ort\n\nsession = ort.InferenceSession("model.onnx")\n'
+            f"logits = session.run(None, {{{', '.join(f'{n!r}: {n}' for n in names)}}})[0]\n"
+            'classes = json.loads(session.get_modelmeta().custom_metadata_map["classes.json"])'
+        )
     else:
-        code = ("import torch\n\nextra = {\"classes.json\": \"\"}\nmodel = torch.jit.load(\"model.torchscript.pt\", "
-                f"_extra_files=extra)\nlogits = model({', '.join(names)})\nclasses = json.loads(extra[\"classes.json\"])")
+        code = (
+            'import torch\n\nextra = {"classes.json": ""}\nmodel = torch.jit.load("model.torchscript.pt", '
+            f'_extra_files=extra)\nlogits = model({", ".join(names)})\nclasses = json.loads(extra["classes.json"])'
+        )
     return f"Input: {feed}; output: logits [B, {len(run.classes)}], any batch size.\n\n```python\nimport json\n{code}\n```"

@@ -25,7 +25,7 @@ log = logging.getLogger("tunelab")
 def _reference(module: nn.Module, inputs: tuple[torch.Tensor, ...], batch: int = 32) -> np.ndarray:
     """PyTorch's fp32 logits of ``inputs``, batch by batch."""
     n = len(inputs[0])
-    return torch.cat([module(*(x[i: i + batch] for x in inputs)) for i in range(0, n, batch)]).numpy()
+    return torch.cat([module(*(x[i : i + batch] for x in inputs)) for i in range(0, n, batch)]).numpy()
 
 
 def _dynamic_shapes(names: list[str]) -> dict[str, dict[int, torch.export.Dim]]:
@@ -36,8 +36,9 @@ def _dynamic_shapes(names: list[str]) -> dict[str, dict[int, torch.export.Dim]]:
     return {name: {0: batch, 1: length} for name in names}
 
 
-def write_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str], path: Path,
-               metadata: dict[str, str]) -> float:
+def write_onnx(
+    module: nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str], path: Path, metadata: dict[str, str]
+) -> float:
     """Export ``module`` to ONNX at ``path`` with ``metadata`` in its properties; returns the largest
     |PyTorch - onnxruntime| on ``inputs``."""
     try:
@@ -50,8 +51,15 @@ def write_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], names: list[
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            program = torch.onnx.export(module, example, dynamo=True, input_names=names, output_names=["logits"],
-                                        dynamic_shapes=_dynamic_shapes(names), verbose=False)
+            program = torch.onnx.export(
+                module,
+                example,
+                dynamo=True,
+                input_names=names,
+                output_names=["logits"],
+                dynamic_shapes=_dynamic_shapes(names),
+                verbose=False,
+            )
         except Exception as e:  # the exporter's own message says which operator or shape failed
             raise ModelError(f"ONNX export failed: {type(e).__name__}: {str(e).splitlines()[0]}") from None
     assert program is not None
@@ -59,8 +67,9 @@ def write_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], names: list[
     onnx.helper.set_model_props(proto, metadata)
     atomic_write_bytes(path, proto.SerializeToString())
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = np.concatenate([session.run(None, {n: x[i: i + 32].numpy() for n, x in zip(names, inputs)})[0]
-                          for i in range(0, len(inputs[0]), 32)])
+    got = np.concatenate(
+        [session.run(None, {n: x[i : i + 32].numpy() for n, x in zip(names, inputs)})[0] for i in range(0, len(inputs[0]), 32)]
+    )
     return float(np.abs(got - _reference(module, inputs)).max())
 
 

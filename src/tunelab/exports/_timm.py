@@ -33,18 +33,22 @@ def timm_model(run: Run) -> Any:
 
     cfg = run.config.model
     if cfg.head.hidden:
-        raise ModelError(f"--format timm: the run's head has hidden layers ({len(cfg.head.hidden)}); a timm model ends "
-                         "in one linear layer. Export it as onnx or torchscript instead")
+        raise ModelError(
+            f"--format timm: the run's head has hidden layers ({len(cfg.head.hidden)}); a timm model ends "
+            "in one linear layer. Export it as onnx or torchscript instead"
+        )
     state = run.model.state_dict()
-    tensors = {k[len(PREFIX):]: v for k, v in state.items() if k.startswith(PREFIX)}
+    tensors = {k[len(PREFIX) :]: v for k, v in state.items() if k.startswith(PREFIX)}
     pooled = isinstance(run.model.head.pool, torch.nn.Identity)  # token models pool inside the timm model
     kwargs: dict[str, Any] = {} if pooled else {"global_pool": cfg.head.pooling}
     model = timm.create_model(cfg.backbone, pretrained=False, num_classes=len(run.classes), **kwargs)
     own = model.state_dict()
     classifier = sorted(k for k in own if k not in tensors)
     if [k.rsplit(".", 1)[1] for k in classifier] != ["bias", "weight"]:
-        raise ModelError(f"--format timm: {cfg.backbone}'s weights beyond the run's are {classifier}, not one linear "
-                         "classifier; export it as onnx or torchscript instead")
+        raise ModelError(
+            f"--format timm: {cfg.backbone}'s weights beyond the run's are {classifier}, not one linear "
+            "classifier; export it as onnx or torchscript instead"
+        )
     tensors[classifier[0]], tensors[classifier[1]] = state["head.fc.bias"], state["head.fc.weight"]
     model.load_state_dict(tensors, strict=True)
     return model.eval()
@@ -68,8 +72,13 @@ def write_timm(run: Run, folder: Path, card: str, images: torch.Tensor) -> float
     diff = timm_difference(model, run, images)
     size = run.config.data.image_size
     # tunelab resizes the shorter side to the size and crops the centre square: a crop_pct of 1
-    save_for_hf(model, str(folder), model_config={"label_names": list(run.classes)}, safe_serialization=True,
-                data_config={"input_size": (3, size, size), "crop_pct": 1.0, "interpolation": "bicubic"})
+    save_for_hf(
+        model,
+        str(folder),
+        model_config={"label_names": list(run.classes)},
+        safe_serialization=True,
+        data_config={"input_size": (3, size, size), "crop_pct": 1.0, "interpolation": "bicubic"},
+    )
     atomic_write_text(folder / "README.md", card)
     return diff
 

@@ -33,15 +33,21 @@ POOLING = {
 def _check(run: Run) -> str:
     head = run.config.model.head
     if head.hidden:
-        raise ModelError(f"--format transformers: the run's head has hidden layers ({len(head.hidden)}); the few "
-                         "plain lines apply one linear layer. Export it as onnx or torchscript instead")
+        raise ModelError(
+            f"--format transformers: the run's head has hidden layers ({len(head.hidden)}); the few "
+            "plain lines apply one linear layer. Export it as onnx or torchscript instead"
+        )
     if getattr(run.model, "lexical", None) is not None:
-        raise ModelError(f"--format transformers: the run blends word counts into its predictions (model.lexical: "
-                         f"{run.config.model.lexical}), which the plain lines do not apply; export it as onnx or "
-                         "torchscript (the blend is inside), or train with --set model.lexical=null")
+        raise ModelError(
+            f"--format transformers: the run blends word counts into its predictions (model.lexical: "
+            f"{run.config.model.lexical}), which the plain lines do not apply; export it as onnx or "
+            "torchscript (the blend is inside), or train with --set model.lexical=null"
+        )
     if head.pooling not in POOLING:
-        raise ModelError(f"--format transformers: pooling {head.pooling} is not written out as plain lines (valid: "
-                         f"{', '.join(POOLING)}); export it as onnx or torchscript instead")
+        raise ModelError(
+            f"--format transformers: pooling {head.pooling} is not written out as plain lines (valid: "
+            f"{', '.join(POOLING)}); export it as onnx or torchscript instead"
+        )
     return POOLING[head.pooling]
 
 
@@ -74,8 +80,9 @@ def write_transformers(run: Run, folder: Path, card: str) -> None:
         encoder.save_pretrained(folder)
     load_tokenizer(cfg.data.text.tokenizer or cfg.model.backbone, cfg.model.weights).save_pretrained(folder)
     fc = run.model.head.fc
-    save_file({"fc.weight": fc.weight.detach().contiguous(), "fc.bias": fc.bias.detach().contiguous()},
-              str(folder / "head.safetensors"))
+    save_file(
+        {"fc.weight": fc.weight.detach().contiguous(), "fc.bias": fc.bias.detach().contiguous()}, str(folder / "head.safetensors")
+    )
     meta = {"classes": run.classes, "pooling": cfg.model.head.pooling, "max_length": cfg.data.text.max_length}
     atomic_write_text(folder / "tunelab_head.json", json.dumps(meta, indent=1))
     atomic_write_text(folder / "README.md", card)
@@ -101,9 +108,11 @@ logits = feats @ head["fc.weight"].T + head["fc.bias"]
 
 
 def transformers_usage(run: Run, folder: str) -> str:
-    return (f"`AutoModel` and a few lines of PyTorch give this model's logits for a list of `texts`, without "
-            f"tunelab (a text longer than the max_length is read as its first window):\n\n```python\n"
-            f"{transformers_snippet(run, folder)}```\n\nThe class names are in `encoder.config.id2label`.")
+    return (
+        f"`AutoModel` and a few lines of PyTorch give this model's logits for a list of `texts`, without "
+        f"tunelab (a text longer than the max_length is read as its first window):\n\n```python\n"
+        f"{transformers_snippet(run, folder)}```\n\nThe class names are in `encoder.config.id2label`."
+    )
 
 
 @torch.inference_mode()

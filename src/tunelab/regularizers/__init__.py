@@ -38,8 +38,10 @@ class Penalty:
         params = dict(model.named_parameters())
         self.params = [(n, params[n]) for n in params if n in names and _kind_ok(n, params[n], cfg.params)]
         if not self.params:
-            raise ConfigError(f"{self.where}: layers: {cfg.layers} with params: {cfg.params} covers no parameter; "
-                              "use params: all, or select other layers")
+            raise ConfigError(
+                f"{self.where}: layers: {cfg.layers} with params: {cfg.params} covers no parameter; "
+                "use params: all, or select other layers"
+            )
 
     def trainable(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.params if p.requires_grad]
@@ -69,6 +71,7 @@ def register_penalty(name: str) -> Callable[[type[Penalty]], type[Penalty]]:
             raise ValueError(f"a penalty named '{name}' is registered already")
         PENALTIES[name] = cls
         return cls
+
     return deco
 
 
@@ -127,8 +130,9 @@ class Activity(Penalty):
         super().__init__(cfg, model, index)
         self.params = [(n, p) for n, p in self.params if n.startswith("backbone.")]
         if not self.params:
-            raise ConfigError(f"{self.where}: activity regularization acts on backbone parameters; "
-                              f"layers: {cfg.layers} selects none")
+            raise ConfigError(
+                f"{self.where}: activity regularization acts on backbone parameters; layers: {cfg.layers} selects none"
+            )
 
     def __call__(self, model: nn.Module, ctx: Ctx) -> torch.Tensor:
         f = ctx["pooled"].float()
@@ -159,6 +163,8 @@ def check_coverage(penalties: list[Penalty], stage_trainables: list[set[str]]) -
     for pen in penalties:
         names = {n for n, _ in pen.params}
         if not any(names & t for t in stage_trainables):
-            raise ConfigError(f"{pen.where}: layers: {pen.cfg.layers} covers only parameters that are frozen in every "
-                              "stage, so it would never change training; train those layers in some stage or "
-                              "select trainable ones")
+            raise ConfigError(
+                f"{pen.where}: layers: {pen.cfg.layers} covers only parameters that are frozen in every "
+                "stage, so it would never change training; train those layers in some stage or "
+                "select trainable ones"
+            )

@@ -70,6 +70,14 @@ def audit_penalty(pen: Penalty, model: nn.Module, ctx: Ctx) -> AuditRow:
 
 def other_regularizers(model: nn.Module, reg: Any, stage: Any) -> list[AuditRow]:
     """Dropout, drop-path, augmentation, label smoothing, mixup and weight decay as configured and active."""
+    rows = _layer_rows(model) + _recipe_rows(reg)
+    if stage.weight_decay and stage.optimizer in ("adamw", "sgd", "adam"):
+        rows.append(_weight_decay_row(model, stage))
+    return rows
+
+
+def _layer_rows(model: nn.Module) -> list[AuditRow]:
+    """The model's own stochastic layers: dropout and drop-path, and how many of them are active."""
     rows = []
     drops = [m for m in model.modules() if isinstance(m, (nn.Dropout, nn.Dropout2d)) and m.p > 0]
     if drops:
@@ -77,13 +85,34 @@ def other_regularizers(model: nn.Module, reg: Any, stage: Any) -> list[AuditRow]
         rates = [f"{m.p:g}" for m in drops]
         if len(rates) > 4:  # a transformer has one or two per layer: list each rate once
             rates = list(dict.fromkeys(rates))
-        rows.append(AuditRow("dropout", f"{len(drops)} layers ({active} active)", ", ".join(rates),
-                             None, "yes" if active else "inactive: frozen"))
+        rows.append(
+            AuditRow(
+                "dropout",
+                f"{len(drops)} layers ({active} active)",
+                ", ".join(rates),
+                None,
+                "yes" if active else "inactive: frozen",
+            )
+        )
     paths = [m for m in model.modules() if isinstance(m, DropPath) and m.drop_prob > 0]
     if paths:
         active = sum(m.training for m in paths)
-        rows.append(AuditRow("drop_path", f"{len(paths)} blocks ({active} active)", f"max {max(m.drop_prob for m in paths):g}",
-                             None, "yes" if active else "inactive: blocks frozen"))
+        rows.append(
+            AuditRow(
+                "drop_path",
+                f"{len(paths)} blocks ({active} active)",
+                f"max {max(m.drop_prob for m in paths):g}",
+                None,
+                "yes" if active else "inactive: blocks frozen",
+            )
+        )
+    return rows
+
+
+def _recipe_rows(reg: Any) -> list[AuditRow]:
+    """What the regularization section adds to the data and the loss: augmentation, class weights,
+    label smoothing, mixup."""
+    rows = []
     aug = reg.augment if isinstance(reg.augment, str) else "+".join(s["name"] for s in reg.augment)
     if aug != "none":
         rows.append(AuditRow("augment", "training images", aug, None, "yes"))
@@ -93,30 +122,41 @@ def other_regularizers(model: nn.Module, reg: Any, stage: Any) -> list[AuditRow]
         rows.append(AuditRow("label_smoothing", "targets", f"{reg.label_smoothing:g}", None, "yes"))
     if reg.mixup is not None:
         m = reg.mixup
-        rows.append(AuditRow("mixup", "batches", f"mixup {m.mixup_alpha:g}, cutmix {m.cutmix_alpha:g}, p {m.prob:g}",
-                             None, "yes"))
-    if stage.weight_decay and stage.optimizer in ("adamw", "sgd", "adam"):
-        n = sum(p.numel() for p in model.parameters() if p.requires_grad and p.ndim >= 2)
-        kind = "decoupled" if stage.optimizer == "adamw" else "L2 in gradient"
-        rows.append(AuditRow("weight_decay", f"{n:,} trainable kernel params", f"{stage.weight_decay:g} ({kind})",
-                             None, "yes" if n else "inactive"))
+        rows.append(
+            AuditRow("mixup", "batches", f"mixup {m.mixup_alpha:g}, cutmix {m.cutmix_alpha:g}, p {m.prob:g}", None, "yes")
+        )
     return rows
+
+
+def _weight_decay_row(model: nn.Module, stage: Any) -> AuditRow:
+    """The stage's weight decay on the trainable kernels (inactive when none trains)."""
+    n = sum(p.numel() for p in model.parameters() if p.requires_grad and p.ndim >= 2)
+    kind = "decoupled" if stage.optimizer == "adamw" else "L2 in gradient"
+    return AuditRow(
+        "weight_decay",
+        f"{n:,} trainable kernel params",
+        f"{stage.weight_decay:g} ({kind})",
+        None,
+        "yes" if n else "inactive",
+    )
 
 
 def render_audit(rows: list[AuditRow]) -> str:
     if not rows:
         return "regularization: none"
     head = ("regularizer", "covers", "strength", "first-batch value", "reaches gradient")
-    table = [head] + [(r.name, r.covers, r.strength, "-" if r.value is None else f"{r.value:.4g}", r.reaches_gradient)
-                      for r in rows]
+    table = [head] + [
+        (r.name, r.covers, r.strength, "-" if r.value is None else f"{r.value:.4g}", r.reaches_gradient) for r in rows
+    ]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
     lines.insert(1, "-" * len(lines[0]))
     return "regularization audit\n" + "\n".join(lines)
 
 
-def audit_stage(model: Any, penalties: list[Penalty], ctx: Ctx, reg: Any, stage: Any, si: int,
-                probe: Callable[[], None]) -> list[AuditRow]:
+def audit_stage(
+    model: Any, penalties: list[Penalty], ctx: Ctx, reg: Any, stage: Any, si: int, probe: Callable[[], None]
+) -> list[AuditRow]:
     """Each penalty's coverage, first-batch value and gradient check, plus the other regularizers
     of stage ``si``. ``probe`` runs one deterministic forward pass first when a penalty reads the
     step's pooled features (``ctx``); a penalty that reaches no gradient stops the run."""
@@ -125,6 +165,8 @@ def audit_stage(model: Any, penalties: list[Penalty], ctx: Ctx, reg: Any, stage:
     rows = [audit_penalty(p, model, ctx) for p in penalties]
     dead = [r.name for r in rows if r.reaches_gradient == "NO"]
     if dead:
-        raise ConfigError(f"stage {si + 1}: penalties {', '.join(dead)} cover trainable parameters but give them "
-                          "no gradient; they would not regularize anything")
+        raise ConfigError(
+            f"stage {si + 1}: penalties {', '.join(dead)} cover trainable parameters but give them "
+            "no gradient; they would not regularize anything"
+        )
     return rows + other_regularizers(model, reg, stage)

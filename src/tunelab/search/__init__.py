@@ -88,9 +88,15 @@ class TuneResult:
         return state_counts(self.study.get_trials(deepcopy=False))
 
 
-def tune(config: Config | str | Path | dict[str, Any] | None = None, *, overrides: list[str] | None = None,
-         trials: int | None = None, storage: str | None = None, study_name: str | None = None,
-         timeout: float | None = None) -> TuneResult:
+def tune(
+    config: Config | str | Path | dict[str, Any] | None = None,
+    *,
+    overrides: list[str] | None = None,
+    trials: int | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    timeout: float | None = None,
+) -> TuneResult:
     """Search the config's ``tune.space`` (or the default space) with Optuna: ``trials`` more
     trials (default ``tune.trials``), each a fit() judged by ``tune.metric`` on the validation set,
     then write STUDY_DIR/best.yaml and STUDY_DIR/tune.html from the whole study (``trials=0``: only
@@ -103,12 +109,50 @@ def tune(config: Config | str | Path | dict[str, Any] | None = None, *, override
         result = tunelab.tune("examples/tune_fashion_mnist.yaml", overrides=["tune.trials=5"])
         tunelab.fit(result.best_config)
     """
+    _check_one_process()
+    plan = _plan(config, overrides, study_name)
+    plan.dir.mkdir(parents=True, exist_ok=True)
+    url = storage or f"sqlite:///{(plan.dir / 'study.db').resolve()}"
+    n_trials = plan.settings.trials if trials is None else trials  # 0: only write up the study as it is
+    with _study_logging(plan.dir):
+        study = _open_study(url, plan.name, plan.settings, plan.base.run.seed, shared=storage is not None)
+        check_compatible(study, plan.params)
+        _log_start(study, plan, url, n_trials, timeout)
+        objective = _Objective(plan.raw, plan.fixed, plan.params, plan.settings.metric, plan.source, plan.base, plan.name)
+        result = _search(study, objective, n_trials, timeout, lambda: _finish(study, plan.dir, url, plan.settings.metric))
+    if result.best_trial is None:
+        raise TunelabError(f"no trial of study '{plan.name}' has completed; the errors are in {result.report}")
+    return result
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A search as the config and the call define it, checked before anything runs."""
+
+    raw: dict[str, Any]  # the config as given, without its tune section
+    source: str  # where the config came from, for messages
+    base: Config  # the config with the call's overrides
+    settings: TuneConfig
+    name: str  # the study's name, also its folder under run.dir
+    dir: Path
+    fixed: list[str]  # the overrides every trial gets
+    params: list[Param]
+
+
+def _check_one_process() -> None:
+    """Refuse a launch under torchrun / accelerate: trials are spread over workers, not processes of one run."""
     from tunelab.distributed import launched_world_size
 
     if launched_world_size() > 1:
-        raise ConfigError("tunelab tune runs each trial in one process; start several workers instead (the same "
-                          "command with the same --storage URL, on as many machines or GPUs as you like), not "
-                          "torchrun / accelerate launch")
+        raise ConfigError(
+            "tunelab tune runs each trial in one process; start several workers instead (the same "
+            "command with the same --storage URL, on as many machines or GPUs as you like), not "
+            "torchrun / accelerate launch"
+        )
+
+
+def _plan(config: Config | str | Path | dict[str, Any] | None, overrides: list[str] | None, study_name: str | None) -> _Plan:
+    """The search the call asks for: its config checked, its study's name and folder, its space."""
     raw, source = _raw(config)
     overrides = list(overrides or [])
     base = build_config(raw, overrides, source)  # every section checked before anything runs
@@ -119,25 +163,27 @@ def tune(config: Config | str | Path | dict[str, Any] | None = None, *, override
     study_dir = Path(base.run.dir) / name
     raw = {k: v for k, v in raw.items() if k != "tune"}
     fixed, params = _space(raw, base, settings, overrides + _plumbing(base, study_dir), source)
-
-    study_dir.mkdir(parents=True, exist_ok=True)
-    url = storage or f"sqlite:///{(study_dir / 'study.db').resolve()}"
-    n_trials = settings.trials if trials is None else trials  # 0: only write up the study as it is
-    with _study_logging(study_dir):
-        study = _open_study(url, name, settings, base.run.seed, shared=storage is not None)
-        check_compatible(study, params)
-        log.info("study '%s' in %s: %d trials so far, %d more now%s (%s sampler, %s pruner), searching\n%s", name,
-                 _hide_password(url), len(study.trials), n_trials, f" or for {timeout:g} s" if timeout else "",
-                 settings.sampler, settings.pruner, "\n".join(f"  {p.key}: {_describe(p)}" for p in params))
-        objective = _Objective(raw, fixed, params, settings.metric, source, base, name)
-        result = _search(study, objective, n_trials, timeout, lambda: _finish(study, study_dir, url, settings.metric))
-    if result.best_trial is None:
-        raise TunelabError(f"no trial of study '{name}' has completed; the errors are in {result.report}")
-    return result
+    return _Plan(raw, source, base, settings, name, study_dir, fixed, params)
 
 
-def _search(study: optuna.Study, objective: _Objective, n_trials: int, timeout: float | None,
-            finish: Callable[[], TuneResult]) -> TuneResult:
+def _log_start(study: optuna.Study, plan: _Plan, url: str, n_trials: int, timeout: float | None) -> None:
+    """The study's first log line: where it lives, how far it is, what this call adds and searches."""
+    log.info(
+        "study '%s' in %s: %d trials so far, %d more now%s (%s sampler, %s pruner), searching\n%s",
+        plan.name,
+        _hide_password(url),
+        len(study.trials),
+        n_trials,
+        f" or for {timeout:g} s" if timeout else "",
+        plan.settings.sampler,
+        plan.settings.pruner,
+        "\n".join(f"  {p.key}: {_describe(p)}" for p in plan.params),
+    )
+
+
+def _search(
+    study: optuna.Study, objective: _Objective, n_trials: int, timeout: float | None, finish: Callable[[], TuneResult]
+) -> TuneResult:
     """``study.optimize``, then the write-up (``finish``), after a Ctrl-C too; a Ctrl-C at any moment
     leaves the study consistent (:mod:`tunelab.search._interrupts`) and ends in KeyboardInterrupt."""
     interrupts = objective.interrupts
@@ -158,8 +204,9 @@ def _search(study: optuna.Study, objective: _Objective, n_trials: int, timeout: 
     return result
 
 
-def _space(raw: dict[str, Any], base: Config, settings: TuneConfig, fixed: list[str], source: str
-           ) -> tuple[list[str], list[Param]]:
+def _space(
+    raw: dict[str, Any], base: Config, settings: TuneConfig, fixed: list[str], source: str
+) -> tuple[list[str], list[Param]]:
     """The searched keys, checked at both ends of every range (or each choice), and the overrides
     every trial gets (``fixed`` plus what the default space needs)."""
     skeletons = Skeletons()
@@ -180,8 +227,9 @@ class _Objective:
     """Runs a trial: the config with the trial's values, fit() with the epoch hook, the final
     validation metric."""
 
-    def __init__(self, raw: dict[str, Any], fixed: list[str], params: list[Param], metric: str, source: str,
-                 base: Config, name: str) -> None:
+    def __init__(
+        self, raw: dict[str, Any], fixed: list[str], params: list[Param], metric: str, source: str, base: Config, name: str
+    ) -> None:
         self.raw, self.fixed, self.params, self.metric, self.source = raw, fixed, params, metric, source
         self.base, self.name = base, name
         self.repeats = base.tune.repeats if base.tune else 1
@@ -202,8 +250,11 @@ class _Objective:
             values_per_run = []
             for r in range(self.repeats):  # the first run reports to the pruner; its config is the trial's
                 name = str(trial.number) if self.repeats == 1 else f"{trial.number}-seed{self.base.run.seed + r}"
-                cfg = build_config(self.raw, self.fixed + sets + [assignment("run.name", name),
-                                                                   f"run.seed={self.base.run.seed + r}"], self.source)
+                cfg = build_config(
+                    self.raw,
+                    self.fixed + sets + [assignment("run.name", name), f"run.seed={self.base.run.seed + r}"],
+                    self.source,
+                )
                 run_r = fit(cfg, hooks=_trial_hooks(trial, self.metric) if r == 0 else None)
                 if "val" not in run_r.metrics:
                     raise ConfigError("the run has no validation set to judge it by; set data.val_split > 0")
@@ -227,9 +278,15 @@ class _Objective:
         trial.set_user_attr("config", dump_config(_for_fit(run.config, self.base, self.name)))
         if self.repeats > 1:
             trial.set_user_attr("values", values_per_run)
-        log.info("trial %d: %s %.4f%s in %.1f s | %s", trial.number, self.metric, value,
-                 f" (mean of {', '.join(f'{v:.4f}' for v in values_per_run)})" if self.repeats > 1 else "",
-                 time.perf_counter() - t0, ", ".join(f"{k}={short(v)}" for k, v in values.items()))
+        log.info(
+            "trial %d: %s %.4f%s in %.1f s | %s",
+            trial.number,
+            self.metric,
+            value,
+            f" (mean of {', '.join(f'{v:.4f}' for v in values_per_run)})" if self.repeats > 1 else "",
+            time.perf_counter() - t0,
+            ", ".join(f"{k}={short(v)}" for k, v in values.items()),
+        )
         return value
 
 
@@ -267,8 +324,13 @@ def _plumbing(base: Config, study_dir: Path) -> list[str]:
     """Overrides every trial gets: its own folder under the study's, no progress bars, the test set
     held out but not scored, no refit (a trial is judged on its validation split, before any refit),
     and caches shared through files in the study folder."""
-    out = [assignment("run.dir", str(study_dir / "trials")), "run.progress=false", "data.evaluate_test=false",
-           "data.refit=never", "cache.max_memory_gb=0"]
+    out = [
+        assignment("run.dir", str(study_dir / "trials")),
+        "run.progress=false",
+        "data.evaluate_test=false",
+        "data.refit=never",
+        "cache.max_memory_gb=0",
+    ]
     if base.cache.folder is None:
         out.append(assignment("cache.folder", str(study_dir / "cache")))
     if base.data.decode_cache is None and not base.is_text:
@@ -299,8 +361,10 @@ def _open_study(url: str, name: str, settings: TuneConfig, seed: int, *, shared:
     except Exception as e:  # a bad URL, a missing database driver, an unreachable server
         raise ConfigError(f"storage {_hide_password(url)}: {type(e).__name__}: {e}") from None
     if study.direction.name.lower() != direction:
-        raise ConfigError(f"study '{name}' in {_hide_password(url)} was created to {study.direction.name.lower()} "
-                          f"its value, but tune.metric {settings.metric} needs {direction}; use another --study name")
+        raise ConfigError(
+            f"study '{name}' in {_hide_password(url)} was created to {study.direction.name.lower()} "
+            f"its value, but tune.metric {settings.metric} needs {direction}; use another --study name"
+        )
     # One worker on the default storage is reproducible: the seed follows run.seed and the trials
     # already done. Workers on a shared database also mix in their host and process, so that
     # workers started together do not propose the same trials.
@@ -310,8 +374,11 @@ def _open_study(url: str, name: str, settings: TuneConfig, seed: int, *, shared:
         sampler_seed = int(digest[:8], 16)
     else:
         sampler_seed = seed + n
-    study.sampler = optuna.samplers.RandomSampler(seed=sampler_seed) if settings.sampler == "random" \
+    study.sampler = (
+        optuna.samplers.RandomSampler(seed=sampler_seed)
+        if settings.sampler == "random"
         else optuna.samplers.TPESampler(seed=sampler_seed)
+    )
     return study
 
 
@@ -323,8 +390,9 @@ def _create_study(url: str, name: str, direction: Literal["minimize", "maximize"
 
     for attempt in range(3):
         try:
-            return optuna.create_study(storage=_storage(url), study_name=name, direction=direction, load_if_exists=True,
-                                       pruner=_pruner(settings))
+            return optuna.create_study(
+                storage=_storage(url), study_name=name, direction=direction, load_if_exists=True, pruner=_pruner(settings)
+            )
         except (IntegrityError, OperationalError):
             if attempt == 2:
                 raise
@@ -345,8 +413,11 @@ def _creation_lock(url: str) -> Iterator[None]:
         parsed = make_url(url)
     except Exception:  # reported by the storage itself
         parsed = None
-    db = Path(parsed.database) if parsed is not None and parsed.get_backend_name() == "sqlite" and \
-        parsed.database not in (None, "", ":memory:") else None
+    db = (
+        Path(parsed.database)
+        if parsed is not None and parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+        else None
+    )
     if db is None or not db.parent.is_dir():
         yield
         return
@@ -371,14 +442,12 @@ def _storage(url: str) -> optuna.storages.RDBStorage:
         retry = {"heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
     else:
         retry = {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                      **retry)
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, **retry)
 
 
 def _pruner(settings: TuneConfig) -> optuna.pruners.BasePruner:
     if settings.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=settings.startup_trials,
-                                           n_warmup_steps=settings.warmup_epochs)
+        return optuna.pruners.MedianPruner(n_startup_trials=settings.startup_trials, n_warmup_steps=settings.warmup_epochs)
     if settings.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=max(1, settings.warmup_epochs))
     return optuna.pruners.NopPruner()
@@ -394,15 +463,27 @@ def _finish(study: optuna.Study, study_dir: Path, url: str, metric: str) -> Tune
     best_path = None
     if best is not None and "config" in best.user_attrs:
         best_path = study_dir / "best.yaml"
-        header = [f"# The best of {len(done)} completed trials of study '{study.study_name}': trial {best.number}, "
-                  f"{metric} {best.value:.4f}, with", *(f"#   {k}: {json.dumps(v)}" for k, v in values.items()),
-                  f"# Train it, test set included: tunelab fit {best_path}"]
+        header = [
+            f"# The best of {len(done)} completed trials of study '{study.study_name}': trial {best.number}, "
+            f"{metric} {best.value:.4f}, with",
+            *(f"#   {k}: {json.dumps(v)}" for k, v in values.items()),
+            f"# Train it, test set included: tunelab fit {best_path}",
+        ]
         ckpt.atomic_write_text(best_path, "\n".join(header) + "\n" + best.user_attrs["config"])
     report = write_study_report(study, study_dir, metric, best_path, _hide_password(url))
     if best is not None:
         log.info("best: trial %d, %s %.4f -> %s", best.number, metric, best.value, best_path)
-    return TuneResult(study, study_dir, _hide_password(url), metric, best.value if best else None,
-                      best.number if best else None, values, best_path, report)
+    return TuneResult(
+        study,
+        study_dir,
+        _hide_password(url),
+        metric,
+        best.value if best else None,
+        best.number if best else None,
+        values,
+        best_path,
+        report,
+    )
 
 
 # --- small helpers -------------------------------------------------------------------------------

@@ -113,7 +113,12 @@ class Interrupts:
             log.info("trial %d interrupted (Ctrl-C) before it started", number)
             return
         first = frozen.system_attrs.get("failed_trial", number)  # a retry's retry names the first trial
-        study.add_trial(optuna.trial.create_trial(
-            state=TrialState.WAITING, params=frozen.params, distributions=frozen.distributions,
-            system_attrs={"failed_trial": first, "retry_history": [*frozen.system_attrs.get("retry_history", []), number]}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.WAITING,
+                params=frozen.params,
+                distributions=frozen.distributions,
+                system_attrs={"failed_trial": first, "retry_history": [*frozen.system_attrs.get("retry_history", []), number]},
+            )
+        )
         log.info("trial %d %s", number, INTERRUPTED)

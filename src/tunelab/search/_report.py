@@ -87,9 +87,13 @@ def _note(trial: FrozenTrial) -> str:
 
 def _trial_row(t: FrozenTrial, keys: list[str], study_dir: Path, best: int | None) -> dict[str, Any]:
     values = dict(assigned_values(t))
-    cells = [t.number, t.state.name.lower(), "" if t.value is None else f"{t.value:.4f}",
-             max(t.intermediate_values) + 1 if t.intermediate_values else "",
-             f"{t.duration.total_seconds():.1f}" if t.duration is not None else ""]
+    cells = [
+        t.number,
+        t.state.name.lower(),
+        "" if t.value is None else f"{t.value:.4f}",
+        max(t.intermediate_values) + 1 if t.intermediate_values else "",
+        f"{t.duration.total_seconds():.1f}" if t.duration is not None else "",
+    ]
     cells += [short(values[k]) if k in values else "" for k in keys]
     return {"cells": cells, "note": _note(t), "href": _href(t, study_dir), "best": t.number == best}
 
@@ -101,8 +105,13 @@ def _best(best: FrozenTrial | None, best_yaml: Path | None, study_dir: Path) -> 
     config = None
     if best_yaml is not None and best_yaml.is_file():
         config = {"path": str(best_yaml), "name": best_yaml.name, "text": best_yaml.read_text()}
-    return {"number": best.number, "value": f"{best.value:.4f}", "href": _href(best, study_dir),
-            "params": [[k, short(v)] for k, v in assigned_values(best)], "config": config}
+    return {
+        "number": best.number,
+        "value": f"{best.value:.4f}",
+        "href": _href(best, study_dir),
+        "params": [[k, short(v)] for k, v in assigned_values(best)],
+        "config": config,
+    }
 
 
 def _figures(study: optuna.Study, metric: str, out: Path, importance: bool, notes: list[str]) -> dict[str, Image | None]:
@@ -121,20 +130,22 @@ def _figures(study: optuna.Study, metric: str, out: Path, importance: bool, note
         return image(path, alt)
 
     if n_done:
-        figs["history"] = figure("history", lambda: ovm.plot_optimization_history(study, target_name=metric),
-                                 "optimization history")
+        figs["history"] = figure(
+            "history", lambda: ovm.plot_optimization_history(study, target_name=metric), "optimization history"
+        )
     if any(t.intermediate_values for t in trials):
         figs["curves"] = figure("curves", lambda: ovm.plot_intermediate_values(study), f"{metric} per epoch of every trial")
     if importance:
         evaluator = importance_evaluator(n_done)
         figs["importance"] = figure(
-            "importance", lambda: ovm.plot_param_importances(study, evaluator=evaluator, target_name=metric),
-            "parameter importances")
+            "importance",
+            lambda: ovm.plot_param_importances(study, evaluator=evaluator, target_name=metric),
+            "parameter importances",
+        )
     return figs
 
 
-def write_study_report(study: optuna.Study, study_dir: Path, metric: str, best_yaml: Path | None,
-                       storage: str) -> Path:
+def write_study_report(study: optuna.Study, study_dir: Path, metric: str, best_yaml: Path | None, storage: str) -> Path:
     """Write STUDY_DIR/tune.html (figures in STUDY_DIR/plots) and return its path."""
     trials = study.get_trials(deepcopy=False)
     done = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -143,13 +154,25 @@ def write_study_report(study: optuna.Study, study_dir: Path, metric: str, best_y
     importances = param_importances(study)
     notes: list[str] = []
     figs = _figures(study, metric, study_dir / "plots", importances is not None, notes)
-    page = render("tune.html.j2", title=f"tunelab search: {study.study_name}", sections=SECTIONS, metric=metric,
-                  n_trials=len(trials), counts=list(state_counts(trials).items()), direction=study.direction.name.lower(),
-                  seconds=f"{sum(t.duration.total_seconds() for t in trials if t.duration is not None):.0f}",
-                  storage=storage, notes=notes, best=_best(best, best_yaml, study_dir), keys=keys,
-                  trials=[_trial_row(t, keys, study_dir, best.number if best else None) for t in trials],
-                  figs=figs, n_done=len(done), min_for_importance=MIN_FOR_IMPORTANCE,
-                  importances=None if importances is None else [[k, f"{v:.3f}"] for k, v in importances.items()])
+    page = render(
+        "tune.html.j2",
+        title=f"tunelab search: {study.study_name}",
+        sections=SECTIONS,
+        metric=metric,
+        n_trials=len(trials),
+        counts=list(state_counts(trials).items()),
+        direction=study.direction.name.lower(),
+        seconds=f"{sum(t.duration.total_seconds() for t in trials if t.duration is not None):.0f}",
+        storage=storage,
+        notes=notes,
+        best=_best(best, best_yaml, study_dir),
+        keys=keys,
+        trials=[_trial_row(t, keys, study_dir, best.number if best else None) for t in trials],
+        figs=figs,
+        n_done=len(done),
+        min_for_importance=MIN_FOR_IMPORTANCE,
+        importances=None if importances is None else [[k, f"{v:.3f}"] for k, v in importances.items()],
+    )
     path = study_dir / "tune.html"
     atomic_write_text(path, page)
     return path

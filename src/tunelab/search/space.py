@@ -107,8 +107,10 @@ def parse_space(space: dict[str, ParamSpec]) -> list[Param]:
     params = []
     for key, spec in space.items():
         if key.split(".")[0] == "tune":
-            raise ConfigError(f"tune.space: {key}: the search cannot change its own settings; search config keys "
-                              "such as stages.0.lr, model.head.dropout or regularization.augment")
+            raise ConfigError(
+                f"tune.space: {key}: the search cannot change its own settings; search config keys "
+                "such as stages.0.lr, model.head.dropout or regularization.augment"
+            )
         param = Param(key, spec)
         if len(set(param.labels)) != len(param.labels):
             raise ConfigError(f"tune.space: {key}: choices {spec.choices} repeat a value")
@@ -146,7 +148,8 @@ def default_space(cfg: Config, blocks: int) -> tuple[list[str], dict[str, ParamS
     if index is None:
         index = len(penalties)
         with_l2sp = [p.model_dump(mode="json") for p in penalties] + [
-            {"type": "l2sp", "strength": L2SP_RANGE[0], "layers": "all", "params": "all"}]
+            {"type": "l2sp", "strength": L2SP_RANGE[0], "layers": "all", "params": "all"}
+        ]
         fixed.append(assignment("regularization.penalties", with_l2sp))
     space[f"regularization.penalties.{index}.strength"] = ParamSpec(low=L2SP_RANGE[0], high=L2SP_RANGE[1], log=True)
     return fixed, space
@@ -159,8 +162,9 @@ def _decade(lr: float) -> ParamSpec:
 # --- checks before the first trial ---------------------------------------------------------------
 
 
-def check_space(raw: dict[str, Any], fixed: list[str], params: list[Param], source: str,
-                trainable: Callable[[Config], None]) -> None:
+def check_space(
+    raw: dict[str, Any], fixed: list[str], params: list[Param], source: str, trainable: Callable[[Config], None]
+) -> None:
     """Every searched key at both ends of its range (or at each choice) gives a valid config whose
     stages select parameters (``trainable`` raises otherwise), so a bad key or value stops the
     search before any trial runs, with the key named."""
@@ -211,9 +215,14 @@ def check_compatible(study: optuna.Study, params: list[Param]) -> None:
         d = new.get(key)
         if d is None:
             continue
-        same = type(old) is type(d) and getattr(old, "log", None) == getattr(d, "log", None) and \
-            (not isinstance(d, CategoricalDistribution) or list(old.choices) == list(d.choices))  # type: ignore[attr-defined]
+        same = (
+            type(old) is type(d)
+            and getattr(old, "log", None) == getattr(d, "log", None)
+            and (not isinstance(d, CategoricalDistribution) or list(old.choices) == list(d.choices))  # type: ignore[attr-defined]
+        )
         if not same:
-            raise ConfigError(f"tune.space: {key}: study '{study.study_name}' already searched it as {old}, now "
-                              f"{d}; Optuna keeps a parameter's kind (and choices) for the whole study. Give this "
-                              "space a new study name (--study NAME), or restore the old range")
+            raise ConfigError(
+                f"tune.space: {key}: study '{study.study_name}' already searched it as {old}, now "
+                f"{d}; Optuna keeps a parameter's kind (and choices) for the whole study. Give this "
+                "space a new study name (--study NAME), or restore the old range"
+            )

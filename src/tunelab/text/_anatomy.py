@@ -127,6 +127,7 @@ def _modules_before(model: nn.Module, first: nn.Module) -> Iterator[list[str]]:
         def hook(mod: nn.Module, args: Any) -> None:
             if not seen["done"] and name not in names:
                 names.append(name)
+
         return hook
 
     def stop(mod: nn.Module, args: Any) -> None:

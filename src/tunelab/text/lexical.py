@@ -102,8 +102,9 @@ def count_matrix(tokens: Tokens, vocab_size: int, ignore: np.ndarray) -> Any:
     return sparse.csr_matrix((np.ones(int(keep.sum())), (rows[keep], ids[keep])), shape=(len(tokens), vocab_size))
 
 
-def fit_lexical(tokens: Tokens, labels: np.ndarray, *, vocab_size: int, num_classes: int, ignore: list[int],
-                seed: int) -> LexicalBlend:
+def fit_lexical(
+    tokens: Tokens, labels: np.ndarray, *, vocab_size: int, num_classes: int, ignore: list[int], seed: int
+) -> LexicalBlend:
     """The TF-IDF and the regression fitted on ``tokens`` (at most :data:`MAX_FIT`, stratified)."""
     from sklearn.feature_extraction.text import TfidfTransformer
 
@@ -127,12 +128,17 @@ def fit_lexical(tokens: Tokens, labels: np.ndarray, *, vocab_size: int, num_clas
 
 def _scores(net: torch.Tensor, lex: torch.Tensor, labels: torch.Tensor, a: float, b: float) -> dict[str, float]:
     mixed = (a * net + b * lex).log_softmax(1)
-    return {"net_scale": a, "lex_scale": b, "log_loss": float(nn.functional.nll_loss(mixed, labels)),
-            "accuracy": float((mixed.argmax(1) == labels).float().mean())}
+    return {
+        "net_scale": a,
+        "lex_scale": b,
+        "log_loss": float(nn.functional.nll_loss(mixed, labels)),
+        "accuracy": float((mixed.argmax(1) == labels).float().mean()),
+    }
 
 
-def fit_scales(net_logits: torch.Tensor, lex_log_probs: torch.Tensor, labels: torch.Tensor
-               ) -> tuple[float, float, dict[str, dict[str, float]]]:
+def fit_scales(
+    net_logits: torch.Tensor, lex_log_probs: torch.Tensor, labels: torch.Tensor
+) -> tuple[float, float, dict[str, dict[str, float]]]:
     """(a, b) of the lowest log-loss over :data:`NET_SCALES` x :data:`LEX_SCALES` (on a tie the
     smaller b: the network alone wins ties), both brought down by :func:`cap_sureness` where that
     blend is surer on validation than its accuracy there supports; and the scores of the network
@@ -164,8 +170,9 @@ def _mean_top(net: torch.Tensor, lex: torch.Tensor, a: float, b: float) -> float
     return float((a * net + b * lex).softmax(1).amax(1).mean())
 
 
-def cap_sureness(net: torch.Tensor, lex: torch.Tensor, labels: torch.Tensor, a: float, b: float
-                 ) -> tuple[float, dict[str, float]]:
+def cap_sureness(
+    net: torch.Tensor, lex: torch.Tensor, labels: torch.Tensor, a: float, b: float
+) -> tuple[float, dict[str, float]]:
     """The largest common factor t <= 1 of the scales (a, b) at which the blend's mean top
     probability on the validation split is at most ``(right + 1) / (n + 2)`` (Laplace's rule of
     succession for its accuracy there: 10 of 10 right allows 0.917 on average, never 1.0), and
@@ -182,13 +189,21 @@ def cap_sureness(net: torch.Tensor, lex: torch.Tensor, labels: torch.Tensor, a: 
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if _mean_top(net, lex, mid * a, mid * b) <= bound else (lo, mid)
     factor = max(lo, MIN_FACTOR)
-    return factor, {"factor": factor, "bound": bound, "mean_top_before": before,
-                    "mean_top": _mean_top(net, lex, factor * a, factor * b)}
+    return factor, {
+        "factor": factor,
+        "bound": bound,
+        "mean_top_before": before,
+        "mean_top": _mean_top(net, lex, factor * a, factor * b),
+    }
 
 
-def scores_at(net_logits: torch.Tensor, lex_log_probs: torch.Tensor, labels: torch.Tensor, a: float, b: float
-              ) -> dict[str, dict[str, float]]:
+def scores_at(
+    net_logits: torch.Tensor, lex_log_probs: torch.Tensor, labels: torch.Tensor, a: float, b: float
+) -> dict[str, dict[str, float]]:
     """Accuracy and log-loss of the network alone, the blend at (a, b) and the regression alone."""
     net, lex = net_logits.float().log_softmax(1), lex_log_probs.float()
-    return {"network": _scores(net, lex, labels, 1.0, 0.0), "blend": _scores(net, lex, labels, a, b),
-            "words": _scores(net, lex, labels, 0.0, 1.0)}
+    return {
+        "network": _scores(net, lex, labels, 1.0, 0.0),
+        "blend": _scores(net, lex, labels, a, b),
+        "words": _scores(net, lex, labels, 0.0, 1.0),
+    }

@@ -83,8 +83,10 @@ class TextLoop:
             val_tokens = cast(TextSet, t.splits.val).tokens
             val = CachedStates(self.extract(boundary, val_tokens)[0], val_tokens)
         dtype, mb = str(train.dtype).replace("torch.", ""), train.numel() * train.element_size() / 2**20
-        msg = (f"cache: {boundary.describe(self.model.backbone.num_layers)}; {len(t.splits.train)} training texts, "
-               f"{dtype}, {mb:.1f} MB ({'reused' if hit else 'computed'} in {time.perf_counter() - t0:.1f} s)")
+        msg = (
+            f"cache: {boundary.describe(self.model.backbone.num_layers)}; {len(t.splits.train)} training texts, "
+            f"{dtype}, {mb:.1f} MB ({'reused' if hit else 'computed'} in {time.perf_counter() - t0:.1f} s)"
+        )
         log.info(msg)
         t.record_stage(si, cache=msg)
         return StagePlan(boundary, [CachedStates(train, train_tokens)], val)
@@ -99,6 +101,7 @@ class TextLoop:
         was = model.training
         model.eval()
         try:
+
             def fill(out: torch.Tensor) -> None:
                 with torch.inference_mode():
                     fill_prefix(model, boundary, tokens, out, t.cfg.data.eval_batch_size, t.device)
@@ -128,4 +131,4 @@ class TextLoop:
     def _batches(self, tokens: Tokens) -> Iterator[tuple[int, int, Tokens]]:
         bs = self.t.cfg.data.eval_batch_size
         for i in range(0, len(tokens), bs):
-            yield 0, i, tokens[i: i + bs].to(self.t.device)
+            yield 0, i, tokens[i : i + bs].to(self.t.device)

@@ -46,8 +46,7 @@ def build_text_model(cfg: ModelConfig, num_classes: int) -> TextModel:
         raise ConfigError("model.num_classes: imagenet keeps an ImageNet classifier; text models need 'data' or a number")
     if cfg.drop_path_rate:
         raise ConfigError("model.drop_path_rate is for timm image backbones; text encoders use their own dropout")
-    backbone = create_text_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights,
-                                    pooling=cfg.head.pooling)
+    backbone = create_text_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights, pooling=cfg.head.pooling)
     head = Head(cfg.head, backbone.num_features, num_classes, feature_map=False)
     model = TextModel(backbone, head)
     if isinstance(cfg.lexical, float) and cfg.lexical > 0:  # a trained run's blend: its weights come with the run's

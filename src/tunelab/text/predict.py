@@ -34,8 +34,10 @@ def text_inputs(cfg: Config, files: list[str], texts: list[str]) -> tuple[list[s
     """(items, texts, tokens) of everything to classify, in order: ``texts`` first, then the files'."""
     assert cfg.data.text is not None
     tcfg = cfg.data.text
-    needs_pairs = f"this model reads text pairs ('{tcfg.column}', '{tcfg.pair_column}'); give them as a CSV or " \
-                  "JSON lines file with both columns"
+    needs_pairs = (
+        f"this model reads text pairs ('{tcfg.column}', '{tcfg.pair_column}'); give them as a CSV or "
+        "JSON lines file with both columns"
+    )
     if tcfg.pair_column and texts:
         raise DataError(f"--text gives single texts, but {needs_pairs}")
     items = [f"--text {i + 1}" for i in range(len(texts))]
@@ -51,7 +53,6 @@ def text_inputs(cfg: Config, files: list[str], texts: list[str]) -> tuple[list[s
         items += it
     if not all_texts:
         raise DataError("no text to classify: give --text TEXT or text files")
-    tokens, _ = tokenize(load_tokenizer(str(tcfg.tokenizer)), all_texts, pairs, tcfg.max_length,
-                         max_windows=tcfg.max_windows)
+    tokens, _ = tokenize(load_tokenizer(str(tcfg.tokenizer)), all_texts, pairs, tcfg.max_length, max_windows=tcfg.max_windows)
     shown: list[str | None] = list(all_texts)
     return items, shown, tokens

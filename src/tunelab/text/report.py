@@ -22,7 +22,14 @@ def write_wrong_texts(run_dir: Path, data: Any, probs: np.ndarray | None, classe
     labels = data.labels.numpy()
     pred = probs.argmax(1)
     wrong = most_confidently_wrong(probs, labels, n)
-    rows = [{"text": data.texts[i] + (f" [SEP] {data.pairs[i]}" if data.pairs is not None else ""),
-             "item": data.items[i], "true": classes[labels[i]], "predicted": classes[pred[i]],
-             "probability": float(probs[i, pred[i]])} for i in wrong]
+    rows = [
+        {
+            "text": data.texts[i] + (f" [SEP] {data.pairs[i]}" if data.pairs is not None else ""),
+            "item": data.items[i],
+            "true": classes[labels[i]],
+            "predicted": classes[pred[i]],
+            "probability": float(probs[i, pred[i]]),
+        }
+        for i in wrong
+    ]
     atomic_write_text(run_dir / WRONG_TEXTS, json.dumps(rows, indent=1))
