@@ -93,6 +93,26 @@ def image_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tunelab.fit(cfg).dir
 
 
+@pytest.fixture
+def digits_run(tiny_cfg: dict[str, Any]) -> Path:
+    """A finished run on the built-in digits, which has no official test split: the run holds one
+    out (``data.test_split``)."""
+    import tunelab
+
+    tiny_cfg["run"]["baselines"] = False
+    tiny_cfg["data"] = {
+        "train": "digits",
+        "image_size": 32,
+        "samples_per_class": 10,
+        "val_samples_per_class": 2,
+        "test_split": 0.2,
+        "test_samples_per_class": 3,
+        "refit": "never",
+    }
+    tiny_cfg["stages"] = [{"train": "head", "epochs": 1, "lr": 1e-2}]
+    return tunelab.fit(tiny_cfg).dir
+
+
 def write_images(root: Path, classes: dict[str, int], size: int = 20) -> list[Path]:
     """Write ``n`` small RGB PNGs per class into root/<class>/; returns the files."""
     rng = np.random.default_rng(0)

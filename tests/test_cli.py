@@ -260,25 +260,13 @@ def test_ctrl_c_in_tune_says_what_tune_does_not_how_to_resume_its_trial(tmp_path
     assert capsys.readouterr().err == ("interrupted; what finished is in the study: run the same command again to add trials\n")
 
 
-def test_evaluate_and_extract_on_a_built_in_set_without_a_test_split(tiny_cfg, tmp_path, capsys):
+def test_evaluate_and_extract_on_a_built_in_set_without_a_test_split(digits_run, tmp_path, capsys):
     """Was: 'digits has no official test split; set data.test_split' for a run whose config sets
     it. evaluate --data on the run's own training set scores what the run held out; extract takes
     all of a built-in set that has no test split."""
-    tiny_cfg["run"]["baselines"] = False
-    tiny_cfg["data"] = {
-        "train": "digits",
-        "image_size": 32,
-        "samples_per_class": 10,
-        "val_samples_per_class": 2,
-        "test_split": 0.2,
-        "test_samples_per_class": 3,
-        "refit": "never",
-    }
-    tiny_cfg["stages"] = [{"train": "head", "epochs": 1, "lr": 1e-2}]
-    run = tunelab.fit(tiny_cfg)
     capsys.readouterr()
-    assert tunelab.evaluate(run.dir, "digits") == tunelab.evaluate(run.dir)
-    assert main(["evaluate", str(run.dir), "--data", "digits"]) == 0, capsys.readouterr().err
+    assert tunelab.evaluate(digits_run, "digits") == tunelab.evaluate(digits_run)
+    assert main(["evaluate", str(digits_run), "--data", "digits"]) == 0, capsys.readouterr().err
     out = tmp_path / "features"
-    assert main(["extract", str(run.dir), "digits", "--out", str(out)]) == 0, capsys.readouterr().err
+    assert main(["extract", str(digits_run), "digits", "--out", str(out)]) == 0, capsys.readouterr().err
     assert len((out / "index.csv").read_text().splitlines()) == 1 + 1797  # a header and every image

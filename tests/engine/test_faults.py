@@ -47,6 +47,18 @@ def _killed_after(cmd, env, line_no):
     return last
 
 
+def _kill_then_resume(tmp_path, cfg, name, line_no, env, seed):
+    """Run ``cfg`` as ``name``, SIGKILL it after stdout line ``line_no``, resume it: (its folder,
+    where it was killed, for the assertion messages)."""
+    last = _killed_after(_fit([str(_write(tmp_path, cfg, name))], env), env, line_no)
+    resumed = subprocess.run(
+        _fit(["--resume", str(tmp_path / "runs" / name)], env), env=env, capture_output=True, text=True, timeout=300
+    )
+    where = f"killed after stdout line {line_no} ({last[:60]!r}), seed {seed}"
+    assert resumed.returncode == 0, f"{where}: {resumed.stderr}"
+    return tmp_path / "runs" / name, where
+
+
 def _outcome(run_dir):
     """What must not change with a kill: the (stage, epoch) rows, the final metrics and every epoch's losses."""
     final = json.loads((run_dir / "metrics.json").read_text())
@@ -70,14 +82,8 @@ def test_sigkill_at_random_log_markers_then_resume_ends_like_the_uninterrupted_r
     seed = int(os.environ.get("TUNELAB_FAULT_SEED", random.randrange(10**6)))
     points = sorted(random.Random(seed).sample(markers, min(KILLS, len(markers))))
     for n, line_no in enumerate(points):
-        name = f"kill{n}"
-        last = _killed_after(_fit([str(_write(tmp_path, tiny_cfg, name))], env), env, line_no)
-        resumed = subprocess.run(
-            _fit(["--resume", str(tmp_path / "runs" / name)], env), env=env, capture_output=True, text=True, timeout=300
-        )
-        where = f"killed after stdout line {line_no} ({last[:60]!r}), seed {seed}"
-        assert resumed.returncode == 0, f"{where}: {resumed.stderr}"
-        got = _outcome(tmp_path / "runs" / name)
+        run_dir, where = _kill_then_resume(tmp_path, tiny_cfg, f"kill{n}", line_no, env, seed)
+        got = _outcome(run_dir)
         assert got[0] == expected[0], where
         assert got[1] == pytest.approx(expected[1], abs=1e-5), where
     with capsys.disabled():
@@ -130,14 +136,8 @@ def test_sigkill_of_a_text_run_in_training_the_lexical_blend_and_the_refit_then_
     seed = int(os.environ.get("TUNELAB_FAULT_SEED", random.randrange(10**6)))
     points = _text_points(clean.stdout.splitlines(), seed)
     for n, line_no in enumerate(points):
-        name = f"kill{n}"
-        last = _killed_after(_fit([str(_write(tmp_path, cfg, name))], env), env, line_no)
-        resumed = subprocess.run(
-            _fit(["--resume", str(tmp_path / "runs" / name)], env), env=env, capture_output=True, text=True, timeout=300
-        )
-        where = f"killed after stdout line {line_no} ({last[:60]!r}), seed {seed}"
-        assert resumed.returncode == 0, f"{where}: {resumed.stderr}"
-        got = _text_outcome(tmp_path / "runs" / name)
+        run_dir, where = _kill_then_resume(tmp_path, cfg, f"kill{n}", line_no, env, seed)
+        got = _text_outcome(run_dir)
         assert got[0] == expected[0], f"{where}: another model file"
         assert got[1:] == expected[1:], where
     with capsys.disabled():

@@ -173,27 +173,14 @@ def test_cli_exports_to_the_run_folder_by_default(image_run, capsys):
     assert f"wrote {image_run / 'export' / 'model.torchscript.pt'}" in out and "on 10 real examples" in out
 
 
-def test_a_run_on_a_built_in_set_split_by_test_split_exports_checked_on_its_own_test_split(tmp_path, capsys):
+def test_a_run_on_a_built_in_set_split_by_test_split_exports_checked_on_its_own_test_split(digits_run, capsys):
     """digits has no official test split: the run held one out (data.test_split), and the export's
     check reads that split, as evaluate does, rather than asking for the official one."""
-    cfg = copy.deepcopy(TINY)
-    cfg["run"].update(dir=str(tmp_path / "runs"), baselines=False)
-    cfg["data"] = {
-        "train": "digits",
-        "image_size": 32,
-        "samples_per_class": 10,
-        "val_samples_per_class": 2,
-        "test_split": 0.2,
-        "test_samples_per_class": 3,
-        "refit": "never",
-    }
-    cfg["stages"] = [{"train": "head", "epochs": 1, "lr": 1e-2}]
-    run = tunelab.fit(cfg)
-    assert main(["export", str(run.dir), "--format", "torchscript", "--check", "20"]) == 0, capsys.readouterr().err
+    assert main(["export", str(digits_run), "--format", "torchscript", "--check", "20"]) == 0, capsys.readouterr().err
     assert "on 20 real examples" in capsys.readouterr().out
-    examples = real_examples(load_run(run.dir), 20)
+    examples = real_examples(load_run(digits_run), 20)
     test_items = set(
-        tunelab.data.load_data(load_run(run.dir).config.data.model_copy(update={"test_samples_per_class": None})).test.items
+        tunelab.data.load_data(load_run(digits_run).config.data.model_copy(update={"test_samples_per_class": None})).test.items
     )
     assert len(examples) == 20 and set(examples.items) <= test_items  # 2 of each class, all of the held-out split
 
