@@ -40,7 +40,7 @@ def saved_choice(run_dir: Path, cfg: Config) -> dict[str, Any] | None:
     as long as config.yaml still holds the setting the choice was made from ('auto') or the share it
     wrote there. A user's later setting in config.yaml is not overridden."""
     path = run_dir / CHOICE_FILE
-    if not cfg.is_text or not path.is_file():
+    if not path.is_file():  # only a text run with a blend writes the file
         return None
     try:
         record = json.loads(path.read_text(encoding="utf-8"))

@@ -3,14 +3,15 @@ same bytes under another name) would put copies of training images into validati
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import stat
 from collections import Counter
 from pathlib import Path
 
+from tunelab.checkpoint import file_sha256
 from tunelab.data._sources import FileSource
+from tunelab.duplicates import first_of_each
 from tunelab.errors import DataError
 
 log = logging.getLogger("tunelab")
@@ -33,32 +34,14 @@ def identities(paths: list[Path]) -> list[str]:
     ident = {r: r for r in real}
     for r, n in sizes.items():
         if n in shared:
-            ident[r] = f"sha256:{_file_hash(r)}"
+            ident[r] = f"sha256:{file_sha256(r)}"
     return [ident[r] for r in real]
-
-
-def _file_hash(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def drop_duplicates(src: FileSource, field: str) -> FileSource:
     """``src`` with every image once (its first row kept), the duplicates reported in the log."""
-    ids = identities(src.paths)
-    first: dict[str, int] = {}
-    keep: list[int] = []
-    pairs: list[str] = []
-    for i, k in enumerate(ids):
-        if k not in first:
-            first[k] = i
-            keep.append(i)
-            continue
-        j = first[k]
-        clash = f" ({src.classes[src.labels[j]]} and {src.classes[src.labels[i]]})" if src.labels[i] != src.labels[j] else ""
-        pairs.append(f"{src.paths[i]} = {src.paths[j]}{clash}")
+    keep, repeats = first_of_each(identities(src.paths))
+    pairs = [f"{src.paths[i]} = {src.paths[j]}{_clash(src, i, j)}" for i, j in repeats]
     if not pairs:
         return src
     shown = pairs[:10] + (["..."] if len(pairs) > 10 else [])
@@ -72,6 +55,10 @@ def drop_duplicates(src: FileSource, field: str) -> FileSource:
         "\n  ".join(shown),
     )
     return FileSource(src.name, [src.paths[i] for i in keep], src.labels[keep], src.classes)
+
+
+def _clash(src: FileSource, i: int, j: int) -> str:
+    return f" ({src.classes[src.labels[j]]} and {src.classes[src.labels[i]]})" if src.labels[i] != src.labels[j] else ""
 
 
 def drop_overlap(test: FileSource, train: FileSource) -> FileSource:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import unicodedata
 
+from tunelab.duplicates import first_of_each
 from tunelab.errors import DataError
 from tunelab.text._sources import TextSource
 
@@ -32,21 +33,9 @@ def _subset(src: TextSource, keep: list[int]) -> TextSource:
 def drop_duplicates(src: TextSource, field: str) -> TextSource:
     """``src`` with every text once (its first row kept), the duplicates reported in the log, those
     whose label differs from the kept row's named as such."""
-    first: dict[str, int] = {}
-    keep: list[int] = []
-    pairs: list[str] = []
-    clashes = 0
-    for i, k in enumerate(_keys(src)):
-        if k not in first:
-            first[k] = i
-            keep.append(i)
-            continue
-        j = first[k]
-        clash = ""
-        if src.labels[i] != src.labels[j]:
-            clashes += 1
-            clash = f" (labelled {src.classes[src.labels[j]]} there, {src.classes[src.labels[i]]} here)"
-        pairs.append(f"{src.items[i]} = {src.items[j]}{clash}")
+    keep, repeats = first_of_each(_keys(src))
+    pairs = [f"{src.items[i]} = {src.items[j]}{_clash(src, i, j)}" for i, j in repeats]
+    clashes = sum(int(src.labels[i] != src.labels[j]) for i, j in repeats)
     if not pairs:
         return src
     shown = pairs[:10] + (["..."] if len(pairs) > 10 else [])
@@ -63,6 +52,12 @@ def drop_duplicates(src: TextSource, field: str) -> TextSource:
         "\n  ".join(shown),
     )
     return _subset(src, keep)
+
+
+def _clash(src: TextSource, i: int, j: int) -> str:
+    if src.labels[i] == src.labels[j]:
+        return ""
+    return f" (labelled {src.classes[src.labels[j]]} there, {src.classes[src.labels[i]]} here)"
 
 
 def drop_overlap(test: TextSource, train: TextSource) -> TextSource:
