@@ -46,6 +46,9 @@ def read_text(path: Path) -> str:
             f"(with or without a byte-order mark) and UTF-16 with one. Convert it, e.g. "
             f"iconv -f utf-16le -t utf-8 {path} > {_converted(path)}"
         )
+    if "\x00" in text:  # past the start: no text encoding, a binary file (csv would fail on it later)
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise DataError(f"{path}, line {line}: a NUL byte; this is a binary file, not a text file")
     return text
 
 

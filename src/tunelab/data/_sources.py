@@ -210,9 +210,6 @@ def _manifest_rows(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
     its "Unicode text" is UTF-16 with a mark). Another encoding, a binary file or a field longer
     than the csv module allows is an error naming the file and line."""
     text = read_text(csv_path)
-    if "\0" in text:
-        line = text[: text.index("\0")].count("\n") + 1
-        raise DataError(f"{csv_path}, line {line}: a NUL byte; this is a binary file, not a CSV manifest (path,label)")
     fields, reader = csv_rows(csv_path, text)
     if "path" not in fields or "label" not in fields:
         raise DataError(
