@@ -86,3 +86,34 @@ def test_few_labelled_real_snippets_take_the_few_shot_recipe(tmp_path):
     assert "few labelled texts a class" in (run.dir / "log.txt").read_text()
     # 300 balanced test snippets: guessing scores 0.5 (SE 0.03); the suite's rt-fresh-rotten-20 mean is 0.68
     assert run.metrics["test"]["accuracy"] > 0.6, run.metrics["test"]
+
+
+def test_real_snippets_listed_twice_never_reach_validation_or_test_as_copies_of_training(tmp_path):
+    """Issue 27: a CSV of real Rotten Tomatoes snippets with every row twice, re-cased and re-spaced
+    in the second copy, splits with no text in two splits, and every copy is dropped."""
+    import csv
+
+    from tunelab.config import build_config
+    from tunelab.text._checks import text_key
+    from tunelab.text._sources import rotten_tomatoes
+    from tunelab.text.data import load_text_data
+
+    src = rotten_tomatoes("train")
+    picked = [i for c in range(len(src.classes)) for i in [j for j, y in enumerate(src.labels) if y == c][:30]]
+    rows = [(src.texts[i], src.classes[src.labels[i]]) for i in picked]
+    rows = list({text_key(t): (t, y) for t, y in rows}.values())  # the source's own copies aside
+    path = tmp_path / "twice.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows(rows + [(" ".join(t.upper().split()) + "  ", y) for t, y in rows])
+    cfg = build_config(
+        {
+            "data": {"train": str(path), "test_split": 0.2, "text": {"token_cache": str(tmp_path / "t")}},
+            "model": {"backbone": "minilm"},
+        }
+    )
+    s = load_text_data(cfg.data)
+    parts = [{text_key(t) for t in x.texts} for x in (s.train, s.val, s.test)]
+    assert len(s.train) + len(s.val) + len(s.test) == len(rows)
+    assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
