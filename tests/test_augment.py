@@ -4,8 +4,8 @@ import torch.nn.functional as F
 
 from tunelab.augment import PRESETS, MixTargets, build_augment
 from tunelab.config import MixupConfig
-from tunelab.engine.objectives import soft_cross_entropy
 from tunelab.errors import ConfigError
+from tunelab.objectives.single_label import soft_cross_entropy
 
 
 def batch(n=16, size=24):

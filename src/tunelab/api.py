@@ -15,10 +15,10 @@ from tunelab.engine.device import predict_logits
 from tunelab.engine.model import FineTuneModel
 from tunelab.errors import ConfigError, DataError, RunError
 from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_table, select, set_train_mode, set_trainable
-from tunelab.metrics import classification_metrics
 from tunelab.model import place
+from tunelab.objectives import Objective, objective_of
 from tunelab.run_record import check_model
-from tunelab.runs import Run, read_classes, read_metrics
+from tunelab.runs import OBJECTIVE_FILE, Run, read_classes, read_json, read_metrics
 from tunelab.tasks import random_weights, task_for
 
 log = logging.getLogger("tunelab")
@@ -43,11 +43,28 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> Run:
             "reported; train the run again with model.num_classes: data"
         )
     check_model(d, weights)
+    objective = read_objective(d, cfg)
     model = task_for(cfg).build_model(random_weights(cfg), int(num))
+    model.head.out = objective.output_layer()  # its buffers (a regression's target scale) come with the weights
     tensors, _ = ckpt.load(weights)
     ckpt.load_model_state(model, tensors, str(weights))
     place(model, device).eval()
-    return Run(d, cfg, model, classes, read_metrics(d, classes))
+    return Run(d, cfg, model, classes, read_metrics(d, classes), objective=objective)
+
+
+def read_objective(run_dir: Path, cfg: Config) -> Objective:
+    """The run's objective with what it decided (thresholds): RUN_DIR/objective.json; a run of an
+    earlier tunelab, which has none, was single-label with nothing decided."""
+    objective = objective_of(cfg)
+    path = run_dir / OBJECTIVE_FILE
+    state = read_json(path, dict, {})
+    if state.get("problem", objective.name) != objective.name:
+        raise RunError(
+            f"{path} is the record of a {state.get('problem')} run, but {run_dir}/config.yaml says data.problem "
+            f"{objective.name}; restore the file (or the config) from a copy"
+        )
+    objective.load(state)
+    return objective
 
 
 def evaluate(run_dir: str | Path, data: str | None = None) -> dict[str, Any]:
@@ -67,14 +84,16 @@ def evaluate(run_dir: str | Path, data: str | None = None) -> dict[str, Any]:
         if eval_set is None:
             raise DataError(f"{run_dir}: the run has no test or validation set; pass --data FOLDER|CSV")
     logits = predict_logits(run.model, eval_set.inputs, cfg.data.eval_batch_size, torch.device("cpu"))
-    return classification_metrics(logits, eval_set.labels, run.classes, detailed=True)
+    return run.objective.metrics(logits, eval_set.labels, run.classes, detailed=True)
 
 
 @dataclass
 class Prediction:
     path: str  # the image file; for text, where the text came from (FILE:LINE, or --text N)
-    top: list[tuple[str, float]]  # (class name, probability), best first
+    top: list[tuple[str, float]]  # (class name, probability), best first; a regression's (target, value)
     text: str | None = None
+    labels: list[str] | None = None  # multi-label: the labels predicted (each over its threshold)
+    value: float | None = None  # regression: the predicted value, in the target's units
 
 
 def _imagenet_classes() -> list[str]:
@@ -84,12 +103,12 @@ def _imagenet_classes() -> list[str]:
     return [info.index_to_description(i) for i in range(1000)]
 
 
-def _model_for(target: str | Path) -> tuple[FineTuneModel, list[str], Config]:
+def _model_for(target: str | Path) -> tuple[FineTuneModel, list[str], Config, Objective]:
     """A finished run folder, or a config whose model keeps its pretrained ImageNet classifier."""
     p = Path(target)
     if p.is_dir():
         run: Run = load_run(p)
-        return run.model, run.classes, run.config
+        return run.model, run.classes, run.config, run.objective
     cfg = load_config(p)
     if cfg.model.num_classes != "imagenet":
         raise ConfigError(
@@ -97,7 +116,7 @@ def _model_for(target: str | Path) -> tuple[FineTuneModel, list[str], Config]:
             "classifier); for a fine-tuned model pass its run folder"
         )
     model = place(task_for(cfg).build_model(cfg, 1000), "cpu").eval()
-    return model, _imagenet_classes(), cfg
+    return model, _imagenet_classes(), cfg, objective_of(cfg)
 
 
 def predict(
@@ -111,16 +130,16 @@ def predict(
     """
     if top_k < 1:
         raise ConfigError(f"top_k (--top-k) is {top_k}; it must be at least 1 (the number of best classes shown)")
-    model, classes, cfg = _model_for(target)
+    model, classes, cfg, objective = _model_for(target)
     try:
         items, shown, inputs_ = task_for(cfg).prediction_inputs(cfg, list(inputs or []), list(texts or []))
     except DataError as e:
         raise DataError(f"{target}: {e}") from None
-    probs = predict_logits(model, inputs_, cfg.data.eval_batch_size, torch.device("cpu")).softmax(1)
-    val, idx = probs.topk(min(top_k, len(classes)), dim=1)
+    decoded = objective.decode(predict_logits(model, inputs_, cfg.data.eval_batch_size, torch.device("cpu")))
+    rows = objective.predictions(decoded, classes, min(top_k, len(classes)))
     return [
-        Prediction(item, [(classes[i], float(v)) for v, i in zip(vs, ix)], text)
-        for item, text, vs, ix in zip(items, shown, val.tolist(), idx.tolist())
+        Prediction(item, row["top"], text, labels=row.get("labels"), value=row.get("value"))
+        for item, text, row in zip(items, shown, rows)
     ]
 
 

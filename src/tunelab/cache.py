@@ -129,7 +129,7 @@ def run_tail(model: TuneModel, seq: list[tuple[str, nn.Module]] | None, boundary
     """The trainable rest of ``model`` on cached prefix outputs ``h``: logits."""
     if boundary.pooled:
         head = model.head
-        return head.fc(head.hidden(head.drop(h)))
+        return head.out(head.fc(head.hidden(head.drop(h))))
     assert seq is not None
     for _, m in seq[boundary.start :]:
         h = m(h)

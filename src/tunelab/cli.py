@@ -64,7 +64,9 @@ def _evaluate(a: argparse.Namespace) -> None:
     if a.json:
         print(json.dumps(m, indent=1))
         return
-    print(per_class_table(m))
+    table = per_class_table(m)
+    if table:
+        print(table)
     print(format_metrics(m))
 
 
@@ -75,6 +77,11 @@ def _predict(a: argparse.Namespace) -> None:
         raise TunelabError("tunelab predict: give image files or folders, or for a text model --text TEXT or text files")
     for p in predict(a.target, a.inputs, top_k=a.top_k, texts=a.text):
         print(p.path if p.text is None else f"{p.path}: {p.text if len(p.text) <= 100 else p.text[:97] + '...'}")
+        if p.value is not None:
+            print(f"  {p.top[0][0]}: {p.value:.6g}")
+            continue
+        if p.labels is not None:
+            print(f"  labels: {', '.join(p.labels) or '(none over its threshold)'}")
         for name, prob in p.top:
             print(f"  {prob:6.3f}  {name}")
 

@@ -136,7 +136,27 @@ class DataConfig(_Section):
         "first fit's. auto: when training + validation hold at most 10 examples a class, where the held-out fifth "
         "costs most (docs/config.md)",
     )
+    problem: Literal["single_label", "multi_label", "regression"] = Field(
+        "single_label",
+        description="single_label: one class per example; multi_label: any number of labels per example, "
+        "joined by label_separator in the label column; regression: a number per example (docs/problems.md)",
+    )
+    label_separator: str = Field(
+        "|", min_length=1, max_length=8, description="multi_label: what joins an example's labels in its label cell"
+    )
+    regression_loss: Literal["mse", "huber"] = Field(
+        "mse", description="regression: squared error, or Huber (robust to outlying targets), on standardised targets"
+    )
     text: TextDataConfig | None = Field(None, description="set for text classification (see TextDataConfig)")
+
+    @model_validator(mode="after")
+    def _separator_is_no_csv_syntax(self) -> DataConfig:
+        if self.label_separator.strip() == "" or any(c in self.label_separator for c in ',"\n\r'):
+            raise ValueError(
+                f"data.label_separator: {self.label_separator!r} cannot join labels inside one CSV cell; "
+                "use | (the default), ; or another character that no label contains"
+            )
+        return self
 
 
 class ModelConfig(_Section):
@@ -266,8 +286,11 @@ Selectors = Annotated[
 
 
 class EarlyStopping(_Section):
-    metric: Literal["val_loss", "val_accuracy", "val_macro_f1"] = Field(
-        "val_loss", description="the validation metric watched (loss falls, the others rise)"
+    metric: str = Field(
+        "val_loss",
+        description="the validation metric watched: val_loss, or val_ and a metric of data.problem "
+        "(single_label: accuracy, macro_f1; multi_label: map, micro_f1, macro_f1, subset_accuracy; "
+        "regression: r2, mae, rmse, spearman); loss, mae and rmse fall, the others rise",
     )
     patience: int = Field(3, ge=1, description="epochs without improvement before the stage stops")
     min_delta: float = Field(0.0, ge=0.0, description="the least change that counts as an improvement")
@@ -339,6 +362,14 @@ class StageConfig(_Section):
             )
         return self
 
+
+# the validation metrics each problem type reports besides its loss, the primary first
+# (tunelab.objectives declares the same; a test holds them together, so that checking a config needs no torch)
+PROBLEM_METRICS: dict[str, tuple[str, ...]] = {
+    "single_label": ("accuracy", "macro_f1"),
+    "multi_label": ("map", "micro_f1", "macro_f1", "subset_accuracy"),
+    "regression": ("r2", "mae", "rmse", "spearman"),
+}
 
 Recipe = Literal["default", "fast", "full", "probe"]
 RECIPES = ("default", "fast", "full", "probe")
@@ -584,10 +615,11 @@ class TuneConfig(_Section):
     """``tunelab tune``: what the search optimizes, how it samples and prunes, and over which keys.
     ``tunelab fit`` ignores this section."""
 
-    metric: Literal["val_accuracy", "val_loss", "val_macro_f1"] = Field(
-        "val_accuracy",
-        description="the validation metric a trial is judged by (loss is minimized, the others "
-        "maximized); the final value of the run, after early stopping restored its best weights",
+    metric: str = Field(
+        "auto",
+        description="the validation metric a trial is judged by: auto (val_ and the primary metric of "
+        "data.problem: val_accuracy, val_map, val_r2), val_loss or another metric of the problem as in "
+        "early_stopping.metric; the final value of the run, after early stopping restored its best weights",
     )
     trials: int = Field(20, ge=1, description="trials per `tunelab tune` call (--trials overrides)")
     sampler: Literal["tpe", "random"] = Field("tpe", description="Optuna's TPE (seeded from run.seed) or random search")
@@ -737,6 +769,18 @@ class Config(_Section):
     @model_validator(mode="after")
     def _distill_fits(self) -> Config:
         """Unlabelled examples have no class for a probe or contrastive stage to use."""
+        reg = self.regularization
+        if self.data.problem != "single_label" and (reg.mixup is not None or reg.label_smoothing):
+            key = "regularization.mixup" if reg.mixup is not None else "regularization.label_smoothing"
+            raise ValueError(
+                f"{key} makes soft class targets for one class per example; data.problem {self.data.problem} "
+                "trains on its own targets: remove it"
+            )
+        if self.distill is not None and self.data.problem != "single_label":
+            raise ValueError(
+                f"distill matches the teacher's class probabilities (a softmax); data.problem {self.data.problem} "
+                "has none: remove the distill section"
+            )
         if self.distill is None or self.distill.unlabeled is None:
             return self
         if self.is_text:
@@ -749,6 +793,24 @@ class Config(_Section):
                 raise ValueError(
                     f"distill.unlabeled: stage {i} is a {st.objective} stage, which needs a label for "
                     "every example; use objective: classify stages (or no unlabeled folder)"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_of_the_problem(self) -> Config:
+        """Every metric named (early stopping, the search) is one the run's problem type reports."""
+        valid = ["val_loss"] + [f"val_{m}" for m in PROBLEM_METRICS[self.data.problem]]
+        named = [
+            (f"stages.{i}.early_stopping.metric", st.early_stopping.metric)
+            for i, st in enumerate(self.stages)
+            if st.early_stopping
+        ]
+        if self.tune is not None and self.tune.metric != "auto":
+            named.append(("tune.metric", self.tune.metric))
+        for key, metric in named:
+            if metric not in valid:
+                raise ValueError(
+                    f"{key}: {metric!r} is not a metric of data.problem {self.data.problem}; valid: {', '.join(valid)}"
                 )
         return self
 

@@ -120,6 +120,10 @@ def diagnose(
     if stage is None and rows:
         stage = max(r["stage"] for r in rows)
     rows = [r for r in rows if stage is None or r["stage"] == stage]
+    if rows and "train_accuracy" not in rows[-1]:
+        return Diagnosis(
+            "not diagnosed", ["the diagnosis reads training and validation accuracy, which this problem type has not"]
+        )
     d = _verdict(rows)
     d.stage = stage
     if config is not None and stage is not None and stage < len(config.stages):

@@ -12,9 +12,11 @@ resumed run keeps it. Chosen on the benchmark suite (benchmarks/results/suite_te
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from tunelab.config import Config, StageConfig
+from tunelab.objectives import objective_of
 
 FEW_SHOT_PER_CLASS = 20
 
@@ -35,6 +37,9 @@ def few_shot_stages() -> list[StageConfig]:
     ]
 
 
+log = logging.getLogger("tunelab")
+
+
 def wanted(cfg: Config, per_class: float) -> bool:
     """A text run on the default recipe's own stages with at most FEW_SHOT_PER_CLASS texts a class."""
     return (
@@ -47,9 +52,18 @@ def wanted(cfg: Config, per_class: float) -> bool:
     )
 
 
+def _pairs_fit(cfg: Config) -> bool:
+    """Contrastive pairs are same-class or other-class pairs: one class per text. Other problem
+    types keep the default stages (logged), as SetFit's pairs go wrong on label combinations."""
+    if objective_of(cfg).exclusive:
+        return True
+    log.info("few labelled texts, but data.problem %s has no one class per text: no contrastive stage", cfg.data.problem)
+    return False
+
+
 def apply_few_shot(cfg: Config, per_class: float) -> tuple[Config, dict[str, Any]]:
     """``cfg`` with the few-shot text stages (and refit) when :func:`wanted`; what changed."""
-    if not wanted(cfg, per_class):
+    if not wanted(cfg, per_class) or not _pairs_fit(cfg):
         return cfg, {}
     chosen: dict[str, Any] = {
         "stages": f"contrastive pairs, then the head ({per_class:.0f} texts a class, at most "

@@ -48,13 +48,16 @@ class Head(nn.Module):
             width = h.units
         self.hidden = nn.Sequential(*layers)
         self.fc = nn.Linear(width, num_classes)
+        # what follows the last linear layer: nothing, or the fixed rescaling of a regression's
+        # standardised outputs (tunelab.objectives sets it per problem type)
+        self.out: nn.Module = nn.Identity()
         self.num_features = width
 
     def pre_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.hidden(self.drop(self.pool(self.spatial_drop(x))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pre_logits(x))
+        return self.out(self.fc(self.pre_logits(x)))
 
 
 class PretrainedHead(Head):
@@ -67,4 +70,5 @@ class PretrainedHead(Head):
         self.spatial_drop, self.pool, self.drop = nn.Identity(), nn.Identity(), nn.Identity()
         self.hidden = nn.Sequential()
         self.fc = classifier  # type: ignore[assignment]  # timm's own classifier, an nn.Linear in most models
+        self.out = nn.Identity()
         self.num_features = int(getattr(classifier, "in_features", 0))

@@ -22,6 +22,7 @@ import torch
 
 from tunelab.config import Config
 from tunelab.engine.model import FineTuneModel
+from tunelab.objectives import objective_of
 
 if TYPE_CHECKING:  # the text side loads with the first text run, not with every import of the pipeline
     from tunelab.text.lexical import LexicalBlend
@@ -32,7 +33,8 @@ CHOICE_FILE = "lexical.json"  # the blend's scales as this run chose them, and w
 
 
 def wanted(cfg: Config) -> bool:
-    return cfg.is_text and cfg.model.lexical not in (None, 0.0)
+    """A blend of class probabilities: for a text run of one class per example that asks for it."""
+    return cfg.is_text and cfg.model.lexical not in (None, 0.0) and objective_of(cfg).exclusive
 
 
 def saved_choice(run_dir: Path, cfg: Config) -> dict[str, Any] | None:

@@ -1,48 +1,38 @@
-"""Classification metrics, computed with scikit-learn."""
+"""Metrics as a user reads them: one line of a split's metrics and the per-class (per-label)
+table, whatever the problem type computed (:mod:`tunelab.objectives`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
+from tunelab.objectives.single_label import classification_metrics
 
-def classification_metrics(
-    logits: torch.Tensor, labels: torch.Tensor, classes: list[str], *, detailed: bool = False
-) -> dict[str, Any]:
-    """loss, accuracy and macro-F1; with ``detailed``, per-class precision/recall/F1 and the confusion matrix."""
-    y = labels.numpy()
-    pred = logits.argmax(1).numpy()
-    ks = list(range(len(classes)))
-    out: dict[str, Any] = {
-        "loss": float(F.cross_entropy(logits.float(), labels)),
-        "accuracy": float((pred == y).mean()) if len(y) else float("nan"),
-        "macro_f1": float(f1_score(y, pred, labels=ks, average="macro", zero_division=0)),
-    }
-    if detailed:
-        p, r, f, s = precision_recall_fscore_support(y, pred, labels=ks, zero_division=0)
-        out["per_class"] = {
-            c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-            for i, c in enumerate(classes)
-        }
-        out["confusion_matrix"] = confusion_matrix(y, pred, labels=ks).tolist()
-        out["n"] = len(y)
-    return out
+__all__ = ["classification_metrics", "format_metrics", "most_confidently_wrong", "per_class_table", "topk"]
+
+SHOWN = {"macro_f1": "macro-F1", "micro_f1": "micro-F1", "map": "mAP", "subset_accuracy": "subset accuracy", "r2": "R^2"}
 
 
 def format_metrics(m: dict[str, Any]) -> str:
-    return f"accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  loss {m['loss']:.4f}  (n={m.get('n', '?')})"
+    """The split's metrics on one line: the problem's metrics (the primary first), then the loss."""
+    scalars = [k for k, v in m.items() if isinstance(v, float) and k != "loss"]
+    parts = [f"{SHOWN.get(k, k)} {m[k]:.4f}" for k in scalars] + [f"loss {m['loss']:.4f}"]
+    return "  ".join(parts) + f"  (n={m.get('n', '?')})"
 
 
 def per_class_table(m: dict[str, Any]) -> str:
-    pc = m["per_class"]
-    w = max(len(c) for c in list(pc) + ["class"])
-    lines = [f"{'class':<{w}}  precision  recall     f1  support"]
-    for c, v in pc.items():
-        lines.append(f"{c:<{w}}  {v['precision']:>9.3f}  {v['recall']:>6.3f}  {v['f1']:>5.3f}  {v['support']:>7}")
+    """Precision, recall, F1 and support of every class (for multi-label also the average
+    precision and decision threshold of every label); empty for a regression."""
+    rows = m.get("per_class") or m.get("per_label")
+    if not rows:
+        return ""
+    head = "class" if "per_class" in m else "label"
+    cols = [c for c in ("precision", "recall", "f1", "ap", "threshold") if c in next(iter(rows.values()))]
+    w = max(len(c) for c in list(rows) + [head])
+    lines = [f"{head:<{w}}" + "".join(f"  {c:>9}" for c in cols) + "  support"]
+    for c, v in rows.items():
+        lines.append(f"{c:<{w}}" + "".join(f"  {v[k]:>9.3f}" for k in cols) + f"  {v['support']:>7}")
     return "\n".join(lines)
 
 

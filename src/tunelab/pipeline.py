@@ -50,14 +50,15 @@ from tunelab.few_shot import apply_few_shot
 from tunelab.freezing import select
 from tunelab.lexical_fit import CHOICE_FILE, attach, choose, fit_blend, saved_choice, test_scores, without_blend
 from tunelab.lexical_fit import wanted as lexical_wanted
-from tunelab.metrics import classification_metrics, format_metrics, per_class_table
+from tunelab.metrics import format_metrics, per_class_table
 from tunelab.model import place
+from tunelab.objectives import Objective, objective_of
 from tunelab.pretrained_fit import apply_fit, mirror_wanted, probe_fit, probe_wanted, wanted
 from tunelab.refit import refit_stages, should_refit
 from tunelab.regularizers import Penalty, build_penalties, check_coverage, pretrained_reference
 from tunelab.report import lexical_summary, write_report
 from tunelab.run_record import check_checkpoint, check_config, read_record, record_model, run_id, write_config
-from tunelab.runs import Run, lock_run_dir, new_run_dir, read_history, remove_stale_files, run_logging
+from tunelab.runs import OBJECTIVE_FILE, Run, lock_run_dir, new_run_dir, read_history, remove_stale_files, run_logging
 from tunelab.tasks import Task, task_for
 
 if TYPE_CHECKING:
@@ -176,10 +177,11 @@ def _truncate_metrics(run_dir: Path, pos: Position) -> None:
 
 @dataclass(frozen=True)
 class _FitContext:
-    """What the steps of one fit share and never change: its task, run folder, hooks, processes,
-    device and the model's number of outputs."""
+    """What the steps of one fit share and never change: its task, objective (the problem type's
+    loss and metrics), run folder, hooks, processes, device and the model's number of outputs."""
 
     task: Task
+    objective: Objective
     run_dir: Path
     hooks: dict[str, Hook]
     dist: Dist
@@ -199,14 +201,16 @@ class _FirstFit:
 
 
 def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist: Dist, device: torch.device) -> Run:
-    t_start, task = time.perf_counter(), task_for(cfg)
+    t_start, task, objective = time.perf_counter(), task_for(cfg), objective_of(cfg)
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     seed_everything(cfg.run.seed)
     log.info("run folder: %s", run_dir)
-    cfg, splits, scratch = _load_data(cfg, task, run_dir, dist, device)
-    cfg, num_classes = _fitted_config(cfg, splits, run_dir, dist)
-    ctx = _FitContext(task, run_dir, hooks, dist, device, num_classes)
+    cfg, splits, scratch = _load_data(cfg, task, objective, run_dir, dist, device)
+    cfg, num_classes = _fitted_config(cfg, splits, objective, run_dir, dist)
+    objective = objective_of(cfg)  # as the fitted config makes it; learns from the labelled training targets
+    objective.fit(splits.train.labels, num_classes, device)
+    ctx = _FitContext(task, objective, run_dir, hooks, dist, device, num_classes)
     model, penalties = _model_for_training(cfg, ctx, pos, run_dir)
     cfg = _before_training(cfg, ctx, splits, model, penalties, pos)
     n_labelled = len(splits.train)
@@ -236,14 +240,14 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
 
 
 def _load_data(
-    cfg: Config, task: Task, run_dir: Path, dist: Dist, device: torch.device
+    cfg: Config, task: Task, objective: Objective, run_dir: Path, dist: Dist, device: torch.device
 ) -> tuple[Config, Splits[Any], list[Path]]:
     """The run's data splits (decoded on rank 0 first where the ranks share a decode cache), with the
     config as the shared folders make it and the folders only this run uses."""
     cfg, scratch = _shared_folders(cfg, run_dir, dist, device)
     with dist.main_first() if cfg.data.decode_cache else contextlib.nullcontext():
         splits = task.load_data(cfg.data)
-    log.info("data: %d classes\n%s", len(splits.classes), splits.count_table())
+    log.info("data: %d %ss\n%s", len(splits.classes), objective.examples, splits.count_table(objective))
     return cfg, splits, scratch
 
 
@@ -259,7 +263,9 @@ def _before_training(
         cfg = _rates_by_probe(cfg, splits, model, ctx.run_dir, ctx.dist, ctx.device)
     if ctx.dist.main:
         _truncate_metrics(ctx.run_dir, pos)
-        if cfg.run.baselines and not pos.tensors:  # before training: the probe needs the pretrained features
+        if cfg.run.baselines and not pos.tensors and not ctx.objective.exclusive:
+            log.info("baselines: none yet for data.problem %s", ctx.objective.name)
+        elif cfg.run.baselines and not pos.tensors:  # before training: the probe needs the pretrained features
             scores = run_baselines(
                 splits, model, kind=ctx.task.baseline, batch_size=cfg.data.eval_batch_size, device=ctx.device, seed=cfg.run.seed
             )
@@ -285,6 +291,7 @@ def _trainer(
         model=model,
         device=ctx.device,
         task_loop=ctx.task.loop,
+        objective=ctx.objective,
         hooks=ctx.hooks,
         penalties=penalties,
         dist=ctx.dist,
@@ -365,12 +372,16 @@ def _final_model(
     """Validation metrics of the trained model, the refit when there is one (distilling from the
     first fit's teacher too), the lexical blend attached, the saved weights and the test metrics:
     (final model, its trainer, metrics, validation probabilities)."""
-    model = trainer.model
+    model, objective = trainer.model, ctx.objective
     final = _fit_facts(splits, first.n_labelled, ctx.dist)
     val_probs = None
     if splits.val is not None and first.val_logits is not None:
-        final["val"] = classification_metrics(first.val_logits, splits.val.labels, splits.classes, detailed=True)
-        val_probs = first.val_logits.softmax(1).numpy()
+        decision = objective.tune(first.val_logits, splits.val.labels)  # kept through the refit, export and predict
+        if decision:
+            final["decision"] = decision
+            log.info("chosen on the validation split: %s", ", ".join(f"{k} {v}" for k, v in decision.items()))
+        final["val"] = objective.metrics(first.val_logits, splits.val.labels, splits.classes, detailed=True)
+        val_probs = objective.decode(first.val_logits)
     if splits.val is not None and should_refit(cfg, first.n_labelled, len(splits.val), len(splits.classes)):
         model, trainer, final["refit"] = _refit_scored(cfg, ctx, splits, trainer, first.teacher)
     blend = _blend_on_all_labels(cfg, model, splits, first.blend)
@@ -380,6 +391,8 @@ def _final_model(
         if blend[0].share > 0:
             attach(model, blend[0], ctx.device)
     if ctx.dist.main:
+        state = {"problem": objective.name, **objective.state()}
+        ckpt.atomic_write_text(ctx.run_dir / OBJECTIVE_FILE, json.dumps(state, indent=1))
         ckpt.save(
             ctx.run_dir / "model.safetensors",
             model.state_dict(),
@@ -389,7 +402,7 @@ def _final_model(
     if splits.test is not None and logits is not None:
         if blend is not None:
             logits, final["lexical"]["test"] = test_scores(blend[0], logits, splits.test, cfg.data.eval_batch_size)
-        final["test"] = classification_metrics(logits, splits.test.labels, splits.classes, detailed=True)
+        final["test"] = objective.metrics(logits, splits.test.labels, splits.classes, detailed=True)
     return model, trainer, final, val_probs
 
 
@@ -411,7 +424,7 @@ def _refit_scored(
     first_test = trainer.predict(splits.test.inputs) if splits.test is not None else None
     model, trainer, record = _refit(cfg, ctx, splits, teacher)
     if first_test is not None and splits.test is not None:
-        record["first_fit_test"] = classification_metrics(first_test, splits.test.labels, splits.classes)
+        record["first_fit_test"] = ctx.objective.metrics(first_test, splits.test.labels, splits.classes)
     return model, trainer, record
 
 
@@ -447,7 +460,7 @@ def _shared_folders(cfg: Config, run_dir: Path, dist: Dist, device: torch.device
     return cfg, scratch
 
 
-def _fitted_config(cfg: Config, splits: Splits[Any], run_dir: Path, dist: Dist) -> tuple[Config, int]:
+def _fitted_config(cfg: Config, splits: Splits[Any], objective: Objective, run_dir: Path, dist: Dist) -> tuple[Config, int]:
     """The config as the data makes it (the few-shot text recipe, ``regularization: auto``, stages
     stretched to their min_steps), written back to the run folder, and the number of outputs."""
     num_classes = _outputs(cfg, splits.classes)
@@ -473,7 +486,7 @@ def _fitted_config(cfg: Config, splits: Splits[Any], run_dir: Path, dist: Dist) 
             write_config(run_dir, cfg)
     if dist.main:
         ckpt.atomic_write_text(run_dir / "classes.json", json.dumps(splits.classes, indent=1))
-        ckpt.atomic_write_text(run_dir / "data.json", json.dumps(splits.summary(), indent=1))
+        ckpt.atomic_write_text(run_dir / "data.json", json.dumps(splits.summary(objective), indent=1))
     return cfg, num_classes
 
 
@@ -512,7 +525,7 @@ def _report(
     verdict = diagnose(history, cfg, final=final)
     final["diagnosis"] = verdict.to_dict()
     ckpt.atomic_write_text(run_dir / "metrics.json", json.dumps(final, indent=1))
-    if "test" in final:
+    if "test" in final and per_class_table(final["test"]):
         log.info("per-class test metrics:\n%s", per_class_table(final["test"]))
     for name in ("val", "test"):
         if name in final:
@@ -522,6 +535,12 @@ def _report(
     if splits.skipped:
         log.info("skipped %d unreadable images (listed in metrics.json)", len(splits.skipped))
     log.info(verdict.render())
+    if not trainer.objective.exclusive:  # the report, card and TensorBoard summary read class metrics
+        log.info("report: not yet written for data.problem %s; metrics: %s", cfg.data.problem, run_dir / "metrics.json")
+        if trainer.tb is not None:
+            trainer.tb.close()
+        trainer.call("on_fit_end", trainer=trainer, metrics=final)
+        return
     gallery = task.report_extras(run_dir, splits.val, val_probs, splits.classes)
     log.info("report: %s", write_report(run_dir, gallery=gallery))
     log.info("model card: %s", write_model_card(run_dir))
@@ -533,7 +552,9 @@ def _model_for_training(cfg: Config, ctx: _FitContext, pos: Position, folder: Pa
     """The model with its pretrained weights (placed, compiled if asked) and its penalties; then
     each rank's own seed, and the weights of the checkpoint in ``folder`` a resume starts from."""
     dist = ctx.dist
-    model = place(ctx.task.build_model(without_blend(cfg), ctx.num_classes), ctx.device)
+    model = ctx.task.build_model(without_blend(cfg), ctx.num_classes)
+    model.head.out = ctx.objective.output_layer()  # after the objective learned the training targets' scale
+    model = place(model, ctx.device)
     if cfg.run.compile:
         compile_blocks(model)
     penalties = build_penalties(cfg.regularization.penalties, model, pretrained_reference(model, cfg.regularization.penalties))
@@ -568,6 +589,7 @@ def _refit(
         ", ".join(str(st.epochs) for st in rcfg.stages),
     )
     seed_everything(cfg.run.seed)
+    ctx.objective.fit(merged.train.labels, ctx.num_classes, ctx.device)  # class weights, target scale of all labelled examples
     model, penalties = _model_for_training(cfg, ctx, pos, sub)
     if dist.main:
         _truncate_metrics(sub, pos)

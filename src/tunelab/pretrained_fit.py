@@ -41,6 +41,7 @@ from tunelab.baselines import stratified_sample
 from tunelab.config import Config
 from tunelab.engine.model import FineTuneModel
 from tunelab.engine.probe import cv_accuracy, fit_standardised, pooled_features
+from tunelab.objectives import objective_of
 
 log = logging.getLogger("tunelab")
 
@@ -66,11 +67,11 @@ def wanted(cfg: Config) -> bool:
 def probe_wanted(cfg: Config) -> bool:
     """Whether there are pretrained features to ask (random weights tell nothing: then every
     stage keeps its lr and ``augment: auto`` flips)."""
-    return wanted(cfg) and cfg.model.pretrained
+    return wanted(cfg) and cfg.model.pretrained and objective_of(cfg).exclusive  # the probe is a classifier
 
 
 def mirror_wanted(cfg: Config) -> bool:
-    return cfg.regularization.augment == "auto" and cfg.model.pretrained
+    return cfg.regularization.augment == "auto" and cfg.model.pretrained and objective_of(cfg).exclusive
 
 
 def mirror_check(x: np.ndarray, mirrored: np.ndarray, y: np.ndarray, c: float, seed: int) -> dict[str, Any]:

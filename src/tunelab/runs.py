@@ -34,6 +34,9 @@ from tunelab.errors import ConfigError, RunError
 log = logging.getLogger("tunelab")
 
 
+OBJECTIVE_FILE = "objective.json"  # what the run's objective decided (thresholds, target scale), for predict and export
+
+
 @dataclass
 class Run:
     """A trained run: its folder, config, model, class names, final metrics and per-epoch history."""
@@ -45,6 +48,7 @@ class Run:
     metrics: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     rank: int = 0  # in a distributed run, the process this object lives in (rank 0 wrote the folder)
+    objective: Any = None  # the problem type's objective (tunelab.objectives), with what the run decided
 
 
 def read_run_folder(run_dir: Path) -> dict[str, Any]:
@@ -135,7 +139,8 @@ def read_metrics(run_dir: Path, classes: list[str]) -> dict[str, Any]:
 def _split_problem(m: Any, n_classes: int) -> str | None:
     if not isinstance(m, dict):
         return f"is a {type(m).__name__}, not an object of scores"
-    for key in ("accuracy", "macro_f1", "loss"):
+    scores = ["loss"] + [k for k, v in m.items() if not isinstance(v, (dict, list))]  # the problem type's metrics
+    for key in dict.fromkeys(scores):
         if not isinstance(m.get(key), (int, float)) or isinstance(m.get(key), bool):
             return f"has {key} {m.get(key)!r}, not a number"
     if "per_class" in m and (

@@ -190,19 +190,6 @@ def test_precision_bf16_autocasts_training_and_auto_keeps_fp32_on_cpu(tiny_cfg):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.05) and b["train_loss"] != a["train_loss"]
 
 
-def test_balanced_class_weights_make_every_class_count_the_same():
-    from tunelab.engine.objectives import class_weights
-
-    labels = torch.tensor([0] * 30 + [1] * 10 + [2] * 20)
-    w = class_weights("balanced", labels, 3, torch.device("cpu"))
-    assert w is not None
-    assert (w * torch.bincount(labels)).tolist() == pytest.approx([20.0, 20.0, 20.0])  # equal total weight per class
-    assert float((w[labels]).mean()) == pytest.approx(1.0)  # the loss keeps its scale
-    assert class_weights("none", labels, 3, torch.device("cpu")) is None
-    assert class_weights("auto", torch.tensor([0] * 10 + [1] * 14), 2, torch.device("cpu")) is None  # 1.4x: balanced enough
-    assert class_weights("auto", labels, 3, torch.device("cpu")) is not None
-
-
 def test_contrastive_partners_are_other_examples_half_of_the_same_class():
     labels = torch.tensor([0] * 30 + [1] * 50 + [2] * 20 + [3])  # class 3 has one example: no positive partner
     epochs = contrastive_partners(labels, 4, seed=7)

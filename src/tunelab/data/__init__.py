@@ -29,6 +29,7 @@ from tunelab.data._sources import (
 from tunelab.data._store import load_decoded
 from tunelab.engine.data import Splits
 from tunelab.errors import DataError
+from tunelab.objectives import Objective, data_objective
 
 __all__ = ["BUILTIN", "BadImage", "ImageSet", "Splits", "decode_file", "load_data", "load_held_out", "load_unlabeled"]
 
@@ -38,7 +39,7 @@ log = logging.getLogger("tunelab")
 @dataclass
 class ImageSet:
     images: torch.Tensor  # uint8 [N, 3, S, S]
-    labels: torch.Tensor  # int64 [N]
+    labels: torch.Tensor  # the targets: int64 [N] classes, float32 [N, K] multi-hot labels or [N] values
     items: list[str]  # file path (or source[index]) of each image, for reports and errors
     native_side: int | None = None  # median shorter side of the source images before resizing
 
@@ -103,17 +104,9 @@ def _stratified(
     return np.sort(rest), np.sort(held)
 
 
-def _remap(src: ArraySource | FileSource, classes: list[str], field_name: str) -> np.ndarray:
-    """Labels of ``src`` expressed as indices into the training classes."""
-    index = {c: i for i, c in enumerate(classes)}
-    unknown = [c for c in src.classes if c not in index]
-    if unknown:
-        raise DataError(
-            f"data.{field_name} ({src.name}) has classes not in the training data: {', '.join(unknown)}; "
-            f"training classes: {', '.join(classes)}"
-        )
-    table = np.asarray([index[c] for c in src.classes], dtype=np.int64)
-    return table[src.labels]
+def _remap(src: ArraySource | FileSource, classes: list[str], field_name: str, objective: Objective) -> np.ndarray:
+    """Labels of ``src`` expressed against the training classes (labels)."""
+    return objective.remap(src.labels, src.classes, classes, f"data.{field_name} ({src.name})")
 
 
 def _materialise(
@@ -132,7 +125,13 @@ def split_indices(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.random.Generator]:
     """Stratified, seeded splits of one labelled source: a test part (unless a separate test set
     is given), a validation part, and the training part sub-sampled per class. Returns the train,
-    val and test indices and the generator that later per-class caps continue with."""
+    val and test indices and the generator that later per-class caps continue with. ``labels``
+    are the source's targets; what a split keeps in proportion is the objective's strata (the
+    classes of a single-label problem)."""
+    objective = data_objective(cfg)
+    if objective.name != "single_label":
+        labels = objective.strata(labels)
+        classes = [f"{objective.examples} group {k}" for k in range(int(labels.max()) + 1)] if len(labels) else []
     rng = np.random.default_rng(cfg.seed)
     pool = np.arange(len(labels))
     test_idx = None
@@ -168,20 +167,19 @@ class _Plan:
 def _plan(cfg: DataConfig) -> _Plan:
     """Open the sources named in ``cfg`` and split them: the same splits in every process that reads
     the same config (fit, evaluate, export), as the split seeds are in it."""
-    train_src = open_source(cfg.train, "train", field="train")
+    objective = data_objective(cfg)
+    train_src = open_source(cfg.train, "train", field="train", objective=objective)
     classes = list(train_src.classes)
-    if len(classes) < 2:
-        raise DataError(
-            f"data.train ({train_src.name}): only one class ({', '.join(classes)}); classification needs "
-            "at least two (one subfolder, or one label of the manifest, per class)"
-        )
+    objective.check(train_src.labels, classes, f"data.train ({train_src.name})")
     if isinstance(train_src, FileSource):
         train_src = drop_duplicates(train_src, "train")
 
     test_spec = _separate_test(cfg)
     # evaluate_test: false holds the test set out all the same (the same train and validation
     # splits) but never opens, decodes or scores it
-    test_src = open_source(test_spec, "test", field="test") if test_spec is not None and cfg.evaluate_test else None
+    test_src = (
+        open_source(test_spec, "test", field="test", objective=objective) if test_spec is not None and cfg.evaluate_test else None
+    )
     if isinstance(test_src, FileSource) and isinstance(train_src, FileSource):
         test_src = drop_overlap(drop_duplicates(test_src, "test"), train_src)
 
@@ -190,15 +188,15 @@ def _plan(cfg: DataConfig) -> _Plan:
 
 
 def _test_set(plan: _Plan, cfg: DataConfig, skipped: list[str]) -> ImageSet | None:
+    objective = data_objective(cfg)
     if plan.test_src is not None:
-        t_labels = _remap(plan.test_src, plan.classes, "test")
-        t_idx = per_class(np.arange(len(t_labels)), t_labels, cfg.test_samples_per_class, plan.rng)
+        t_labels = _remap(plan.test_src, plan.classes, "test", objective)
+        t_idx = per_class(np.arange(len(t_labels)), objective.strata(t_labels), cfg.test_samples_per_class, plan.rng)
         return _materialise(plan.test_src, t_idx, t_labels, cfg, skipped)
     if plan.test_idx is not None and cfg.evaluate_test:
         labels = plan.train_src.labels
-        return _materialise(
-            plan.train_src, per_class(plan.test_idx, labels, cfg.test_samples_per_class, plan.rng), labels, cfg, skipped
-        )
+        idx = per_class(plan.test_idx, objective.strata(labels), cfg.test_samples_per_class, plan.rng)
+        return _materialise(plan.train_src, idx, labels, cfg, skipped)
     return None
 
 
@@ -235,16 +233,20 @@ def load_held_out(cfg: DataConfig, classes: list[str]) -> ImageSet:
         return test
     idx = plan.val_idx if len(plan.val_idx) else plan.train_idx
     labels = plan.train_src.labels
-    return _materialise(plan.train_src, per_class(idx, labels, cfg.test_samples_per_class, plan.rng), labels, cfg, skipped)
+    strata = data_objective(cfg).strata(labels)
+    return _materialise(plan.train_src, per_class(idx, strata, cfg.test_samples_per_class, plan.rng), labels, cfg, skipped)
 
 
 def load_eval_set(spec: str, classes: list[str], cfg: DataConfig) -> ImageSet:
     """A labelled set (built-in name, folder or manifest) to evaluate a trained model on, with its
     labels mapped onto the model's classes: a built-in set's official test split, or all of a
     built-in set that has none."""
-    src = open_source(spec, "test" if spec not in BUILTIN or spec in BUILTIN_TEST_SPLIT else "train", field="test")
-    labels = _remap(src, classes, "test")
-    idx = per_class(np.arange(len(labels)), labels, cfg.test_samples_per_class, np.random.default_rng(cfg.seed))
+    objective = data_objective(cfg)
+    src = open_source(
+        spec, "test" if spec not in BUILTIN or spec in BUILTIN_TEST_SPLIT else "train", field="test", objective=objective
+    )
+    labels = _remap(src, classes, "test", objective)
+    idx = per_class(np.arange(len(labels)), objective.strata(labels), cfg.test_samples_per_class, np.random.default_rng(cfg.seed))
     skipped: list[str] = []
     return _materialise(src, idx, labels, cfg, skipped)
 
@@ -269,4 +271,4 @@ def load_unlabeled(folder: str, cfg: DataConfig, field: str = "distill.unlabeled
 
 def count_classes(cfg: DataConfig) -> list[str]:
     """Class names of the training source, without decoding any image."""
-    return list(open_source(cfg.train, "train", field="train").classes)
+    return list(open_source(cfg.train, "train", field="train", objective=data_objective(cfg)).classes)

@@ -9,10 +9,13 @@ import stat
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from tunelab.checkpoint import file_sha256
 from tunelab.data._sources import FileSource
 from tunelab.duplicates import first_of_each
 from tunelab.errors import DataError
+from tunelab.objectives import label_text
 
 log = logging.getLogger("tunelab")
 
@@ -58,7 +61,8 @@ def drop_duplicates(src: FileSource, field: str) -> FileSource:
 
 
 def _clash(src: FileSource, i: int, j: int) -> str:
-    return f" ({src.classes[src.labels[j]]} and {src.classes[src.labels[i]]})" if src.labels[i] != src.labels[j] else ""
+    a, b = src.labels[j], src.labels[i]
+    return f" ({label_text(a, src.classes)} and {label_text(b, src.classes)})" if not np.array_equal(a, b) else ""
 
 
 def drop_overlap(test: FileSource, train: FileSource) -> FileSource:

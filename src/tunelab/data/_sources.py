@@ -14,6 +14,7 @@ import torch
 
 from tunelab.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file, not_regular, resize_array
 from tunelab.errors import DataError
+from tunelab.objectives import Objective, objective_for
 from tunelab.textfile import csv_rows, read_text
 
 log = logging.getLogger("tunelab")
@@ -22,7 +23,7 @@ log = logging.getLogger("tunelab")
 class Source(Protocol):
     name: str
     classes: list[str]
-    labels: np.ndarray  # int64 class index per item
+    labels: np.ndarray  # the targets (tunelab.objectives): int64 class index per item, multi-hot rows or values
 
     def describe(self, i: int) -> str: ...  # a file path or "name[i]"
 
@@ -69,7 +70,7 @@ class FileSource:
     """Image files with labels (a class-folder tree or a CSV manifest)."""
 
     def __init__(self, name: str, paths: list[Path], labels: np.ndarray, classes: list[str]) -> None:
-        self.name, self.paths, self.labels, self.classes = name, paths, labels.astype(np.int64), classes
+        self.name, self.paths, self.labels, self.classes = name, paths, labels, classes
 
     def describe(self, i: int) -> str:
         return str(self.paths[i])
@@ -158,7 +159,7 @@ def folder_source(root: Path) -> FileSource:
         labels += [ci] * len(files)
     if any(passed.values()):
         log.warning("%s: skipped %s", root, ", ".join(f"{len(v)} {k} (e.g. {v[0]})" for k, v in passed.items() if v))
-    return FileSource(str(root), paths, np.asarray(labels), [d.name for d in class_dirs])
+    return FileSource(str(root), paths, np.asarray(labels, dtype=np.int64), [d.name for d in class_dirs])
 
 
 NOT_REGULAR = "non-regular file(s) (FIFO, device or socket)"
@@ -184,10 +185,11 @@ def image_files(folder: Path, passed: dict[str, list[Path]]) -> list[Path]:
     return files
 
 
-def manifest_source(csv_path: Path, classes: list[str] | None = None) -> FileSource:
-    """A CSV with a header and columns ``path,label``; relative paths are relative to the CSV."""
+def manifest_source(csv_path: Path, objective: Objective, classes: list[str] | None = None) -> FileSource:
+    """A CSV with a header and columns ``path,label``; relative paths are relative to the CSV. The
+    label cells are read by the run's objective (a class, labels joined by a separator, a number)."""
     rows = _manifest_rows(csv_path)
-    paths, names = [], []
+    paths, names, lines = [], [], []
     for lineno, row in rows:
         label, path = (row.get("label") or "").strip(), (row.get("path") or "").strip()
         if not path:
@@ -197,12 +199,9 @@ def manifest_source(csv_path: Path, classes: list[str] | None = None) -> FileSou
         p = Path(path)
         paths.append(p if p.is_absolute() else csv_path.parent / p)
         names.append(label)
-    class_list = classes if classes is not None else sorted(set(names))
-    index = {c: i for i, c in enumerate(class_list)}
-    unknown = sorted(set(names) - set(index))
-    if unknown:
-        raise DataError(f"{csv_path}: labels {', '.join(unknown)} are not among the training classes ({', '.join(class_list)})")
-    return FileSource(str(csv_path), paths, np.asarray([index[n] for n in names]), class_list)
+        lines.append(lineno)
+    labels, class_list = objective.encode(names, lambda i: f"{csv_path}, line {lines[i]}, column 'label'", classes)
+    return FileSource(str(csv_path), paths, labels, class_list)
 
 
 def _manifest_rows(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
@@ -222,15 +221,21 @@ def _manifest_rows(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
     return rows
 
 
-def open_source(spec: str, split: str, *, field: str) -> ArraySource | FileSource:
-    """A built-in name, a class folder or a CSV manifest."""
+def open_source(spec: str, split: str, *, field: str, objective: Objective | None = None) -> ArraySource | FileSource:
+    """A built-in name, a class folder or a CSV manifest (labels read by ``objective``; default: single-label)."""
+    objective = objective if objective is not None else objective_for("single_label")
+    p = Path(spec).expanduser()
+    if objective.name != "single_label" and (spec in BUILTIN or p.is_dir()):
+        raise DataError(
+            f"data.{field}: {spec} has one class per image (a built-in set, or a folder of class folders); "
+            f"data.problem {objective.name} reads a CSV manifest with columns path,label (docs/problems.md)"
+        )
     if spec in BUILTIN:
         return BUILTIN[spec](split)
-    p = Path(spec).expanduser()
     if p.is_dir():
         return folder_source(p)
     if p.is_file() and p.suffix.lower() == ".csv":
-        return manifest_source(p)
+        return manifest_source(p, objective)
     if p.exists():
         kind = f" (it is {not_regular(p)})" if not_regular(p) else ""
         raise DataError(f"data.{field}: {p} is neither a folder nor a .csv manifest{kind}")

@@ -12,12 +12,19 @@ from torch import nn
 
 from tunelab.engine.model import FineTuneModel
 from tunelab.errors import ConfigError
+from tunelab.objectives import Objective
+from tunelab.objectives.single_label import soft_cross_entropy
 
 log = logging.getLogger("tunelab")
 
 
-def check_probe_stage(model: FineTuneModel, trainable: Iterable[str], si: int) -> None:
+def check_probe_stage(model: FineTuneModel, trainable: Iterable[str], si: int, problem: str = "single_label") -> None:
     """A probe stage fits the head's last linear layer on frozen features: nothing else may train."""
+    if problem != "single_label":
+        raise ConfigError(
+            f"stages.{si}: a probe stage fits a logistic regression to one class per example; for "
+            f"data.problem {problem} train the head with objective: classify (train: head)"
+        )
     head = model.head
     if getattr(head, "hidden", None) is None or len(head.hidden) or not isinstance(getattr(head, "fc", None), nn.Linear):
         raise ConfigError(
@@ -27,6 +34,15 @@ def check_probe_stage(model: FineTuneModel, trainable: Iterable[str], si: int) -
     outside = sorted(n for n in trainable if not n.startswith("head."))
     if outside:
         raise ConfigError(f"stages.{si}: a probe stage trains the head only (train: head); it also selects {outside[0]}")
+
+
+def check_pairs(contrastive: bool, si: int, objective: Objective) -> None:
+    """A contrastive stage pairs examples of one class with each other: one class per example."""
+    if contrastive and not objective.exclusive:
+        raise ConfigError(
+            f"stages.{si}: a contrastive stage pairs examples of one class; data.problem "
+            f"{objective.name} has no single class per example: use objective: classify"
+        )
 
 
 def contrastive_partners(labels: torch.Tensor, epochs: int, seed: int) -> list[torch.Tensor]:
@@ -53,24 +69,6 @@ def contrastive_partners(labels: torch.Tensor, epochs: int, seed: int) -> list[t
         positive = (torch.rand(n, generator=g) < 0.5) & (size > 1)
         out.append(torch.where(positive, same, other))
     return out
-
-
-def class_weights(mode: str, labels: torch.Tensor, num_classes: int, device: torch.device) -> torch.Tensor | None:
-    """Per-class loss weights, the inverse of each class's training frequency, normalised so that
-    the mean weight of an example is 1 (the loss keeps its scale); None for an unweighted loss."""
-    labels = labels[labels >= 0]  # unlabelled examples (distill.unlabeled, label -1) have no class to weigh
-    counts = torch.bincount(labels, minlength=num_classes).double()
-    present = counts[counts > 0]
-    if mode == "none" or (mode == "auto" and present.max() <= 1.5 * present.min()):
-        return None
-    w = torch.where(counts > 0, len(labels) / (len(present) * counts.clamp(min=1)), torch.zeros_like(counts))
-    log.info("class weights (regularization.class_weight: %s): %s", mode, ", ".join(f"{v:.2f}" for v in w.tolist()))
-    return w.float().to(device)
-
-
-def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against soft targets [B, classes] (mixed batches, smoothed labels folded in)."""
-    return torch.sum(-target * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
 
 
 def contrastive_loss(emb: torch.Tensor, same: torch.Tensor) -> tuple[torch.Tensor, int]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from tunelab.config import Config, StageConfig
 from tunelab.errors import TrainingError
+from tunelab.objectives import Objective, better
 
 
 @dataclass
@@ -51,10 +52,10 @@ class Stopper:
         self.best, self.best_epoch, self.bad_epochs = st["best"], st["best_epoch"], st["bad_epochs"]
 
 
-def make_stopper(stage: StageConfig) -> Stopper:
+def make_stopper(stage: StageConfig, objective: Objective) -> Stopper:
     es = stage.early_stopping
     metric = es.metric if es else "val_loss"
-    return Stopper(metric, "min" if metric == "val_loss" else "max", es.patience if es else None, es.min_delta if es else 0.0)
+    return Stopper(metric, better(objective, metric), es.patience if es else None, es.min_delta if es else 0.0)
 
 
 def diverged(cfg: Config, run_dir: Path, si: int, epoch: int, step: int, loss: float, lr: float) -> TrainingError:

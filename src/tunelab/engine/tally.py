@@ -18,7 +18,8 @@ class EpochTally:
     """The running sums of one epoch over its batches (``steps``: each batch's first position in the
     epoch's order), with a progress bar titled ``desc`` where ``show``."""
 
-    def __init__(self, penalty_names: list[str], steps: range, desc: str, show: bool) -> None:
+    def __init__(self, penalty_names: list[str], steps: range, desc: str, show: bool, metric: str | None = "accuracy") -> None:
+        self.metric = metric  # the objective's per-batch score (train_accuracy), None where it has none
         self.sums = dict.fromkeys(["loss", "hits", "seen", "labelled"] + [f"penalty_{n}" for n in penalty_names], 0.0)
         self.lrs: list[float] = []  # every step's learning rate, for the plot
         self.t0 = time.perf_counter()
@@ -41,9 +42,10 @@ class EpochTally:
         """The epoch's training columns, summed over all ranks; ``lr``: the rate after its last step."""
         secs = time.perf_counter() - self.t0
         totals = dict(zip(self.sums, dist.sum(list(self.sums.values()))))
-        row: dict[str, Any] = {
-            "train_loss": totals["loss"] / totals["seen"],
-            "train_accuracy": totals["hits"] / max(totals["labelled"], 1),
+        row: dict[str, Any] = {"train_loss": totals["loss"] / totals["seen"]}
+        if self.metric is not None:
+            row[f"train_{self.metric}"] = totals["hits"] / max(totals["labelled"], 1)
+        row |= {
             "seconds": secs,
             "img_per_s": totals["seen"] / secs,
             "lr": lr,

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tunelab.config import Config
@@ -29,7 +28,7 @@ from tunelab.engine.device import autocast_bf16, gather_logits, predict_logits, 
 from tunelab.engine.distill import Distiller
 from tunelab.engine.loop import StagePlan, TaskLoop
 from tunelab.engine.model import FineTuneModel, Step
-from tunelab.engine.objectives import check_probe_stage, class_weights, contrastive_loss, contrastive_partners, soft_cross_entropy
+from tunelab.engine.objectives import check_pairs, check_probe_stage, contrastive_loss, contrastive_partners
 from tunelab.engine.optim import make_optimizer, make_scheduler
 from tunelab.engine.probe import fit_probe
 from tunelab.engine.resume import Position, restore_best, resume_stage, save_best, save_last
@@ -40,7 +39,7 @@ from tunelab.engine.tally import EpochTally
 from tunelab.engine.writer import epoch_line, record_stage, stage_title, val_columns, write_epoch
 from tunelab.errors import ConfigError
 from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_table, select, set_train_mode, set_trainable
-from tunelab.metrics import classification_metrics
+from tunelab.objectives import Objective
 from tunelab.regularizers import Penalty
 from tunelab.regularizers.audit import audit_stage, render_audit
 
@@ -61,6 +60,7 @@ class Trainer:
         model: FineTuneModel,
         device: torch.device,
         task_loop: Callable[[Trainer], TaskLoop],
+        objective: Objective,
         hooks: dict[str, Hook] | None = None,
         penalties: list[Penalty] | None = None,
         dist: Dist | None = None,
@@ -74,7 +74,7 @@ class Trainer:
         self.bf16 = autocast_bf16(cfg.run.precision, device)  # forward passes under bf16 autocast
         self.lrs = cfg.stage_lrs()
         self.ckpt_dir = run_dir / "checkpoints"
-        self.class_weights = class_weights(cfg.regularization.class_weight, splits.train.labels, len(splits.classes), device)
+        self.objective = objective  # the loss and metrics of the run's problem type (fitted to its training targets)
         self.ctx: dict[str, torch.Tensor] = {}  # per-step values penalties read (pooled features)
         if any(p.needs_features for p in self.penalties):
             model.head.pool.register_forward_hook(lambda mod, inp, out: self.ctx.__setitem__("pooled", out))
@@ -117,7 +117,7 @@ class Trainer:
             if epoch == first_epoch:
                 row["cache_seconds"] = self.plan_seconds
             if self.splits.val is not None:
-                row.update(val_columns(self.validate(), len(self.splits.val)))
+                row.update(val_columns(self.validate(), len(self.splits.val), self.objective.reported))
                 if stopper.update(row[stopper.metric], epoch):
                     save_best(self.ckpt_dir, self.model, self.dist, si, epoch, stopper, self.run_id)
                 stopped = stopper.should_stop
@@ -143,7 +143,7 @@ class Trainer:
         if stage.early_stopping is not None and self.splits.val is None:
             raise ConfigError(f"stages.{si}.early_stopping needs a validation set; set data.val_split > 0")
         if stage.objective == "probe":
-            check_probe_stage(self.model, names, si)
+            check_probe_stage(self.model, names, si, self.objective.name)
         set_trainable(self.model, names)
         set_train_mode(self.model, train_bn=stage.train_bn)
         opt = make_optimizer(self.model, stage, lr)
@@ -151,6 +151,7 @@ class Trainer:
         self.announce_stage(si, lr)
         t0 = time.perf_counter()
         contrastive = stage.objective == "contrastive"
+        check_pairs(contrastive, si, self.objective)
         self.plan = self.task.plan(si) if stage.objective == "classify" else None
         self.partners = (
             contrastive_partners(self.splits.train.labels, stage.epochs, self.cfg.run.seed * 7919 + si) if contrastive else None
@@ -168,7 +169,7 @@ class Trainer:
             step = Step(self.model, self.embed if contrastive else self.forward_cached)
         # gradients are averaged over ranks; buffers (BN statistics) follow rank 0 when BN trains
         self.net = self.dist.wrap(step, sync_buffers=stage.train_bn)
-        return opt, sched, make_stopper(stage)
+        return opt, sched, make_stopper(stage, self.objective)
 
     def announce_stage(self, si: int, lr: float) -> None:
         """Print (and keep in stages.json) the stage's layer table and regularization audit."""
@@ -212,6 +213,7 @@ class Trainer:
             range(0, len(order), bs),
             f"stage {si + 1}/{len(self.cfg.stages)} epoch {epoch + 1}/{stage.epochs}",
             show=self.cfg.run.progress and dist.main,
+            metric=self.objective.train_metric,
         )
         for start in tally:
             batch = order[start : start + bs]
@@ -248,14 +250,13 @@ class Trainer:
             x, target = self.task.mix(self.task.train_inputs(idx), y)
             logits = self.net(x).float()
         if self.distill is not None and self.distill.active:  # KL to the teacher + alpha * cross-entropy
+            weight = getattr(self.objective, "weight", None)  # distillation is single-label (checked with the config)
             loss = self.distill.loss(
-                logits, self.distill.targets(epoch, idx, x), target, self.class_weights, self.cfg.regularization.label_smoothing
+                logits, self.distill.targets(epoch, idx, x), target, weight, self.cfg.regularization.label_smoothing
             )
-        elif target.is_floating_point():  # soft targets of a mixed batch, label smoothing folded in
-            loss = soft_cross_entropy(logits, target)
         else:
-            loss = F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=self.cfg.regularization.label_smoothing)
-        return loss, int((logits.argmax(1) == y).sum())
+            loss = self.objective.loss(logits, target)
+        return loss, self.objective.hits(logits, y)
 
     def fit_probe(self) -> dict[str, Any]:
         return fit_probe(self.model, self.splits.train, self.cfg.data.eval_batch_size, self.device, self.cfg.run.seed)
@@ -276,7 +277,7 @@ class Trainer:
             logits = self.predict(self.splits.val.inputs)
         else:
             logits = self.gather(len(self.plan.val), self._cached_logits)
-        return classification_metrics(logits, self.splits.val.labels, self.splits.classes)
+        return self.objective.metrics(logits, self.splits.val.labels, self.splits.classes)
 
     def predict(self, inputs: Any) -> torch.Tensor:
         """Logits of the whole model for all of ``inputs``, each rank computing its share."""

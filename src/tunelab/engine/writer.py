@@ -15,7 +15,11 @@ from tunelab.config import StageConfig
 def write_tensorboard(tb: Any, stages: Sequence[StageConfig], row: dict[str, Any]) -> None:
     """One epoch's row as scalars; the step counts epochs across stages."""
     step = sum(st.epochs for st in stages[: row["stage"]]) + row["epoch"]
-    for key in ("loss", "accuracy"):
+    metrics = ["loss"] + [
+        k.removeprefix("train_") for k in row if k.startswith("train_") and k not in ("train_loss", "train_count")
+    ]
+    metrics += [k.removeprefix("val_") for k in row if k.startswith("val_") and k not in ("val_loss", "val_count")]
+    for key in dict.fromkeys(metrics):
         scalars = {k: row[f"{k}_{key}"] for k in ("train", "val") if f"{k}_{key}" in row}
         tb.add_scalars(key, scalars, step)
     tb.add_scalar("lr", row["lr"], step)
@@ -60,14 +64,10 @@ def write_epoch(run_dir: Path | None, tb: Any, stages: Sequence[StageConfig], ro
         write_tensorboard(tb, stages, row)
 
 
-def val_columns(metrics: dict[str, Any], count: int) -> dict[str, Any]:
-    """An epoch's validation columns: the validation metrics of its ``count`` examples."""
-    return {
-        "val_loss": metrics["loss"],
-        "val_accuracy": metrics["accuracy"],
-        "val_macro_f1": metrics["macro_f1"],
-        "val_count": count,
-    }
+def val_columns(metrics: dict[str, Any], count: int, reported: tuple[str, ...] = ("accuracy", "macro_f1")) -> dict[str, Any]:
+    """An epoch's validation columns: the loss and the ``reported`` metrics (the objective's, the
+    primary first) of its ``count`` examples."""
+    return {"val_loss": metrics["loss"]} | {f"val_{k}": metrics[k] for k in reported} | {"val_count": count}
 
 
 def stage_title(stages: Sequence[StageConfig], si: int, lr: float) -> str:
@@ -81,13 +81,19 @@ def stage_title(stages: Sequence[StageConfig], si: int, lr: float) -> str:
 
 def epoch_line(row: dict[str, Any], epochs: int) -> str:
     """The line the log gets after every epoch."""
-    s = (
-        f"stage {row['stage'] + 1} epoch {row['epoch'] + 1}/{epochs}: train loss {row['train_loss']:.4f} "
-        f"acc {row['train_accuracy']:.4f}"
-    )
+    s = f"stage {row['stage'] + 1} epoch {row['epoch'] + 1}/{epochs}: train loss {row['train_loss']:.4f}"
+    train = [k for k in row if k.startswith("train_") and k not in ("train_loss", "train_count")]
+    if train:
+        s += f" {_short(train[0][6:])} {row[train[0]]:.4f}"
     pens = {k[8:]: v for k, v in row.items() if k.startswith("penalty_")}
     if pens:
         s += " | " + ", ".join(f"{k} {v:.4g}" for k, v in pens.items())
     if "val_loss" in row:
-        s += f" | val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}"
+        primary = next(k for k in row if k.startswith("val_") and k != "val_loss")  # the objective's primary metric
+        s += f" | val loss {row['val_loss']:.4f} {_short(primary[4:])} {row[primary]:.4f}"
     return s + f" | {row['seconds']:.1f} s, {row['img_per_s']:.0f} img/s, lr {row['lr']:.2e}"
+
+
+def _short(metric: str) -> str:
+    """A metric's name in the epoch line (the line single-label runs have always printed says acc)."""
+    return {"accuracy": "acc", "subset_accuracy": "subset acc"}.get(metric, metric)

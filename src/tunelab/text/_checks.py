@@ -7,8 +7,11 @@ from __future__ import annotations
 import logging
 import unicodedata
 
+import numpy as np
+
 from tunelab.duplicates import first_of_each
 from tunelab.errors import DataError
+from tunelab.objectives import label_text
 from tunelab.text._sources import TextSource
 
 log = logging.getLogger("tunelab")
@@ -35,7 +38,7 @@ def drop_duplicates(src: TextSource, field: str) -> TextSource:
     whose label differs from the kept row's named as such."""
     keep, repeats = first_of_each(_keys(src))
     pairs = [f"{src.items[i]} = {src.items[j]}{_clash(src, i, j)}" for i, j in repeats]
-    clashes = sum(int(src.labels[i] != src.labels[j]) for i, j in repeats)
+    clashes = sum(int(not np.array_equal(src.labels[i], src.labels[j])) for i, j in repeats)
     if not pairs:
         return src
     shown = pairs[:10] + (["..."] if len(pairs) > 10 else [])
@@ -55,9 +58,9 @@ def drop_duplicates(src: TextSource, field: str) -> TextSource:
 
 
 def _clash(src: TextSource, i: int, j: int) -> str:
-    if src.labels[i] == src.labels[j]:
+    if np.array_equal(src.labels[i], src.labels[j]):
         return ""
-    return f" (labelled {src.classes[src.labels[j]]} there, {src.classes[src.labels[i]]} here)"
+    return f" (labelled {label_text(src.labels[j], src.classes)} there, {label_text(src.labels[i], src.classes)} here)"
 
 
 def drop_overlap(test: TextSource, train: TextSource) -> TextSource:

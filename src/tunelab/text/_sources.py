@@ -17,6 +17,7 @@ import numpy as np
 
 from tunelab.config import TEXT_DATASETS, TextDataConfig
 from tunelab.errors import DataError
+from tunelab.objectives import Objective, objective_for
 from tunelab.textfile import csv_rows, read_text
 
 log = logging.getLogger("tunelab")
@@ -99,10 +100,11 @@ def _columns_present(path: Path, first: dict[str, Any], needed: dict[str, str]) 
 
 
 def read_texts(
-    path: Path, cfg: TextDataConfig, *, field: str, labels: bool = True
+    path: Path, cfg: TextDataConfig, *, field: str, labels: bool = True, classes: bool = True
 ) -> tuple[list[str], list[str] | None, list[str], list[str]]:
-    """(texts, pair texts or None, label names, items) of a CSV/TSV/JSON lines file. Empty texts are
-    an error naming the line, or skipped with ``data.text.on_empty: skip``."""
+    """(texts, pair texts or None, label cells, items) of a CSV/TSV/JSON lines file. Empty texts are
+    an error naming the line, or skipped with ``data.text.on_empty: skip``. With ``classes`` a label
+    is a class name (checked here); otherwise the cell as written, for the objective to read."""
     if not path.is_file():
         raise DataError(
             f"data.{field}: {path} does not exist; valid: a .csv/.tsv/.jsonl file with columns "
@@ -135,7 +137,8 @@ def read_texts(
                 "or set data.text.on_empty: skip"
             )
         if labels:
-            names.append(kinds.label(row.get(cfg.label_column), lineno))
+            cell = row.get(cfg.label_column)
+            names.append(kinds.label(cell, lineno) if classes else "" if cell is None else str(cell))
         texts.append(text)
         if pairs is not None:
             pairs.append(str(pair))
@@ -145,11 +148,13 @@ def read_texts(
     return texts, pairs, names, items
 
 
-def _file_source(path: Path, cfg: TextDataConfig, field: str) -> TextSource:
-    texts, pairs, names, items = read_texts(path, cfg, field=field)
-    classes = sorted(set(names))
-    index = {c: i for i, c in enumerate(classes)}
-    return TextSource(str(path), texts, pairs, np.asarray([index[n] for n in names], dtype=np.int64), classes, items)
+def _file_source(path: Path, cfg: TextDataConfig, field: str, objective: Objective) -> TextSource:
+    single = objective.name == "single_label"  # class names keep their own checks (kinds of label in a file)
+    texts, pairs, cells, items = read_texts(path, cfg, field=field, classes=single)
+    labels, names = objective.encode(
+        cells, lambda i: f"{items[i].rsplit(':', 1)[0]}, line {items[i].rsplit(':', 1)[1]}, column '{cfg.label_column}'"
+    )
+    return TextSource(str(path), texts, pairs, labels, names, items)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,7 +195,14 @@ BUILTIN_TEXT: dict[str, Callable[[str], TextSource]] = {"rotten-tomatoes": rotte
 assert set(BUILTIN_TEXT) == set(TEXT_DATASETS)
 
 
-def open_text_source(spec: str, cfg: TextDataConfig, split: str, *, field: str) -> TextSource:
+def open_text_source(spec: str, cfg: TextDataConfig, split: str, *, field: str, objective: Objective | None = None) -> TextSource:
+    """A built-in text set or a CSV/TSV/JSON lines file, its labels read by ``objective`` (default: single-label)."""
+    objective = objective if objective is not None else objective_for("single_label")
     if spec in BUILTIN_TEXT:
+        if objective.name != "single_label":
+            raise DataError(
+                f"data.{field}: {spec} has one class per text; data.problem {objective.name} reads a "
+                f"CSV/TSV/JSON lines file of yours (docs/problems.md)"
+            )
         return BUILTIN_TEXT[spec](split)
-    return _file_source(Path(spec).expanduser(), cfg, field)
+    return _file_source(Path(spec).expanduser(), cfg, field, objective)

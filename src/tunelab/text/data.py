@@ -24,7 +24,7 @@ import torch
 from tunelab.config import DataConfig, TextDataConfig
 from tunelab.data import per_class, split_indices
 from tunelab.engine.data import Splits
-from tunelab.errors import DataError
+from tunelab.objectives import Objective, data_objective
 from tunelab.text._checks import drop_duplicates, drop_overlap
 from tunelab.text._encoders import load_tokenizer
 from tunelab.text._sources import BUILTIN_TEXT, TextSource, open_text_source, read_texts, rotten_tomatoes
@@ -364,15 +364,8 @@ def _make_set(src: TextSource, idx: np.ndarray, labels: np.ndarray, tokenizer: A
     return TextSet(tokens, torch.from_numpy(labels[idx]), texts, pairs, [src.items[i] for i in idx])
 
 
-def _remap(src: TextSource, classes: list[str], field: str) -> np.ndarray:
-    index = {c: i for i, c in enumerate(classes)}
-    unknown = [c for c in src.classes if c not in index]
-    if unknown:
-        raise DataError(
-            f"data.{field} ({src.name}) has classes not in the training data: {', '.join(unknown)}; "
-            f"training classes: {', '.join(classes)}"
-        )
-    return np.asarray([index[c] for c in src.classes], dtype=np.int64)[src.labels]
+def _remap(src: TextSource, classes: list[str], field: str, objective: Objective) -> np.ndarray:
+    return objective.remap(src.labels, src.classes, classes, f"data.{field} ({src.name})")
 
 
 def _tokenizer_for(cfg: DataConfig) -> Any:
@@ -385,19 +378,16 @@ def load_text_data(cfg: DataConfig, tokenizer: Any | None = None) -> Splits[Text
     assert cfg.text is not None
     tcfg = cfg.text
     tokenizer = tokenizer if tokenizer is not None else _tokenizer_for(cfg)
-    src = open_text_source(cfg.train, tcfg, "train", field="train")
+    objective = data_objective(cfg)
+    src = open_text_source(cfg.train, tcfg, "train", field="train", objective=objective)
     if cfg.train not in BUILTIN_TEXT:  # a user's file (the built-in set's splits stay as they were)
         src = drop_duplicates(src, "train")
     classes, labels = list(src.classes), src.labels
-    if len(classes) < 2:
-        raise DataError(
-            f"{src.name}: only one class ({', '.join(classes)}) in column '{tcfg.label_column}'; "
-            "classification needs at least two"
-        )
+    objective.check(labels, classes, f"{src.name}, column '{tcfg.label_column}'")
     separate_test = cfg.test not in (None, "auto")
     test_src = None
     if separate_test and cfg.evaluate_test:  # evaluate_test: false holds it out but never reads it
-        test_src = open_text_source(str(cfg.test), tcfg, "test", field="test")
+        test_src = open_text_source(str(cfg.test), tcfg, "test", field="test", objective=objective)
         if str(cfg.test) not in BUILTIN_TEXT:
             test_src = drop_overlap(drop_duplicates(test_src, "test"), src)
     train_idx, val_idx, test_idx, rng = split_indices(labels, classes, src.name, cfg, separate_test)
@@ -406,11 +396,11 @@ def load_text_data(cfg: DataConfig, tokenizer: Any | None = None) -> Splits[Text
     val = _make_set(src, val_idx, labels, tokenizer, tcfg, "val") if len(val_idx) else None
     test = None
     if test_src is not None:
-        t_labels = _remap(test_src, classes, "test")
-        t_idx = per_class(np.arange(len(t_labels)), t_labels, cfg.test_samples_per_class, rng)
+        t_labels = _remap(test_src, classes, "test", objective)
+        t_idx = per_class(np.arange(len(t_labels)), objective.strata(t_labels), cfg.test_samples_per_class, rng)
         test = _make_set(test_src, t_idx, t_labels, tokenizer, tcfg, "test")
     elif test_idx is not None and cfg.evaluate_test:
-        test_idx = per_class(test_idx, labels, cfg.test_samples_per_class, rng)
+        test_idx = per_class(test_idx, objective.strata(labels), cfg.test_samples_per_class, rng)
         test = _make_set(src, test_idx, labels, tokenizer, tcfg, "test")
     return Splits(classes, train, val, test)
 
@@ -418,13 +408,14 @@ def load_text_data(cfg: DataConfig, tokenizer: Any | None = None) -> Splits[Text
 def load_text_eval_set(spec: str, classes: list[str], cfg: DataConfig) -> TextSet:
     """A labelled CSV/JSON lines file (or built-in name) to evaluate a trained text model on."""
     assert cfg.text is not None
-    src = open_text_source(spec, cfg.text, "train", field="test")
-    labels = _remap(src, classes, "test")
-    idx = per_class(np.arange(len(labels)), labels, cfg.test_samples_per_class, np.random.default_rng(cfg.seed))
+    objective = data_objective(cfg)
+    src = open_text_source(spec, cfg.text, "train", field="test", objective=objective)
+    labels = _remap(src, classes, "test", objective)
+    idx = per_class(np.arange(len(labels)), objective.strata(labels), cfg.test_samples_per_class, np.random.default_rng(cfg.seed))
     return _make_set(src, idx, labels, _tokenizer_for(cfg), cfg.text, "eval")
 
 
 def text_classes(cfg: DataConfig) -> list[str]:
     """Class names of the training source, without tokenizing."""
     assert cfg.text is not None
-    return list(open_text_source(cfg.train, cfg.text, "train", field="train").classes)
+    return list(open_text_source(cfg.train, cfg.text, "train", field="train", objective=data_objective(cfg)).classes)

@@ -1,0 +1,173 @@
+"""One objective per problem type: what the head outputs, its loss, how targets are read and
+encoded, how outputs are decoded, and the metrics with one declared primary metric.
+
+The engine, the data readers, the report and the search read only what an objective declares;
+none of them asks which problem a run solves. A new problem type is one module here with a class
+that satisfies :class:`Objective` and one line in ``OBJECTIVES``.
+
+    objective = objective_for("multi_label")
+    targets, names = objective.encode(cells, where)       # "cat|dog" -> multi-hot rows
+    loss = objective.loss(outputs, targets_of_the_batch)
+    objective.metrics(outputs, targets, names)["map"]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from tunelab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tunelab.config import Config, DataConfig
+
+
+class Objective(Protocol):
+    """What a problem type declares. ``labels`` of a data set are its encoded targets: class indices
+    int64 [N] (single label), multi-hot float32 [N, K] (multi-label) or float32 [N] (regression);
+    ``names`` the names of the model's outputs (classes, labels, the target)."""
+
+    name: ClassVar[str]
+    primary: ClassVar[str]  # the metric the run is judged by (diagnosis, best checkpoint, baselines, tune)
+    reported: ClassVar[tuple[str, ...]]  # the metrics besides the loss, the primary first (config.PROBLEM_METRICS)
+    minimize: ClassVar[frozenset[str]]  # metrics where lower is better ("loss" always)
+    train_metric: ClassVar[str | None]  # the per-batch score training reports as train_<name>, if any
+    # one class per example, scored by a softmax: what the patterns built on class probabilities ask
+    # (the probe that picks learning rates, the lexical blend, few-shot pairs, distillation)
+    exclusive: ClassVar[bool]
+    examples: ClassVar[str]  # what a name counts in tables: "class", "label", "target"
+
+    def configure(self, options: dict[str, Any]) -> None:
+        """The options of the run (class weighting, label smoothing, separator) before anything is read."""
+
+    def encode(
+        self, cells: Sequence[str], where: Callable[[int], str], names: list[str] | None = None
+    ) -> tuple[np.ndarray, list[str]]:
+        """Targets of the raw label cells (``where(i)`` names row ``i`` in an error); ``names`` the
+        training names a test set must use (None: the names found, sorted)."""
+        ...
+
+    def remap(self, labels: np.ndarray, names: list[str], onto: list[str], what: str) -> np.ndarray:
+        """Targets encoded against ``names`` expressed against the training ``onto`` names."""
+        ...
+
+    def strata(self, labels: np.ndarray) -> np.ndarray:
+        """An int64 key per example that stratified splits and per-class caps group by."""
+        ...
+
+    def check(self, labels: np.ndarray, names: list[str], source: str) -> None:
+        """Refuse training targets the objective cannot learn from (one class, a label never seen)."""
+        ...
+
+    def fit(self, labels: torch.Tensor, k: int, device: torch.device) -> None:
+        """What the objective learns from the training targets (class weights, target scale)."""
+        ...
+
+    def output_layer(self) -> nn.Module:
+        """What the head applies after its last linear layer (a fixed rescaling, or nothing)."""
+        ...
+
+    def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor: ...
+
+    def hits(self, outputs: torch.Tensor, target: torch.Tensor) -> int:
+        """Examples of the batch scored right by ``train_metric`` (0 when there is none)."""
+        ...
+
+    def metrics(self, outputs: torch.Tensor, target: torch.Tensor, names: list[str], *, detailed: bool = False) -> dict[str, Any]:
+        """``loss``, the primary metric and the others (``detailed``: per-name rows and ``n``)."""
+        ...
+
+    def decode(self, outputs: torch.Tensor) -> np.ndarray:
+        """What a user reads: class probabilities, label probabilities or values."""
+        ...
+
+    def tune(self, outputs: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
+        """Decision settings chosen on validation outputs (per-label thresholds); {} when none."""
+        ...
+
+    def state(self) -> dict[str, Any]:
+        """What a finished run keeps to decode as it did (RUN_DIR/objective.json)."""
+        ...
+
+    def load(self, state: dict[str, Any]) -> None: ...
+
+    def counts(self, labels: np.ndarray, k: int) -> list[float]:
+        """A per-name figure of a split for the data table: examples per class or label, or the
+        mean of the target."""
+        ...
+
+    def predictions(self, decoded: np.ndarray, names: list[str], top: int) -> list[dict[str, Any]]:
+        """Each example's prediction as a user reads it: ``top``, (name, score) pairs, best first (the
+        top classes, the labels predicted); ``labels`` the label set, ``value`` the value, where
+        the problem has them."""
+        ...
+
+
+def _registry() -> dict[str, Callable[[], Objective]]:
+    from tunelab.objectives.multi_label import MultiLabel
+    from tunelab.objectives.regression import Regression
+    from tunelab.objectives.single_label import SingleLabel
+
+    return {"single_label": SingleLabel, "multi_label": MultiLabel, "regression": Regression}
+
+
+def objective_names() -> list[str]:
+    return list(_registry())
+
+
+def objective_for(problem: str, options: dict[str, Any] | None = None) -> Objective:
+    """A fresh objective of the problem type ``problem`` (``data.problem``), configured with ``options``."""
+    registry = _registry()
+    if problem not in registry:
+        raise ConfigError(f"data.problem: {problem!r} is not a problem type; valid: {', '.join(registry)}")
+    objective = registry[problem]()
+    objective.configure(options or {})
+    return objective
+
+
+def objective_of(cfg: Config) -> Objective:
+    """The objective of a run's config, configured from its data and regularization sections."""
+    reg = cfg.regularization
+    return objective_for(
+        cfg.data.problem, _data_options(cfg.data) | {"class_weight": reg.class_weight, "label_smoothing": reg.label_smoothing}
+    )
+
+
+def data_objective(d: DataConfig) -> Objective:
+    """The objective as the data readers need it: how label cells are read and splits stratified."""
+    return objective_for(d.problem, _data_options(d))
+
+
+def _data_options(d: DataConfig) -> dict[str, Any]:
+    return {
+        "label_separator": d.label_separator,
+        "regression_loss": d.regression_loss,
+        "target_name": d.text.label_column if d.text is not None else "label",
+    }
+
+
+def metric_of(cfg: Config) -> str:
+    """The validation metric a search judges trials by: ``tune.metric``, or for ``auto`` the primary
+    metric of the run's problem type."""
+    chosen = cfg.tune.metric if cfg.tune is not None else "auto"
+    return f"val_{objective_of(cfg).primary}" if chosen == "auto" else chosen
+
+
+def better(objective: Objective, metric: str) -> str:
+    """'min' or 'max': the direction in which ``metric`` (maybe ``val_``/``train_`` prefixed) improves."""
+    bare = metric.removeprefix("val_").removeprefix("train_")
+    return "min" if bare == "loss" or bare in objective.minimize else "max"
+
+
+def label_text(label: np.ndarray | int | float, names: list[str]) -> str:
+    """One example's target as a user wrote it: a class, labels joined by |, or a value."""
+    value = np.asarray(label)
+    if value.ndim == 1:
+        return "|".join(n for n, v in zip(names, value) if v > 0.5) or "(no label)"
+    if np.issubdtype(value.dtype, np.integer):
+        return names[int(value)] if 0 <= int(value) < len(names) else str(int(value))
+    return f"{float(value):g}"

@@ -1,0 +1,191 @@
+"""Multi-label classification: any number of labels per example (tags, defects, content flags).
+A sigmoid per label with binary cross-entropy (optionally a positive weight per label), one
+decision threshold per label chosen on the validation split, mean average precision (mAP) as the
+primary metric, micro and macro F1, subset accuracy and per-label precision and recall beside it.
+
+Labels are read from one column holding an example's labels joined by ``data.label_separator``
+(``cat|dog``), as fastai's ``MultiCategoryBlock`` and Kaggle's tag files have them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tunelab.errors import DataError
+
+log = logging.getLogger("tunelab")
+
+MAX_POS_WEIGHT = 30.0  # a label on 1 example in 1,000 would otherwise get a weight of 1,000 and swamp the loss
+
+
+def split_cell(cell: str, separator: str) -> list[str]:
+    return [p.strip() for p in cell.split(separator) if p.strip()]
+
+
+def best_threshold(p: np.ndarray, y: np.ndarray) -> float:
+    """The threshold on ``p`` with the highest F1 for the binary targets ``y`` (0.5 when ``y`` has
+    no positive: there is nothing to choose it on), halfway between neighbouring scores."""
+    if y.sum() == 0 or y.sum() == len(y):
+        return 0.5
+    from sklearn.metrics import precision_recall_curve
+
+    precision, recall, thresholds = precision_recall_curve(y, p)
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    i = int(np.argmax(f1[:-1]))
+    below = p[p < thresholds[i]]
+    return float((thresholds[i] + below.max()) / 2) if len(below) else float(thresholds[i])
+
+
+class MultiLabel:
+    name: ClassVar[str] = "multi_label"
+    primary: ClassVar[str] = "map"
+    reported: ClassVar[tuple[str, ...]] = ("map", "micro_f1", "macro_f1", "subset_accuracy")
+    minimize: ClassVar[frozenset[str]] = frozenset()
+    train_metric: ClassVar[str | None] = "subset_accuracy"
+    exclusive: ClassVar[bool] = False
+    examples: ClassVar[str] = "label"
+
+    def __init__(self) -> None:
+        self.separator, self.weighting = "|", "none"
+        self.pos_weight: torch.Tensor | None = None
+        self.thresholds: np.ndarray | None = None  # per label; 0.5 until chosen on validation
+
+    def configure(self, options: dict[str, Any]) -> None:
+        self.separator = options.get("label_separator", "|")
+        self.weighting = options.get("class_weight", "none")
+
+    def encode(
+        self, cells: Sequence[str], where: Callable[[int], str], names: list[str] | None = None
+    ) -> tuple[np.ndarray, list[str]]:
+        sets = [split_cell(c, self.separator) for c in cells]
+        found = sorted({label for s in sets for label in s})
+        if not found:
+            raise DataError(
+                f"{where(0)}: no example has a label (data.label_separator: {self.separator!r}); "
+                "a multi-label column holds each example's labels joined by the separator, e.g. "
+                f"cat{self.separator}dog"
+            )
+        names = names if names is not None else found
+        index = {n: i for i, n in enumerate(names)}
+        out = np.zeros((len(sets), len(names)), dtype=np.float32)
+        for i, s in enumerate(sets):
+            for label in s:
+                if label not in index:
+                    raise DataError(
+                        f"{where(i)}: the label {label!r} is not among the training labels ({', '.join(names)}); "
+                        "a label the model never saw in training cannot be predicted"
+                    )
+                out[i, index[label]] = 1.0
+        return out, names
+
+    def remap(self, labels: np.ndarray, names: list[str], onto: list[str], what: str) -> np.ndarray:
+        index = {n: i for i, n in enumerate(onto)}
+        unknown = [n for n in names if n not in index]
+        if unknown:
+            raise DataError(
+                f"{what} has labels not in the training data: {', '.join(unknown)}; training labels: {', '.join(onto)}"
+            )
+        out = np.zeros((len(labels), len(onto)), dtype=np.float32)
+        out[:, [index[n] for n in names]] = labels
+        return out
+
+    def strata(self, labels: np.ndarray) -> np.ndarray:
+        """Each example by its rarest label (examples with none together): the common approximation
+        of stratifying several labels at once, which keeps every rare label in every split."""
+        freq = labels.sum(0)
+        rank = np.where(labels > 0, freq[None, :], np.inf)
+        return np.where(np.isfinite(rank.min(1)), rank.argmin(1), labels.shape[1]).astype(np.int64)
+
+    def check(self, labels: np.ndarray, names: list[str], source: str) -> None:
+        never = [n for n, c in zip(names, labels.sum(0)) if c == 0]
+        if never:
+            raise DataError(f"{source}: the label(s) {', '.join(never)} occur on no training example; drop them or add examples")
+        if len(names) < 2 and labels.all():
+            raise DataError(f"{source}: every example has the one label {names[0]}; there is nothing to learn")
+
+    def fit(self, labels: torch.Tensor, k: int, device: torch.device) -> None:
+        pos = labels.float().sum(0)
+        neg = len(labels) - pos
+        if self.weighting == "none" or (self.weighting == "auto" and bool((neg <= 1.5 * pos).all())):
+            self.pos_weight = None
+            return
+        w = (neg / pos.clamp(min=1)).clamp(1.0, MAX_POS_WEIGHT)
+        log.info(
+            "positive weights (regularization.class_weight: %s): %s", self.weighting, ", ".join(f"{v:.2f}" for v in w.tolist())
+        )
+        self.pos_weight = w.to(device)
+
+    def output_layer(self) -> nn.Module:
+        return nn.Identity()
+
+    def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(outputs.float(), target.float(), pos_weight=self.pos_weight)
+
+    def hits(self, outputs: torch.Tensor, target: torch.Tensor) -> int:
+        return int(((outputs > 0) == (target > 0.5)).all(1).sum())
+
+    def _thresholds(self, k: int) -> np.ndarray:
+        return self.thresholds if self.thresholds is not None and len(self.thresholds) == k else np.full(k, 0.5)
+
+    def metrics(self, outputs: torch.Tensor, target: torch.Tensor, names: list[str], *, detailed: bool = False) -> dict[str, Any]:
+        from sklearn.metrics import average_precision_score, f1_score, precision_recall_fscore_support
+
+        y = target.numpy().astype(np.int64)
+        p = torch.sigmoid(outputs.float()).numpy()
+        pred = (p >= self._thresholds(len(names))).astype(np.int64)
+        present = y.sum(0) > 0
+        out: dict[str, Any] = {
+            "loss": float(F.binary_cross_entropy_with_logits(outputs.float(), target.float())),
+            "map": float(average_precision_score(y[:, present], p[:, present], average="macro"))
+            if present.any()
+            else float("nan"),
+            "micro_f1": float(f1_score(y, pred, average="micro", zero_division=0)),
+            "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
+            "subset_accuracy": float((pred == y).all(1).mean()) if len(y) else float("nan"),
+        }
+        if detailed:
+            prec, rec, f, s = precision_recall_fscore_support(y, pred, zero_division=0)
+            ap = [float(average_precision_score(y[:, i], p[:, i])) if present[i] else float("nan") for i in range(len(names))]
+            thr = self._thresholds(len(names))
+            out["per_label"] = {
+                n: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f[i]), "ap": ap[i],
+                    "threshold": float(thr[i]), "support": int(s[i])}
+                for i, n in enumerate(names)
+            }  # fmt: skip
+            out["n"] = len(y)
+        return out
+
+    def decode(self, outputs: torch.Tensor) -> np.ndarray:
+        return torch.sigmoid(outputs.float()).numpy()
+
+    def tune(self, outputs: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
+        """Per-label thresholds with the best validation F1 (0.5 for a label with no validation positive)."""
+        p, y = self.decode(outputs), target.numpy() > 0.5
+        self.thresholds = np.asarray([best_threshold(p[:, i], y[:, i]) for i in range(p.shape[1])])
+        return {"thresholds": self.thresholds.round(4).tolist()}
+
+    def state(self) -> dict[str, Any]:
+        return {"separator": self.separator, "thresholds": None if self.thresholds is None else self.thresholds.tolist()}
+
+    def load(self, state: dict[str, Any]) -> None:
+        thresholds = state.get("thresholds")
+        self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+
+    def counts(self, labels: np.ndarray, k: int) -> list[float]:
+        return labels.sum(0).astype(int).tolist() if len(labels) else [0] * k
+
+    def predictions(self, decoded: np.ndarray, names: list[str], top: int) -> list[dict[str, Any]]:
+        thr = self._thresholds(len(names))
+        out = []
+        for p in decoded:
+            order = np.argsort(-p)
+            out.append(
+                {"labels": [names[j] for j in order if p[j] >= thr[j]], "top": [(names[j], float(p[j])) for j in order[:top]]}
+            )
+        return out
