@@ -89,7 +89,7 @@ def problem_task(**kw: object) -> Callable:
     def deco(fn: Callable[[Ctx], tuple[Items, Items]]) -> Callable:
         if kw["name"] in TASKS:
             raise ValueError(f"suite task {kw['name']} is registered twice")
-        TASKS[str(kw["name"])] = ProblemTask(build=fn, **kw)  # type: ignore[arg-type]
+        TASKS[str(kw["name"])] = ProblemTask(build=fn, **kw)
         return fn
 
     return deco
@@ -163,7 +163,7 @@ EMOJI_STOP_TAGS = {
 def _emojibase_tags(ctx: Ctx) -> dict[str, list[str]]:
     """Emoji (code points without FE0F) -> its CLDR keywords, from emojibase-data's en/data.json."""
     with tarfile.open(npm_tarball(EMOJIBASE, ctx), "r:gz") as tf:
-        data = json.load(tf.extractfile("package/en/data.json"))  # type: ignore[arg-type]
+        data = json.load(tf.extractfile("package/en/data.json"))
     return {_norm_hex(e["hexcode"]): sorted(set(e.get("tags", []))) for e in data}
 
 
@@ -234,7 +234,8 @@ def _debian_index(ctx: Ctx) -> tuple[str, str]:
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0 or not all(p.name for p in found()):
             raise SourceMissing(f"apt-get update for the Debian {release} indexes failed: {r.stderr.strip()[-300:]}")
-    return tuple(_apt_cat(p) for p in found())  # type: ignore[return-value]
+    packages, translations = (_apt_cat(p) for p in found())
+    return packages, translations
 
 
 def _os_codename() -> str:
@@ -381,8 +382,8 @@ VADER = ("vaderSentiment", "3.3.2")
 def build_vader_tweets(ctx: Ctx) -> tuple[Items, Items]:
     with tarfile.open(pypi_file(*VADER, ctx, sdist=True), "r:gz") as sdist:
         inner = sdist.extractfile(f"{VADER[0]}-{VADER[1]}/additional_resources/hutto_ICWSM_2014.tar.gz")
-        with tarfile.open(fileobj=io.BytesIO(inner.read()), mode="r:gz") as tf:  # type: ignore[union-attr]
-            raw = tf.extractfile("hutto_ICWSM_2014/tweets_GroundTruth.txt").read()  # type: ignore[union-attr]
+        with tarfile.open(fileobj=io.BytesIO(inner.read()), mode="r:gz") as tf:
+            raw = tf.extractfile("hutto_ICWSM_2014/tweets_GroundTruth.txt").read()
     items: Items = []
     seen: set[str] = set()
     for line in raw.decode("utf-8", "replace").splitlines():
