@@ -88,6 +88,19 @@ class Task:
             for k in ("name", "modality", "what", "source", "licence", "split", "caveats", "native", "image_size")
         }
 
+    # how a task is written and summarised: single-label classification here; the multi-label and
+    # regression tasks (suite_data_problems.py) override these three
+    def write_split(self, dest: Path, split: str, items: Items) -> None:
+        _write_split(dest, split, items, self.modality)
+
+    def summary(self, train: Items, test: Items) -> dict:
+        return _summary(self, train, test)
+
+    def table_cells(self, info: dict) -> tuple[str, str]:
+        """The table's 'classes' and 'train/class min-max' cells."""
+        per = list(info["train_per_class"].values())
+        return str(info["num_classes"]), f"{min(per)}-{max(per)}"
+
 
 @dataclass
 class Ctx:
@@ -955,9 +968,9 @@ def build_task(t: Task, root: Path) -> dict:
         raise RuntimeError(f"{t.name}: the builder returned an empty split")
     tmp = Path(tempfile.mkdtemp(prefix=f".{t.name}-", dir=root))
     try:
-        _write_split(tmp, "train", train, t.modality)
-        _write_split(tmp, "test", test, t.modality)
-        info = _summary(t, train, test)
+        t.write_split(tmp, "train", train)
+        t.write_split(tmp, "test", test)
+        info = t.summary(train, test)
         (tmp / "meta.json").write_text(json.dumps(info, indent=1))
         (tmp / ".done").write_text("ok\n")
         if final.exists():  # a build without .done: interrupted before the rename of an older layout
@@ -997,19 +1010,9 @@ def table(results: dict[str, dict | str]) -> str:
         if isinstance(info, str):
             rows.append([n, TASKS[n].modality, "-", "-", "-", "-", info[:60]])
             continue
-        per = list(info["train_per_class"].values())
+        classes, per_class = TASKS[n].table_cells(info)
         size = info["native"] + (f", use {info['image_size']} px" if info["image_size"] else "")
-        rows.append(
-            [
-                n,
-                info["modality"],
-                str(info["num_classes"]),
-                str(info["train_size"]),
-                str(info["test_size"]),
-                f"{min(per)}-{max(per)}",
-                size,
-            ]
-        )
+        rows.append([n, info["modality"], classes, str(info["train_size"]), str(info["test_size"]), per_class, size])
     w = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     fmt = lambda r: "  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip()  # noqa: E731
     return "\n".join([fmt(head), fmt(["-" * x for x in w]), *map(fmt, rows)])
@@ -1037,9 +1040,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if any(isinstance(v, str) for v in results.values()) else 0
 
 
-# more tasks (issue 29) live in their own module and register into TASKS on import; run as a script,
-# this file is __main__, so it is made importable as suite_data first (one registry, not two)
+# more tasks (issue 29: users' data; issue 28: multi-label and regression) live in their own
+# modules and register into TASKS on import; run as a script, this file is __main__, so it is made
+# importable as suite_data first (one registry, not two)
 sys.modules.setdefault("suite_data", sys.modules[__name__])
+import suite_data_problems  # noqa: E402,F401
 import suite_data_users  # noqa: E402,F401
 
 if __name__ == "__main__":

