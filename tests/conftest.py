@@ -232,3 +232,41 @@ def deadline(seconds: int) -> Iterator[None]:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+def problem_label(problem: str, c: int) -> str:
+    """The label cell of class ``c`` of the synthetic images (or sentiment texts) as a multi-label or
+    regression target: learnable, since it follows from the class."""
+    if problem == "multi_label":
+        return "|".join(["even" if c % 2 == 0 else "odd"] + (["low"] if c < 5 else []) + (["three"] if c % 3 == 0 else []))
+    if problem == "regression":
+        return str(c * 1.5 + 10)
+    return f"class{c}"
+
+
+def problem_manifest(folder: Path, problem: str) -> Path:
+    """A CSV manifest (path,label) of the synthetic images with ``problem``'s label cells."""
+    import csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    root = synthetic_images()
+    path = folder / f"{problem}.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label"])
+        for d in sorted(root.iterdir(), key=lambda d: int(d.name[5:])):
+            w.writerows((str(p), problem_label(problem, int(d.name[5:]))) for p in sorted(d.iterdir()))
+    return path
+
+
+def problem_texts(path: Path, problem: str, n_per_class: int = 30) -> Path:
+    """The sentiment texts of :func:`text_rows` with multi-label (sentiment plus 'long' for texts of
+    six words or more) or regression (+1 / -1 plus a tenth a word) targets."""
+    rows = []
+    for text, label in text_rows(n_per_class):
+        words = len(text.split())
+        if problem == "multi_label":
+            rows.append((text, label + ("|long" if words >= 6 else "")))
+        else:
+            rows.append((text, f"{(1.0 if label == 'pos' else -1.0) + words / 10:.2f}"))
+    return write_text_csv(path, rows)

@@ -151,10 +151,10 @@ class DataConfig(_Section):
 
     @model_validator(mode="after")
     def _separator_is_no_csv_syntax(self) -> DataConfig:
-        if self.label_separator.strip() == "" or any(c in self.label_separator for c in ',"\n\r'):
+        if any(c in self.label_separator for c in '"\n\r'):
             raise ValueError(
                 f"data.label_separator: {self.label_separator!r} cannot join labels inside one CSV cell; "
-                "use | (the default), ; or another character that no label contains"
+                "use | (the default), ;, a space or another character that no label contains"
             )
         return self
 

@@ -21,6 +21,7 @@ from tunelab.errors import DataError
 
 log = logging.getLogger("tunelab")
 
+SEPARATORS = ("|", ";", ",", " ")  # what label files join labels with, checked when the configured one is unused
 MAX_POS_WEIGHT = 30.0  # a label on 1 example in 1,000 would otherwise get a weight of 1,000 and swamp the loss
 
 
@@ -63,6 +64,7 @@ class MultiLabel:
     def encode(
         self, cells: Sequence[str], where: Callable[[int], str], names: list[str] | None = None
     ) -> tuple[np.ndarray, list[str]]:
+        self._check_separator(cells, where)
         sets = [split_cell(c, self.separator) for c in cells]
         found = sorted({label for s in sets for label in s})
         if not found:
@@ -83,6 +85,20 @@ class MultiLabel:
                     )
                 out[i, index[label]] = 1.0
         return out, names
+
+    def _check_separator(self, cells: Sequence[str], where: Callable[[int], str]) -> None:
+        """A separator that joins no cell while another one joins many reads every combination as
+        a label of its own: refused, naming the one the file uses."""
+        if len(cells) < 2 or any(self.separator in c for c in cells):
+            return
+        for other in (s for s in SEPARATORS if s != self.separator):
+            joined = [i for i, c in enumerate(cells) if other in c.strip()]
+            if len(joined) >= max(2, len(cells) // 10):
+                raise DataError(
+                    f"{where(joined[0])}: data.label_separator is {self.separator!r}, which joins no label cell, but "
+                    f"{len(joined)} cells hold {other!r} (e.g. {cells[joined[0]].strip()[:60]!r}); set "
+                    f"data.label_separator: {other!r} if that joins an example's labels"
+                )
 
     def remap(self, labels: np.ndarray, names: list[str], onto: list[str], what: str) -> np.ndarray:
         index = {n: i for i, n in enumerate(onto)}

@@ -1,0 +1,119 @@
+"""What every objective promises the engine, table-driven over the registered problem types, and
+the errors each gives for targets it cannot read."""
+
+import numpy as np
+import pytest
+import torch
+
+from tunelab.config import PROBLEM_METRICS, Config
+from tunelab.errors import DataError
+from tunelab.objectives import better, objective_for, objective_names
+
+CELLS = {
+    "single_label": ["cat", "dog", "cat", "fox", "dog", "fox"] * 4,
+    "multi_label": ["cat|small", "dog", "cat", "fox|small", "dog|small", "fox"] * 4,
+    "regression": ["1.5", "2", "-3", "4.25", "0", "10"] * 4,
+}
+
+
+def where(i: int) -> str:
+    return f"data.csv, line {i + 2}"
+
+
+@pytest.mark.parametrize("problem", objective_names())
+def test_every_objective_reads_trains_scores_and_decodes_its_targets(problem):
+    objective = objective_for(problem)
+    labels, names = objective.encode(CELLS[problem], where)
+    assert len(labels) == len(CELLS[problem]) and names
+    assert objective.reported == PROBLEM_METRICS[problem] and objective.primary == objective.reported[0]
+    strata = objective.strata(labels)
+    assert strata.dtype == np.int64 and len(strata) == len(labels)
+    objective.check(labels, names, "data.csv")
+    y = torch.from_numpy(labels)
+    objective.fit(y, len(names), torch.device("cpu"))
+    head = objective.output_layer()
+    outputs = head(torch.randn(len(y), len(names), requires_grad=True))
+    loss = objective.loss(outputs, y)
+    loss.backward()  # the loss reaches the outputs
+    m = objective.metrics(outputs.detach(), y, names, detailed=True)
+    assert {"loss", *objective.reported} <= set(m) and m["n"] == len(y)
+    assert better(objective, "val_loss") == "min"
+    decoded = objective.decode(outputs.detach())
+    rows = objective.predictions(decoded, names, top=2)
+    assert len(rows) == len(y) and all(r["top"] for r in rows)
+    objective.tune(outputs.detach(), y)
+    again = objective_for(problem)
+    again.load(objective.state())
+    assert again.state() == objective.state()  # what a finished run keeps decodes the same way
+
+
+def test_a_test_set_is_read_against_the_training_names():
+    ml = objective_for("multi_label")
+    _, names = ml.encode(["a|b", "b", "c"], where)
+    test, _ = ml.encode(["c|a"], where, names)
+    assert names == ["a", "b", "c"] and test.tolist() == [[1.0, 0.0, 1.0]]
+    with pytest.raises(DataError, match=r"line 2: the label 'd' is not among the training labels \(a, b, c\)"):
+        ml.encode(["d|a"], where, names)
+
+
+@pytest.mark.parametrize(
+    "problem, cells, message",
+    [
+        ("regression", ["1.0", "high", "2"], r"line 3: the target 'high' is not a number"),
+        ("regression", ["1.0", "nan", "2"], r"line 3: the target is nan; a regression target is a finite number"),
+        ("regression", ["1.0", "", "2"], r"line 3: the target '' is not a number"),
+        ("multi_label", ["", " ", ""], r"no example has a label"),
+        (
+            "multi_label",
+            ["a;b", "b;c", "c", "a;c"],
+            r"line 2: data.label_separator is '\|', which joins no label cell, but 3 cells hold ';'",
+        ),
+    ],
+)
+def test_unreadable_targets_are_refused_naming_the_row(problem, cells, message):
+    with pytest.raises(DataError, match=message):
+        objective_for(problem).encode(cells, where)
+
+
+def test_targets_that_cannot_be_learnt_are_refused():
+    with pytest.raises(DataError, match=r"every target is 2\.0"):
+        objective_for("regression").check(np.full(5, 2.0, dtype=np.float32), ["y"], "data.csv")
+    ml = objective_for("multi_label")
+    with pytest.raises(DataError, match="the label\\(s\\) b occur on no training example"):
+        ml.check(np.array([[1, 0], [1, 0]], dtype=np.float32), ["a", "b"], "data.csv")
+
+
+def test_regression_outputs_are_in_the_targets_units_and_the_loss_in_standard_units():
+    reg = objective_for("regression")
+    y = torch.tensor([100.0, 200.0, 300.0])
+    reg.fit(y, 1, torch.device("cpu"))
+    out = reg.output_layer()(torch.zeros(3, 1))
+    assert out[:, 0].tolist() == pytest.approx([200.0] * 3)  # a new head starts at the mean
+    assert float(reg.loss(out, y)) == pytest.approx(2 / 3)  # (1 + 0 + 1) / 3 standard deviations squared
+
+
+def test_multi_label_thresholds_are_chosen_per_label_on_validation():
+    ml = objective_for("multi_label")
+    p = torch.tensor([[0.9, 0.2], [0.7, 0.35], [0.4, 0.3], [0.1, 0.1]])
+    y = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0]])
+    chosen = ml.tune(torch.logit(p), y)["thresholds"]
+    assert 0.4 < chosen[0] <= 0.7 and 0.2 < chosen[1] <= 0.3  # label 1 needs a low threshold to catch its positives
+    assert ml.metrics(torch.logit(p), y, ["a", "b"])["macro_f1"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "problem, setting, message",
+    [
+        ("regression", {"regularization": {"label_smoothing": 0.1}}, "label_smoothing makes soft class targets"),
+        ("multi_label", {"regularization": {"mixup": {}}}, "regularization.mixup makes soft class targets"),
+        (
+            "regression",
+            {"stages": [{"train": "head", "early_stopping": {"metric": "val_accuracy"}}]},
+            "not a metric of data.problem regression; valid: val_loss, val_r2",
+        ),
+        ("multi_label", {"tune": {"metric": "val_r2"}}, "tune.metric: 'val_r2' is not a metric of data.problem multi_label"),
+    ],
+)
+def test_settings_made_for_one_class_per_example_are_refused_for_other_problems(problem, setting, message):
+    with pytest.raises(ValueError, match=message):
+        Config.model_validate({"data": {"problem": problem}, **setting})
