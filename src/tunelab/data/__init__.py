@@ -177,9 +177,9 @@ def _plan(cfg: DataConfig) -> _Plan:
     test_spec = _separate_test(cfg)
     # evaluate_test: false holds the test set out all the same (the same train and validation
     # splits) but never opens, decodes or scores it
-    test_src = (
-        open_source(test_spec, "test", field="test", objective=objective) if test_spec is not None and cfg.evaluate_test else None
-    )
+    test_src = None
+    if test_spec is not None and cfg.evaluate_test:  # its rows read against the training classes
+        test_src = open_source(test_spec, "test", field="test", objective=objective, names=classes)
     if isinstance(test_src, FileSource) and isinstance(train_src, FileSource):
         test_src = drop_overlap(drop_duplicates(test_src, "test"), train_src)
 

@@ -221,8 +221,11 @@ def _manifest_rows(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
     return rows
 
 
-def open_source(spec: str, split: str, *, field: str, objective: Objective | None = None) -> ArraySource | FileSource:
-    """A built-in name, a class folder or a CSV manifest (labels read by ``objective``; default: single-label)."""
+def open_source(
+    spec: str, split: str, *, field: str, objective: Objective | None = None, names: list[str] | None = None
+) -> ArraySource | FileSource:
+    """A built-in name, a class folder or a CSV manifest (labels read by ``objective``; default:
+    single-label); ``names``: the training classes (labels) a test manifest's rows must use."""
     objective = objective if objective is not None else objective_for("single_label")
     p = Path(spec).expanduser()
     if objective.name != "single_label" and (spec in BUILTIN or p.is_dir()):
@@ -235,7 +238,7 @@ def open_source(spec: str, split: str, *, field: str, objective: Objective | Non
     if p.is_dir():
         return folder_source(p)
     if p.is_file() and p.suffix.lower() == ".csv":
-        return manifest_source(p, objective)
+        return manifest_source(p, objective, names)
     if p.exists():
         kind = f" (it is {not_regular(p)})" if not_regular(p) else ""
         raise DataError(f"data.{field}: {p} is neither a folder nor a .csv manifest{kind}")

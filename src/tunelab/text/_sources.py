@@ -148,13 +148,17 @@ def read_texts(
     return texts, pairs, names, items
 
 
-def _file_source(path: Path, cfg: TextDataConfig, field: str, objective: Objective) -> TextSource:
+def _file_source(path: Path, cfg: TextDataConfig, field: str, objective: Objective, names: list[str] | None = None) -> TextSource:
+    """A user's file, its label cells read by ``objective`` (against the training ``names`` for a test set)."""
     single = objective.name == "single_label"  # class names keep their own checks (kinds of label in a file)
     texts, pairs, cells, items = read_texts(path, cfg, field=field, classes=single)
-    labels, names = objective.encode(
-        cells, lambda i: f"{items[i].rsplit(':', 1)[0]}, line {items[i].rsplit(':', 1)[1]}, column '{cfg.label_column}'"
-    )
-    return TextSource(str(path), texts, pairs, labels, names, items)
+
+    def where(i: int) -> str:
+        file, line = items[i].rsplit(":", 1)
+        return f"{file}, line {line}, column '{cfg.label_column}'"
+
+    labels, found = objective.encode(cells, where, names)
+    return TextSource(str(path), texts, pairs, labels, found, items)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,7 +199,9 @@ BUILTIN_TEXT: dict[str, Callable[[str], TextSource]] = {"rotten-tomatoes": rotte
 assert set(BUILTIN_TEXT) == set(TEXT_DATASETS)
 
 
-def open_text_source(spec: str, cfg: TextDataConfig, split: str, *, field: str, objective: Objective | None = None) -> TextSource:
+def open_text_source(
+    spec: str, cfg: TextDataConfig, split: str, *, field: str, objective: Objective | None = None, names: list[str] | None = None
+) -> TextSource:
     """A built-in text set or a CSV/TSV/JSON lines file, its labels read by ``objective`` (default: single-label)."""
     objective = objective if objective is not None else objective_for("single_label")
     if spec in BUILTIN_TEXT:
@@ -205,4 +211,4 @@ def open_text_source(spec: str, cfg: TextDataConfig, split: str, *, field: str, 
                 f"CSV/TSV/JSON lines file of yours (docs/problems.md)"
             )
         return BUILTIN_TEXT[spec](split)
-    return _file_source(Path(spec).expanduser(), cfg, field, objective)
+    return _file_source(Path(spec).expanduser(), cfg, field, objective, names)

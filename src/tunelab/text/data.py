@@ -387,7 +387,7 @@ def load_text_data(cfg: DataConfig, tokenizer: Any | None = None) -> Splits[Text
     separate_test = cfg.test not in (None, "auto")
     test_src = None
     if separate_test and cfg.evaluate_test:  # evaluate_test: false holds it out but never reads it
-        test_src = open_text_source(str(cfg.test), tcfg, "test", field="test", objective=objective)
+        test_src = open_text_source(str(cfg.test), tcfg, "test", field="test", objective=objective, names=classes)
         if str(cfg.test) not in BUILTIN_TEXT:
             test_src = drop_overlap(drop_duplicates(test_src, "test"), src)
     train_idx, val_idx, test_idx, rng = split_indices(labels, classes, src.name, cfg, separate_test)
