@@ -194,7 +194,7 @@ def manifest_source(csv_path: Path, objective: Objective, classes: list[str] | N
         label, path = (row.get("label") or "").strip(), (row.get("path") or "").strip()
         if not path:
             raise DataError(f"{csv_path}, line {lineno}: the path is empty")
-        if not label:
+        if not label and objective.exclusive:  # a multi-label row may have no label that applies
             raise DataError(f"{csv_path}, line {lineno}: no label for {path}; every row needs path,label")
         p = Path(path)
         paths.append(p if p.is_absolute() else csv_path.parent / p)
