@@ -352,6 +352,7 @@ def run_sklearn(inst: Instance, seed: int, work: Path) -> dict[str, Any]:
     """Balanced logistic regression (C by CV) on all N examples per class, scored on the test set."""
     from tunelab import baselines
     from tunelab.config import DataConfig, TextDataConfig
+    from tunelab.objectives import data_objective
 
     info = task_info(inst.task)
     train_csv = draw_train(inst, seed, work)
@@ -374,16 +375,18 @@ def run_sklearn(inst: Instance, seed: int, work: Path) -> dict[str, Any]:
         tx, ex = s.train.texts, s.test.texts  # type: ignore[attr-defined]
     else:
         tx, ex = baselines.pixel_features(s.train.images), baselines.pixel_features(s.test.images)
+    objective = data_objective(cfg)
     scores = baselines.score_baselines(
         tx,
         s.train.labels.numpy(),
         {"test": (ex, s.test.labels.numpy())},
         kind="tfidf" if text else "pixels",
-        num_classes=len(s.classes),
+        objective=objective,
+        names=list(s.classes),
         seed=seed,
         solver={},
     )  # the full L-BFGS budget its rows were measured at
-    best = scores["test"][baselines.NAMES["tfidf" if text else "pixels"]]
+    best = scores["test"][baselines.name_of(objective, "tfidf" if text else "pixels")]
     return {
         "test_accuracy": best["accuracy"],
         "test_macro_f1": best["macro_f1"],

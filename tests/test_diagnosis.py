@@ -303,3 +303,19 @@ def test_a_model_that_does_not_beat_a_baseline_is_told_so():
     assert any("did not beat the logreg_pixels baseline" in w for w in d.warnings)
     final["val"]["accuracy"] = 0.95
     assert not any("baseline" in w for w in diagnose(r, CFG, final=final).warnings)
+
+
+def test_the_baseline_warning_compares_on_the_problems_primary_metric():
+    """Baselines' metrics name the primary first (R^2 for a regression, mAP for multi-label) and
+    their constant predictor first; the fine-tuned model is compared with the best of the others."""
+    from tunelab.diagnosis import _below_baselines
+
+    scores = {"mean": {"r2": -0.01, "mae": 3.0}, "ridge_pixels": {"r2": 0.62, "mae": 1.1}, "ridge_probe": {"r2": 0.4, "mae": 1.5}}
+    final = {"val": {"loss": 0.5, "r2": 0.55, "mae": 0.9, "n": 200}, "baselines": {"val": scores}}
+    (warning,) = _below_baselines(final, frozenset({"mae", "rmse"}))
+    assert "did not beat the ridge_pixels baseline" in warning and "(0.550 vs 0.620, n=200)" in warning
+    final["val"]["r2"] = 0.9
+    assert _below_baselines(final) == []
+    ml = {"majority": {"map": 0.3, "micro_f1": 0.2}, "linear_probe": {"map": float("nan"), "micro_f1": 0.5}}
+    final = {"val": {"map": 0.31, "micro_f1": 0.1, "n": 50}, "baselines": {"val": ml}}
+    assert "within the validation noise of the majority baseline" in _below_baselines(final)[0]  # NaN ignored

@@ -1,16 +1,24 @@
 """The cheap baselines a careful user compares a fine-tune against, scored in every run.
 
-- ``majority``: always the most frequent training class;
-- ``logreg_pixels`` (images): logistic regression on the raw pixels (at most 32 x 32);
-- ``logreg_tfidf`` (text): logistic regression on TF-IDF of word 1-2-grams;
-- ``linear_probe``: logistic regression on the pretrained backbone's pooled features.
+Each problem type (:mod:`tunelab.objectives`) names its three and provides their models
+(``constant_outputs``, ``fit_linear``); this module fits them on the run's inputs and scores them
+with the objective's own metrics (``objective.reported``, the primary first):
 
-The logistic regressions weight classes by their inverse frequency (``class_weight="balanced"``)
-and choose C by stratified cross-validation on the training split, as scikit-learn users do. They
-take seconds on the small data sets fine-tuning is for; above ``MAX_TRAIN`` examples they are
-fitted on a stratified sample of that many.
+- a constant predictor: the majority class (single-label), each label at its training frequency
+  (multi-label), the training mean (regression);
+- the problem's linear model on the raw inputs, ``<model>_pixels`` (images: the raw pixels, at most
+  32 x 32) or ``<model>_tfidf`` (text: TF-IDF of word 1-2-grams): a class-balanced logistic
+  regression (``logreg``), one per label (multi-label), or ridge regression (``ridge``);
+- the same model on the pretrained backbone's pooled features: ``linear_probe``, ``ridge_probe``.
 
-    scores = score_baselines(train_x, train_y, {"val": (val_x, val_y)}, kind="pixels")
+The single-label logistic regressions weight classes by their inverse frequency
+(``class_weight="balanced"``) and choose C by stratified cross-validation on the training split, as
+scikit-learn users do. They take seconds on the small data sets fine-tuning is for; above
+``MAX_TRAIN`` examples they are fitted on a sample of that many, stratified as the objective
+stratifies splits.
+
+    scores = score_baselines(train_x, train_y, {"val": (val_x, val_y)}, kind="pixels",
+                             objective=objective_for("single_label"), names=classes)
     scores["val"]["logreg_pixels"]["accuracy"]
 """
 
@@ -24,10 +32,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tunelab.engine.probe import fit_logistic, fit_standardised, pooled_features
+from tunelab.engine.probe import fit_logistic, pooled_features, standardise
+from tunelab.metrics import SHOWN
 
 if TYPE_CHECKING:
     from tunelab.engine.model import FineTuneModel
+    from tunelab.objectives import Objective
 
 log = logging.getLogger("tunelab")
 
@@ -41,16 +51,18 @@ BASELINE_SOLVER: dict[str, Any] = {"max_iter": 100, "tol": 1e-3}
 PIXEL_SIZE = 32  # raw-pixel baseline resolution (area-resized): 3,072 features for colour
 
 Kind = Literal["pixels", "tfidf", "features"]
-NAMES = {"pixels": "logreg_pixels", "tfidf": "logreg_tfidf", "features": "linear_probe"}
 
 
-def _scores(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, float]:
-    from sklearn.metrics import f1_score
+def name_of(objective: Objective, kind: Kind) -> str:
+    """The name of the objective's linear baseline on ``kind`` inputs ("logreg_pixels", "linear_probe")."""
+    names = objective.baselines
+    return names.probe if kind == "features" else f"{names.model}_{kind}"
 
-    return {
-        "accuracy": float((y_true == y_pred).mean()) if len(y_true) else float("nan"),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=list(range(num_classes)), average="macro", zero_division=0)),
-    }
+
+def _scores(objective: Objective, outputs: torch.Tensor, targets: np.ndarray, names: list[str]) -> dict[str, float]:
+    """The objective's reported metrics (the primary first) of ``outputs`` against ``targets``."""
+    m = objective.metrics(outputs, torch.from_numpy(np.asarray(targets)), names)
+    return {k: m[k] for k in objective.reported}
 
 
 def pixel_features(images: torch.Tensor) -> np.ndarray:
@@ -64,33 +76,45 @@ def pixel_features(images: torch.Tensor) -> np.ndarray:
 
 
 def stratified_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Sorted indices of ``n`` examples keeping the class shares of ``y`` (all of them when fewer)."""
+    """Sorted indices of ``n`` examples keeping the class (stratum) shares of ``y`` (all of them
+    when fewer; a plain random sample when a stratum is too small to split)."""
     if len(y) <= n:
         return np.arange(len(y))
     from sklearn.model_selection import train_test_split
 
-    idx, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=y, random_state=seed)
+    try:
+        idx, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=y, random_state=seed)
+    except ValueError:  # a stratum of one example, or more strata than examples left out
+        idx = np.random.default_rng(seed).choice(len(y), n, replace=False)
     return np.sort(idx)
 
 
 def fit_predict(
-    kind: Kind, x: Any, y: np.ndarray, evals: dict[str, Any], seed: int = 0, solver: dict[str, Any] = BASELINE_SOLVER
-) -> dict[str, np.ndarray]:
-    """Fit the features (TF-IDF for text, standardisation otherwise) and a balanced logistic
-    regression on ``x``, with C chosen by stratified cross-validation when every class has at least
-    two examples (plain C = 1 otherwise); the predicted classes of each eval input. ``solver``: the
-    L-BFGS bounds of :func:`tunelab.engine.probe.fit_logistic` ({} for its own)."""
-    features, model = _fit(kind, x, y, seed, solver)
-    return {name: model.predict(features.transform(e)) for name, e in evals.items()}
+    kind: Kind,
+    x: Any,
+    y: np.ndarray,
+    evals: dict[str, Any],
+    *,
+    objective: Objective,
+    k: int,
+    seed: int = 0,
+    solver: dict[str, Any] = BASELINE_SOLVER,
+) -> dict[str, torch.Tensor]:
+    """Fit the features (TF-IDF for text, standardisation otherwise) and the objective's linear model
+    on ``x`` and targets ``y`` of ``k`` names; the outputs for each eval input. ``solver``: the L-BFGS
+    bounds of :func:`tunelab.engine.probe.fit_logistic` ({} for its own)."""
+    features, z = _features(kind, x)
+    predict = objective.fit_linear(z, y, k, lambda zz, c: fit_logistic(zz, c, seed, **solver))
+    return {name: predict(features.transform(e)) for name, e in evals.items()}
 
 
-def _fit(kind: Kind, x: Any, y: np.ndarray, seed: int, solver: dict[str, Any]) -> tuple[Any, Any]:
+def _features(kind: Kind, x: Any) -> tuple[Any, Any]:
     if kind != "tfidf":
-        return fit_standardised(x, y, seed, **solver)
+        return standardise(x)
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     features = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), max_features=100_000)
-    return features, fit_logistic(features.fit_transform(x), y, seed, **solver)
+    return features, features.fit_transform(x)
 
 
 def score_baselines(
@@ -99,42 +123,46 @@ def score_baselines(
     evals: dict[str, tuple[Any, np.ndarray]],
     *,
     kind: Kind,
-    num_classes: int,
+    objective: Objective,
+    names: list[str],
     features: tuple[np.ndarray, dict[str, np.ndarray]] | None = None,
     seed: int = 0,
-    majority: int | None = None,
+    constant_of: np.ndarray | None = None,
     solver: dict[str, Any] = BASELINE_SOLVER,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """``{split: {baseline: {accuracy, macro_f1}}}`` for every split in ``evals`` (inputs, labels).
+    """``{split: {baseline: metrics}}`` for every split in ``evals`` (inputs, targets), the metrics
+    those ``objective.reported`` names (``names``: the model's output names).
 
     ``train_x`` and the eval inputs are pixel arrays (``kind="pixels"``) or lists of texts
     (``"tfidf"``); ``features`` optionally gives pretrained pooled features of the training split and
-    of each eval split, for the linear probe. ``majority``: the most frequent class of the whole
-    training split, when ``train_y`` is a sample of it. ``solver``: as in :func:`fit_predict`."""
+    of each eval split, for the probe. ``constant_of``: the targets of the whole training split,
+    when ``train_y`` is a sample of it. ``solver``: as in :func:`fit_predict`."""
     y = np.asarray(train_y)
     out: dict[str, dict[str, dict[str, float]]] = {name: {} for name in evals}
-    majority = int(np.bincount(y, minlength=num_classes).argmax()) if majority is None else majority
+    row = objective.constant_outputs(y if constant_of is None else np.asarray(constant_of), len(names))
     for name, (_, ey) in evals.items():
-        out[name]["majority"] = _scores(np.asarray(ey), np.full(len(ey), majority), num_classes)
-    if len(np.unique(y)) < 2:
+        out[name][objective.baselines.constant] = _scores(objective, row.expand(len(ey), -1), ey, names)
+    if len(np.unique(y, axis=0)) < 2:  # every training target the same: nothing for a model to fit
         return out
-    sub = stratified_sample(y, MAX_TRAIN, seed)
+    sub = stratified_sample(objective.strata(y), MAX_TRAIN, seed)
     fits: list[tuple[Kind, Any, dict[str, Any]]] = [(kind, train_x, {k: v[0] for k, v in evals.items()})]
     if features is not None:
         fits.append(("features", features[0], features[1]))
-    for k, x, eval_inputs in fits:
+    for fit_kind, x, eval_inputs in fits:
         pick = [x[i] for i in sub] if isinstance(x, list) else x[sub]
-        preds = fit_predict(k, pick, y[sub], eval_inputs, seed, solver)
+        outputs = fit_predict(fit_kind, pick, y[sub], eval_inputs, objective=objective, k=len(names), seed=seed, solver=solver)
         for name, (_, ey) in evals.items():
-            out[name][NAMES[k]] = _scores(np.asarray(ey), np.asarray(preds[name]), num_classes)
+            out[name][name_of(objective, fit_kind)] = _scores(objective, outputs[name], ey, names)
     return out
 
 
 def render(scores: dict[str, dict[str, float]], model: dict[str, float] | None = None) -> str:
-    """A few lines comparing the fine-tuned model with each baseline on one split."""
+    """A few lines comparing the fine-tuned model with each baseline on one split, on the metrics
+    the baselines were scored by (the primary first)."""
+    keys = list(next(iter(scores.values()))) if scores else []
     rows = ([("fine-tuned model", model)] if model is not None else []) + list(scores.items())
     w = max(len(n) for n, _ in rows)
-    return "\n".join(f"  {n:<{w}}  accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}" for n, m in rows)
+    return "\n".join(f"  {n:<{w}}  " + "  ".join(f"{SHOWN.get(k, k)} {m[k]:.4f}" for k in keys) for n, m in rows)
 
 
 def _raw(kind: Kind, split: Any, rows: np.ndarray | None = None) -> Any:
@@ -145,17 +173,24 @@ def _raw(kind: Kind, split: Any, rows: np.ndarray | None = None) -> Any:
 
 
 def run_baselines(
-    splits: Any, model: FineTuneModel, *, kind: Kind, batch_size: int, device: torch.device, seed: int
+    splits: Any,
+    model: FineTuneModel,
+    *,
+    kind: Kind,
+    objective: Objective,
+    batch_size: int,
+    device: torch.device,
+    seed: int,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """Every baseline fitted on ``splits.train`` and scored on its validation and test splits.
-    Call it before training: the linear probe needs the pretrained backbone's features."""
+    """Every baseline of ``objective`` fitted on ``splits.train`` and scored on its validation and
+    test splits. Call it before training: the probe needs the pretrained backbone's features."""
     evals = {n: s for n, s in (("val", splits.val), ("test", splits.test)) if s is not None}
     if not evals:
         return {}
     t0 = time.perf_counter()
     y = splits.train.labels.numpy()
     # the regressions see at most MAX_TRAIN training examples: only those go through the network
-    sub = stratified_sample(y, MAX_TRAIN, seed)
+    sub = stratified_sample(objective.strata(y), MAX_TRAIN, seed)
     feats = (
         pooled_features(model, splits.train.inputs[torch.from_numpy(sub)], batch_size, device),
         {n: pooled_features(model, s.inputs, batch_size, device) for n, s in evals.items()},
@@ -165,10 +200,11 @@ def run_baselines(
         y[sub],
         {n: (_raw(kind, s), s.labels.numpy()) for n, s in evals.items()},
         kind=kind,
-        num_classes=len(splits.classes),
+        objective=objective,
+        names=list(splits.classes),
         features=feats,
         seed=seed,
-        majority=int(np.bincount(y, minlength=len(splits.classes)).argmax()),
+        constant_of=y,
     )
     log.info("baselines scored in %.1f s (fitted on the training split)", time.perf_counter() - t0)
     return out

@@ -551,9 +551,9 @@ class RunConfig(_Section):
     progress: bool = Field(True, description="progress bars on a terminal")
     baselines: bool = Field(
         True,
-        description="score the cheap baselines (majority class, logistic regression on "
-        "raw pixels or TF-IDF, linear probe on the pretrained features) on the validation and "
-        "test splits, beside the fine-tuned model (seconds on small data)",
+        description="score the problem type's cheap baselines (majority class or label frequencies or "
+        "the mean; logistic or ridge regression on raw pixels or TF-IDF, and on the pretrained features) on "
+        "the validation and test splits, beside the fine-tuned model (seconds on small data)",
     )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",

@@ -132,9 +132,18 @@ def diagnose(
         else:
             d.recommendations = recommend(d.verdict, config, stage, rows)
     if final is not None:
-        d.warnings += _collapse(final) + _below_baselines(final)
+        d.warnings += _collapse(final) + _below_baselines(final, _lower_better(config))
         d.recommendations = _more_data_first(d, final) + _no_flips_if_mirrors_differ(d.recommendations, final)
     return d
+
+
+def _lower_better(config: Any | None) -> frozenset[str]:
+    """The metrics where lower is better for the config's problem type (none known without one)."""
+    if config is None:
+        return frozenset()
+    from tunelab.objectives import objective_for
+
+    return objective_for(config.data.problem).minimize
 
 
 def _no_flips_if_mirrors_differ(recs: list[str], final: dict[str, Any]) -> list[str]:
@@ -160,25 +169,32 @@ def _more_data_first(d: Diagnosis, final: dict[str, Any]) -> list[str]:
     ]
 
 
-def _below_baselines(final: dict[str, Any]) -> list[str]:
+def _below_baselines(final: dict[str, Any], lower_better: frozenset[str] = frozenset()) -> list[str]:
     """A fine-tuned model that does not beat a cheap baseline on the validation split by more than
-    the split's noise (BASELINE_SE standard errors) is said so plainly."""
+    the split's noise (BASELINE_SE standard errors) is said so plainly. The comparison is on the
+    problem's primary metric, which the baselines' metrics name first (:mod:`tunelab.baselines`),
+    against the best baseline but the constant predictor listed first (majority class, label
+    frequencies, mean) unless it is the only one; ``lower_better``: the metrics where lower is
+    better. The noise is a proportion's standard error: exact for accuracy, a rough scale for mAP or R^2."""
     val, scores = final.get("val"), (final.get("baselines") or {}).get("val")
     if not val or not scores or not val.get("n"):
         return []
+    constant = next(iter(scores))
+    metric = next(iter(scores[constant]))
+    sign = -1.0 if metric in lower_better else 1.0  # compared as "higher is better"
     name, best = max(
-        ((n, m) for n, m in scores.items() if n != "majority"),
-        key=lambda t: t[1]["accuracy"],
-        default=("majority", scores["majority"]),
+        ((n, m) for n, m in scores.items() if n != constant and not math.isnan(m[metric])),
+        key=lambda t: sign * t[1][metric],
+        default=(constant, scores[constant]),
     )
-    p = min(max(best["accuracy"], 0.01), 0.99)
-    margin = BASELINE_SE * math.sqrt(p * (1 - p) / val["n"])
-    if val["accuracy"] > best["accuracy"] + margin:
+    model, base = val.get(metric, math.nan), best[metric]
+    p = min(max(base, 0.01), 0.99)
+    if math.isnan(model) or math.isnan(base) or sign * model > sign * base + BASELINE_SE * math.sqrt(p * (1 - p) / val["n"]):
         return []
-    what = "did not beat" if val["accuracy"] <= best["accuracy"] else "was within the validation noise of"
+    what = "did not beat" if sign * model <= sign * base else "was within the validation noise of"
     return [
-        f"the fine-tuned model {what} the {name} baseline on the validation split ({val['accuracy']:.3f} vs "
-        f"{best['accuracy']:.3f}, n={val['n']}): the pretrained model may not suit this data, or the recipe "
+        f"the fine-tuned model {what} the {name} baseline on the validation split ({model:.3f} vs "
+        f"{base:.3f}, n={val['n']}): the pretrained model may not suit this data, or the recipe "
         "needs changing (see the baselines in metrics.json)"
     ]
 

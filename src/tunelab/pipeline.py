@@ -263,11 +263,15 @@ def _before_training(
         cfg = _rates_by_probe(cfg, splits, model, ctx.run_dir, ctx.dist, ctx.device)
     if ctx.dist.main:
         _truncate_metrics(ctx.run_dir, pos)
-        if cfg.run.baselines and not pos.tensors and not ctx.objective.exclusive:
-            log.info("baselines: none yet for data.problem %s", ctx.objective.name)
-        elif cfg.run.baselines and not pos.tensors:  # before training: the probe needs the pretrained features
+        if cfg.run.baselines and not pos.tensors:  # before training: the probe needs the pretrained features
             scores = run_baselines(
-                splits, model, kind=ctx.task.baseline, batch_size=cfg.data.eval_batch_size, device=ctx.device, seed=cfg.run.seed
+                splits,
+                model,
+                kind=ctx.task.baseline,
+                objective=ctx.objective,
+                batch_size=cfg.data.eval_batch_size,
+                device=ctx.device,
+                seed=cfg.run.seed,
             )
             ckpt.atomic_write_text(ctx.run_dir / "baselines.json", json.dumps(scores, indent=1))
     return cfg

@@ -58,18 +58,25 @@ def cv_accuracy(model: Any) -> float | None:
     return float(per_c.max())
 
 
-def fit_standardised(x: Any, y: np.ndarray, seed: int, **solver: Any) -> tuple[Any, Any]:
-    """Standardisation + full-rank PCA, then :func:`fit_logistic`: (features pipeline, model)."""
+def standardise(x: Any) -> tuple[Any, np.ndarray]:
+    """Standardisation + full-rank PCA fitted on ``x``: (features pipeline, transformed ``x``)."""
     from sklearn.decomposition import PCA
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    # L2-regularised logistic regression is invariant to rotations and its solution lies in the span
-    # of the training examples, so a full-rank PCA changes no prediction while making every fit
-    # 10-40x faster when there are fewer examples than features (the usual case here)
-    width = int(np.asarray(x).shape[1])
-    features = make_pipeline(StandardScaler(), PCA(n_components=min(len(y), width), svd_solver="full"))
-    return features, fit_logistic(features.fit_transform(x), y, seed, **solver)
+    # L2-regularised linear models (logistic or ridge regression) are invariant to rotations and
+    # their solution lies in the span of the training examples, so a full-rank PCA changes no
+    # prediction while making every fit 10-40x faster when there are fewer examples than features
+    # (the usual case here)
+    n, width = np.asarray(x).shape
+    features = make_pipeline(StandardScaler(), PCA(n_components=min(n, width), svd_solver="full"))
+    return features, features.fit_transform(x)
+
+
+def fit_standardised(x: Any, y: np.ndarray, seed: int, **solver: Any) -> tuple[Any, Any]:
+    """:func:`standardise`, then :func:`fit_logistic`: (features pipeline, model)."""
+    features, z = standardise(x)
+    return features, fit_logistic(z, y, seed, **solver)
 
 
 def linear_probe(x: np.ndarray, y: np.ndarray, num_classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ that satisfies :class:`Objective` and one line in ``OBJECTIVES``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
@@ -24,6 +25,20 @@ from tunelab.errors import ConfigError
 
 if TYPE_CHECKING:
     from tunelab.config import Config, DataConfig
+
+
+Logistic = Callable[[Any, np.ndarray], Any]
+"""``logistic(z, classes)``: a class-balanced logistic regression fitted on features ``z``, C by
+cross-validation (:func:`tunelab.engine.probe.fit_logistic` with the caller's seed and solver budget)."""
+
+
+@dataclass(frozen=True)
+class BaselineNames:
+    """The names of a problem type's cheap baselines (:mod:`tunelab.baselines` fits and scores them)."""
+
+    constant: str  # the predictor that ignores the input: "majority", "mean"
+    model: str  # the linear model on the raw inputs, named "<model>_<kind>": "logreg_pixels", "ridge_tfidf"
+    probe: str  # the same model on the pretrained backbone's pooled features: "linear_probe", "ridge_probe"
 
 
 class Objective(Protocol):
@@ -40,6 +55,7 @@ class Objective(Protocol):
     # (the probe that picks learning rates, the lexical blend, few-shot pairs, distillation)
     exclusive: ClassVar[bool]
     examples: ClassVar[str]  # what a name counts in tables: "class", "label", "target"
+    baselines: ClassVar[BaselineNames]
 
     def configure(self, options: dict[str, Any]) -> None:
         """The options of the run (class weighting, label smoothing, separator) before anything is read."""
@@ -98,6 +114,16 @@ class Objective(Protocol):
     def counts(self, labels: np.ndarray, k: int) -> list[float]:
         """A per-name figure of a split for the data table: examples per class or label, or the
         mean of the target."""
+        ...
+
+    def constant_outputs(self, targets: np.ndarray, k: int) -> torch.Tensor:
+        """Outputs [1, width] of the baseline that ignores the input, learnt from the training
+        ``targets`` of ``k`` names (the majority class, each label's frequency, the mean)."""
+        ...
+
+    def fit_linear(self, z: Any, targets: np.ndarray, k: int, logistic: Logistic) -> Callable[[Any], torch.Tensor]:
+        """The problem type's linear baseline fitted on features ``z`` [N, D] and ``targets``: a
+        function from features to outputs [M, width], read by :meth:`metrics` as the head's."""
         ...
 
     def predictions(self, decoded: np.ndarray, names: list[str], top: int) -> list[dict[str, Any]]:

@@ -18,10 +18,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from tunelab.errors import DataError
+from tunelab.objectives import BaselineNames, Logistic
 
 log = logging.getLogger("tunelab")
 
 SEPARATORS = ("|", ";", ",", " ")  # what label files join labels with, checked when the configured one is unused
+# the one-vs-rest baselines fix C at scikit-learn's default instead of cross-validating it per
+# label: on emoji-tags and debian-debtags (50 labels, 1,000 training examples, one thread)
+# cross-validation took 25 s (pixels) and 21 s (TF-IDF) instead of 4 s and 1.5 s, for the same test
+# mAP (0.328 against 0.325, 0.502 against 0.508)
+BASELINE_C = 1.0
 MAX_POS_WEIGHT = 30.0  # a label on 1 example in 1,000 would otherwise get a weight of 1,000 and swamp the loss
 
 
@@ -51,6 +57,7 @@ class MultiLabel:
     train_metric: ClassVar[str | None] = "subset_accuracy"
     exclusive: ClassVar[bool] = False
     examples: ClassVar[str] = "label"
+    baselines: ClassVar[BaselineNames] = BaselineNames("majority", "logreg", "linear_probe")
 
     def __init__(self) -> None:
         self.separator, self.weighting = "|", "none"
@@ -196,6 +203,16 @@ class MultiLabel:
     def counts(self, labels: np.ndarray, k: int) -> list[float]:
         return labels.sum(0).astype(int).tolist() if len(labels) else [0] * k
 
+    def constant_outputs(self, targets: np.ndarray, k: int) -> torch.Tensor:
+        """Each label at its training frequency: at threshold 0.5 the labels on over half the examples."""
+        return _logit(targets.mean(0, keepdims=True))
+
+    def fit_linear(self, z: Any, targets: np.ndarray, k: int, logistic: Logistic) -> Callable[[Any], torch.Tensor]:
+        """One-vs-rest class-balanced logistic regressions at C = BASELINE_C (a label that is on every
+        example or on none keeps its frequency); the label probabilities as logits."""
+        models = [_one_label(z, column) for column in targets.T]
+        return lambda e: _logit(np.column_stack([m(e) for m in models]))
+
     def predictions(self, decoded: np.ndarray, names: list[str], top: int) -> list[dict[str, Any]]:
         thr = self._thresholds(len(names))
         out = []
@@ -205,3 +222,25 @@ class MultiLabel:
                 {"labels": [names[j] for j in order if p[j] >= thr[j]], "top": [(names[j], float(p[j])) for j in order[:top]]}
             )
         return out
+
+
+def _logit(p: np.ndarray) -> torch.Tensor:
+    """Probabilities as logits, whose sigmoid gives them back."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return torch.from_numpy(np.log(p / (1 - p))).float()
+
+
+def _one_label(z: Any, y: np.ndarray) -> Callable[[Any], np.ndarray]:
+    """A balanced logistic regression of one label: a function from features to its probability."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    if y.min() == y.max():
+        return lambda e: np.full(e.shape[0], float(y[0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = LogisticRegression(C=BASELINE_C, class_weight="balanced", max_iter=100, tol=1e-3)
+        model.fit(z, y.astype(np.int64))
+    return lambda e: model.predict_proba(e)[:, 1]

@@ -16,7 +16,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from tunelab.errors import DataError
+from tunelab.objectives import BaselineNames, Logistic
 
+# the ridge penalties the baselines choose from by leave-one-out cross-validation (exact and cheap
+# for ridge): from TF-IDF rows of unit length to thousands of standardised pixels
+ALPHAS = np.logspace(-3, 5, 17)
 BINS = 5  # quantile bins that stratified splits keep the target's distribution by
 
 
@@ -56,6 +60,7 @@ class Regression:
     train_metric: ClassVar[str | None] = None
     exclusive: ClassVar[bool] = False
     examples: ClassVar[str] = "target"
+    baselines: ClassVar[BaselineNames] = BaselineNames("mean", "ridge", "ridge_probe")
 
     def __init__(self) -> None:
         self.kind, self.target = "mse", "value"
@@ -134,6 +139,17 @@ class Regression:
 
     def counts(self, labels: np.ndarray, k: int) -> list[float]:
         return [round(float(labels.mean()), 4)] if len(labels) else [float("nan")]
+
+    def constant_outputs(self, targets: np.ndarray, k: int) -> torch.Tensor:
+        """The training mean."""
+        return torch.tensor([[float(np.mean(targets, dtype=np.float64))]])
+
+    def fit_linear(self, z: Any, targets: np.ndarray, k: int, logistic: Logistic) -> Callable[[Any], torch.Tensor]:
+        """Ridge regression, its penalty by leave-one-out cross-validation over ALPHAS."""
+        from sklearn.linear_model import RidgeCV
+
+        model = RidgeCV(alphas=ALPHAS).fit(z, targets.astype(np.float64))
+        return lambda e: torch.from_numpy(np.asarray(model.predict(e), dtype=np.float64)).reshape(-1, 1)
 
     def predictions(self, decoded: np.ndarray, names: list[str], top: int) -> list[dict[str, Any]]:
         return [{"value": float(v[0]), "top": [(names[0], float(v[0]))]} for v in decoded]

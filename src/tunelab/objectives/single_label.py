@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tunelab.errors import DataError
+from tunelab.objectives import BaselineNames, Logistic
 
 log = logging.getLogger("tunelab")
 
@@ -68,6 +69,7 @@ class SingleLabel:
     train_metric: ClassVar[str | None] = "accuracy"
     exclusive: ClassVar[bool] = True
     examples: ClassVar[str] = "class"
+    baselines: ClassVar[BaselineNames] = BaselineNames("majority", "logreg", "linear_probe")
 
     def __init__(self) -> None:
         self.weighting, self.smoothing = "none", 0.0
@@ -140,6 +142,16 @@ class SingleLabel:
 
     def counts(self, labels: np.ndarray, k: int) -> list[float]:
         return np.bincount(labels[labels >= 0], minlength=k).tolist()
+
+    def constant_outputs(self, targets: np.ndarray, k: int) -> torch.Tensor:
+        """The most frequent training class, as a one-hot row."""
+        return F.one_hot(torch.tensor([int(np.bincount(targets, minlength=k).argmax())]), k).float()
+
+    def fit_linear(self, z: Any, targets: np.ndarray, k: int, logistic: Logistic) -> Callable[[Any], torch.Tensor]:
+        """The balanced logistic regression; its predicted classes as one-hot rows (a class absent
+        from ``targets`` is never predicted)."""
+        model = logistic(z, targets)
+        return lambda e: F.one_hot(torch.from_numpy(np.asarray(model.predict(e), dtype=np.int64)), k).float()
 
     def predictions(self, decoded: np.ndarray, names: list[str], top: int) -> list[dict[str, Any]]:
         order = np.argsort(-decoded, axis=1)[:, :top]
