@@ -117,3 +117,11 @@ def test_multi_label_thresholds_are_chosen_per_label_on_validation():
 def test_settings_made_for_one_class_per_example_are_refused_for_other_problems(problem, setting, message):
     with pytest.raises(ValueError, match=message):
         Config.model_validate({"data": {"problem": problem}, **setting})
+
+
+def test_multi_label_strata_group_by_the_rarest_label_and_fold_groups_too_small_to_split():
+    ml = objective_for("multi_label")
+    cells = ["a"] * 20 + ["a|b"] * 6 + ["a|c"] * 2  # c is on two examples: too few for a group of its own
+    labels, names = ml.encode(cells, where)
+    strata = ml.strata(labels)
+    assert set(strata[:20]) == {0} and set(strata[20:26]) == {1} and set(strata[26:]) == {len(names)}

@@ -233,8 +233,8 @@ class Trainer:
                 raise diverged(self.cfg, self.dir, si, epoch, start // bs, total, lr)
             if self.distill is not None and self.distill.active:
                 terms.update(self.distill.last)  # its cross-entropy is the training loss; its KL term a penalty
-            # unlabelled examples (label -1) count no hit or miss
-            tally.add(terms, len(idx), hits, int((y >= 0).sum()), total)
+            # unlabelled examples (label -1, single-label distillation) count no hit or miss; a target is one row
+            tally.add(terms, len(idx), hits, int((y.reshape(len(y), -1) >= 0).all(1).sum()), total)
         return tally.row(dist, opt.param_groups[0]["lr"])
 
     def step_loss(self, epoch: int, idx: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
