@@ -6,7 +6,7 @@ import argparse
 import json
 import signal
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tunelab.errors import Interrupted, TunelabError
 
@@ -14,6 +14,14 @@ if TYPE_CHECKING:
     from typing import TypeAlias
 
     Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _final_line(m: dict[str, Any]) -> str:
+    """The last line of a fit: the primary metric (the first the objective reports), then the second."""
+    from tunelab.metrics import SHOWN
+
+    first, second = [k for k, v in m.items() if isinstance(v, float) and k != "loss"][:2]
+    return f"{SHOWN.get(first, first)}: {m[first]:.4f}  ({SHOWN.get(second, second)} {m[second]:.4f}, n={m['n']})"
 
 
 def _fit(a: argparse.Namespace) -> None:
@@ -38,7 +46,7 @@ def _fit(a: argparse.Namespace) -> None:
     test = run.metrics.get("test") or run.metrics.get("val")
     if test is not None:
         which = "test" if "test" in run.metrics else "val"
-        print(f"\nfinal {which} accuracy: {test['accuracy']:.4f}  (macro-F1 {test['macro_f1']:.4f}, n={test['n']})")
+        print(f"\nfinal {which} {_final_line(test)}")
     print(f"run folder: {run.dir}")
     print(f"report: {run.dir / 'report.html'}")
 

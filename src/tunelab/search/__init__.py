@@ -44,6 +44,7 @@ from optuna.trial import TrialState
 from tunelab import checkpoint as ckpt
 from tunelab.config import Config, TuneConfig, build_config, dump_config, read_raw
 from tunelab.errors import ConfigError, TunelabError
+from tunelab.objectives import better, metric_of, objective_of
 from tunelab.runs import LogFile
 from tunelab.search._interrupts import Interrupts, is_interrupt
 from tunelab.search.space import (
@@ -115,7 +116,8 @@ def tune(
     url = storage or f"sqlite:///{(plan.dir / 'study.db').resolve()}"
     n_trials = plan.settings.trials if trials is None else trials  # 0: only write up the study as it is
     with _study_logging(plan.dir):
-        study = _open_study(url, plan.name, plan.settings, plan.base.run.seed, shared=storage is not None)
+        direction = better(objective_of(plan.base), plan.settings.metric)
+        study = _open_study(url, plan.name, plan.settings, plan.base.run.seed, shared=storage is not None, direction=direction)
         check_compatible(study, plan.params)
         _log_start(study, plan, url, n_trials, timeout)
         objective = _Objective(plan.raw, plan.fixed, plan.params, plan.settings.metric, plan.source, plan.base, plan.name)
@@ -156,7 +158,8 @@ def _plan(config: Config | str | Path | dict[str, Any] | None, overrides: list[s
     raw, source = _raw(config)
     overrides = list(overrides or [])
     base = build_config(raw, overrides, source)  # every section checked before anything runs
-    settings = base.tune or TuneConfig()
+    # "auto" resolved once: every trial, the study's direction and its report name the same metric
+    settings = (base.tune or TuneConfig()).model_copy(update={"metric": metric_of(base)})
     if base.data.val_split <= 0:
         raise ConfigError("tunelab tune judges trials on the validation set: set data.val_split > 0")
     name = study_name or f"{base.run.name or (Path(config).stem if isinstance(config, (str, Path)) else 'study')}-tune"
@@ -353,17 +356,18 @@ def _for_fit(trial_cfg: Config, base: Config, name: str) -> Config:
 # --- the study -----------------------------------------------------------------------------------
 
 
-def _open_study(url: str, name: str, settings: TuneConfig, seed: int, *, shared: bool) -> optuna.Study:
-    direction: Literal["minimize", "maximize"] = "minimize" if settings.metric == "val_loss" else "maximize"
+def _open_study(url: str, name: str, settings: TuneConfig, seed: int, *, shared: bool, direction: str) -> optuna.Study:
+    """The study ``name`` at ``url`` (created, or joined), optimizing ``direction`` ('min' or 'max')."""
+    goal: Literal["minimize", "maximize"] = "minimize" if direction == "min" else "maximize"
     try:
         with _creation_lock(url):
-            study = _create_study(url, name, direction, settings)
+            study = _create_study(url, name, goal, settings)
     except Exception as e:  # a bad URL, a missing database driver, an unreachable server
         raise ConfigError(f"storage {_hide_password(url)}: {type(e).__name__}: {e}") from None
-    if study.direction.name.lower() != direction:
+    if study.direction.name.lower() != goal:
         raise ConfigError(
             f"study '{name}' in {_hide_password(url)} was created to {study.direction.name.lower()} "
-            f"its value, but tune.metric {settings.metric} needs {direction}; use another --study name"
+            f"its value, but tune.metric {settings.metric} needs {goal}; use another --study name"
         )
     # One worker on the default storage is reproducible: the seed follows run.seed and the trials
     # already done. Workers on a shared database also mix in their host and process, so that
