@@ -35,6 +35,7 @@ from tunelab.engine.model import FineTuneModel
 from tunelab.engine.probe import pooled_features
 from tunelab.errors import DataError
 from tunelab.model import place
+from tunelab.objectives import label_text
 from tunelab.tasks import task_for
 
 log = logging.getLogger("tunelab")
@@ -48,7 +49,7 @@ class Features:
 
     features: np.ndarray  # float32 [N, D]
     items: list[str]  # the file (image), or FILE:LINE (text), of each row
-    labels: np.ndarray  # int64 [N]: index into ``classes``, -1 where the input has no label
+    labels: np.ndarray  # the targets: class index (-1 where the input has no label), multi-hot rows or values
     classes: list[str]
     model: str = ""  # the run folder or config the features come from
     info: dict[str, Any] = field(default_factory=dict)  # device, precision, seconds
@@ -62,8 +63,11 @@ class Features:
         rows = io.StringIO()
         w = csv.writer(rows)
         w.writerow(["row", "item", "label", "class"])
-        for i, (item, y) in enumerate(zip(self.items, self.labels.tolist())):
-            w.writerow([i, item, y, self.classes[y] if y >= 0 else ""])
+        for i, (item, y) in enumerate(zip(self.items, self.labels)):
+            # a class index and its name; a multi-label row's labels or a regression's value, in both columns
+            index = np.issubdtype(y.dtype, np.integer)
+            text = "" if index and y < 0 else label_text(y, self.classes)
+            w.writerow([i, item, int(y) if index else text, text])
         meta = {
             "model": self.model,
             "rows": len(self.items),
