@@ -128,3 +128,19 @@ def test_a_built_in_set_or_class_folders_are_refused_for_a_multi_label_run(tmp_p
     cfg.write_text(f"data: {{train: digits, problem: multi_label}}\nrun: {{dir: {tmp_path}}}\n")
     assert _cli(["fit", str(cfg)]) == 2
     assert "data.problem multi_label reads a CSV manifest with columns path,label" in capsys.readouterr().err
+
+
+def test_extract_lists_each_rows_labels_or_value(problem_run, tmp_path):
+    import csv
+
+    from tunelab.features import extract
+
+    _, problem, run = problem_run
+    feats = extract(run.dir, run.config.data.train, out=tmp_path / "feats")
+    with open(tmp_path / "feats" / "index.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(feats.items) == feats.features.shape[0]
+    if problem == "multi_label":
+        assert all(set(r["class"].split("|")) <= set(run.classes) | {"(no label)"} for r in rows)
+    else:
+        assert all(float(r["label"]) == float(r["class"]) for r in rows)
