@@ -144,3 +144,47 @@ def test_extract_lists_each_rows_labels_or_value(problem_run, tmp_path):
         assert all(set(r["class"].split("|")) <= set(run.classes) | {"(no label)"} for r in rows)
     else:
         assert all(float(r["label"]) == float(r["class"]) for r in rows)
+
+
+def test_multi_label_targets_can_be_several_0_1_columns(tmp_path, capsys):
+    """The same labels as one column joined by | or as one 0/1 column a label give the same targets;
+    a cell that is not 0 or 1 is named."""
+    import csv
+
+    from tunelab.config import DataConfig
+    from tunelab.data import load_data
+
+    joined = problem_manifest(tmp_path, "multi_label")
+    names = ["even", "low", "odd", "three"]
+    wide = tmp_path / "wide.csv"
+    with open(joined) as f, open(wide, "w", newline="") as g:
+        w = csv.writer(g)
+        w.writerow(["path", *names])
+        for row in csv.DictReader(f):
+            w.writerow([row["path"], *(int(n in row["label"].split("|")) for n in names)])
+    common = {"problem": "multi_label", "image_size": 16, "val_split": 0.2, "test": None}
+    a = load_data(DataConfig(train=str(joined), **common))
+    b = load_data(DataConfig(train=str(wide), label_columns=names, **common))
+    assert a.classes == b.classes == names and a.train.items == b.train.items
+    assert (a.train.labels == b.train.labels).all()
+    rows = wide.read_text().splitlines()
+    rows[3] = rows[3].rsplit(",", 1)[0] + ",maybe"
+    wide.write_text("\n".join(rows) + "\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"data: {{train: {wide}, problem: multi_label, label_columns: {names}}}\nrun: {{dir: {tmp_path}}}\n")
+    assert _cli(["fit", str(cfg)]) == 2
+    assert f"{wide}, line 4, column 'three': 'maybe' is not 0 or 1" in capsys.readouterr().err
+
+
+def test_a_text_files_0_1_label_columns_are_read_in_their_order(tmp_path):
+    from tunelab.config import DataConfig, TextDataConfig
+    from tunelab.objectives import data_objective
+    from tunelab.text._sources import open_text_source
+
+    f = tmp_path / "t.csv"
+    f.write_text("text,sport,politics\nthe match,1,0\nthe vote,0,1\nthe vote on the match,yes,yes\nthe weather,0,0\n")
+    text = TextDataConfig(label_column="unused")
+    objective = data_objective(DataConfig(train=str(f), problem="multi_label", label_columns=["sport", "politics"], text=text))
+    src = open_text_source(str(f), text, "train", field="train", objective=objective)
+    assert src.classes == ["sport", "politics"]
+    assert src.labels.tolist() == [[1, 0], [0, 1], [1, 1], [0, 0]]

@@ -144,10 +144,27 @@ class DataConfig(_Section):
     label_separator: str = Field(
         "|", min_length=1, max_length=8, description="multi_label: what joins an example's labels in its label cell"
     )
+    label_columns: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="multi_label: several 0/1 columns, one a label (in the label's name), instead of one label "
+        "column holding the labels joined by label_separator",
+    )
     regression_loss: Literal["mse", "huber"] = Field(
         "mse", description="regression: squared error, or Huber (robust to outlying targets), on standardised targets"
     )
     text: TextDataConfig | None = Field(None, description="set for text classification (see TextDataConfig)")
+
+    @model_validator(mode="after")
+    def _label_columns_are_multi_label(self) -> DataConfig:
+        if self.label_columns is not None and self.problem != "multi_label":
+            raise ValueError(
+                f"data.label_columns are 0/1 columns of a multi-label problem; data.problem is {self.problem}: "
+                "set data.problem: multi_label, or remove label_columns"
+            )
+        if self.label_columns is not None and len(set(self.label_columns)) != len(self.label_columns):
+            raise ValueError(f"data.label_columns names a column twice: {self.label_columns}")
+        return self
 
     @model_validator(mode="after")
     def _separator_is_no_csv_syntax(self) -> DataConfig:

@@ -188,10 +188,10 @@ def image_files(folder: Path, passed: dict[str, list[Path]]) -> list[Path]:
 def manifest_source(csv_path: Path, objective: Objective, classes: list[str] | None = None) -> FileSource:
     """A CSV with a header and columns ``path,label``; relative paths are relative to the CSV. The
     label cells are read by the run's objective (a class, labels joined by a separator, a number)."""
-    rows = _manifest_rows(csv_path)
+    rows = _manifest_rows(csv_path, objective.columns("label"))
     paths, names, lines = [], [], []
     for lineno, row in rows:
-        label, path = (row.get("label") or "").strip(), (row.get("path") or "").strip()
+        label, path = objective.cell(row, "label", f"{csv_path}, line {lineno}"), (row.get("path") or "").strip()
         if not path:
             raise DataError(f"{csv_path}, line {lineno}: the path is empty")
         if not label and objective.exclusive:  # a multi-label row may have no label that applies
@@ -204,15 +204,16 @@ def manifest_source(csv_path: Path, objective: Objective, classes: list[str] | N
     return FileSource(str(csv_path), paths, labels, class_list)
 
 
-def _manifest_rows(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
+def _manifest_rows(csv_path: Path, label_columns: list[str]) -> list[tuple[int, dict[str, str]]]:
     """(line number, row) of a manifest, read as UTF-8 (Excel's byte-order mark is no column name;
     its "Unicode text" is UTF-16 with a mark). Another encoding, a binary file or a field longer
     than the csv module allows is an error naming the file and line."""
     text = read_text(csv_path)
     fields, reader = csv_rows(csv_path, text)
-    if "path" not in fields or "label" not in fields:
+    needed = ["path", *label_columns]
+    if any(c not in fields for c in needed):
         raise DataError(
-            f"{csv_path}: the header must name columns 'path' and 'label' (found: "
+            f"{csv_path}: the header must name columns {' and '.join(repr(c) for c in needed)} (found: "
             f"{', '.join(f[:40] for f in fields[:10]) or 'none'})"
         )
     rows = list(enumerate(reader, start=2))

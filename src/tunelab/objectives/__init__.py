@@ -13,7 +13,7 @@ that satisfies :class:`Objective` and one line in ``OBJECTIVES``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -59,6 +59,14 @@ class Objective(Protocol):
 
     def configure(self, options: dict[str, Any]) -> None:
         """The options of the run (class weighting, label smoothing, separator) before anything is read."""
+
+    def columns(self, column: str) -> list[str]:
+        """The columns a row's target is read from: the label column, or several 0/1 columns."""
+        ...
+
+    def cell(self, row: Mapping[str, Any], column: str, where: str) -> str:
+        """A row's label cell as text (several 0/1 columns become their names, joined)."""
+        ...
 
     def encode(
         self, cells: Sequence[str], where: Callable[[int], str], names: list[str] | None = None
@@ -170,6 +178,7 @@ def data_objective(d: DataConfig) -> Objective:
 
 def _data_options(d: DataConfig) -> dict[str, Any]:
     return {
+        "label_columns": d.label_columns,
         "label_separator": d.label_separator,
         "regression_loss": d.regression_loss,
         "target_name": d.text.label_column if d.text is not None else "label",
@@ -197,3 +206,9 @@ def label_text(label: np.ndarray | int | float, names: list[str]) -> str:
     if np.issubdtype(value.dtype, np.integer):
         return names[int(value)] if 0 <= int(value) < len(names) else str(int(value))
     return f"{float(value):g}"
+
+
+def plain_cell(row: Mapping[str, Any], column: str) -> str:
+    """The cell of ``column`` as text ('' when it is missing or empty; a JSON 0 stays '0')."""
+    value = row.get(column)
+    return "" if value is None else str(value).strip()

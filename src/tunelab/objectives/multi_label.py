@@ -9,7 +9,7 @@ Labels are read from one column holding an example's labels joined by ``data.lab
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,10 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from tunelab.errors import DataError
-from tunelab.objectives import BaselineNames, Logistic
+from tunelab.objectives import BaselineNames, Logistic, plain_cell
 
 log = logging.getLogger("tunelab")
 
+FLAGS = {"1": True, "1.0": True, "true": True, "yes": True, "0": False, "0.0": False, "false": False, "no": False, "": False}
 SEPARATORS = ("|", ";", ",", " ")  # what label files join labels with, checked when the configured one is unused
 # the one-vs-rest baselines fix C at scikit-learn's default instead of cross-validating it per
 # label: on emoji-tags and debian-debtags (50 labels, 1,000 training examples, one thread)
@@ -62,12 +63,33 @@ class MultiLabel:
 
     def __init__(self) -> None:
         self.separator, self.weighting = "|", "none"
+        self.label_columns: tuple[str, ...] = ()  # several 0/1 columns instead of one label column
         self.pos_weight: torch.Tensor | None = None
         self.thresholds: np.ndarray | None = None  # per label; 0.5 until chosen on validation
 
     def configure(self, options: dict[str, Any]) -> None:
         self.separator = options.get("label_separator", "|")
+        self.label_columns = tuple(options.get("label_columns") or ())
         self.weighting = options.get("class_weight", "none")
+
+    def columns(self, column: str) -> list[str]:
+        return list(self.label_columns) or [column]
+
+    def cell(self, row: Mapping[str, Any], column: str, where: str) -> str:
+        """The label cell, or with ``data.label_columns`` the names of the columns set to 1, joined."""
+        if not self.label_columns:
+            return plain_cell(row, column)
+        on = []
+        for name in self.label_columns:
+            value = plain_cell(row, name).lower()
+            if value not in FLAGS:
+                raise DataError(
+                    f"{where}, column '{name}': {value[:40]!r} is not 0 or 1; each of data.label_columns "
+                    "holds 1 (true, yes) where the label applies and 0 (false, no, empty) where it does not"
+                )
+            if FLAGS[value]:
+                on.append(name)
+        return self.separator.join(on)
 
     def encode(
         self, cells: Sequence[str], where: Callable[[int], str], names: list[str] | None = None
@@ -81,7 +103,7 @@ class MultiLabel:
                 "a multi-label column holds each example's labels joined by the separator, e.g. "
                 f"cat{self.separator}dog"
             )
-        names = names if names is not None else found
+        names = names if names is not None else list(self.label_columns) or found
         index = {n: i for i, n in enumerate(names)}
         out = np.zeros((len(sets), len(names)), dtype=np.float32)
         for i, s in enumerate(sets):

@@ -7,7 +7,7 @@ units; R^2 as the primary metric, MAE, RMSE and Spearman's rank correlation besi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tunelab.errors import DataError
-from tunelab.objectives import BaselineNames, Logistic
+from tunelab.objectives import BaselineNames, Logistic, plain_cell
 
 # the ridge penalties the baselines choose from by leave-one-out cross-validation (exact and cheap
 # for ridge): from TF-IDF rows of unit length to thousands of standardised pixels
@@ -69,6 +69,12 @@ class Regression:
     def configure(self, options: dict[str, Any]) -> None:
         self.kind = options.get("regression_loss", "mse")
         self.target = options.get("target_name", "value")
+
+    def columns(self, column: str) -> list[str]:
+        return [column]
+
+    def cell(self, row: Mapping[str, Any], column: str, where: str) -> str:
+        return plain_cell(row, column)
 
     def encode(
         self, cells: Sequence[str], where: Callable[[int], str], names: list[str] | None = None

@@ -4,7 +4,7 @@ class-weighted and label-smoothed), accuracy as the primary metric, macro-F1 bes
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tunelab.errors import DataError
-from tunelab.objectives import BaselineNames, Logistic
+from tunelab.objectives import BaselineNames, Logistic, plain_cell
 
 log = logging.getLogger("tunelab")
 
@@ -78,6 +78,12 @@ class SingleLabel:
     def configure(self, options: dict[str, Any]) -> None:
         self.weighting = options.get("class_weight", "none")
         self.smoothing = float(options.get("label_smoothing", 0.0))
+
+    def columns(self, column: str) -> list[str]:
+        return [column]
+
+    def cell(self, row: Mapping[str, Any], column: str, where: str) -> str:
+        return plain_cell(row, column)
 
     def encode(
         self, cells: Sequence[str], where: Callable[[int], str], names: list[str] | None = None

@@ -100,11 +100,11 @@ def _columns_present(path: Path, first: dict[str, Any], needed: dict[str, str]) 
 
 
 def read_texts(
-    path: Path, cfg: TextDataConfig, *, field: str, labels: bool = True, classes: bool = True
+    path: Path, cfg: TextDataConfig, *, field: str, labels: bool = True, objective: Objective | None = None
 ) -> tuple[list[str], list[str] | None, list[str], list[str]]:
     """(texts, pair texts or None, label cells, items) of a CSV/TSV/JSON lines file. Empty texts are
-    an error naming the line, or skipped with ``data.text.on_empty: skip``. With ``classes`` a label
-    is a class name (checked here); otherwise the cell as written, for the objective to read."""
+    an error naming the line, or skipped with ``data.text.on_empty: skip``. A class name (single
+    label, the default) is checked here; other objectives read their cells themselves."""
     if not path.is_file():
         raise DataError(
             f"data.{field}: {path} does not exist; valid: a .csv/.tsv/.jsonl file with columns "
@@ -114,7 +114,8 @@ def read_texts(
     if cfg.pair_column:
         needed["pair_column"] = cfg.pair_column
     if labels:
-        needed["label_column"] = cfg.label_column
+        columns = objective.columns(cfg.label_column) if objective is not None else [cfg.label_column]
+        needed |= {f"label_column ({c})" if len(columns) > 1 else "label_column": c for c in columns}
     texts: list[str] = []
     pairs: list[str] | None = [] if cfg.pair_column else None
     names: list[str] = []
@@ -137,8 +138,10 @@ def read_texts(
                 "or set data.text.on_empty: skip"
             )
         if labels:
-            cell = row.get(cfg.label_column)
-            names.append(kinds.label(cell, lineno) if classes else "" if cell is None else str(cell))
+            if objective is None or objective.exclusive:
+                names.append(kinds.label(row.get(cfg.label_column), lineno))
+            else:
+                names.append(objective.cell(row, cfg.label_column, f"{path}, line {lineno}"))
         texts.append(text)
         if pairs is not None:
             pairs.append(str(pair))
@@ -150,8 +153,7 @@ def read_texts(
 
 def _file_source(path: Path, cfg: TextDataConfig, field: str, objective: Objective, names: list[str] | None = None) -> TextSource:
     """A user's file, its label cells read by ``objective`` (against the training ``names`` for a test set)."""
-    single = objective.name == "single_label"  # class names keep their own checks (kinds of label in a file)
-    texts, pairs, cells, items = read_texts(path, cfg, field=field, classes=single)
+    texts, pairs, cells, items = read_texts(path, cfg, field=field, objective=objective)
 
     def where(i: int) -> str:
         file, line = items[i].rsplit(":", 1)
