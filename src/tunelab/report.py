@@ -286,6 +286,11 @@ def _stages(r: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _alts(objective: Objective) -> dict[str, str]:
+    """The figures' alt texts, the curves' naming the primary metric."""
+    return FIGURES | {"curves": f"loss and {_name(objective.primary)} curves"}
+
+
 def _report_context(d: Path, r: dict[str, Any], cfg: Any, figs: dict[str, Path | None]) -> dict[str, Any]:
     """Everything report.html.j2 shows, as plain data: texts, rows of formatted cells, embedded images."""
     m, objective = r["metrics"], objective_of(cfg)
@@ -306,7 +311,7 @@ def _report_context(d: Path, r: dict[str, Any], cfg: Any, figs: dict[str, Path |
         "stage_diagnoses": [
             (s + 1, diagnose(r["history"], cfg, stage=s).render()) for s in sorted({row["stage"] for row in r["history"]})
         ],
-        "figs": {name: image(figs.get(name), alt) for name, alt in FIGURES.items()},
+        "figs": {name: image(figs.get(name), alt) for name, alt in _alts(objective).items()},
         "wrong_texts": _wrong_texts(d),
         "data": _data(r["data"], objective.examples),
         "stages": _stages(r),
