@@ -179,3 +179,10 @@ def test_tensorboard_has_the_primary_metric(case):
         acc.Reload()
         scalars |= set(acc.Tags()["scalars"])
     assert f"hparam/test_{key}" in scalars and "hparam/test_accuracy" not in scalars
+
+
+def test_compare_lists_the_problem_types_metrics(case, tmp_path):
+    problem, _primary, run = case
+    html = tunelab.compare([run.dir, run.dir], tmp_path / "cmp.html").read_text()
+    key = "map" if problem == "multi_label" else "r2"
+    assert f"<td>test {key}</td>" in html and "test accuracy" not in html

@@ -354,23 +354,24 @@ def _flatten(x: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): x}
 
 
-def _compare_metrics(runs: list[tuple[Path, dict[str, Any]]]) -> list[list[str]]:
+def _compare_metrics(runs: list[tuple[Path, dict[str, Any]]], reported: list[str]) -> list[list[str]]:
+    """Per split, each metric any of the runs reports (``reported``) and the loss, run by run."""
     rows = []
     for split in ("val", "test"):
-        for key in ("accuracy", "macro_f1", "loss"):
+        for key in [*reported, "loss"]:
             vals = [r["metrics"].get(split, {}).get(key) for _, r in runs]
             if any(v is not None for v in vals):
                 rows.append([f"{split} {key}"] + [f"{v:.4f}" if v is not None else "" for v in vals])
     return rows
 
 
-def _compare_curves(runs: list[tuple[Path, dict[str, Any]]], png: Path) -> Path:
+def _compare_curves(runs: list[tuple[Path, dict[str, Any]]], png: Path, primary: str = "accuracy") -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for p, r in runs:
         x = np.arange(1, len(r["history"]) + 1)
-        for ax, key in zip(axes, ("val_loss", "val_accuracy")):
+        for ax, key in zip(axes, ("val_loss", f"val_{primary}")):
             ax.plot(x, [h.get(key) for h in r["history"]], "o-", ms=3, label=p.name)
             ax.set_title(key.replace("_", " "))
             ax.set_xlabel("epoch (all stages)")
@@ -383,18 +384,20 @@ def _compare_curves(runs: list[tuple[Path, dict[str, Any]]], png: Path) -> Path:
 def compare(run_dirs: list[str | Path], out: str | Path = "compare.html") -> Path:
     """Runs side by side: the config keys that differ, final metrics, overlaid validation curves."""
     runs = [(Path(p), read_run_folder(Path(p))) for p in run_dirs]
-    from tunelab.config import read_raw
+    from tunelab.config import load_config, read_raw
 
     flat = [_flatten(read_raw(p / "config.yaml")) for p, _ in runs]  # with the limits of any config file
     keys = sorted(k for k in set().union(*flat) if not k.startswith("run.") and len({repr(f.get(k)) for f in flat}) > 1)
+    objectives = [objective_of(load_config(p / "config.yaml")) for p, _ in runs]
+    reported = list(dict.fromkeys(k for o in objectives for k in o.reported))
     out = Path(out)
-    png = _compare_curves(runs, out.with_suffix(".png"))
+    png = _compare_curves(runs, out.with_suffix(".png"), objectives[0].primary if objectives else "accuracy")
     page = render(
         "compare.html.j2",
         title="tunelab comparison",
         names=[p.name for p, _ in runs],
         config_rows=[[k] + [str(f.get(k, "")) for f in flat] for k in keys] or [["none"]],
-        metric_rows=_compare_metrics(runs),
+        metric_rows=_compare_metrics(runs, reported),
         curves=image(png, "validation curves"),
     )
     atomic_write_text(out, page)
