@@ -308,14 +308,95 @@ def test_a_model_that_does_not_beat_a_baseline_is_told_so():
 def test_the_baseline_warning_compares_on_the_problems_primary_metric():
     """Baselines' metrics name the primary first (R^2 for a regression, mAP for multi-label) and
     their constant predictor first; the fine-tuned model is compared with the best of the others."""
-    from tunelab.diagnosis import _below_baselines
+    from tunelab.diagnosis import _below_baselines, score_of
+    from tunelab.objectives import objective_for
 
     scores = {"mean": {"r2": -0.01, "mae": 3.0}, "ridge_pixels": {"r2": 0.62, "mae": 1.1}, "ridge_probe": {"r2": 0.4, "mae": 1.5}}
     final = {"val": {"loss": 0.5, "r2": 0.55, "mae": 0.9, "n": 200}, "baselines": {"val": scores}}
-    (warning,) = _below_baselines(final, frozenset({"mae", "rmse"}))
-    assert "did not beat the ridge_pixels baseline" in warning and "(0.550 vs 0.620, n=200)" in warning
+    regression = score_of(objective_for("regression"))
+    (warning,) = _below_baselines(final, regression)
+    assert "did not beat the ridge_pixels baseline" in warning and "(R^2 0.550 vs 0.620, n=200)" in warning
     final["val"]["r2"] = 0.9
-    assert _below_baselines(final) == []
+    assert _below_baselines(final, regression) == []
     ml = {"majority": {"map": 0.3, "micro_f1": 0.2}, "linear_probe": {"map": float("nan"), "micro_f1": 0.5}}
     final = {"val": {"map": 0.31, "micro_f1": 0.1, "n": 50}, "baselines": {"val": ml}}
-    assert "within the validation noise of the majority baseline" in _below_baselines(final)[0]  # NaN ignored
+    warning = _below_baselines(final, score_of(objective_for("multi_label")))[0]
+    assert "within the validation noise of the majority baseline" in warning  # NaN ignored
+
+
+# --- other problem types: the same verdicts, read through each objective's score -----------------
+
+ML_CFG = build_config({"recipe": "full", "data": {"problem": "multi_label"}})
+REG_CFG = build_config({"recipe": "full", "data": {"problem": "regression"}})
+
+
+def problem_rows(train_loss, val_loss, val, train=None, stage=0):
+    """Epoch rows of a multi-label run (``train``: training subset accuracy, ``val``: validation mAP,
+    with a validation subset accuracy of 0.5) or of a regression (``val``: validation R^2)."""
+    out = []
+    for i, (a, b, c) in enumerate(zip(train_loss, val_loss, val)):
+        row = {"stage": stage, "epoch": i, "train_loss": a, "val_loss": b}
+        if train is not None:
+            row |= {"train_subset_accuracy": train[i], "val_subset_accuracy": 0.5, "val_map": c}
+        else:
+            row |= {"val_r2": c}
+        out.append(row)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("problem", "score", "underfit", "primary"),
+    [
+        ("single_label", "accuracy", 0.8, "accuracy"),
+        ("multi_label", "subset accuracy", None, "mAP"),
+        ("regression", "R^2", 0.8, "R^2"),
+    ],
+)
+def test_each_problem_type_is_read_through_the_score_its_objective_declares(problem, score, underfit, primary):
+    from tunelab.diagnosis import score_of
+    from tunelab.objectives import objective_for
+
+    s = score_of(objective_for(problem))
+    assert (s.name, s.underfit, s.primary_name, s.direction) == (score, underfit, primary, "max")
+    assert s.names_primary == (problem != "single_label")
+
+
+def test_a_regression_that_fits_its_training_targets_far_better_than_validation_overfits():
+    r = problem_rows([0.9, 0.5, 0.2, 0.08, 0.05, 0.04], [0.8, 0.6, 0.55, 0.6, 0.7, 0.8], [0.2, 0.4, 0.45, 0.4, 0.3, 0.2])
+    d = diagnose(r, REG_CFG)
+    assert d.verdict == "overfitting"
+    assert d.evidence[0].startswith("train R^2 (1 - loss) 0.960 vs validation 0.200")
+    assert any(e.startswith("validation R^2 0.200 -> 0.200 (best 0.450 at epoch 3 of 6)") for e in d.evidence)
+    # the primary metric fell by more than its noise: stop at the best epoch first
+    assert d.recommendations[0].startswith('--set "stages.0.early_stopping={patience: 3}"')
+
+
+def test_a_regression_that_does_not_fit_its_training_targets_underfits():
+    d = diagnose(problem_rows([1.0, 0.9, 0.85, 0.8], [1.0, 0.95, 0.9, 0.88], [0.0, 0.05, 0.1, 0.12]), REG_CFG)
+    assert d.verdict == "underfitting" and d.evidence[0] == "final training R^2 (1 - loss) 0.200 < 0.8"
+
+
+def test_a_multi_label_run_with_a_low_subset_accuracy_is_not_called_underfitting_for_it():
+    """Subset accuracy is far stricter than mAP (every label of an example right): a model at
+    validation mAP 0.9 scores 0.4 on it; only the loss says whether it fits."""
+    r = problem_rows([0.5, 0.2, 0.12, 0.1], [0.3, 0.18, 0.15, 0.14], [0.6, 0.8, 0.88, 0.9], train=[0.1, 0.3, 0.4, 0.42])
+    d = diagnose(r, ML_CFG)
+    assert d.verdict in ("good fit", "too short")
+    assert any("validation mAP 0.600 -> 0.900 (best 0.900 at epoch 4 of 4)" in e for e in d.evidence)
+    stuck = problem_rows([0.69, 0.68, 0.68, 0.67], [0.69, 0.68, 0.68, 0.68], [0.5, 0.5, 0.5, 0.5], train=[0.0] * 4)
+    assert diagnose(stuck, ML_CFG).verdict == "underfitting"  # the loss plateaus high
+
+
+def test_labels_never_predicted_and_a_baseline_not_beaten_on_map_are_warned_of():
+    r = problem_rows([0.5, 0.2, 0.12, 0.1], [0.3, 0.18, 0.15, 0.14], [0.6, 0.8, 0.88, 0.9], train=[0.1, 0.3, 0.4, 0.42])
+    label = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "ap": 0.2, "threshold": 0.5, "support": 4}
+    final = {
+        "val": {"map": 0.70, "micro_f1": 0.8, "macro_f1": 0.5, "n": 200, "per_label": {"rare": label}},
+        "baselines": {"val": {"majority": {"map": 0.3}, "ovr_logreg": {"map": 0.72}}},
+    }
+    warnings = diagnose(r, ML_CFG, final=final).warnings
+    assert "val: labels never predicted correctly: rare" in warnings
+    assert any(
+        "macro-F1 0.500 far below micro-F1 0.800: the model favours a few labels (label imbalance?)" in w for w in warnings
+    )
+    assert any("did not beat the ovr_logreg baseline on the validation split (mAP 0.700 vs 0.720" in w for w in warnings)

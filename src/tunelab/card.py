@@ -11,6 +11,7 @@ Everything comes from the files of the run folder, so a card can be written agai
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -19,30 +20,62 @@ import yaml
 from tunelab._html import render
 from tunelab.checkpoint import atomic_write_text
 from tunelab.config import Config, load_config
-from tunelab.runs import read_run_folder
+from tunelab.metrics import SHOWN
+from tunelab.objectives import Objective, objective_of
+from tunelab.runs import OBJECTIVE_FILE, read_json, read_run_folder
 
 CARD = "README.md"
 
+# each metric as the Hub's model-index names it: its type and arguments
+HUB_METRICS: dict[str, tuple[str, dict[str, str] | None]] = {
+    "accuracy": ("accuracy", None),
+    "macro_f1": ("f1", {"average": "macro"}),
+    "micro_f1": ("f1", {"average": "micro"}),
+    "map": ("mean_average_precision", None),
+    "subset_accuracy": ("exact_match", None),
+    "r2": ("r_squared", None),
+    "mae": ("mae", None),
+    "rmse": ("rmse", None),
+    "spearman": ("spearmanr", None),
+}
+# a tag for the problem type beside the pipeline tag (the Hub's classification tags cover the others),
+# and the baselines a run of that type scores, by what its names count (Objective.examples)
+PROBLEM_TAGS = {"class": None, "label": "multi-label-classification", "target": "regression"}
+BASELINES = {
+    "class": "majority class; logistic regression on the raw inputs; the linear probe on the pretrained features",
+    "label": "per-label majority; one-vs-rest logistic regression on the raw inputs; the linear probe on the pretrained features",
+    "target": "the training mean; ridge regression on the raw inputs; the ridge probe on the pretrained features",
+}
 
-def _front_matter(cfg: Config, name: str, metrics: dict[str, Any], library_name: str) -> str:
+
+def _results(metrics: dict[str, Any], reported: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The model-index scores: every reported metric of the test and validation splits."""
+    results = []
+    for split in ("test", "val"):
+        for key in reported if split in metrics else ():
+            value = metrics[split].get(key)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                continue
+            kind, args = HUB_METRICS.get(key, (key, None))
+            results.append({"type": kind, "value": round(float(value), 4), "name": f"{split} {SHOWN.get(key, key)}"})
+            if args:
+                results[-1]["args"] = dict(args)  # a copy each: YAML would write a shared one as an anchor
+    return results
+
+
+def _front_matter(cfg: Config, name: str, metrics: dict[str, Any], library_name: str, objective: Objective) -> str:
     """The card's metadata: what the Hub indexes (library, task, tags, base model, scores)."""
     task = "text-classification" if cfg.is_text else "image-classification"
+    problem = PROBLEM_TAGS[objective.examples]
     meta: dict[str, Any] = {
         "library_name": library_name,
         "pipeline_tag": task,
-        "tags": ["tunelab", "fine-tuned", "transformers" if cfg.is_text else "timm", task],
+        "tags": ["tunelab", "fine-tuned", "transformers" if cfg.is_text else "timm", task] + ([problem] if problem else []),
     }
     if cfg.model.pretrained:
         meta["base_model"] = cfg.model.backbone
-    meta["metrics"] = ["accuracy", "f1"]
-    results = []
-    for split in ("test", "val"):
-        if split in metrics:
-            m = metrics[split]
-            results.append({"type": "accuracy", "value": round(float(m["accuracy"]), 4), "name": f"{split} accuracy"})
-            results.append(
-                {"type": "f1", "value": round(float(m["macro_f1"]), 4), "name": f"{split} macro-F1", "args": {"average": "macro"}}
-            )
+    meta["metrics"] = list(dict.fromkeys(HUB_METRICS.get(k, (k, None))[0] for k in objective.reported))
+    results = _results(metrics, objective.reported)
     if results:
         dataset = {"name": cfg.data.train, "type": Path(cfg.data.train).name or cfg.data.train}
         meta["model-index"] = [{"name": name, "results": [{"task": {"type": task}, "dataset": dataset, "metrics": results}]}]
@@ -71,16 +104,20 @@ def _stage_rows(cfg: Config, history: list[dict[str, Any]], stages: dict[str, An
     return rows
 
 
-def _metric_rows(metrics: dict[str, Any]) -> list[list[str]]:
+def _cells(m: dict[str, Any], reported: tuple[str, ...]) -> list[str]:
+    return [f"{m[k]:.4f}" if isinstance(m.get(k), (int, float)) else "-" for k in reported]
+
+
+def _metric_rows(metrics: dict[str, Any], reported: tuple[str, ...] = ("accuracy", "macro_f1")) -> list[list[str]]:
     """The fine-tuned model, then each baseline scored on the same split."""
     rows = []
     for split in ("val", "test"):
         if split not in metrics:
             continue
         m = metrics[split]
-        rows.append([split, "fine-tuned model", f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", str(m.get("n", ""))])
+        rows.append([split, "fine-tuned model", *_cells(m, reported), str(m.get("n", ""))])
         for name, b in (metrics.get("baselines") or {}).get(split, {}).items():
-            rows.append([split, name, f"{b['accuracy']:.4f}", f"{b['macro_f1']:.4f}", str(m.get("n", ""))])
+            rows.append([split, name, *_cells(b, reported), str(m.get("n", ""))])
     return rows
 
 
@@ -91,12 +128,43 @@ def _data_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def _weak_classes(metrics: dict[str, Any], limit: int = 3) -> list[str]:
-    """The classes with the lowest F1 on the main split, for the limitations."""
+    """The classes (labels) with the lowest F1 on the main split, for the limitations."""
     split = "test" if "test" in metrics else "val" if "val" in metrics else None
-    if split is None or "per_class" not in metrics[split]:
+    table = metrics[split].get("per_class") or metrics[split].get("per_label") if split is not None else None
+    if not table:
         return []
-    per = sorted(metrics[split]["per_class"].items(), key=lambda kv: kv[1]["f1"])
+    per = sorted(table.items(), key=lambda kv: kv[1]["f1"])
     return [f"{c} (F1 {v['f1']:.2f})" for c, v in per[:limit]]
+
+
+def _names(word: str) -> str:
+    return word + ("es" if word.endswith("s") else "s")
+
+
+def _sentence(names: list[str]) -> str:
+    """'Accuracy and macro-F1': metric names as a sentence starts with them (mAP and R^2 kept)."""
+    first = names[0][0].upper() + names[0][1:] if names[0][1:].islower() else names[0]
+    return first if len(names) == 1 else f"{', '.join([first, *names[1:-1]])} and {names[-1]}"
+
+
+def _problem(run_dir: Path, objective: Objective, metrics: dict[str, Any]) -> dict[str, Any]:
+    """What the card says of the problem type: what the names are, the metrics (the primary first),
+    the baselines, and what the run decided (each label's threshold; the target's scale)."""
+    shown = [SHOWN.get(k, k) for k in objective.reported]
+    state = read_json(run_dir / OBJECTIVE_FILE, dict, {})
+    split = "test" if "test" in metrics else "val" if "val" in metrics else None
+    return {
+        "examples": objective.examples,
+        "names": _names(objective.examples),
+        "metrics": shown,
+        "metrics_sentence": _sentence(shown),
+        "primary": shown[0],
+        "baselines": BASELINES[objective.examples],
+        "thresholds": state.get("thresholds"),
+        "mean": state.get("mean"),
+        "std": state.get("std"),
+        "target": (metrics.get(split) or {}).get("target") if split else None,
+    }
 
 
 def card_context(run_dir: Path, library_name: str = "tunelab", usage: str | None = None) -> dict[str, Any]:
@@ -107,8 +175,10 @@ def card_context(run_dir: Path, library_name: str = "tunelab", usage: str | None
     data_head, data_rows = _data_rows(r["data"])
     name = run_dir.resolve().name
     reg = cfg.regularization
+    objective = objective_of(cfg)
     return {
-        "front_matter": _front_matter(cfg, name, metrics, library_name),
+        "front_matter": _front_matter(cfg, name, metrics, library_name, objective),
+        "problem": _problem(run_dir, objective, metrics),
         "name": name,
         "cfg": cfg,
         "unit": "texts" if cfg.is_text else "images",
@@ -130,7 +200,7 @@ def card_context(run_dir: Path, library_name: str = "tunelab", usage: str | None
         },
         "distill": cfg.distill,
         "n_unlabeled": metrics.get("n_unlabeled"),
-        "metric_rows": _metric_rows(metrics),
+        "metric_rows": _metric_rows(metrics, objective.reported),
         "refit": metrics.get("refit"),
         "diagnosis": metrics.get("diagnosis"),
         "weak": _weak_classes(metrics),

@@ -48,6 +48,14 @@ it through ``lr_scale``; no higher learning rate after a loss that jumped or bey
 head-only stage) or LR_CAP_BACKBONE (a stage that trains the backbone); and a stage that a later
 stage continues (the head warm-up of a two-stage recipe) gets a verdict but no advice, since the
 run is judged by its last stage.
+
+Every problem type is read through its :class:`Score`, built from what its objective declares
+(:func:`score_of`): the training metric the epoch rows hold beside the validation one (accuracy
+for single-label classification, where the verdicts above were measured; subset accuracy for
+multi-label, which measures the train-validation gap but, stricter than the primary mAP, judges no
+underfitting), or, for an objective without one, 1 - the training loss (regression: the mean
+squared error of standardised targets, so 1 - loss is the training R^2, the primary metric). The
+early-stopping advice and the baseline check read the primary metric, and the evidence names it.
 """
 
 from __future__ import annotations
@@ -55,7 +63,13 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
+
+from tunelab.metrics import SHOWN
+from tunelab.objectives import better, objective_of
+
+if TYPE_CHECKING:
+    from tunelab.objectives import Objective
 
 OVERFIT_GAP = 0.10
 VAL_RISE = 0.10
@@ -109,22 +123,81 @@ class Diagnosis:
         }
 
 
+@dataclass(frozen=True)
+class Score:
+    """What the verdicts read of a problem type's epoch rows: ``name`` as the evidence writes it,
+    the rows' keys of its training (``train``; None: 1 - the training loss, ``train_note`` says so)
+    and validation (``val``) values, ``underfit`` the final training score under which a run is
+    underfitting (None: this score judges no underfitting), and the primary metric (the rows' key,
+    its name, 'max' or 'min') that the early-stopping advice, the baseline check and the evidence read."""
+
+    name: str
+    train: str | None
+    val: str
+    underfit: float | None
+    primary: str = "val_accuracy"
+    primary_name: str = "accuracy"
+    direction: str = "max"
+    train_note: str = ""
+
+    def train_of(self, row: dict[str, Any]) -> float | None:
+        if self.train is None:
+            loss = row.get("train_loss")
+            return None if loss is None else 1.0 - loss
+        return row.get(self.train)
+
+    @property
+    def names_primary(self) -> bool:
+        """Whether messages must name the primary metric: the score read is not the primary itself."""
+        return self.train != "train_" + self.primary.removeprefix("val_")
+
+
+ACCURACY = Score("accuracy", "train_accuracy", "val_accuracy", UNDERFIT_TRAIN_ACC)
+
+
+def score_of(objective: Objective) -> Score:
+    """The score of ``objective``'s epoch rows: its training metric beside the validation one (it
+    judges underfitting only when it is the primary metric: subset accuracy is far stricter than
+    mAP), else 1 - the training loss, the training R^2 of a mean squared error of standardised
+    targets (with a Huber loss, an estimate that reads high where errors are large)."""
+    primary, metric = objective.primary, objective.train_metric
+    facts: dict[str, Any] = {
+        "primary": f"val_{primary}",
+        "primary_name": SHOWN.get(primary, primary),
+        "direction": better(objective, primary),
+    }
+    if metric is None:
+        return Score(SHOWN.get(primary, primary), None, f"val_{primary}", UNDERFIT_TRAIN_ACC, train_note=" (1 - loss)", **facts)
+    return Score(
+        SHOWN.get(metric, metric), f"train_{metric}", f"val_{metric}", UNDERFIT_TRAIN_ACC if metric == primary else None, **facts
+    )
+
+
+def _score(config: Any | None) -> Score:
+    return score_of(objective_of(config)) if config is not None else ACCURACY
+
+
 def diagnose(
-    rows: list[dict[str, Any]], config: Any | None = None, stage: int | None = None, final: dict[str, Any] | None = None
+    rows: list[dict[str, Any]],
+    config: Any | None = None,
+    stage: int | None = None,
+    final: dict[str, Any] | None = None,
+    score: Score | None = None,
 ) -> Diagnosis:
     """Diagnose one stage (``stage``) or the last stage of a run from its per-epoch ``rows``.
 
-    ``config`` (a :class:`tunelab.Config`) makes the recommendations concrete ``--set`` overrides;
-    ``final`` (the run's final metrics) adds the class-collapse check.
+    ``config`` (a :class:`tunelab.Config`) makes the recommendations concrete ``--set`` overrides
+    and names the problem type (``score`` overrides it; without either, single-label accuracy);
+    ``final`` (the run's final metrics) adds the class-collapse and baseline checks.
     """
+    score = score or _score(config)
     if stage is None and rows:
         stage = max(r["stage"] for r in rows)
     rows = [r for r in rows if stage is None or r["stage"] == stage]
-    if rows and "train_accuracy" not in rows[-1]:
-        return Diagnosis(
-            "not diagnosed", ["the diagnosis reads training and validation accuracy, which this problem type has not"]
-        )
-    d = _verdict(rows)
+    if rows and score.train_of(rows[-1]) is None:
+        return Diagnosis("not diagnosed", [f"the epochs recorded no training {score.name}, which the diagnosis reads"])
+    d = _verdict(rows, score)
+    d.evidence += _primary_evidence(rows, score)
     d.stage = stage
     if config is not None and stage is not None and stage < len(config.stages):
         if stage < len(config.stages) - 1 and d.verdict != "unstable":
@@ -132,18 +205,23 @@ def diagnose(
         else:
             d.recommendations = recommend(d.verdict, config, stage, rows)
     if final is not None:
-        d.warnings += _collapse(final) + _below_baselines(final, _lower_better(config))
+        d.warnings += _collapse(final) + _below_baselines(final, score)
         d.recommendations = _more_data_first(d, final) + _no_flips_if_mirrors_differ(d.recommendations, final)
     return d
 
 
-def _lower_better(config: Any | None) -> frozenset[str]:
-    """The metrics where lower is better for the config's problem type (none known without one)."""
-    if config is None:
-        return frozenset()
-    from tunelab.objectives import objective_for
-
-    return objective_for(config.data.problem).minimize
+def _primary_evidence(rows: list[dict[str, Any]], score: Score) -> list[str]:
+    """The validation curve of the primary metric, where the verdict read another score."""
+    found = [r.get(score.primary) for r in rows]
+    if not score.names_primary or not found or any(v is None or not math.isfinite(v) for v in found):
+        return []
+    values = cast(list[float], found)
+    pick = max if score.direction == "max" else min
+    best = pick(range(len(values)), key=lambda i: values[i])
+    return [
+        f"validation {score.primary_name} {values[0]:.3f} -> {values[-1]:.3f} "
+        f"(best {values[best]:.3f} at epoch {best + 1} of {len(values)})"
+    ]
 
 
 def _no_flips_if_mirrors_differ(recs: list[str], final: dict[str, Any]) -> list[str]:
@@ -169,111 +247,116 @@ def _more_data_first(d: Diagnosis, final: dict[str, Any]) -> list[str]:
     ]
 
 
-def _below_baselines(final: dict[str, Any], lower_better: frozenset[str] = frozenset()) -> list[str]:
+TRIVIAL_BASELINES = ("majority", "mean")  # what a model that read nothing scores; compared with only when alone
+
+
+def _below_baselines(final: dict[str, Any], score: Score = ACCURACY) -> list[str]:
     """A fine-tuned model that does not beat a cheap baseline on the validation split by more than
-    the split's noise (BASELINE_SE standard errors) is said so plainly. The comparison is on the
-    problem's primary metric, which the baselines' metrics name first (:mod:`tunelab.baselines`),
-    against the best baseline but the constant predictor listed first (majority class, label
-    frequencies, mean) unless it is the only one; ``lower_better``: the metrics where lower is
-    better. The noise is a proportion's standard error: exact for accuracy, a rough scale for mAP or R^2."""
+    the split's noise (BASELINE_SE standard errors of a proportion near the baseline's primary
+    metric) is said so plainly."""
+    key, sign = score.primary.removeprefix("val_"), 1.0 if score.direction == "max" else -1.0
     val, scores = final.get("val"), (final.get("baselines") or {}).get("val")
-    if not val or not scores or not val.get("n"):
+    if not val or not scores or not val.get("n") or not isinstance(val.get(key), (int, float)):
         return []
-    constant = next(iter(scores))
-    metric = next(iter(scores[constant]))
-    sign = -1.0 if metric in lower_better else 1.0  # compared as "higher is better"
-    name, best = max(
-        ((n, m) for n, m in scores.items() if n != constant and not math.isnan(m[metric])),
-        key=lambda t: sign * t[1][metric],
-        default=(constant, scores[constant]),
-    )
-    model, base = val.get(metric, math.nan), best[metric]
-    p = min(max(base, 0.01), 0.99)
-    if math.isnan(model) or math.isnan(base) or sign * model > sign * base + BASELINE_SE * math.sqrt(p * (1 - p) / val["n"]):
+    scored = [(n, m[key]) for n, m in scores.items() if isinstance(m.get(key), (int, float)) and math.isfinite(m[key])]
+    useful = [t for t in scored if t[0] not in TRIVIAL_BASELINES] or scored
+    if not useful:
         return []
-    what = "did not beat" if sign * model <= sign * base else "was within the validation noise of"
+    name, best = max(useful, key=lambda t: sign * t[1])
+    p = min(max(best, 0.01), 0.99)
+    margin = BASELINE_SE * math.sqrt(p * (1 - p) / val["n"])
+    if sign * (val[key] - best) > margin:
+        return []
+    what = "did not beat" if sign * (val[key] - best) <= 0 else "was within the validation noise of"
+    metric = f"{score.primary_name} " if score.names_primary else ""
     return [
-        f"the fine-tuned model {what} the {name} baseline on the validation split ({model:.3f} vs "
-        f"{base:.3f}, n={val['n']}): the pretrained model may not suit this data, or the recipe "
+        f"the fine-tuned model {what} the {name} baseline on the validation split ({metric}{val[key]:.3f} vs "
+        f"{best:.3f}, n={val['n']}): the pretrained model may not suit this data, or the recipe "
         "needs changing (see the baselines in metrics.json)"
     ]
 
 
-def _training_curve_verdict(rows: list[dict[str, Any]], n_val: int) -> Diagnosis:
+def _training_curve_verdict(rows: list[dict[str, Any]], n_val: int, score: Score) -> Diagnosis:
     """The verdict of a run whose validation split is too small to judge by: its curves are left out,
     except a final train-validation gap beyond OVERFIT_GAP_ALONE by more than GAP_SE standard
     errors of the split (a text run at train accuracy 1.000 and 7 validation passages at 0.286 was
     called a good fit when a small split hid every gap)."""
-    va, ta = rows[-1].get("val_accuracy"), rows[-1]["train_accuracy"]
+    va, ta = rows[-1].get(score.val), score.train_of(rows[-1])
     p = min(max(va if va is not None else 0.5, 0.05), 0.95)
     se = math.sqrt(p * (1 - p) / n_val)
-    if va is not None and ta - va > OVERFIT_GAP_ALONE + GAP_SE * se:
+    if va is not None and ta is not None and ta - va > OVERFIT_GAP_ALONE + GAP_SE * se:
         d = Diagnosis(
             "overfitting",
             [
-                f"train accuracy {ta:.3f} vs validation {va:.3f} (gap {ta - va:.3f} > "
+                f"train {score.name}{score.train_note} {ta:.3f} vs validation {va:.3f} (gap {ta - va:.3f} > "
                 f"{OVERFIT_GAP_ALONE} + {GAP_SE:g} standard errors of {n_val} examples)"
             ],
         )
     else:
-        d = _verdict([{k: v for k, v in r.items() if not k.startswith("val_")} for r in rows])
+        d = _verdict([{k: v for k, v in r.items() if not k.startswith("val_")} for r in rows], score)
     d.warnings.append(
-        f"the validation split has {n_val} examples: its accuracy is +- {se:.2f} "
+        f"the validation split has {n_val} examples: its {score.name} is +- {se:.2f} "
         "(one standard error), too noisy to judge the curves by; the verdict reads the training "
         "curve and the final gap only (more data, or data.val_split, gives a larger one)"
     )
     return d
 
 
-def _verdict(rows: list[dict[str, Any]]) -> Diagnosis:
+def _low(score: Score, value: float) -> bool:
+    """A final training score under the score's underfitting line (never, for a score without one)."""
+    return score.underfit is not None and value < score.underfit
+
+
+def _verdict(rows: list[dict[str, Any]], score: Score = ACCURACY) -> Diagnosis:
     if not rows:
         return Diagnosis("too short", ["no epochs were trained"])
     n_val = rows[-1].get("val_count")
     if n_val is not None and n_val < MIN_VAL:
-        return _training_curve_verdict(rows, n_val)
+        return _training_curve_verdict(rows, n_val, score)
     tl = [r["train_loss"] for r in rows]
-    ta = [r["train_accuracy"] for r in rows]
-    has_val = all(r.get("val_loss") is not None for r in rows)
+    ta = cast(list[float], [score.train_of(r) for r in rows])  # the objective's rows always hold it
+    has_val = all(r.get("val_loss") is not None and r.get(score.val) is not None for r in rows)
     # read only when has_val: then no entry is None
     vl = cast(list[float], [r.get("val_loss") for r in rows])
-    va = cast(list[float], [r.get("val_accuracy") for r in rows])
+    va = cast(list[float], [r.get(score.val) for r in rows])
+    low = f"final training {score.name}{score.train_note} {ta[-1]:.3f} < {score.underfit}"
 
     if any(not math.isfinite(x) for x in tl + ([v for v in vl if v is not None])):
         return Diagnosis("unstable", ["the loss became NaN or infinite"])
     spikes = _spikes(rows)
-    if has_val and ta[-1] < UNDERFIT_TRAIN_ACC and not spikes:  # bias before variance: fit the training data first
+    if has_val and _low(score, ta[-1]) and not spikes:  # bias before variance: fit the training data first
         return Diagnosis(
-            "underfitting",
-            [
-                f"final training accuracy {ta[-1]:.3f} < {UNDERFIT_TRAIN_ACC}",
-                f"training loss {tl[0]:.4f} -> {tl[-1]:.4f}, validation loss {vl[0]:.4f} -> {vl[-1]:.4f}",
-            ],
+            "underfitting", [low, f"training loss {tl[0]:.4f} -> {tl[-1]:.4f}, validation loss {vl[0]:.4f} -> {vl[-1]:.4f}"]
         )
-    over = _overfitting(tl, ta, vl, va) if has_val else None
+    over = _overfitting(tl, ta, vl, va, score) if has_val else None
     if over is not None:
         over.warnings += [spikes + ": consider a lower learning rate too"] if spikes else []
         return over
     if spikes:
         return Diagnosis("unstable", [spikes])
     if not has_val:
-        if ta[-1] < UNDERFIT_TRAIN_ACC:
-            return Diagnosis("underfitting", [f"final training accuracy {ta[-1]:.3f} < {UNDERFIT_TRAIN_ACC}"])
+        if _low(score, ta[-1]):
+            return Diagnosis("underfitting", [low])
         return Diagnosis("good fit", ["no validation set: only the training curve was checked"])
 
-    return _fit_verdict(tl, ta, vl, va)
+    return _fit_verdict(tl, ta, vl, va, score)
 
 
-def _fit_verdict(tl: list[float], ta: list[float], vl: list[float], va: list[float]) -> Diagnosis:
+def _fit_verdict(tl: list[float], ta: list[float], vl: list[float], va: list[float], score: Score) -> Diagnosis:
     """Underfitting, too short or a good fit: the verdict of validated curves (training and
-    validation loss and accuracy per epoch) that neither overfit nor spike."""
+    validation loss and score per epoch) that neither overfit nor spike."""
     n = len(tl)
     gap = ta[-1] - va[-1]
     best = min(range(n), key=lambda i: vl[i])
-    evidence_gap = f"train accuracy {ta[-1]:.3f} vs validation {va[-1]:.3f} (gap {gap:.3f})"
-    plateau_high = n >= 3 and tl[-1] > UNDERFIT_LOSS * tl[0] and abs(gap) < OVERFIT_GAP / 2
-    if ta[-1] < UNDERFIT_TRAIN_ACC or plateau_high:
+    trained = f"{score.name}{score.train_note} {ta[-1]:.3f}"
+    evidence_gap = f"train {trained} vs validation {va[-1]:.3f} (gap {gap:.3f})"
+    # a score that judges no underfitting (subset accuracy) may read higher on validation than on
+    # the augmented training batches of a model that fits nothing: only a gap that way rules it out
+    small_gap = abs(gap) < OVERFIT_GAP / 2 if score.underfit is not None else gap < OVERFIT_GAP / 2
+    plateau_high = n >= 3 and tl[-1] > UNDERFIT_LOSS * tl[0] and small_gap
+    if _low(score, ta[-1]) or plateau_high:
         ev = [
-            f"final training accuracy {ta[-1]:.3f}" + (f" < {UNDERFIT_TRAIN_ACC}" if ta[-1] < UNDERFIT_TRAIN_ACC else ""),
+            f"final training {trained}" + (f" < {score.underfit}" if _low(score, ta[-1]) else ""),
             f"training loss {tl[0]:.4f} -> {tl[-1]:.4f}, validation loss {vl[0]:.4f} -> {vl[-1]:.4f}",
         ]
         return Diagnosis("underfitting", ev)
@@ -305,7 +388,7 @@ def _spikes(rows: list[dict[str, Any]]) -> str | None:
     return f"training loss jumped up by more than {UNSTABLE_JUMP:.0%}{per} at epochs {', '.join(str(i + 1) for i in jumps)}"
 
 
-def _overfitting(tl: list[float], ta: list[float], vl: list[float], va: list[float]) -> Diagnosis | None:
+def _overfitting(tl: list[float], ta: list[float], vl: list[float], va: list[float], score: Score) -> Diagnosis | None:
     n = len(tl)
     gap = ta[-1] - va[-1]
     best = min(range(n), key=lambda i: vl[i])
@@ -314,7 +397,7 @@ def _overfitting(tl: list[float], ta: list[float], vl: list[float], va: list[flo
     if gap <= OVERFIT_GAP or not (curves or gap > OVERFIT_GAP_ALONE):
         return None
     ev = [
-        f"train accuracy {ta[-1]:.3f} vs validation {va[-1]:.3f} (gap {gap:.3f}"
+        f"train {score.name}{score.train_note} {ta[-1]:.3f} vs validation {va[-1]:.3f} (gap {gap:.3f}"
         + (f" > {OVERFIT_GAP_ALONE})" if not curves else ")")
     ]
     if curves and rise > VAL_RISE:
@@ -327,19 +410,26 @@ def _overfitting(tl: list[float], ta: list[float], vl: list[float], va: list[flo
     return Diagnosis("overfitting", ev)
 
 
+# per split, the table of per-name scores and what it names, and the overall score that macro-F1 is
+# compared with (a per-label table beside micro-F1: multi-label)
+_PER_NAME = (("per_class", "classes", "class", "accuracy"), ("per_label", "labels", "label", "micro_f1"))
+
+
 def _collapse(final: dict[str, Any]) -> list[str]:
+    """Classes (labels) with examples that were never predicted, and a macro-F1 far below the
+    overall score: a model that favours a few of them."""
     out = []
-    for split in ("val", "test"):
+    for split, (table, what, one, overall) in itertools.product(("val", "test"), _PER_NAME):
         m = final.get(split)
-        if not m or "per_class" not in m:
+        if not m or table not in m:
             continue
-        dead = [c for c, v in m["per_class"].items() if v["support"] > 0 and v["recall"] == 0.0]
+        dead = [c for c, v in m[table].items() if v["support"] > 0 and v["recall"] == 0.0]
         if dead:
-            out.append(f"{split}: classes never predicted correctly: {', '.join(dead)}")
-        if m["accuracy"] - m["macro_f1"] > COLLAPSE_F1_GAP:
+            out.append(f"{split}: {what} never predicted correctly: {', '.join(dead)}")
+        if m[overall] - m["macro_f1"] > COLLAPSE_F1_GAP:
             out.append(
-                f"{split}: macro-F1 {m['macro_f1']:.3f} far below accuracy {m['accuracy']:.3f}: "
-                "the model favours a few classes (class imbalance?)"
+                f"{split}: macro-F1 {m['macro_f1']:.3f} far below {SHOWN.get(overall, overall)} {m[overall]:.3f}: "
+                f"the model favours a few {what} ({one} imbalance?)"
             )
     return out
 
@@ -361,12 +451,13 @@ def _l2sp_index(config: Any) -> int | None:
 
 
 def _fall_threshold(va: list[float], rows: list[dict[str, Any]]) -> float:
-    """How far validation accuracy must fall to count: ACC_FALL_SE binomial standard errors of the
-    validation set (from ``val_count`` in the rows), at least ACC_FALL."""
+    """How far the validation score must fall to count: ACC_FALL_SE binomial standard errors of the
+    validation set (from ``val_count`` in the rows), at least ACC_FALL (a score that is no
+    proportion, mAP or R^2, is given the noise of a proportion of its size)."""
     n = rows[-1].get("val_count") if rows else None
     if not n:
         return ACC_FALL
-    p = max(va)
+    p = min(max(va), 1.0)
     return max(ACC_FALL, ACC_FALL_SE * math.sqrt(max(p * (1 - p), 1e-4) / n))
 
 
@@ -383,11 +474,13 @@ def recommend(verdict: str, config: Any, stage: int, rows: list[dict[str, Any]] 
 
 def _early_stop_at_best(config: Any, stage: int, rows: list[dict[str, Any]]) -> list[str]:
     """Stopping where the validation loss was lowest helps only when the model got worse after
-    that, not merely more confident: the accuracy must have fallen too, by more than the noise of
-    the validation set (ACC_FALL_SE standard errors, at least ACC_FALL)."""
+    that, not merely more confident: the primary metric (accuracy) must have fallen too, by more
+    than the noise of the validation set (ACC_FALL_SE standard errors, at least ACC_FALL)."""
+    score = _score(config)
+    sign = 1.0 if score.direction == "max" else -1.0  # so that a fall is a change for the worse
     vl = [r.get("val_loss") for r in rows]
-    va = [r.get("val_accuracy") for r in rows]
-    accs = [v for v in va if v is not None]
+    va = [None if r.get(score.primary) is None else sign * r[score.primary] for r in rows]
+    accs = [v for v in va if v is not None and math.isfinite(v)]
     losses = [v for v in vl if v is not None]
     acc_fell = bool(va) and len(accs) == len(va) and accs[-1] < max(accs) - _fall_threshold(accs, rows)
     if config.stages[stage].early_stopping is None and vl and len(losses) == len(vl) and acc_fell:

@@ -11,7 +11,16 @@ from tunelab.objectives.single_label import classification_metrics
 
 __all__ = ["classification_metrics", "format_metrics", "most_confidently_wrong", "per_class_table", "topk"]
 
-SHOWN = {"macro_f1": "macro-F1", "micro_f1": "micro-F1", "map": "mAP", "subset_accuracy": "subset accuracy", "r2": "R^2"}
+SHOWN = {
+    "macro_f1": "macro-F1",
+    "micro_f1": "micro-F1",
+    "map": "mAP",
+    "subset_accuracy": "subset accuracy",
+    "r2": "R^2",
+    "mae": "MAE",
+    "rmse": "RMSE",
+    "spearman": "Spearman",
+}
 
 
 def format_metrics(m: dict[str, Any]) -> str:

@@ -539,16 +539,13 @@ def _report(
     if splits.skipped:
         log.info("skipped %d unreadable images (listed in metrics.json)", len(splits.skipped))
     log.info(verdict.render())
-    if not trainer.objective.exclusive:  # the report, card and TensorBoard summary read class metrics
-        log.info("report: not yet written for data.problem %s; metrics: %s", cfg.data.problem, run_dir / "metrics.json")
-        if trainer.tb is not None:
-            trainer.tb.close()
-        trainer.call("on_fit_end", trainer=trainer, metrics=final)
-        return
-    gallery = task.report_extras(run_dir, splits.val, val_probs, splits.classes)
-    log.info("report: %s", write_report(run_dir, gallery=gallery))
+    objective = trainer.objective
+    # the most confidently wrong examples read class probabilities: one class per example
+    gallery = task.report_extras(run_dir, splits.val, val_probs, splits.classes) if objective.exclusive else None
+    val = (splits.val.labels.numpy(), val_probs) if splits.val is not None and val_probs is not None else None
+    log.info("report: %s", write_report(run_dir, gallery=gallery, val=val))
     log.info("model card: %s", write_model_card(run_dir))
-    _final_tensorboard(trainer.tb, cfg, final, run_dir / "plots" / "confusion.png")
+    _final_tensorboard(trainer.tb, cfg, final, objective.reported, run_dir / "plots" / "confusion.png")
     trainer.call("on_fit_end", trainer=trainer, metrics=final)
 
 
@@ -617,8 +614,9 @@ def compile_blocks(model: FineTuneModel) -> None:
     log.info("torch.compile: %d backbone modules and the head (compiled on first use)", len(seq) if seq is not None else 1)
 
 
-def _final_tensorboard(tb: Any, cfg: Config, final: dict[str, Any], confusion_png: Path) -> None:
-    """Hyper-parameters with the final metrics, and the report's confusion matrix as an image."""
+def _final_tensorboard(tb: Any, cfg: Config, final: dict[str, Any], reported: tuple[str, ...], confusion_png: Path) -> None:
+    """Hyper-parameters with the final metrics (the problem type's ``reported``, the primary first),
+    and the report's confusion matrix as an image where there is one."""
     import matplotlib.image as mpimg
 
     split = "test" if "test" in final else "val" if "val" in final else None
@@ -631,12 +629,9 @@ def _final_tensorboard(tb: Any, cfg: Config, final: dict[str, Any], confusion_pn
         "augment": str(cfg.regularization.augment),
         "penalties": len(cfg.regularization.penalties),
     }
+    scores = {f"hparam/{split}_{k}": final[split][k] for k in reported if split is not None and k in final[split]}
     if split is not None:
-        tb.add_hparams(
-            hparams,
-            {f"hparam/{split}_accuracy": final[split]["accuracy"], f"hparam/{split}_macro_f1": final[split]["macro_f1"]},
-            run_name=".",
-        )
+        tb.add_hparams(hparams, scores, run_name=".")
         if confusion_png.is_file():
             tb.add_image(f"{split}/confusion_matrix", mpimg.imread(confusion_png)[..., :3], dataformats="HWC")
     tb.close()

@@ -17,6 +17,8 @@ from tunelab import plots
 from tunelab._html import image, render
 from tunelab.checkpoint import atomic_write_text
 from tunelab.diagnosis import diagnose
+from tunelab.metrics import SHOWN
+from tunelab.objectives import Objective, objective_of
 from tunelab.pretrained_fit import CROP_MIN_SIDE, features_fit
 from tunelab.runs import read_run_folder
 
@@ -31,47 +33,87 @@ FIGURES = {
     "confusion": "confusion matrix",
     "per_class": "per-class",
     "wrong": "most confidently wrong",
+    "pr": "precision-recall curves per label",
+    "regression": "predicted against true values and residuals",
 }
+# the figures drawn from the validation predictions, which only a fit has: a rewrite keeps them
+FROM_PREDICTIONS = {"wrong": "wrong.png", "pr": "pr_curves.png", "regression": "regression.png"}
+
+
+def _name(metric: str) -> str:
+    return SHOWN.get(metric, metric)
 
 
 def make_plots(
-    run_dir: Path, r: dict[str, Any], gallery: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    run_dir: Path,
+    r: dict[str, Any],
+    gallery: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    objective: Objective | None = None,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Path | None]:
     """All figures into RUN_DIR/plots; the gallery needs (images, labels, probabilities) of the
-    validation set, else an existing gallery is kept."""
+    validation set, the figures of other problem types (targets, decoded outputs) of it, else the
+    existing ones are kept."""
     out = run_dir / "plots"
+    primary = objective.primary if objective is not None else "accuracy"
     figs: dict[str, Path | None] = {}
     if r["history"]:
-        figs["curves"] = plots.curves(r["history"], out / "curves.png")
+        figs["curves"] = plots.curves(r["history"], out / "curves.png", primary, _name(primary))
         figs["lr"] = plots.learning_rate(r["history"], out / "lr.png")
         figs["penalties"] = plots.penalties(r["history"], out / "penalties.png")
-    split = "test" if "test" in r["metrics"] else "val" if "val" in r["metrics"] else None
-    if split is not None:
-        m = r["metrics"][split]
+    split = _main_split(r["metrics"])
+    m = r["metrics"][split] if split is not None else {}
+    if "confusion_matrix" in m:
         figs["confusion"] = plots.confusion(
             m, r["classes"], out / "confusion.png", f"{split}: confusion matrix (rows normalised)"
         )
+    if "per_class" in m:
         figs["per_class"] = plots.per_class(m, out / "per_class.png", f"{split}: precision and recall per class")
     if gallery is not None:
         figs["wrong"] = plots.wrong_gallery(*gallery, r["classes"], out / "wrong.png")
-    elif (out / "wrong.png").is_file():
-        figs["wrong"] = out / "wrong.png"
+    if val is not None:
+        figs |= _validation_figures(r, val, out)
+    for name, file in FROM_PREDICTIONS.items():
+        if name not in figs and (out / file).is_file():
+            figs[name] = out / file
     return figs
+
+
+def _validation_figures(r: dict[str, Any], val: tuple[np.ndarray, np.ndarray], out: Path) -> dict[str, Path | None]:
+    """The figures of the validation predictions of a multi-label run (multi-hot targets: a
+    precision-recall curve per label) or a regression (one target: predicted against true)."""
+    targets, decoded = val
+    names = r["classes"]
+    if targets.ndim == 2:
+        per_label = (r["metrics"].get("val") or {}).get("per_label") or {}
+        thresholds = [per_label[n]["threshold"] for n in names] if set(names) <= set(per_label) else None
+        return {"pr": plots.precision_recall(targets, decoded, names, thresholds, out / "pr_curves.png", "validation")}
+    if np.issubdtype(targets.dtype, np.floating):
+        return {
+            "regression": plots.regression(decoded, targets, names[0] if names else "value", out / "regression.png", "validation")
+        }
+    return {}
 
 
 def _main_split(metrics: dict[str, Any]) -> str | None:
     return "test" if "test" in metrics else "val" if "val" in metrics else None
 
 
-def _metric_rows(metrics: dict[str, Any]) -> list[list[Any]]:
+def _cell(m: dict[str, Any] | None, key: str) -> str:
+    value = (m or {}).get(key)
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+
+
+def _metric_rows(metrics: dict[str, Any], reported: tuple[str, ...]) -> list[list[Any]]:
+    """Per split, the problem type's metrics (``reported``, the primary first), the loss and the count."""
     return [
-        [split, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", f"{m['loss']:.4f}", m.get("n", "")]
+        [split, *(_cell(m, k) for k in reported), f"{m['loss']:.4f}", m.get("n", "")]
         for split in ("val", "test")
         if (m := metrics.get(split))
     ]
 
 
-def _baselines(metrics: dict[str, Any]) -> dict[str, Any] | None:
+def _baselines(metrics: dict[str, Any], reported: tuple[str, ...] = ("accuracy", "macro_f1")) -> dict[str, Any] | None:
     """The fine-tuned model beside the cheap baselines, on each split they were scored on."""
     scores = metrics.get("baselines") or {}
     splits = [s for s in ("val", "test") if s in scores and s in metrics]
@@ -80,48 +122,93 @@ def _baselines(metrics: dict[str, Any]) -> dict[str, Any] | None:
     names = list(dict.fromkeys(n for s in splits for n in scores[s]))
 
     def row(label: str, get: Any) -> list[str]:
-        cells = [label]
-        for s in splits:
-            m = get(s)
-            cells += [f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}"] if m else ["-", "-"]
-        return cells
+        return [label] + [_cell(get(s), k) for s in splits for k in reported]
 
     rows = [row("fine-tuned model", lambda s: metrics[s])] + [row(n, lambda s, n=n: scores[s].get(n)) for n in names]
-    return {"head": ["model"] + [f"{s} {k}" for s in splits for k in ("accuracy", "macro-F1")], "rows": rows}
+    return {"head": ["model"] + [f"{s} {_name(k)}" for s in splits for k in reported], "rows": rows}
 
 
 def _per_class_rows(m: dict[str, Any]) -> list[list[Any]]:
-    return [[c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]] for c, v in m["per_class"].items()]
+    return [
+        [c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]]
+        for c, v in m.get("per_class", {}).items()
+    ]
 
 
-def _data(d: dict[str, Any]) -> dict[str, Any] | None:
-    """Images per class and split, the imbalance ratio when it is worth a warning, skipped files."""
+def _per_label(m: dict[str, Any]) -> dict[str, Any] | None:
+    """A multi-label split's table: each label's precision, recall and F1 at its decision threshold
+    (chosen on validation), its average precision and its positive examples."""
+    if "per_label" not in m:
+        return None
+    return {
+        "head": ["label", "precision", "recall", "F1", "AP", "threshold", "support"],
+        "rows": [
+            [n, *(f"{v[k]:.3f}" for k in ("precision", "recall", "f1", "ap", "threshold")), v["support"]]
+            for n, v in m["per_label"].items()
+        ],
+    }
+
+
+def _target(metrics: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """A regression's table: per split, the target's distribution and the errors, in its units."""
+    splits = [s for s in ("val", "test") if "target" in (metrics.get(s) or {})]
+    if not splits:
+        return None
+    rows = []
+    for s in splits:
+        m, t = metrics[s], metrics[s]["target"]
+        rows.append(
+            [s, m.get("n", ""), *(f"{t[k]:.4g}" for k in ("mean", "std", "min", "max")), _cell(m, "mae"), _cell(m, "rmse")]
+        )
+    return {"name": name, "head": ["split", "examples", "mean", "std", "min", "max", "MAE", "RMSE"], "rows": rows}
+
+
+# what the data table's first column names, and the imbalance sentence ({ratio}); a regression's
+# table holds each split's mean target, which has no imbalance
+_DATA_WORDS = {
+    "class": ("class", "class imbalance: the largest training class has {ratio}x the images of the smallest"),
+    "label": ("label", "label imbalance: the most frequent training label is on {ratio}x the images of the rarest"),
+    "target": ("target (mean)", None),
+}
+
+
+def _data(d: dict[str, Any], examples: str = "class") -> dict[str, Any] | None:
+    """Images per class (label) and split, or the mean target per split; the imbalance ratio when
+    it is worth a warning, skipped files."""
     if not d:
         return None
+    head, imbalance = _DATA_WORDS[examples]
     splits = list(d["counts"])
     train = d["counts"].get("train", [])
-    ratio = max(train) / min(train) if train and min(train) > 0 else 0
+    ratio = max(train) / min(train) if imbalance and train and min(train) > 0 else 0
     return {
-        "head": ["class", *splits],
-        "imbalance": f"{ratio:.1f}" if ratio > 1.5 else None,
+        "head": [head, *splits],
+        "imbalance": imbalance.format(ratio=f"{ratio:.1f}") if imbalance and ratio > 1.5 else None,
         "rows": [[c, *(d["counts"][s][i] for s in splits)] for i, c in enumerate(d["classes"])],
         "skipped": d.get("skipped") or [],
     }
 
 
-def _headline(r: dict[str, Any], cfg: Any) -> dict[str, Any] | None:
-    """The summary's first line: the main split's scores and what was trained on what."""
+def _plural(word: str, n: int) -> str:
+    return word if n == 1 else word + ("es" if word.endswith("s") else "s")
+
+
+def _headline(r: dict[str, Any], cfg: Any, objective: Objective) -> dict[str, Any] | None:
+    """The summary's first line: the main split's scores (the primary metric first) and what was
+    trained on what."""
     m = r["metrics"]
     split = _main_split(m)
     if split is None:
         return None
+    primary, *others = objective.reported
     return {
         "split": split,
-        "accuracy": f"{m[split]['accuracy']:.4f}",
-        "macro_f1": f"{m[split]['macro_f1']:.4f}",
+        "primary_name": _name(primary),
+        "primary": _cell(m[split], primary),
+        "others": [(_name(k), _cell(m[split], k)) for k in others[:3]],
         "n_train": m.get("n_train", "?"),
         "unit": "texts" if cfg.is_text else "images",
-        "n_classes": len(r["classes"]),
+        "names": f"{len(r['classes'])} {_plural(objective.examples, len(r['classes']))}",
         "backbone": cfg.model.backbone,
         "seconds": f"{m.get('seconds', 0):.0f}",
     }
@@ -199,39 +286,55 @@ def _stages(r: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _alts(objective: Objective) -> dict[str, str]:
+    """The figures' alt texts, the curves' naming the primary metric."""
+    return FIGURES | {"curves": f"loss and {_name(objective.primary)} curves"}
+
+
 def _report_context(d: Path, r: dict[str, Any], cfg: Any, figs: dict[str, Path | None]) -> dict[str, Any]:
     """Everything report.html.j2 shows, as plain data: texts, rows of formatted cells, embedded images."""
-    m = r["metrics"]
+    m, objective = r["metrics"], objective_of(cfg)
     split = _main_split(m)
     return {
         "title": f"tunelab report: {d.name}",
         "sections": SECTIONS,
-        "main": _headline(r, cfg),
-        "metric_rows": _metric_rows(m),
-        "baselines": _baselines(m),
+        "main": _headline(r, cfg, objective),
+        "metric_head": ["split", *(_name(k) for k in objective.reported), "loss", "images"],
+        "metric_rows": _metric_rows(m, objective.reported),
+        "baselines": _baselines(m, objective.reported),
         "pretrained_fit": _pretrained_fit(m, cfg.regularization.augment),
         "lexical": lexical_summary(m["lexical"]) if m.get("lexical") else None,
         "per_class": _per_class_rows(m[split]) if split else [],
+        "per_label": _per_label(m[split]) if split else None,
+        "target": _target(m, r["classes"][0] if r["classes"] else "value"),
         "diagnosis": m.get("diagnosis"),
         "stage_diagnoses": [
             (s + 1, diagnose(r["history"], cfg, stage=s).render()) for s in sorted({row["stage"] for row in r["history"]})
         ],
-        "figs": {name: image(figs.get(name), alt) for name, alt in FIGURES.items()},
+        "figs": {name: image(figs.get(name), alt) for name, alt in _alts(objective).items()},
         "wrong_texts": _wrong_texts(d),
-        "data": _data(r["data"]),
+        "data": _data(r["data"], objective.examples),
         "stages": _stages(r),
         "config_text": r["config_text"],
     }
 
 
-def write_report(run_dir: str | Path, *, gallery: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Path:
-    """Write RUN_DIR/report.html and return its path."""
+def write_report(
+    run_dir: str | Path,
+    *,
+    gallery: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Path:
+    """Write RUN_DIR/report.html and return its path. ``gallery``: (images, labels, probabilities)
+    of the validation set, for the most confidently wrong images; ``val``: (targets, decoded
+    outputs) of the validation set, for the precision-recall curves or the predicted-against-true
+    figure (without them, the figures a fit drew are kept)."""
     from tunelab.config import load_config
 
     d = Path(run_dir)
     r = read_run_folder(d)
     cfg = load_config(d / "config.yaml")
-    figs = make_plots(d, r, gallery)
+    figs = make_plots(d, r, gallery, objective_of(cfg), val)
     path = d / "report.html"
     atomic_write_text(path, render("report.html.j2", **_report_context(d, r, cfg, figs)))
     return path
@@ -251,23 +354,24 @@ def _flatten(x: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): x}
 
 
-def _compare_metrics(runs: list[tuple[Path, dict[str, Any]]]) -> list[list[str]]:
+def _compare_metrics(runs: list[tuple[Path, dict[str, Any]]], reported: list[str]) -> list[list[str]]:
+    """Per split, each metric any of the runs reports (``reported``) and the loss, run by run."""
     rows = []
     for split in ("val", "test"):
-        for key in ("accuracy", "macro_f1", "loss"):
+        for key in [*reported, "loss"]:
             vals = [r["metrics"].get(split, {}).get(key) for _, r in runs]
             if any(v is not None for v in vals):
                 rows.append([f"{split} {key}"] + [f"{v:.4f}" if v is not None else "" for v in vals])
     return rows
 
 
-def _compare_curves(runs: list[tuple[Path, dict[str, Any]]], png: Path) -> Path:
+def _compare_curves(runs: list[tuple[Path, dict[str, Any]]], png: Path, primary: str = "accuracy") -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for p, r in runs:
         x = np.arange(1, len(r["history"]) + 1)
-        for ax, key in zip(axes, ("val_loss", "val_accuracy")):
+        for ax, key in zip(axes, ("val_loss", f"val_{primary}")):
             ax.plot(x, [h.get(key) for h in r["history"]], "o-", ms=3, label=p.name)
             ax.set_title(key.replace("_", " "))
             ax.set_xlabel("epoch (all stages)")
@@ -280,18 +384,20 @@ def _compare_curves(runs: list[tuple[Path, dict[str, Any]]], png: Path) -> Path:
 def compare(run_dirs: list[str | Path], out: str | Path = "compare.html") -> Path:
     """Runs side by side: the config keys that differ, final metrics, overlaid validation curves."""
     runs = [(Path(p), read_run_folder(Path(p))) for p in run_dirs]
-    from tunelab.config import read_raw
+    from tunelab.config import load_config, read_raw
 
     flat = [_flatten(read_raw(p / "config.yaml")) for p, _ in runs]  # with the limits of any config file
     keys = sorted(k for k in set().union(*flat) if not k.startswith("run.") and len({repr(f.get(k)) for f in flat}) > 1)
+    objectives = [objective_of(load_config(p / "config.yaml")) for p, _ in runs]
+    reported = list(dict.fromkeys(k for o in objectives for k in o.reported))
     out = Path(out)
-    png = _compare_curves(runs, out.with_suffix(".png"))
+    png = _compare_curves(runs, out.with_suffix(".png"), objectives[0].primary if objectives else "accuracy")
     page = render(
         "compare.html.j2",
         title="tunelab comparison",
         names=[p.name for p, _ in runs],
         config_rows=[[k] + [str(f.get(k, "")) for f in flat] for k in keys] or [["none"]],
-        metric_rows=_compare_metrics(runs),
+        metric_rows=_compare_metrics(runs, reported),
         curves=image(png, "validation curves"),
     )
     atomic_write_text(out, page)
