@@ -19,9 +19,29 @@ import yaml
 from tunelab._html import render
 from tunelab.checkpoint import atomic_write_text
 from tunelab.config import Config, load_config
+from tunelab.objectives import objective_of
 from tunelab.runs import read_run_folder
 
 CARD = "README.md"
+# how the Hub's model-index names a metric of the run's objective: (type, label, args); a metric
+# not listed keeps its own key
+_HUB_METRICS: dict[str, tuple[str, str, dict[str, str] | None]] = {
+    "accuracy": ("accuracy", "accuracy", None),
+    "macro_f1": ("f1", "macro-F1", {"average": "macro"}),
+    "micro_f1": ("f1", "micro-F1", {"average": "micro"}),
+    "map": ("map", "mAP", None),
+    "r2": ("r_squared", "R^2", None),
+    "mae": ("mae", "MAE", None),
+}
+
+
+def _hub_metric(key: str) -> tuple[str, str, dict[str, str] | None]:
+    return _HUB_METRICS.get(key, (key, key, None))
+
+
+def _card_metrics(cfg: Config) -> tuple[str, ...]:
+    """The two metrics the card shows: the primary metric of the run's objective and the next one."""
+    return objective_of(cfg).reported[:2]
 
 
 def _front_matter(cfg: Config, name: str, metrics: dict[str, Any], library_name: str) -> str:
@@ -34,15 +54,14 @@ def _front_matter(cfg: Config, name: str, metrics: dict[str, Any], library_name:
     }
     if cfg.model.pretrained:
         meta["base_model"] = cfg.model.backbone
-    meta["metrics"] = ["accuracy", "f1"]
+    keys = _card_metrics(cfg)
+    meta["metrics"] = list(dict.fromkeys(_hub_metric(k)[0] for k in keys))
     results = []
     for split in ("test", "val"):
-        if split in metrics:
-            m = metrics[split]
-            results.append({"type": "accuracy", "value": round(float(m["accuracy"]), 4), "name": f"{split} accuracy"})
-            results.append(
-                {"type": "f1", "value": round(float(m["macro_f1"]), 4), "name": f"{split} macro-F1", "args": {"average": "macro"}}
-            )
+        for key in keys if split in metrics else ():
+            kind, label, args = _hub_metric(key)
+            row = {"type": kind, "value": round(float(metrics[split][key]), 4), "name": f"{split} {label}"}
+            results.append(row | ({"args": args} if args else {}))
     if results:
         dataset = {"name": cfg.data.train, "type": Path(cfg.data.train).name or cfg.data.train}
         meta["model-index"] = [{"name": name, "results": [{"task": {"type": task}, "dataset": dataset, "metrics": results}]}]
@@ -71,16 +90,16 @@ def _stage_rows(cfg: Config, history: list[dict[str, Any]], stages: dict[str, An
     return rows
 
 
-def _metric_rows(metrics: dict[str, Any]) -> list[list[str]]:
+def _metric_rows(metrics: dict[str, Any], keys: tuple[str, ...]) -> list[list[str]]:
     """The fine-tuned model, then each baseline scored on the same split."""
     rows = []
     for split in ("val", "test"):
         if split not in metrics:
             continue
         m = metrics[split]
-        rows.append([split, "fine-tuned model", f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", str(m.get("n", ""))])
+        rows.append([split, "fine-tuned model", *(f"{m[k]:.4f}" for k in keys), str(m.get("n", ""))])
         for name, b in (metrics.get("baselines") or {}).get(split, {}).items():
-            rows.append([split, name, f"{b['accuracy']:.4f}", f"{b['macro_f1']:.4f}", str(m.get("n", ""))])
+            rows.append([split, name, *(f"{b.get(k, float('nan')):.4f}" for k in keys), str(m.get("n", ""))])
     return rows
 
 
@@ -130,7 +149,8 @@ def card_context(run_dir: Path, library_name: str = "tunelab", usage: str | None
         },
         "distill": cfg.distill,
         "n_unlabeled": metrics.get("n_unlabeled"),
-        "metric_rows": _metric_rows(metrics),
+        "metric_rows": _metric_rows(metrics, _card_metrics(cfg)),
+        "metric_head": [_hub_metric(k)[1] for k in _card_metrics(cfg)],
         "refit": metrics.get("refit"),
         "diagnosis": metrics.get("diagnosis"),
         "weak": _weak_classes(metrics),
