@@ -144,18 +144,28 @@ def test_a_timm_folder_ends_in_one_linear_layer_with_the_target_scale_folded_in(
     assert "decoding.json" in (result.path / "README.md").read_text()
 
 
-@pytest.fixture(scope="module")
-def text_regression_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder: Path) -> Path:
-    """A tiny text regression: the score of a review is about 1 when positive, -2 when negative."""
+def _text_target(problem: str, i: int, text: str, label: str) -> str:
+    """A review's labels (its sentiment, and "long" past six words) or score (about 1 or -2)."""
+    if problem == "multi_label":
+        return label + ("|long" if len(text.split()) > 6 else "")
+    return str((1.0 if label == "pos" else -2.0) + 0.1 * (i % 3))
+
+
+@pytest.fixture(scope="module", params=list(PROBLEMS))
+def text_problem_run(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tiny_encoder: Path
+) -> tuple[str, Path]:
+    """A tiny text run of each problem type on the tiny BERT."""
     from conftest import text_rows, write_text_csv
 
-    root = tmp_path_factory.mktemp("text-regression")
-    rows = [(text, str((1.0 if label == "pos" else -2.0) + 0.1 * (i % 3))) for i, (text, label) in enumerate(text_rows(20))]
+    problem = request.param
+    root = tmp_path_factory.mktemp(f"text-{problem}")
+    rows = [(text, _text_target(problem, i, text, label)) for i, (text, label) in enumerate(text_rows(20))]
     cfg = {
-        "run": {"name": "score", "progress": False, "dir": str(root / "runs"), "baselines": False},
+        "run": {"name": problem, "progress": False, "dir": str(root / "runs"), "baselines": False},
         "data": {
-            "train": str(write_text_csv(root / "scores.csv", rows)),
-            "problem": "regression",
+            "train": str(write_text_csv(root / "reviews.csv", rows)),
+            "problem": problem,
             "test_split": 0.2,
             "refit": "never",
             "text": {"max_length": 16, "token_cache": str(root / "tokens")},
@@ -163,21 +173,25 @@ def text_regression_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder: 
         "model": {"backbone": str(tiny_encoder), "lexical": None},
         "stages": [{"train": "head", "epochs": 2, "lr": 1e-2}],
     }
-    return tunelab.fit(cfg).dir
+    return problem, tunelab.fit(cfg).dir
 
 
-def test_a_text_regression_exports_values_to_onnx_and_a_transformers_folder(text_regression_run, tmp_path):
+def test_a_text_run_exports_to_onnx_and_a_transformers_folder_read_as_predict_reads_it(text_problem_run, tmp_path):
     """The transformers folder names the problem type as transformers does, and its documented lines
-    give values in the target's units (the rescaling folded into head.safetensors), as ONNX does."""
-    onnx = tunelab.export(text_regression_run, "onnx", tmp_path / "text.onnx")
-    assert onnx.output == "values" and onnx.max_abs_diff < 1e-4
-    folder = tunelab.export(text_regression_run, "transformers", tmp_path / "hf")
-    assert folder.output == "values" and folder.max_abs_diff < 1e-4
-    assert json.loads((folder.path / "config.json").read_text())["problem_type"] == PROBLEMS["regression"]["problem_type"]
-    _check_decoding(json.loads((folder.path / "decoding.json").read_text()), "regression", text_regression_run, "values")
+    give the logits whose sigmoid predict thresholds, or values in the target's units (the rescaling
+    folded into head.safetensors); ONNX gives the probabilities or values themselves."""
+    problem, run_dir = text_problem_run
+    onnx = tunelab.export(run_dir, "onnx", tmp_path / "text.onnx")
+    assert onnx.output == PROBLEMS[problem]["graph"] and onnx.max_abs_diff < 1e-4
+    folder = tunelab.export(run_dir, "transformers", tmp_path / "hf")
+    assert folder.output == PROBLEMS[problem]["folder"] and folder.max_abs_diff < 1e-4
+    assert json.loads((folder.path / "config.json").read_text())["problem_type"] == PROBLEMS[problem]["problem_type"]
+    decoding = json.loads((folder.path / "decoding.json").read_text())
+    _check_decoding(decoding, problem, run_dir, PROBLEMS[problem]["folder"])
     snippet = (folder.path / "README.md").read_text().split("```python\n")[1].split("```")[0]
-    texts = ["the film was brilliant and moving", "dull plot , bad cast"]
+    texts = ["the film was brilliant and moving", "dull plot , bad cast", "a very quite dull and tedious bland movie plot"]
     scope: dict[str, Any] = {"texts": texts}
     exec(snippet, scope)
-    expected = [p.value for p in predict(text_regression_run, texts=texts)]
-    np.testing.assert_allclose(scope["values"].numpy()[:, 0], expected, atol=1e-4)
+    out = scope[PROBLEMS[problem]["folder"]]
+    got = torch.sigmoid(out).numpy() if decoding["activation"] == "sigmoid" else out.numpy()
+    _same_as_predict(problem, got, decoding, predict(run_dir, texts=texts, top_k=len(load_run(run_dir).classes)))
