@@ -136,6 +136,6 @@ def _graph_usage(run: Run, names: list[str], fmt: str) -> str:
             'classes, decoding = json.loads(extra["classes.json"]), json.loads(extra["decoding.json"])'
         )
     return (
-        f"Input: {feed}; output: {reading(run, out)}; any batch size. `decoding` holds the problem type "
+        f"Input: {feed}. Output: {reading(run, out)}. Any batch size; `decoding` holds the problem type "
         f"({run.objective.name}) and the names of the outputs.\n\n```python\nimport json\n{code}\n```"
     )

@@ -87,10 +87,10 @@ def reading(run: Run, output: str) -> str:
     """How a user turns an export's ``output`` into what ``predict`` reports, in words."""
     rule = decoding(run, output)
     steps = [f"{output} [B, {len(run.classes)}]"]
-    if output == run.objective.outputs and rule["activation"] != "none":  # the graph formats apply it inside
-        steps.append(f"a {rule['activation']} over them")
     if "target" in rule:
-        steps.append(f"{rule['target']} in its own units")
+        steps[0] += f" ({rule['target']}, in its own units)"
+    if output == run.objective.outputs and rule["activation"] != "none":  # the graph formats apply it inside
+        steps.append(f"a {rule['activation']} over them gives the probabilities")
     if "decision" in rule:
-        steps.append(f"then {rule['decision']}" + (" (`thresholds` of decoding.json)" if "thresholds" in rule else ""))
-    return ", ".join(steps)
+        steps.append(f"the decision: {rule['decision']}" + (" (`thresholds` of decoding.json)" if "thresholds" in rule else ""))
+    return "; ".join(steps)
