@@ -25,7 +25,6 @@ from tunelab.objectives import Objective, objective_of
 from tunelab.runs import OBJECTIVE_FILE, read_json, read_run_folder
 
 CARD = "README.md"
-
 # each metric as the Hub's model-index names it: its type and arguments
 HUB_METRICS: dict[str, tuple[str, dict[str, str] | None]] = {
     "accuracy": ("accuracy", None),

@@ -1,6 +1,7 @@
 """The graph formats: ONNX (torch.onnx's dynamo exporter, checked in onnxruntime) and TorchScript
 (a trace, checked in PyTorch). Both take a dynamic batch (texts: and a dynamic length) and carry
-the model card, the class names and the input names inside the file."""
+the model card, the class names, the input names and how to decode the outputs (``decoding.json``:
+the problem type, the names, the thresholds) inside the file."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +25,7 @@ log = logging.getLogger("tunelab")
 
 @torch.inference_mode()
 def _reference(module: nn.Module, inputs: tuple[torch.Tensor, ...], batch: int = 32) -> np.ndarray:
-    """PyTorch's fp32 logits of ``inputs``, batch by batch."""
+    """PyTorch's fp32 outputs of ``inputs``, batch by batch."""
     n = len(inputs[0])
     return torch.cat([module(*(x[i : i + batch] for x in inputs)) for i in range(0, n, batch)]).numpy()
 
@@ -37,10 +39,10 @@ def _dynamic_shapes(names: list[str]) -> dict[str, dict[int, torch.export.Dim]]:
 
 
 def write_onnx(
-    module: nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str], path: Path, metadata: dict[str, str]
+    module: nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str], path: Path, metadata: dict[str, str], output: str
 ) -> float:
-    """Export ``module`` to ONNX at ``path`` with ``metadata`` in its properties; returns the largest
-    |PyTorch - onnxruntime| on ``inputs``."""
+    """Export ``module`` to ONNX at ``path`` with ``metadata`` in its properties and its output named
+    ``output``; returns the largest |PyTorch - onnxruntime| on ``inputs``."""
     try:
         import onnx
         import onnxruntime as ort
@@ -56,7 +58,7 @@ def write_onnx(
                 example,
                 dynamo=True,
                 input_names=names,
-                output_names=["logits"],
+                output_names=[output],
                 dynamic_shapes=_dynamic_shapes(names),
                 verbose=False,
             )
@@ -92,9 +94,17 @@ def write_torchscript(module: nn.Module, inputs: tuple[torch.Tensor, ...], path:
     return float(np.abs(_reference(loaded, inputs, batch=7) - _reference(module, inputs)).max())
 
 
-def graph_metadata(card: str, classes: list[str], names: list[str], image_size: int | None) -> dict[str, str]:
-    """What an ONNX or TorchScript file carries besides the graph: the card and how to feed it."""
-    meta = {"README.md": card, "classes.json": json.dumps(classes), "inputs.json": json.dumps(names)}
+def graph_metadata(
+    card: str, classes: list[str], names: list[str], image_size: int | None, decoding: dict[str, Any]
+) -> dict[str, str]:
+    """What an ONNX or TorchScript file carries besides the graph: the card, how to feed it and how
+    to read what it gives."""
+    meta = {
+        "README.md": card,
+        "classes.json": json.dumps(classes),
+        "inputs.json": json.dumps(names),
+        "decoding.json": json.dumps(decoding),
+    }
     if image_size is not None:
         meta["image_size"] = str(image_size)
     return meta

@@ -1,5 +1,6 @@
 """What an export holds: the run's whole inference model as one module with plain tensor inputs
-(raw uint8 images, or token ids and their attention mask), and real inputs to check it on."""
+(raw uint8 images, or token ids and their attention mask) ending in what its objective exports
+(logits, label probabilities or values), and real inputs to check it on."""
 
 from __future__ import annotations
 
@@ -15,35 +16,39 @@ from tunelab.text.data import Tokens
 
 
 class ImageClassifier(nn.Module):
-    """uint8 images [B, 3, S, S] (0-255, RGB) -> logits [B, K]; the normalisation is inside."""
+    """uint8 images [B, 3, S, S] (0-255, RGB) -> outputs [B, K]; the normalisation is inside, and
+    ``head`` (the objective's export head) after the model."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, head: nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.head = model, head
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images)
+        return self.head(self.model(images))
 
 
 class TextClassifier(nn.Module):
     """Token ids [B, L] and attention mask [B, L] (right-padded, 1 on tokens), and the segment ids
-    of text pairs -> logits [B, K]. Each row is one text: a text longer than the tokenizer's
+    of text pairs -> outputs [B, K] (``head`` after the model). Each row is one text: a text longer than the tokenizer's
     max_length is read as its first window (a run reads up to data.text.max_windows and averages)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, head: nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.head = model, head
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
     ) -> torch.Tensor:
-        return self.model(Tokens(input_ids, attention_mask.sum(1), token_type_ids))
+        return self.head(self.model(Tokens(input_ids, attention_mask.sum(1), token_type_ids)))
 
 
-def inference_module(run: Run) -> nn.Module:
-    """The run's model behind plain tensor inputs, in eval mode, with no parameter asking for a gradient."""
+def inference_module(run: Run, *, exported: bool = True) -> nn.Module:
+    """The run's model behind plain tensor inputs, in eval mode, with no parameter asking for a
+    gradient; ``exported``: ending in its objective's export head (what the graph formats give),
+    else in the head's own outputs (what the timm and transformers formats give)."""
     model = run.model.float().eval().requires_grad_(False)
-    wrapped = TextClassifier(model) if run.config.is_text else ImageClassifier(model)
+    head = run.objective.export_head() if exported else nn.Identity()
+    wrapped = TextClassifier(model, head) if run.config.is_text else ImageClassifier(model, head)
     return wrapped.eval()
 
 
@@ -71,3 +76,21 @@ def as_tensors(run: Run, examples: Any, n: int) -> tuple[torch.Tensor, ...]:
     tokens: Tokens = examples.inputs[:n]
     rows = (tokens.ids, tokens.mask)
     return rows + ((tokens.type_ids,) if tokens.type_ids is not None else ())
+
+
+def decoding(run: Run, output: str) -> dict[str, Any]:
+    """``decoding.json`` of an export whose model gives ``output`` (logits, probabilities, values)."""
+    return run.objective.decoding(run.classes) | {"output": output}
+
+
+def reading(run: Run, output: str) -> str:
+    """How a user turns an export's ``output`` into what ``predict`` reports, in words."""
+    rule = decoding(run, output)
+    steps = [f"{output} [B, {len(run.classes)}]"]
+    if "target" in rule:
+        steps[0] += f" ({rule['target']}, in its own units)"
+    if output == run.objective.outputs and rule["activation"] != "none":  # the graph formats apply it inside
+        steps.append(f"a {rule['activation']} over them gives the probabilities")
+    if "decision" in rule:
+        steps.append(f"the decision: {rule['decision']}" + (" (`thresholds` of decoding.json)" if "thresholds" in rule else ""))
+    return "; ".join(steps)

@@ -9,11 +9,15 @@ the normalisation, the class names)::
                               pretrained_cfg_overlay={"file": "FOLDER/model.safetensors", "num_classes": K})
 
 The run's model becomes a timm model with its own classifier: the backbone's weights plus the
-head's linear layer. That needs a head timm has: pooling then one linear layer (no hidden layers).
+head's linear layer, with what the objective applies after it folded in (a regression's rescaling
+to the target's units). That needs a head timm has: pooling then one linear layer (no hidden
+layers). ``decoding.json`` says how to read the outputs (the problem type, the names, the
+thresholds of a multi-label run).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ import torch
 
 from tunelab.checkpoint import atomic_write_text
 from tunelab.errors import ModelError
+from tunelab.exports._inference import decoding, reading
 from tunelab.runs import Run
 
 PREFIX = "backbone.model."  # where a run's state dict keeps the timm model's own weights
@@ -49,14 +54,15 @@ def timm_model(run: Run) -> Any:
             f"--format timm: {cfg.backbone}'s weights beyond the run's are {classifier}, not one linear "
             "classifier; export it as onnx or torchscript instead"
         )
-    tensors[classifier[0]], tensors[classifier[1]] = state["head.fc.bias"], state["head.fc.weight"]
+    weight, bias = run.objective.fold(state["head.fc.weight"], state["head.fc.bias"])
+    tensors[classifier[0]], tensors[classifier[1]] = bias, weight
     model.load_state_dict(tensors, strict=True)
     return model.eval()
 
 
 @torch.inference_mode()
 def timm_difference(model: Any, run: Run, images: torch.Tensor) -> float:
-    """The largest |tunelab - timm| logit on ``images``, timm fed as its pretrained config says."""
+    """The largest |tunelab - timm| output on ``images``, timm fed as its pretrained config says."""
     mean = torch.tensor(model.pretrained_cfg["mean"]).view(1, -1, 1, 1)
     std = torch.tensor(model.pretrained_cfg["std"]).view(1, -1, 1, 1)
     ours = run.model(images)
@@ -65,7 +71,8 @@ def timm_difference(model: Any, run: Run, images: torch.Tensor) -> float:
 
 
 def write_timm(run: Run, folder: Path, card: str, images: torch.Tensor) -> float:
-    """Write the timm folder (weights, config, README.md); returns the largest |tunelab - timm| logit."""
+    """Write the timm folder (weights, config, decoding.json, README.md); returns the largest
+    |tunelab - timm| output."""
     from timm.models import save_for_hf
 
     model = timm_model(run)
@@ -79,6 +86,7 @@ def write_timm(run: Run, folder: Path, card: str, images: torch.Tensor) -> float
         safe_serialization=True,
         data_config={"input_size": (3, size, size), "crop_pct": 1.0, "interpolation": "bicubic"},
     )
+    atomic_write_text(folder / "decoding.json", json.dumps(decoding(run, run.objective.outputs), indent=1))
     atomic_write_text(folder / "README.md", card)
     return diff
 
@@ -99,4 +107,5 @@ config = timm.data.resolve_data_config({{}}, model=model)   # input size {run.co
 transform = timm.data.create_transform(**config)
 ```
 
-`model.pretrained_cfg["label_names"]` holds the class names."""
+`model.pretrained_cfg["label_names"]` holds the names of the outputs ({run.objective.outputs});
+`decoding.json` the problem type ({run.objective.name}) and how to read them: {reading(run, run.objective.outputs)}."""

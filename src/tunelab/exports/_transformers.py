@@ -1,7 +1,9 @@
 """The ``transformers`` format of a text run: the fine-tuned encoder and its tokenizer as a folder
 ``AutoModel`` / ``AutoTokenizer`` load, and the head (``head.safetensors``: its linear layer) that a
 few lines of plain PyTorch apply to the pooled encoder output (the lines are in the folder's
-README.md, and in docs/export.md)."""
+README.md, and in docs/export.md). The head's linear layer has what the objective applies after
+it folded in (a regression's rescaling to the target's units); the encoder's config names the
+``problem_type`` as transformers does, and ``decoding.json`` says how to read the outputs."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from safetensors.torch import save_file
 
 from tunelab.checkpoint import atomic_write_text
 from tunelab.errors import ModelError
+from tunelab.exports._inference import decoding, reading
 from tunelab.runs import Run
 from tunelab.text._encoders import load_tokenizer
 
@@ -67,7 +70,7 @@ def _quiet() -> Iterator[None]:
 
 
 def write_transformers(run: Run, folder: Path, card: str) -> None:
-    """Write the encoder, the tokenizer, head.safetensors, tunelab_head.json and README.md."""
+    """Write the encoder, the tokenizer, head.safetensors, tunelab_head.json, decoding.json and README.md."""
     _check(run)
     cfg = run.config
     assert cfg.data.text is not None
@@ -76,20 +79,21 @@ def write_transformers(run: Run, folder: Path, card: str) -> None:
         raise ModelError("--format transformers: the run's backbone holds no transformers model")
     encoder.config.id2label = dict(enumerate(run.classes))
     encoder.config.label2id = {c: i for i, c in enumerate(run.classes)}
+    encoder.config.problem_type = run.objective.problem_type
     with _quiet():
         encoder.save_pretrained(folder)
     load_tokenizer(cfg.data.text.tokenizer or cfg.model.backbone, cfg.model.weights).save_pretrained(folder)
     fc = run.model.head.fc
-    save_file(
-        {"fc.weight": fc.weight.detach().contiguous(), "fc.bias": fc.bias.detach().contiguous()}, str(folder / "head.safetensors")
-    )
+    weight, bias = run.objective.fold(fc.weight.detach(), fc.bias.detach())
+    save_file({"fc.weight": weight.contiguous(), "fc.bias": bias.contiguous()}, str(folder / "head.safetensors"))
     meta = {"classes": run.classes, "pooling": cfg.model.head.pooling, "max_length": cfg.data.text.max_length}
     atomic_write_text(folder / "tunelab_head.json", json.dumps(meta, indent=1))
+    atomic_write_text(folder / "decoding.json", json.dumps(decoding(run, run.objective.outputs), indent=1))
     atomic_write_text(folder / "README.md", card)
 
 
 def transformers_snippet(run: Run, folder: str) -> str:
-    """The plain lines that turn texts into the run's logits with the exported folder."""
+    """The plain lines that turn texts into the run's outputs (logits, values) with the exported folder."""
     assert run.config.data.text is not None
     return f"""import torch
 from safetensors.torch import load_file
@@ -103,22 +107,24 @@ with torch.no_grad():
     h = encoder(**batch).last_hidden_state
 m = batch["attention_mask"].unsqueeze(-1).to(h.dtype)
 {_check(run)}
-logits = feats @ head["fc.weight"].T + head["fc.bias"]
+{run.objective.outputs} = feats @ head["fc.weight"].T + head["fc.bias"]
 """
 
 
 def transformers_usage(run: Run, folder: str) -> str:
     return (
-        f"`AutoModel` and a few lines of PyTorch give this model's logits for a list of `texts`, without "
-        f"tunelab (a text longer than the max_length is read as its first window):\n\n```python\n"
-        f"{transformers_snippet(run, folder)}```\n\nThe class names are in `encoder.config.id2label`."
+        f"`AutoModel` and a few lines of PyTorch give this model's {run.objective.outputs} for a list of `texts`, "
+        f"without tunelab (a text longer than the max_length is read as its first window):\n\n```python\n"
+        f"{transformers_snippet(run, folder)}```\n\nThe names of the outputs are in `encoder.config.id2label`, the "
+        f"problem type in `encoder.config.problem_type`; `decoding.json` says how to read them: "
+        f"{reading(run, run.objective.outputs)}."
     )
 
 
 @torch.inference_mode()
 def snippet_logits(run: Run, folder: Path, texts: list[str]) -> torch.Tensor:
-    """The logits the documented lines compute (run here, to check the export)."""
+    """The outputs the documented lines compute (run here, to check the export)."""
     scope: dict[str, Any] = {"texts": texts}
     with _quiet():  # the encoder's pooler is not saved (the run does not use it): a load report says so
         exec(transformers_snippet(run, str(folder)), scope)
-    return scope["logits"]
+    return scope[run.objective.outputs]

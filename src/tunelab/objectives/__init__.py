@@ -56,6 +56,11 @@ class Objective(Protocol):
     exclusive: ClassVar[bool]
     examples: ClassVar[str]  # what a name counts in tables: "class", "label", "target"
     baselines: ClassVar[BaselineNames]
+    # what an export outputs: the head's own outputs ("logits", "values") in the formats that end in
+    # one linear layer (timm, transformers), and after export_head() in the graphs (ONNX, TorchScript)
+    outputs: ClassVar[str]
+    exported: ClassVar[str]
+    problem_type: ClassVar[str]  # the name transformers' config.problem_type (and the Hub) gives the problem
 
     def configure(self, options: dict[str, Any]) -> None:
         """The options of the run (class weighting, label smoothing, separator) before anything is read."""
@@ -93,6 +98,22 @@ class Objective(Protocol):
 
     def output_layer(self) -> nn.Module:
         """What the head applies after its last linear layer (a fixed rescaling, or nothing)."""
+        ...
+
+    def export_head(self) -> nn.Module:
+        """What an ONNX or TorchScript export applies to the model's outputs (a sigmoid per label, or
+        nothing), so that the file gives ``exported`` without tunelab."""
+        ...
+
+    def fold(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's last linear layer with ``output_layer()`` folded in: the one linear layer the
+        timm and transformers formats end in gives the model's outputs."""
+        ...
+
+    def decoding(self, names: list[str]) -> dict[str, Any]:
+        """What an exported model carries for a user to read its outputs as ``predict`` does: the
+        problem type, the names of the outputs, the decision rule (thresholds) and ``activation``,
+        the function that turns the head's outputs into scores ("softmax", "sigmoid", "none")."""
         ...
 
     def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor: ...

@@ -60,6 +60,9 @@ class MultiLabel:
     exclusive: ClassVar[bool] = False
     examples: ClassVar[str] = "label"
     baselines: ClassVar[BaselineNames] = BaselineNames("majority", "logreg", "linear_probe")
+    outputs: ClassVar[str] = "logits"
+    exported: ClassVar[str] = "probabilities"
+    problem_type: ClassVar[str] = "multi_label_classification"
 
     def __init__(self) -> None:
         self.separator, self.weighting = "|", "none"
@@ -172,6 +175,22 @@ class MultiLabel:
 
     def output_layer(self) -> nn.Module:
         return nn.Identity()
+
+    def export_head(self) -> nn.Module:
+        return nn.Sigmoid()
+
+    def fold(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return weight, bias
+
+    def decoding(self, names: list[str]) -> dict[str, Any]:
+        """Label i is predicted where sigmoid(logit i) >= thresholds[i], as ``predict`` decides."""
+        return {
+            "problem": self.name,
+            "labels": list(names),
+            "activation": "sigmoid",
+            "thresholds": [float(t) for t in self._thresholds(len(names))],
+            "decision": "probability >= threshold, per label",
+        }
 
     def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(outputs.float(), target.float(), pos_weight=self.pos_weight)

@@ -61,6 +61,9 @@ class Regression:
     exclusive: ClassVar[bool] = False
     examples: ClassVar[str] = "target"
     baselines: ClassVar[BaselineNames] = BaselineNames("mean", "ridge", "ridge_probe")
+    outputs: ClassVar[str] = "values"  # the head ends in Rescale: values in the target's units
+    exported: ClassVar[str] = "values"
+    problem_type: ClassVar[str] = "regression"
 
     def __init__(self) -> None:
         self.kind, self.target = "mse", "value"
@@ -103,6 +106,16 @@ class Regression:
 
     def output_layer(self) -> nn.Module:
         return Rescale(self.mean, self.std)
+
+    def export_head(self) -> nn.Module:
+        return nn.Identity()
+
+    def fold(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x @ w.T + b) * std + mean`` as one linear layer: ``w * std``, ``b * std + mean``."""
+        return weight * self.std, bias * self.std + self.mean
+
+    def decoding(self, names: list[str]) -> dict[str, Any]:
+        return {"problem": self.name, "target": names[0] if names else self.target, "activation": "none"}
 
     def _standard(self, x: torch.Tensor) -> torch.Tensor:
         return (x.float().reshape(len(x), -1)[:, 0] - self.mean) / self.std

@@ -70,6 +70,10 @@ class SingleLabel:
     exclusive: ClassVar[bool] = True
     examples: ClassVar[str] = "class"
     baselines: ClassVar[BaselineNames] = BaselineNames("majority", "logreg", "linear_probe")
+    # logits, as timm and transformers classifiers give them (and as exports always have)
+    outputs: ClassVar[str] = "logits"
+    exported: ClassVar[str] = "logits"
+    problem_type: ClassVar[str] = "single_label_classification"
 
     def __init__(self) -> None:
         self.weighting, self.smoothing = "none", 0.0
@@ -122,6 +126,15 @@ class SingleLabel:
 
     def output_layer(self) -> nn.Module:
         return nn.Identity()
+
+    def export_head(self) -> nn.Module:
+        return nn.Identity()
+
+    def fold(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return weight, bias
+
+    def decoding(self, names: list[str]) -> dict[str, Any]:
+        return {"problem": self.name, "classes": list(names), "activation": "softmax", "decision": "argmax"}
 
     def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if target.is_floating_point():  # soft targets of a mixed batch, label smoothing folded in
