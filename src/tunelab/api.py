@@ -16,10 +16,10 @@ from tunelab.engine.model import FineTuneModel
 from tunelab.errors import ConfigError, DataError, RunError
 from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_table, select, set_train_mode, set_trainable
 from tunelab.metrics import classification_metrics
-from tunelab.model import place
 from tunelab.run_record import check_model
 from tunelab.runs import Run, read_classes, read_metrics
 from tunelab.tasks import random_weights, task_for
+from tunelab.vision.model import place
 
 log = logging.getLogger("tunelab")
 

@@ -1,8 +1,9 @@
 """The cheap baselines a careful user compares a fine-tune against, scored in every run.
 
 - ``majority``: always the most frequent training class;
-- ``logreg_pixels`` (images): logistic regression on the raw pixels (at most 32 x 32);
-- ``logreg_tfidf`` (text): logistic regression on TF-IDF of word 1-2-grams;
+- ``logreg_pixels`` (images): logistic regression on the raw pixels (at most 32 x 32,
+  :mod:`tunelab.vision.baselines`);
+- ``logreg_tfidf`` (text): logistic regression on TF-IDF of word 1-2-grams (:mod:`tunelab.text.baselines`);
 - ``linear_probe``: logistic regression on the pretrained backbone's pooled features.
 
 The logistic regressions weight classes by their inverse frequency (``class_weight="balanced"``)
@@ -22,9 +23,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from tunelab.engine.probe import fit_logistic, fit_standardised, pooled_features
+from tunelab.engine.probe import fit_logistic, fit_standardised, pooled_features, stratified_sample
+from tunelab.text.baselines import raw_texts, tfidf_features
+from tunelab.vision.baselines import raw_pixels
 
 if TYPE_CHECKING:
     from tunelab.engine.model import FineTuneModel
@@ -38,7 +40,6 @@ MAX_TRAIN = 1000
 # the raw-pixel regression took 30 s instead of 82 s (2 CPU cores) at the same test accuracy
 # (0.805 against 0.806); at the default budget a run's two baseline regressions outlasted its training
 BASELINE_SOLVER: dict[str, Any] = {"max_iter": 100, "tol": 1e-3}
-PIXEL_SIZE = 32  # raw-pixel baseline resolution (area-resized): 3,072 features for colour
 
 Kind = Literal["pixels", "tfidf", "features"]
 NAMES = {"pixels": "logreg_pixels", "tfidf": "logreg_tfidf", "features": "linear_probe"}
@@ -51,26 +52,6 @@ def _scores(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[st
         "accuracy": float((y_true == y_pred).mean()) if len(y_true) else float("nan"),
         "macro_f1": float(f1_score(y_true, y_pred, labels=list(range(num_classes)), average="macro", zero_division=0)),
     }
-
-
-def pixel_features(images: torch.Tensor) -> np.ndarray:
-    """uint8 [N, C, S, S] -> float [N, C * s * s] in [0, 1], area-resized to at most PIXEL_SIZE."""
-    x = images.float() / 255.0
-    if x.shape[-1] > PIXEL_SIZE:
-        x = F.adaptive_avg_pool2d(x, PIXEL_SIZE)
-    if x.shape[1] == 3 and bool((x[:, 0] == x[:, 1]).all() and (x[:, 1] == x[:, 2]).all()):
-        x = x[:, :1]  # grey images decoded to 3 equal channels: one is enough
-    return x.flatten(1).numpy()
-
-
-def stratified_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Sorted indices of ``n`` examples keeping the class shares of ``y`` (all of them when fewer)."""
-    if len(y) <= n:
-        return np.arange(len(y))
-    from sklearn.model_selection import train_test_split
-
-    idx, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=y, random_state=seed)
-    return np.sort(idx)
 
 
 def fit_predict(
@@ -87,9 +68,7 @@ def fit_predict(
 def _fit(kind: Kind, x: Any, y: np.ndarray, seed: int, solver: dict[str, Any]) -> tuple[Any, Any]:
     if kind != "tfidf":
         return fit_standardised(x, y, seed, **solver)
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    features = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), max_features=100_000)
+    features = tfidf_features()
     return features, fit_logistic(features.fit_transform(x), y, seed, **solver)
 
 
@@ -139,9 +118,7 @@ def render(scores: dict[str, dict[str, float]], model: dict[str, float] | None =
 
 def _raw(kind: Kind, split: Any, rows: np.ndarray | None = None) -> Any:
     """What the raw-input regression reads of a split (all of it, or ``rows``): texts or pixels."""
-    if kind == "tfidf":
-        return list(split.texts) if rows is None else [split.texts[i] for i in rows]
-    return pixel_features(split.images if rows is None else split.images[torch.from_numpy(rows)])
+    return (raw_texts if kind == "tfidf" else raw_pixels)(split, rows)
 
 
 def run_baselines(

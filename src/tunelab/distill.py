@@ -23,11 +23,11 @@ from torch import nn
 
 from tunelab.api import load_run
 from tunelab.config import Config
-from tunelab.data import load_unlabeled
 from tunelab.engine.data import Splits
 from tunelab.engine.distill import Distiller
 from tunelab.errors import ConfigError
 from tunelab.tasks import task_for
+from tunelab.vision.data import load_unlabeled
 
 log = logging.getLogger("tunelab")
 

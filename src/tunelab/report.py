@@ -17,10 +17,11 @@ from tunelab import plots
 from tunelab._html import image, render
 from tunelab.checkpoint import atomic_write_text
 from tunelab.diagnosis import diagnose
-from tunelab.pretrained_fit import CROP_MIN_SIDE, features_fit
+from tunelab.pretrained_fit import features_fit
 from tunelab.runs import read_run_folder
+from tunelab.text.report import WRONG_TEXTS
+from tunelab.vision.auto_augment import CROP_MIN_SIDE
 
-WRONG_TEXTS = "wrong_texts.json"  # the most confidently wrong validation texts of a text run
 SECTIONS = ["summary", "diagnosis", "curves", "metrics", "data", "model", "regularization", "config"]
 
 # the figures of make_plots and the alt text each has in the page

@@ -13,25 +13,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from tunelab import data as image_data
-from tunelab.baselines import Kind
 from tunelab.config import Config, DataConfig, ModelConfig
-from tunelab.data.predict import image_inputs
 from tunelab.engine.data import Splits
 from tunelab.engine.loop import TaskLoop
 from tunelab.engine.model import FineTuneModel
 from tunelab.errors import DataError
-from tunelab.image_loop import ImageLoop
-from tunelab.model import build_image_model
 from tunelab.text import data as text_data
 from tunelab.text.loop import TextLoop
 from tunelab.text.model import build_text_model
 from tunelab.text.predict import text_inputs
 from tunelab.text.report import write_wrong_texts
+from tunelab.vision import data as image_data
+from tunelab.vision.data.predict import image_inputs
+from tunelab.vision.loop import ImageLoop
+from tunelab.vision.model import build_image_model
 
 Gallery = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -39,7 +38,7 @@ Gallery = tuple[np.ndarray, np.ndarray, np.ndarray]
 @dataclass(frozen=True)
 class Task:
     name: str  # what the examples are called in messages: images, texts
-    baseline: Kind  # the raw-input baseline fit scores: logistic regression on pixels, or on TF-IDF
+    baseline: Literal["pixels", "tfidf"]  # the raw-input baseline (tunelab.baselines): regression on pixels, or TF-IDF
     load_data: Callable[[DataConfig], Splits[Any]]
     load_eval_set: Callable[[str, list[str], DataConfig], Any]
     # real examples of a run's own data the run never trained on, given its data config and classes (export checks)

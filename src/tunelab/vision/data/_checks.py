@@ -10,9 +10,9 @@ from collections import Counter
 from pathlib import Path
 
 from tunelab.checkpoint import file_sha256
-from tunelab.data._sources import FileSource
 from tunelab.duplicates import first_of_each
 from tunelab.errors import DataError
+from tunelab.vision.data._sources import FileSource
 
 log = logging.getLogger("tunelab")
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from tunelab.config import Config
-from tunelab.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file, not_regular
-from tunelab.data._sources import NOT_REGULAR, image_files
 from tunelab.errors import DataError
+from tunelab.vision.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file, not_regular
+from tunelab.vision.data._sources import NOT_REGULAR, image_files
 
 log = logging.getLogger("tunelab")
 
