@@ -165,9 +165,9 @@ def test_the_packaged_lite0_sees_that_mirrored_arrows_change_class_and_mirrored_
     stripe-direction classes (the test fixtures' images) keep them (flips)."""
     from tests.conftest import TINY
 
+    from tunelab.engine.device import place
     from tunelab.tasks import task_for
     from tunelab.vision.data import load_data
-    from tunelab.vision.model import place
 
     cfg = build_config({"data": {"image_size": 32}, "run": {"threads": 2}})
     model = place(task_for(cfg).build_model(cfg, 2), "cpu")

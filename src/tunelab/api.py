@@ -11,7 +11,7 @@ import torch
 
 from tunelab import checkpoint as ckpt
 from tunelab.config import Config, load_config
-from tunelab.engine.device import predict_logits
+from tunelab.engine.device import place, predict_logits
 from tunelab.engine.model import FineTuneModel
 from tunelab.errors import ConfigError, DataError, RunError
 from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_table, select, set_train_mode, set_trainable
@@ -19,7 +19,6 @@ from tunelab.metrics import classification_metrics
 from tunelab.run_record import check_model
 from tunelab.runs import Run, read_classes, read_metrics
 from tunelab.tasks import random_weights, task_for
-from tunelab.vision.model import place
 
 log = logging.getLogger("tunelab")
 

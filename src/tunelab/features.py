@@ -29,13 +29,12 @@ import torch
 from tunelab.api import load_run
 from tunelab.checkpoint import atomic_write_folder
 from tunelab.config import TEXT_DATASETS, Config, load_config
-from tunelab.engine.device import pick_device
+from tunelab.engine.device import pick_device, place
 from tunelab.engine.model import FineTuneModel
 from tunelab.engine.probe import pooled_features
 from tunelab.errors import DataError
 from tunelab.tasks import task_for
 from tunelab.vision.data import BUILTIN
-from tunelab.vision.model import place
 
 log = logging.getLogger("tunelab")
 

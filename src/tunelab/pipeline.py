@@ -37,7 +37,7 @@ from tunelab.diagnosis import diagnose
 from tunelab.distill import add_unlabeled, distiller, load_teacher
 from tunelab.distributed import Dist
 from tunelab.engine.data import Splits
-from tunelab.engine.device import pick_device
+from tunelab.engine.device import pick_device, place
 from tunelab.engine.distill import Distiller
 from tunelab.engine.model import FineTuneModel
 from tunelab.engine.resume import Position, position_from_state
@@ -59,7 +59,6 @@ from tunelab.tasks import Task, task_for
 from tunelab.vision.auto_augment import mirror_wanted
 from tunelab.vision.backbones import Backbone
 from tunelab.vision.cache import backbone_sequence
-from tunelab.vision.model import place
 
 if TYPE_CHECKING:
     from tunelab.text.lexical import LexicalBlend

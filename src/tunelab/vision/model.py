@@ -95,12 +95,3 @@ def _explain_left_out(cfg: ModelConfig, backbone: Backbone) -> None:
         log.info(
             "model.head.pooling: %s pools %s's feature map; its own top is left out: %s", cfg.head.pooling, cfg.backbone, parts
         )
-
-
-def place(model: FineTuneModel, device: torch.device | str) -> FineTuneModel:
-    """Move to ``device`` in channels_last memory format (faster convolutions on CPU and GPU).
-
-    Training, evaluation and reloading all go through here, so the same inputs give bit-identical
-    outputs whichever path built the model.
-    """
-    return model.to(device=torch.device(device), memory_format=torch.channels_last)  # type: ignore[call-overload]
