@@ -23,11 +23,13 @@ from tunelab.engine.loop import TaskLoop
 from tunelab.engine.model import FineTuneModel
 from tunelab.errors import DataError
 from tunelab.text import data as text_data
+from tunelab.text.card import card_facts as text_card_facts
 from tunelab.text.loop import TextLoop
 from tunelab.text.model import build_text_model
 from tunelab.text.predict import text_inputs
 from tunelab.text.report import write_wrong_texts
 from tunelab.vision import data as image_data
+from tunelab.vision.card import card_facts as image_card_facts
 from tunelab.vision.data.predict import image_inputs
 from tunelab.vision.loop import ImageLoop
 from tunelab.vision.model import build_image_model
@@ -49,6 +51,11 @@ class Task:
     prediction_inputs: Callable[[Config, list[str], list[str]], tuple[list[str], list[str | None], Any]]
     # what the report shows of the validation set beside the metrics; an image gallery is returned
     report_extras: Callable[[Path, Any, np.ndarray | None, list[str]], Gallery | None]
+    # what the model card says of the modality, from the run's config: pipeline_tag (the Hub's task),
+    # input, limitation, predict_args
+    card_facts: Callable[[Config], dict[str, str]]
+    noun: str  # one example, in the card and in messages: image, text
+    library: str  # where the backbone comes from: timm, transformers (also an export format of that name)
 
 
 def _image_gallery(run_dir: Path, val: Any, probs: np.ndarray | None, classes: list[str]) -> Gallery | None:
@@ -91,6 +98,9 @@ IMAGES = Task(
     ImageLoop,
     image_inputs,
     _image_gallery,
+    image_card_facts,
+    "image",
+    "timm",
 )
 TEXTS = Task(
     "texts",
@@ -103,6 +113,9 @@ TEXTS = Task(
     TextLoop,
     text_inputs,
     _wrong_texts,
+    text_card_facts,
+    "text",
+    "transformers",
 )
 TASKS = {"images": IMAGES, "texts": TEXTS}
 

@@ -29,6 +29,7 @@ from tunelab.exports._inference import as_tensors, inference_module, input_names
 from tunelab.exports._timm import timm_usage, write_timm
 from tunelab.exports._transformers import snippet_logits, transformers_usage, write_transformers
 from tunelab.runs import Run
+from tunelab.tasks import TASKS, task_for
 
 __all__ = ["FORMATS", "Export", "export"]
 
@@ -64,10 +65,13 @@ class Export:
 def _check_format(run: Run, fmt: str) -> None:
     if fmt not in FORMATS:
         raise ConfigError(f"export format '{fmt}' is not known; valid: {', '.join(FORMATS)}")
-    if fmt == "timm" and run.config.is_text:
-        raise ConfigError("--format timm is for image runs; a text run exports as transformers, onnx or torchscript")
-    if fmt == "transformers" and not run.config.is_text:
-        raise ConfigError("--format transformers is for text runs; an image run exports as timm, onnx or torchscript")
+    # a library's own folder format is for the runs whose backbone comes from that library
+    owner = next((t for t in TASKS.values() if t.library == fmt), None)
+    task = task_for(run.config)
+    if owner is not None and owner is not task:
+        raise ConfigError(
+            f"--format {fmt} is for {owner.noun} runs; {task.noun} runs export as {task.library}, onnx or torchscript"
+        )
 
 
 def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = None, *, check: int = 100) -> Export:
