@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from tunelab.config import Config, StageConfig
+from tunelab.tasks import task_for
 
 FEW_SHOT_PER_CLASS = 20
 
@@ -38,7 +39,7 @@ def few_shot_stages() -> list[StageConfig]:
 def wanted(cfg: Config, per_class: float) -> bool:
     """A text run on the default recipe's own stages with at most FEW_SHOT_PER_CLASS texts a class."""
     return (
-        cfg.is_text
+        task_for(cfg).few_shot
         and cfg.recipe == "default"
         and "stages" not in cfg.model_fields_set
         and cfg.distill is None

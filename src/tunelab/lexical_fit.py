@@ -32,7 +32,8 @@ CHOICE_FILE = "lexical.json"  # the blend's scales as this run chose them, and w
 
 
 def wanted(cfg: Config) -> bool:
-    return cfg.is_text and cfg.model.lexical not in (None, 0.0)
+    # only a text run has a blend: the config refuses model.lexical for any other
+    return cfg.model.lexical not in (None, 0.0)
 
 
 def saved_choice(run_dir: Path, cfg: Config) -> dict[str, Any] | None:

@@ -56,6 +56,9 @@ class Task:
     card_facts: Callable[[Config], dict[str, str]]
     noun: str  # one example, in the card and in messages: image, text
     library: str  # where the backbone comes from: timm, transformers (also an export format of that name)
+    augment_presets: tuple[str, ...]  # the regularization.augment presets tune searches over (none: no augmentation)
+    decode_cache: bool  # whether data.decode_cache applies: decoded inputs a study's trials can share
+    few_shot: bool  # whether the default recipe turns to the few-shot recipe on a few examples a class (few_shot.py)
 
 
 def _image_gallery(run_dir: Path, val: Any, probs: np.ndarray | None, classes: list[str]) -> Gallery | None:
@@ -101,6 +104,9 @@ IMAGES = Task(
     image_card_facts,
     "image",
     "timm",
+    ("none", "flip", "light"),
+    True,
+    False,
 )
 TEXTS = Task(
     "texts",
@@ -116,6 +122,9 @@ TEXTS = Task(
     text_card_facts,
     "text",
     "transformers",
+    (),
+    False,
+    True,
 )
 TASKS = {"images": IMAGES, "texts": TEXTS}
 
