@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from torch import nn
 
 from tunelab.config import Config, DataConfig, ModelConfig
 from tunelab.engine.data import Splits
@@ -24,13 +25,17 @@ from tunelab.engine.model import FineTuneModel
 from tunelab.errors import DataError
 from tunelab.text import data as text_data
 from tunelab.text.card import card_facts as text_card_facts
+from tunelab.text.distill import text_teacher
 from tunelab.text.loop import TextLoop
 from tunelab.text.model import build_text_model
+from tunelab.text.predict import labelled as text_labelled
 from tunelab.text.predict import text_inputs
 from tunelab.text.report import write_wrong_texts
 from tunelab.vision import data as image_data
 from tunelab.vision.card import card_facts as image_card_facts
 from tunelab.vision.data.predict import image_inputs
+from tunelab.vision.data.predict import labelled as image_labelled
+from tunelab.vision.distill import image_teacher
 from tunelab.vision.loop import ImageLoop
 from tunelab.vision.model import build_image_model
 
@@ -59,6 +64,9 @@ class Task:
     augment_presets: tuple[str, ...]  # the regularization.augment presets tune searches over (none: no augmentation)
     decode_cache: bool  # whether data.decode_cache applies: decoded inputs a study's trials can share
     few_shot: bool  # whether the default recipe turns to the few-shot recipe on a few examples a class (few_shot.py)
+    labelled: Callable[[str], bool]  # whether a path or name is labelled data (tunelab extract reads its classes)
+    # a teacher run's model made to read the student's inputs (model, student config, teacher config, distill.teacher)
+    teacher: Callable[[nn.Module, Config, Config, str], nn.Module]
 
 
 def _image_gallery(run_dir: Path, val: Any, probs: np.ndarray | None, classes: list[str]) -> Gallery | None:
@@ -107,6 +115,8 @@ IMAGES = Task(
     ("none", "flip", "light"),
     True,
     False,
+    image_labelled,
+    image_teacher,
 )
 TEXTS = Task(
     "texts",
@@ -125,6 +135,8 @@ TEXTS = Task(
     (),
     False,
     True,
+    text_labelled,
+    text_teacher,
 )
 TASKS = {"images": IMAGES, "texts": TEXTS}
 
