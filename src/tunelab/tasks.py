@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
+import torch
 from torch import nn
 
 from tunelab.config import Config, DataConfig, ModelConfig
@@ -26,6 +27,7 @@ from tunelab.errors import DataError
 from tunelab.text import data as text_data
 from tunelab.text.card import card_facts as text_card_facts
 from tunelab.text.distill import text_teacher
+from tunelab.text.export import TextGraph
 from tunelab.text.loop import TextLoop
 from tunelab.text.model import build_text_model
 from tunelab.text.predict import labelled as text_labelled
@@ -36,10 +38,21 @@ from tunelab.vision.card import card_facts as image_card_facts
 from tunelab.vision.data.predict import image_inputs
 from tunelab.vision.data.predict import labelled as image_labelled
 from tunelab.vision.distill import image_teacher
+from tunelab.vision.export import ImageGraph
 from tunelab.vision.loop import ImageLoop
 from tunelab.vision.model import build_image_model
 
 Gallery = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+class GraphInputs(Protocol):
+    """How a graph export (ONNX, TorchScript) feeds the run's model: plain tensors in, logits out."""
+
+    def wrap(self, model: nn.Module) -> nn.Module: ...  # the model behind plain tensor inputs
+    def input_names(self, cfg: Config) -> list[str]: ...
+    def as_tensors(self, examples: Any, n: int) -> tuple[torch.Tensor, ...]: ...  # the first n examples' inputs
+    def image_size(self, cfg: Config) -> int | None: ...  # the graph's input resolution, when it has one
+    def feed(self, cfg: Config, names: list[str]) -> str: ...  # what to feed it, for the model card
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,7 @@ class Task:
     labelled: Callable[[str], bool]  # whether a path or name is labelled data (tunelab extract reads its classes)
     # a teacher run's model made to read the student's inputs (model, student config, teacher config, distill.teacher)
     teacher: Callable[[nn.Module, Config, Config, str], nn.Module]
+    graph: GraphInputs  # the exported graph's inputs (tunelab export --format onnx / torchscript)
 
 
 def _image_gallery(run_dir: Path, val: Any, probs: np.ndarray | None, classes: list[str]) -> Gallery | None:
@@ -117,6 +131,7 @@ IMAGES = Task(
     False,
     image_labelled,
     image_teacher,
+    ImageGraph(),
 )
 TEXTS = Task(
     "texts",
@@ -137,6 +152,7 @@ TEXTS = Task(
     True,
     text_labelled,
     text_teacher,
+    TextGraph(),
 )
 TASKS = {"images": IMAGES, "texts": TEXTS}
 

@@ -86,7 +86,7 @@ def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = N
     if format in ("onnx", "torchscript"):
         names = input_names(run)
         card = model_card(run_dir, library_name="onnx" if format == "onnx" else "pytorch", usage=_graph_usage(run, names, format))
-        meta = graph_metadata(card, run.classes, names, None if run.config.is_text else run.config.data.image_size)
+        meta = graph_metadata(card, run.classes, names, task_for(run.config).graph.image_size(run.config))
         module = inference_module(run)
         if format == "onnx":
             diff = write_onnx(module, inputs, names, path, meta)
@@ -112,13 +112,7 @@ def _transformers_difference(run: Run, path: Path, examples: object, n: int) -> 
 
 
 def _graph_usage(run: Run, names: list[str], fmt: str) -> str:
-    if run.config.is_text:
-        feed = "token ids and attention mask [B, L] (int64, right-padded) from the model's tokenizer" + (
-            " and token_type_ids" if "token_type_ids" in names else ""
-        )
-    else:
-        size = run.config.data.image_size
-        feed = f"raw RGB images, uint8 [B, 3, {size}, {size}] (0-255; resize the shorter side to {size}, crop the centre)"
+    feed = task_for(run.config).graph.feed(run.config, names)
     if fmt == "onnx":
         code = (
             'import onnxruntime as ort\n\nsession = ort.InferenceSession("model.onnx")\n'
