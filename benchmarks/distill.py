@@ -27,8 +27,8 @@ from PIL import Image
 
 import tunelab
 from tunelab.config import load_config
-from tunelab.data import split_indices
-from tunelab.data._sources import fashion_mnist
+from tunelab.vision.data import split_indices
+from tunelab.vision.data._sources import fashion_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -32,10 +32,10 @@ import yaml
 from PIL import Image
 
 import tunelab
-from tunelab.data import decode_file
-from tunelab.engine.device import predict_logits
+from tunelab.engine.device import place, predict_logits
 from tunelab.engine.store import bf16_supported
-from tunelab.model import build_image_model, place
+from tunelab.vision.data import decode_file
+from tunelab.vision.model import build_image_model
 
 ROOT = Path(__file__).resolve().parents[1]
 FMNIST = Path("/usr/share/datasets/fashion-mnist")

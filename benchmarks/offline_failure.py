@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 
 t0 = time.perf_counter()
-from tunelab.backbones import create_backbone  # noqa: E402
 from tunelab.errors import ModelError  # noqa: E402
+from tunelab.vision.backbones import create_backbone  # noqa: E402
 
 t1 = time.perf_counter()
 try:

@@ -73,8 +73,8 @@ def baseline(size: int, epochs: tuple[int, int], seed: int) -> dict:
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms
 
-    from tunelab.backbones import PACKAGED
-    from tunelab.data._sources import fashion_mnist
+    from tunelab.vision.backbones import PACKAGED
+    from tunelab.vision.data._sources import fashion_mnist
 
     torch.manual_seed(seed)
     train_src, test_src = fashion_mnist("train"), fashion_mnist("test")
@@ -156,7 +156,7 @@ def baseline(size: int, epochs: tuple[int, int], seed: int) -> dict:
 def _train_indices(size: int, seed: int):
     """The same training images tunelab's data.samples_per_class picks (stratified, seeded)."""
     from tunelab.config import DataConfig
-    from tunelab.data import load_data
+    from tunelab.vision.data import load_data
 
     cfg = DataConfig(train="fashion-mnist", samples_per_class=size // 10, val_split=0.0, seed=seed, image_size=8, test=None)
     splits = load_data(cfg)

@@ -366,15 +366,16 @@ def run_sklearn(inst: Instance, seed: int, work: Path) -> dict[str, Any]:
         image_size=inst.image_size or info.get("image_size") or 64,
         text=TextDataConfig(token_cache=None, max_length=8, tokenizer="minilm") if text else None,
     )
-    from tunelab.data import load_data
     from tunelab.text.data import load_text_data
+    from tunelab.vision.baselines import pixel_features
+    from tunelab.vision.data import load_data
 
     s = load_text_data(cfg) if text else load_data(cfg)
     assert s.test is not None
     if text:
         tx, ex = s.train.texts, s.test.texts  # type: ignore[attr-defined]
     else:
-        tx, ex = baselines.pixel_features(s.train.images), baselines.pixel_features(s.test.images)
+        tx, ex = pixel_features(s.train.images), pixel_features(s.test.images)
     objective = data_objective(cfg)
     scores = baselines.score_baselines(
         tx,

@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from tunelab import baselines
+from tunelab.engine.probe import stratified_sample
 from tunelab.objectives import objective_for
+from tunelab.vision.baselines import pixel_features
 
 SINGLE = objective_for("single_label")
 
@@ -31,19 +33,9 @@ def blobs(n_per_class: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
     return torch.from_numpy(np.repeat(x, 3, axis=1)), y
 
 
-def test_pixel_features_keep_one_channel_of_grey_images_and_shrink_large_ones():
-    x, _ = blobs(2, 0)
-    assert baselines.pixel_features(x).shape == (6, 256)
-    big = torch.zeros(2, 3, 64, 64, dtype=torch.uint8)
-    big[:, 0] = 255  # colour: all three channels kept, area-resized to 32 px
-    assert baselines.pixel_features(big).shape == (2, 3 * 32 * 32)
-
-
 def test_logistic_regression_on_pixels_beats_the_majority_class():
     (tx, ty), (vx, vy) = blobs(10, 0), blobs(10, 1)
-    scores = baselines.score_baselines(
-        baselines.pixel_features(tx), ty, {"val": (baselines.pixel_features(vx), vy)}, kind="pixels", **single(3)
-    )
+    scores = baselines.score_baselines(pixel_features(tx), ty, {"val": (pixel_features(vx), vy)}, kind="pixels", **single(3))
     assert scores["val"]["majority"]["accuracy"] == pytest.approx(1 / 3)
     assert scores["val"]["logreg_pixels"]["accuracy"] == 1.0
 
@@ -195,7 +187,7 @@ def test_render_compares_on_the_baselines_metrics_primary_first():
 
 def test_a_stratum_of_one_example_falls_back_to_a_random_sample():
     strata = np.array([0] * 30 + [1] * 30 + [2])  # the one example of stratum 2 cannot be split
-    idx = baselines.stratified_sample(strata, 20, 0)
+    idx = stratified_sample(strata, 20, 0)
     assert len(idx) == 20 and len(set(idx)) == 20 and (np.diff(idx) > 0).all()
 
 

@@ -21,8 +21,8 @@ import tunelab
 from conftest import TINY, text_rows, write_text_csv
 from tunelab.api import load_run
 from tunelab.cli import main
-from tunelab.data import decode_file
 from tunelab.features import Features
+from tunelab.vision.data import decode_file
 
 
 def _config(tmp_path: Path, cfg: dict) -> Path:

@@ -24,10 +24,10 @@ from PIL import Image
 from conftest import TINY, deadline, write_images
 from tunelab.cli import main
 from tunelab.config import DataConfig, TextDataConfig, build_config, load_config
-from tunelab.data import load_data, load_eval_set
 from tunelab.errors import TunelabError
 from tunelab.text.data import text_classes
 from tunelab.text.predict import texts_from_file
+from tunelab.vision.data import load_data, load_eval_set
 
 SECONDS = 20  # a case that runs longer hangs
 

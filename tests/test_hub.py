@@ -10,8 +10,8 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from tunelab.backbones import create_backbone
 from tunelab.errors import ModelError
+from tunelab.vision.backbones import create_backbone
 
 
 @pytest.fixture

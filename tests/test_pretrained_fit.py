@@ -93,21 +93,6 @@ def test_a_run_decides_once_and_writes_the_rate_into_its_config(tiny_cfg):
     assert f"kappa {fit['kappa']:.2f}" in page and ("already fit the data" in page) == (fit["kappa"] >= FIT_KAPPA)
 
 
-def test_mirror_check_tells_mirror_invariant_features_from_mirror_sensitive_ones():
-    from tunelab.pretrained_fit import mirror_check
-
-    rng = np.random.default_rng(0)
-    y = np.repeat([0, 1], 40)
-    x = rng.normal(0, 1, (80, 6))
-    x[:, 0] += np.where(y == 1, 2.0, -2.0)  # the class sits in feature 0
-    same = x + rng.normal(0, 0.05, x.shape)  # mirror images look like their originals
-    swapped = x.copy()
-    swapped[:, 0] *= -1  # mirror images look like the other class (left / right arrows)
-    keep, change = mirror_check(x, same, y, 1.0, 0), mirror_check(x, swapped, y, 1.0, 0)
-    assert keep["keeps_labels"] and abs(keep["loss"]) < 0.02
-    assert not change["keeps_labels"] and change["loss"] > 0.5 and change["accuracy_mirrored"] < 0.2
-
-
 def test_augment_auto_resolves_to_flip_unless_mirrors_lose_their_labels():
     cfg = build_config({})
     assert cfg.regularization.augment == "auto" and wanted(cfg)
@@ -180,9 +165,9 @@ def test_the_packaged_lite0_sees_that_mirrored_arrows_change_class_and_mirrored_
     stripe-direction classes (the test fixtures' images) keep them (flips)."""
     from tests.conftest import TINY
 
-    from tunelab.data import load_data
-    from tunelab.model import place
+    from tunelab.engine.device import place
     from tunelab.tasks import task_for
+    from tunelab.vision.data import load_data
 
     cfg = build_config({"data": {"image_size": 32}, "run": {"threads": 2}})
     model = place(task_for(cfg).build_model(cfg, 2), "cpu")
@@ -200,14 +185,14 @@ def test_the_probe_sees_a_stratified_sample_of_at_most_probe_max(monkeypatch):
     import tunelab.pretrained_fit as pf
 
     seen = []
+    import tunelab.vision.auto_augment as aa
+
+    def features(model, x, bs, dev):
+        return seen.append(len(x)) or np.random.default_rng(len(seen)).normal(0, 1, (len(x), 8)) + x[:, :1, 0, 0].numpy()
+
     monkeypatch.setattr(pf, "PROBE_MAX", 30)
-    monkeypatch.setattr(
-        pf,
-        "pooled_features",
-        lambda model, x, bs, dev: (
-            seen.append(len(x)) or np.random.default_rng(len(seen)).normal(0, 1, (len(x), 8)) + x[:, :1, 0, 0].numpy()
-        ),
-    )
+    monkeypatch.setattr(pf, "pooled_features", features)
+    monkeypatch.setattr(aa, "pooled_features", features)  # the mirror images' features
     x = torch.cat([torch.zeros(60, 3, 4, 4), torch.ones(40, 3, 4, 4)]) * 5
     y = np.repeat([0, 1], [60, 40])
     fit = probe_fit(None, x, y, 16, torch.device("cpu"), 0, mirror=True)  # type: ignore[arg-type]

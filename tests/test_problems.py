@@ -152,7 +152,7 @@ def test_multi_label_targets_can_be_several_0_1_columns(tmp_path, capsys):
     import csv
 
     from tunelab.config import DataConfig
-    from tunelab.data import load_data
+    from tunelab.vision.data import load_data
 
     joined = problem_manifest(tmp_path, "multi_label")
     names = ["even", "low", "odd", "three"]

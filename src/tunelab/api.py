@@ -11,11 +11,10 @@ import torch
 
 from tunelab import checkpoint as ckpt
 from tunelab.config import Config, load_config
-from tunelab.engine.device import predict_logits
+from tunelab.engine.device import place, predict_logits
 from tunelab.engine.model import FineTuneModel
 from tunelab.errors import ConfigError, DataError, RunError
 from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_table, select, set_train_mode, set_trainable
-from tunelab.model import place
 from tunelab.objectives import Objective, objective_of
 from tunelab.run_record import check_model
 from tunelab.runs import OBJECTIVE_FILE, Run, read_classes, read_json, read_metrics

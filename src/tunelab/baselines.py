@@ -8,7 +8,8 @@ with the objective's own metrics (``objective.reported``, the primary first):
   (multi-label), the training mean (regression);
 - the problem's linear model on the raw inputs, ``<model>_pixels`` (images: the raw pixels, at most
   32 x 32) or ``<model>_tfidf`` (text: TF-IDF of word 1-2-grams): a class-balanced logistic
-  regression (``logreg``), one per label (multi-label), or ridge regression (``ridge``);
+  regression (``logreg``), one per label (multi-label), or ridge regression (``ridge``), the inputs
+  from :mod:`tunelab.vision.baselines` and :mod:`tunelab.text.baselines`;
 - the same model on the pretrained backbone's pooled features: ``linear_probe``, ``ridge_probe``.
 
 The single-label logistic regressions weight classes by their inverse frequency
@@ -30,10 +31,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from tunelab.engine.probe import fit_logistic, pooled_features, standardise
+from tunelab.engine.probe import fit_logistic, pooled_features, standardise, stratified_sample
 from tunelab.metrics import SHOWN
+from tunelab.text.baselines import raw_texts, tfidf_features
+from tunelab.vision.baselines import raw_pixels
 
 if TYPE_CHECKING:
     from tunelab.engine.model import FineTuneModel
@@ -48,7 +50,6 @@ MAX_TRAIN = 1000
 # the raw-pixel regression took 30 s instead of 82 s (2 CPU cores) at the same test accuracy
 # (0.805 against 0.806); at the default budget a run's two baseline regressions outlasted its training
 BASELINE_SOLVER: dict[str, Any] = {"max_iter": 100, "tol": 1e-3}
-PIXEL_SIZE = 32  # raw-pixel baseline resolution (area-resized): 3,072 features for colour
 
 Kind = Literal["pixels", "tfidf", "features"]
 
@@ -63,30 +64,6 @@ def _scores(objective: Objective, outputs: torch.Tensor, targets: np.ndarray, na
     """The objective's reported metrics (the primary first) of ``outputs`` against ``targets``."""
     m = objective.metrics(outputs, torch.from_numpy(np.asarray(targets)), names)
     return {k: m[k] for k in objective.reported}
-
-
-def pixel_features(images: torch.Tensor) -> np.ndarray:
-    """uint8 [N, C, S, S] -> float [N, C * s * s] in [0, 1], area-resized to at most PIXEL_SIZE."""
-    x = images.float() / 255.0
-    if x.shape[-1] > PIXEL_SIZE:
-        x = F.adaptive_avg_pool2d(x, PIXEL_SIZE)
-    if x.shape[1] == 3 and bool((x[:, 0] == x[:, 1]).all() and (x[:, 1] == x[:, 2]).all()):
-        x = x[:, :1]  # grey images decoded to 3 equal channels: one is enough
-    return x.flatten(1).numpy()
-
-
-def stratified_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Sorted indices of ``n`` examples keeping the class (stratum) shares of ``y`` (all of them
-    when fewer; a plain random sample when a stratum is too small to split)."""
-    if len(y) <= n:
-        return np.arange(len(y))
-    from sklearn.model_selection import train_test_split
-
-    try:
-        idx, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=y, random_state=seed)
-    except ValueError:  # a stratum of one example, or more strata than examples left out
-        idx = np.random.default_rng(seed).choice(len(y), n, replace=False)
-    return np.sort(idx)
 
 
 def fit_predict(
@@ -111,9 +88,7 @@ def fit_predict(
 def _features(kind: Kind, x: Any) -> tuple[Any, Any]:
     if kind != "tfidf":
         return standardise(x)
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    features = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), max_features=100_000)
+    features = tfidf_features()
     return features, features.fit_transform(x)
 
 
@@ -167,9 +142,7 @@ def render(scores: dict[str, dict[str, float]], model: dict[str, float] | None =
 
 def _raw(kind: Kind, split: Any, rows: np.ndarray | None = None) -> Any:
     """What the raw-input regression reads of a split (all of it, or ``rows``): texts or pixels."""
-    if kind == "tfidf":
-        return list(split.texts) if rows is None else [split.texts[i] for i in rows]
-    return pixel_features(split.images if rows is None else split.images[torch.from_numpy(rows)])
+    return (raw_texts if kind == "tfidf" else raw_pixels)(split, rows)
 
 
 def run_baselines(

@@ -23,6 +23,7 @@ from tunelab.config import Config, load_config
 from tunelab.metrics import SHOWN
 from tunelab.objectives import Objective, objective_of
 from tunelab.runs import OBJECTIVE_FILE, read_json, read_run_folder
+from tunelab.tasks import Task, task_for
 
 CARD = "README.md"
 # each metric as the Hub's model-index names it: its type and arguments
@@ -62,14 +63,16 @@ def _results(metrics: dict[str, Any], reported: tuple[str, ...]) -> list[dict[st
     return results
 
 
-def _front_matter(cfg: Config, name: str, metrics: dict[str, Any], library_name: str, objective: Objective) -> str:
+def _front_matter(
+    cfg: Config, modality: Task, name: str, metrics: dict[str, Any], library_name: str, objective: Objective
+) -> str:
     """The card's metadata: what the Hub indexes (library, task, tags, base model, scores)."""
-    task = "text-classification" if cfg.is_text else "image-classification"
+    task = modality.card_facts(cfg)["pipeline_tag"]
     problem = PROBLEM_TAGS[objective.examples]
     meta: dict[str, Any] = {
         "library_name": library_name,
         "pipeline_tag": task,
-        "tags": ["tunelab", "fine-tuned", "transformers" if cfg.is_text else "timm", task] + ([problem] if problem else []),
+        "tags": ["tunelab", "fine-tuned", modality.library, task] + ([problem] if problem else []),
     }
     if cfg.model.pretrained:
         meta["base_model"] = cfg.model.backbone
@@ -174,20 +177,17 @@ def card_context(run_dir: Path, library_name: str = "tunelab", usage: str | None
     data_head, data_rows = _data_rows(r["data"])
     name = run_dir.resolve().name
     reg = cfg.regularization
-    objective = objective_of(cfg)
+    task, objective = task_for(cfg), objective_of(cfg)
     return {
-        "front_matter": _front_matter(cfg, name, metrics, library_name, objective),
+        "front_matter": _front_matter(cfg, task, name, metrics, library_name, objective),
         "problem": _problem(run_dir, objective, metrics),
         "name": name,
         "cfg": cfg,
-        "unit": "texts" if cfg.is_text else "images",
+        "task": task,
+        "facts": task.card_facts(cfg),
+        "unit": task.name,
         "classes": classes,
         "n_train": metrics.get("n_train"),
-        "input": (
-            f"token ids of up to {cfg.data.text.max_length} tokens per window"
-            if cfg.data.text
-            else f"RGB images of {cfg.data.image_size} x {cfg.data.image_size} pixels, uint8 0-255"
-        ),
         "data_head": data_head,
         "data_rows": data_rows,
         "stage_rows": _stage_rows(cfg, r["history"], r["stages"]),

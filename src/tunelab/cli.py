@@ -130,7 +130,7 @@ def _extract(a: argparse.Namespace) -> None:
 
 
 def _models(a: argparse.Namespace) -> None:
-    from tunelab.backbones import list_backbones
+    from tunelab.vision.backbones import list_backbones
 
     infos = list_backbones(a.pattern, pretrained_only=a.pretrained)
     offline = [i for i in infos if i.offline]

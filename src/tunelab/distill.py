@@ -1,6 +1,8 @@
 """Knowledge distillation, the task's part: the teacher (a finished run, checked against the
 student's classes and inputs) and the unlabelled images that join the training examples. The
-engine's part, the teacher's logits and the loss, is :mod:`tunelab.engine.distill`.
+engine's part, the teacher's logits and the loss, is :mod:`tunelab.engine.distill`; the
+modality's, a teacher made to read the student's inputs, is ``Task.teacher`` (:mod:`tunelab.vision.distill`,
+:mod:`tunelab.text.distill`).
 
     distill:
       teacher: runs/lite2-teacher      # a finished run on the same classes
@@ -18,34 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tunelab.api import load_run
 from tunelab.config import Config
-from tunelab.data import load_unlabeled
 from tunelab.engine.data import Splits
 from tunelab.engine.distill import Distiller
 from tunelab.errors import ConfigError
 from tunelab.tasks import task_for
+from tunelab.vision.data import load_unlabeled
 
 log = logging.getLogger("tunelab")
-
-
-class AtSize(nn.Module):
-    """An image teacher at the resolution it was trained at: the student's images are resized on
-    the way in (a Lite2 teacher trained at 64 px teaching a Lite0 student at 32 px)."""
-
-    def __init__(self, model: nn.Module, size: int) -> None:
-        super().__init__()
-        self.model, self.size = model, size
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x.float(), size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
-        return self.model(x)
-
-    def extra_repr(self) -> str:
-        return f"size={self.size}"
 
 
 def load_teacher(cfg: Config, classes: list[str], num_classes: int, device: torch.device) -> nn.Module:
@@ -78,24 +63,7 @@ def load_teacher(cfg: Config, classes: list[str], num_classes: int, device: torc
         raise ConfigError(
             f"distill.teacher: {spec} has {model.head.fc.out_features} outputs, the student {num_classes} (model.num_classes)"
         )
-    if cfg.is_text:
-        _check_tokens(cfg, tcfg, spec)
-        return model
-    size = tcfg.data.image_size
-    return AtSize(model, size) if size != cfg.data.image_size else model
-
-
-def _check_tokens(cfg: Config, tcfg: Config, spec: str) -> None:
-    """A text teacher reads the student's token ids: it must tokenize the same way."""
-    assert cfg.data.text is not None and tcfg.data.text is not None
-    mine, theirs = cfg.data.text, tcfg.data.text
-    for key in ("tokenizer", "max_length", "max_windows"):
-        if getattr(mine, key) != getattr(theirs, key):
-            raise ConfigError(
-                f"distill.teacher: {spec} was trained with data.text.{key}: {getattr(theirs, key)}, "
-                f"the student has {getattr(mine, key)}; a text teacher reads the student's token ids, "
-                "so both need the same tokenizer, max_length and max_windows"
-            )
+    return task_for(cfg).teacher(model, cfg, tcfg, spec)
 
 
 def _names(classes: list[str]) -> str:

@@ -1,5 +1,5 @@
 """Finding repeated examples by a key, for every modality's data checks: images by file identity
-(:mod:`tunelab.data._checks`), texts by normalised text (:mod:`tunelab.text._checks`). Each check
+(:mod:`tunelab.vision.data._checks`), texts by normalised text (:mod:`tunelab.text._checks`). Each check
 formats and reports its own findings."""
 
 from __future__ import annotations

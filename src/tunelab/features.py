@@ -28,19 +28,15 @@ import torch
 
 from tunelab.api import load_run
 from tunelab.checkpoint import atomic_write_folder
-from tunelab.config import TEXT_DATASETS, Config, load_config
-from tunelab.data import BUILTIN
-from tunelab.engine.device import pick_device
+from tunelab.config import Config, load_config
+from tunelab.engine.device import pick_device, place
 from tunelab.engine.model import FineTuneModel
 from tunelab.engine.probe import pooled_features
 from tunelab.errors import DataError
-from tunelab.model import place
 from tunelab.objectives import label_text
 from tunelab.tasks import task_for
 
 log = logging.getLogger("tunelab")
-
-_TABLES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json")
 
 
 @dataclass
@@ -95,27 +91,17 @@ def _model(source: str | Path) -> tuple[FineTuneModel, Config]:
     return place(task_for(cfg).build_model(cfg, num), "cpu"), cfg
 
 
-def _labelled(cfg: Config, spec: str) -> bool:
-    """Whether ``spec`` names labelled data: a built-in set, a class folder, a manifest or a table."""
-    p = Path(spec)
-    if spec in BUILTIN or spec in TEXT_DATASETS:
-        return True
-    if cfg.is_text:
-        return p.suffix.lower() in _TABLES
-    return p.suffix.lower() == ".csv" or (p.is_dir() and any(c.is_dir() for c in p.iterdir()))
-
-
 def _inputs(cfg: Config, spec: str) -> tuple[Any, list[str], np.ndarray, list[str]]:
     """(model inputs, items, labels, classes) of everything in ``spec``, decoded or tokenized once."""
     task = task_for(cfg)
-    if _labelled(cfg, spec):
+    if task.labelled(spec):
         data = cfg.data.model_copy(update={"train": spec, "test_samples_per_class": None})
         try:
             classes = task.classes(data)
             examples = task.load_eval_set(spec, classes, data)
             return examples.inputs, list(examples.items), examples.labels.numpy(), classes
         except DataError as e:
-            if not (cfg.is_text and "no column" in str(e)):  # a text table without a label column: unlabelled
+            if "no column" not in str(e):  # a table without the label column (a text table): unlabelled
                 raise
     items, _, inputs = task.prediction_inputs(cfg, [spec], [])
     return inputs, items, np.full(len(items), -1, dtype=np.int64), []

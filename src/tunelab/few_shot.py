@@ -17,6 +17,7 @@ from typing import Any
 
 from tunelab.config import Config, StageConfig
 from tunelab.objectives import objective_of
+from tunelab.tasks import task_for
 
 FEW_SHOT_PER_CLASS = 20
 
@@ -43,7 +44,7 @@ log = logging.getLogger("tunelab")
 def wanted(cfg: Config, per_class: float) -> bool:
     """A text run on the default recipe's own stages with at most FEW_SHOT_PER_CLASS texts a class."""
     return (
-        cfg.is_text
+        task_for(cfg).few_shot
         and cfg.recipe == "default"
         and "stages" not in cfg.model_fields_set
         and cfg.distill is None

@@ -1,6 +1,7 @@
 """The new task head: (spatial dropout) -> pooling -> dropout -> hidden dense layers -> classifier, built from config.
 With ``pooling: auto`` (the default) an image backbone pools itself, the way the model does, and the
-head starts at the dropout.
+head starts at the dropout. The pooling of a feature map is the modality's (images:
+:func:`tunelab.vision.model.image_head`, timm's adaptive pooling); this module knows no modality.
 
 The two classic fine-tuning heads, as config::
 
@@ -13,7 +14,6 @@ The two classic fine-tuning heads, as config::
 from __future__ import annotations
 
 import torch
-from timm.layers import SelectAdaptivePool2d
 from torch import nn
 
 from tunelab.config import HeadConfig
@@ -24,15 +24,16 @@ _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Ta
 class Head(nn.Module):
     """Maps backbone features to class logits. ``pre_logits`` ends at the last hidden layer."""
 
-    def __init__(self, cfg: HeadConfig, in_features: int, num_classes: int, *, feature_map: bool) -> None:
+    def __init__(self, cfg: HeadConfig, in_features: int, num_classes: int, *, pool: nn.Module | None = None) -> None:
+        """``pool``: what pools the backbone's feature map, with its output width as a multiple of
+        ``in_features`` in ``feat_mult()`` (timm's convention); None when the backbone pooled already
+        (token models, image models with their own top)."""
         super().__init__()
-        if feature_map:
+        if pool is not None:
             self.spatial_drop: nn.Module = nn.Dropout2d(cfg.spatial_dropout) if cfg.spatial_dropout else nn.Identity()
-            # auto on a feature map (spatial dropout asked for, the model's own top only pooling): average
-            pool_type = "avg" if cfg.pooling == "auto" else cfg.pooling
-            self.pool: nn.Module = SelectAdaptivePool2d(pool_type=pool_type, flatten=True)
-            width = in_features * self.pool.feat_mult()
-        else:  # the backbone pooled already (token models)
+            self.pool: nn.Module = pool
+            width = in_features * int(pool.feat_mult())  # type: ignore[operator]
+        else:
             self.spatial_drop = nn.Identity()
             self.pool = nn.Identity()
             width = in_features

@@ -33,8 +33,9 @@ CHOICE_FILE = "lexical.json"  # the blend's scales as this run chose them, and w
 
 
 def wanted(cfg: Config) -> bool:
-    """A blend of class probabilities: for a text run of one class per example that asks for it."""
-    return cfg.is_text and cfg.model.lexical not in (None, 0.0) and objective_of(cfg).exclusive
+    """A blend of class probabilities: a run of one class per example that asks for it (the
+    config refuses model.lexical for any run but a text run)."""
+    return cfg.model.lexical not in (None, 0.0) and objective_of(cfg).exclusive
 
 
 def saved_choice(run_dir: Path, cfg: Config) -> dict[str, Any] | None:

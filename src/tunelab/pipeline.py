@@ -29,17 +29,15 @@ import torch
 from tunelab import checkpoint as ckpt
 from tunelab import distributed
 from tunelab.auto import apply_auto, apply_min_steps
-from tunelab.backbones import Backbone
 from tunelab.baselines import render as render_baselines
 from tunelab.baselines import run_baselines
-from tunelab.cache import backbone_sequence
 from tunelab.card import write_model_card
 from tunelab.config import Config, build_config, load_config
 from tunelab.diagnosis import diagnose
 from tunelab.distill import add_unlabeled, distiller, load_teacher
 from tunelab.distributed import Dist
 from tunelab.engine.data import Splits
-from tunelab.engine.device import pick_device
+from tunelab.engine.device import pick_device, place
 from tunelab.engine.distill import Distiller
 from tunelab.engine.model import FineTuneModel
 from tunelab.engine.resume import Position, position_from_state
@@ -51,15 +49,17 @@ from tunelab.freezing import select
 from tunelab.lexical_fit import CHOICE_FILE, attach, choose, fit_blend, saved_choice, test_scores, without_blend
 from tunelab.lexical_fit import wanted as lexical_wanted
 from tunelab.metrics import format_metrics, per_class_table
-from tunelab.model import place
 from tunelab.objectives import Objective, objective_of
-from tunelab.pretrained_fit import apply_fit, mirror_wanted, probe_fit, probe_wanted, wanted
+from tunelab.pretrained_fit import apply_fit, probe_fit, probe_wanted, wanted
 from tunelab.refit import refit_stages, should_refit
 from tunelab.regularizers import Penalty, build_penalties, check_coverage, pretrained_reference
 from tunelab.report import lexical_summary, write_report
 from tunelab.run_record import check_checkpoint, check_config, read_record, record_model, run_id, write_config
 from tunelab.runs import OBJECTIVE_FILE, Run, lock_run_dir, new_run_dir, read_history, remove_stale_files, run_logging
 from tunelab.tasks import Task, task_for
+from tunelab.vision.auto_augment import mirror_wanted
+from tunelab.vision.backbones import Backbone
+from tunelab.vision.cache import backbone_sequence
 
 if TYPE_CHECKING:
     from tunelab.text.lexical import LexicalBlend

@@ -19,10 +19,12 @@ from tunelab.checkpoint import atomic_write_text
 from tunelab.diagnosis import diagnose
 from tunelab.metrics import SHOWN
 from tunelab.objectives import Objective, objective_of
-from tunelab.pretrained_fit import CROP_MIN_SIDE, features_fit
+from tunelab.pretrained_fit import features_fit
 from tunelab.runs import read_run_folder
+from tunelab.tasks import task_for
+from tunelab.text.report import WRONG_TEXTS
+from tunelab.vision.auto_augment import CROP_MIN_SIDE
 
-WRONG_TEXTS = "wrong_texts.json"  # the most confidently wrong validation texts of a text run
 SECTIONS = ["summary", "diagnosis", "curves", "metrics", "data", "model", "regularization", "config"]
 
 # the figures of make_plots and the alt text each has in the page
@@ -207,7 +209,7 @@ def _headline(r: dict[str, Any], cfg: Any, objective: Objective) -> dict[str, An
         "primary": _cell(m[split], primary),
         "others": [(_name(k), _cell(m[split], k)) for k in others[:3]],
         "n_train": m.get("n_train", "?"),
-        "unit": "texts" if cfg.is_text else "images",
+        "unit": task_for(cfg).name,  # images, texts
         "names": f"{len(r['classes'])} {_plural(objective.examples, len(r['classes']))}",
         "backbone": cfg.model.backbone,
         "seconds": f"{m.get('seconds', 0):.0f}",

@@ -13,33 +13,52 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import numpy as np
+import torch
+from torch import nn
 
-from tunelab import data as image_data
-from tunelab.baselines import Kind
 from tunelab.config import Config, DataConfig, ModelConfig
-from tunelab.data.predict import image_inputs
 from tunelab.engine.data import Splits
 from tunelab.engine.loop import TaskLoop
 from tunelab.engine.model import FineTuneModel
 from tunelab.errors import DataError
-from tunelab.image_loop import ImageLoop
-from tunelab.model import build_image_model
 from tunelab.text import data as text_data
+from tunelab.text.card import card_facts as text_card_facts
+from tunelab.text.distill import text_teacher
+from tunelab.text.export import TextGraph
 from tunelab.text.loop import TextLoop
 from tunelab.text.model import build_text_model
+from tunelab.text.predict import labelled as text_labelled
 from tunelab.text.predict import text_inputs
 from tunelab.text.report import write_wrong_texts
+from tunelab.vision import data as image_data
+from tunelab.vision.card import card_facts as image_card_facts
+from tunelab.vision.data.predict import image_inputs
+from tunelab.vision.data.predict import labelled as image_labelled
+from tunelab.vision.distill import image_teacher
+from tunelab.vision.export import ImageGraph
+from tunelab.vision.loop import ImageLoop
+from tunelab.vision.model import build_image_model
 
 Gallery = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+class GraphInputs(Protocol):
+    """How a graph export (ONNX, TorchScript) feeds the run's model: plain tensors in, logits out."""
+
+    def wrap(self, model: nn.Module) -> nn.Module: ...  # the model behind plain tensor inputs
+    def input_names(self, cfg: Config) -> list[str]: ...
+    def as_tensors(self, examples: Any, n: int) -> tuple[torch.Tensor, ...]: ...  # the first n examples' inputs
+    def image_size(self, cfg: Config) -> int | None: ...  # the graph's input resolution, when it has one
+    def feed(self, cfg: Config, names: list[str]) -> str: ...  # what to feed it, for the model card
 
 
 @dataclass(frozen=True)
 class Task:
     name: str  # what the examples are called in messages: images, texts
-    baseline: Kind  # the raw-input baseline fit scores: logistic regression on pixels, or on TF-IDF
+    baseline: Literal["pixels", "tfidf"]  # the raw-input baseline (tunelab.baselines): regression on pixels, or TF-IDF
     load_data: Callable[[DataConfig], Splits[Any]]
     load_eval_set: Callable[[str, list[str], DataConfig], Any]
     # real examples of a run's own data the run never trained on, given its data config and classes (export checks)
@@ -50,6 +69,18 @@ class Task:
     prediction_inputs: Callable[[Config, list[str], list[str]], tuple[list[str], list[str | None], Any]]
     # what the report shows of the validation set beside the metrics; an image gallery is returned
     report_extras: Callable[[Path, Any, np.ndarray | None, list[str]], Gallery | None]
+    # what the model card says of the modality, from the run's config: pipeline_tag (the Hub's task),
+    # input, limitation, predict_args
+    card_facts: Callable[[Config], dict[str, str]]
+    noun: str  # one example, in the card and in messages: image, text
+    library: str  # where the backbone comes from: timm, transformers (also an export format of that name)
+    augment_presets: tuple[str, ...]  # the regularization.augment presets tune searches over (none: no augmentation)
+    decode_cache: bool  # whether data.decode_cache applies: decoded inputs a study's trials can share
+    few_shot: bool  # whether the default recipe turns to the few-shot recipe on a few examples a class (few_shot.py)
+    labelled: Callable[[str], bool]  # whether a path or name is labelled data (tunelab extract reads its classes)
+    # a teacher run's model made to read the student's inputs (model, student config, teacher config, distill.teacher)
+    teacher: Callable[[nn.Module, Config, Config, str], nn.Module]
+    graph: GraphInputs  # the exported graph's inputs (tunelab export --format onnx / torchscript)
 
 
 def _image_gallery(run_dir: Path, val: Any, probs: np.ndarray | None, classes: list[str]) -> Gallery | None:
@@ -92,6 +123,15 @@ IMAGES = Task(
     ImageLoop,
     image_inputs,
     _image_gallery,
+    image_card_facts,
+    "image",
+    "timm",
+    ("none", "flip", "light"),
+    True,
+    False,
+    image_labelled,
+    image_teacher,
+    ImageGraph(),
 )
 TEXTS = Task(
     "texts",
@@ -104,6 +144,15 @@ TEXTS = Task(
     TextLoop,
     text_inputs,
     _wrong_texts,
+    text_card_facts,
+    "text",
+    "transformers",
+    (),
+    False,
+    True,
+    text_labelled,
+    text_teacher,
+    TextGraph(),
 )
 TASKS = {"images": IMAGES, "texts": TEXTS}
 

@@ -15,7 +15,7 @@ from tunelab.engine.loop import ViewBatches
 from tunelab.engine.objectives import distill_loss, distill_terms
 from tunelab.engine.store import FeatureStore
 from tunelab.freezing import select, set_trainable
-from tunelab.model import build_image_model
+from tunelab.vision.model import build_image_model
 
 
 def test_loss_is_the_formula():

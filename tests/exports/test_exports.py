@@ -180,7 +180,9 @@ def test_a_run_on_a_built_in_set_split_by_test_split_exports_checked_on_its_own_
     assert "on 20 real examples" in capsys.readouterr().out
     examples = real_examples(load_run(digits_run), 20)
     test_items = set(
-        tunelab.data.load_data(load_run(digits_run).config.data.model_copy(update={"test_samples_per_class": None})).test.items
+        tunelab.vision.data.load_data(
+            load_run(digits_run).config.data.model_copy(update={"test_samples_per_class": None})
+        ).test.items
     )
     assert len(examples) == 20 and set(examples.items) <= test_items  # 2 of each class, all of the held-out split
 

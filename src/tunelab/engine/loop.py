@@ -3,7 +3,7 @@ examples, the inputs of a training batch (augmented, perhaps mixed), and the fre
 of a stage.
 
 The loop (:class:`tunelab.engine.trainer.Trainer`) builds one :class:`TaskLoop` per run from the
-task's factory (``Task.loop``: ``tunelab.image_loop.ImageLoop``, ``tunelab.text.loop.TextLoop``),
+task's factory (``Task.loop``: ``tunelab.vision.loop.ImageLoop``, ``tunelab.text.loop.TextLoop``),
 passing itself: the task's side reads the config, data, model, store and ranks from it.
 """
 

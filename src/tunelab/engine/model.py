@@ -36,6 +36,16 @@ class FineTuneModel(nn.Module):
         """Ordered named parameter groups of the whole model, input side first, head last."""
         return named_groups(self.backbone, self.head)
 
+    def drop_paths(self) -> list[nn.Module]:
+        """The backbone's stochastic-depth layers (each with ``drop_prob``), for the regularization
+        audit; a backbone type that has them says which they are."""
+        return []
+
+    def eval_order(self, inputs: Any) -> torch.Tensor | None:
+        """The order in which inference batches ``inputs`` (None: as given); a modality whose inputs
+        batch better in another order (texts: by length, so that a batch pads little) says so."""
+        return None
+
 
 def run_backbone(backbone: nn.Module, x: Any) -> torch.Tensor:
     """The backbone on ``x``; without an autograd graph when none of it trains."""

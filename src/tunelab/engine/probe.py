@@ -18,6 +18,20 @@ from tunelab.engine.store import bf16_supported
 CS = np.logspace(-4, 1, 6)  # the C values cross-validation chooses from
 
 
+def stratified_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``n`` examples keeping the class (stratum) shares of ``y`` (all of them
+    when fewer; a plain random sample when a stratum is too small to split)."""
+    if len(y) <= n:
+        return np.arange(len(y))
+    from sklearn.model_selection import train_test_split
+
+    try:
+        idx, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=y, random_state=seed)
+    except ValueError:  # a stratum of one example, or more strata than examples left out
+        idx = np.random.default_rng(seed).choice(len(y), n, replace=False)
+    return np.sort(idx)
+
+
 def fit_logistic(z: Any, y: np.ndarray, seed: int, max_iter: int = 300, tol: float = 1e-4) -> Any:
     """A class-balanced logistic regression on features ``z``, C by stratified cross-validation when
     every class has two examples or more (plain C = 1 otherwise); ``max_iter`` and ``tol`` bound

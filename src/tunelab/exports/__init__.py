@@ -32,6 +32,7 @@ from tunelab.exports._inference import as_tensors, decoding, inference_module, i
 from tunelab.exports._timm import timm_usage, write_timm
 from tunelab.exports._transformers import snippet_logits, transformers_usage, write_transformers
 from tunelab.runs import Run
+from tunelab.tasks import TASKS, task_for
 
 __all__ = ["FORMATS", "Export", "export"]
 
@@ -68,10 +69,13 @@ class Export:
 def _check_format(run: Run, fmt: str) -> None:
     if fmt not in FORMATS:
         raise ConfigError(f"export format '{fmt}' is not known; valid: {', '.join(FORMATS)}")
-    if fmt == "timm" and run.config.is_text:
-        raise ConfigError("--format timm is for image runs; a text run exports as transformers, onnx or torchscript")
-    if fmt == "transformers" and not run.config.is_text:
-        raise ConfigError("--format transformers is for text runs; an image run exports as timm, onnx or torchscript")
+    # a library's own folder format is for the runs whose backbone comes from that library
+    owner = next((t for t in TASKS.values() if t.library == fmt), None)
+    task = task_for(run.config)
+    if owner is not None and owner is not task:
+        raise ConfigError(
+            f"--format {fmt} is for {owner.noun} runs; {task.noun} runs export as {task.library}, onnx or torchscript"
+        )
 
 
 def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = None, *, check: int = 100) -> Export:
@@ -87,8 +91,7 @@ def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = N
     if format in ("onnx", "torchscript"):
         names = input_names(run)
         card = model_card(run_dir, library_name="onnx" if format == "onnx" else "pytorch", usage=_graph_usage(run, names, format))
-        size = None if run.config.is_text else run.config.data.image_size
-        meta = graph_metadata(card, run.classes, names, size, decoding(run, output))
+        meta = graph_metadata(card, run.classes, names, task_for(run.config).graph.image_size(run.config), decoding(run, output))
         module = inference_module(run)
         if format == "onnx":
             diff = write_onnx(module, inputs, names, path, meta, output)
@@ -114,13 +117,7 @@ def _transformers_difference(run: Run, path: Path, examples: object, n: int) -> 
 
 
 def _graph_usage(run: Run, names: list[str], fmt: str) -> str:
-    if run.config.is_text:
-        feed = "token ids and attention mask [B, L] (int64, right-padded) from the model's tokenizer" + (
-            " and token_type_ids" if "token_type_ids" in names else ""
-        )
-    else:
-        size = run.config.data.image_size
-        feed = f"raw RGB images, uint8 [B, 3, {size}, {size}] (0-255; resize the shorter side to {size}, crop the centre)"
+    feed = task_for(run.config).graph.feed(run.config, names)
     out = run.objective.exported
     if fmt == "onnx":
         code = (

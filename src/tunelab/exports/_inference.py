@@ -1,6 +1,6 @@
 """What an export holds: the run's whole inference model as one module with plain tensor inputs
-(raw uint8 images, or token ids and their attention mask) ending in what its objective exports
-(logits, label probabilities or values), and real inputs to check it on."""
+(raw uint8 images, or token ids and their attention mask: the modality's ``Task.graph``) ending in
+what its objective exports (logits, label probabilities or values), and real inputs to check it on."""
 
 from __future__ import annotations
 
@@ -12,34 +12,17 @@ from torch import nn
 
 from tunelab.runs import Run
 from tunelab.tasks import task_for
-from tunelab.text.data import Tokens
 
 
-class ImageClassifier(nn.Module):
-    """uint8 images [B, 3, S, S] (0-255, RGB) -> outputs [B, K]; the normalisation is inside, and
-    ``head`` (the objective's export head) after the model."""
+class WithHead(nn.Module):
+    """The modality's graph wrapper (plain tensors in) followed by the objective's export head."""
 
-    def __init__(self, model: nn.Module, head: nn.Module) -> None:
+    def __init__(self, inner: nn.Module, head: nn.Module) -> None:
         super().__init__()
-        self.model, self.head = model, head
+        self.inner, self.head = inner, head
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.model(images))
-
-
-class TextClassifier(nn.Module):
-    """Token ids [B, L] and attention mask [B, L] (right-padded, 1 on tokens), and the segment ids
-    of text pairs -> outputs [B, K] (``head`` after the model). Each row is one text: a text longer than the tokenizer's
-    max_length is read as its first window (a run reads up to data.text.max_windows and averages)."""
-
-    def __init__(self, model: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.model, self.head = model, head
-
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        return self.head(self.model(Tokens(input_ids, attention_mask.sum(1), token_type_ids)))
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.inner(*inputs))
 
 
 def inference_module(run: Run, *, exported: bool = True) -> nn.Module:
@@ -48,15 +31,11 @@ def inference_module(run: Run, *, exported: bool = True) -> nn.Module:
     else in the head's own outputs (what the timm and transformers formats give)."""
     model = run.model.float().eval().requires_grad_(False)
     head = run.objective.export_head() if exported else nn.Identity()
-    wrapped = TextClassifier(model, head) if run.config.is_text else ImageClassifier(model, head)
-    return wrapped.eval()
+    return WithHead(task_for(run.config).graph.wrap(model), head).eval()
 
 
 def input_names(run: Run) -> list[str]:
-    if not run.config.is_text:
-        return ["images"]
-    pairs = run.config.data.text is not None and run.config.data.text.pair_column is not None
-    return ["input_ids", "attention_mask"] + (["token_type_ids"] if pairs else [])
+    return task_for(run.config).graph.input_names(run.config)
 
 
 def real_examples(run: Run, n: int) -> Any:
@@ -71,11 +50,7 @@ def real_examples(run: Run, n: int) -> Any:
 def as_tensors(run: Run, examples: Any, n: int) -> tuple[torch.Tensor, ...]:
     """The first ``n`` of ``examples`` as the exported model takes them: (images,) or
     (input_ids, attention_mask[, token_type_ids])."""
-    if not run.config.is_text:
-        return (examples.inputs[:n].contiguous(),)
-    tokens: Tokens = examples.inputs[:n]
-    rows = (tokens.ids, tokens.mask)
-    return rows + ((tokens.type_ids,) if tokens.type_ids is not None else ())
+    return task_for(run.config).graph.as_tensors(examples, n)
 
 
 def decoding(run: Run, output: str) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from timm.layers import DropPath
 from torch import nn
 
 from tunelab.errors import ConfigError
@@ -94,7 +93,8 @@ def _layer_rows(model: nn.Module) -> list[AuditRow]:
                 "yes" if active else "inactive: frozen",
             )
         )
-    paths = [m for m in model.modules() if isinstance(m, DropPath) and m.drop_prob > 0]
+    # the backbone type says which of its layers drop paths (timm's DropPath for images)
+    paths = [m for m in model.drop_paths() if m.drop_prob > 0]  # type: ignore[operator]
     if paths:
         active = sum(m.training for m in paths)
         rows.append(

@@ -327,6 +327,8 @@ def _plumbing(base: Config, study_dir: Path) -> list[str]:
     """Overrides every trial gets: its own folder under the study's, no progress bars, the test set
     held out but not scored, no refit (a trial is judged on its validation split, before any refit),
     and caches shared through files in the study folder."""
+    from tunelab.tasks import task_for  # the models' libraries load only when a search starts
+
     out = [
         assignment("run.dir", str(study_dir / "trials")),
         "run.progress=false",
@@ -336,7 +338,7 @@ def _plumbing(base: Config, study_dir: Path) -> list[str]:
     ]
     if base.cache.folder is None:
         out.append(assignment("cache.folder", str(study_dir / "cache")))
-    if base.data.decode_cache is None and not base.is_text:
+    if base.data.decode_cache is None and task_for(base).decode_cache:
         out.append(assignment("data.decode_cache", str(study_dir / "decoded")))
     return out
 

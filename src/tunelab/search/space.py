@@ -140,8 +140,11 @@ def default_space(cfg: Config, blocks: int) -> tuple[list[str], dict[str, ParamS
         if stage.epochs > 1:
             space[f"stages.{last}.epochs"] = ParamSpec(low=max(1, round(stage.epochs / 3)), high=round(stage.epochs * 5 / 3))
     space["model.head.dropout"] = ParamSpec(low=0.0, high=0.5, step=0.1)
-    if not cfg.is_text:
-        space["regularization.augment"] = ParamSpec(choices=["none", "flip", "light"])
+    from tunelab.tasks import task_for  # the models' libraries load only when a search starts
+
+    presets = task_for(cfg).augment_presets
+    if presets:
+        space["regularization.augment"] = ParamSpec(choices=list(presets))
     penalties = cfg.regularization.penalties
     index = next((i for i, p in enumerate(penalties) if p.type == "l2sp"), None)
     fixed = []

@@ -8,7 +8,9 @@ report are the image ones. What differs lives here:
 - :mod:`tunelab.text.backbone`: the transformers ``AutoModel`` adapter, its named groups
   (embeddings, layers.0 ... layers.N-1, pooler) and the split forward the cache uses
 - :mod:`tunelab.text.model`: encoder + pooling + the configurable head
-- :mod:`tunelab.text.cache`, :mod:`tunelab.text.trainer`: the freeze-boundary cache for encoders
+- :mod:`tunelab.text.loop`, :mod:`tunelab.text.cache`: the loop adapter (length buckets, windows) and
+  the freeze-boundary cache for encoders
+- :mod:`tunelab.text.lexical`: the lexical blend; :mod:`tunelab.text.baselines`: the TF-IDF the text baseline reads
 - :mod:`tunelab.text.report`: the most confidently wrong texts
 
     run = tunelab.fit("examples/text_rotten_tomatoes.yaml")

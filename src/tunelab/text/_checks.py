@@ -1,4 +1,4 @@
-"""Checks of labelled text files before a run, as images have them (:mod:`tunelab.data._checks`):
+"""Checks of labelled text files before a run, as images have them (:mod:`tunelab.vision.data._checks`):
 the same text twice would put copies of training texts into validation and test. Texts count as
 the same when they differ only in Unicode form (NFKC), case or whitespace."""
 

@@ -1,4 +1,4 @@
-"""Freeze-boundary cache for text encoders, by the rules of :mod:`tunelab.cache` for images.
+"""Freeze-boundary cache for text encoders, by the rules of :mod:`tunelab.vision.cache` for images.
 
 A stage that trains only the head trains on cached pooled sentence features ``[N, H]``; a stage
 that trains the top layers caches the hidden states entering the first trainable layer

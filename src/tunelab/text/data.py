@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from tunelab.config import DataConfig, TextDataConfig
-from tunelab.data import per_class, split_indices
 from tunelab.engine.data import Splits
 from tunelab.objectives import Objective, data_objective
+from tunelab.splitting import per_class, split_indices
 from tunelab.text._checks import drop_duplicates, drop_overlap
 from tunelab.text._encoders import load_tokenizer
 from tunelab.text._sources import BUILTIN_TEXT, TextSource, open_text_source, read_texts, rotten_tomatoes

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tunelab.engine.probe import all_classes, fit_logistic, logit_rows
+from tunelab.engine.probe import all_classes, fit_logistic, logit_rows, stratified_sample
 from tunelab.text.data import Tokens
 
 # the scales the validation split chooses from: the network's log-probabilities may be softened
@@ -107,8 +107,6 @@ def fit_lexical(
 ) -> LexicalBlend:
     """The TF-IDF and the regression fitted on ``tokens`` (at most :data:`MAX_FIT`, stratified)."""
     from sklearn.feature_extraction.text import TfidfTransformer
-
-    from tunelab.baselines import stratified_sample
 
     y = np.asarray(labels)
     pick = torch.as_tensor(stratified_sample(y, MAX_FIT, seed))

@@ -36,6 +36,9 @@ class TextModel(FineTuneModel):
         logits = self.head(self.forward_features(x))
         return logits if self.lexical is None else self.lexical.blend(logits, x)
 
+    def eval_order(self, inputs: Any) -> torch.Tensor:
+        return inputs.eval_order()  # shortest texts first (Tokens.eval_order)
+
     def vocab_size(self) -> int:
         return int(self.backbone.model.get_input_embeddings().num_embeddings)
 
@@ -47,7 +50,7 @@ def build_text_model(cfg: ModelConfig, num_classes: int) -> TextModel:
     if cfg.drop_path_rate:
         raise ConfigError("model.drop_path_rate is for timm image backbones; text encoders use their own dropout")
     backbone = create_text_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights, pooling=cfg.head.pooling)
-    head = Head(cfg.head, backbone.num_features, num_classes, feature_map=False)
+    head = Head(cfg.head, backbone.num_features, num_classes)
     model = TextModel(backbone, head)
     if isinstance(cfg.lexical, float) and cfg.lexical > 0:  # a trained run's blend: its weights come with the run's
         model.lexical = LexicalBlend(model.vocab_size(), num_classes)

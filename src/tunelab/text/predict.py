@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tunelab.config import Config
+from tunelab.config import TEXT_DATASETS, Config
 from tunelab.errors import DataError
 from tunelab.text._encoders import load_tokenizer
 from tunelab.text.data import read_texts, tokenize
@@ -56,3 +56,9 @@ def text_inputs(cfg: Config, files: list[str], texts: list[str]) -> tuple[list[s
     tokens, _ = tokenize(load_tokenizer(str(tcfg.tokenizer)), all_texts, pairs, tcfg.max_length, max_windows=tcfg.max_windows)
     shown: list[str | None] = list(all_texts)
     return items, shown, tokens
+
+
+def labelled(spec: str) -> bool:
+    """Whether ``spec`` names labelled texts (``tunelab extract`` reads their classes too): a built-in
+    set or a table (a table without the label column is read as unlabelled texts)."""
+    return spec in TEXT_DATASETS or Path(spec).suffix.lower() in _TABLES

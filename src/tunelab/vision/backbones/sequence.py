@@ -1,6 +1,6 @@
 """The backbone as a chain of modules: a flat list of (name, module) whose application in order
 equals timm's ``forward_features``, so that a stage training only the top of the network can cache
-the input of its first trainable module and run only what follows (:mod:`tunelab.cache`).
+the input of its first trainable module and run only what follows (:mod:`tunelab.vision.cache`).
 
 The chain is found, not written per model: the modules ``forward_features`` calls at its top level,
 in call order (a few models add a :class:`Step` for the code between their modules: a ViT's class
@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tunelab.backbones._runs import probe_images
+from tunelab.vision.backbones._runs import probe_images
 
 Chain = list[tuple[str, nn.Module]]
 
@@ -49,7 +49,7 @@ class Step(nn.Module):
 
 
 def split_backbone(backbone: Any) -> tuple[Chain | None, str]:
-    """(chain, "") for a :class:`tunelab.backbones.Backbone` whose ``forward_features`` the chain
+    """(chain, "") for a :class:`tunelab.vision.backbones.Backbone` whose ``forward_features`` the chain
     reproduces, else (None, why not)."""
     model = backbone.model
     # on the model's device: a CPU probe into a GPU model raised, and the split was then never used

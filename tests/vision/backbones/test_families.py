@@ -20,7 +20,7 @@ import torch
 import tunelab
 from conftest import TINY
 from tunelab.config import ModelConfig
-from tunelab.model import build_image_model
+from tunelab.vision.model import build_image_model
 from watch import Watch, assert_trains_the_same, fit_uncached
 
 # (timm name, image size). ViT/DeiT/EVA/Swin are resized by timm, LeViT is built for the size; Swin

@@ -19,11 +19,11 @@ import timm
 import torch
 from torch import nn
 
-from tunelab.backbones._packaged import PACKAGED, PackagedWeights, register_packaged
-from tunelab.backbones._runs import check_input_size, leave_out_unused
-from tunelab.backbones._weights import load_into, load_state_dict_file
 from tunelab.errors import ModelError
 from tunelab.hub import HF_HUB_PREFIX, cached_hub_file, hub_reachable, is_kaggle, kaggle_weights, timm_hub_repo
+from tunelab.vision.backbones._packaged import PACKAGED, PackagedWeights, register_packaged
+from tunelab.vision.backbones._runs import check_input_size, leave_out_unused
+from tunelab.vision.backbones._weights import load_into, load_state_dict_file
 
 __all__ = [
     "PACKAGED",

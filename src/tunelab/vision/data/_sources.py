@@ -12,10 +12,10 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from tunelab.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file, not_regular, resize_array
 from tunelab.errors import DataError
 from tunelab.objectives import Objective, objective_for
 from tunelab.textfile import csv_rows, read_text
+from tunelab.vision.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file, not_regular, resize_array
 
 log = logging.getLogger("tunelab")
 

@@ -2,10 +2,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tunelab.augment import PRESETS, MixTargets, build_augment
 from tunelab.config import MixupConfig
 from tunelab.errors import ConfigError
 from tunelab.objectives.single_label import soft_cross_entropy
+from tunelab.vision.augment import PRESETS, MixTargets, build_augment
 
 
 def batch(n=16, size=24):

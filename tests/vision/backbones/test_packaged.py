@@ -6,7 +6,7 @@ import pytest
 import timm
 import torch
 
-from tunelab.backbones._packaged import PACKAGED
+from tunelab.vision.backbones._packaged import PACKAGED
 
 
 def test_lite2_loads_into_timm_with_no_missing_keys():

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 import tunelab
-from tunelab.cache import backbone_sequence, cache_key, find_boundary, run_prefix, run_prefixes, run_tail
 from tunelab.config import ModelConfig
 from tunelab.freezing import select, set_trainable
 from tunelab.tasks import build_model
+from tunelab.vision.cache import backbone_sequence, cache_key, find_boundary, run_prefix, run_prefixes, run_tail
 
 
 @pytest.fixture(params=["test_efficientnet", "test_resnet"])

@@ -9,8 +9,8 @@ import pytest
 import tunelab
 from conftest import write_images
 from tunelab.config import DataConfig
-from tunelab.data import load_data
 from tunelab.errors import DataError
+from tunelab.vision.data import load_data
 
 
 def cfg(**kw):

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from tunelab.checkpoint import file_sha256
-from tunelab.data._sources import FileSource
 from tunelab.duplicates import first_of_each
 from tunelab.errors import DataError
 from tunelab.objectives import label_text
+from tunelab.vision.data._sources import FileSource
 
 log = logging.getLogger("tunelab")
 

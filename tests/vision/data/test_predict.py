@@ -6,8 +6,8 @@ import pytest
 
 from conftest import TINY, deadline
 from tunelab.config import build_config
-from tunelab.data.predict import image_inputs
 from tunelab.errors import DataError
+from tunelab.vision.data.predict import image_inputs
 
 
 def test_a_fifo_or_a_device_given_to_predict_is_refused_and_one_in_a_folder_is_skipped(image_folder, tmp_path, caplog):

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from tunelab.backbones.sequence import backbone_sequence, split_backbone
 from tunelab.engine.store import module_digest, tensor_digest
+from tunelab.vision.backbones.sequence import backbone_sequence, split_backbone
 
 if TYPE_CHECKING:
-    from tunelab.model import TuneModel
+    from tunelab.vision.model import TuneModel
 
 log = logging.getLogger("tunelab")
 

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from tunelab.checkpoint import atomic_write_text, partial_npy, publish_npy
-from tunelab.data._decode import DECODER_VERSION
-from tunelab.data._sources import ArraySource, FileSource
+from tunelab.vision.data._decode import DECODER_VERSION
+from tunelab.vision.data._sources import ArraySource, FileSource
 
 log = logging.getLogger("tunelab")
 

@@ -1,5 +1,5 @@
 """The image task's side of the training loop: augmented (and mixed) training batches, and the freeze-boundary
-cache of :mod:`tunelab.cache` (the frozen prefix's outputs computed once a stage, K augmented
+cache of :mod:`tunelab.vision.cache` (the frozen prefix's outputs computed once a stage, K augmented
 views with ``cache.views``, the next stage's boundary filled by the same pass)."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from typing import Any, cast
 
 import torch
 
-from tunelab.augment import MixTargets, build_augment
-from tunelab.cache import Boundary, cache_keys, find_boundary, run_prefixes, run_tail, split_backbone, why_no_boundary
 from tunelab.engine.device import to_memory_format
 from tunelab.engine.loop import StagePlan, ViewBatches
 from tunelab.engine.store import STORE_DTYPES, bf16_supported, tensor_digest
 from tunelab.freezing import select
-from tunelab.model import TuneModel
+from tunelab.vision.augment import MixTargets, build_augment
+from tunelab.vision.cache import Boundary, cache_keys, find_boundary, run_prefixes, run_tail, split_backbone, why_no_boundary
+from tunelab.vision.model import TuneModel
 
 log = logging.getLogger("tunelab")
 

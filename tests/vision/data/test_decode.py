@@ -5,9 +5,9 @@ import pytest
 from PIL import Image
 
 from tunelab.config import DataConfig
-from tunelab.data import _store as store
-from tunelab.data import decode_file, load_data
-from tunelab.data._sources import folder_source
+from tunelab.vision.data import _store as store
+from tunelab.vision.data import decode_file, load_data
+from tunelab.vision.data._sources import folder_source
 
 
 def _pixels(path, size):

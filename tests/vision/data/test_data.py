@@ -7,9 +7,9 @@ from PIL import Image
 
 from conftest import deadline, write_images
 from tunelab.config import DataConfig
-from tunelab.data import load_data, load_eval_set
 from tunelab.errors import DataError
 from tunelab.objectives import objective_for
+from tunelab.vision.data import load_data, load_eval_set
 
 
 def cfg(**kw):
@@ -155,7 +155,7 @@ def test_decode_cache_reuses_files_and_notices_changes(image_folder, tmp_path, m
     )
     first = load_data(cfg)
     assert len(list(store.glob("*.done"))) == 1 and len(first.skipped) == 1
-    import tunelab.data._sources as sources
+    import tunelab.vision.data._sources as sources
 
     def no_decoding(*a, **k):
         raise AssertionError("decoded again")

@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 
 import torch
+from timm.layers import DropPath, SelectAdaptivePool2d
+from torch import nn
 
-from tunelab.backbones import Backbone, create_backbone
-from tunelab.config import ModelConfig
+from tunelab.config import HeadConfig, ModelConfig
 from tunelab.engine.model import FineTuneModel, run_backbone
 from tunelab.errors import ModelError
 from tunelab.heads import Head, PretrainedHead
+from tunelab.vision.backbones import Backbone, create_backbone
 
 log = logging.getLogger("tunelab")
 
@@ -37,6 +39,9 @@ class TuneModel(FineTuneModel):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return run_backbone(self.backbone, self.normalize(x))
+
+    def drop_paths(self) -> list[nn.Module]:
+        return [m for m in self.modules() if isinstance(m, DropPath)]
 
 
 def build_image_model(cfg: ModelConfig, num_classes: int, *, image_size: int | None = None) -> TuneModel:
@@ -61,8 +66,17 @@ def build_image_model(cfg: ModelConfig, num_classes: int, *, image_size: int | N
         head: Head = PretrainedHead(backbone.classifier)
         del backbone.classifier
     else:
-        head = Head(cfg.head, backbone.num_features, num_classes, feature_map=not backbone.pools)
+        head = image_head(cfg.head, backbone.num_features, num_classes, feature_map=not backbone.pools)
     return TuneModel(backbone, head)
+
+
+def image_head(cfg: HeadConfig, in_features: int, num_classes: int, *, feature_map: bool) -> Head:
+    """The configured head on an image backbone's output: on a feature map (``feature_map``), it
+    pools with timm's adaptive pooling (``pooling: auto`` averages), else it starts at the dropout."""
+    if not feature_map:
+        return Head(cfg, in_features, num_classes)
+    pool_type = "avg" if cfg.pooling == "auto" else cfg.pooling
+    return Head(cfg, in_features, num_classes, pool=SelectAdaptivePool2d(pool_type=pool_type, flatten=True))
 
 
 def _explain_left_out(cfg: ModelConfig, backbone: Backbone) -> None:
@@ -81,12 +95,3 @@ def _explain_left_out(cfg: ModelConfig, backbone: Backbone) -> None:
         log.info(
             "model.head.pooling: %s pools %s's feature map; its own top is left out: %s", cfg.head.pooling, cfg.backbone, parts
         )
-
-
-def place(model: FineTuneModel, device: torch.device | str) -> FineTuneModel:
-    """Move to ``device`` in channels_last memory format (faster convolutions on CPU and GPU).
-
-    Training, evaluation and reloading all go through here, so the same inputs give bit-identical
-    outputs whichever path built the model.
-    """
-    return model.to(device=torch.device(device), memory_format=torch.channels_last)  # type: ignore[call-overload]

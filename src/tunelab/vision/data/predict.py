@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from tunelab.config import Config
-from tunelab.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file, not_regular
-from tunelab.data._sources import NOT_REGULAR, image_files
 from tunelab.errors import DataError
+from tunelab.vision.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file, not_regular
+from tunelab.vision.data._sources import BUILTIN, NOT_REGULAR, image_files
 
 log = logging.getLogger("tunelab")
 
@@ -46,3 +46,10 @@ def _expand_inputs(inputs: list[str]) -> list[Path]:
     if not files:
         raise DataError(f"no image files in {', '.join(inputs)} ({', '.join(IMAGE_EXTENSIONS)})")
     return files
+
+
+def labelled(spec: str) -> bool:
+    """Whether ``spec`` names labelled images (``tunelab extract`` reads their classes too): a
+    built-in set, a CSV manifest or a folder of class folders."""
+    p = Path(spec)
+    return spec in BUILTIN or p.suffix.lower() == ".csv" or (p.is_dir() and any(c.is_dir() for c in p.iterdir()))

@@ -3,8 +3,8 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from tunelab.backbones import create_backbone, list_backbones
 from tunelab.errors import ModelError
+from tunelab.vision.backbones import create_backbone, list_backbones
 
 
 def test_unknown_backbone_suggests_close_names():
@@ -114,7 +114,7 @@ def test_feature_map_of_a_token_model_is_refused():
 
 def test_spatial_dropout_alone_does_not_silently_drop_a_pretrained_top():
     from tunelab.config import ModelConfig
-    from tunelab.model import build_image_model
+    from tunelab.vision.model import build_image_model
 
     with pytest.raises(ModelError, match=r"model.head.spatial_dropout .* leave out test_convnext's own top: head "):
         build_image_model(ModelConfig(backbone="test_convnext", pretrained=False, head={"spatial_dropout": 0.2}), 3)
