@@ -38,14 +38,6 @@ HUB_METRICS: dict[str, tuple[str, dict[str, str] | None]] = {
     "rmse": ("rmse", None),
     "spearman": ("spearmanr", None),
 }
-# a tag for the problem type beside the pipeline tag (the Hub's classification tags cover the others),
-# and the baselines a run of that type scores, by what its names count (Objective.examples)
-PROBLEM_TAGS = {"class": None, "label": "multi-label-classification", "target": "regression"}
-BASELINES = {
-    "class": "majority class; logistic regression on the raw inputs; the linear probe on the pretrained features",
-    "label": "per-label majority; one-vs-rest logistic regression on the raw inputs; the linear probe on the pretrained features",
-    "target": "the training mean; ridge regression on the raw inputs; the ridge probe on the pretrained features",
-}
 
 
 def _results(metrics: dict[str, Any], reported: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -68,7 +60,7 @@ def _front_matter(
 ) -> str:
     """The card's metadata: what the Hub indexes (library, task, tags, base model, scores)."""
     task = modality.card_facts(cfg)["pipeline_tag"]
-    problem = PROBLEM_TAGS[objective.examples]
+    problem = objective.hub_tag
     meta: dict[str, Any] = {
         "library_name": library_name,
         "pipeline_tag": task,
@@ -161,7 +153,7 @@ def _problem(run_dir: Path, objective: Objective, metrics: dict[str, Any]) -> di
         "metrics": shown,
         "metrics_sentence": _sentence(shown),
         "primary": shown[0],
-        "baselines": BASELINES[objective.examples],
+        "baselines": objective.baseline_summary,
         "thresholds": state.get("thresholds"),
         "mean": state.get("mean"),
         "std": state.get("std"),

@@ -165,21 +165,12 @@ def _target(metrics: dict[str, Any], name: str) -> dict[str, Any] | None:
     return {"name": name, "head": ["split", "examples", "mean", "std", "min", "max", "MAE", "RMSE"], "rows": rows}
 
 
-# what the data table's first column names, and the imbalance sentence ({ratio}); a regression's
-# table holds each split's mean target, which has no imbalance
-_DATA_WORDS = {
-    "class": ("class", "class imbalance: the largest training class has {ratio}x the images of the smallest"),
-    "label": ("label", "label imbalance: the most frequent training label is on {ratio}x the images of the rarest"),
-    "target": ("target (mean)", None),
-}
-
-
-def _data(d: dict[str, Any], examples: str = "class") -> dict[str, Any] | None:
+def _data(d: dict[str, Any], objective: Objective) -> dict[str, Any] | None:
     """Images per class (label) and split, or the mean target per split; the imbalance ratio when
     it is worth a warning, skipped files."""
     if not d:
         return None
-    head, imbalance = _DATA_WORDS[examples]
+    head, imbalance = objective.data_head, objective.imbalance
     splits = list(d["counts"])
     train = d["counts"].get("train", [])
     ratio = max(train) / min(train) if imbalance and train and min(train) > 0 else 0
@@ -315,7 +306,7 @@ def _report_context(d: Path, r: dict[str, Any], cfg: Any, figs: dict[str, Path |
         ],
         "figs": {name: image(figs.get(name), alt) for name, alt in _alts(objective).items()},
         "wrong_texts": _wrong_texts(d),
-        "data": _data(r["data"], objective.examples),
+        "data": _data(r["data"], objective),
         "stages": _stages(r),
         "config_text": r["config_text"],
     }

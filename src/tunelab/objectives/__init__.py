@@ -62,6 +62,11 @@ class Objective(Protocol):
     exported: ClassVar[str]
     problem_type: ClassVar[str]  # the name transformers' config.problem_type (and the Hub) gives the problem
 
+    hub_tag: ClassVar[str | None]  # the Hub's tag of the problem beside the pipeline tag (none for plain classification)
+    baseline_summary: ClassVar[str]  # the baselines a run scores, in words (the model card)
+    data_head: ClassVar[str]  # the first column of the report's data table
+    imbalance: ClassVar[str | None]  # the report's imbalance warning ({ratio}), where counts have one
+
     def configure(self, options: dict[str, Any]) -> None:
         """The options of the run (class weighting, label smoothing, separator) before anything is read."""
 

@@ -64,6 +64,16 @@ class MultiLabel:
     exported: ClassVar[str] = "probabilities"
     problem_type: ClassVar[str] = "multi_label_classification"
 
+    # what the report and the model card say of the problem type
+    hub_tag: ClassVar[str | None] = "multi-label-classification"  # the Hub's tag beside the pipeline tag
+    baseline_summary: ClassVar[str] = (
+        "per-label majority; one-vs-rest logistic regression on the raw inputs; the linear probe on the pretrained features"
+    )
+    data_head: ClassVar[str] = "label"  # the first column of the data table
+    imbalance: ClassVar[str | None] = (
+        "label imbalance: the most frequent training label is on {ratio}x the images of the rarest"
+    )
+
     def __init__(self) -> None:
         self.separator, self.weighting = "|", "none"
         self.label_columns: tuple[str, ...] = ()  # several 0/1 columns instead of one label column

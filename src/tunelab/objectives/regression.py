@@ -65,6 +65,14 @@ class Regression:
     exported: ClassVar[str] = "values"
     problem_type: ClassVar[str] = "regression"
 
+    # what the report and the model card say of the problem type
+    hub_tag: ClassVar[str | None] = "regression"  # the Hub's tag beside the pipeline tag
+    baseline_summary: ClassVar[str] = (
+        "the training mean; ridge regression on the raw inputs; the ridge probe on the pretrained features"
+    )
+    data_head: ClassVar[str] = "target (mean)"  # the first column of the data table
+    imbalance: ClassVar[str | None] = None
+
     def __init__(self) -> None:
         self.kind, self.target = "mse", "value"
         self.mean, self.std = 0.0, 1.0

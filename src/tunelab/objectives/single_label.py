@@ -75,6 +75,14 @@ class SingleLabel:
     exported: ClassVar[str] = "logits"
     problem_type: ClassVar[str] = "single_label_classification"
 
+    # what the report and the model card say of the problem type
+    hub_tag: ClassVar[str | None] = None  # the Hub's tag beside the pipeline tag
+    baseline_summary: ClassVar[str] = (
+        "majority class; logistic regression on the raw inputs; the linear probe on the pretrained features"
+    )
+    data_head: ClassVar[str] = "class"  # the first column of the data table
+    imbalance: ClassVar[str | None] = "class imbalance: the largest training class has {ratio}x the images of the smallest"
+
     def __init__(self) -> None:
         self.weighting, self.smoothing = "none", 0.0
         self.weight: torch.Tensor | None = None
