@@ -67,6 +67,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from tunelab.metrics import SHOWN
 from tunelab.objectives import better, objective_of
+from tunelab.tasks import task_for
 
 if TYPE_CHECKING:
     from tunelab.objectives import Objective
@@ -496,7 +497,7 @@ def _early_stop_at_best(config: Any, stage: int, rows: list[dict[str, Any]]) -> 
 def _against_overfitting(config: Any, stage: int, rows: list[dict[str, Any]]) -> list[str]:
     st, reg = config.stages[stage], config.regularization
     lb, i = _last_blocks(st.train), _l2sp_index(config)
-    text = config.model.family == "transformers"  # no image augmentation advice for text
+    text = not task_for(config).augment_presets  # a modality without augmentation (text) gets no augmentation advice
     out = _early_stop_at_best(config, stage, rows)
     # No augmentation at all: flips first. On the overfitting benchmark (whole backbone, 10 images
     # per class) they were the only change that raised test accuracy on every seed.
