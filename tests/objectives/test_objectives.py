@@ -92,13 +92,20 @@ def test_regression_outputs_are_in_the_targets_units_and_the_loss_in_standard_un
     assert float(reg.loss(out, y)) == pytest.approx(2 / 3)  # (1 + 0 + 1) / 3 standard deviations squared
 
 
-def test_multi_label_thresholds_are_chosen_per_label_on_validation():
+def test_multi_label_thresholds_are_chosen_per_label_on_validation_where_a_label_has_enough_positives():
+    from tunelab.objectives.multi_label import choose_thresholds
+
+    p = np.array([[0.9, 0.2], [0.7, 0.35], [0.4, 0.3], [0.1, 0.1]])
+    y = np.array([[1, 0], [1, 1], [0, 1], [0, 0]]) > 0
+    own = choose_thresholds(p, y, min_positives=2)
+    assert 0.4 < own[0] <= 0.7 and 0.2 < own[1] <= 0.3  # label 1 needs a low threshold to catch its positives
+    shared = choose_thresholds(p, y, min_positives=3)  # two positives each: too few for a threshold of their own
+    assert shared[0] == shared[1] and 0.2 < shared[0] <= 0.3  # the best F1 over all decisions together
     ml = objective_for("multi_label")
-    p = torch.tensor([[0.9, 0.2], [0.7, 0.35], [0.4, 0.3], [0.1, 0.1]])
-    y = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0]])
-    chosen = ml.tune(torch.logit(p), y)["thresholds"]
-    assert 0.4 < chosen[0] <= 0.7 and 0.2 < chosen[1] <= 0.3  # label 1 needs a low threshold to catch its positives
-    assert ml.metrics(torch.logit(p), y, ["a", "b"])["macro_f1"] == pytest.approx(1.0)
+    big_p, big_y = np.tile(p, (5, 1)), np.tile(y, (5, 1))  # ten positives a label
+    chosen = ml.tune(torch.logit(torch.from_numpy(big_p)), torch.from_numpy(big_y).float())["thresholds"]
+    assert chosen == pytest.approx(own.round(4).tolist())
+    assert ml.metrics(torch.logit(torch.from_numpy(p)), torch.from_numpy(y).float(), ["a", "b"])["macro_f1"] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(
