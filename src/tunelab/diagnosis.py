@@ -53,7 +53,8 @@ Every problem type is read through its :class:`Score`, built from what its objec
 (:func:`score_of`): the training metric the epoch rows hold beside the validation one (accuracy
 for single-label classification, where the verdicts above were measured; subset accuracy for
 multi-label, which measures the train-validation gap but, stricter than the primary mAP, judges no
-underfitting), or, for an objective without one, 1 - the training loss (regression: the mean
+underfitting: a training loss over UNDERFIT_PRIOR of the loss of predicting each label's training
+frequency does), or, for an objective without one, 1 - the training loss (regression: the mean
 squared error of standardised targets, so 1 - loss is the training R^2, the primary metric). The
 early-stopping advice and the baseline check read the primary metric, and the evidence names it.
 """
@@ -64,6 +65,8 @@ import itertools
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
 
 from tunelab.metrics import SHOWN
 from tunelab.objectives import better, objective_of
@@ -79,6 +82,10 @@ ACC_FALL = 0.02
 ACC_FALL_SE = 2.0
 UNDERFIT_TRAIN_ACC = 0.80
 UNDERFIT_LOSS = 0.6
+# multi-label: a final training loss over this share of the loss of predicting each label's
+# training frequency is underfitting (a model that learnt little beyond the frequencies; not yet
+# measured on the suite)
+UNDERFIT_PRIOR = 0.8
 UNSTABLE_JUMP = 0.25
 UNSTABLE_COUNT = 2
 UNSTABLE_ABS = 0.05
@@ -129,8 +136,9 @@ class Score:
     """What the verdicts read of a problem type's epoch rows: ``name`` as the evidence writes it,
     the rows' keys of its training (``train``; None: 1 - the training loss, ``train_note`` says so)
     and validation (``val``) values, ``underfit`` the final training score under which a run is
-    underfitting (None: this score judges no underfitting), and the primary metric (the rows' key,
-    its name, 'max' or 'min') that the early-stopping advice, the baseline check and the evidence read."""
+    underfitting (None: this score judges no underfitting; the training loss above UNDERFIT_PRIOR of
+    ``prior`` does, where known), and the primary metric (the rows' key, its name, 'max' or 'min')
+    that the early-stopping advice, the baseline check and the evidence read."""
 
     name: str
     train: str | None
@@ -140,6 +148,7 @@ class Score:
     primary_name: str = "accuracy"
     direction: str = "max"
     train_note: str = ""
+    prior: float | None = None  # the training loss of predicting only the targets' frequencies
 
     def train_of(self, row: dict[str, Any]) -> float | None:
         if self.train is None:
@@ -156,22 +165,38 @@ class Score:
 ACCURACY = Score("accuracy", "train_accuracy", "val_accuracy", UNDERFIT_TRAIN_ACC)
 
 
-def score_of(objective: Objective) -> Score:
+def score_of(objective: Objective, prior: float | None = None) -> Score:
     """The score of ``objective``'s epoch rows: its training metric beside the validation one (it
     judges underfitting only when it is the primary metric: subset accuracy is far stricter than
-    mAP), else 1 - the training loss, the training R^2 of a mean squared error of standardised
-    targets (with a Huber loss, an estimate that reads high where errors are large)."""
+    mAP, and the training loss against ``prior``, :func:`prior_loss`, judges it instead), else
+    1 - the training loss, the training R^2 of a mean squared error of standardised targets (with
+    a Huber loss, an estimate that reads high where errors are large)."""
     primary, metric = objective.primary, objective.train_metric
     facts: dict[str, Any] = {
         "primary": f"val_{primary}",
         "primary_name": SHOWN.get(primary, primary),
         "direction": better(objective, primary),
+        "prior": prior,
     }
     if metric is None:
         return Score(SHOWN.get(primary, primary), None, f"val_{primary}", UNDERFIT_TRAIN_ACC, train_note=" (1 - loss)", **facts)
     return Score(
         SHOWN.get(metric, metric), f"train_{metric}", f"val_{metric}", UNDERFIT_TRAIN_ACC if metric == primary else None, **facts
     )
+
+
+def prior_loss(labels: Any, weights: Any = None) -> float | None:
+    """The binary cross-entropy (each label's positives weighted by ``weights``, where given) of the
+    best constant prediction of multi-hot ``labels`` [N, K], the one that knows only each label's
+    training frequency; None for other targets. A multi-label model's training loss falls to it
+    within the first epoch, whatever it learns from its inputs, so its first value is no reference."""
+    y = np.asarray(labels, dtype=np.float64)
+    if y.ndim != 2 or len(y) == 0:
+        return None
+    r = y.mean(0)
+    w = np.ones_like(r) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+    p = np.clip(w * r / (w * r + 1 - r), 1e-7, 1 - 1e-7)  # the constant that minimises the weighted loss
+    return float(np.mean(-(w * r * np.log(p) + (1 - r) * np.log(1 - p))))
 
 
 def _score(config: Any | None) -> Score:
@@ -303,9 +328,17 @@ def _training_curve_verdict(rows: list[dict[str, Any]], n_val: int, score: Score
     return d
 
 
-def _low(score: Score, value: float) -> bool:
-    """A final training score under the score's underfitting line (never, for a score without one)."""
-    return score.underfit is not None and value < score.underfit
+def _underfit(score: Score, value: float, loss: float) -> str | None:
+    """Why the final training score (``value``) or loss says underfitting, or None: a score under
+    its underfitting line or, for a score without one, a loss above UNDERFIT_PRIOR of the prior's."""
+    if score.underfit is not None:
+        return f"final training {score.name}{score.train_note} {value:.3f} < {score.underfit}" if value < score.underfit else None
+    if score.prior is not None and loss > UNDERFIT_PRIOR * score.prior:
+        return (
+            f"final training loss {loss:.4f} is {loss / score.prior:.2f} of the loss of predicting the training "
+            f"targets' frequencies ({score.prior:.4f}), over {UNDERFIT_PRIOR}"
+        )
+    return None
 
 
 def _verdict(rows: list[dict[str, Any]], score: Score = ACCURACY) -> Diagnosis:
@@ -320,12 +353,12 @@ def _verdict(rows: list[dict[str, Any]], score: Score = ACCURACY) -> Diagnosis:
     # read only when has_val: then no entry is None
     vl = cast(list[float], [r.get("val_loss") for r in rows])
     va = cast(list[float], [r.get(score.val) for r in rows])
-    low = f"final training {score.name}{score.train_note} {ta[-1]:.3f} < {score.underfit}"
+    low = _underfit(score, ta[-1], tl[-1])
 
     if any(not math.isfinite(x) for x in tl + ([v for v in vl if v is not None])):
         return Diagnosis("unstable", ["the loss became NaN or infinite"])
     spikes = _spikes(rows)
-    if has_val and _low(score, ta[-1]) and not spikes:  # bias before variance: fit the training data first
+    if has_val and low and not spikes:  # bias before variance: fit the training data first
         return Diagnosis(
             "underfitting", [low, f"training loss {tl[0]:.4f} -> {tl[-1]:.4f}, validation loss {vl[0]:.4f} -> {vl[-1]:.4f}"]
         )
@@ -336,7 +369,7 @@ def _verdict(rows: list[dict[str, Any]], score: Score = ACCURACY) -> Diagnosis:
     if spikes:
         return Diagnosis("unstable", [spikes])
     if not has_val:
-        if _low(score, ta[-1]):
+        if low:
             return Diagnosis("underfitting", [low])
         return Diagnosis("good fit", ["no validation set: only the training curve was checked"])
 
@@ -355,9 +388,10 @@ def _fit_verdict(tl: list[float], ta: list[float], vl: list[float], va: list[flo
     # the augmented training batches of a model that fits nothing: only a gap that way rules it out
     small_gap = abs(gap) < OVERFIT_GAP / 2 if score.underfit is not None else gap < OVERFIT_GAP / 2
     plateau_high = n >= 3 and tl[-1] > UNDERFIT_LOSS * tl[0] and small_gap
-    if _low(score, ta[-1]) or plateau_high:
+    low = _underfit(score, ta[-1], tl[-1])
+    if low or plateau_high:
         ev = [
-            f"final training {trained}" + (f" < {score.underfit}" if _low(score, ta[-1]) else ""),
+            low or f"final training {trained}",
             f"training loss {tl[0]:.4f} -> {tl[-1]:.4f}, validation loss {vl[0]:.4f} -> {vl[-1]:.4f}",
         ]
         return Diagnosis("underfitting", ev)

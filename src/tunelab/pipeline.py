@@ -33,7 +33,7 @@ from tunelab.baselines import render as render_baselines
 from tunelab.baselines import run_baselines
 from tunelab.card import write_model_card
 from tunelab.config import Config, build_config, load_config
-from tunelab.diagnosis import diagnose
+from tunelab.diagnosis import diagnose, prior_loss, score_of
 from tunelab.distill import add_unlabeled, distiller, load_teacher
 from tunelab.distributed import Dist
 from tunelab.engine.data import Splits
@@ -210,6 +210,7 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
     cfg, num_classes = _fitted_config(cfg, splits, objective, run_dir, dist)
     objective = objective_of(cfg)  # as the fitted config makes it; learns from the labelled training targets
     objective.fit(splits.train.labels, num_classes, device)
+    score = score_of(objective, _prior_loss(objective, splits.train.labels))
     ctx = _FitContext(task, objective, run_dir, hooks, dist, device, num_classes)
     model, penalties = _model_for_training(cfg, ctx, pos, run_dir)
     cfg = _before_training(cfg, ctx, splits, model, penalties, pos)
@@ -220,7 +221,7 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
     for si in range(pos.stage, len(cfg.stages)):
         trainer.run_stage(si, pos)
         if cfg.stages[si].epochs and dist.main:
-            log.info(diagnose(read_history(run_dir), cfg, stage=si, final=_probe_record(run_dir)).render())
+            log.info(diagnose(read_history(run_dir), cfg, stage=si, final=_probe_record(run_dir), score=score).render())
 
     trainer.model.eval()
     val_logits = trainer.predict(splits.val.inputs) if splits.val is not None else None
@@ -228,6 +229,8 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
     first = _FirstFit(n_labelled, teacher, val_logits, blend)
     model, trainer, final, val_probs = _final_model(cfg, ctx, splits, trainer, first)
     final["seconds"] = time.perf_counter() - t_start
+    if score.prior is not None:
+        final["prior_loss"] = score.prior  # for the report's diagnoses of the stages
     dist.barrier()  # metrics.jsonl and model.safetensors are complete; no rank reads the caches any more
     history = read_history(run_dir)
     if dist.main:
@@ -302,6 +305,13 @@ def _trainer(
         distill=teacher,
         run_id=run_id(ctx.run_dir),
     )
+
+
+def _prior_loss(objective: Objective, labels: torch.Tensor) -> float | None:
+    """What the diagnosis compares a multi-label run's training loss with: the loss of predicting
+    each label's frequency, weighted as the objective weighs the training loss (positive weights)."""
+    weights = getattr(objective, "pos_weight", None)  # a multi-label objective's, set by its fit
+    return prior_loss(labels.numpy(), None if weights is None else weights.cpu().numpy())
 
 
 def _probe_record(run_dir: Path) -> dict[str, Any] | None:
@@ -526,7 +536,7 @@ def _report(
     for name in ("baselines", "pretrained_fit"):
         if (run_dir / f"{name}.json").is_file():
             final[name] = json.loads((run_dir / f"{name}.json").read_text())
-    verdict = diagnose(history, cfg, final=final)
+    verdict = diagnose(history, cfg, final=final, score=score_of(trainer.objective, final.get("prior_loss")))
     final["diagnosis"] = verdict.to_dict()
     ckpt.atomic_write_text(run_dir / "metrics.json", json.dumps(final, indent=1))
     if "test" in final and per_class_table(final["test"]):

@@ -16,7 +16,7 @@ import numpy as np
 from tunelab import plots
 from tunelab._html import image, render
 from tunelab.checkpoint import atomic_write_text
-from tunelab.diagnosis import diagnose
+from tunelab.diagnosis import diagnose, score_of
 from tunelab.metrics import SHOWN
 from tunelab.objectives import Objective, objective_of
 from tunelab.pretrained_fit import features_fit
@@ -287,7 +287,7 @@ def _alts(objective: Objective) -> dict[str, str]:
 def _report_context(d: Path, r: dict[str, Any], cfg: Any, figs: dict[str, Path | None]) -> dict[str, Any]:
     """Everything report.html.j2 shows, as plain data: texts, rows of formatted cells, embedded images."""
     m, objective = r["metrics"], objective_of(cfg)
-    split = _main_split(m)
+    split, score = _main_split(m), score_of(objective, m.get("prior_loss"))
     return {
         "title": f"tunelab report: {d.name}",
         "sections": SECTIONS,
@@ -302,7 +302,8 @@ def _report_context(d: Path, r: dict[str, Any], cfg: Any, figs: dict[str, Path |
         "target": _target(m, r["classes"][0] if r["classes"] else "value"),
         "diagnosis": m.get("diagnosis"),
         "stage_diagnoses": [
-            (s + 1, diagnose(r["history"], cfg, stage=s).render()) for s in sorted({row["stage"] for row in r["history"]})
+            (s + 1, diagnose(r["history"], cfg, stage=s, score=score).render())
+            for s in sorted({row["stage"] for row in r["history"]})
         ],
         "figs": {name: image(figs.get(name), alt) for name, alt in _alts(objective).items()},
         "wrong_texts": _wrong_texts(d),
