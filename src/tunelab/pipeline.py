@@ -33,7 +33,7 @@ from tunelab.baselines import render as render_baselines
 from tunelab.baselines import run_baselines
 from tunelab.card import write_model_card
 from tunelab.config import Config, build_config, load_config
-from tunelab.diagnosis import diagnose, prior_loss, score_of
+from tunelab.diagnosis import Score, diagnose, prior_loss, score_of
 from tunelab.distill import add_unlabeled, distiller, load_teacher
 from tunelab.distributed import Dist
 from tunelab.engine.data import Splits
@@ -55,7 +55,18 @@ from tunelab.refit import refit_stages, should_refit
 from tunelab.regularizers import Penalty, build_penalties, check_coverage, pretrained_reference
 from tunelab.report import lexical_summary, write_report
 from tunelab.run_record import check_checkpoint, check_config, read_record, record_model, run_id, write_config
-from tunelab.runs import OBJECTIVE_FILE, Run, lock_run_dir, new_run_dir, read_history, remove_stale_files, run_logging
+from tunelab.runs import (
+    BASELINES_FILE,
+    OBJECTIVE_FILE,
+    PROBE_FILE,
+    Run,
+    lock_run_dir,
+    new_run_dir,
+    read_history,
+    read_json,
+    remove_stale_files,
+    run_logging,
+)
 from tunelab.tasks import Task, task_for
 from tunelab.vision.auto_augment import mirror_wanted
 from tunelab.vision.backbones import Backbone
@@ -175,6 +186,23 @@ def _truncate_metrics(run_dir: Path, pos: Position) -> None:
         ckpt.atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in keep))
 
 
+@dataclass
+class _Findings:
+    """What the steps before training found, handed on in memory to the diagnoses and the report
+    (the files of the same names are for users and for a resume, which reads them back once)."""
+
+    baselines: dict[str, Any] | None = None
+    pretrained_fit: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, run_dir: Path) -> _Findings:
+        """What an interrupted run had found before its first checkpoint (nothing for a new run)."""
+        return cls(read_json(run_dir / BASELINES_FILE, dict), read_json(run_dir / PROBE_FILE, dict))
+
+    def as_metrics(self) -> dict[str, Any]:
+        return {k: v for k, v in (("baselines", self.baselines), ("pretrained_fit", self.pretrained_fit)) if v is not None}
+
+
 @dataclass(frozen=True)
 class _FitContext:
     """What the steps of one fit share and never change: its task, objective (the problem type's
@@ -187,6 +215,8 @@ class _FitContext:
     dist: Dist
     device: torch.device
     num_classes: int
+    found: _Findings
+    score: Score  # what the diagnoses read of the run's problem type
 
 
 @dataclass(frozen=True)
@@ -211,17 +241,14 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
     objective = objective_of(cfg)  # as the fitted config makes it; learns from the labelled training targets
     objective.fit(splits.train.labels, num_classes, device)
     score = score_of(objective, _prior_loss(objective, splits.train.labels))
-    ctx = _FitContext(task, objective, run_dir, hooks, dist, device, num_classes)
+    ctx = _FitContext(task, objective, run_dir, hooks, dist, device, num_classes, _Findings.of(run_dir), score)
     model, penalties = _model_for_training(cfg, ctx, pos, run_dir)
     cfg = _before_training(cfg, ctx, splits, model, penalties, pos)
     n_labelled = len(splits.train)
     teacher = distiller(cfg, load_teacher(cfg, splits.classes, num_classes, device)) if cfg.distill else None
     splits = add_unlabeled(cfg, splits)  # after the counts and baselines, which need labels
     trainer = _trainer(cfg, ctx, run_dir, splits, model, penalties, teacher)
-    for si in range(pos.stage, len(cfg.stages)):
-        trainer.run_stage(si, pos)
-        if cfg.stages[si].epochs and dist.main:
-            log.info(diagnose(read_history(run_dir), cfg, stage=si, final=_probe_record(run_dir), score=score).render())
+    _train_stages(trainer, pos, ctx, diagnose_stages=True)
 
     trainer.model.eval()
     val_logits = trainer.predict(splits.val.inputs) if splits.val is not None else None
@@ -238,7 +265,7 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
             shutil.rmtree(folder, ignore_errors=True)
     if not dist.main:  # rank 0 writes the metrics, the report and TensorBoard's summary
         return Run(run_dir, cfg, model, splits.classes, final, history, rank=dist.rank)
-    _report(cfg, task, run_dir, splits, final, history, val_probs, trainer)
+    _report(cfg, task, run_dir, splits, final, history, val_probs, trainer, ctx.found)
     return Run(run_dir, cfg, model, splits.classes, final, history)
 
 
@@ -263,7 +290,7 @@ def _before_training(
     log.info("backbone %s (weights: %s)", cfg.model.backbone, model.backbone.source)
     check_coverage(penalties, [select(model, st.train, where=f"stages.{i}.train") for i, st in enumerate(cfg.stages)])
     if wanted(cfg) and not pos.tensors:  # the pretrained features, before any training
-        cfg = _rates_by_probe(cfg, splits, model, ctx.run_dir, ctx.dist, ctx.device)
+        cfg = _rates_by_probe(cfg, splits, model, ctx)
     if ctx.dist.main:
         _truncate_metrics(ctx.run_dir, pos)
         if cfg.run.baselines and not pos.tensors:  # before training: the probe needs the pretrained features
@@ -276,7 +303,8 @@ def _before_training(
                 device=ctx.device,
                 seed=cfg.run.seed,
             )
-            ckpt.atomic_write_text(ctx.run_dir / "baselines.json", json.dumps(scores, indent=1))
+            ctx.found.baselines = scores
+            ckpt.atomic_write_text(ctx.run_dir / BASELINES_FILE, json.dumps(scores, indent=1))
     return cfg
 
 
@@ -314,18 +342,22 @@ def _prior_loss(objective: Objective, labels: torch.Tensor) -> float | None:
     return prior_loss(labels.numpy(), None if weights is None else weights.cpu().numpy())
 
 
-def _probe_record(run_dir: Path) -> dict[str, Any] | None:
-    """What the probe on the pretrained features found, for the stage diagnoses (no flip advice
-    where it turned flips off)."""
-    p = run_dir / "pretrained_fit.json"
-    return {"pretrained_fit": json.loads(p.read_text())} if p.is_file() else None
+def _train_stages(trainer: Trainer, pos: Position, ctx: _FitContext, *, diagnose_stages: bool = False) -> None:
+    """Every stage of the trainer's config from ``pos`` on (the first fit's and the refit's loop);
+    with ``diagnose_stages`` each trained stage's diagnosis is logged (rank 0), knowing what the
+    probe on the pretrained features found (no flip advice where it turned flips off)."""
+    cfg = trainer.cfg
+    for si in range(pos.stage, len(cfg.stages)):
+        trainer.run_stage(si, pos)
+        if diagnose_stages and cfg.stages[si].epochs and ctx.dist.main:
+            found = {"pretrained_fit": ctx.found.pretrained_fit} if ctx.found.pretrained_fit is not None else None
+            log.info(diagnose(read_history(trainer.dir), cfg, stage=si, final=found, score=ctx.score).render())
 
 
-def _rates_by_probe(
-    cfg: Config, splits: Splits[Any], model: FineTuneModel, run_dir: Path, dist: Dist, device: torch.device
-) -> Config:
+def _rates_by_probe(cfg: Config, splits: Splits[Any], model: FineTuneModel, ctx: _FitContext) -> Config:
     """The stages' ``lr_if_features_fit`` resolved by the linear probe on the pretrained features
     (:mod:`tunelab.pretrained_fit`), on rank 0 for every rank; written into config.yaml."""
+    run_dir, dist, device = ctx.run_dir, ctx.dist, ctx.device
     fit = dist.broadcast(
         probe_fit(
             model,
@@ -348,9 +380,10 @@ def _rates_by_probe(
         f"kappa {fit['kappa']:.2f}",
         "\n".join(f"  {k}: {v}" for k, v in chosen.items()),
     )
+    ctx.found.pretrained_fit = fit
     if dist.main:
         if fit is not None:
-            ckpt.atomic_write_text(run_dir / "pretrained_fit.json", json.dumps(fit, indent=1))
+            ckpt.atomic_write_text(run_dir / PROBE_FILE, json.dumps(fit, indent=1))
         write_config(run_dir, cfg)
     return cfg
 
@@ -531,11 +564,10 @@ def _report(
     history: list[dict[str, Any]],
     val_probs: Any,
     trainer: Trainer,
+    found: _Findings,
 ) -> None:
     """metrics.json, the printed summary, the diagnosis, the HTML report and TensorBoard's summary."""
-    for name in ("baselines", "pretrained_fit"):
-        if (run_dir / f"{name}.json").is_file():
-            final[name] = json.loads((run_dir / f"{name}.json").read_text())
+    final.update(found.as_metrics())
     verdict = diagnose(history, cfg, final=final, score=score_of(trainer.objective, final.get("prior_loss")))
     final["diagnosis"] = verdict.to_dict()
     ckpt.atomic_write_text(run_dir / "metrics.json", json.dumps(final, indent=1))
@@ -605,8 +637,7 @@ def _refit(
     if dist.main:
         _truncate_metrics(sub, pos)
     trainer = _trainer(rcfg, ctx, sub, merged, model, penalties, teacher)
-    for si in range(pos.stage, len(rcfg.stages)):
-        trainer.run_stage(si, pos)
+    _train_stages(trainer, pos, ctx)
     model.eval()
     if trainer.tb is not None:
         trainer.tb.close()

@@ -34,6 +34,8 @@ from tunelab.errors import ConfigError, RunError
 log = logging.getLogger("tunelab")
 
 
+BASELINES_FILE = "baselines.json"  # the baselines' scores, for users and for a resume
+PROBE_FILE = "pretrained_fit.json"  # what the probe on the pretrained features found
 OBJECTIVE_FILE = "objective.json"  # what the run's objective decided (thresholds, target scale), for predict and export
 
 
