@@ -48,7 +48,9 @@ Gallery = tuple[np.ndarray, np.ndarray, np.ndarray]
 class GraphInputs(Protocol):
     """How a graph export (ONNX, TorchScript) feeds the run's model: plain tensors in, logits out."""
 
-    def wrap(self, model: nn.Module) -> nn.Module: ...  # the model behind plain tensor inputs
+    def wrap(
+        self, model: nn.Module, head: nn.Module
+    ) -> nn.Module: ...  # ``head``: the objective's export head  # the model behind plain tensor inputs
     def input_names(self, cfg: Config) -> list[str]: ...
     def as_tensors(self, examples: Any, n: int) -> tuple[torch.Tensor, ...]: ...  # the first n examples' inputs
     def image_size(self, cfg: Config) -> int | None: ...  # the graph's input resolution, when it has one

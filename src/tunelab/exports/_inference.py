@@ -14,24 +14,13 @@ from tunelab.runs import Run
 from tunelab.tasks import task_for
 
 
-class WithHead(nn.Module):
-    """The modality's graph wrapper (plain tensors in) followed by the objective's export head."""
-
-    def __init__(self, inner: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.inner, self.head = inner, head
-
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.head(self.inner(*inputs))
-
-
 def inference_module(run: Run, *, exported: bool = True) -> nn.Module:
     """The run's model behind plain tensor inputs, in eval mode, with no parameter asking for a
     gradient; ``exported``: ending in its objective's export head (what the graph formats give),
     else in the head's own outputs (what the timm and transformers formats give)."""
     model = run.model.float().eval().requires_grad_(False)
     head = run.objective.export_head() if exported else nn.Identity()
-    return WithHead(task_for(run.config).graph.wrap(model), head).eval()
+    return task_for(run.config).graph.wrap(model, head).eval()
 
 
 def input_names(run: Run) -> list[str]:

@@ -14,24 +14,25 @@ from tunelab.text.data import Tokens
 
 class TextClassifier(nn.Module):
     """Token ids [B, L] and attention mask [B, L] (right-padded, 1 on tokens), and the segment ids
-    of text pairs -> logits [B, K]. Each row is one text: a text longer than the tokenizer's
-    max_length is read as its first window (a run reads up to data.text.max_windows and averages)."""
+    of text pairs -> outputs [B, K] (``head``, the objective's export head, after the model). Each
+    row is one text: a text longer than the tokenizer's max_length is read as its first window (a
+    run reads up to data.text.max_windows and averages)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, head: nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.head = model, head
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
     ) -> torch.Tensor:
-        return self.model(Tokens(input_ids, attention_mask.sum(1), token_type_ids))
+        return self.head(self.model(Tokens(input_ids, attention_mask.sum(1), token_type_ids)))
 
 
 class TextGraph:
     """The text side of :class:`tunelab.tasks.GraphInputs`."""
 
-    def wrap(self, model: nn.Module) -> nn.Module:
-        return TextClassifier(model)
+    def wrap(self, model: nn.Module, head: nn.Module) -> nn.Module:
+        return TextClassifier(model, head)
 
     def input_names(self, cfg: Config) -> list[str]:
         pairs = cfg.data.text is not None and cfg.data.text.pair_column is not None

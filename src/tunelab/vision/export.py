@@ -11,21 +11,22 @@ from tunelab.config import Config
 
 
 class ImageClassifier(nn.Module):
-    """uint8 images [B, 3, S, S] (0-255, RGB) -> logits [B, K]; the normalisation is inside."""
+    """uint8 images [B, 3, S, S] (0-255, RGB) -> outputs [B, K]; the normalisation is inside, and
+    ``head`` (the objective's export head: a softmax, a sigmoid or nothing) after the model."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, head: nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.head = model, head
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images)
+        return self.head(self.model(images))
 
 
 class ImageGraph:
     """The image side of :class:`tunelab.tasks.GraphInputs`."""
 
-    def wrap(self, model: nn.Module) -> nn.Module:
-        return ImageClassifier(model)
+    def wrap(self, model: nn.Module, head: nn.Module) -> nn.Module:
+        return ImageClassifier(model, head)
 
     def input_names(self, cfg: Config) -> list[str]:
         return ["images"]
