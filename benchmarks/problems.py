@@ -89,7 +89,28 @@ def _pick(rows: list[dict[str, str]], info: dict[str, Any], cap: int, seed: int)
                     taken.add(int(i))
                     have += 1
     chosen += [int(i) for i in order if int(i) not in taken][: max(0, cap - len(chosen))]
+    if info["problem"] == "multi_label":
+        chosen = _no_single_strata(rows, chosen, [int(i) for i in order])
     return sorted(chosen)
+
+
+def _no_single_strata(rows: list[dict[str, str]], chosen: list[int], order: list[int]) -> list[int]:
+    """The draw with every stratum of tunelab's multi-label split (an example's rarest label) held by
+    two examples or more: a stratum of one cannot give the stratified validation split, and tunelab
+    stops with a DataError. Singletons are swapped for the next rows of ``order`` until none is left."""
+    from tunelab.objectives import objective_for
+
+    objective = objective_for("multi_label")
+    spare = [i for i in order if i not in set(chosen)]
+    for _ in range(50):
+        y, _names = objective.encode([rows[i]["label"] for i in chosen], str)
+        strata = objective.strata(y)
+        single = {i for i, s in zip(chosen, strata) if np.sum(strata == s) < 2}
+        if not single:
+            return chosen
+        chosen = [i for i in chosen if i not in single] + spare[: len(single)]
+        spare = spare[len(single) :]
+    raise RuntimeError("could not draw a training subset with every stratum held twice")
 
 
 def draw_train(info: dict[str, Any], seed: int, cap: int | None, work: Path) -> Path:
@@ -229,9 +250,11 @@ def run_sklearn(info: dict[str, Any], seed: int, train: Path) -> dict[str, Any]:
 
 
 def read_done(path: Path) -> list[dict[str, Any]]:
+    """The finished rows, the last one of each (task, method, seed, cap) where a run was repeated."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return list({(r["task"], r["method"], r["seed"], r.get("cap")): r for r in rows}.values())
 
 
 def _ms(xs: list[float], digits: int = 3) -> str:
@@ -241,7 +264,7 @@ def _ms(xs: list[float], digits: int = 3) -> str:
     return f"{statistics.mean(xs):.{digits}f} +- {sd:.{digits}f}"
 
 
-def table(done: list[dict[str, Any]], root: Path, header: str) -> str:
+def table(done: list[dict[str, Any]], header: str) -> str:
     """One row per task and method, each metric mean +- std over the seeds; the best mean bold."""
     ok = [r for r in done if "error" not in r]
     lines = [header, ""]
@@ -349,7 +372,7 @@ def write_table(a: argparse.Namespace) -> None:
         )
     out = a.out.with_suffix(".md")
     tmp = out.with_suffix(".md.tmp")
-    tmp.write_text(table(done, a.root, header))
+    tmp.write_text(table(done, header))
     tmp.replace(out)
 
 
