@@ -162,8 +162,27 @@ def run_fit(info: dict[str, Any], method: str, seed: int, train: Path, work: Pat
     }
     if m.get("refit"):
         row["refit"] = {k: v for k, v in m["refit"].items() if k != "first_fit_test"}
+    if info["problem"] == "multi_label":
+        row["test_at_half"] = _at_half(run.dir, METRICS[info["problem"]])
     shutil.rmtree(run.dir, ignore_errors=True)  # keep the disk small; the row has what the table needs
     return row
+
+
+def _at_half(run_dir: Path, metrics: tuple[str, ...]) -> dict[str, float]:
+    """The run's test metrics with every label's threshold at 0.5 instead of the ones it chose on
+    its validation split: what the threshold choice itself gains or costs (the sklearn rows use 0.5)."""
+    from tunelab.api import evaluate
+    from tunelab.runs import OBJECTIVE_FILE
+
+    path = Path(run_dir) / OBJECTIVE_FILE
+    state = json.loads(path.read_text())
+    path.write_text(json.dumps(state | {"thresholds": None}))
+    try:
+        m = evaluate(run_dir)
+    except Exception as e:  # a diagnostic: its failure must not cost the run's row
+        logging.exception("evaluate at 0.5 failed")
+        return {"error": f"{type(e).__name__}: {e}"[:300]}  # type: ignore[dict-item]
+    return {k: m[k] for k in metrics}
 
 
 def _features(info: dict[str, Any], train: Path) -> tuple[Any, Any, np.ndarray, np.ndarray, list[str]]:
@@ -284,6 +303,15 @@ def table(done: list[dict[str, Any]], header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _at_half_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A multi-label fine-tune scored again with every threshold at 0.5, as rows of their own."""
+    return [
+        r | {"method": f"{r['method']} @0.5", "test": r["test_at_half"]}
+        for r in rows
+        if "error" not in r.get("test_at_half", {"error": "none"})
+    ]
+
+
 def _task_rows(task: str, metrics: tuple[str, ...], rows: list[dict[str, Any]]) -> list[str]:
     means = {
         (meth, m): statistics.mean([r["test"][m] for r in rows if r["method"] == meth])
@@ -291,8 +319,9 @@ def _task_rows(task: str, metrics: tuple[str, ...], rows: list[dict[str, Any]]) 
         for m in metrics
         if any(r["method"] == meth for r in rows)
     }
+    rows = rows + _at_half_rows(rows)
     out = []
-    for meth in METHODS:
+    for meth in ("sklearn", "default", "default @0.5", "full", "full @0.5"):
         mine = sorted((r for r in rows if r["method"] == meth), key=lambda r: r["seed"])
         if not mine:
             continue
@@ -301,7 +330,7 @@ def _task_rows(task: str, metrics: tuple[str, ...], rows: list[dict[str, Any]]) 
             pick = min if m in LOWER else max
             best = pick(v for (mm, k), v in means.items() if k == m)
             cell = _ms([r["test"][m] for r in mine])
-            cells.append(f"**{cell}**" if math.isclose(means[(meth, m)], best) else cell)
+            cells.append(f"**{cell}**" if (meth, m) in means and math.isclose(means[(meth, m)], best) else cell)
         n = mine[0].get("n_train", "-")
         secs = _ms([r["seconds"] for r in mine], 0)
         out.append(f"| {task} | {meth} | {len(mine)} | {n} | " + " | ".join(cells) + f" | {secs} |")
