@@ -42,6 +42,7 @@ METHODS = ("sklearn", "default", "full")
 METRICS = {"multi_label": ("map", "macro_f1", "micro_f1"), "regression": ("r2", "mae", "spearman")}
 LOWER = {"mae"}  # lower is better
 RECIPE = {"default": {}, "full": {"recipe": "full"}}
+NOTES = "<!-- notes: kept when the table is rewritten -->"
 
 
 def task_info(root: Path, task: str) -> dict[str, Any]:
@@ -400,8 +401,10 @@ def write_table(a: argparse.Namespace) -> None:
             "(`val_split: 0.2`). The test sets are whole. Recipes unchanged."
         )
     out = a.out.with_suffix(".md")
+    # what is written by hand below the marker (the reading of the numbers) survives a rewrite
+    notes = out.read_text().partition(NOTES)[2] if out.is_file() and NOTES in out.read_text() else ""
     tmp = out.with_suffix(".md.tmp")
-    tmp.write_text(table(done, header))
+    tmp.write_text(table(done, header) + (f"\n{NOTES}{notes}" if notes else ""))
     tmp.replace(out)
 
 
