@@ -389,7 +389,12 @@ def write_table(a: argparse.Namespace) -> None:
     header = a.header or (
         "# Multi-label and regression: the default recipe against a full fine-tune and scikit-learn\n\n"
         "Written by `benchmarks/problems.py` from `problems.jsonl`; test metrics, mean +- std over the seeds; "
-        "best mean of each task in bold. One run at a time, `run.threads: 1`, 2 CPU cores."
+        "best mean of each task in bold (among sklearn, default, full). `n train`: what the fine-tunes train on "
+        "after holding out their validation split (`data.refit: auto` then trains again on all of it where it "
+        "refits: the multi-label runs did); sklearn fits all of it. Multi-label fine-tunes use the per-label "
+        "thresholds they chose on validation; `@0.5` rows score the same runs with every threshold at 0.5, as "
+        "sklearn's rows are. One run at a time, `run.threads: 1`, on 2 CPU cores shared with other jobs: seconds "
+        "are rough."
     )
     done = read_done(a.out)
     caps = sorted({r["cap"] for r in done if r.get("cap")})
