@@ -280,8 +280,9 @@ def read_done(path: Path) -> list[dict[str, Any]]:
 def _ms(xs: list[float], digits: int = 3) -> str:
     if not xs:
         return "-"
-    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return f"{statistics.mean(xs):.{digits}f} +- {sd:.{digits}f}"
+    if len(xs) == 1:  # one seed: no spread to show
+        return f"{xs[0]:.{digits}f}"
+    return f"{statistics.mean(xs):.{digits}f} +- {statistics.stdev(xs):.{digits}f}"
 
 
 def table(done: list[dict[str, Any]], header: str) -> str:
