@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tunelab.errors import DataError
-from tunelab.objectives import BaselineNames, Logistic, plain_cell
+from tunelab.objectives import BaselineNames, Logistic
+from tunelab.objectives._base import BaseObjective, plain_cell
 
 log = logging.getLogger("tunelab")
 
@@ -62,7 +63,7 @@ def choose_thresholds(p: np.ndarray, y: np.ndarray, min_positives: int | None = 
     return np.asarray([best_threshold(p[:, i], y[:, i]) if y[:, i].sum() >= least else shared for i in range(p.shape[1])])
 
 
-class MultiLabel:
+class MultiLabel(BaseObjective):
     name: ClassVar[str] = "multi_label"
     primary: ClassVar[str] = "map"
     reported: ClassVar[tuple[str, ...]] = ("map", "micro_f1", "macro_f1", "subset_accuracy")
@@ -192,14 +193,8 @@ class MultiLabel:
         )
         self.pos_weight = w.to(device)
 
-    def output_layer(self) -> nn.Module:
-        return nn.Identity()
-
     def export_head(self) -> nn.Module:
         return nn.Sigmoid()
-
-    def fold(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return weight, bias
 
     def decoding(self, names: list[str]) -> dict[str, Any]:
         """Label i is predicted where sigmoid(logit i) >= thresholds[i], as ``predict`` decides."""
