@@ -121,6 +121,10 @@ class Objective(Protocol):
         the function that turns the head's outputs into scores ("softmax", "sigmoid", "none")."""
         ...
 
+    def init_head(self, fc: nn.Module) -> None:
+        """Set a new head's last linear layer from what ``fit`` learned (multi-label: the label priors)."""
+        ...
+
     def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor: ...
 
     def hits(self, outputs: torch.Tensor, target: torch.Tensor) -> int:

@@ -27,6 +27,10 @@ class BaseObjective:
     def output_layer(self) -> nn.Module:
         return nn.Identity()
 
+    def init_head(self, fc: nn.Module) -> None:
+        """Set the new head's last linear layer from the training targets (nothing by default)."""
+        return None
+
     def export_head(self) -> nn.Module:
         return nn.Identity()
 
