@@ -597,6 +597,7 @@ def _model_for_training(cfg: Config, ctx: _FitContext, pos: Position, folder: Pa
     dist = ctx.dist
     model = ctx.task.build_model(without_blend(cfg), ctx.num_classes)
     model.head.out = ctx.objective.output_layer()  # after the objective learned the training targets' scale
+    ctx.objective.init_head(model.head.fc)  # a resume's checkpoint replaces it below
     model = place(model, ctx.device)
     if cfg.run.compile:
         compile_blocks(model)

@@ -121,6 +121,10 @@ class Objective(Protocol):
         the function that turns the head's outputs into scores ("softmax", "sigmoid", "none")."""
         ...
 
+    def init_head(self, fc: nn.Module) -> None:
+        """Set a new head's last linear layer from what ``fit`` learned (multi-label: the label priors)."""
+        ...
+
     def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor: ...
 
     def hits(self, outputs: torch.Tensor, target: torch.Tensor) -> int:
@@ -232,9 +236,3 @@ def label_text(label: np.ndarray | int | float, names: list[str]) -> str:
     if np.issubdtype(value.dtype, np.integer):
         return names[int(value)] if 0 <= int(value) < len(names) else str(int(value))
     return f"{float(value):g}"
-
-
-def plain_cell(row: Mapping[str, Any], column: str) -> str:
-    """The cell of ``column`` as text ('' when it is missing or empty; a JSON 0 stays '0')."""
-    value = row.get(column)
-    return "" if value is None else str(value).strip()

@@ -7,7 +7,7 @@ units; R^2 as the primary metric, MAE, RMSE and Spearman's rank correlation besi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tunelab.errors import DataError
-from tunelab.objectives import BaselineNames, Logistic, plain_cell
+from tunelab.objectives import BaselineNames, Logistic
+from tunelab.objectives._base import BaseObjective
 
 # the ridge penalties the baselines choose from by leave-one-out cross-validation (exact and cheap
 # for ridge): from TF-IDF rows of unit length to thousands of standardised pixels
@@ -52,7 +53,7 @@ def parse_number(cell: str, where: str) -> float:
     return value
 
 
-class Regression:
+class Regression(BaseObjective):
     name: ClassVar[str] = "regression"
     primary: ClassVar[str] = "r2"
     reported: ClassVar[tuple[str, ...]] = ("r2", "mae", "rmse", "spearman")
@@ -81,12 +82,6 @@ class Regression:
         self.kind = options.get("regression_loss", "mse")
         self.target = options.get("target_name", "value")
 
-    def columns(self, column: str) -> list[str]:
-        return [column]
-
-    def cell(self, row: Mapping[str, Any], column: str, where: str) -> str:
-        return plain_cell(row, column)
-
     def encode(
         self, cells: Sequence[str], where: Callable[[int], str], names: list[str] | None = None
     ) -> tuple[np.ndarray, list[str]]:
@@ -114,9 +109,6 @@ class Regression:
 
     def output_layer(self) -> nn.Module:
         return Rescale(self.mean, self.std)
-
-    def export_head(self) -> nn.Module:
-        return nn.Identity()
 
     def fold(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x @ w.T + b) * std + mean`` as one linear layer: ``w * std``, ``b * std + mean``."""
@@ -154,9 +146,6 @@ class Regression:
 
     def decode(self, outputs: torch.Tensor) -> np.ndarray:
         return outputs.float().numpy()[:, :1]
-
-    def tune(self, outputs: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
-        return {}
 
     def state(self) -> dict[str, Any]:
         return {"mean": self.mean, "std": self.std, "loss": self.kind}

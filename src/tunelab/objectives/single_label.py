@@ -4,16 +4,16 @@ class-weighted and label-smoothed), accuracy as the primary metric, macro-F1 bes
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from tunelab.errors import DataError
-from tunelab.objectives import BaselineNames, Logistic, plain_cell
+from tunelab.objectives import BaselineNames, Logistic
+from tunelab.objectives._base import BaseObjective
 
 log = logging.getLogger("tunelab")
 
@@ -61,7 +61,7 @@ def classification_metrics(
     return out
 
 
-class SingleLabel:
+class SingleLabel(BaseObjective):
     name: ClassVar[str] = "single_label"
     primary: ClassVar[str] = "accuracy"
     reported: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1")
@@ -90,12 +90,6 @@ class SingleLabel:
     def configure(self, options: dict[str, Any]) -> None:
         self.weighting = options.get("class_weight", "none")
         self.smoothing = float(options.get("label_smoothing", 0.0))
-
-    def columns(self, column: str) -> list[str]:
-        return [column]
-
-    def cell(self, row: Mapping[str, Any], column: str, where: str) -> str:
-        return plain_cell(row, column)
 
     def encode(
         self, cells: Sequence[str], where: Callable[[int], str], names: list[str] | None = None
@@ -132,15 +126,6 @@ class SingleLabel:
     def fit(self, labels: torch.Tensor, k: int, device: torch.device) -> None:
         self.weight = class_weights(self.weighting, labels, k, device)
 
-    def output_layer(self) -> nn.Module:
-        return nn.Identity()
-
-    def export_head(self) -> nn.Module:
-        return nn.Identity()
-
-    def fold(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return weight, bias
-
     def decoding(self, names: list[str]) -> dict[str, Any]:
         return {"problem": self.name, "classes": list(names), "activation": "softmax", "decision": "argmax"}
 
@@ -157,15 +142,6 @@ class SingleLabel:
 
     def decode(self, outputs: torch.Tensor) -> np.ndarray:
         return outputs.float().softmax(1).numpy()
-
-    def tune(self, outputs: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
-        return {}
-
-    def state(self) -> dict[str, Any]:
-        return {}
-
-    def load(self, state: dict[str, Any]) -> None:
-        pass
 
     def counts(self, labels: np.ndarray, k: int) -> list[float]:
         return np.bincount(labels[labels >= 0], minlength=k).tolist()
