@@ -132,3 +132,26 @@ def test_multi_label_strata_group_by_the_rarest_label_and_fold_groups_too_small_
     labels, names = ml.encode(cells, where)
     strata = ml.strata(labels)
     assert set(strata[:20]) == {0} and set(strata[20:26]) == {1} and set(strata[26:]) == {len(names)}
+
+
+def test_a_new_multi_label_head_starts_at_the_label_priors():
+    from torch import nn
+
+    ml = objective_for("multi_label")
+    labels, names = ml.encode(["a|b", "a", "a", "c"], where)
+    ml.fit(torch.from_numpy(labels), len(names), torch.device("cpu"))
+    fc = nn.Linear(8, len(names))
+    ml.init_head(fc)
+    assert torch.sigmoid(fc.bias).tolist() == pytest.approx([0.75, 0.25, 0.25], abs=1e-6)
+    single = objective_for("single_label")
+    before = fc.bias.clone()
+    single.init_head(fc)  # the other problem types leave a new head as it is
+    assert torch.equal(fc.bias, before)
+
+
+def test_a_regression_s_default_recipe_trains_every_layer_from_the_start():
+    from tunelab.config import recipe_stages
+
+    reg = Config.model_validate({"data": {"problem": "regression"}})
+    assert [s.train for s in reg.stages] == [s.train for s in recipe_stages("full")]
+    assert [s.train for s in Config.model_validate({}).stages] == [s.train for s in recipe_stages("default")]
