@@ -102,7 +102,7 @@ def test_tune_section_is_checked_and_left_out_of_plain_dumps(tmp_path):
             }
         }
     )
-    assert cfg.tune.metric == "val_accuracy" and cfg.tune.space["stages.0.lr"].log
+    assert cfg.tune.metric == "auto" and cfg.tune.space["stages.0.lr"].log
     p = tmp_path / "c.yaml"
     p.write_text(dump_config(cfg))
     assert load_config(p) == cfg

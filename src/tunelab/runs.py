@@ -141,7 +141,7 @@ def read_metrics(run_dir: Path, classes: list[str]) -> dict[str, Any]:
 def _split_problem(m: Any, n_classes: int) -> str | None:
     if not isinstance(m, dict):
         return f"is a {type(m).__name__}, not an object of scores"
-    scores = ["loss"] + [k for k, v in m.items() if not isinstance(v, (dict, list))]  # the problem type's metrics
+    scores = [k for k, v in m.items() if not isinstance(v, (dict, list))] + ["loss"]  # the problem type's metrics
     for key in dict.fromkeys(scores):
         if not isinstance(m.get(key), (int, float)) or isinstance(m.get(key), bool):
             return f"has {key} {m.get(key)!r}, not a number"

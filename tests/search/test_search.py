@@ -510,7 +510,7 @@ def _open_in_a_worker(url: str, barrier, results) -> None:
 
     barrier.wait()  # every worker creates the storage at the same moment
     try:
-        _open_study(url, "together", TuneConfig(), 0, shared=False)
+        _open_study(url, "together", TuneConfig(), 0, shared=False, direction="max")
         results.put("ok")
     except BaseException as e:
         results.put(f"{type(e).__name__}: {e}")
