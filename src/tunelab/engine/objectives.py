@@ -18,12 +18,13 @@ from tunelab.objectives.single_label import soft_cross_entropy
 log = logging.getLogger("tunelab")
 
 
-def check_probe_stage(model: FineTuneModel, trainable: Iterable[str], si: int, problem: str = "single_label") -> None:
-    """A probe stage fits the head's last linear layer on frozen features: nothing else may train."""
-    if problem != "single_label":
+def check_probe_stage(model: FineTuneModel, trainable: Iterable[str], si: int, objective: Objective) -> None:
+    """A probe stage fits the head's last linear layer on frozen features: nothing else may train,
+    and the objective must be one class per example (the probe is a softmax logistic regression)."""
+    if not objective.exclusive:
         raise ConfigError(
             f"stages.{si}: a probe stage fits a logistic regression to one class per example; for "
-            f"data.problem {problem} train the head with objective: classify (train: head)"
+            f"data.problem {objective.name} train the head with objective: classify (train: head)"
         )
     head = model.head
     if getattr(head, "hidden", None) is None or len(head.hidden) or not isinstance(getattr(head, "fc", None), nn.Linear):

@@ -143,7 +143,7 @@ class Trainer:
         if stage.early_stopping is not None and self.splits.val is None:
             raise ConfigError(f"stages.{si}.early_stopping needs a validation set; set data.val_split > 0")
         if stage.objective == "probe":
-            check_probe_stage(self.model, names, si, self.objective.name)
+            check_probe_stage(self.model, names, si, self.objective)
         set_trainable(self.model, names)
         set_train_mode(self.model, train_bn=stage.train_bn)
         opt = make_optimizer(self.model, stage, lr)

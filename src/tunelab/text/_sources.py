@@ -207,7 +207,7 @@ def open_text_source(
     """A built-in text set or a CSV/TSV/JSON lines file, its labels read by ``objective`` (default: single-label)."""
     objective = objective if objective is not None else objective_for("single_label")
     if spec in BUILTIN_TEXT:
-        if objective.name != "single_label":
+        if not objective.exclusive:  # these sources name one class per example
             raise DataError(
                 f"data.{field}: {spec} has one class per text; data.problem {objective.name} reads a "
                 f"CSV/TSV/JSON lines file of yours (docs/problems.md)"

@@ -229,7 +229,7 @@ def open_source(
     single-label); ``names``: the training classes (labels) a test manifest's rows must use."""
     objective = objective if objective is not None else objective_for("single_label")
     p = Path(spec).expanduser()
-    if objective.name != "single_label" and (spec in BUILTIN or p.is_dir()):
+    if not objective.exclusive and (spec in BUILTIN or p.is_dir()):  # one class per image
         raise DataError(
             f"data.{field}: {spec} has one class per image (a built-in set, or a folder of class folders); "
             f"data.problem {objective.name} reads a CSV manifest with columns path,label (docs/problems.md)"
