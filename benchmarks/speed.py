@@ -10,7 +10,7 @@ checkpoints) and its probe. tunelab.fit end to end adds what the baseline's colu
 either side (loading and decoding the images, the evaluation, the baselines, the report).
 
 Fashion-MNIST, EfficientNet-Lite0 (offline weights), 64 px, the default recipe as
-``tunelab.config.default_stages`` defines it (LP-FT: the head 4 epochs at lr 3e-3, then all layers
+``tunelab.vision.config.image_stages("default")`` defines it (LP-FT: the head 4 epochs at lr 3e-3, then all layers
 20 epochs at lr 3e-4, cosine, 1 warm-up epoch), the same stages, learning rates and schedule in both
 loops. tunelab's whole recipe includes its probe on the pretrained features, which chooses the
 all-layers rate and the flips (here 3e-4 and flips, as in the baseline). Each measurement runs in its
@@ -45,9 +45,9 @@ RESULTS = HERE / "results"
 
 def _default_recipe() -> list[dict]:
     """The default recipe's stages: what trains, epochs, lr, warm-up epochs."""
-    from tunelab.config import default_stages
+    from tunelab.vision.config import image_stages
 
-    return [{"train": st.train, "epochs": st.epochs, "lr": st.lr, "warmup": st.warmup_epochs} for st in default_stages()]
+    return [{"train": st.train, "epochs": st.epochs, "lr": st.lr, "warmup": st.warmup_epochs} for st in image_stages("default")]
 
 
 STAGES = _default_recipe()
@@ -155,10 +155,10 @@ def baseline(size: int, epochs: tuple[int, int], seed: int) -> dict:
 
 def _train_indices(size: int, seed: int):
     """The same training images tunelab's data.samples_per_class picks (stratified, seeded)."""
-    from tunelab.config import DataConfig
+    from tunelab.vision.config import ImageDataConfig
     from tunelab.vision.data import load_data
 
-    cfg = DataConfig(train="fashion-mnist", samples_per_class=size // 10, val_split=0.0, seed=seed, image_size=8, test=None)
+    cfg = ImageDataConfig(train="fashion-mnist", samples_per_class=size // 10, val_split=0.0, seed=seed, image_size=8, test=None)
     splits = load_data(cfg)
     return [int(s.split("[")[1].rstrip("]")) for s in splits.train.items]
 

@@ -351,21 +351,22 @@ def run_fit(inst: Instance, method: str, seed: int, work: Path, extra: list[str]
 def run_sklearn(inst: Instance, seed: int, work: Path) -> dict[str, Any]:
     """Balanced logistic regression (C by CV) on all N examples per class, scored on the test set."""
     from tunelab import baselines
-    from tunelab.config import DataConfig, TextDataConfig
     from tunelab.objectives import data_objective
+    from tunelab.text.baselines import TfidfInputs
+    from tunelab.text.config import TextDataConfig, TextOptions
+    from tunelab.vision.baselines import PixelInputs
+    from tunelab.vision.config import ImageDataConfig
 
     info = task_info(inst.task)
     train_csv = draw_train(inst, seed, work)
     t0 = time.perf_counter()
     text = info["modality"] == "text"
-    cfg = DataConfig(
-        train=str(train_csv),
-        test=_test_csv(info),
-        val_split=0.0,
-        seed=seed,
-        image_size=inst.image_size or info.get("image_size") or 64,
-        text=TextDataConfig(token_cache=None, max_length=8, tokenizer="minilm") if text else None,
-    )
+    common: dict[str, Any] = {"train": str(train_csv), "test": _test_csv(info), "val_split": 0.0, "seed": seed}
+    if text:
+        cfg: Any = TextDataConfig(**common, text=TextOptions(token_cache=None, max_length=8, tokenizer="minilm"))
+    else:
+        cfg = ImageDataConfig(**common, image_size=inst.image_size or info.get("image_size") or 64)
+    raw = TfidfInputs() if text else PixelInputs()
     from tunelab.text.data import load_text_data
     from tunelab.vision.baselines import pixel_features
     from tunelab.vision.data import load_data
@@ -381,13 +382,13 @@ def run_sklearn(inst: Instance, seed: int, work: Path) -> dict[str, Any]:
         tx,
         s.train.labels.numpy(),
         {"test": (ex, s.test.labels.numpy())},
-        kind="tfidf" if text else "pixels",
+        raw=raw,
         objective=objective,
         names=list(s.classes),
         seed=seed,
         solver={},
     )  # the full L-BFGS budget its rows were measured at
-    best = scores["test"][baselines.name_of(objective, "tfidf" if text else "pixels")]
+    best = scores["test"][baselines.name_of(objective, raw)]
     return {
         "test_accuracy": best["accuracy"],
         "test_macro_f1": best["macro_f1"],

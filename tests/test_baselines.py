@@ -14,7 +14,8 @@ import torch
 from tunelab import baselines
 from tunelab.engine.probe import stratified_sample
 from tunelab.objectives import objective_for
-from tunelab.vision.baselines import pixel_features
+from tunelab.text.baselines import TfidfInputs
+from tunelab.vision.baselines import PixelInputs, pixel_features
 
 SINGLE = objective_for("single_label")
 
@@ -35,7 +36,7 @@ def blobs(n_per_class: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
 
 def test_logistic_regression_on_pixels_beats_the_majority_class():
     (tx, ty), (vx, vy) = blobs(10, 0), blobs(10, 1)
-    scores = baselines.score_baselines(pixel_features(tx), ty, {"val": (pixel_features(vx), vy)}, kind="pixels", **single(3))
+    scores = baselines.score_baselines(pixel_features(tx), ty, {"val": (pixel_features(vx), vy)}, raw=PixelInputs(), **single(3))
     assert scores["val"]["majority"]["accuracy"] == pytest.approx(1 / 3)
     assert scores["val"]["logreg_pixels"]["accuracy"] == 1.0
 
@@ -48,7 +49,7 @@ def test_tfidf_baseline_and_linear_probe_features():
         texts,
         y,
         {"val": (["fine good", "bad terrible"], np.array([0, 1]))},
-        kind="tfidf",
+        raw=TfidfInputs(),
         **single(2),
         features=(feats, {"val": np.eye(2)}),
     )
@@ -60,15 +61,13 @@ def test_one_example_of_a_class_falls_back_to_a_plain_regression():
     x = np.random.default_rng(0).normal(size=(5, 4))
     y = np.array([0, 0, 0, 0, 1])
     x[4] += 5
-    outputs = baselines.fit_predict("features", x, y, {"val": x}, objective=SINGLE, k=2)
+    outputs = baselines.fit_predict(None, x, y, {"val": x}, objective=SINGLE, k=2)
     assert outputs["val"].argmax(1).tolist() == list(y)
 
 
 def test_a_single_class_scores_only_the_majority():
     x = np.zeros((4, 3))
-    scores = baselines.score_baselines(
-        x, np.zeros(4, dtype=int), {"val": (x, np.zeros(4, dtype=int))}, kind="features", **single(2)
-    )
+    scores = baselines.score_baselines(x, np.zeros(4, dtype=int), {"val": (x, np.zeros(4, dtype=int))}, raw=None, **single(2))
     assert list(scores["val"]) == ["majority"]
 
 
@@ -145,7 +144,7 @@ def test_each_problem_type_scores_its_own_baselines_and_the_informative_ones_bea
         inputs(tb, kind, 0),
         target(tb),
         {"val": (inputs(vb, kind, 1), target(vb))},
-        kind=kind,
+        raw=PixelInputs() if kind == "pixels" else TfidfInputs(),
         objective=objective,
         names=names,
         features=(inputs(tb, "pixels", 2), {"val": inputs(vb, "pixels", 3)}),
@@ -168,7 +167,7 @@ def test_the_constant_baselines_predict_the_majority_the_label_frequencies_and_t
 def test_a_label_on_every_training_example_keeps_its_frequency_in_the_one_vs_rest_regression():
     b = bits(40, 0)
     y = np.column_stack([b[:, 0], np.ones(40)]).astype(np.float32)
-    outputs = baselines.fit_predict("features", b, y, {"val": b}, objective=objective_for("multi_label"), k=2)
+    outputs = baselines.fit_predict(None, b, y, {"val": b}, objective=objective_for("multi_label"), k=2)
     p = torch.sigmoid(outputs["val"]).numpy()
     assert ((p[:, 0] > 0.5) == (b[:, 0] == 1)).all() and (p[:, 1] > 0.99).all()
 

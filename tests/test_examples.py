@@ -23,7 +23,7 @@ def test_example_config_is_valid_and_summarises(path):
 
 @pytest.mark.parametrize("path", [p for p in EXAMPLES if p.stem != "imagenet"], ids=lambda p: p.stem)
 def test_example_recipe_runs(path, tmp_path, request):
-    if tunelab.load_config(path).is_text:  # a tiny local encoder on a tiny CSV
+    if tunelab.load_config(path).modality.name == "texts":  # a tiny local encoder on a tiny CSV
         encoder, csv = request.getfixturevalue("tiny_encoder"), request.getfixturevalue("text_csv")
         overrides = [
             f"run.dir={tmp_path}",

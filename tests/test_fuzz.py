@@ -23,10 +23,12 @@ from PIL import Image
 
 from conftest import TINY, deadline, write_images
 from tunelab.cli import main
-from tunelab.config import DataConfig, TextDataConfig, build_config, load_config
+from tunelab.config import build_config, load_config
 from tunelab.errors import TunelabError
+from tunelab.text.config import TextDataConfig, TextOptions
 from tunelab.text.data import text_classes
 from tunelab.text.predict import texts_from_file
+from tunelab.vision.config import ImageDataConfig
 from tunelab.vision.data import load_data, load_eval_set
 
 SECONDS = 20  # a case that runs longer hangs
@@ -89,7 +91,7 @@ def holds(call: Callable[[], object]) -> None:
 def _as_image_in_a_class_folder(tmp: Path, data: bytes) -> None:
     write_images(tmp / "images", {"cat": 3, "dog": 3})
     (tmp / "images" / "dog" / "hostile.jpg").write_bytes(data)
-    holds(lambda: load_data(DataConfig(train=str(tmp / "images"), image_size=16, val_split=0.0, test=None)))
+    holds(lambda: load_data(ImageDataConfig(train=str(tmp / "images"), image_size=16, val_split=0.0, test=None)))
 
 
 def _as_image_in_a_manifest(tmp: Path, data: bytes) -> None:
@@ -97,23 +99,23 @@ def _as_image_in_a_manifest(tmp: Path, data: bytes) -> None:
     (tmp / "hostile.png").write_bytes(data)
     man = tmp / "train.csv"
     man.write_text("path,label\n" + "".join(f"{f},{f.parent.name}\n" for f in files) + f"{tmp / 'hostile.png'},dog\n")
-    holds(lambda: load_data(DataConfig(train=str(man), image_size=16, val_split=0.0, test=None, on_bad_image="skip")))
-    holds(lambda: load_eval_set(str(man), ["cat", "dog"], DataConfig(train=str(man), image_size=16)))
+    holds(lambda: load_data(ImageDataConfig(train=str(man), image_size=16, val_split=0.0, test=None, on_bad_image="skip")))
+    holds(lambda: load_eval_set(str(man), ["cat", "dog"], ImageDataConfig(train=str(man), image_size=16)))
 
 
 def _as_manifest(tmp: Path, data: bytes) -> None:
     man = tmp / "train.csv"
     man.write_bytes(data)
-    holds(lambda: load_data(DataConfig(train=str(man), image_size=16, val_split=0.0, test=None)))
+    holds(lambda: load_data(ImageDataConfig(train=str(man), image_size=16, val_split=0.0, test=None)))
 
 
 def _as_text_table(tmp: Path, data: bytes) -> None:
     table = tmp / "texts.csv"
     table.write_bytes(data)
-    holds(lambda: text_classes(DataConfig(train=str(table), text=TextDataConfig())))
+    holds(lambda: text_classes(TextDataConfig(train=str(table), text=TextOptions())))
     jsonl = tmp / "texts.jsonl"
     jsonl.write_bytes(data)
-    holds(lambda: text_classes(DataConfig(train=str(jsonl), text=TextDataConfig())))
+    holds(lambda: text_classes(TextDataConfig(train=str(jsonl), text=TextOptions())))
 
 
 def _as_text_file(tmp: Path, data: bytes) -> None:

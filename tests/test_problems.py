@@ -151,7 +151,7 @@ def test_multi_label_targets_can_be_several_0_1_columns(tmp_path, capsys):
     a cell that is not 0 or 1 is named."""
     import csv
 
-    from tunelab.config import DataConfig
+    from tunelab.vision.config import ImageDataConfig
     from tunelab.vision.data import load_data
 
     joined = problem_manifest(tmp_path, "multi_label")
@@ -163,8 +163,8 @@ def test_multi_label_targets_can_be_several_0_1_columns(tmp_path, capsys):
         for row in csv.DictReader(f):
             w.writerow([row["path"], *(int(n in row["label"].split("|")) for n in names)])
     common = {"problem": "multi_label", "image_size": 16, "val_split": 0.2, "test": None}
-    a = load_data(DataConfig(train=str(joined), **common))
-    b = load_data(DataConfig(train=str(wide), label_columns=names, **common))
+    a = load_data(ImageDataConfig(train=str(joined), **common))
+    b = load_data(ImageDataConfig(train=str(wide), label_columns=names, **common))
     assert a.classes == b.classes == names and a.train.items == b.train.items
     assert (a.train.labels == b.train.labels).all()
     rows = wide.read_text().splitlines()
@@ -177,14 +177,16 @@ def test_multi_label_targets_can_be_several_0_1_columns(tmp_path, capsys):
 
 
 def test_a_text_files_0_1_label_columns_are_read_in_their_order(tmp_path):
-    from tunelab.config import DataConfig, TextDataConfig
     from tunelab.objectives import data_objective
     from tunelab.text._sources import open_text_source
+    from tunelab.text.config import TextDataConfig, TextOptions
 
     f = tmp_path / "t.csv"
     f.write_text("text,sport,politics\nthe match,1,0\nthe vote,0,1\nthe vote on the match,yes,yes\nthe weather,0,0\n")
-    text = TextDataConfig(label_column="unused")
-    objective = data_objective(DataConfig(train=str(f), problem="multi_label", label_columns=["sport", "politics"], text=text))
+    text = TextOptions(label_column="unused")
+    objective = data_objective(
+        TextDataConfig(train=str(f), problem="multi_label", label_columns=["sport", "politics"], text=text)
+    )
     src = open_text_source(str(f), text, "train", field="train", objective=objective)
     assert src.classes == ["sport", "politics"]
     assert src.labels.tolist() == [[1, 0], [0, 1], [1, 1], [0, 0]]

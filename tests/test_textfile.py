@@ -11,8 +11,8 @@ import yaml
 import tunelab
 from conftest import text_rows, write_text_csv
 from tunelab.cli import main
-from tunelab.config import TextDataConfig
 from tunelab.errors import DataError
+from tunelab.text.config import TextOptions
 from tunelab.text.data import read_texts
 from tunelab.textfile import MAX_FIELD, csv_rows, read_text
 
@@ -66,7 +66,7 @@ def test_a_text_over_the_csv_modules_128k_field_limit_is_read(tmp_path):
     """Was: _csv.Error: field larger than field limit (131072), a traceback."""
     long = " ".join(["good"] * 40_000)  # 200 KB
     path = write_text_csv(tmp_path / "long.csv", [(long, "pos"), ("dull", "neg")])
-    texts, _, labels, _ = read_texts(path, TextDataConfig(), field="train")
+    texts, _, labels, _ = read_texts(path, TextOptions(), field="train")
     assert texts == [long, "dull"] and labels == ["pos", "neg"]
     import csv
 
@@ -78,7 +78,7 @@ def test_a_text_over_the_csv_modules_128k_field_limit_is_read(tmp_path):
         match=r"huge.tsv, line 2: not readable as CSV \(field larger than field limit .*\); "
         r"a text may be at most 16 MiB characters",
     ):
-        read_texts(huge, TextDataConfig(), field="train")
+        read_texts(huge, TextOptions(), field="train")
 
 
 def test_long_texts_of_a_csv_train_as_windows(tiny_text_cfg, tmp_path):

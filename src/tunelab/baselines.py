@@ -9,7 +9,7 @@ with the objective's own metrics (``objective.reported``, the primary first):
 - the problem's linear model on the raw inputs, ``<model>_pixels`` (images: the raw pixels, at most
   32 x 32) or ``<model>_tfidf`` (text: TF-IDF of word 1-2-grams): a class-balanced logistic
   regression (``logreg``), one per label (multi-label), or ridge regression (``ridge``), the inputs
-  from :mod:`tunelab.vision.baselines` and :mod:`tunelab.text.baselines`;
+  and their features the modality's (``Task.raw``: :class:`tunelab.engine.task.RawInputs`);
 - the same model on the pretrained backbone's pooled features: ``linear_probe``, ``ridge_probe``.
 
 The single-label logistic regressions weight classes by their inverse frequency
@@ -18,7 +18,7 @@ scikit-learn users do. They take seconds on the small data sets fine-tuning is f
 ``MAX_TRAIN`` examples they are fitted on a sample of that many, stratified as the objective
 stratifies splits.
 
-    scores = score_baselines(train_x, train_y, {"val": (val_x, val_y)}, kind="pixels",
+    scores = score_baselines(train_x, train_y, {"val": (val_x, val_y)}, raw=PixelInputs(),
                              objective=objective_for("single_label"), names=classes)
     scores["val"]["logreg_pixels"]["accuracy"]
 """
@@ -27,18 +27,17 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from tunelab.engine.probe import fit_logistic, pooled_features, standardise, stratified_sample
 from tunelab.metrics import SHOWN
-from tunelab.text.baselines import raw_texts, tfidf_features
-from tunelab.vision.baselines import raw_pixels
 
 if TYPE_CHECKING:
     from tunelab.engine.model import FineTuneModel
+    from tunelab.engine.task import RawInputs
     from tunelab.objectives import Objective
 
 log = logging.getLogger("tunelab")
@@ -51,13 +50,12 @@ MAX_TRAIN = 1000
 # (0.805 against 0.806); at the default budget a run's two baseline regressions outlasted its training
 BASELINE_SOLVER: dict[str, Any] = {"max_iter": 100, "tol": 1e-3}
 
-Kind = Literal["pixels", "tfidf", "features"]
 
-
-def name_of(objective: Objective, kind: Kind) -> str:
-    """The name of the objective's linear baseline on ``kind`` inputs ("logreg_pixels", "linear_probe")."""
+def name_of(objective: Objective, raw: RawInputs | None) -> str:
+    """The name of the objective's linear baseline on ``raw`` inputs, or on the pretrained features
+    when None ("logreg_pixels", "linear_probe")."""
     names = objective.baselines
-    return names.probe if kind == "features" else f"{names.model}_{kind}"
+    return names.probe if raw is None else f"{names.model}_{raw.name}"
 
 
 def _scores(objective: Objective, outputs: torch.Tensor, targets: np.ndarray, names: list[str]) -> dict[str, float]:
@@ -67,7 +65,7 @@ def _scores(objective: Objective, outputs: torch.Tensor, targets: np.ndarray, na
 
 
 def fit_predict(
-    kind: Kind,
+    raw: RawInputs | None,
     x: Any,
     y: np.ndarray,
     evals: dict[str, Any],
@@ -77,19 +75,12 @@ def fit_predict(
     seed: int = 0,
     solver: dict[str, Any] = BASELINE_SOLVER,
 ) -> dict[str, torch.Tensor]:
-    """Fit the features (TF-IDF for text, standardisation otherwise) and the objective's linear model
-    on ``x`` and targets ``y`` of ``k`` names; the outputs for each eval input. ``solver``: the L-BFGS
-    bounds of :func:`tunelab.engine.probe.fit_logistic` ({} for its own)."""
-    features, z = _features(kind, x)
+    """Fit the features (the raw inputs' own, or standardised pretrained features when ``raw`` is
+    None) and the objective's linear model on ``x`` and targets ``y`` of ``k`` names; the outputs for
+    each eval input. ``solver``: the L-BFGS bounds of :func:`tunelab.engine.probe.fit_logistic` ({} for its own)."""
+    features, z = raw.features(x) if raw is not None else standardise(x)
     predict = objective.fit_linear(z, y, k, lambda zz, c: fit_logistic(zz, c, seed, **solver))
     return {name: predict(features.transform(e)) for name, e in evals.items()}
-
-
-def _features(kind: Kind, x: Any) -> tuple[Any, Any]:
-    if kind != "tfidf":
-        return standardise(x)
-    features = tfidf_features()
-    return features, features.fit_transform(x)
 
 
 def score_baselines(
@@ -97,7 +88,7 @@ def score_baselines(
     train_y: np.ndarray,
     evals: dict[str, tuple[Any, np.ndarray]],
     *,
-    kind: Kind,
+    raw: RawInputs | None,
     objective: Objective,
     names: list[str],
     features: tuple[np.ndarray, dict[str, np.ndarray]] | None = None,
@@ -108,8 +99,8 @@ def score_baselines(
     """``{split: {baseline: metrics}}`` for every split in ``evals`` (inputs, targets), the metrics
     those ``objective.reported`` names (``names``: the model's output names).
 
-    ``train_x`` and the eval inputs are pixel arrays (``kind="pixels"``) or lists of texts
-    (``"tfidf"``); ``features`` optionally gives pretrained pooled features of the training split and
+    ``train_x`` and the eval inputs are what ``raw.inputs`` gives (pixel arrays, lists of texts), or
+    pretrained features (``raw`` None); ``features`` optionally gives pretrained pooled features of the training split and
     of each eval split, for the probe. ``constant_of``: the targets of the whole training split,
     when ``train_y`` is a sample of it. ``solver``: as in :func:`fit_predict`."""
     y = np.asarray(train_y)
@@ -120,9 +111,9 @@ def score_baselines(
     if len(np.unique(y, axis=0)) < 2:  # every training target the same: nothing for a model to fit
         return out
     sub = stratified_sample(objective.strata(y), MAX_TRAIN, seed)
-    fits: list[tuple[Kind, Any, dict[str, Any]]] = [(kind, train_x, {k: v[0] for k, v in evals.items()})]
+    fits: list[tuple[RawInputs | None, Any, dict[str, Any]]] = [(raw, train_x, {k: v[0] for k, v in evals.items()})]
     if features is not None:
-        fits.append(("features", features[0], features[1]))
+        fits.append((None, features[0], features[1]))
     for fit_kind, x, eval_inputs in fits:
         pick = [x[i] for i in sub] if isinstance(x, list) else x[sub]
         outputs = fit_predict(fit_kind, pick, y[sub], eval_inputs, objective=objective, k=len(names), seed=seed, solver=solver)
@@ -140,16 +131,11 @@ def render(scores: dict[str, dict[str, float]], model: dict[str, float] | None =
     return "\n".join(f"  {n:<{w}}  " + "  ".join(f"{SHOWN.get(k, k)} {m[k]:.4f}" for k in keys) for n, m in rows)
 
 
-def _raw(kind: Kind, split: Any, rows: np.ndarray | None = None) -> Any:
-    """What the raw-input regression reads of a split (all of it, or ``rows``): texts or pixels."""
-    return (raw_texts if kind == "tfidf" else raw_pixels)(split, rows)
-
-
 def run_baselines(
     splits: Any,
     model: FineTuneModel,
     *,
-    kind: Kind,
+    raw: RawInputs,
     objective: Objective,
     batch_size: int,
     device: torch.device,
@@ -169,10 +155,10 @@ def run_baselines(
         {n: pooled_features(model, s.inputs, batch_size, device) for n, s in evals.items()},
     )
     out = score_baselines(
-        _raw(kind, splits.train, sub),
+        raw.inputs(splits.train, sub),
         y[sub],
-        {n: (_raw(kind, s), s.labels.numpy()) for n, s in evals.items()},
-        kind=kind,
+        {n: (raw.inputs(s), s.labels.numpy()) for n, s in evals.items()},
+        raw=raw,
         objective=objective,
         names=list(splits.classes),
         features=feats,

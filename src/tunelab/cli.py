@@ -231,7 +231,6 @@ def _add_export(sub: Subparsers) -> None:
     p.add_argument(
         "--format",
         default="onnx",
-        choices=["onnx", "torchscript", "timm", "transformers"],
         help="onnx, torchscript (raw uint8 images or token ids in, logits out, any batch size), timm "
         "(image runs) or transformers (text runs)",
     )

@@ -11,6 +11,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,7 +24,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializeAsAny,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -48,44 +53,9 @@ def _a_seed(v: int) -> int:
 Seed = Annotated[int, AfterValidator(_a_seed)]
 
 
-# Built-in text data sets; naming one as data.train makes the run a text run.
-TEXT_DATASETS = ("rotten-tomatoes",)
-
-
-class TextDataConfig(_Section):
-    """Text classification: where the text and label are in each CSV row / JSON line, and how it is
-    tokenized. Setting this section (or a built-in text data set) makes the run a text run."""
-
-    column: str = Field("text", description="CSV column / JSON key holding the text")
-    pair_column: str | None = Field(
-        None, description="a second text column for pair tasks, encoded as one sequence [CLS] text [SEP] pair [SEP]"
-    )
-    label_column: str = Field("label", description="CSV column / JSON key holding the class name")
-    max_length: int = Field(128, ge=4, le=8192, description="tokens per window; see max_windows")
-    max_windows: int = Field(
-        8,
-        ge=1,
-        le=256,
-        description="a text longer than max_length is read as up to this many "
-        "half-overlapping windows spread over it, their features averaged; 1: truncate "
-        "(text pairs are always truncated)",
-    )
-    train_windows: int | None = Field(
-        2,
-        ge=1,
-        description="windows of a long text in one training step, drawn at "
-        "random each time (evaluation averages all of them); null: all",
-    )
-    on_empty: Literal["error", "skip"] = Field("error", description="what to do with an empty text")
-    tokenizer: str | None = Field(None, description="default: model.backbone's tokenizer")
-    token_cache: str | None = Field(
-        "~/.cache/tunelab/tokens",
-        description="folder for tokenized data, keyed by tokenizer, max_length and the texts; null: tokenize in memory only",
-    )
-
-
 class DataConfig(_Section):
-    """Where the images (or texts) come from and how they are split."""
+    """Where the examples come from and how they are split: the keys every modality has. A run's
+    data section is its modality's subclass of this one, with the modality's own keys besides."""
 
     train: str = Field(
         "fashion-mnist",
@@ -97,7 +67,6 @@ class DataConfig(_Section):
         description="'auto' (the built-in data set's official test split, or none), a folder, a "
         "CSV manifest, a built-in name, or null for no test set",
     )
-    image_size: int = Field(64, ge=8, le=1024, description="working resolution; images are decoded once at it")
     val_split: float = Field(0.2, ge=0.0, lt=1.0, description="stratified fraction held out for validation")
     test_split: float = Field(0.0, ge=0.0, lt=1.0, description="stratified fraction held out as test when no test set is given")
     samples_per_class: int | None = Field(None, ge=1, description="sub-sample the training split (few-shot runs)")
@@ -109,14 +78,6 @@ class DataConfig(_Section):
         ge=1,
         description="batch size of evaluation and cache extraction "
         "(64 was 2-3x faster than 256 on 2 CPU cores; raise it on a GPU)",
-    )
-    on_bad_image: Literal["error", "skip"] = Field(
-        "error", description="an unreadable image stops the run (error) or is left out, logged and counted (skip)"
-    )
-    decode_cache: str | None = Field(
-        None,
-        description="folder for decoded images as memory-mapped files, "
-        "reused by later runs (default: decode into memory each run)",
     )
     evaluate_test: bool = Field(
         True,
@@ -153,7 +114,14 @@ class DataConfig(_Section):
     regression_loss: Literal["mse", "huber"] = Field(
         "mse", description="regression: squared error, or Huber (robust to outlying targets), on standardised targets"
     )
-    text: TextDataConfig | None = Field(None, description="set for text classification (see TextDataConfig)")
+
+    def target_column(self) -> str:
+        """What the column of the targets is called in messages (a modality's section may say)."""
+        return "label"
+
+    def hparams(self) -> dict[str, Any]:
+        """The modality's data keys that describe a run among others (TensorBoard's hyperparameters)."""
+        return {}
 
     @model_validator(mode="after")
     def _label_columns_are_multi_label(self) -> DataConfig:
@@ -184,8 +152,10 @@ class ModelConfig(_Section):
         description="a timm model name; for text a transformers "
         "encoder: minilm (packaged offline), a local folder, or a hub name",
     )
-    family: Literal["auto", "timm", "transformers"] = Field(
-        "auto", description="timm (images) or transformers (text); auto: transformers when data.text is set"
+    family: str = Field(
+        "auto",
+        description="the backbone library, which chooses the modality: timm (images) or transformers (text); "
+        "auto: transformers when data.text is set or data.train is a built-in text data set, else timm",
     )
     pretrained: bool = Field(True, description="load pretrained weights (see weights); false: random initialisation")
     weights: str = Field(
@@ -395,82 +365,6 @@ Recipe = Literal["default", "fast", "full", "probe"]
 # R^2 0.739 against 0.716 on tweets, every seed; level on solar-cell images)
 PROBLEM_DEFAULT_RECIPE: dict[str, Recipe] = {"regression": "full"}
 RECIPES = ("default", "fast", "full", "probe")
-
-
-def _fast_stages(text: bool) -> list[StageConfig]:
-    """Head on the frozen backbone, then the top blocks (layers) at a lower learning rate: both
-    stages run on the freeze-boundary cache, so this is the cheapest recipe that adapts features."""
-    if text:
-        return [
-            StageConfig(name="head", train=["head"], epochs=10, lr=3e-3, schedule="cosine"),
-            StageConfig(
-                name="finetune",
-                train=["head", {"last_layers": 4}],
-                epochs=3,
-                lr=1e-4,
-                schedule="cosine",
-                warmup_epochs=0.5,
-                layer_decay=0.8,
-            ),
-        ]
-    return [
-        StageConfig(name="head", train=["head"], epochs=8, lr=3e-3, schedule="cosine"),
-        StageConfig(
-            name="finetune", train=["head", {"last_blocks": 3}], epochs=12, lr_scale=0.1, schedule="cosine", warmup_epochs=1
-        ),
-    ]
-
-
-def _full_stages(text: bool) -> list[StageConfig]:
-    """One stage, everything trainable: the plain full fine-tune."""
-    if text:
-        return [StageConfig(name="all", train=["all"], epochs=4, lr=5e-5, schedule="cosine", warmup_epochs=0.5, min_steps=60)]
-    return [StageConfig(name="all", train=["all"], epochs=20, lr=3e-4, schedule="cosine", warmup_epochs=1)]
-
-
-def _probe_stages(text: bool) -> list[StageConfig]:
-    """The head alone on the frozen backbone's features (a linear probe with the default head)."""
-    return [StageConfig(name="head", train=["head"], epochs=30, lr=3e-3, schedule="cosine", min_steps=150)]
-
-
-def _default_stages(text: bool) -> list[StageConfig]:
-    """The default recipe (LP-FT): a short head stage on the cached frozen features, so that the
-    new head does not send random gradients into the pretrained layers, then the whole network at
-    a low learning rate. Chosen on the benchmark suite (benchmarks/results/suite.md) by its mean and
-    worst case over the suite's tasks, against the other recipes, a full fine-tune and scikit-learn."""
-    if text:
-        return [
-            StageConfig(name="head", train=["head"], epochs=10, lr=3e-3, schedule="cosine", min_steps=50),
-            StageConfig(name="all", train=["all"], epochs=4, lr=5e-5, schedule="cosine", warmup_epochs=0.5, min_steps=60),
-        ]
-    return [
-        StageConfig(name="head", train=["head"], epochs=4, lr=3e-3, schedule="cosine", min_steps=20),
-        StageConfig(
-            name="all",
-            train=["all"],
-            epochs=20,
-            lr=3e-4,
-            lr_if_features_fit=1e-4,
-            schedule="cosine",
-            warmup_epochs=1,
-            min_steps=60,
-        ),
-    ]
-
-
-def recipe_stages(recipe: str, text: bool = False) -> list[StageConfig]:
-    """The stages of a named recipe (``recipe:`` in a config) for images or text."""
-    return {"default": _default_stages, "fast": _fast_stages, "full": _full_stages, "probe": _probe_stages}[recipe](text)
-
-
-def default_stages() -> list[StageConfig]:
-    """The default recipe's stages for images."""
-    return recipe_stages("default")
-
-
-def default_text_stages() -> list[StageConfig]:
-    """The default recipe's stages for text."""
-    return recipe_stages("default", text=True)
 
 
 class PenaltyConfig(_Section):
@@ -699,6 +593,90 @@ class DistillConfig(_Section):
     )
 
 
+# ----------------------------------------------------------------------------------------------
+# modalities: what the configuration knows of each (its data keys, defaults, recipes and checks)
+
+
+@dataclass(frozen=True)
+class Modality:
+    """A modality as the configuration sees it; its package registers one (``MODALITY`` in its
+    ``config`` module, named by an entry point of the ``tunelab.modalities`` group, or
+    :func:`register_modality`). ``model.family`` chooses it; ``claims`` lets a config say so by
+    its data alone (``data.text``); the modality with ``fallback`` takes what no other claims."""
+
+    name: str  # what the examples are called: images, texts
+    family: str  # model.family: the library its backbones come from (timm, transformers)
+    data: type[DataConfig]  # the data section of its runs: the shared keys and its own
+    stages: Callable[[str], list[StageConfig]]  # the stages of a recipe (RECIPES) for it
+    claims: Callable[[dict[str, Any]], bool] = lambda raw: False  # a raw config (dict) that is its without model.family
+    defaults: Callable[[dict[str, Any]], dict[str, Any]] = lambda raw: raw  # what it sets in a raw config left unset
+    check: Callable[[Config], None] = lambda cfg: None  # raises ValueError for a key that does not fit it
+    fallback: bool = False
+
+
+_MODALITIES: dict[str, Modality] = {}
+_DISCOVERED = False
+ENTRY_POINTS = "tunelab.modalities"
+
+
+def register_modality(modality: Modality) -> None:
+    """Make a modality's runs configurable (the built-in ones register through their entry points)."""
+    clash = next((m for m in _MODALITIES.values() if m.family == modality.family and m.name != modality.name), None)
+    if clash is not None:
+        raise ValueError(f"model.family {modality.family!r} is already the {clash.name} modality's")
+    _MODALITIES[modality.name] = modality
+
+
+def modalities() -> dict[str, Modality]:
+    """Every registered modality by name, those of installed packages' entry points loaded on first use."""
+    global _DISCOVERED
+    if not _DISCOVERED:
+        _DISCOVERED = True
+        for ep in entry_points(group=ENTRY_POINTS):
+            register_modality(ep.load())
+    if not any(m.fallback for m in _MODALITIES.values()):
+        raise ConfigError(
+            f"no modality is registered (entry points {ENTRY_POINTS!r}): tunelab is not installed; "
+            "run `pip install -e .` in its folder (or bash scripts/setup.sh)"
+        )
+    return _MODALITIES
+
+
+def modality_named(name: str) -> Modality:
+    return modalities()[name]
+
+
+def _by_family(family: str) -> Modality:
+    found = {m.family: m for m in modalities().values()}
+    if family not in found:
+        raise ValueError(f"model.family: {family!r} is no modality's; valid: auto, {', '.join(found)}")
+    return found[family]
+
+
+def modality_of(raw: dict[str, Any]) -> Modality:
+    """The one place a config's modality is chosen: its ``model.family``, else the modality whose
+    data it is (``claims``), else the fallback one (images)."""
+    model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
+    family = (model or {}).get("family", "auto")
+    found = modalities().values()
+    claimed = next((m for m in found if m.claims(raw)), None)
+    if isinstance(family, str) and family != "auto":
+        chosen = _by_family(family)
+        if claimed is not None and claimed is not chosen:
+            raise ValueError(
+                f"model.family: {family} is a backbone for {chosen.name}, but the data is {claimed.name} "
+                f"(the data section says so); use model.family: {claimed.family}"
+            )
+        return chosen
+    return claimed or next(m for m in found if m.fallback)
+
+
+def recipe_stages(recipe: str, modality: str | None = None) -> list[StageConfig]:
+    """The stages of a named recipe (``recipe:`` in a config) for a modality (default: images)."""
+    m = modality_named(modality) if modality else next(m for m in modalities().values() if m.fallback)
+    return m.stages(recipe)
+
+
 class Config(_Section):
     recipe: Recipe = Field(
         "default",
@@ -708,9 +686,14 @@ class Config(_Section):
         "probe (the head alone on frozen features)",
     )
     run: RunConfig = Field(default_factory=RunConfig)
-    data: DataConfig = Field(default_factory=DataConfig)
+    # before data: the modality (model.family) decides which data section the run has
     model: ModelConfig = Field(default_factory=ModelConfig)
-    stages: list[StageConfig] = Field(default_factory=default_stages)
+    data: SerializeAsAny[DataConfig] = Field(
+        default_factory=dict,  # validated into the modality's section
+        validate_default=True,
+        json_schema_extra={"shown_default": "(section defaults)"},
+    )
+    stages: list[StageConfig] = Field(default_factory=list, json_schema_extra={"shown_default": "(the recipe's)"})
     regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     tune: TuneConfig | None = Field(None, description="the hyperparameter search of `tunelab tune`; ignored by fit")
@@ -728,32 +711,32 @@ class Config(_Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _text_defaults(cls, data: Any) -> Any:
-        """A text run (data.text set, model.family: transformers, or a built-in text data set) gets the
-        text defaults for what the config leaves unset: the packaged MiniLM, no image augmentation,
-        the text recipe, the lexical blend."""
-        if not isinstance(data, dict):
+    def _modality_defaults(cls, data: Any) -> Any:
+        """The modality's defaults for what the config leaves unset, and its family written out."""
+        if not isinstance(data, dict) or not isinstance(data.get("data") or {}, dict):
             return data
-        d, m = data.get("data") or {}, data.get("model") or {}
-        if not isinstance(d, dict) or not isinstance(m, dict):
+        if not isinstance(data.get("model") or {}, dict):
             return data
-        if d.get("text") is None and m.get("family") != "transformers" and d.get("train") not in TEXT_DATASETS:
-            return data
-        if m.get("family") == "timm":
-            raise ValueError(
-                "model.family: timm is an image backbone, but the data is text (data.text or a text "
-                "data set); use model.family: transformers"
-            )
-        d = {**d, "text": dict(d.get("text") or {})}
-        m = {**m, "family": "transformers"}
-        m.setdefault("backbone", "minilm")
-        m.setdefault("lexical", "auto")
-        if d["text"].get("tokenizer") is None:
-            d["text"]["tokenizer"] = m["backbone"]
-        reg = data.get("regularization")
-        reg = {"auto": True} if reg == "auto" else dict(reg or {})
-        reg.setdefault("augment", "none")
-        return {**data, "data": d, "model": m, "regularization": reg}
+        m = modality_of(data)
+        data = m.defaults(data)
+        return {**data, "model": {**(data.get("model") or {}), "family": m.family}}
+
+    @field_validator("data", mode="wrap")
+    @classmethod
+    def _modality_data(cls, v: Any, handler: Any, info: ValidationInfo) -> DataConfig:
+        """The data section as the modality's own (its keys and the shared ones)."""
+        model = info.data.get("model")
+        family = model.family if isinstance(model, ModelConfig) else "auto"
+        m = _by_family(family) if family != "auto" else next(m for m in modalities().values() if m.fallback)
+        if isinstance(v, m.data):
+            return v
+        if isinstance(v, DataConfig):
+            v = v.model_dump()
+        return m.data.model_validate(v)
+
+    @property
+    def modality(self) -> Modality:
+        return _by_family(self.model.family)
 
     @model_validator(mode="after")
     def _recipe_stages(self) -> Config:
@@ -761,32 +744,12 @@ class Config(_Section):
         ``stages`` still counts as unset (``regularization: auto`` may then choose them)."""
         if "stages" not in self.model_fields_set:
             recipe = PROBLEM_DEFAULT_RECIPE.get(self.data.problem, self.recipe) if self.recipe == "default" else self.recipe
-            self.__dict__["stages"] = recipe_stages(recipe, self.is_text)
+            self.__dict__["stages"] = self.modality.stages(recipe)
         return self
 
     @model_validator(mode="after")
     def _fits_the_modality(self) -> Config:
-        head, reg = self.model.head, self.regularization
-        if self.model.family == "transformers":
-            if head.pooling in ("avgmax", "catavgmax"):
-                raise ValueError(
-                    f"model.head.pooling: {head.pooling} is for image feature maps; text: avg (mean), "
-                    "mean, max, cls, pooler, last"
-                )
-            if head.spatial_dropout:
-                raise ValueError("model.head.spatial_dropout applies to image feature maps; for text use model.head.dropout")
-            if self.model.timm_kwargs:
-                raise ValueError("model.timm_kwargs are for timm image backbones; a text encoder takes none")
-            if reg.augment != "none":
-                raise ValueError(f"regularization.augment: {reg.augment!r} is image augmentation; text runs need none")
-            if reg.mixup is not None:
-                raise ValueError("regularization.mixup mixes images; it does not apply to text (remove it)")
-        elif head.pooling in ("mean", "cls", "pooler", "last"):
-            raise ValueError(f"model.head.pooling: {head.pooling} is for text encoders; images: avg, max, avgmax, catavgmax")
-        elif self.model.lexical not in (None, 0.0):
-            raise ValueError(
-                f"model.lexical: {self.model.lexical} blends word counts into a text model; image runs take none (remove it)"
-            )
+        self.modality.check(self)
         return self
 
     @model_validator(mode="after")
@@ -806,11 +769,6 @@ class Config(_Section):
             )
         if self.distill is None or self.distill.unlabeled is None:
             return self
-        if self.is_text:
-            raise ValueError(
-                "distill.unlabeled is a folder of images; a text run distils on its labelled texts only "
-                "(set distill.unlabeled: null)"
-            )
         for i, st in enumerate(self.stages):
             if st.objective != "classify":
                 raise ValueError(
@@ -836,10 +794,6 @@ class Config(_Section):
                     f"{key}: {metric!r} is not a metric of data.problem {self.data.problem}; valid: {', '.join(valid)}"
                 )
         return self
-
-    @property
-    def is_text(self) -> bool:
-        return self.model.family == "transformers"
 
     @model_validator(mode="after")
     def _first_stage_has_lr(self) -> Config:
@@ -912,30 +866,51 @@ def _list_item(node: list[Any], part: str, path: str) -> Any:
     return node[int(part)]
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def _format_validation_error(err: ValidationError, source: str, raw: dict[str, Any] | None = None) -> str:
     lines = [f"invalid configuration in {source}:"]
+    data = _data_section_of(raw)
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-", "literal[", "dict[")))
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = f"unknown key '{e['loc'][-1]}'"
-            section = _section_at(e["loc"][:-1])
+            whose = _whose_key(e["loc"], data)
+            msg = f"unknown key '{e['loc'][-1]}'" + whose
+            section = _section_at(e["loc"][:-1], data)
             if section is not None:
                 valid = sorted(section.model_fields)
-                close = difflib.get_close_matches(str(e["loc"][-1]), valid, n=1)
+                close = difflib.get_close_matches(str(e["loc"][-1]), valid, n=1) if not whose else []
                 msg += (f" (did you mean '{close[0]}'?)" if close else "") + f"; valid keys: {', '.join(valid)}"
-        elif "input" in e and e["type"] not in ("missing",):
+        elif "input" in e and e["type"] not in ("missing",) and loc:  # at the root the input is the whole config
             msg += f" (got {e['input']!r})"
         lines.append(f"  {loc or '<root>'}: {msg}")
     return "\n".join(lines)
 
 
-def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+def _data_section_of(raw: dict[str, Any] | None) -> type[DataConfig]:
+    """The data section class of the modality a raw config chose (the fallback's if it chose none)."""
+    with contextlib.suppress(Exception):  # a config too broken to choose one
+        return modality_of(raw or {}).data
+    return next(m for m in modalities().values() if m.fallback).data
+
+
+def _whose_key(loc: tuple[Any, ...], data: type[DataConfig]) -> str:
+    """For a data key of another modality: which, and this run's."""
+    if len(loc) != 2 or loc[0] != "data":
+        return ""
+    owners = [m for m in modalities().values() if str(loc[1]) in m.data.model_fields and m.data is not data]
+    mine = next((m.name for m in modalities().values() if m.data is data), "")
+    return f" (a data key of {owners[0].name} runs; this is a run of {mine})" if owners else ""
+
+
+def _section_at(loc: tuple[Any, ...], data: type[DataConfig] = DataConfig) -> type[BaseModel] | None:
     model: type[BaseModel] = Config
     keyed = False  # the next part is a key of a mapping of sections (tune.space.<key>)
     for part in loc:
         if isinstance(part, int) or keyed:
             keyed = False
+            continue
+        if model is Config and part == "data":
+            model = data
             continue
         field = model.model_fields.get(str(part))
         if field is None:
@@ -972,7 +947,7 @@ def build_config(raw: dict[str, Any] | None = None, overrides: list[str] | None 
                     defaults = Config.model_validate(raw).model_dump(mode="json")
         return Config.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, source)) from None
+        raise ConfigError(_format_validation_error(err, source, raw)) from None
 
 
 def _clear_other_lr(resolved: dict[str, Any], assignment: str) -> None:

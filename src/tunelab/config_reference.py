@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from tunelab.config import Config
+from tunelab.config import Config, DataConfig, modalities
 
 HEADER = """# Config reference
 
@@ -53,6 +53,8 @@ def _default(field: FieldInfo) -> str:
         return "required"
     if field.default_factory is not None:
         value = field.default_factory()  # type: ignore[call-arg]
+        if isinstance(field.json_schema_extra, dict) and "shown_default" in field.json_schema_extra:
+            return str(field.json_schema_extra["shown_default"])  # a default the config computes
         if isinstance(value, BaseModel):
             return "(section defaults)"
         if isinstance(value, list) and value and isinstance(value[0], BaseModel):
@@ -76,8 +78,13 @@ def _bounds(field: FieldInfo) -> str:
 
 
 def _sections(model: type[BaseModel], prefix: str) -> list[tuple[str, type[BaseModel]]]:
-    """``model`` and every section under it, depth first, with its key prefix."""
-    out = [(prefix, model)]
+    """``model`` and every section under it, depth first, with its key prefix; the data section is
+    followed by each modality's own (its keys beside the shared ones, and its subsections)."""
+    out: list[tuple[str, type[BaseModel]]] = [(prefix, model)]
+    if model is DataConfig:
+        for m in modalities().values():
+            out += [(prefix, m.data)] + [s for s in _sections(m.data, prefix)[1:] if s not in out]
+        return out
     for name, field in model.model_fields.items():
         for sub in _models_in(field.annotation):
             key = f"{prefix}{name}" + (".N" if get_origin(_strip_none(field.annotation)) is list else "")
@@ -109,12 +116,16 @@ def _anchor(key: str) -> str:
 
 def _table(prefix: str, model: type[BaseModel]) -> str:
     doc = " ".join((model.__doc__ or "").split()) if model is not Config else ""
+    own = [m for m in modalities().values() if m.data is model]
+    title = f"`{prefix.rstrip('.')}`" + (f" of {own[0].name} (model.family: {own[0].family})" if own else "")
     lines = (
-        [f"## `{prefix.rstrip('.')}`" if prefix else "## Top level", ""]
+        [f"## {title}" if prefix else "## Top level", ""]
         + ([doc, ""] if doc else [])
         + ["| key | type | default | description |", "|---|---|---|---|"]
     )
     for name, field in model.model_fields.items():
+        if own and name in DataConfig.model_fields:
+            continue  # the shared keys are in the data table
         desc = field.description or ""
         if not desc and _models_in(field.annotation):
             key = f"{prefix}{name}" + (".N" if get_origin(_strip_none(field.annotation)) is list else "")

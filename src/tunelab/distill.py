@@ -28,6 +28,7 @@ from tunelab.engine.data import Splits
 from tunelab.engine.distill import Distiller
 from tunelab.errors import ConfigError
 from tunelab.tasks import task_for
+from tunelab.vision.config import image_data
 from tunelab.vision.data import load_unlabeled
 
 log = logging.getLogger("tunelab")
@@ -76,7 +77,7 @@ def add_unlabeled(cfg: Config, splits: Splits[Any]) -> Splits[Any]:
     images are in none of them."""
     if cfg.distill is None or cfg.distill.unlabeled is None:
         return splits
-    extra = load_unlabeled(cfg.distill.unlabeled, cfg.data)
+    extra = load_unlabeled(cfg.distill.unlabeled, image_data(cfg))
     log.info(
         "distill.unlabeled: %d images from %s join the %d labelled training images (the teacher's targets only)",
         len(extra),

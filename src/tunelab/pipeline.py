@@ -49,7 +49,7 @@ from tunelab.freezing import select
 from tunelab.lexical_fit import CHOICE_FILE, attach, choose, fit_blend, saved_choice, test_scores, without_blend
 from tunelab.lexical_fit import wanted as lexical_wanted
 from tunelab.metrics import format_metrics, per_class_table
-from tunelab.objectives import Objective, objective_of
+from tunelab.objectives import Objective, counted, objective_of
 from tunelab.pretrained_fit import apply_fit, probe_fit, probe_wanted, wanted
 from tunelab.refit import refit_stages, should_refit
 from tunelab.regularizers import Penalty, build_penalties, check_coverage, pretrained_reference
@@ -67,7 +67,7 @@ from tunelab.runs import (
     remove_stale_files,
     run_logging,
 )
-from tunelab.tasks import Task, task_for
+from tunelab.tasks import Task, decode_folder, task_for, with_decode_folder
 from tunelab.vision.auto_augment import mirror_wanted
 from tunelab.vision.backbones import Backbone
 from tunelab.vision.cache import backbone_sequence
@@ -208,7 +208,7 @@ class _FitContext:
     """What the steps of one fit share and never change: its task, objective (the problem type's
     loss and metrics), run folder, hooks, processes, device and the model's number of outputs."""
 
-    task: Task
+    task: Task[Any]
     objective: Objective
     run_dir: Path
     hooks: dict[str, Hook]
@@ -270,14 +270,14 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
 
 
 def _load_data(
-    cfg: Config, task: Task, objective: Objective, run_dir: Path, dist: Dist, device: torch.device
+    cfg: Config, task: Task[Any], objective: Objective, run_dir: Path, dist: Dist, device: torch.device
 ) -> tuple[Config, Splits[Any], list[Path]]:
     """The run's data splits (decoded on rank 0 first where the ranks share a decode cache), with the
     config as the shared folders make it and the folders only this run uses."""
-    cfg, scratch = _shared_folders(cfg, run_dir, dist, device)
-    with dist.main_first() if cfg.data.decode_cache else contextlib.nullcontext():
+    cfg, scratch = _shared_folders(cfg, task, run_dir, dist, device)
+    with dist.main_first() if decode_folder(cfg, task) else contextlib.nullcontext():
         splits = task.load_data(cfg.data)
-    log.info("data: %d %ss\n%s", len(splits.classes), objective.examples, splits.count_table(objective))
+    log.info("data: %s\n%s", counted(objective, len(splits.classes)), splits.count_table(objective))
     return cfg, splits, scratch
 
 
@@ -287,7 +287,7 @@ def _before_training(
     """What is done with the pretrained model before any training: the penalties' coverage checked,
     the stages' rates chosen by the probe, and (rank 0) the metrics after a resume's checkpoint
     dropped and the baselines scored. Returns the config as the probe makes it."""
-    log.info("backbone %s (weights: %s)", cfg.model.backbone, model.backbone.source)
+    log.info("backbone %s (weights: %s)", cfg.model.backbone, model.weights_source())
     check_coverage(penalties, [select(model, st.train, where=f"stages.{i}.train") for i, st in enumerate(cfg.stages)])
     if wanted(cfg) and not pos.tensors:  # the pretrained features, before any training
         cfg = _rates_by_probe(cfg, splits, model, ctx)
@@ -297,7 +297,7 @@ def _before_training(
             scores = run_baselines(
                 splits,
                 model,
-                kind=ctx.task.baseline,
+                raw=ctx.task.raw,
                 objective=ctx.objective,
                 batch_size=cfg.data.eval_batch_size,
                 device=ctx.device,
@@ -486,7 +486,7 @@ def _blend_on_all_labels(
     return blend
 
 
-def _shared_folders(cfg: Config, run_dir: Path, dist: Dist, device: torch.device) -> tuple[Config, list[Path]]:
+def _shared_folders(cfg: Config, task: Task[Any], run_dir: Path, dist: Dist, device: torch.device) -> tuple[Config, list[Path]]:
     """Under several processes: where the ranks share decoded images and cached features, and the
     folders only this run uses (removed when it ends)."""
     scratch: list[Path] = []
@@ -499,8 +499,8 @@ def _shared_folders(cfg: Config, run_dir: Path, dist: Dist, device: torch.device
         cfg.data.batch_size,
         device,
     )
-    if cfg.data.decode_cache is None:  # decode once, on rank 0; the others map the files
-        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"decode_cache": str(run_dir / "decoded")})})
+    if task.decode_key is not None and decode_folder(cfg, task) is None:  # decode once, on rank 0; the others map the files
+        cfg = with_decode_folder(cfg, task, str(run_dir / "decoded"))
         scratch.append(run_dir / "decoded")
     if cfg.cache.folder is None:  # the ranks share the cache through files here
         scratch.append(run_dir / "cache")
@@ -557,7 +557,7 @@ def _outputs(cfg: Config, classes: list[str]) -> int:
 
 def _report(
     cfg: Config,
-    task: Task,
+    task: Task[Any],
     run_dir: Path,
     splits: Splits[Any],
     final: dict[str, Any],
@@ -664,7 +664,7 @@ def _final_tensorboard(tb: Any, cfg: Config, final: dict[str, Any], reported: tu
     split = "test" if "test" in final else "val" if "val" in final else None
     hparams = {
         "backbone": cfg.model.backbone,
-        "image_size": cfg.data.image_size,
+        **cfg.data.hparams(),
         "stages": len(cfg.stages),
         "lr": cfg.stage_lrs()[0] if cfg.stages else 0.0,
         "samples_per_class": cfg.data.samples_per_class or 0,

@@ -18,7 +18,7 @@ from tunelab._html import image, render
 from tunelab.checkpoint import atomic_write_text
 from tunelab.diagnosis import diagnose, score_of
 from tunelab.metrics import SHOWN
-from tunelab.objectives import Objective, objective_of
+from tunelab.objectives import Objective, counted, objective_of
 from tunelab.pretrained_fit import features_fit
 from tunelab.runs import read_run_folder
 from tunelab.tasks import task_for
@@ -182,10 +182,6 @@ def _data(d: dict[str, Any], objective: Objective) -> dict[str, Any] | None:
     }
 
 
-def _plural(word: str, n: int) -> str:
-    return word if n == 1 else word + ("es" if word.endswith("s") else "s")
-
-
 def _headline(r: dict[str, Any], cfg: Any, objective: Objective) -> dict[str, Any] | None:
     """The summary's first line: the main split's scores (the primary metric first) and what was
     trained on what."""
@@ -201,7 +197,7 @@ def _headline(r: dict[str, Any], cfg: Any, objective: Objective) -> dict[str, An
         "others": [(_name(k), _cell(m[split], k)) for k in others[:3]],
         "n_train": m.get("n_train", "?"),
         "unit": task_for(cfg).name,  # images, texts
-        "names": f"{len(r['classes'])} {_plural(objective.examples, len(r['classes']))}",
+        "names": counted(objective, len(r["classes"])),
         "backbone": cfg.model.backbone,
         "seconds": f"{m.get('seconds', 0):.0f}",
     }

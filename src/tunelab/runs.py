@@ -52,6 +52,24 @@ class Run:
     rank: int = 0  # in a distributed run, the process this object lives in (rank 0 wrote the folder)
     objective: Any = None  # the problem type's objective (tunelab.objectives), with what the run decided
 
+    def decoding(self, output: str) -> dict[str, Any]:
+        """``decoding.json`` of an export whose model gives ``output`` (logits, probabilities, values)."""
+        return dict(self.objective.decoding(self.classes)) | {"output": output}
+
+    def reading(self, output: str) -> str:
+        """How a user turns an export's ``output`` into what ``predict`` reports, in words."""
+        rule = self.decoding(output)
+        steps = [f"{output} [B, {len(self.classes)}]"]
+        if "target" in rule:
+            steps[0] += f" ({rule['target']}, in its own units)"
+        if output == self.objective.outputs and rule["activation"] != "none":  # the graph formats apply it inside
+            steps.append(f"a {rule['activation']} over them gives the probabilities")
+        if "decision" in rule:
+            steps.append(
+                f"the decision: {rule['decision']}" + (" (`thresholds` of decoding.json)" if "thresholds" in rule else "")
+            )
+        return "; ".join(steps)
+
 
 def read_run_folder(run_dir: Path) -> dict[str, Any]:
     """What a finished (or interrupted) run folder records, for the report and the model card:

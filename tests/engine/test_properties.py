@@ -3,7 +3,8 @@ instead of a copy per modality: the cached run trains the same numbers as the un
 resumed run ends where an uninterrupted one does, what a stage freezes stays bit-identical
 (weights and BatchNorm statistics), and every parameter a stage trains gets a gradient.
 
-A new task or model family joins by adding a row to ``CASES``.
+A new task or model family joins by adding a row to ``CASES``: ``signals/cnn1d`` is a third modality
+defined in the tests alone (:mod:`toy_signals`), registered and run through ``tunelab.fit``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import torch
 
 import tunelab
 from conftest import TINY
+from toy_signals import SIGNALS, signal_cfg
+from tunelab.tasks import register
 from watch import Watch, assert_trains_the_same, fit_uncached
 
 
@@ -35,10 +38,16 @@ def _text_cfg(tmp_path, tiny_text_cfg):
     return json.loads(json.dumps(tiny_text_cfg))
 
 
+def _signal_cfg(tmp_path, tiny_text_cfg):
+    register(SIGNALS)  # the toy modality's only registration
+    return signal_cfg(tmp_path)
+
+
 CASES = {
     "images/efficientnet": _image_cfg("test_efficientnet"),
     "images/resnet": _image_cfg("test_resnet"),
     "texts/bert": _text_cfg,
+    "signals/cnn1d": _signal_cfg,
 }
 
 

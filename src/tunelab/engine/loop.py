@@ -4,16 +4,37 @@ of a stage.
 
 The loop (:class:`tunelab.engine.trainer.Trainer`) builds one :class:`TaskLoop` per run from the
 task's factory (``Task.loop``: ``tunelab.vision.loop.ImageLoop``, ``tunelab.text.loop.TextLoop``),
-passing itself: the task's side reads the config, data, model, store and ranks from it.
+given a :class:`LoopContext`: the run's config, data, model, device, feature store and ranks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
+
+from tunelab.config import Config
+from tunelab.distributed import Dist
+from tunelab.engine.data import Splits
+from tunelab.engine.model import FineTuneModel
+from tunelab.engine.store import FeatureStore
+
+
+@dataclass
+class LoopContext:
+    """What a task's side of the loop may read of the run (and the one thing it writes: ``pooled``)."""
+
+    cfg: Config
+    splits: Splits[Any]
+    model: FineTuneModel
+    device: torch.device
+    store: FeatureStore  # the freeze-boundary cache's entries, in memory or memory-mapped files
+    dist: Dist
+    record_stage: Callable[..., None]  # keep a table printed for a stage in RUN_DIR/stages.json
+    # per-step values penalties read: a cached stage puts its batch's pooled features under "pooled"
+    step_values: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass

@@ -36,6 +36,11 @@ class FineTuneModel(nn.Module):
         """Ordered named parameter groups of the whole model, input side first, head last."""
         return named_groups(self.backbone, self.head)
 
+    def weights_source(self) -> str:
+        """Where the backbone's weights came from, for the log: a backbone type that loads them says
+        (``source``: packaged, the hub, a file); else they were initialised here."""
+        return str(getattr(self.backbone, "source", "initialised here"))
+
     def drop_paths(self) -> list[nn.Module]:
         """The backbone's stochastic-depth layers (each with ``drop_prob``), for the regularization
         audit; a backbone type that has them says which they are."""

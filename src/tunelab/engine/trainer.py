@@ -26,7 +26,7 @@ from tunelab.distributed import Dist
 from tunelab.engine.data import Splits
 from tunelab.engine.device import autocast_bf16, gather_logits, predict_logits, tail_logits, to_memory_format
 from tunelab.engine.distill import Distiller
-from tunelab.engine.loop import StagePlan, TaskLoop
+from tunelab.engine.loop import LoopContext, StagePlan, TaskLoop
 from tunelab.engine.model import FineTuneModel, Step
 from tunelab.engine.objectives import check_pairs, check_probe_stage, contrastive_loss, contrastive_partners
 from tunelab.engine.optim import make_optimizer, make_scheduler
@@ -59,7 +59,7 @@ class Trainer:
         splits: Splits[Any],
         model: FineTuneModel,
         device: torch.device,
-        task_loop: Callable[[Trainer], TaskLoop],
+        task_loop: Callable[[LoopContext], TaskLoop],
         objective: Objective,
         hooks: dict[str, Hook] | None = None,
         penalties: list[Penalty] | None = None,
@@ -89,7 +89,8 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter
 
         self.tb = SummaryWriter(str(run_dir / "tensorboard")) if self.dist.main else None
-        self.task = task_loop(self)  # the task's part: batch order, training inputs, the stage cache
+        # the task's part: batch order, training inputs, the stage cache
+        self.task = task_loop(LoopContext(cfg, splits, model, device, self.store, self.dist, self.record_stage, self.ctx))
         self.distill = distill(self) if distill is not None else None  # the teacher, when the run distils
 
     # hooks are called by name; fit() has checked the names

@@ -91,7 +91,7 @@ def epoch_line(row: dict[str, Any], epochs: int) -> str:
     if "val_loss" in row:
         primary = next(k for k in row if k.startswith("val_") and k != "val_loss")  # the objective's primary metric
         s += f" | val loss {row['val_loss']:.4f} {_short(primary[4:])} {row[primary]:.4f}"
-    return s + f" | {row['seconds']:.1f} s, {row['img_per_s']:.0f} img/s, lr {row['lr']:.2e}"
+    return s + f" | {row['seconds']:.1f} s, {row['img_per_s']:.0f} examples/s, lr {row['lr']:.2e}"
 
 
 def _short(metric: str) -> str:

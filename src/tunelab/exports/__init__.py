@@ -20,32 +20,33 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 from tunelab.api import load_run
 from tunelab.card import model_card
 from tunelab.checkpoint import follow_umask
 from tunelab.errors import ConfigError
 from tunelab.exports._graph import graph_metadata, write_onnx, write_torchscript
-from tunelab.exports._inference import as_tensors, decoding, inference_module, input_names, reading, real_examples
-from tunelab.exports._timm import timm_usage, write_timm
-from tunelab.exports._transformers import snippet_logits, transformers_usage, write_transformers
+from tunelab.exports._inference import as_tensors, inference_module, input_names, real_examples
 from tunelab.runs import Run
-from tunelab.tasks import TASKS, task_for
+from tunelab.tasks import TASKS, Task, task_for
 
-__all__ = ["FORMATS", "Export", "export"]
+__all__ = ["Export", "export", "formats"]
 
 log = logging.getLogger("tunelab")
 
-FORMATS = ("onnx", "torchscript", "timm", "transformers")
-_DEFAULT_OUT = {
-    "onnx": "export/model.onnx",
-    "torchscript": "export/model.torchscript.pt",
-    "timm": "export/timm",
-    "transformers": "export/transformers",
-}
-_CHECKED_BY = {"onnx": "onnxruntime", "torchscript": "TorchScript", "timm": "timm", "transformers": "AutoModel"}
+_GRAPH_OUT = {"onnx": "export/model.onnx", "torchscript": "export/model.torchscript.pt"}
+_GRAPH_CHECKED_BY = {"onnx": "onnxruntime", "torchscript": "TorchScript"}
+
+
+def _library_owners() -> dict[str, Task[Any]]:
+    """The modalities whose backbone library has a folder format of its own, by that format's name."""
+    return {t.library: t for t in TASKS.values() if t.library_export is not None}
+
+
+def formats() -> list[str]:
+    """Every export format: the graph formats, then each modality's library folder (timm, transformers)."""
+    return [*_GRAPH_OUT, *_library_owners()]
 
 
 @dataclass
@@ -59,23 +60,23 @@ class Export:
     seconds: float
     output: str = "logits"  # what the export gives (the objective's): logits, probabilities, values
 
+    checked_by: str = ""  # what ran the export to compare it: onnxruntime, TorchScript, timm, AutoModel
+
     def describe(self) -> str:
         return (
             f"wrote {self.path} ({self.format}, {self.output}); on {self.checked} real examples, max |PyTorch - "
-            f"{_CHECKED_BY[self.format]}| = {self.max_abs_diff:.2e}"
+            f"{self.checked_by}| = {self.max_abs_diff:.2e}"
         )
 
 
 def _check_format(run: Run, fmt: str) -> None:
-    if fmt not in FORMATS:
-        raise ConfigError(f"export format '{fmt}' is not known; valid: {', '.join(FORMATS)}")
+    if fmt not in formats():
+        raise ConfigError(f"export format '{fmt}' is not known; valid: {', '.join(formats())}")
     # a library's own folder format is for the runs whose backbone comes from that library
-    owner = next((t for t in TASKS.values() if t.library == fmt), None)
-    task = task_for(run.config)
+    owner, task = _library_owners().get(fmt), task_for(run.config)
     if owner is not None and owner is not task:
-        raise ConfigError(
-            f"--format {fmt} is for {owner.noun} runs; {task.noun} runs export as {task.library}, onnx or torchscript"
-        )
+        own = f"{task.library}, " if task.library_export is not None else ""
+        raise ConfigError(f"--format {fmt} is for {owner.noun} runs; {task.noun} runs export as {own}onnx or torchscript")
 
 
 def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = None, *, check: int = 100) -> Export:
@@ -84,36 +85,33 @@ def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = N
     t0 = time.perf_counter()
     run = load_run(run_dir)
     _check_format(run, format)
-    path = Path(out) if out is not None else Path(run_dir) / _DEFAULT_OUT[format]
+    path = Path(out) if out is not None else Path(run_dir) / _GRAPH_OUT.get(format, f"export/{format}")
     examples = real_examples(run, check)
-    inputs = as_tensors(run, examples, check)
-    output = run.objective.exported if format in ("onnx", "torchscript") else run.objective.outputs
-    if format in ("onnx", "torchscript"):
-        names = input_names(run)
-        card = model_card(run_dir, library_name="onnx" if format == "onnx" else "pytorch", usage=_graph_usage(run, names, format))
-        meta = graph_metadata(card, run.classes, names, task_for(run.config).graph.image_size(run.config), decoding(run, output))
-        module = inference_module(run)
-        if format == "onnx":
-            diff = write_onnx(module, inputs, names, path, meta, output)
-        else:
-            diff = write_torchscript(module, inputs, path, meta)
-    elif format == "timm":
-        diff = write_timm(run, path, model_card(run_dir, library_name="timm", usage=timm_usage(run, str(path))), inputs[0])
+    checked = len(as_tensors(run, examples, check)[0])
+    if format in _GRAPH_OUT:
+        diff, output = _graph_export(run, Path(run_dir), format, path, examples, check), run.objective.exported
+        checked_by = _GRAPH_CHECKED_BY[format]
     else:
-        card = model_card(run_dir, library_name="transformers", usage=transformers_usage(run, str(path)))
-        write_transformers(run, path, card)
-        diff = _transformers_difference(run, path, examples, check)
+        folder = _library_owners()[format].library_export
+        assert folder is not None
+        card = model_card(run_dir, library_name=format, usage=folder.usage(run, str(path)))
+        diff, output, checked_by = folder.write(run, path, card, examples, check), run.objective.outputs, folder.checked_by
     follow_umask(path)  # the libraries writing the weights leave them 0600
-    result = Export(path, format, diff, len(inputs[0]), time.perf_counter() - t0, output)
+    result = Export(path, format, diff, checked, time.perf_counter() - t0, output, checked_by)
     log.info(result.describe())
     return result
 
 
-def _transformers_difference(run: Run, path: Path, examples: object, n: int) -> float:
-    """The documented lines on the examples' texts against the run's model on the same tokens."""
-    texts = list(getattr(examples, "texts"))[:n]  # noqa: B009 (a text set)
-    ours = inference_module(run, exported=False)(*as_tensors(run, examples, n)).detach().numpy()
-    return float(np.abs(snippet_logits(run, path, texts).numpy() - ours).max())
+def _graph_export(run: Run, run_dir: Path, fmt: str, path: Path, examples: Any, check: int) -> float:
+    """The ONNX or TorchScript file of the run; the largest |PyTorch - exported| output on ``examples``."""
+    graph, output = task_for(run.config).graph, run.objective.exported
+    inputs, names = as_tensors(run, examples, check), input_names(run)
+    card = model_card(run_dir, library_name="onnx" if fmt == "onnx" else "pytorch", usage=_graph_usage(run, names, fmt))
+    meta = graph_metadata(card, run.classes, names, graph.image_size(run.config), run.decoding(output))
+    module = inference_module(run)
+    if fmt == "onnx":
+        return write_onnx(module, inputs, names, path, meta, output, graph.dynamic_dims())
+    return write_torchscript(module, inputs, path, meta)
 
 
 def _graph_usage(run: Run, names: list[str], fmt: str) -> str:
@@ -133,6 +131,6 @@ def _graph_usage(run: Run, names: list[str], fmt: str) -> str:
             'classes, decoding = json.loads(extra["classes.json"]), json.loads(extra["decoding.json"])'
         )
     return (
-        f"Input: {feed}. Output: {reading(run, out)}. Any batch size; `decoding` holds the problem type "
+        f"Input: {feed}. Output: {run.reading(out)}. Any batch size; `decoding` holds the problem type "
         f"({run.objective.name}) and the names of the outputs.\n\n```python\nimport json\n{code}\n```"
     )

@@ -30,19 +30,31 @@ def _reference(module: nn.Module, inputs: tuple[torch.Tensor, ...], batch: int =
     return torch.cat([module(*(x[i : i + batch] for x in inputs)) for i in range(0, n, batch)]).numpy()
 
 
-def _dynamic_shapes(names: list[str]) -> dict[str, dict[int, torch.export.Dim]]:
-    batch = torch.export.Dim("batch", min=1, max=65536)
-    if names == ["images"]:
-        return {"images": {0: batch}}
-    length = torch.export.Dim("length", min=2, max=8192)
-    return {name: {0: batch, 1: length} for name in names}
+_LIMITS = {"batch": (1, 65536)}  # the sizes a dynamic dimension may take; others (a text's length): 2 to 8192
+
+
+def _dynamic_shapes(names: list[str], dims: dict[int, str]) -> tuple[dict[int, torch.export.Dim], ...]:
+    """Every input's varying dimensions (the modality's ``dynamic_dims``: the batch, a text's length),
+    by position: the wrapped model's argument names need not be the inputs' names."""
+    shared = {}
+    for label in dims.values():
+        low, high = _LIMITS.get(label, (2, 8192))
+        shared[label] = torch.export.Dim(label, min=low, max=high)
+    return tuple({axis: shared[label] for axis, label in dims.items()} for _ in names)
 
 
 def write_onnx(
-    module: nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str], path: Path, metadata: dict[str, str], output: str
+    module: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    names: list[str],
+    path: Path,
+    metadata: dict[str, str],
+    output: str,
+    dims: dict[int, str],
 ) -> float:
-    """Export ``module`` to ONNX at ``path`` with ``metadata`` in its properties and its output named
-    ``output``; returns the largest |PyTorch - onnxruntime| on ``inputs``."""
+    """Export ``module`` to ONNX at ``path`` with ``metadata`` in its properties, its output named
+    ``output`` and the dimensions ``dims`` of every input dynamic; returns the largest
+    |PyTorch - onnxruntime| on ``inputs``."""
     try:
         import onnx
         import onnxruntime as ort
@@ -59,7 +71,7 @@ def write_onnx(
                 dynamo=True,
                 input_names=names,
                 output_names=[output],
-                dynamic_shapes=_dynamic_shapes(names),
+                dynamic_shapes=_dynamic_shapes(names, dims),
                 verbose=False,
             )
         except Exception as e:  # the exporter's own message says which operator or shape failed

@@ -40,21 +40,3 @@ def as_tensors(run: Run, examples: Any, n: int) -> tuple[torch.Tensor, ...]:
     """The first ``n`` of ``examples`` as the exported model takes them: (images,) or
     (input_ids, attention_mask[, token_type_ids])."""
     return task_for(run.config).graph.as_tensors(examples, n)
-
-
-def decoding(run: Run, output: str) -> dict[str, Any]:
-    """``decoding.json`` of an export whose model gives ``output`` (logits, probabilities, values)."""
-    return run.objective.decoding(run.classes) | {"output": output}
-
-
-def reading(run: Run, output: str) -> str:
-    """How a user turns an export's ``output`` into what ``predict`` reports, in words."""
-    rule = decoding(run, output)
-    steps = [f"{output} [B, {len(run.classes)}]"]
-    if "target" in rule:
-        steps[0] += f" ({rule['target']}, in its own units)"
-    if output == run.objective.outputs and rule["activation"] != "none":  # the graph formats apply it inside
-        steps.append(f"a {rule['activation']} over them gives the probabilities")
-    if "decision" in rule:
-        steps.append(f"the decision: {rule['decision']}" + (" (`thresholds` of decoding.json)" if "thresholds" in rule else ""))
-    return "; ".join(steps)

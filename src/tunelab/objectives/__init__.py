@@ -211,7 +211,7 @@ def _data_options(d: DataConfig) -> dict[str, Any]:
         "label_columns": d.label_columns,
         "label_separator": d.label_separator,
         "regression_loss": d.regression_loss,
-        "target_name": d.text.label_column if d.text is not None else "label",
+        "target_name": d.target_column(),
     }
 
 
@@ -226,6 +226,12 @@ def better(objective: Objective, metric: str) -> str:
     """'min' or 'max': the direction in which ``metric`` (maybe ``val_``/``train_`` prefixed) improves."""
     bare = metric.removeprefix("val_").removeprefix("train_")
     return "min" if bare == "loss" or bare in objective.minimize else "max"
+
+
+def counted(objective: Objective, n: int) -> str:
+    """``n`` of what the objective's outputs name, in words: 1 class, 3 classes, 50 labels."""
+    word = objective.examples
+    return f"{n} {word if n == 1 else word + ('es' if word.endswith('s') else 's')}"
 
 
 def label_text(label: np.ndarray | int | float, names: list[str]) -> str:

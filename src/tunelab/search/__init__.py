@@ -327,7 +327,7 @@ def _plumbing(base: Config, study_dir: Path) -> list[str]:
     """Overrides every trial gets: its own folder under the study's, no progress bars, the test set
     held out but not scored, no refit (a trial is judged on its validation split, before any refit),
     and caches shared through files in the study folder."""
-    from tunelab.tasks import task_for  # the models' libraries load only when a search starts
+    from tunelab.tasks import decode_folder, task_for  # the models' libraries load only when a search starts
 
     out = [
         assignment("run.dir", str(study_dir / "trials")),
@@ -338,8 +338,9 @@ def _plumbing(base: Config, study_dir: Path) -> list[str]:
     ]
     if base.cache.folder is None:
         out.append(assignment("cache.folder", str(study_dir / "cache")))
-    if base.data.decode_cache is None and task_for(base).decode_cache:
-        out.append(assignment("data.decode_cache", str(study_dir / "decoded")))
+    key = task_for(base).decode_key
+    if key is not None and decode_folder(base, task_for(base)) is None:
+        out.append(assignment(f"data.{key}", str(study_dir / "decoded")))
     return out
 
 
@@ -348,11 +349,13 @@ def _for_fit(trial_cfg: Config, base: Config, name: str) -> Config:
     scored, its own run folder and caches as configured), no tune section."""
     cfg = trial_cfg.model_copy(deep=True)
     cfg.run.dir, cfg.run.name, cfg.run.progress = base.run.dir, f"{name}-best", base.run.progress
-    cfg.data.evaluate_test, cfg.data.decode_cache = base.data.evaluate_test, base.data.decode_cache
+    cfg.data.evaluate_test = base.data.evaluate_test
     cfg.data.refit = base.data.refit
     cfg.cache.folder, cfg.cache.max_memory_gb = base.cache.folder, base.cache.max_memory_gb
     cfg.tune = None
-    return cfg
+    from tunelab.tasks import decode_folder, task_for, with_decode_folder
+
+    return with_decode_folder(cfg, task_for(cfg), decode_folder(base, task_for(base)))
 
 
 # --- the study -----------------------------------------------------------------------------------

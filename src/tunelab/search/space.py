@@ -191,7 +191,7 @@ class Skeletons:
     def get(self, cfg: Config) -> Any:
         from tunelab.tasks import build_model, random_weights
 
-        key = cfg.model.model_dump_json() + f" {cfg.data.image_size}"
+        key = cfg.model.model_dump_json() + f" {cfg.data.hparams()}"
         if key not in self.models:
             self.models[key] = build_model(random_weights(cfg), 2)
         return self.models[key]

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from tunelab.config import TEXT_DATASETS, TextDataConfig
 from tunelab.errors import DataError
 from tunelab.objectives import Objective, objective_for
+from tunelab.text.config import TEXT_DATASETS, TextOptions
 from tunelab.textfile import csv_rows, read_text
 
 log = logging.getLogger("tunelab")
@@ -100,7 +100,7 @@ def _columns_present(path: Path, first: dict[str, Any], needed: dict[str, str]) 
 
 
 def read_texts(
-    path: Path, cfg: TextDataConfig, *, field: str, labels: bool = True, objective: Objective | None = None
+    path: Path, cfg: TextOptions, *, field: str, labels: bool = True, objective: Objective | None = None
 ) -> tuple[list[str], list[str] | None, list[str], list[str]]:
     """(texts, pair texts or None, label cells, items) of a CSV/TSV/JSON lines file. Empty texts are
     an error naming the line, or skipped with ``data.text.on_empty: skip``. A class name (single
@@ -151,7 +151,7 @@ def read_texts(
     return texts, pairs, names, items
 
 
-def _file_source(path: Path, cfg: TextDataConfig, field: str, objective: Objective, names: list[str] | None = None) -> TextSource:
+def _file_source(path: Path, cfg: TextOptions, field: str, objective: Objective, names: list[str] | None = None) -> TextSource:
     """A user's file, its label cells read by ``objective`` (against the training ``names`` for a test set)."""
     texts, pairs, cells, items = read_texts(path, cfg, field=field, objective=objective)
 
@@ -202,7 +202,7 @@ assert set(BUILTIN_TEXT) == set(TEXT_DATASETS)
 
 
 def open_text_source(
-    spec: str, cfg: TextDataConfig, split: str, *, field: str, objective: Objective | None = None, names: list[str] | None = None
+    spec: str, cfg: TextOptions, split: str, *, field: str, objective: Objective | None = None, names: list[str] | None = None
 ) -> TextSource:
     """A built-in text set or a CSV/TSV/JSON lines file, its labels read by ``objective`` (default: single-label)."""
     objective = objective if objective is not None else objective_for("single_label")

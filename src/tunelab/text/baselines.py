@@ -18,3 +18,16 @@ def tfidf_features() -> Any:
 def raw_texts(split: Any, rows: np.ndarray | None = None) -> list[str]:
     """The texts of a text set (all of them, or ``rows``)."""
     return list(split.texts) if rows is None else [split.texts[i] for i in rows]
+
+
+class TfidfInputs:
+    """The text baseline's inputs: the texts, as TF-IDF of word 1-2-grams fitted on the training texts."""
+
+    name = "tfidf"
+
+    def inputs(self, split: Any, rows: np.ndarray | None = None) -> list[str]:
+        return raw_texts(split, rows)
+
+    def features(self, x: Any) -> tuple[Any, Any]:
+        features = tfidf_features()
+        return features, features.fit_transform(x)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from tunelab.config import Config
+from tunelab.text.config import text_options
 
 
 def card_facts(cfg: Config) -> dict[str, str]:
     """The text side of the card: the keys of :attr:`tunelab.tasks.Task.card_facts`."""
-    text = cfg.data.text
-    assert text is not None  # a text run's config has its data.text section
+    text = text_options(cfg)
     return {
         "pipeline_tag": "text-classification",
         "input": f"token ids of up to {text.max_length} tokens per window",

@@ -1,6 +1,6 @@
 """Labelled text data: CSV / JSON lines sources, stratified splits, tokenize-once, dynamic padding.
 
-    splits = load_text_data(DataConfig(train="reviews.csv", text={"column": "review", "label_column": "stars"}))
+    splits = load_text_data(TextDataConfig(train="reviews.csv", text={"column": "review", "label_column": "stars"}))
     splits.train.inputs          # Tokens: ids [N, L] padded to the longest text of the set
     splits.train.inputs[idx]     # a batch, padded only to its own longest text
 
@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from tunelab.config import DataConfig, TextDataConfig
 from tunelab.engine.data import Splits
 from tunelab.objectives import Objective, data_objective
 from tunelab.splitting import per_class, split_indices
 from tunelab.text._checks import drop_duplicates, drop_overlap
 from tunelab.text._encoders import load_tokenizer
 from tunelab.text._sources import BUILTIN_TEXT, TextSource, open_text_source, read_texts, rotten_tomatoes
+from tunelab.text.config import TextDataConfig, TextOptions
 
 __all__ = [
     "TextSet",
@@ -356,7 +356,7 @@ def length_summary(name: str, full: torch.Tensor, max_length: int, tokens: Token
 # splits
 
 
-def _make_set(src: TextSource, idx: np.ndarray, labels: np.ndarray, tokenizer: Any, cfg: TextDataConfig, name: str) -> TextSet:
+def _make_set(src: TextSource, idx: np.ndarray, labels: np.ndarray, tokenizer: Any, cfg: TextOptions, name: str) -> TextSet:
     texts = [src.texts[i] for i in idx]
     pairs = [src.pairs[i] for i in idx] if src.pairs is not None else None
     tokens, full = tokenize(tokenizer, texts, pairs, cfg.max_length, cfg.token_cache, cfg.max_windows)
@@ -368,14 +368,13 @@ def _remap(src: TextSource, classes: list[str], field: str, objective: Objective
     return objective.remap(src.labels, src.classes, classes, f"data.{field} ({src.name})")
 
 
-def _tokenizer_for(cfg: DataConfig) -> Any:
-    assert cfg.text is not None and cfg.text.tokenizer is not None
+def _tokenizer_for(cfg: TextDataConfig) -> Any:
+    assert cfg.text.tokenizer is not None  # the text defaults set it to the backbone's
     return load_tokenizer(cfg.text.tokenizer)
 
 
-def load_text_data(cfg: DataConfig, tokenizer: Any | None = None) -> Splits[TextSet]:
+def load_text_data(cfg: TextDataConfig, tokenizer: Any | None = None) -> Splits[TextSet]:
     """Open the text sources named in ``cfg``, split and sub-sample like image data, tokenize what is used."""
-    assert cfg.text is not None
     tcfg = cfg.text
     tokenizer = tokenizer if tokenizer is not None else _tokenizer_for(cfg)
     objective = data_objective(cfg)
@@ -405,9 +404,8 @@ def load_text_data(cfg: DataConfig, tokenizer: Any | None = None) -> Splits[Text
     return Splits(classes, train, val, test)
 
 
-def load_text_eval_set(spec: str, classes: list[str], cfg: DataConfig) -> TextSet:
+def load_text_eval_set(spec: str, classes: list[str], cfg: TextDataConfig) -> TextSet:
     """A labelled CSV/JSON lines file (or built-in name) to evaluate a trained text model on."""
-    assert cfg.text is not None
     objective = data_objective(cfg)
     src = open_text_source(spec, cfg.text, "train", field="test", objective=objective)
     labels = _remap(src, classes, "test", objective)
@@ -415,7 +413,6 @@ def load_text_eval_set(spec: str, classes: list[str], cfg: DataConfig) -> TextSe
     return _make_set(src, idx, labels, _tokenizer_for(cfg), cfg.text, "eval")
 
 
-def text_classes(cfg: DataConfig) -> list[str]:
+def text_classes(cfg: TextDataConfig) -> list[str]:
     """Class names of the training source, without tokenizing."""
-    assert cfg.text is not None
     return list(open_text_source(cfg.train, cfg.text, "train", field="train", objective=data_objective(cfg)).classes)

@@ -6,6 +6,7 @@ from torch import nn
 
 from tunelab.config import Config
 from tunelab.errors import ConfigError
+from tunelab.text.config import text_options
 
 
 def text_teacher(model: nn.Module, cfg: Config, tcfg: Config, spec: str) -> nn.Module:
@@ -16,8 +17,7 @@ def text_teacher(model: nn.Module, cfg: Config, tcfg: Config, spec: str) -> nn.M
 
 def _check_tokens(cfg: Config, tcfg: Config, spec: str) -> None:
     """A text teacher reads the student's token ids: it must tokenize the same way."""
-    assert cfg.data.text is not None and tcfg.data.text is not None
-    mine, theirs = cfg.data.text, tcfg.data.text
+    mine, theirs = text_options(cfg), text_options(tcfg)
     for key in ("tokenizer", "max_length", "max_windows"):
         if getattr(mine, key) != getattr(theirs, key):
             raise ConfigError(

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from tunelab.config import Config
+from tunelab.text.config import text_options
 from tunelab.text.data import Tokens
 
 
@@ -35,7 +36,7 @@ class TextGraph:
         return TextClassifier(model, head)
 
     def input_names(self, cfg: Config) -> list[str]:
-        pairs = cfg.data.text is not None and cfg.data.text.pair_column is not None
+        pairs = text_options(cfg).pair_column is not None
         return ["input_ids", "attention_mask"] + (["token_type_ids"] if pairs else [])
 
     def as_tensors(self, examples: Any, n: int) -> tuple[torch.Tensor, ...]:
@@ -45,6 +46,9 @@ class TextGraph:
 
     def image_size(self, cfg: Config) -> int | None:
         return None
+
+    def dynamic_dims(self) -> dict[int, str]:
+        return {0: "batch", 1: "length"}
 
     def feed(self, cfg: Config, names: list[str]) -> str:
         return "token ids and attention mask [B, L] (int64, right-padded) from the model's tokenizer" + (

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import torch
 
-from tunelab.engine.loop import StagePlan, ViewBatches
+from tunelab.engine.loop import LoopContext, StagePlan, ViewBatches
 from tunelab.engine.store import STORE_DTYPES, tensor_digest
 from tunelab.text.cache import (
     CachedStates,
@@ -22,6 +22,7 @@ from tunelab.text.cache import (
     run_tail,
     uncached_reason,
 )
+from tunelab.text.config import text_options
 from tunelab.text.data import TextSet, Tokens
 from tunelab.text.model import TextModel
 
@@ -31,36 +32,36 @@ BUCKET = 16  # batches per window sorted by length
 
 
 class TextLoop:
-    """One run's text side of the loop; ``trainer`` gives the config, model, data, store and ranks."""
+    """One run's text side of the loop; ``run`` gives the config, model, data, store and ranks."""
 
-    def __init__(self, trainer: Any) -> None:
-        self.t = trainer
-        self.model = cast(TextModel, trainer.model)
+    def __init__(self, run: LoopContext) -> None:
+        self.t = run
+        self.model = cast(TextModel, run.model)
 
     def epoch_order(self, order: torch.Tensor, si: int, epoch: int) -> torch.Tensor:
         """Sorted by text length within windows of BUCKET batches, then the full batches shuffled
         again: batches of similar lengths pad little (Hugging Face's group_by_length). Still a
         function of (seed, stage, epoch) only, so a resume repeats it."""
-        trainer = self.t
-        bs = trainer.cfg.data.batch_size
-        lengths = cast(TextSet, trainer.splits.train).tokens.text_lengths
+        run = self.t
+        bs = run.cfg.data.batch_size
+        lengths = cast(TextSet, run.splits.train).tokens.text_lengths
         windows = [w[torch.argsort(lengths[w], stable=True)] for w in order.split(bs * BUCKET)]
         batches = list(torch.cat(windows).split(bs))
         full, rest = [b for b in batches if len(b) == bs], [b for b in batches if len(b) < bs]
-        g = torch.Generator().manual_seed(trainer.cfg.run.seed * 1_000_003 + si * 1009 + epoch + 1)
+        g = torch.Generator().manual_seed(run.cfg.run.seed * 1_000_003 + si * 1009 + epoch + 1)
         return torch.cat([full[i] for i in torch.randperm(len(full), generator=g)] + rest)
 
     def train_inputs(self, idx: torch.Tensor) -> Tokens:
         """A training batch's tokens; a long text brings ``train_windows`` of its windows, drawn
         from a generator seeded by the batch (so that a resumed run draws the same)."""
-        trainer = self.t
-        cfg = trainer.cfg
-        tokens = cast(TextSet, trainer.splits.train).tokens[idx]
-        keep = cfg.data.text.train_windows if cfg.data.text is not None else None
+        run = self.t
+        cfg = run.cfg
+        tokens = cast(TextSet, run.splits.train).tokens[idx]
+        keep = text_options(cfg).train_windows
         if keep is not None and tokens.starts is not None:
             g = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + int((idx * (idx + 7)).sum()))
             tokens = tokens.sample_windows(keep, g)
-        return tokens.to(trainer.device, non_blocking=True)
+        return tokens.to(run.device, non_blocking=True)
 
     def mix(self, x: Tokens, y: torch.Tensor) -> tuple[Tokens, torch.Tensor]:
         return x, y  # texts are not mixed (the config refuses regularization.mixup for them)
@@ -115,7 +116,7 @@ class TextLoop:
         h, tokens = batch
         h = h.to(self.t.device, non_blocking=True).float()
         if plan.boundary.pooled:
-            self.t.ctx["pooled"] = h
+            self.t.step_values["pooled"] = h
         return run_tail(self.model, plan.boundary, h, tokens.to(self.t.device))
 
     def teacher_inputs(self, si: int, plan: StagePlan | None) -> ViewBatches | None:

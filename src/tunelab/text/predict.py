@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tunelab.config import TEXT_DATASETS, Config
+from tunelab.config import Config
 from tunelab.errors import DataError
 from tunelab.text._encoders import load_tokenizer
+from tunelab.text.config import TEXT_DATASETS, text_options
 from tunelab.text.data import read_texts, tokenize
 from tunelab.textfile import read_text
 
@@ -17,11 +18,10 @@ _TABLES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json")
 def texts_from_file(path: Path, cfg: Config) -> tuple[list[str], list[str] | None, list[str]]:
     """(texts, pairs, items) of a CSV/TSV/JSON lines file (the run's text columns; no label needed),
     or of any other file, one text per non-empty line."""
-    assert cfg.data.text is not None
     if not path.is_file():
         raise DataError(f"{path} does not exist (expected a CSV/TSV/JSON lines file, or a file with one text per line)")
     if path.suffix.lower() in _TABLES:
-        texts, pairs, _, items = read_texts(path, cfg.data.text, field="predict", labels=False)
+        texts, pairs, _, items = read_texts(path, text_options(cfg), field="predict", labels=False)
         return texts, pairs, items
     lines = [(i, line.strip()) for i, line in enumerate(read_text(path).splitlines(), start=1)]
     lines = [(i, t) for i, t in lines if t]
@@ -32,8 +32,7 @@ def texts_from_file(path: Path, cfg: Config) -> tuple[list[str], list[str] | Non
 
 def text_inputs(cfg: Config, files: list[str], texts: list[str]) -> tuple[list[str], list[str | None], Any]:
     """(items, texts, tokens) of everything to classify, in order: ``texts`` first, then the files'."""
-    assert cfg.data.text is not None
-    tcfg = cfg.data.text
+    tcfg = text_options(cfg)
     needs_pairs = (
         f"this model reads text pairs ('{tcfg.column}', '{tcfg.pair_column}'); give them as a CSV or "
         "JSON lines file with both columns"

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tunelab.engine.probe import standardise
+
 PIXEL_SIZE = 32  # raw-pixel baseline resolution (area-resized): 3,072 features for colour
 
 
@@ -25,3 +27,15 @@ def pixel_features(images: torch.Tensor) -> np.ndarray:
 def raw_pixels(split: Any, rows: np.ndarray | None = None) -> np.ndarray:
     """The pixel features of an image set's examples (all of them, or ``rows``)."""
     return pixel_features(split.images if rows is None else split.images[torch.from_numpy(rows)])
+
+
+class PixelInputs:
+    """The image baseline's inputs: pixels (at most PIXEL_SIZE a side), standardised for the fit."""
+
+    name = "pixels"
+
+    def inputs(self, split: Any, rows: np.ndarray | None = None) -> np.ndarray:
+        return raw_pixels(split, rows)
+
+    def features(self, x: Any) -> tuple[Any, Any]:
+        return standardise(x)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from tunelab.config import Config
+from tunelab.vision.config import image_data
 
 
 def card_facts(cfg: Config) -> dict[str, str]:
     """The image side of the card: the keys of :attr:`tunelab.tasks.Task.card_facts`."""
-    side = cfg.data.image_size
+    side = image_data(cfg).image_size
     return {
         "pipeline_tag": "image-classification",
         "input": f"RGB images of {side} x {side} pixels, uint8 0-255; the normalisation is inside the model",

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tunelab.config import Config
+from tunelab.vision.config import image_data
 
 
 class AtSize(nn.Module):
@@ -28,5 +29,5 @@ class AtSize(nn.Module):
 def image_teacher(model: nn.Module, cfg: Config, tcfg: Config, spec: str) -> nn.Module:
     """The teacher run's model on the student's images: resized to the teacher's own resolution
     when the two runs' ``data.image_size`` differ."""
-    size = tcfg.data.image_size
-    return AtSize(model, size) if size != cfg.data.image_size else model
+    size = image_data(tcfg).image_size
+    return AtSize(model, size) if size != image_data(cfg).image_size else model

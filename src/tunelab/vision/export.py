@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from tunelab.config import Config
+from tunelab.vision.config import image_data
 
 
 class ImageClassifier(nn.Module):
@@ -35,8 +36,11 @@ class ImageGraph:
         return (examples.inputs[:n].contiguous(),)
 
     def image_size(self, cfg: Config) -> int | None:
-        return cfg.data.image_size
+        return image_data(cfg).image_size
+
+    def dynamic_dims(self) -> dict[int, str]:
+        return {0: "batch"}
 
     def feed(self, cfg: Config, names: list[str]) -> str:
-        size = cfg.data.image_size
+        size = image_data(cfg).image_size
         return f"raw RGB images, uint8 [B, 3, {size}, {size}] (0-255; resize the shorter side to {size}, crop the centre)"

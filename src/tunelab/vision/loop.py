@@ -8,16 +8,17 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import cast
 
 import torch
 
 from tunelab.engine.device import to_memory_format
-from tunelab.engine.loop import StagePlan, ViewBatches
+from tunelab.engine.loop import LoopContext, StagePlan, ViewBatches
 from tunelab.engine.store import STORE_DTYPES, bf16_supported, tensor_digest
 from tunelab.freezing import select
 from tunelab.vision.augment import MixTargets, build_augment
 from tunelab.vision.cache import Boundary, cache_keys, find_boundary, run_prefixes, run_tail, split_backbone, why_no_boundary
+from tunelab.vision.config import image_data
 from tunelab.vision.model import TuneModel
 
 log = logging.getLogger("tunelab")
@@ -25,14 +26,14 @@ log = logging.getLogger("tunelab")
 
 class ImageLoop:
     """One run's image side of the loop: augmentation and Mixup/CutMix of training batches, and the
-    freeze-boundary cache of its stages; ``trainer`` gives the config, model, data, store and ranks."""
+    freeze-boundary cache of its stages; ``run`` gives the config, model, data, store and ranks."""
 
-    def __init__(self, trainer: Any) -> None:
-        self.t = trainer
-        cfg = trainer.cfg
+    def __init__(self, run: LoopContext) -> None:
+        self.t = run
+        cfg = run.cfg
         reg = cfg.regularization
-        self.model = cast(TuneModel, trainer.model)
-        self.augment = build_augment(reg.augment, cfg.data.image_size)
+        self.model = cast(TuneModel, run.model)
+        self.augment = build_augment(reg.augment, image_data(cfg).image_size)
         self.mixer = MixTargets(reg.mixup, self.model.head.fc.out_features, reg.label_smoothing) if reg.mixup else None
         self.seq, self.split_note = split_backbone(self.model.backbone) if cfg.cache.enabled else (None, "")
         self.next_keys: set[str] = set()  # cache entries the next stage got from this stage's pass
@@ -214,5 +215,5 @@ class ImageLoop:
     def forward(self, plan: StagePlan, h: torch.Tensor) -> torch.Tensor:
         h = to_memory_format(h.to(self.t.device, non_blocking=True).float())
         if plan.boundary.pooled:
-            self.t.ctx["pooled"] = h
+            self.t.step_values["pooled"] = h
         return run_tail(self.model, self.seq, plan.boundary, h)

@@ -8,13 +8,13 @@ import pytest
 
 import tunelab
 from conftest import write_images
-from tunelab.config import DataConfig
 from tunelab.errors import DataError
+from tunelab.vision.config import ImageDataConfig
 from tunelab.vision.data import load_data
 
 
 def cfg(**kw):
-    return DataConfig(**{"image_size": 16, "val_split": 0.0, **kw})
+    return ImageDataConfig(**{"image_size": 16, "val_split": 0.0, **kw})
 
 
 def test_a_manifest_with_every_row_twice_leaks_nothing_into_validation(image_folder, tmp_path, caplog):

@@ -6,14 +6,14 @@ import torch
 from PIL import Image
 
 from conftest import deadline, write_images
-from tunelab.config import DataConfig
 from tunelab.errors import DataError
 from tunelab.objectives import objective_for
+from tunelab.vision.config import ImageDataConfig
 from tunelab.vision.data import load_data, load_eval_set
 
 
 def cfg(**kw):
-    return DataConfig(**{"image_size": 16, "val_split": 0.0, **kw})
+    return ImageDataConfig(**{"image_size": 16, "val_split": 0.0, **kw})
 
 
 def test_folder_source_classes_counts_and_decode(image_folder):
@@ -150,7 +150,7 @@ def test_fashion_mnist_official_splits():
 def test_decode_cache_reuses_files_and_notices_changes(image_folder, tmp_path, monkeypatch):
     store = tmp_path / "decoded"
     (image_folder / "dog" / "img0.png").write_bytes(b"not an image")
-    cfg = DataConfig(
+    cfg = ImageDataConfig(
         train=str(image_folder), val_split=0.0, test=None, image_size=16, decode_cache=str(store), on_bad_image="skip"
     )
     first = load_data(cfg)
@@ -173,7 +173,7 @@ def test_decode_cache_reuses_files_and_notices_changes(image_folder, tmp_path, m
 
 def test_decode_cache_ignores_a_half_written_file(tmp_path):
     store = tmp_path / "decoded"
-    cfg = DataConfig(train="digits", val_split=0.0, test_split=0.2, image_size=8, decode_cache=str(store))
+    cfg = ImageDataConfig(train="digits", val_split=0.0, test_split=0.2, image_size=8, decode_cache=str(store))
     ref = load_data(cfg)
     for done in store.glob("*.done"):
         done.unlink()  # as if the run had been killed while writing
@@ -190,7 +190,7 @@ def test_a_finished_decode_cache_file_that_is_damaged_is_decoded_again_with_a_wa
     """Was: a ValueError traceback (mmap length is greater than file size) for a .npy cut short by a
     full disk or a copy, with its .done marker in place."""
     store = tmp_path / "decoded"
-    cfg = DataConfig(train="digits", val_split=0.0, test_split=0.2, image_size=8, decode_cache=str(store))
+    cfg = ImageDataConfig(train="digits", val_split=0.0, test_split=0.2, image_size=8, decode_cache=str(store))
     ref = load_data(cfg)
     for npy in store.glob("*.npy"):  # a new file (ref keeps its mapping of the old one)
         data = npy.read_bytes()
@@ -216,7 +216,7 @@ def test_decode_store_replaces_files_by_rename_never_in_place(tmp_path):
     """Processes decoding the same data at once (tuning workers sharing a decode store) each write
     a file of their own and rename it into place: a file another process maps is never truncated."""
     store = tmp_path / "decoded"
-    cfg = DataConfig(train="digits", val_split=0.0, test_split=0.2, image_size=8, decode_cache=str(store))
+    cfg = ImageDataConfig(train="digits", val_split=0.0, test_split=0.2, image_size=8, decode_cache=str(store))
     ref = load_data(cfg)
     inodes = {npy: npy.stat().st_ino for npy in store.glob("*.npy")}
     for done in store.glob("*.done"):

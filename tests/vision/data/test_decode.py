@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tunelab.config import DataConfig
+from tunelab.vision.config import ImageDataConfig
 from tunelab.vision.data import _store as store
 from tunelab.vision.data import decode_file, load_data
 from tunelab.vision.data._sources import folder_source
@@ -79,7 +79,7 @@ def test_decode_cache_gives_the_same_pixels_as_decoding(tmp_path):
         (d / c).mkdir(parents=True)
         for i in range(2):
             Image.fromarray(np.full((8, 8), 30000 * i + 100, dtype=np.uint16)).save(d / c / f"{i}.png")
-    plain = load_data(DataConfig(train=str(d), image_size=8, val_split=0))
-    cached = load_data(DataConfig(train=str(d), image_size=8, val_split=0, decode_cache=str(tmp_path / "cache")))
+    plain = load_data(ImageDataConfig(train=str(d), image_size=8, val_split=0))
+    cached = load_data(ImageDataConfig(train=str(d), image_size=8, val_split=0, decode_cache=str(tmp_path / "cache")))
     assert (plain.train.images == cached.train.images).all()
     assert plain.train.images.float().mean() > 0 and plain.train.images.max() < 255

@@ -1,6 +1,6 @@
 """Labelled image data: sources, stratified splits, few-shot sub-sampling, decode-once tensors.
 
-splits = load_data(DataConfig(train="fashion-mnist", samples_per_class=20))
+splits = load_data(ImageDataConfig(train="fashion-mnist", samples_per_class=20))
 splits.train.images   # uint8 [N, 3, S, S], decoded once at the working resolution
 """
 
@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tunelab.config import DataConfig
 from tunelab.engine.data import Splits
 from tunelab.errors import DataError
 from tunelab.objectives import Objective, data_objective
 from tunelab.splitting import per_class, split_indices
+from tunelab.vision.config import ImageDataConfig
 from tunelab.vision.data._checks import drop_duplicates, drop_overlap
 from tunelab.vision.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file
 from tunelab.vision.data._sources import (
@@ -66,7 +66,7 @@ def _remap(src: ArraySource | FileSource, classes: list[str], field_name: str, o
 
 
 def _materialise(
-    src: ArraySource | FileSource, idx: np.ndarray, labels: np.ndarray, cfg: DataConfig, skipped: list[str]
+    src: ArraySource | FileSource, idx: np.ndarray, labels: np.ndarray, cfg: ImageDataConfig, skipped: list[str]
 ) -> ImageSet:
     if cfg.decode_cache is not None:
         images, kept, bad = load_decoded(src, idx, cfg.image_size, cfg.on_bad_image, Path(cfg.decode_cache))
@@ -76,7 +76,7 @@ def _materialise(
     return ImageSet(images, torch.from_numpy(labels[kept]), [src.describe(int(i)) for i in kept])
 
 
-def _separate_test(cfg: DataConfig) -> str | None:
+def _separate_test(cfg: ImageDataConfig) -> str | None:
     """The test set's own source, if it has one: ``data.test``, or with 'auto' a built-in data set's
     official test split (unless a test_split is held out of the training data instead)."""
     if cfg.test == "auto":
@@ -97,7 +97,7 @@ class _Plan:
     rng: np.random.Generator  # what the per-class caps of the test set continue with
 
 
-def _plan(cfg: DataConfig) -> _Plan:
+def _plan(cfg: ImageDataConfig) -> _Plan:
     """Open the sources named in ``cfg`` and split them: the same splits in every process that reads
     the same config (fit, evaluate, export), as the split seeds are in it."""
     objective = data_objective(cfg)
@@ -120,7 +120,7 @@ def _plan(cfg: DataConfig) -> _Plan:
     return _Plan(classes, train_src, test_src, train_idx, val_idx, test_idx, rng)
 
 
-def _test_set(plan: _Plan, cfg: DataConfig, skipped: list[str]) -> ImageSet | None:
+def _test_set(plan: _Plan, cfg: ImageDataConfig, skipped: list[str]) -> ImageSet | None:
     objective = data_objective(cfg)
     if plan.test_src is not None:
         t_labels = _remap(plan.test_src, plan.classes, "test", objective)
@@ -133,7 +133,7 @@ def _test_set(plan: _Plan, cfg: DataConfig, skipped: list[str]) -> ImageSet | No
     return None
 
 
-def load_data(cfg: DataConfig) -> Splits[ImageSet]:
+def load_data(cfg: ImageDataConfig) -> Splits[ImageSet]:
     """Open the sources named in ``cfg``, split, sub-sample, and decode what is used."""
     plan = _plan(cfg)
     src, labels = plan.train_src, plan.train_src.labels
@@ -149,7 +149,7 @@ def load_data(cfg: DataConfig) -> Splits[ImageSet]:
     return Splits(plan.classes, train, val, test, skipped)
 
 
-def load_held_out(cfg: DataConfig, classes: list[str]) -> ImageSet:
+def load_held_out(cfg: ImageDataConfig, classes: list[str]) -> ImageSet:
     """A run's own test set (its validation set where it holds none out, else its training set),
     capped at ``cfg.test_samples_per_class`` a class, with only those images decoded: the real
     inputs an export is checked on. ``classes`` are the run's."""
@@ -170,7 +170,7 @@ def load_held_out(cfg: DataConfig, classes: list[str]) -> ImageSet:
     return _materialise(plan.train_src, per_class(idx, strata, cfg.test_samples_per_class, plan.rng), labels, cfg, skipped)
 
 
-def load_eval_set(spec: str, classes: list[str], cfg: DataConfig) -> ImageSet:
+def load_eval_set(spec: str, classes: list[str], cfg: ImageDataConfig) -> ImageSet:
     """A labelled set (built-in name, folder or manifest) to evaluate a trained model on, with its
     labels mapped onto the model's classes: a built-in set's official test split, or all of a
     built-in set that has none."""
@@ -184,7 +184,7 @@ def load_eval_set(spec: str, classes: list[str], cfg: DataConfig) -> ImageSet:
     return _materialise(src, idx, labels, cfg, skipped)
 
 
-def load_unlabeled(folder: str, cfg: DataConfig, field: str = "distill.unlabeled") -> ImageSet:
+def load_unlabeled(folder: str, cfg: ImageDataConfig, field: str = "distill.unlabeled") -> ImageSet:
     """Every image under ``folder`` (flat, or in subfolders whose names are ignored), decoded once
     like the training images, each with label -1 (no class)."""
     root = Path(folder).expanduser()
@@ -202,6 +202,6 @@ def load_unlabeled(folder: str, cfg: DataConfig, field: str = "distill.unlabeled
     return images
 
 
-def count_classes(cfg: DataConfig) -> list[str]:
+def count_classes(cfg: ImageDataConfig) -> list[str]:
     """Class names of the training source, without decoding any image."""
     return list(open_source(cfg.train, "train", field="train", objective=data_objective(cfg)).classes)

@@ -10,6 +10,7 @@ import torch
 
 from tunelab.config import Config
 from tunelab.errors import DataError
+from tunelab.vision.config import image_data
 from tunelab.vision.data._decode import IMAGE_EXTENSIONS, BadImage, decode_file, not_regular
 from tunelab.vision.data._sources import BUILTIN, NOT_REGULAR, image_files
 
@@ -22,7 +23,7 @@ def image_inputs(cfg: Config, inputs: list[str], texts: list[str]) -> tuple[list
         raise DataError(f"--text needs a text model; this run's backbone {cfg.model.backbone} takes images")
     files = _expand_inputs(inputs)
     try:
-        images = torch.stack([decode_file(f, cfg.data.image_size) for f in files])
+        images = torch.stack([decode_file(f, image_data(cfg).image_size) for f in files])
     except BadImage as e:
         raise DataError(str(e)) from None
     return [str(f) for f in files], [None for _ in files], images

@@ -13,14 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 
 from tunelab.checkpoint import atomic_write_text
 from tunelab.errors import ModelError
-from tunelab.exports._inference import decoding, reading
 from tunelab.runs import Run
 from tunelab.text._encoders import load_tokenizer
+from tunelab.text.config import text_options
+from tunelab.text.export import TextGraph
 
 # the pooled features from the encoder's last hidden states ``h`` and the attention mask ``m``
 # ([B, L, 1], float), as the run's backbone computes them
@@ -73,7 +75,6 @@ def write_transformers(run: Run, folder: Path, card: str) -> None:
     """Write the encoder, the tokenizer, head.safetensors, tunelab_head.json, decoding.json and README.md."""
     _check(run)
     cfg = run.config
-    assert cfg.data.text is not None
     encoder: Any = getattr(run.model.backbone, "model", None)
     if encoder is None or not hasattr(encoder, "save_pretrained"):
         raise ModelError("--format transformers: the run's backbone holds no transformers model")
@@ -82,19 +83,18 @@ def write_transformers(run: Run, folder: Path, card: str) -> None:
     encoder.config.problem_type = run.objective.problem_type
     with _quiet():
         encoder.save_pretrained(folder)
-    load_tokenizer(cfg.data.text.tokenizer or cfg.model.backbone, cfg.model.weights).save_pretrained(folder)
+    load_tokenizer(text_options(cfg).tokenizer or cfg.model.backbone, cfg.model.weights).save_pretrained(folder)
     fc = run.model.head.fc
     weight, bias = run.objective.fold(fc.weight.detach(), fc.bias.detach())
     save_file({"fc.weight": weight.contiguous(), "fc.bias": bias.contiguous()}, str(folder / "head.safetensors"))
-    meta = {"classes": run.classes, "pooling": cfg.model.head.pooling, "max_length": cfg.data.text.max_length}
+    meta = {"classes": run.classes, "pooling": cfg.model.head.pooling, "max_length": text_options(cfg).max_length}
     atomic_write_text(folder / "tunelab_head.json", json.dumps(meta, indent=1))
-    atomic_write_text(folder / "decoding.json", json.dumps(decoding(run, run.objective.outputs), indent=1))
+    atomic_write_text(folder / "decoding.json", json.dumps(run.decoding(run.objective.outputs), indent=1))
     atomic_write_text(folder / "README.md", card)
 
 
 def transformers_snippet(run: Run, folder: str) -> str:
     """The plain lines that turn texts into the run's outputs (logits, values) with the exported folder."""
-    assert run.config.data.text is not None
     return f"""import torch
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoTokenizer
@@ -102,7 +102,7 @@ from transformers import AutoModel, AutoTokenizer
 folder = "{folder}"
 tokenizer, encoder = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
 head = load_file(f"{{folder}}/head.safetensors")
-batch = tokenizer(texts, padding=True, truncation=True, max_length={run.config.data.text.max_length}, return_tensors="pt")
+batch = tokenizer(texts, padding=True, truncation=True, max_length={text_options(run.config).max_length}, return_tensors="pt")
 with torch.no_grad():
     h = encoder(**batch).last_hidden_state
 m = batch["attention_mask"].unsqueeze(-1).to(h.dtype)
@@ -117,7 +117,7 @@ def transformers_usage(run: Run, folder: str) -> str:
         f"without tunelab (a text longer than the max_length is read as its first window):\n\n```python\n"
         f"{transformers_snippet(run, folder)}```\n\nThe names of the outputs are in `encoder.config.id2label`, the "
         f"problem type in `encoder.config.problem_type`; `decoding.json` says how to read them: "
-        f"{reading(run, run.objective.outputs)}."
+        f"{run.reading(run.objective.outputs)}."
     )
 
 
@@ -128,3 +128,22 @@ def snippet_logits(run: Run, folder: Path, texts: list[str]) -> torch.Tensor:
     with _quiet():  # the encoder's pooler is not saved (the run does not use it): a load report says so
         exec(transformers_snippet(run, str(folder)), scope)
     return scope[run.objective.outputs]
+
+
+class TransformersFolder:
+    """``--format transformers`` (:class:`tunelab.engine.task.LibraryExport`)."""
+
+    checked_by = "AutoModel"
+
+    def usage(self, run: Run, folder: str) -> str:
+        return transformers_usage(run, folder)
+
+    def write(self, run: Run, folder: Path, card: str, examples: Any, n: int) -> float:
+        """The folder, then the documented lines on the examples' texts against the run's model on
+        the same tokens: the largest difference of their outputs."""
+        write_transformers(run, folder, card)
+        graph = TextGraph()
+        model = graph.wrap(run.model.float().eval().requires_grad_(False), torch.nn.Identity()).eval()
+        with torch.inference_mode():
+            ours = model(*graph.as_tensors(examples, n)).numpy()
+        return float(np.abs(snippet_logits(run, folder, list(examples.texts)[:n]).numpy() - ours).max())

@@ -26,8 +26,8 @@ import torch
 
 from tunelab.checkpoint import atomic_write_text
 from tunelab.errors import ModelError
-from tunelab.exports._inference import decoding, reading
 from tunelab.runs import Run
+from tunelab.vision.config import image_data
 
 PREFIX = "backbone.model."  # where a run's state dict keeps the timm model's own weights
 
@@ -77,7 +77,7 @@ def write_timm(run: Run, folder: Path, card: str, images: torch.Tensor) -> float
 
     model = timm_model(run)
     diff = timm_difference(model, run, images)
-    size = run.config.data.image_size
+    size = image_data(run.config).image_size
     # tunelab resizes the shorter side to the size and crops the centre square: a crop_pct of 1
     save_for_hf(
         model,
@@ -86,7 +86,7 @@ def write_timm(run: Run, folder: Path, card: str, images: torch.Tensor) -> float
         safe_serialization=True,
         data_config={"input_size": (3, size, size), "crop_pct": 1.0, "interpolation": "bicubic"},
     )
-    atomic_write_text(folder / "decoding.json", json.dumps(decoding(run, run.objective.outputs), indent=1))
+    atomic_write_text(folder / "decoding.json", json.dumps(run.decoding(run.objective.outputs), indent=1))
     atomic_write_text(folder / "README.md", card)
     return diff
 
@@ -103,9 +103,21 @@ model = timm.create_model("local-dir:{folder}", pretrained=True).eval()
 # differs from the pretrained config's)
 model = timm.create_model("{name}", pretrained=True, num_classes={k},
                           pretrained_cfg_overlay={{"file": "{folder}/model.safetensors", "num_classes": {k}}}).eval()
-config = timm.data.resolve_data_config({{}}, model=model)   # input size {run.config.data.image_size}, mean, std
+config = timm.data.resolve_data_config({{}}, model=model)   # input size {image_data(run.config).image_size}, mean, std
 transform = timm.data.create_transform(**config)
 ```
 
 `model.pretrained_cfg["label_names"]` holds the names of the outputs ({run.objective.outputs});
-`decoding.json` the problem type ({run.objective.name}) and how to read them: {reading(run, run.objective.outputs)}."""
+`decoding.json` the problem type ({run.objective.name}) and how to read them: {run.reading(run.objective.outputs)}."""
+
+
+class TimmFolder:
+    """``--format timm`` (:class:`tunelab.engine.task.LibraryExport`)."""
+
+    checked_by = "timm"
+
+    def usage(self, run: Run, folder: str) -> str:
+        return timm_usage(run, folder)
+
+    def write(self, run: Run, folder: Path, card: str, examples: Any, n: int) -> float:
+        return write_timm(run, folder, card, examples.inputs[:n].contiguous())
