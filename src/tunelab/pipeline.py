@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,14 +46,12 @@ from tunelab.engine.trainer import HOOKS, Hook, Trainer
 from tunelab.errors import ConfigError, DiskFullError, Interrupted
 from tunelab.few_shot import apply_few_shot
 from tunelab.freezing import select
-from tunelab.lexical_fit import CHOICE_FILE, attach, choose, fit_blend, saved_choice, test_scores, without_blend
-from tunelab.lexical_fit import wanted as lexical_wanted
 from tunelab.metrics import format_metrics, per_class_table
 from tunelab.objectives import Objective, counted, objective_of
 from tunelab.pretrained_fit import apply_fit, probe_fit, probe_wanted, wanted
 from tunelab.refit import refit_stages, should_refit
 from tunelab.regularizers import Penalty, build_penalties, check_coverage, pretrained_reference
-from tunelab.report import lexical_summary, write_report
+from tunelab.report import write_report
 from tunelab.run_record import check_checkpoint, check_config, read_record, record_model, run_id, write_config
 from tunelab.runs import (
     BASELINES_FILE,
@@ -67,13 +65,10 @@ from tunelab.runs import (
     remove_stale_files,
     run_logging,
 )
-from tunelab.tasks import Task, decode_folder, task_for, with_decode_folder
+from tunelab.tasks import PostFit, Task, decode_folder, task_for, with_decode_folder
 from tunelab.vision.auto_augment import mirror_wanted
 from tunelab.vision.backbones import Backbone
 from tunelab.vision.cache import backbone_sequence
-
-if TYPE_CHECKING:
-    from tunelab.text.lexical import LexicalBlend
 
 log = logging.getLogger("tunelab")
 
@@ -217,17 +212,17 @@ class _FitContext:
     num_classes: int
     found: _Findings
     score: Score  # what the diagnoses read of the run's problem type
+    post_fit: PostFit | None  # the modality's step after training, holding what it chose
 
 
 @dataclass(frozen=True)
 class _FirstFit:
     """What the first fit hands to the final model: how many training examples have labels (the
-    first ``n_labelled``), the teacher to distil from, its validation logits and the lexical blend."""
+    first ``n_labelled``), the teacher to distil from and its validation logits."""
 
     n_labelled: int
     teacher: Callable[[Trainer], Distiller] | None
     val_logits: torch.Tensor | None
-    blend: tuple[LexicalBlend, dict[str, Any]] | None
 
 
 def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist: Dist, device: torch.device) -> Run:
@@ -241,7 +236,8 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
     objective = objective_of(cfg)  # as the fitted config makes it; learns from the labelled training targets
     objective.fit(splits.train.labels, num_classes, device)
     score = score_of(objective, _prior_loss(objective, splits.train.labels))
-    ctx = _FitContext(task, objective, run_dir, hooks, dist, device, num_classes, _Findings.of(run_dir), score)
+    post_fit = task.post_fit(cfg, run_dir) if task.post_fit is not None else None
+    ctx = _FitContext(task, objective, run_dir, hooks, dist, device, num_classes, _Findings.of(run_dir), score, post_fit)
     model, penalties = _model_for_training(cfg, ctx, pos, run_dir)
     cfg = _before_training(cfg, ctx, splits, model, penalties, pos)
     n_labelled = len(splits.train)
@@ -252,8 +248,11 @@ def _fit(cfg: Config, run_dir: Path, pos: Position, hooks: dict[str, Hook], dist
 
     trainer.model.eval()
     val_logits = trainer.predict(splits.val.inputs) if splits.val is not None else None
-    cfg, blend = _lexical_blend(cfg, trainer, splits, val_logits, run_dir, dist)
-    first = _FirstFit(n_labelled, teacher, val_logits, blend)
+    if ctx.post_fit is not None:  # the modality's step after training (texts: the lexical blend)
+        cfg = ctx.post_fit.choose(cfg, trainer.model, splits, val_logits, dist.main)
+        if dist.main:
+            write_config(run_dir, cfg)
+    first = _FirstFit(n_labelled, teacher, val_logits)
     model, trainer, final, val_probs = _final_model(cfg, ctx, splits, trainer, first)
     final["seconds"] = time.perf_counter() - t_start
     if score.prior is not None:
@@ -388,31 +387,6 @@ def _rates_by_probe(cfg: Config, splits: Splits[Any], model: FineTuneModel, ctx:
     return cfg
 
 
-def _lexical_blend(
-    cfg: Config, trainer: Trainer, splits: Splits[Any], val_logits: torch.Tensor | None, run_dir: Path, dist: Dist
-) -> tuple[Config, tuple[LexicalBlend, dict[str, Any]] | None]:
-    """The text run's lexical blend (:mod:`tunelab.lexical_fit`), if it has one: fitted on the
-    labelled training texts, its scales chosen on the validation split (on a resume: as this run
-    chose them before), the choice written into RUN_DIR/lexical.json, then its share into config.yaml."""
-    chosen = saved_choice(run_dir, cfg)
-    if chosen is None and not lexical_wanted(cfg):
-        return cfg, None
-    blend = fit_blend(trainer.model, splits.train, len(splits.classes), cfg.run.seed)
-    if chosen is None:
-        scales, record = choose(cfg, blend, val_logits, splits.val)
-        record["share"] = blend.with_scales(*scales).share
-        if dist.main:  # first: wherever config.yaml holds the share, the choice it came from is on disk
-            ckpt.atomic_write_text(run_dir / CHOICE_FILE, json.dumps(record, indent=1))
-    else:
-        record = chosen
-        blend.with_scales(*record["scales"])
-    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"lexical": record["share"]})})
-    log.info(lexical_summary(record))
-    if dist.main:
-        write_config(run_dir, cfg)
-    return cfg, (blend, record)
-
-
 def _final_model(
     cfg: Config, ctx: _FitContext, splits: Splits[Any], trainer: Trainer, first: _FirstFit
 ) -> tuple[FineTuneModel, Trainer, dict[str, Any], np.ndarray | None]:
@@ -431,12 +405,11 @@ def _final_model(
         val_probs = objective.decode(first.val_logits)
     if splits.val is not None and should_refit(cfg, first.n_labelled, len(splits.val), len(splits.classes)):
         model, trainer, final["refit"] = _refit_scored(cfg, ctx, splits, trainer, first.teacher)
-    blend = _blend_on_all_labels(cfg, model, splits, first.blend)
     logits = trainer.predict(splits.test.inputs) if splits.test is not None else None  # the network alone
-    if blend is not None:
-        final["lexical"] = blend[1]
-        if blend[0].share > 0:
-            attach(model, blend[0], ctx.device)
+    step = ctx.post_fit
+    if step is not None and step.record:
+        step.finish(model, splits, cfg.run.seed, ctx.device)
+        final[step.name] = step.record
     if ctx.dist.main:
         state = {"problem": objective.name, **objective.state()}
         ckpt.atomic_write_text(ctx.run_dir / OBJECTIVE_FILE, json.dumps(state, indent=1))
@@ -447,8 +420,8 @@ def _final_model(
             before_rename=lambda tmp: record_model(ctx.run_dir, tmp),
         )
     if splits.test is not None and logits is not None:
-        if blend is not None:
-            logits, final["lexical"]["test"] = test_scores(blend[0], logits, splits.test, cfg.data.eval_batch_size)
+        if step is not None and step.record:
+            logits = step.test_logits(logits, splits.test, cfg.data.eval_batch_size)
         final["test"] = objective.metrics(logits, splits.test.labels, splits.classes, detailed=True)
     return model, trainer, final, val_probs
 
@@ -473,17 +446,6 @@ def _refit_scored(
     if first_test is not None and splits.test is not None:
         record["first_fit_test"] = ctx.objective.metrics(first_test, splits.test.labels, splits.classes)
     return model, trainer, record
-
-
-def _blend_on_all_labels(
-    cfg: Config, model: FineTuneModel, splits: Splits[Any], blend: tuple[LexicalBlend, dict[str, Any]] | None
-) -> tuple[LexicalBlend, dict[str, Any]] | None:
-    """The lexical blend the final model keeps: once its scales are chosen, the regression (seconds to
-    fit) learns from every labelled text, as a refit network does: the validation split too."""
-    if blend is not None and blend[0].share > 0 and splits.val is not None:
-        refit = fit_blend(model, splits.train.concat(splits.val), len(splits.classes), cfg.run.seed)
-        return refit.with_scales(*blend[0].scales.tolist()), blend[1]
-    return blend
 
 
 def _shared_folders(cfg: Config, task: Task[Any], run_dir: Path, dist: Dist, device: torch.device) -> tuple[Config, list[Path]]:
@@ -595,7 +557,7 @@ def _model_for_training(cfg: Config, ctx: _FitContext, pos: Position, folder: Pa
     """The model with its pretrained weights (placed, compiled if asked) and its penalties; then
     each rank's own seed, and the weights of the checkpoint in ``folder`` a resume starts from."""
     dist = ctx.dist
-    model = ctx.task.build_model(without_blend(cfg), ctx.num_classes)
+    model = ctx.task.build_model(ctx.post_fit.trained_config(cfg) if ctx.post_fit else cfg, ctx.num_classes)
     model.head.out = ctx.objective.output_layer()  # after the objective learned the training targets' scale
     ctx.objective.init_head(model.head.fc)  # a resume's checkpoint replaces it below
     model = place(model, ctx.device)

@@ -22,6 +22,7 @@ from tunelab.objectives import Objective, counted, objective_of
 from tunelab.pretrained_fit import features_fit
 from tunelab.runs import read_run_folder
 from tunelab.tasks import task_for
+from tunelab.text.lexical_fit import lexical_summary
 from tunelab.text.report import WRONG_TEXTS
 from tunelab.vision.auto_augment import CROP_MIN_SIDE
 
@@ -201,34 +202,6 @@ def _headline(r: dict[str, Any], cfg: Any, objective: Objective) -> dict[str, An
         "backbone": cfg.model.backbone,
         "seconds": f"{m.get('seconds', 0):.0f}",
     }
-
-
-def lexical_summary(record: dict[str, Any]) -> str:
-    """The lexical blend's share and what it did on the validation split, in a line."""
-    a, b = record["scales"]
-    head = f"lexical blend: word counts' share {record['share']} (scales {a:g}, {b:g}; {record['chosen_by']})"
-    val = record.get("val")
-    if not val:
-        return head
-    line = (
-        f"{head}; validation accuracy {val['network']['accuracy']:.3f} network alone, "
-        f"{val['blend']['accuracy']:.3f} blended, {val['words']['accuracy']:.3f} word counts alone"
-    )
-    sure = val.get("sureness")
-    if sure:
-        line += (
-            f"; the lowest log-loss, at scales {val['uncapped']['net_scale']:g}, {val['uncapped']['lex_scale']:g}, "
-            f"was {sure['mean_top_before']:.3f} sure on average: both scales x{sure['factor']:.3g}, "
-            f"{sure['mean_top']:.3f} sure, as the validation accuracy supports ((right + 1) / (n + 2) = "
-            f"{sure['bound']:.3f})"
-        )
-    refused = val.get("refused")
-    if refused:
-        line += (
-            f"; the lowest log-loss, at scales {refused['net_scale']:g}, {refused['lex_scale']:g}, scored "
-            f"{refused['accuracy']:.3f}, below the network alone: refused, the network kept as trained"
-        )
-    return line
 
 
 def _pretrained_fit(m: dict[str, Any], augment: Any = None) -> dict[str, str] | None:

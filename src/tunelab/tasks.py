@@ -15,7 +15,7 @@ from typing import Any
 
 from tunelab.config import Config, ModelConfig, modality_of, register_modality
 from tunelab.engine.model import FineTuneModel
-from tunelab.engine.task import Gallery, GraphInputs, Task
+from tunelab.engine.task import Gallery, GraphInputs, PostFit, Task
 from tunelab.text.task import TEXTS
 from tunelab.vision.task import IMAGES
 
@@ -23,6 +23,7 @@ __all__ = [
     "TASKS",
     "Gallery",
     "GraphInputs",
+    "PostFit",
     "Task",
     "build_model",
     "decode_folder",

@@ -14,10 +14,10 @@ from conftest import text_rows, write_text_csv
 from tunelab.api import load_run
 from tunelab.config import ModelConfig, build_config
 from tunelab.errors import ConfigError
-from tunelab.report import lexical_summary
 from tunelab.tasks import build_model
 from tunelab.text.data import Tokens
 from tunelab.text.lexical import LexicalBlend, cap_sureness, count_matrix, fit_lexical, fit_scales
+from tunelab.text.lexical_fit import lexical_summary
 
 V = 40
 

@@ -56,6 +56,23 @@ class RawInputs(Protocol):
     def features(self, x: Any) -> tuple[Any, Any]: ...  # fitted on x: (transform, transformed x)
 
 
+class PostFit(Protocol):
+    """A step after training that adds to the network before it is saved (texts: the lexical blend,
+    :class:`tunelab.text.lexical_fit.LexicalStep`); one object a run, holding what it chose."""
+
+    name: str  # its entry in metrics.json
+    record: dict[str, Any]  # what metrics.json keeps of it (the test scores added by test_logits)
+
+    def trained_config(self, cfg: Config) -> Config: ...  # the config of the network that trains, without it
+    def choose(  # after the first fit, on its validation logits; the config recording the choice
+        self, cfg: Config, model: FineTuneModel, splits: Splits[Any], val_logits: torch.Tensor | None, main: bool
+    ) -> Config: ...
+    def finish(
+        self, model: FineTuneModel, splits: Splits[Any], seed: int, device: torch.device
+    ) -> None: ...  # joins the final model
+    def test_logits(self, logits: torch.Tensor, test: Any, batch_size: int) -> torch.Tensor: ...  # the network's, with it
+
+
 @dataclass(frozen=True)
 class Task(Generic[D]):
     modality: Modality  # its configuration: data section, defaults, recipes, checks
@@ -82,6 +99,7 @@ class Task(Generic[D]):
     teacher: Callable[[nn.Module, Config, Config, str], nn.Module]
     graph: GraphInputs  # the exported graph's inputs (tunelab export --format onnx / torchscript)
     library_export: LibraryExport | None = None  # the folder format named ``library``, where the library has one
+    post_fit: Callable[[Config, Path], PostFit | None] | None = None  # the run's post-fit step, given its config and folder
     # the data key of a folder of decoded inputs that runs can share (a study's trials, ranks); None: none
     decode_key: str | None = None
 

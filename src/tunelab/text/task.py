@@ -17,6 +17,7 @@ from tunelab.text.card import card_facts
 from tunelab.text.config import MODALITY, TextDataConfig
 from tunelab.text.distill import text_teacher
 from tunelab.text.export import TextGraph
+from tunelab.text.lexical_fit import lexical_step
 from tunelab.text.loop import TextLoop
 from tunelab.text.model import build_text_model
 from tunelab.text.predict import labelled, text_inputs
@@ -65,4 +66,5 @@ TEXTS: Task[TextDataConfig] = Task(
     teacher=text_teacher,
     graph=TextGraph(),
     library_export=TransformersFolder(),
+    post_fit=lexical_step,
 )

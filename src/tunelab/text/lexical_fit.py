@@ -1,7 +1,8 @@
-"""The lexical blend of a text run (``model.lexical``, :mod:`tunelab.text.lexical`), fitted after
-training: the word-piece TF-IDF regression on the training split, its scale and the network's
-chosen on the validation split, its share written back into config.yaml; then the regression is
-fitted again on every labelled text (the validation split too), at the same scales.
+"""The lexical blend of a text run (``model.lexical``, :mod:`tunelab.text.lexical`), the text
+modality's post-fit step (:class:`LexicalStep`, ``Task.post_fit``), fitted after training: the
+word-piece TF-IDF regression on the training split, its scale and the network's chosen on the
+validation split, its share written back into config.yaml; then the regression is fitted again on
+every labelled text (the validation split too), at the same scales.
 
 The choice itself goes into RUN_DIR/lexical.json before config.yaml records its share: the share
 is rounded and loses the overall scale (scales 0, 100 have the share 1.0 of scales 0, 1), so a
@@ -16,16 +17,17 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from tunelab import checkpoint as ckpt
 from tunelab.config import Config
+from tunelab.engine.data import Splits
 from tunelab.engine.model import FineTuneModel
 from tunelab.objectives import objective_of
-
-if TYPE_CHECKING:  # the text side loads with the first text run, not with every import of the pipeline
-    from tunelab.text.lexical import LexicalBlend
+from tunelab.text.lexical import LexicalBlend, fit_lexical, fit_scales, scores_at
+from tunelab.text.model import TextModel
 
 log = logging.getLogger("tunelab")
 
@@ -66,9 +68,6 @@ def without_blend(cfg: Config) -> Config:
 
 def fit_blend(model: FineTuneModel, texts: Any, num_classes: int, seed: int) -> LexicalBlend:
     """The regression on the labelled texts of a text set (unlabelled ones, label -1, left out)."""
-    from tunelab.text.lexical import fit_lexical
-    from tunelab.text.model import TextModel
-
     assert isinstance(model, TextModel)
     labelled = torch.nonzero(texts.labels >= 0).flatten()
     return fit_lexical(
@@ -83,8 +82,6 @@ def fit_blend(model: FineTuneModel, texts: Any, num_classes: int, seed: int) -> 
 
 def attach(model: FineTuneModel, blend: LexicalBlend, device: torch.device) -> None:
     """The blend becomes part of the model (its forward, its saved weights)."""
-    from tunelab.text.model import TextModel
-
     assert isinstance(model, TextModel)
     model.lexical = blend.to(device)
 
@@ -111,8 +108,6 @@ def choose(
     """The scales (a, b) of the network's and the regression's log-probabilities: ``1 - w, w`` for a
     number ``w`` in ``model.lexical``, else those of the lowest validation log-loss (the network
     alone without a validation split); and what the choice saw."""
-    from tunelab.text.lexical import fit_scales, scores_at
-
     fixed = cfg.model.lexical if isinstance(cfg.model.lexical, float) else None
     scales = (1.0 - fixed, fixed) if fixed is not None else (1.0, 0.0)
     record: dict[str, Any] = {"chosen_by": "config" if fixed is not None else "no validation split"}
@@ -131,8 +126,96 @@ def test_scores(
 ) -> tuple[torch.Tensor, dict[str, dict[str, float]]]:
     """The blended test logits, and the test scores of the network alone, the blend and the
     regression alone (what the benchmark suite reads; nothing is chosen on them)."""
-    from tunelab.text.lexical import scores_at
-
     lex = blend_log_probs(blend, test.inputs, batch_size)
     a, b = (float(x) for x in blend.scales)
     return a * net_logits.float().log_softmax(1) + b * lex, scores_at(net_logits, lex, test.labels, a, b)
+
+
+def lexical_summary(record: dict[str, Any]) -> str:
+    """The lexical blend's share and what it did on the validation split, in a line."""
+    a, b = record["scales"]
+    head = f"lexical blend: word counts' share {record['share']} (scales {a:g}, {b:g}; {record['chosen_by']})"
+    val = record.get("val")
+    if not val:
+        return head
+    line = (
+        f"{head}; validation accuracy {val['network']['accuracy']:.3f} network alone, "
+        f"{val['blend']['accuracy']:.3f} blended, {val['words']['accuracy']:.3f} word counts alone"
+    )
+    sure = val.get("sureness")
+    if sure:
+        line += (
+            f"; the lowest log-loss, at scales {val['uncapped']['net_scale']:g}, {val['uncapped']['lex_scale']:g}, "
+            f"was {sure['mean_top_before']:.3f} sure on average: both scales x{sure['factor']:.3g}, "
+            f"{sure['mean_top']:.3f} sure, as the validation accuracy supports ((right + 1) / (n + 2) = "
+            f"{sure['bound']:.3f})"
+        )
+    refused = val.get("refused")
+    if refused:
+        line += (
+            f"; the lowest log-loss, at scales {refused['net_scale']:g}, {refused['lex_scale']:g}, scored "
+            f"{refused['accuracy']:.3f}, below the network alone: refused, the network kept as trained"
+        )
+    return line
+
+
+class LexicalStep:
+    """The blend as a post-fit step (:class:`tunelab.engine.task.PostFit`): chosen after the first
+    fit, fitted again on every labelled text and attached to the final model, its record under
+    ``lexical`` in metrics.json (with the test scores of the network, the blend and the words)."""
+
+    name = "lexical"
+
+    def __init__(self, run_dir: Path, chosen: dict[str, Any] | None, active: bool) -> None:
+        self.run_dir, self.chosen, self.active = run_dir, chosen, active
+        self.blend: LexicalBlend | None = None
+        self.record: dict[str, Any] = {}
+
+    def trained_config(self, cfg: Config) -> Config:
+        return without_blend(cfg)
+
+    def choose(
+        self, cfg: Config, model: FineTuneModel, splits: Splits[Any], val_logits: torch.Tensor | None, main: bool
+    ) -> Config:
+        """The regression on the labelled training texts, its scales chosen on the validation split
+        (on a resume: as this run chose them before), the choice written into RUN_DIR/lexical.json;
+        the config with its share (for config.yaml, which must follow the file)."""
+        if not self.active:
+            return cfg
+        blend = fit_blend(model, splits.train, len(splits.classes), cfg.run.seed)
+        if self.chosen is None:
+            scales, record = choose(cfg, blend, val_logits, splits.val)
+            record["share"] = blend.with_scales(*scales).share
+            if main:  # first: wherever config.yaml holds the share, the choice it came from is on disk
+                ckpt.atomic_write_text(self.run_dir / CHOICE_FILE, json.dumps(record, indent=1))
+        else:
+            record = self.chosen
+            blend.with_scales(*record["scales"])
+        self.blend, self.record = blend, record
+        log.info(lexical_summary(record))
+        return cfg.model_copy(update={"model": cfg.model.model_copy(update={"lexical": record["share"]})})
+
+    def finish(self, model: FineTuneModel, splits: Splits[Any], seed: int, device: torch.device) -> None:
+        """Once its scales are chosen the regression (seconds to fit) learns from every labelled text,
+        the validation split too, as a refit network does; then it joins the model."""
+        if self.blend is None or self.blend.share <= 0:
+            return
+        if splits.val is not None:
+            refit = fit_blend(model, splits.train.concat(splits.val), len(splits.classes), seed)
+            self.blend = refit.with_scales(*self.blend.scales.tolist())
+        attach(model, self.blend, device)
+
+    def test_logits(self, logits: torch.Tensor, test: Any, batch_size: int) -> torch.Tensor:
+        if self.blend is None:
+            return logits
+        blended, self.record["test"] = test_scores(self.blend, logits, test, batch_size)
+        return blended
+
+
+def lexical_step(cfg: Config, run_dir: Path) -> LexicalStep | None:
+    """The run's blend step: for a config that names a blend (``model.lexical``); it blends when the
+    run asks for one of class probabilities or chose one before (:func:`saved_choice`)."""
+    if cfg.model.lexical is None:
+        return None
+    chosen = saved_choice(run_dir, cfg)
+    return LexicalStep(run_dir, chosen, chosen is not None or wanted(cfg))
