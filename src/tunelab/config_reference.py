@@ -20,7 +20,7 @@ from tunelab.config import Config, DataConfig, modalities
 
 HEADER = """# Config reference
 
-Generated from the field descriptions in `src/tunelab/config.py` by
+Generated from the field descriptions in `src/tunelab/config.py` and each modality's `config.py` by
 `python -m tunelab.config_reference > docs/config-reference.md` (a test checks that this page is
 current). How the keys fit together, recipes and `--set`: [config.md](config.md).
 
