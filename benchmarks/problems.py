@@ -173,9 +173,9 @@ def _at_half(run_dir: Path, metrics: tuple[str, ...]) -> dict[str, float]:
     """The run's test metrics with every label's threshold at 0.5 instead of the ones it chose on
     its validation split: what the threshold choice itself gains or costs (the sklearn rows use 0.5)."""
     from tunelab.api import evaluate
-    from tunelab.runs import OBJECTIVE_FILE
+    from tunelab.run_folder import RunFolder
 
-    path = Path(run_dir) / OBJECTIVE_FILE
+    path = Path(run_dir) / RunFolder.OBJECTIVE
     state = json.loads(path.read_text())
     path.write_text(json.dumps(state | {"thresholds": None}))
     try:

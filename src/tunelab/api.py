@@ -16,8 +16,9 @@ from tunelab.engine.model import FineTuneModel
 from tunelab.errors import ConfigError, DataError, RunError
 from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_table, select, set_train_mode, set_trainable
 from tunelab.objectives import Objective, objective_of
+from tunelab.run_folder import RunFolder, read_json
 from tunelab.run_record import check_model
-from tunelab.runs import OBJECTIVE_FILE, Run, read_classes, read_json, read_metrics
+from tunelab.runs import Run, read_classes, read_metrics
 from tunelab.tasks import random_weights, task_for
 
 log = logging.getLogger("tunelab")
@@ -27,10 +28,10 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> Run:
     """Rebuild a finished run's model from its config and final weights (no hub access needed)."""
 
     d = Path(run_dir)
-    if not (d / "config.yaml").is_file():
+    if not (d / RunFolder.CONFIG).is_file():
         raise ConfigError(f"{d} is not a run folder (no config.yaml)")
-    cfg = load_config(d / "config.yaml")
-    weights = d / "model.safetensors"
+    cfg = load_config(d / RunFolder.CONFIG)
+    weights = d / RunFolder.MODEL
     if not weights.is_file():
         raise ConfigError(f"{d} has no model.safetensors: the run did not finish; continue it with `tunelab fit --resume {d}`")
     classes = read_classes(d)
@@ -55,7 +56,7 @@ def read_objective(run_dir: Path, cfg: Config) -> Objective:
     """The run's objective with what it decided (thresholds): RUN_DIR/objective.json; a run of an
     earlier tunelab, which has none, was single-label with nothing decided."""
     objective = objective_of(cfg)
-    path = run_dir / OBJECTIVE_FILE
+    path = run_dir / RunFolder.OBJECTIVE
     state = read_json(path, dict, {})
     if state.get("problem", objective.name) != objective.name:
         raise RunError(

@@ -22,10 +22,11 @@ from tunelab.checkpoint import atomic_write_text
 from tunelab.config import Config, load_config
 from tunelab.metrics import SHOWN
 from tunelab.objectives import Objective, objective_of
-from tunelab.runs import OBJECTIVE_FILE, read_json, read_run_folder
+from tunelab.run_folder import RunFolder, read_json
+from tunelab.runs import read_run_folder
 from tunelab.tasks import Task, task_for
 
-CARD = "README.md"
+CARD = RunFolder.CARD
 # each metric as the Hub's model-index names it: its type and arguments
 HUB_METRICS: dict[str, tuple[str, dict[str, str] | None]] = {
     "accuracy": ("accuracy", None),
@@ -145,7 +146,7 @@ def _problem(run_dir: Path, objective: Objective, metrics: dict[str, Any]) -> di
     """What the card says of the problem type: what the names are, the metrics (the primary first),
     the baselines, and what the run decided (each label's threshold; the target's scale)."""
     shown = [SHOWN.get(k, k) for k in objective.reported]
-    state = read_json(run_dir / OBJECTIVE_FILE, dict, {})
+    state = read_json(run_dir / RunFolder.OBJECTIVE, dict, {})
     split = "test" if "test" in metrics else "val" if "val" in metrics else None
     return {
         "examples": objective.examples,
@@ -164,7 +165,7 @@ def _problem(run_dir: Path, objective: Objective, metrics: dict[str, Any]) -> di
 def card_context(run_dir: Path, library_name: str = "tunelab", usage: str | None = None) -> dict[str, Any]:
     """Everything model_card.md.j2 shows, as plain data."""
     r = read_run_folder(run_dir)
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = load_config(run_dir / RunFolder.CONFIG)
     metrics, classes = r["metrics"], r["classes"]
     data_head, data_rows = _data_rows(r["data"])
     name = run_dir.resolve().name

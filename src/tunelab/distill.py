@@ -27,6 +27,7 @@ from tunelab.config import Config
 from tunelab.engine.data import Splits
 from tunelab.engine.distill import Distiller
 from tunelab.errors import ConfigError
+from tunelab.run_folder import RunFolder
 from tunelab.tasks import task_for
 from tunelab.vision.config import image_data
 from tunelab.vision.data import load_unlabeled
@@ -40,7 +41,7 @@ def load_teacher(cfg: Config, classes: list[str], num_classes: int, device: torc
     assert cfg.distill is not None
     spec = cfg.distill.teacher
     folder = Path(spec).expanduser()
-    if not (folder / "config.yaml").is_file():
+    if not (folder / RunFolder.CONFIG).is_file():
         raise ConfigError(
             f"distill.teacher: {spec} is not a run folder (no config.yaml); valid: the folder of a "
             f"finished `tunelab fit` run trained on the same {num_classes} classes "

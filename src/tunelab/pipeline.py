@@ -52,16 +52,13 @@ from tunelab.pretrained_fit import apply_fit, probe_fit, probe_wanted, wanted
 from tunelab.refit import refit_stages, should_refit
 from tunelab.regularizers import Penalty, build_penalties, check_coverage, pretrained_reference
 from tunelab.report import write_report
+from tunelab.run_folder import RunFolder
 from tunelab.run_record import check_checkpoint, check_config, read_record, record_model, run_id, write_config
 from tunelab.runs import (
-    BASELINES_FILE,
-    OBJECTIVE_FILE,
-    PROBE_FILE,
     Run,
     lock_run_dir,
     new_run_dir,
     read_history,
-    read_json,
     remove_stale_files,
     run_logging,
 )
@@ -148,7 +145,7 @@ def _check_hooks(hooks: dict[str, Hook] | None) -> dict[str, Hook]:
 def _resume_config(run_dir: Path) -> Config:
     if not run_dir.is_dir():
         raise ConfigError(f"--resume {run_dir}: no such folder; give the run folder of the run to continue")
-    cfg_path = run_dir / "config.yaml"
+    cfg_path = run_dir / RunFolder.CONFIG
     if not cfg_path.is_file():
         raise ConfigError(f"--resume {run_dir}: not a run folder (no config.yaml)")
     return load_config(cfg_path)
@@ -156,7 +153,7 @@ def _resume_config(run_dir: Path) -> Config:
 
 def _read_position(run_dir: Path, cfg: Config) -> Position:
     """Where the run in ``run_dir`` stopped: its last checkpoint's position, checked against the config."""
-    last = run_dir / "checkpoints" / "last.safetensors"
+    last = run_dir / RunFolder.LAST
     if not last.is_file():  # killed before the first epoch ended: start over in the same folder
         return Position()
     tensors, state = ckpt.load(last)
@@ -177,8 +174,8 @@ def _remove_stale_files(run_dir: Path) -> None:
 def _truncate_metrics(run_dir: Path, pos: Position) -> None:
     """Drop metric rows written after the checkpoint a resume starts from."""
     keep = [r for r in read_history(run_dir) if (r["stage"], r["epoch"]) <= (pos.stage, pos.epoch)]
-    if (run_dir / "metrics.jsonl").is_file():
-        ckpt.atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in keep))
+    if (run_dir / RunFolder.HISTORY).is_file():
+        ckpt.atomic_write_text(run_dir / RunFolder.HISTORY, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 @dataclass
@@ -192,7 +189,8 @@ class _Findings:
     @classmethod
     def of(cls, run_dir: Path) -> _Findings:
         """What an interrupted run had found before its first checkpoint (nothing for a new run)."""
-        return cls(read_json(run_dir / BASELINES_FILE, dict), read_json(run_dir / PROBE_FILE, dict))
+        folder = RunFolder(run_dir)
+        return cls(folder.read_json(RunFolder.BASELINES, dict), folder.read_json(RunFolder.PROBE, dict))
 
     def as_metrics(self) -> dict[str, Any]:
         return {k: v for k, v in (("baselines", self.baselines), ("pretrained_fit", self.pretrained_fit)) if v is not None}
@@ -290,6 +288,8 @@ def _before_training(
     check_coverage(penalties, [select(model, st.train, where=f"stages.{i}.train") for i, st in enumerate(cfg.stages)])
     if wanted(cfg) and not pos.tensors:  # the pretrained features, before any training
         cfg = _rates_by_probe(cfg, splits, model, ctx)
+    if ctx.dist.main and not pos.tensors:  # the config resolved (the data's and the probe's choices): once
+        write_config(ctx.run_dir, cfg)
     if ctx.dist.main:
         _truncate_metrics(ctx.run_dir, pos)
         if cfg.run.baselines and not pos.tensors:  # before training: the probe needs the pretrained features
@@ -303,7 +303,7 @@ def _before_training(
                 seed=cfg.run.seed,
             )
             ctx.found.baselines = scores
-            ckpt.atomic_write_text(ctx.run_dir / BASELINES_FILE, json.dumps(scores, indent=1))
+            RunFolder(ctx.run_dir).write_json(RunFolder.BASELINES, scores)
     return cfg
 
 
@@ -380,10 +380,8 @@ def _rates_by_probe(cfg: Config, splits: Splits[Any], model: FineTuneModel, ctx:
         "\n".join(f"  {k}: {v}" for k, v in chosen.items()),
     )
     ctx.found.pretrained_fit = fit
-    if dist.main:
-        if fit is not None:
-            ckpt.atomic_write_text(run_dir / PROBE_FILE, json.dumps(fit, indent=1))
-        write_config(run_dir, cfg)
+    if dist.main and fit is not None:
+        RunFolder(run_dir).write_json(RunFolder.PROBE, fit)
     return cfg
 
 
@@ -412,9 +410,9 @@ def _final_model(
         final[step.name] = step.record
     if ctx.dist.main:
         state = {"problem": objective.name, **objective.state()}
-        ckpt.atomic_write_text(ctx.run_dir / OBJECTIVE_FILE, json.dumps(state, indent=1))
+        RunFolder(ctx.run_dir).write_json(RunFolder.OBJECTIVE, state)
         ckpt.save(
-            ctx.run_dir / "model.safetensors",
+            ctx.run_dir / RunFolder.MODEL,
             model.state_dict(),
             {"backbone": cfg.model.backbone},
             before_rename=lambda tmp: record_model(ctx.run_dir, tmp),
@@ -471,31 +469,26 @@ def _shared_folders(cfg: Config, task: Task[Any], run_dir: Path, dist: Dist, dev
 
 def _fitted_config(cfg: Config, splits: Splits[Any], objective: Objective, run_dir: Path, dist: Dist) -> tuple[Config, int]:
     """The config as the data makes it (the few-shot text recipe, ``regularization: auto``, stages
-    stretched to their min_steps), written back to the run folder, and the number of outputs."""
+    stretched to their min_steps; config.yaml gets it with the probe's choices, once, before
+    training: :func:`_before_training`), and the number of outputs."""
     num_classes = _outputs(cfg, splits.classes)
     labelled = len(splits.train) + (len(splits.val) if splits.val is not None else 0)
     cfg, few = apply_few_shot(cfg, labelled / max(1, len(splits.classes)))
     if few:
         log.info("few labelled texts a class:\n%s", "\n".join(f"  {k}: {v}" for k, v in few.items()))
-        if dist.main:
-            write_config(run_dir, cfg)
     if cfg.regularization.auto:
         cfg, chosen = apply_auto(cfg, len(splits.train) / len(splits.classes), len(splits.classes))
         if chosen:
             log.info("regularization: auto chose\n%s", "\n".join(f"  {k}: {v}" for k, v in chosen.items()))
-            if dist.main:
-                write_config(run_dir, cfg)
     cfg, stretched = apply_min_steps(cfg, len(splits.train))
     if stretched:
         log.info(
             "small training set: more epochs for the stages' min_steps\n%s",
             "\n".join(f"  {k}: {v}" for k, v in stretched.items()),
         )
-        if dist.main:
-            write_config(run_dir, cfg)
     if dist.main:
-        ckpt.atomic_write_text(run_dir / "classes.json", json.dumps(splits.classes, indent=1))
-        ckpt.atomic_write_text(run_dir / "data.json", json.dumps(splits.summary(objective), indent=1))
+        RunFolder(run_dir).write_json(RunFolder.CLASSES, splits.classes)
+        RunFolder(run_dir).write_json(RunFolder.DATA, splits.summary(objective))
     return cfg, num_classes
 
 
@@ -532,7 +525,7 @@ def _report(
     final.update(found.as_metrics())
     verdict = diagnose(history, cfg, final=final, score=score_of(trainer.objective, final.get("prior_loss")))
     final["diagnosis"] = verdict.to_dict()
-    ckpt.atomic_write_text(run_dir / "metrics.json", json.dumps(final, indent=1))
+    RunFolder(run_dir).write_json(RunFolder.METRICS, final)
     if "test" in final and per_class_table(final["test"]):
         log.info("per-class test metrics:\n%s", per_class_table(final["test"]))
     for name in ("val", "test"):

@@ -20,6 +20,7 @@ from tunelab.diagnosis import diagnose, score_of
 from tunelab.metrics import SHOWN
 from tunelab.objectives import Objective, counted, objective_of
 from tunelab.pretrained_fit import features_fit
+from tunelab.run_folder import RunFolder
 from tunelab.runs import read_run_folder
 from tunelab.tasks import task_for
 from tunelab.text.lexical_fit import lexical_summary
@@ -296,9 +297,9 @@ def write_report(
 
     d = Path(run_dir)
     r = read_run_folder(d)
-    cfg = load_config(d / "config.yaml")
+    cfg = load_config(d / RunFolder.CONFIG)
     figs = make_plots(d, r, gallery, objective_of(cfg), val)
-    path = d / "report.html"
+    path = d / RunFolder.REPORT
     atomic_write_text(path, render("report.html.j2", **_report_context(d, r, cfg, figs)))
     return path
 
@@ -349,9 +350,9 @@ def compare(run_dirs: list[str | Path], out: str | Path = "compare.html") -> Pat
     runs = [(Path(p), read_run_folder(Path(p))) for p in run_dirs]
     from tunelab.config import load_config, read_raw
 
-    flat = [_flatten(read_raw(p / "config.yaml")) for p, _ in runs]  # with the limits of any config file
+    flat = [_flatten(read_raw(p / RunFolder.CONFIG)) for p, _ in runs]  # with the limits of any config file
     keys = sorted(k for k in set().union(*flat) if not k.startswith("run.") and len({repr(f.get(k)) for f in flat}) > 1)
-    objectives = [objective_of(load_config(p / "config.yaml")) for p, _ in runs]
+    objectives = [objective_of(load_config(p / RunFolder.CONFIG)) for p, _ in runs]
     reported = list(dict.fromkeys(k for o in objectives for k in o.reported))
     out = Path(out)
     png = _compare_curves(runs, out.with_suffix(".png"), objectives[0].primary if objectives else "accuracy")

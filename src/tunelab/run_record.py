@@ -24,8 +24,9 @@ import yaml
 from tunelab import checkpoint as ckpt
 from tunelab.config import Config, build_config, dump_config
 from tunelab.errors import ConfigError, RunError
+from tunelab.run_folder import RunFolder
 
-RECORD = "run.json"
+RECORD = RunFolder.RECORD
 
 
 def read_record(run_dir: Path) -> dict[str, Any]:
@@ -70,7 +71,7 @@ def write_config(run_dir: Path, cfg: Config, *, run_id: str | None = None) -> No
     if run_id is not None and not (run_dir / RECORD).is_file():
         ckpt.atomic_write_text(run_dir / RECORD, json.dumps({"run_id": run_id}, indent=1))
     _update(run_dir, config=text)
-    ckpt.atomic_write_text(run_dir / "config.yaml", text)
+    ckpt.atomic_write_text(run_dir / RunFolder.CONFIG, text)
 
 
 def check_config(run_dir: Path, cfg: Config) -> None:
@@ -147,7 +148,7 @@ def check_model(run_dir: Path, weights: Path) -> None:
         return
     again = (
         f", or write it again from the run's checkpoints with `tunelab fit --resume {run_dir}`"
-        if (run_dir / "checkpoints" / "last.safetensors").is_file()
+        if RunFolder(run_dir).resumable()
         else ""
     )
     raise RunError(

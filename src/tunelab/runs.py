@@ -30,13 +30,9 @@ from typing import Any
 from tunelab import checkpoint as ckpt
 from tunelab.config import Config
 from tunelab.errors import ConfigError, RunError
+from tunelab.run_folder import RunFolder, read_json, rewritten_by_resume
 
 log = logging.getLogger("tunelab")
-
-
-BASELINES_FILE = "baselines.json"  # the baselines' scores, for users and for a resume
-PROBE_FILE = "pretrained_fit.json"  # what the probe on the pretrained features found
-OBJECTIVE_FILE = "objective.json"  # what the run's objective decided (thresholds, target scale), for predict and export
 
 
 @dataclass
@@ -74,48 +70,22 @@ class Run:
 def read_run_folder(run_dir: Path) -> dict[str, Any]:
     """What a finished (or interrupted) run folder records, for the report and the model card:
     config_text, metrics, history, classes, data and stages (empty where a file is missing)."""
-    if not (run_dir / "config.yaml").is_file():
+    if not (run_dir / RunFolder.CONFIG).is_file():
         raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
-    classes = read_classes(run_dir) if (run_dir / "classes.json").is_file() else []
+    classes = read_classes(run_dir) if (run_dir / RunFolder.CLASSES).is_file() else []
     return {
-        "config_text": (run_dir / "config.yaml").read_text(),
+        "config_text": (run_dir / RunFolder.CONFIG).read_text(),
         "metrics": read_metrics(run_dir, classes),
         "history": read_history(run_dir),
         "classes": classes,
-        "data": read_json(run_dir / "data.json", dict, {}),
-        "stages": read_json(run_dir / "stages.json", dict, {}),
+        "data": read_json(run_dir / RunFolder.DATA, dict, {}),
+        "stages": read_json(run_dir / RunFolder.STAGES, dict, {}),
     }
-
-
-def _rewritten_by_resume(run_dir: Path) -> str:
-    if (run_dir / "checkpoints" / "last.safetensors").is_file():
-        return f"; `tunelab fit --resume {run_dir}` writes it again"
-    return ""
-
-
-def read_json(path: Path, kind: type, default: Any = None) -> Any:
-    """The JSON value of the run file ``path`` (``default`` where it is missing), which must be a
-    ``kind`` (list or dict): an edited or damaged file is an error naming it."""
-    if not path.is_file():
-        return default
-    try:
-        value = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunError(
-            f"{path} is not JSON ({e}); the run wrote it, so it was edited or damaged: restore it from a "
-            f"copy{_rewritten_by_resume(path.parent)}"
-        ) from None
-    if not isinstance(value, kind):
-        raise RunError(
-            f"{path} holds a JSON {type(value).__name__}, where the run wrote a JSON "
-            f"{'list' if kind is list else 'object'}: restore it from a copy{_rewritten_by_resume(path.parent)}"
-        )
-    return value
 
 
 def read_classes(run_dir: Path) -> list[str]:
     """The class names of RUN_DIR/classes.json, in the order of the model's outputs."""
-    path = run_dir / "classes.json"
+    path = run_dir / RunFolder.CLASSES
     if not path.is_file():
         raise RunError(
             f"{run_dir} has no classes.json (the class names): the run stopped before it read its data; "
@@ -126,7 +96,7 @@ def read_classes(run_dir: Path) -> list[str]:
     if problem:
         raise RunError(
             f"{path} must be a JSON list of the class names (strings, each once, in the order of the model's "
-            f"outputs), but {problem}; restore it from a copy{_rewritten_by_resume(run_dir)}"
+            f"outputs), but {problem}; restore it from a copy{rewritten_by_resume(run_dir)}"
         )
     return classes
 
@@ -145,13 +115,13 @@ def _classes_problem(classes: list[Any]) -> str | None:
 def read_metrics(run_dir: Path, classes: list[str]) -> dict[str, Any]:
     """RUN_DIR/metrics.json ({} before the run ends), its val and test scores checked against
     ``classes`` (what the report and the model card read from it)."""
-    path = run_dir / "metrics.json"
+    path = run_dir / RunFolder.METRICS
     metrics = read_json(path, dict, {})
     for split in ("val", "test"):
         problem = _split_problem(metrics[split], len(classes)) if split in metrics else None
         if problem:
             raise RunError(
-                f"{path}: {split} {problem}, not what the run wrote; restore the file from a copy{_rewritten_by_resume(run_dir)}"
+                f"{path}: {split} {problem}, not what the run wrote; restore the file from a copy{rewritten_by_resume(run_dir)}"
             )
     return metrics
 
@@ -181,7 +151,7 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
     """The per-epoch rows of RUN_DIR/metrics.jsonl (empty before the first epoch ends). A last row
     without its newline is one a killed process was writing: it is left out (a resume then cuts the
     file to the complete rows); a damaged row before it is an error naming the line."""
-    path = run_dir / "metrics.jsonl"
+    path = run_dir / RunFolder.HISTORY
     if not path.is_file():
         return []
     lines = path.read_text().split("\n")  # the part after the last newline is '' unless a write was cut
@@ -199,7 +169,7 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-LOCK = ".lock"
+LOCK = RunFolder.LOCK
 
 
 def new_run_dir(cfg: Config) -> Path:
@@ -338,7 +308,7 @@ def run_logging(run_dir: Path, *, main: bool = True) -> Iterator[None]:
             log.setLevel(level)
         return
     log.setLevel(logging.INFO)
-    fh = LogFile(run_dir / "log.txt")
+    fh = LogFile(run_dir / RunFolder.LOG)
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(fh)
     added_console = False

@@ -9,6 +9,7 @@ from typing import Any
 from tunelab.config import Config, StageConfig
 from tunelab.errors import TrainingError
 from tunelab.objectives import Objective, better
+from tunelab.run_folder import RunFolder
 
 
 @dataclass
@@ -63,7 +64,7 @@ def diverged(cfg: Config, run_dir: Path, si: int, epoch: int, step: int, loss: f
     too (`lr: 1e30` trained 80 epochs of NaN and exited 0). The step's update is never saved: the
     checkpoint on disk is the last finished epoch's."""
     stage, base = cfg.stages[si], cfg.stage_lrs()[si]
-    saved = (run_dir / "checkpoints" / "last.safetensors").is_file()
+    saved = RunFolder(run_dir).resumable()
     return TrainingError(
         f"stage {si + 1}/{len(cfg.stages)} '{stage.name or si}', epoch {epoch + 1}, step {step + 1}: the training loss is "
         f"{loss} at learning rate {lr:.3g} (stage rate {base:.3g}): training diverged, and every later step would be nan "

@@ -42,6 +42,7 @@ from tunelab.freezing import layer_rows, lr_scales, param_totals, render_layer_t
 from tunelab.objectives import Objective
 from tunelab.regularizers import Penalty
 from tunelab.regularizers.audit import audit_stage, render_audit
+from tunelab.run_folder import RunFolder
 
 log = logging.getLogger("tunelab")
 
@@ -73,7 +74,7 @@ class Trainer:
         self.dist = dist if dist is not None else Dist()
         self.bf16 = autocast_bf16(cfg.run.precision, device)  # forward passes under bf16 autocast
         self.lrs = cfg.stage_lrs()
-        self.ckpt_dir = run_dir / "checkpoints"
+        self.ckpt_dir = run_dir / RunFolder.CHECKPOINTS
         self.objective = objective  # the loss and metrics of the run's problem type (fitted to its training targets)
         self.ctx: dict[str, torch.Tensor] = {}  # per-step values penalties read (pooled features)
         if any(p.needs_features for p in self.penalties):

@@ -10,6 +10,7 @@ from typing import Any
 
 from tunelab import checkpoint as ckpt
 from tunelab.config import StageConfig
+from tunelab.run_folder import RunFolder
 
 
 def write_tensorboard(tb: Any, stages: Sequence[StageConfig], row: dict[str, Any]) -> None:
@@ -32,7 +33,7 @@ def write_tensorboard(tb: Any, stages: Sequence[StageConfig], row: dict[str, Any
 
 def record_stage(run_dir: Path, stages: Sequence[StageConfig], si: int, **values: Any) -> None:
     """Add ``values`` (the printed tables, seconds, the cache line) to stage ``si`` in RUN_DIR/stages.json."""
-    path = run_dir / "stages.json"
+    path = run_dir / RunFolder.STAGES
     recorded = json.loads(path.read_text()) if path.is_file() else {}
     recorded.setdefault(str(si), {"name": stages[si].name}).update(values)
     ckpt.atomic_write_text(path, json.dumps(recorded, indent=1))
@@ -59,7 +60,7 @@ def write_epoch(run_dir: Path | None, tb: Any, stages: Sequence[StageConfig], ro
     """One epoch's row into RUN_DIR/metrics.jsonl (``run_dir`` None: a rank that writes no file)
     and into TensorBoard (``tb`` None: none)."""
     if run_dir is not None:
-        append_metrics(run_dir / "metrics.jsonl", row)
+        append_metrics(run_dir / RunFolder.HISTORY, row)
     if tb is not None:
         write_tensorboard(tb, stages, row)
 

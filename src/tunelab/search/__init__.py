@@ -45,6 +45,7 @@ from tunelab import checkpoint as ckpt
 from tunelab.config import Config, TuneConfig, build_config, dump_config, read_raw
 from tunelab.errors import ConfigError, TunelabError
 from tunelab.objectives import better, metric_of, objective_of
+from tunelab.run_folder import RunFolder
 from tunelab.runs import LogFile
 from tunelab.search._interrupts import Interrupts, is_interrupt
 from tunelab.search.space import (
@@ -265,7 +266,7 @@ class _Objective:
                 if r == 0:
                     run = run_r
                 else:
-                    shutil.rmtree(run_r.dir / "checkpoints", ignore_errors=True)
+                    shutil.rmtree(run_r.dir / RunFolder.CHECKPOINTS, ignore_errors=True)
         except optuna.TrialPruned as e:
             trial.set_user_attr("pruned", str(e))
             log.info("trial %d pruned %s in %.1f s", trial.number, e, time.perf_counter() - t0)
@@ -320,7 +321,7 @@ def _drop_checkpoints(trial: optuna.Trial) -> None:
     weights stay in model.safetensors."""
     run_dir = trial.user_attrs.get("dir")
     if run_dir:
-        shutil.rmtree(Path(run_dir) / "checkpoints", ignore_errors=True)
+        shutil.rmtree(Path(run_dir) / RunFolder.CHECKPOINTS, ignore_errors=True)
 
 
 def _plumbing(base: Config, study_dir: Path) -> list[str]:
