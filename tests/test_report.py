@@ -132,7 +132,9 @@ def test_report_escapes_class_names_and_texts(run, tmp_path):
 
 
 def test_the_summary_says_when_augment_auto_added_crops():
+    from tunelab.config import build_config
     from tunelab.report import _pretrained_fit
+    from tunelab.tasks import IMAGES
 
     fit = {
         "cv_accuracy": 0.9,
@@ -142,7 +144,8 @@ def test_the_summary_says_when_augment_auto_added_crops():
         "threshold": 0.9,
         "mirror": {"loss": 0.0, "t": 0.0, "accuracy": 0.9, "accuracy_mirrored": 0.9, "keeps_labels": True},
     }
-    light = _pretrained_fit({"pretrained_fit": fit}, "light")
-    flip = _pretrained_fit({"pretrained_fit": fit}, "flip")
+    m = {"pretrained_fit": fit}
+    light = _pretrained_fit(m, IMAGES.summary_lines(m, build_config({"regularization": {"augment": "light"}}))["probe"])
+    flip = _pretrained_fit(m, IMAGES.summary_lines(m, build_config({"regularization": {"augment": "flip"}}))["probe"])
     assert light is not None and flip is not None
     assert "cropped them (source images of 48 px or more)" in light["outcome"] and "cropped" not in flip["outcome"]

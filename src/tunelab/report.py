@@ -23,9 +23,6 @@ from tunelab.pretrained_fit import features_fit
 from tunelab.run_folder import RunFolder
 from tunelab.runs import read_run_folder
 from tunelab.tasks import task_for
-from tunelab.text.lexical_fit import lexical_summary
-from tunelab.text.report import WRONG_TEXTS
-from tunelab.vision.auto_augment import CROP_MIN_SIDE
 
 SECTIONS = ["summary", "diagnosis", "curves", "metrics", "data", "model", "regularization", "config"]
 
@@ -205,9 +202,9 @@ def _headline(r: dict[str, Any], cfg: Any, objective: Objective) -> dict[str, An
     }
 
 
-def _pretrained_fit(m: dict[str, Any], augment: Any = None) -> dict[str, str] | None:
+def _pretrained_fit(m: dict[str, Any], more: str = "") -> dict[str, str] | None:
     """The probe that chose the stages' ``lr_if_features_fit`` rates, formatted for the summary;
-    ``augment``: the preset the run resolved ``augment: auto`` to."""
+    ``more``: what else it decided, in the modality's words (images: ``augment: auto``)."""
     fit = m.get("pretrained_fit")
     if not fit:
         return None
@@ -217,15 +214,7 @@ def _pretrained_fit(m: dict[str, Any], augment: Any = None) -> dict[str, str] | 
         if fits
         else f"they do not fit it yet (kappa under {fit['threshold']}) and every stage kept its lr"
     )
-    mirror = fit.get("mirror")
-    if mirror is not None:
-        outcome += f"; mirror images kept {mirror['accuracy_mirrored']:.3f} of its {mirror['accuracy']:.3f} accuracy, " + (
-            "so training flipped images"
-            if mirror["keeps_labels"]
-            else "losing their class's evidence, so training did not flip images"
-        )
-        if augment == "light":
-            outcome += f" and cropped them (source images of {CROP_MIN_SIDE} px or more)"
+    outcome += more
     return {
         "cv_accuracy": f"{fit['cv_accuracy']:.3f}",
         "majority": f"{fit['majority']:.3f}",
@@ -258,6 +247,7 @@ def _report_context(d: Path, r: dict[str, Any], cfg: Any, figs: dict[str, Path |
     """Everything report.html.j2 shows, as plain data: texts, rows of formatted cells, embedded images."""
     m, objective = r["metrics"], objective_of(cfg)
     split, score = _main_split(m), score_of(objective, m.get("prior_loss"))
+    lines = task_for(cfg).summary_lines(m, cfg)  # the modality's words on what it decided
     return {
         "title": f"tunelab report: {d.name}",
         "sections": SECTIONS,
@@ -265,8 +255,8 @@ def _report_context(d: Path, r: dict[str, Any], cfg: Any, figs: dict[str, Path |
         "metric_head": ["split", *(_name(k) for k in objective.reported), "loss", "images"],
         "metric_rows": _metric_rows(m, objective.reported),
         "baselines": _baselines(m, objective.reported),
-        "pretrained_fit": _pretrained_fit(m, cfg.regularization.augment),
-        "lexical": lexical_summary(m["lexical"]) if m.get("lexical") else None,
+        "pretrained_fit": _pretrained_fit(m, lines.get("probe", "")),
+        "post_fit": lines.get("post_fit"),
         "per_class": _per_class_rows(m[split]) if split else [],
         "per_label": _per_label(m[split]) if split else None,
         "target": _target(m, r["classes"][0] if r["classes"] else "value"),
@@ -370,7 +360,7 @@ def compare(run_dirs: list[str | Path], out: str | Path = "compare.html") -> Pat
 
 def _wrong_texts(run_dir: Path, max_chars: int = 300) -> list[dict[str, str]] | None:
     """The rows of RUN_DIR/wrong_texts.json, long texts cut; None when the run has no such file."""
-    path = run_dir / WRONG_TEXTS
+    path = run_dir / RunFolder.WRONG_TEXTS
     if not path.is_file():
         return None
     return [

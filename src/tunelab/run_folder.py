@@ -39,6 +39,7 @@ class RunFolder:
     LOG = "log.txt"
     REPORT = "report.html"
     CARD = "README.md"  # the model card (tunelab.card)
+    WRONG_TEXTS = "wrong_texts.json"  # a modality's most confidently wrong validation examples, as text (texts)
     LOCK = ".lock"  # the one writer's OS lock (tunelab.runs.lock_run_dir)
 
     def __truediv__(self, name: str) -> Path:

@@ -100,6 +100,9 @@ class Task(Generic[D]):
     graph: GraphInputs  # the exported graph's inputs (tunelab export --format onnx / torchscript)
     library_export: LibraryExport | None = None  # the folder format named ``library``, where the library has one
     post_fit: Callable[[Config, Path], PostFit | None] | None = None  # the run's post-fit step, given its config and folder
+    # the report summary's words on what the modality decided, from metrics.json and the config:
+    # "probe" (appended to what the probe on the pretrained features led to), "post_fit" (a line of its own)
+    summary_lines: Callable[[dict[str, Any], Config], dict[str, str]] = lambda metrics, cfg: {}
     # the data key of a folder of decoded inputs that runs can share (a study's trials, ranks); None: none
     decode_key: str | None = None
 

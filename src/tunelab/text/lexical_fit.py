@@ -219,3 +219,8 @@ def lexical_step(cfg: Config, run_dir: Path) -> LexicalStep | None:
         return None
     chosen = saved_choice(run_dir, cfg)
     return LexicalStep(run_dir, chosen, chosen is not None or wanted(cfg))
+
+
+def blend_line(metrics: dict[str, Any], cfg: Config) -> dict[str, str]:
+    """The report summary's line on the blend the run kept (metrics.json's ``lexical``)."""
+    return {"post_fit": lexical_summary(metrics["lexical"])} if metrics.get("lexical") else {}

@@ -12,8 +12,9 @@ import numpy as np
 
 from tunelab.checkpoint import atomic_write_text
 from tunelab.metrics import most_confidently_wrong
+from tunelab.run_folder import RunFolder
 
-WRONG_TEXTS = "wrong_texts.json"  # the most confidently wrong validation texts of a text run
+WRONG_TEXTS = RunFolder.WRONG_TEXTS  # the most confidently wrong validation texts of a text run
 
 
 def write_wrong_texts(run_dir: Path, data: Any, probs: np.ndarray | None, classes: list[str], n: int = 20) -> None:

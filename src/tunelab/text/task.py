@@ -17,7 +17,7 @@ from tunelab.text.card import card_facts
 from tunelab.text.config import MODALITY, TextDataConfig
 from tunelab.text.distill import text_teacher
 from tunelab.text.export import TextGraph
-from tunelab.text.lexical_fit import lexical_step
+from tunelab.text.lexical_fit import blend_line, lexical_step
 from tunelab.text.loop import TextLoop
 from tunelab.text.model import build_text_model
 from tunelab.text.predict import labelled, text_inputs
@@ -67,4 +67,5 @@ TEXTS: Task[TextDataConfig] = Task(
     graph=TextGraph(),
     library_export=TransformersFolder(),
     post_fit=lexical_step,
+    summary_lines=blend_line,
 )

@@ -105,3 +105,18 @@ def resolve_augment(cfg: Config, fit: dict[str, Any] | None, native_side: int | 
         "none": "none: flips change what the classes look like",
     }[preset]
     return cfg.model_copy(update={"regularization": reg}), f"{verdict} ({why})"
+
+
+def probe_outcome(metrics: dict[str, Any], cfg: Config) -> dict[str, str]:
+    """The report summary's words on what the mirror check of ``augment: auto`` decided."""
+    mirror = (metrics.get("pretrained_fit") or {}).get("mirror")
+    if mirror is None:
+        return {}
+    outcome = f"; mirror images kept {mirror['accuracy_mirrored']:.3f} of its {mirror['accuracy']:.3f} accuracy, " + (
+        "so training flipped images"
+        if mirror["keeps_labels"]
+        else "losing their class's evidence, so training did not flip images"
+    )
+    if cfg.regularization.augment == "light":
+        outcome += f" and cropped them (source images of {CROP_MIN_SIDE} px or more)"
+    return {"probe": outcome}
