@@ -8,6 +8,7 @@ import yaml
 import tunelab
 from tunelab import pipeline
 from tunelab.cli import main
+from tunelab.config import dump_config
 from tunelab.errors import ConfigError
 
 
@@ -51,3 +52,27 @@ def test_a_run_folder_with_more_outputs_than_class_names_is_a_clear_error(tiny_c
     assert main(["fit", "--resume", str(d)]) == 2
     err = capsys.readouterr().err
     assert "error: model.num_classes: 12, but the data has 10 classes" in err and "Traceback" not in err
+
+
+def test_config_yaml_is_written_when_the_run_starts_and_once_resolved(tiny_cfg, monkeypatch):
+    """Was: written after each choice (few-shot, regularization: auto, min_steps, the probe): up to
+    five times before training. Now the user's config when the run starts (what a resume before any
+    choice reads) and the resolved one once, before training; a resume from a checkpoint writes none."""
+    written: list[str] = []
+    real = pipeline.write_config
+
+    def counting(run_dir, cfg, **kw):
+        written.append(str(run_dir))
+        real(run_dir, cfg, **kw)
+
+    monkeypatch.setattr(pipeline, "write_config", counting)
+    tiny_cfg["regularization"] = "auto"  # a choice of the data's
+    tiny_cfg["stages"][1]["min_steps"] = 40  # stretched epochs: another
+    tiny_cfg["data"]["refit"] = "never"  # (a refit writes its own folder's config)
+    run = tunelab.fit(tiny_cfg)
+    assert written == [str(run.dir)] * 2
+    text = (run.dir / "config.yaml").read_text()
+    assert text == dump_config(run.config) and yaml.safe_load(text)["stages"][1]["epochs"] > 3  # the resolved config
+    written.clear()
+    tunelab.fit(resume=run.dir)  # from its last checkpoint: every choice is in config.yaml already
+    assert written == []

@@ -9,20 +9,24 @@ import numpy as np
 import pytest
 
 import tunelab
-from toy_signals import SIGNALS, signal_cfg, sines
-from tunelab.config import build_config
+from toy_signals import SIGNALS, registered, signal_cfg, sines
+from tunelab.config import build_config, modalities
 from tunelab.errors import ConfigError
-from tunelab.tasks import register, task_for
+from tunelab.tasks import TASKS, task_for
 
 
 @pytest.fixture(scope="module")
-def signal_run(tmp_path_factory):
-    register(SIGNALS)
+def signals():
+    with registered():
+        yield
+
+
+@pytest.fixture(scope="module")
+def signal_run(signals, tmp_path_factory):
     return tunelab.fit(signal_cfg(tmp_path_factory.mktemp("signals")))
 
 
-def test_a_registered_modality_is_chosen_by_its_family_and_keeps_its_own_data_keys():
-    register(SIGNALS)
+def test_a_registered_modality_is_chosen_by_its_family_and_keeps_its_own_data_keys(signals):
     cfg = build_config({"model": {"family": "signals"}, "data": {"train": "sines", "length": 64}})
     assert task_for(cfg) is SIGNALS and cfg.data.length == 64 and cfg.regularization.augment == "none"
     assert [s.name for s in cfg.stages] == ["head", "all"]  # its own recipe
@@ -59,3 +63,11 @@ def test_evaluate_predict_and_export_read_the_modality(signal_run, tmp_path):
     assert onnx.max_abs_diff < 1e-4 and onnx.checked_by == "onnxruntime"
     with pytest.raises(ConfigError, match="--format timm is for image runs; signal runs export as onnx or torchscript"):
         tunelab.export(signal_run.dir, "timm")
+
+
+def test_taking_the_modality_out_again_leaves_the_built_in_ones():
+    with registered():
+        assert "signals" in modalities() and "signals" in TASKS
+    assert "signals" not in modalities() and "signals" not in TASKS
+    with pytest.raises(ConfigError, match=r"model.family: 'signals' is no modality's; valid: auto, timm, transformers"):
+        build_config({"model": {"family": "signals"}})

@@ -11,6 +11,7 @@ cached pooled features, as the built-in modalities' stages do.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections import OrderedDict
@@ -24,6 +25,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from tunelab import config, tasks
 from tunelab.config import Config, DataConfig, Modality, ModelConfig, StageConfig
 from tunelab.engine.data import Splits
 from tunelab.engine.loop import LoopContext, StagePlan, ViewBatches
@@ -284,6 +286,18 @@ SIGNALS: Task[SignalDataConfig] = Task(
     teacher=_no_teacher,
     graph=SignalGraph(),
 )
+
+
+@contextlib.contextmanager
+def registered() -> Iterator[Task[SignalDataConfig]]:
+    """The modality registered (``tunelab.tasks.register``, its only registration) for the tests
+    inside, then taken out again, so that the other tests see the built-in modalities alone."""
+    tasks.register(SIGNALS)
+    try:
+        yield SIGNALS
+    finally:
+        tasks.TASKS.pop(SIGNALS.name, None)
+        config._MODALITIES.pop(SIGNALS.name, None)
 
 
 def signal_cfg(tmp_path: Path) -> dict[str, Any]:

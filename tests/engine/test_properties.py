@@ -9,6 +9,7 @@ defined in the tests alone (:mod:`toy_signals`), registered and run through ``tu
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from typing import Any
@@ -18,8 +19,7 @@ import torch
 
 import tunelab
 from conftest import TINY
-from toy_signals import SIGNALS, signal_cfg
-from tunelab.tasks import register
+from toy_signals import registered, signal_cfg
 from watch import Watch, assert_trains_the_same, fit_uncached
 
 
@@ -39,8 +39,7 @@ def _text_cfg(tmp_path, tiny_text_cfg):
 
 
 def _signal_cfg(tmp_path, tiny_text_cfg):
-    register(SIGNALS)  # the toy modality's only registration
-    return signal_cfg(tmp_path)
+    return signal_cfg(tmp_path)  # registered by the fixture below
 
 
 CASES = {
@@ -55,7 +54,8 @@ CASES = {
 def case_cfg(request, tmp_path, tiny_text_cfg):
     cfg = CASES[request.param](tmp_path, tiny_text_cfg)
     cfg["cache"] = {"enabled": True, "autocast": "off"}  # fp32 both ways: equal to 1e-4
-    return cfg
+    with registered() if request.param.startswith("signals/") else contextlib.nullcontext():
+        yield cfg
 
 
 def test_shared_properties(case_cfg):
