@@ -1,6 +1,7 @@
 """The linear probe on the pretrained features choosing a stage's learning rate (lr_if_features_fit)."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,8 +13,14 @@ from tunelab.config import build_config, load_config
 from tunelab.engine.probe import cv_accuracy, fit_logistic
 from tunelab.errors import ConfigError
 from tunelab.pretrained_fit import FIT_KAPPA, apply_fit, probe_fit, wanted
+from tunelab.tasks import IMAGES
 
 STAGES = [{"train": "head", "epochs": 2, "lr": 3e-3}, {"train": "all", "epochs": 3, "lr_scale": 0.1, "lr_if_features_fit": 1e-4}]
+
+
+def _apply(cfg, fit, side=None):
+    """apply_fit as an image run calls it: the probe also decides augment: auto, by the source size."""
+    return apply_fit(cfg, fit, SimpleNamespace(native_side=side), IMAGES.probe_choice)
 
 
 def _fit(kappa: float) -> dict:
@@ -23,14 +30,14 @@ def _fit(kappa: float) -> dict:
 def test_features_that_fit_set_the_lower_rate_and_others_keep_theirs():
     cfg = build_config({"stages": STAGES})
     assert wanted(cfg)
-    fitted, chosen = apply_fit(cfg, _fit(0.95))
+    fitted, chosen = _apply(cfg, _fit(0.95))
     assert fitted.stages[1].lr == 1e-4 and fitted.stages[1].lr_scale is None
     assert "lr 0.0001" in chosen["stages.1"] and "kappa 0.95 >= 0.9" in chosen["stages.1"]
-    kept, chosen = apply_fit(cfg, _fit(0.85))
+    kept, chosen = _apply(cfg, _fit(0.85))
     assert kept.stages[1].lr is None and kept.stages[1].lr_scale == 0.1 and "kappa 0.85 < 0.9" in chosen["stages.1"]
     edge = {**_fit(0.9), "kappa": (11 / 12 - 1 / 6) / (1 - 1 / 6)}  # 0.8999... in floating point
-    assert apply_fit(cfg, edge)[0].stages[1].lr == 1e-4
-    none, chosen = apply_fit(cfg, None)
+    assert _apply(cfg, edge)[0].stages[1].lr == 1e-4
+    none, chosen = _apply(cfg, None)
     assert none.stages[1].lr_scale == 0.1 and "no probe" in chosen["stages.1"]
     for c in (fitted, kept, none):  # decided once: nothing is left for a resume or the refit to decide again
         assert not wanted(c) and c.stages[0] == cfg.stages[0]
@@ -97,10 +104,10 @@ def test_augment_auto_resolves_to_flip_unless_mirrors_lose_their_labels():
     cfg = build_config({})
     assert cfg.regularization.augment == "auto" and wanted(cfg)
     mirror = {"loss": 0.2, "t": 5.0, "accuracy": 0.9, "accuracy_mirrored": 0.5, "keeps_labels": False}
-    off, chosen = apply_fit(cfg, {**_fit(0.5), "mirror": mirror})
+    off, chosen = _apply(cfg, {**_fit(0.5), "mirror": mirror})
     assert off.regularization.augment == "none" and chosen["regularization.augment"].startswith("none")
-    on, _ = apply_fit(cfg, {**_fit(0.5), "mirror": {**mirror, "keeps_labels": True}})
-    assert on.regularization.augment == "flip" and apply_fit(cfg, None)[0].regularization.augment == "flip"
+    on, _ = _apply(cfg, {**_fit(0.5), "mirror": {**mirror, "keeps_labels": True}})
+    assert on.regularization.augment == "flip" and _apply(cfg, None)[0].regularization.augment == "flip"
     assert not wanted(off) and not wanted(on)
     assert build_config({"regularization": {"augment": "light"}}).regularization.augment == "light"
 
@@ -110,7 +117,7 @@ def test_augment_auto_adds_crops_for_source_images_of_48_px_or_more_unless_mirro
     keep = {"loss": 0.0, "t": 0.0, "accuracy": 0.9, "accuracy_mirrored": 0.9, "keeps_labels": True}
     lose = {**keep, "keeps_labels": False}
     picks = {
-        (side, labels): apply_fit(cfg, {**_fit(0.5), "mirror": m}, side)[0].regularization.augment
+        (side, labels): _apply(cfg, {**_fit(0.5), "mirror": m}, side)[0].regularization.augment
         for side in (None, 28, 47, 48, 500)
         for labels, m in (("keep", keep), ("lose", lose))
     }
@@ -123,7 +130,7 @@ def test_augment_auto_adds_crops_for_source_images_of_48_px_or_more_unless_mirro
         **{(s, "lose"): "none" for s in (None, 28, 47, 48, 500)},
     }
     # random weights (no probe): crops by size alone, and the reason is logged
-    light, chosen = apply_fit(cfg, None, 64)
+    light, chosen = _apply(cfg, None, 64)
     assert light.regularization.augment == "light" and "64 px" in chosen["regularization.augment"]
 
 
@@ -172,10 +179,10 @@ def test_the_packaged_lite0_sees_that_mirrored_arrows_change_class_and_mirrored_
     cfg = build_config({"data": {"image_size": 32}, "run": {"threads": 2}})
     model = place(task_for(cfg).build_model(cfg, 2), "cpu")
     x, y = _arrows(60)
-    arrows = probe_fit(model, x, y, 32, torch.device("cpu"), 0, mirror=True)
+    arrows = probe_fit(model, x, y, 32, torch.device("cpu"), 0, choice=IMAGES.probe_choice)
     assert arrows is not None and not arrows["mirror"]["keeps_labels"], arrows
     shapes = load_data(build_config({"data": {**TINY["data"], "val_split": 0.0}}).data).train
-    stripes = probe_fit(model, shapes.images, shapes.labels.numpy(), 32, torch.device("cpu"), 0, mirror=True)
+    stripes = probe_fit(model, shapes.images, shapes.labels.numpy(), 32, torch.device("cpu"), 0, choice=IMAGES.probe_choice)
     assert stripes is not None and stripes["mirror"]["keeps_labels"], stripes
 
 
@@ -195,7 +202,7 @@ def test_the_probe_sees_a_stratified_sample_of_at_most_probe_max(monkeypatch):
     monkeypatch.setattr(aa, "pooled_features", features)  # the mirror images' features
     x = torch.cat([torch.zeros(60, 3, 4, 4), torch.ones(40, 3, 4, 4)]) * 5
     y = np.repeat([0, 1], [60, 40])
-    fit = probe_fit(None, x, y, 16, torch.device("cpu"), 0, mirror=True)  # type: ignore[arg-type]
+    fit = probe_fit(None, x, y, 16, torch.device("cpu"), 0, choice=IMAGES.probe_choice)  # type: ignore[arg-type]
     assert seen == [30, 30] and fit is not None and fit["examples"] == 30 and fit["majority"] == pytest.approx(0.6)
 
 

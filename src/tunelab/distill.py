@@ -29,8 +29,6 @@ from tunelab.engine.distill import Distiller
 from tunelab.errors import ConfigError
 from tunelab.run_folder import RunFolder
 from tunelab.tasks import task_for
-from tunelab.vision.config import image_data
-from tunelab.vision.data import load_unlabeled
 
 log = logging.getLogger("tunelab")
 
@@ -73,17 +71,22 @@ def _names(classes: list[str]) -> str:
 
 
 def add_unlabeled(cfg: Config, splits: Splits[Any]) -> Splits[Any]:
-    """The splits with ``distill.unlabeled``'s images after the training examples, label -1. Called
-    once the class counts, the config's data-size choices and the baselines are done: unlabelled
-    images are in none of them."""
+    """The splits with ``distill.unlabeled``'s examples (the modality's reader: images) after the
+    training examples, label -1. Called once the class counts, the config's data-size choices and the
+    baselines are done: unlabelled examples are in none of them."""
     if cfg.distill is None or cfg.distill.unlabeled is None:
         return splits
-    extra = load_unlabeled(cfg.distill.unlabeled, image_data(cfg))
+    task = task_for(cfg)
+    if task.unlabeled is None:  # the modality's config check refuses it first
+        raise ConfigError(f"distill.unlabeled: {task.name} runs distil on their labelled examples only; set it to null")
+    extra = task.unlabeled(cfg.distill.unlabeled, cfg.data)
     log.info(
-        "distill.unlabeled: %d images from %s join the %d labelled training images (the teacher's targets only)",
+        "distill.unlabeled: %d %ss from %s join the %d labelled training %ss (the teacher's targets only)",
         len(extra),
+        task.noun,
         cfg.distill.unlabeled,
         len(splits.train),
+        task.noun,
     )
     return replace(splits, train=splits.train.concat(extra))
 

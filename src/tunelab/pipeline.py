@@ -63,9 +63,6 @@ from tunelab.runs import (
     run_logging,
 )
 from tunelab.tasks import PostFit, Task, decode_folder, task_for, with_decode_folder
-from tunelab.vision.auto_augment import mirror_wanted
-from tunelab.vision.backbones import Backbone
-from tunelab.vision.cache import backbone_sequence
 
 log = logging.getLogger("tunelab")
 
@@ -355,8 +352,9 @@ def _train_stages(trainer: Trainer, pos: Position, ctx: _FitContext, *, diagnose
 
 def _rates_by_probe(cfg: Config, splits: Splits[Any], model: FineTuneModel, ctx: _FitContext) -> Config:
     """The stages' ``lr_if_features_fit`` resolved by the linear probe on the pretrained features
-    (:mod:`tunelab.pretrained_fit`), on rank 0 for every rank; written into config.yaml."""
-    run_dir, dist, device = ctx.run_dir, ctx.dist, ctx.device
+    (:mod:`tunelab.pretrained_fit`), with what the modality asks the probe to decide, on rank 0 for
+    every rank."""
+    run_dir, dist, device, choice = ctx.run_dir, ctx.dist, ctx.device, ctx.task.probe_choice
     fit = dist.broadcast(
         probe_fit(
             model,
@@ -365,12 +363,12 @@ def _rates_by_probe(cfg: Config, splits: Splits[Any], model: FineTuneModel, ctx:
             cfg.data.eval_batch_size,
             device,
             cfg.run.seed,
-            mirror=mirror_wanted(cfg),
+            choice=choice if choice is not None and choice.wanted(cfg) else None,
         )
         if dist.main and probe_wanted(cfg)
         else None
     )
-    cfg, chosen = apply_fit(cfg, fit, getattr(splits.train, "native_side", None))
+    cfg, chosen = apply_fit(cfg, fit, splits.train, choice)
     log.info(
         "pretrained features: %s\n%s",
         "not probed (random weights, or too few examples)"
@@ -555,7 +553,7 @@ def _model_for_training(cfg: Config, ctx: _FitContext, pos: Position, folder: Pa
     ctx.objective.init_head(model.head.fc)  # a resume's checkpoint replaces it below
     model = place(model, ctx.device)
     if cfg.run.compile:
-        compile_blocks(model)
+        log.info("torch.compile: %d backbone modules and the head (compiled on first use)", model.compile_blocks())
     penalties = build_penalties(cfg.regularization.penalties, model, pretrained_reference(model, cfg.regularization.penalties))
     if dist.enabled:  # same initial weights everywhere (above); from here on each rank draws its own
         # augmentations and dropout masks, not copies of rank 0's
@@ -598,17 +596,6 @@ def _refit(
     if trainer.tb is not None:
         trainer.tb.close()
     return model, trainer, {"examples": len(merged.train), "epochs": [st.epochs for st in rcfg.stages]}
-
-
-def compile_blocks(model: FineTuneModel) -> None:
-    """``torch.compile`` every block of the backbone and the head, in place. Block by block, so the
-    cached paths (which run a stage's trainable tail block by block) use the compiled code too, and
-    parameter names stay as they are (checkpoints are unchanged)."""
-    seq = backbone_sequence(model.backbone) if isinstance(model.backbone, Backbone) else None
-    for m in [m for _, m in seq] if seq is not None else [model.backbone]:
-        m.compile()
-    model.head.compile()
-    log.info("torch.compile: %d backbone modules and the head (compiled on first use)", len(seq) if seq is not None else 1)
 
 
 def _final_tensorboard(tb: Any, cfg: Config, final: dict[str, Any], reported: tuple[str, ...], confusion_png: Path) -> None:

@@ -13,7 +13,8 @@ on every seed of the two tasks where the lower rate gained (photo-crops, texture
 less on every seed of the seven where it lost (lfw-face-vs-nonface 0.75-0.85, glyphs 0.78-0.83,
 digits 0.70-0.78, the rest lower).
 
-The same probe decides ``augment: auto`` for images (:mod:`tunelab.vision.auto_augment`).
+The same probe decides what a modality asks it to (``Task.probe_choice``: images, ``augment: auto``,
+:mod:`tunelab.vision.auto_augment`).
 
 The decisions are written into the run's config.yaml (``lr`` set, ``lr_if_features_fit`` removed,
 ``augment`` a preset), so that a resumed run and the refit train as the first fit chose.
@@ -30,8 +31,8 @@ import torch
 from tunelab.config import Config
 from tunelab.engine.model import FineTuneModel
 from tunelab.engine.probe import cv_accuracy, fit_standardised, pooled_features, stratified_sample
+from tunelab.engine.task import ProbeChoice
 from tunelab.objectives import objective_of
-from tunelab.vision.auto_augment import mirror_fit, resolve_augment
 
 log = logging.getLogger("tunelab")
 
@@ -61,12 +62,12 @@ def probe_fit(
     device: torch.device,
     seed: int,
     *,
-    mirror: bool = False,
+    choice: ProbeChoice | None = None,
 ) -> dict[str, Any] | None:
     """The linear probe's cross-validated accuracy on ``inputs`` (at most PROBE_MAX of them, a
-    stratified sample), the majority class's share and their kappa, and with ``mirror`` (image
-    batches) :func:`tunelab.vision.auto_augment.mirror_check`; None when cross-validation is impossible (a class with fewer
-    than two examples, or a single class)."""
+    stratified sample), the majority class's share and their kappa, and what the modality's
+    ``choice`` measures (images: the mirror check); None when cross-validation is impossible (a
+    class with fewer than two examples, or a single class)."""
     y = np.asarray(labels)
     counts = np.bincount(y)
     if (counts > 0).sum() < 2 or counts[counts > 0].min() < 2:
@@ -85,9 +86,9 @@ def probe_fit(
         "examples": len(sub),
         "threshold": FIT_KAPPA,
     }
-    if mirror:
+    if choice is not None:
         c = float(np.atleast_1d(clf.C_)[0])
-        out["mirror"] = mirror_fit(model, inputs[torch.from_numpy(sub)], x, y[sub], c, batch_size, device, seed)
+        out.update(choice.measure(model, inputs[torch.from_numpy(sub)], x, y[sub], c, batch_size, device, seed))
     return out
 
 
@@ -98,11 +99,13 @@ def features_fit(fit: dict[str, Any] | None) -> bool:
     return fit is not None and fit["kappa"] >= fit.get("threshold", FIT_KAPPA) - 1e-9
 
 
-def apply_fit(cfg: Config, fit: dict[str, Any] | None, native_side: int | None = None) -> tuple[Config, dict[str, str]]:
+def apply_fit(
+    cfg: Config, fit: dict[str, Any] | None, train: Any = None, choice: ProbeChoice | None = None
+) -> tuple[Config, dict[str, str]]:
     """The config with every ``lr_if_features_fit`` resolved: the stage's ``lr`` becomes it when the
     probe's kappa reaches FIT_KAPPA, and stays otherwise (also when ``fit`` is None); the field is
-    dropped either way. ``augment: auto`` becomes a preset (:func:`tunelab.vision.auto_augment.resolve_augment`; ``native_side``:
-    the training images' shorter side before resizing, None when unknown). Returns (config,
+    dropped either way. What the modality's ``choice`` decides from the probe (images: ``augment:
+    auto`` becomes a preset, by the ``train`` set's images) is resolved too. Returns (config,
     {key: what was chosen and why}) for the log."""
     fits = features_fit(fit)
     stages, chosen = [], {}
@@ -124,6 +127,7 @@ def apply_fit(cfg: Config, fit: dict[str, Any] | None, native_side: int | None =
         )
         chosen[f"stages.{i}"] = f"{rate} ({why})"
     cfg = cfg.model_copy(update={"stages": stages})
-    if cfg.regularization.augment == "auto":
-        cfg, chosen["regularization.augment"] = resolve_augment(cfg, fit, native_side)
+    if choice is not None:
+        cfg, more = choice.resolve(cfg, fit, train)
+        chosen.update(more)
     return cfg, chosen

@@ -36,6 +36,13 @@ class FineTuneModel(nn.Module):
         """Ordered named parameter groups of the whole model, input side first, head last."""
         return named_groups(self.backbone, self.head)
 
+    def compile_blocks(self) -> int:
+        """``torch.compile`` the backbone and the head in place (a backbone type may compile its
+        blocks one by one: the image model does); returns how many backbone modules were compiled."""
+        self.backbone.compile()
+        self.head.compile()
+        return 1
+
     def weights_source(self) -> str:
         """Where the backbone's weights came from, for the log: a backbone type that loads them says
         (``source``: packaged, the hub, a file); else they were initialised here."""

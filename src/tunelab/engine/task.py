@@ -56,6 +56,27 @@ class RawInputs(Protocol):
     def features(self, x: Any) -> tuple[Any, Any]: ...  # fitted on x: (transform, transformed x)
 
 
+class ProbeChoice(Protocol):
+    """A setting of the modality's that the probe on the pretrained features decides (images:
+    ``augment: auto``, by whether mirror images keep their class: :mod:`tunelab.vision.auto_augment`)."""
+
+    def wanted(self, cfg: Config) -> bool: ...  # whether the probe is to measure for it
+    def measure(  # what the probe records for it (fitted at the probe's C on the sampled examples)
+        self,
+        model: FineTuneModel,
+        inputs: Any,
+        features: np.ndarray,
+        labels: np.ndarray,
+        c: float,
+        batch_size: int,
+        device: torch.device,
+        seed: int,
+    ) -> dict[str, Any]: ...
+    def resolve(  # the config with it decided from the probe's record (None: no probe), {key: why}
+        self, cfg: Config, fit: dict[str, Any] | None, train: Any
+    ) -> tuple[Config, dict[str, str]]: ...
+
+
 class PostFit(Protocol):
     """A step after training that adds to the network before it is saved (texts: the lexical blend,
     :class:`tunelab.text.lexical_fit.LexicalStep`); one object a run, holding what it chose."""
@@ -100,6 +121,8 @@ class Task(Generic[D]):
     graph: GraphInputs  # the exported graph's inputs (tunelab export --format onnx / torchscript)
     library_export: LibraryExport | None = None  # the folder format named ``library``, where the library has one
     post_fit: Callable[[Config, Path], PostFit | None] | None = None  # the run's post-fit step, given its config and folder
+    probe_choice: ProbeChoice | None = None  # what the probe on the pretrained features decides for it
+    unlabeled: Callable[[str, D], Any] | None = None  # a folder of unlabelled examples to distil on (images)
     # the report summary's words on what the modality decided, from metrics.json and the config:
     # "probe" (appended to what the probe on the pretrained features led to), "post_fit" (a line of its own)
     summary_lines: Callable[[dict[str, Any], Config], dict[str, str]] = lambda metrics, cfg: {}

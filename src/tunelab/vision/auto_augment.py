@@ -120,3 +120,30 @@ def probe_outcome(metrics: dict[str, Any], cfg: Config) -> dict[str, str]:
     if cfg.regularization.augment == "light":
         outcome += f" and cropped them (source images of {CROP_MIN_SIDE} px or more)"
     return {"probe": outcome}
+
+
+class AugmentByProbe:
+    """``augment: auto`` as the probe's choice for images (:class:`tunelab.engine.task.ProbeChoice`)."""
+
+    def wanted(self, cfg: Config) -> bool:
+        return mirror_wanted(cfg)
+
+    def measure(
+        self,
+        model: FineTuneModel,
+        inputs: Any,
+        features: np.ndarray,
+        labels: np.ndarray,
+        c: float,
+        batch_size: int,
+        device: torch.device,
+        seed: int,
+    ) -> dict[str, Any]:
+        return {"mirror": mirror_fit(model, inputs, features, labels, c, batch_size, device, seed)}
+
+    def resolve(self, cfg: Config, fit: dict[str, Any] | None, train: Any) -> tuple[Config, dict[str, str]]:
+        """The preset of ``augment: auto`` (from the training images' shorter side before resizing)."""
+        if cfg.regularization.augment != "auto":
+            return cfg, {}
+        cfg, why = resolve_augment(cfg, fit, getattr(train, "native_side", None))
+        return cfg, {"regularization.augment": why}

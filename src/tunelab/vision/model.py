@@ -17,6 +17,7 @@ from tunelab.engine.model import FineTuneModel, run_backbone
 from tunelab.errors import ModelError
 from tunelab.heads import Head, PretrainedHead
 from tunelab.vision.backbones import Backbone, create_backbone
+from tunelab.vision.backbones.sequence import backbone_sequence
 
 log = logging.getLogger("tunelab")
 
@@ -32,6 +33,16 @@ class TuneModel(FineTuneModel):
         super().__init__(backbone, head)
         self.register_buffer("mean", torch.tensor(backbone.mean).view(1, -1, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(backbone.std).view(1, -1, 1, 1) * 255, persistent=False)
+
+    def compile_blocks(self) -> int:
+        """Block by block, so the cached paths (which run a stage's trainable tail block by block) use
+        the compiled code too, and parameter names stay as they are (checkpoints are unchanged)."""
+        seq = backbone_sequence(self.backbone)
+        blocks = [m for _, m in seq] if seq is not None else [self.backbone]
+        for m in blocks:
+            m.compile()
+        self.head.compile()
+        return len(blocks)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 or float images in [0, 255] -> the backbone's expected input distribution."""

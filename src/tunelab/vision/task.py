@@ -11,7 +11,7 @@ from tunelab.config import ModelConfig
 from tunelab.engine.model import FineTuneModel
 from tunelab.engine.task import Gallery, Task
 from tunelab.vision import data as image_data
-from tunelab.vision.auto_augment import probe_outcome
+from tunelab.vision.auto_augment import AugmentByProbe, probe_outcome
 from tunelab.vision.baselines import PixelInputs
 from tunelab.vision.card import card_facts
 from tunelab.vision.config import MODALITY, ImageDataConfig
@@ -53,4 +53,6 @@ IMAGES: Task[ImageDataConfig] = Task(
     library_export=TimmFolder(),
     decode_key="decode_cache",
     summary_lines=probe_outcome,
+    probe_choice=AugmentByProbe(),
+    unlabeled=image_data.load_unlabeled,
 )
