@@ -216,3 +216,15 @@ def test_a_run_on_larger_source_images_takes_crops_as_well(tiny_cfg, tmp_path, s
     tiny_cfg["run"]["baselines"] = False
     run = tunelab.fit(tiny_cfg)
     assert load_config(run.dir / "config.yaml").regularization.augment == preset
+
+
+def test_a_run_without_a_probe_says_why():
+    """Was: a multi-label run logged "not probed (random weights, or too few examples)"; the probe is
+    a classifier of one class per example."""
+    from tunelab.pretrained_fit import why_not_probed
+
+    assert why_not_probed(build_config({"model": {"pretrained": False}})) == "random weights"
+    multi = build_config({"data": {"problem": "multi_label"}})
+    assert why_not_probed(multi) == "the probe classifies one class per example; data.problem is multi_label"
+    _, chosen = _apply(multi, None)
+    assert "no probe: the probe classifies one class per example" in chosen["stages.1"]

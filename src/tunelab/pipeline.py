@@ -48,7 +48,7 @@ from tunelab.few_shot import apply_few_shot
 from tunelab.freezing import select
 from tunelab.metrics import format_metrics, per_class_table
 from tunelab.objectives import Objective, counted, objective_of
-from tunelab.pretrained_fit import apply_fit, probe_fit, probe_wanted, wanted
+from tunelab.pretrained_fit import apply_fit, probe_fit, probe_wanted, wanted, why_not_probed
 from tunelab.refit import refit_stages, should_refit
 from tunelab.regularizers import Penalty, build_penalties, check_coverage, pretrained_reference
 from tunelab.report import write_report
@@ -371,7 +371,7 @@ def _rates_by_probe(cfg: Config, splits: Splits[Any], model: FineTuneModel, ctx:
     cfg, chosen = apply_fit(cfg, fit, splits.train, choice)
     log.info(
         "pretrained features: %s\n%s",
-        "not probed (random weights, or too few examples)"
+        f"not probed ({why_not_probed(cfg)})"
         if fit is None
         else f"linear probe {fit['cv_accuracy']:.3f} cross-validated, majority class {fit['majority']:.3f}, "
         f"kappa {fit['kappa']:.2f}",

@@ -54,6 +54,16 @@ def probe_wanted(cfg: Config) -> bool:
     return wanted(cfg) and cfg.model.pretrained and objective_of(cfg).exclusive  # the probe is a classifier
 
 
+def why_not_probed(cfg: Config) -> str:
+    """Why a run has no probe record, in words (for the log and the stages' choices)."""
+    if not cfg.model.pretrained:
+        return "random weights"
+    problem = objective_of(cfg)
+    if not problem.exclusive:
+        return f"the probe classifies one class per example; data.problem is {problem.name}"
+    return "a class with fewer than 2 training examples"
+
+
 def probe_fit(
     model: FineTuneModel,
     inputs: Any,
@@ -121,7 +131,7 @@ def apply_fit(
             f"lr {st.lr_if_features_fit:g}" if fits else (f"lr {st.lr:g}" if st.lr is not None else f"lr_scale {st.lr_scale:g}")
         )
         why = (
-            "no probe: random weights, or a class with fewer than 2 training examples"
+            f"no probe: {why_not_probed(cfg)}"
             if fit is None
             else f"probe kappa {fit['kappa']:.2f} {'>=' if fits else '<'} {FIT_KAPPA}"
         )
