@@ -48,20 +48,21 @@ def wanted(cfg: Config) -> bool:
     return cfg.regularization.augment == "auto" or any(st.lr_if_features_fit is not None for st in cfg.stages)
 
 
+def _unprobed(cfg: Config) -> str | None:
+    """Why the run's pretrained features cannot be probed (random weights tell nothing; the
+    objective says whether its problem has the probe's classes); None where they can."""
+    return "random weights" if not cfg.model.pretrained else objective_of(cfg).unprobed()
+
+
 def probe_wanted(cfg: Config) -> bool:
-    """Whether there are pretrained features to ask (random weights tell nothing: then every
-    stage keeps its lr and ``augment: auto`` flips)."""
-    return wanted(cfg) and cfg.model.pretrained and objective_of(cfg).exclusive  # the probe is a classifier
+    """Whether there are pretrained features to ask (else every stage keeps its lr and
+    ``augment: auto`` flips)."""
+    return wanted(cfg) and _unprobed(cfg) is None
 
 
 def why_not_probed(cfg: Config) -> str:
     """Why a run has no probe record, in words (for the log and the stages' choices)."""
-    if not cfg.model.pretrained:
-        return "random weights"
-    problem = objective_of(cfg)
-    if not problem.exclusive:
-        return f"the probe classifies one class per example; data.problem is {problem.name}"
-    return "a class with fewer than 2 training examples"
+    return _unprobed(cfg) or "a class with fewer than 2 training examples"
 
 
 def probe_fit(

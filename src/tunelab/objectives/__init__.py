@@ -93,6 +93,11 @@ class Objective(Protocol):
         """An int64 key per example that stratified splits and per-class caps group by."""
         ...
 
+    def unprobed(self) -> str | None:
+        """Why the linear probe on the pretrained features (a classifier of one class per example)
+        does not apply to this problem type, in words; None where it does."""
+        ...
+
     def check(self, labels: np.ndarray, names: list[str], source: str) -> None:
         """Refuse training targets the objective cannot learn from (one class, a label never seen)."""
         ...

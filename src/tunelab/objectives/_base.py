@@ -5,7 +5,7 @@ nothing, validation decides nothing and a finished run keeps nothing."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -18,6 +18,12 @@ def plain_cell(row: Mapping[str, Any], column: str) -> str:
 
 
 class BaseObjective:
+    name: ClassVar[str]
+    exclusive: ClassVar[bool]
+
+    def unprobed(self) -> str | None:
+        return None if self.exclusive else f"the probe classifies one class per example; data.problem is {self.name}"
+
     def columns(self, column: str) -> list[str]:
         return [column]
 
