@@ -87,9 +87,9 @@ def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = N
     _check_format(run, format)
     path = Path(out) if out is not None else Path(run_dir) / _GRAPH_OUT.get(format, f"export/{format}")
     examples = real_examples(run, check)
-    checked = len(as_tensors(run, examples, check)[0])
+    inputs = as_tensors(run, examples, check)  # what the graph formats are fed; every format checks this many
     if format in _GRAPH_OUT:
-        diff, output = _graph_export(run, Path(run_dir), format, path, examples, check), run.objective.exported
+        diff, output = _graph_export(run, Path(run_dir), format, path, inputs), run.objective.exported
         checked_by = _GRAPH_CHECKED_BY[format]
     else:
         folder = _library_owners()[format].library_export
@@ -97,15 +97,14 @@ def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = N
         card = model_card(run_dir, library_name=format, usage=folder.usage(run, str(path)))
         diff, output, checked_by = folder.write(run, path, card, examples, check), run.objective.outputs, folder.checked_by
     follow_umask(path)  # the libraries writing the weights leave them 0600
-    result = Export(path, format, diff, checked, time.perf_counter() - t0, output, checked_by)
+    result = Export(path, format, diff, len(inputs[0]), time.perf_counter() - t0, output, checked_by)
     log.info(result.describe())
     return result
 
 
-def _graph_export(run: Run, run_dir: Path, fmt: str, path: Path, examples: Any, check: int) -> float:
-    """The ONNX or TorchScript file of the run; the largest |PyTorch - exported| output on ``examples``."""
-    graph, output = task_for(run.config).graph, run.objective.exported
-    inputs, names = as_tensors(run, examples, check), input_names(run)
+def _graph_export(run: Run, run_dir: Path, fmt: str, path: Path, inputs: tuple[Any, ...]) -> float:
+    """The ONNX or TorchScript file of the run; the largest |PyTorch - exported| output on ``inputs``."""
+    graph, output, names = task_for(run.config).graph, run.objective.exported, input_names(run)
     card = model_card(run_dir, library_name="onnx" if fmt == "onnx" else "pytorch", usage=_graph_usage(run, names, fmt))
     meta = graph_metadata(card, run.classes, names, graph.image_size(run.config), run.decoding(output))
     module = inference_module(run)
