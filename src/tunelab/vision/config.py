@@ -93,16 +93,11 @@ def check_image_config(cfg: Config) -> None:
         )
 
 
-def _no_claim(raw: dict[str, Any]) -> bool:
-    return False
-
-
 MODALITY = Modality(
     name="images",
     family="timm",
     data=ImageDataConfig,
     stages=image_stages,
-    claims=_no_claim,
     check=check_image_config,
     fallback=True,
 )
