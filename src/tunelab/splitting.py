@@ -70,10 +70,7 @@ def split_indices(
     val and test indices and the generator that later per-class caps continue with. ``labels``
     are the source's targets; what a split keeps in proportion is the objective's strata (the
     classes of a single-label problem)."""
-    objective = data_objective(cfg)
-    if not objective.exclusive:
-        labels = objective.strata(labels)
-        classes = [f"{objective.examples} group {k}" for k in range(int(labels.max()) + 1)] if len(labels) else []
+    labels, classes = data_objective(cfg).split_groups(labels, classes)
     rng = np.random.default_rng(cfg.seed)
     pool = np.arange(len(labels))
     test_idx = None

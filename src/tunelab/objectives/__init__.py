@@ -93,6 +93,11 @@ class Objective(Protocol):
         """An int64 key per example that stratified splits and per-class caps group by."""
         ...
 
+    def split_groups(self, labels: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str]]:
+        """The groups stratified splits keep in proportion, and their names for messages: the
+        classes themselves, or numbered groups of ``strata``."""
+        ...
+
     def unprobed(self) -> str | None:
         """Why the linear probe on the pretrained features (a classifier of one class per example)
         does not apply to this problem type, in words; None where it does."""

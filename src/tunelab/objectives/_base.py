@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -20,6 +21,15 @@ def plain_cell(row: Mapping[str, Any], column: str) -> str:
 class BaseObjective:
     name: ClassVar[str]
     exclusive: ClassVar[bool]
+
+    examples: ClassVar[str]
+
+    def strata(self, labels: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def split_groups(self, labels: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str]]:
+        strata = self.strata(labels)
+        return strata, [f"{self.examples} group {k}" for k in range(int(strata.max()) + 1)] if len(strata) else []
 
     def unprobed(self) -> str | None:
         return None if self.exclusive else f"the probe classifies one class per example; data.problem is {self.name}"

@@ -116,6 +116,9 @@ class SingleLabel(BaseObjective):
     def strata(self, labels: np.ndarray) -> np.ndarray:
         return labels
 
+    def split_groups(self, labels: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str]]:
+        return labels, names  # the classes, named as the data names them
+
     def check(self, labels: np.ndarray, names: list[str], source: str) -> None:
         if len(names) < 2:
             raise DataError(
